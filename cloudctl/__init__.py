@@ -1,0 +1,1 @@
+"""cloudctl: operations console of a government cloud and e-government extranet."""

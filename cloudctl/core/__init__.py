@@ -1,0 +1,1 @@
+"""The core: configuration, database, base model, errors, audit, principals and jobs."""

@@ -1,0 +1,78 @@
+"""Who is acting, and what each role may do.
+
+Authorisation is decided here and in the services, once, for both the CLI and the
+API. A permission is ``domain.entity:verb``; each role holds a few patterns.
+A ``dept`` principal is also bound to one unit: the services narrow every query to
+that unit's subtree and answer "not found" for records outside it, so a department
+cannot even learn that another unit's record exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from cloudctl.core.errors import PermissionDenied
+from cloudctl.core.models import LabelledEnum
+
+__all__ = ["ROLE_GRANTS", "Principal", "Role", "authorize", "can", "system_principal"]
+
+
+class Role(LabelledEnum):
+    ADMIN = "admin", "管理员", "red"
+    OPS = "ops", "运维工程师", "cyan"
+    SECOPS = "secops", "安全运营", "magenta"
+    DUTY = "duty", "值班员", "yellow"
+    AUDITOR = "auditor", "审计员(只读)", "blue"
+    DEPT = "dept", "部门用户", "green"
+
+
+# Patterns are matched with fnmatch; the first domain word names the package.
+ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
+    Role.ADMIN: ("*",),
+    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*"),
+    Role.SECOPS: ("org.*:read", "job:*"),
+    Role.DUTY: ("org.*:read", "job:read"),
+    Role.AUDITOR: ("*:read",),
+    # dept rights are further narrowed to the principal's own unit by the services.
+    Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    username: str
+    role: Role
+    user_id: int | None = None
+    unit_id: int | None = None
+    unit_code: str | None = None
+    # The bound unit's materialised path ("/1/5/"), so scoping needs no extra query.
+    unit_path: str | None = None
+    via: Literal["api", "cli", "system"] = "api"
+
+    @property
+    def is_scoped(self) -> bool:
+        """True when every record this principal touches must belong to its unit."""
+        return self.role is Role.DEPT
+
+    @property
+    def actor(self) -> str:
+        return f"{self.via}:{self.username}"
+
+
+def system_principal(name: str = "system", *, via: Literal["api", "cli", "system"] = "system") -> Principal:
+    """The identity of cloudctl itself (migrations, the demo seeder, the job runner's own work)."""
+    return Principal(username=name, role=Role.ADMIN, via=via)
+
+
+def can(principal: Principal, permission: str) -> bool:
+    return any(fnmatchcase(permission, pattern) for pattern in ROLE_GRANTS[principal.role])
+
+
+def authorize(principal: Principal, permission: str) -> None:
+    if not can(principal, permission):
+        raise PermissionDenied(
+            f"role {principal.role.value} ({principal.role.label}) may not {permission}",
+            permission=permission,
+        )

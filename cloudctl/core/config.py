@@ -1,0 +1,112 @@
+"""Settings, read once from the environment (``CLOUDCTL_*``) and an optional TOML file.
+
+The TOML file is named by ``CLOUDCTL_CONFIG``; environment variables win over it,
+so an operator can override one value for one run without editing the file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "default_data_dir", "get_settings", "reset_settings"]
+
+
+def default_data_dir() -> Path:
+    """Where an embedded (SQLite) deployment keeps its files: the XDG data home."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cloudctl"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLOUDCTL_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Empty means: a SQLite file inside data_dir (the embedded default).
+    database_url: str = ""
+    database_echo: bool = False
+    display_timezone: str = "Asia/Shanghai"
+    # API tokens expire; a department's integration must be re-issued a token this often.
+    token_ttl_days: int = Field(default=180, ge=1, le=3650)
+    api_page_limit_max: int = Field(default=1000, ge=1)
+    # The in-process job runner: how long a claimed job may go without a heartbeat
+    # before another runner takes it over (a crashed process leaves its jobs behind).
+    job_lease_seconds: int = Field(default=60, ge=5)
+    job_poll_seconds: float = Field(default=0.5, gt=0)
+    config_file: Path | None = None
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_sqlite_default_in_production(self) -> Settings:
+        if self.environment == "production" and not self.database_url:
+            raise ValueError("database_url: production needs an explicit database (postgresql+psycopg://…)")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'cloudctl.db'}"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CLOUDCTL_CONFIG") or os.environ.get("CLOUDCTL_CONFIG_FILE")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ValueError(f"CLOUDCTL_CONFIG: no such file: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+_override: Settings | None = None
+
+
+@lru_cache(maxsize=1)
+def _load() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """The settings of this process; tests replace them with :func:`reset_settings`."""
+    return _override if _override is not None else _load()
+
+
+def reset_settings(settings: Settings | None = None, **overrides: Any) -> Settings:
+    """Drop cached settings; with arguments, use exactly these from now on."""
+    global _override
+    _load.cache_clear()
+    if settings is None and overrides:
+        settings = Settings(**overrides)
+    _override = settings
+    return get_settings()

@@ -1,0 +1,464 @@
+"""Durable jobs: long work (provisioning, scans, collection, baseline runs) as rows a worker runs.
+
+A job is a row with status, progress, a log and an optional idempotency key; a
+worker *claims* it with a lease and keeps the lease fresh with heartbeats. If the
+worker dies, the lease runs out and another worker takes the job over, handing the
+handler the checkpoint it last saved, so work resumes instead of starting again.
+Claiming is one conditional UPDATE, so any number of workers (threads in the API,
+``cloudctl job work`` processes, or a real queue later) can share one database.
+
+Handlers should commit their own work in short transactions (``ctx.session()``)
+and report progress between them: on SQLite a progress write waits for any open
+write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Engine, ForeignKey, String, Text, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from cloudctl.core.auth import Principal, Role, authorize
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import CloudctlError, InvalidInput, NotFound
+from cloudctl.core.models import Base, LabelledEnum, enum_column, utcnow
+
+__all__ = [
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobLogLine",
+    "JobRunner",
+    "JobStatus",
+    "cancel_job",
+    "get_job",
+    "job_handler",
+    "job_log",
+    "list_jobs",
+    "registered_kinds",
+    "retry_job",
+    "submit_job",
+]
+
+log = logging.getLogger(__name__)
+
+
+class JobStatus(LabelledEnum):
+    QUEUED = "queued", "排队", "white"
+    RUNNING = "running", "运行中", "cyan"
+    SUCCEEDED = "succeeded", "成功", "green"
+    FAILED = "failed", "失败", "red"
+    CANCELLED = "cancelled", "已取消", "yellow"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[JobStatus] = mapped_column(enum_column(JobStatus, 16), default=JobStatus.QUEUED, index=True)
+    # Submitting twice with one key gives back the first job: a retried request never runs work twice.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int | None]
+    message: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_by_role: Mapped[str] = mapped_column(String(16))
+    # The unit the work is for: a department sees the jobs of its own unit only.
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.progress_total:
+            return None
+        return min(1.0, self.progress_done / self.progress_total)
+
+
+class JobLogLine(Base):
+    __tablename__ = "job_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(String(8), default="info")
+    line: Mapped[str] = mapped_column(Text)
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler by :meth:`JobContext.progress` once someone cancelled the job."""
+
+
+JobHandler = Callable[["JobContext"], dict[str, Any] | None]
+_handlers: dict[str, JobHandler] = {}
+
+
+def job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
+    """Register the function that runs jobs of this kind."""
+
+    def register(func: JobHandler) -> JobHandler:
+        _handlers[kind] = func
+        return func
+
+    return register
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_handlers)
+
+
+# ---------------------------------------------------------------- service
+
+
+def submit_job(
+    session: Session,
+    principal: Principal,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    unit_id: int | None = None,
+    max_attempts: int = 3,
+) -> Job:
+    """Queue a job. Domain services call this after their own authorisation checks."""
+    if kind not in _handlers:
+        raise InvalidInput(f"no handler for job kind {kind!r}", field="kind")
+    if idempotency_key is not None:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing
+    job = Job(
+        kind=kind,
+        params=params or {},
+        idempotency_key=idempotency_key,
+        unit_id=unit_id,
+        max_attempts=max_attempts,
+        created_by=principal.actor,
+        created_by_role=principal.role.value,
+        status=JobStatus.QUEUED,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        # Another request with the same key won the race: give back its job.
+        found = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if found is None:
+            raise
+        return found
+    return job
+
+
+def _visible(principal: Principal, job: Job) -> bool:
+    return not principal.is_scoped or (job.unit_id is not None and job.unit_id == principal.unit_id)
+
+
+def get_job(session: Session, principal: Principal, job_id: int) -> Job:
+    authorize(principal, "job:read")
+    job = session.get(Job, job_id)
+    if job is None or not _visible(principal, job):
+        raise NotFound(f"no job with id {job_id}", field="id")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Job], int]:
+    authorize(principal, "job:read")
+    query = select(Job)
+    if principal.is_scoped:
+        query = query.where(Job.unit_id == principal.unit_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def job_log(session: Session, principal: Principal, job_id: int, *, after_id: int = 0) -> list[JobLogLine]:
+    get_job(session, principal, job_id)
+    query = select(JobLogLine).where(JobLogLine.job_id == job_id, JobLogLine.id > after_id)
+    return list(session.scalars(query.order_by(JobLogLine.id)).all())
+
+
+def cancel_job(session: Session, principal: Principal, job_id: int) -> Job:
+    authorize(principal, "job:cancel")
+    job = get_job(session, principal, job_id)
+    if job.status.finished:
+        raise InvalidInput(f"job {job_id} already {job.status.value}", field="status")
+    # A queued job never starts; a running one stops at its next progress report.
+    job.status = JobStatus.CANCELLED
+    job.finished_at = utcnow()
+    session.add(JobLogLine(job_id=job.id, level="warning", line=f"cancelled by {principal.actor}"))
+    return job
+
+
+def retry_job(session: Session, principal: Principal, job_id: int) -> Job:
+    authorize(principal, "job:retry")
+    job = get_job(session, principal, job_id)
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise InvalidInput(f"only failed or cancelled jobs are retried; job {job_id} is {job.status.value}",
+                           field="status")
+    job.status = JobStatus.QUEUED
+    job.attempts = 0
+    job.error = None
+    job.finished_at = None
+    session.add(JobLogLine(job_id=job.id, line=f"retried by {principal.actor}"))
+    return job
+
+
+# ---------------------------------------------------------------- running
+
+
+class JobContext:
+    """What a handler sees: its parameters, the last checkpoint, and ways to report."""
+
+    def __init__(self, factory: sessionmaker[Session], job: Job, owner: str, lease: timedelta) -> None:
+        self._factory = factory
+        self._owner = owner
+        self._lease = lease
+        self.job_id = job.id
+        self.kind = job.kind
+        self.params: dict[str, Any] = dict(job.params or {})
+        self.checkpoint: dict[str, Any] | None = dict(job.checkpoint) if job.checkpoint else None
+        self.attempt = job.attempts
+        self.principal = Principal(username=job.created_by.split(":", 1)[-1], role=Role(job.created_by_role),
+                                   via="system")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work for the handler's own changes: committed on success."""
+        session = self._factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def _touch(self, **values: Any) -> None:
+        now = utcnow()
+        with self.session() as session:
+            changed = session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == self._owner, Job.status == JobStatus.RUNNING)
+                .values(heartbeat_at=now, lease_expires_at=now + self._lease, **values)
+            ).rowcount  # type: ignore[attr-defined]
+        if not changed:
+            raise JobCancelled(f"job {self.job_id} was cancelled or taken over by another worker")
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        values: dict[str, Any] = {"progress_done": done}
+        if total is not None:
+            values["progress_total"] = total
+        if message is not None:
+            values["message"] = message[:255]
+        self._touch(**values)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Remember how far the work got; a worker that takes over after a crash starts from here."""
+        self.checkpoint = dict(state)
+        self._touch(checkpoint=self.checkpoint)
+
+    def log(self, line: str, *, level: str = "info") -> None:
+        with self.session() as session:
+            session.add(JobLogLine(job_id=self.job_id, level=level, line=line))
+
+    def heartbeat(self) -> None:
+        self._touch()
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobRunner:
+    """Claims and runs jobs. ``run_once`` for tests and the CLI; ``start`` for a background thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owner: str | None = None,
+        kinds: list[str] | None = None,
+        lease_seconds: float | None = None,
+        poll_seconds: float | None = None,
+    ) -> None:
+        settings = get_settings()
+        self._factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self.owner = owner or default_owner()
+        self.kinds = kinds
+        self.lease = timedelta(seconds=lease_seconds if lease_seconds is not None else settings.job_lease_seconds)
+        self.poll = poll_seconds if poll_seconds is not None else settings.job_poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def claim(self, job_id: int | None = None) -> Job | None:
+        """Take one runnable job: queued, or running under a lease that has run out."""
+        now = utcnow()
+        with self._factory() as session:
+            query = select(Job.id).where(
+                or_(
+                    Job.status == JobStatus.QUEUED,
+                    (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
+                )
+            )
+            if job_id is not None:
+                query = query.where(Job.id == job_id)
+            kinds = self.kinds if self.kinds is not None else registered_kinds()
+            query = query.where(Job.kind.in_(kinds))
+            candidates = list(session.scalars(query.order_by(Job.id).limit(5)))
+            for candidate in candidates:
+                # The conditional UPDATE is the claim: only one worker's WHERE still matches.
+                claimed = session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == candidate,
+                        or_(
+                            Job.status == JobStatus.QUEUED,
+                            (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
+                        ),
+                    )
+                    .values(
+                        status=JobStatus.RUNNING,
+                        lease_owner=self.owner,
+                        lease_expires_at=now + self.lease,
+                        heartbeat_at=now,
+                        attempts=Job.attempts + 1,
+                        started_at=func.coalesce(Job.started_at, now),
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+                session.commit()
+                if claimed:
+                    job = session.get(Job, candidate, populate_existing=True)
+                    assert job is not None
+                    return job
+        return None
+
+    def run_once(self, job_id: int | None = None) -> Job | None:
+        """Claim and run one job to its end; returns it, or None when nothing was runnable."""
+        job = self.claim(job_id)
+        if job is None:
+            return None
+        self._run(job)
+        with self._factory() as session:
+            return session.get(Job, job.id)
+
+    def _finish(self, job_id: int, **values: Any) -> None:
+        with self._factory() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == self.owner, Job.status == JobStatus.RUNNING)
+                .values(finished_at=utcnow(), lease_expires_at=None, **values)
+            )
+            session.commit()
+
+    def _log(self, job_id: int, line: str, level: str = "info") -> None:
+        with self._factory() as session:
+            session.add(JobLogLine(job_id=job_id, level=level, line=line))
+            session.commit()
+
+    def _run(self, job: Job) -> None:
+        handler = _handlers.get(job.kind)
+        if handler is None:  # a kind this process does not know: leave it for one that does
+            self._finish(job.id, status=JobStatus.QUEUED, lease_owner=None, finished_at=None)
+            return
+        if job.attempts > job.max_attempts:
+            self._log(job.id, f"given up after {job.max_attempts} attempts", "error")
+            self._finish(job.id, status=JobStatus.FAILED, error=f"abandoned after {job.max_attempts} attempts")
+            return
+        if job.attempts > 1:
+            self._log(job.id, f"attempt {job.attempts}: taken over by {self.owner}"
+                      + (" from its checkpoint" if job.checkpoint else ""), "warning")
+        ctx = JobContext(self._factory, job, self.owner, self.lease)
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(ctx, beat_stop), daemon=True)
+        beat.start()
+        try:
+            result = handler(ctx)
+        except JobCancelled:
+            self._log(job.id, "stopped: cancelled", "warning")
+            return
+        except CloudctlError as exc:
+            self._log(job.id, f"failed: {exc}", "error")
+            self._finish(job.id, status=JobStatus.FAILED, error=str(exc))
+        except Exception as exc:  # a handler's bug must not kill the worker; the traceback goes to the job log
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            self._log(job.id, traceback.format_exc(), "error")
+            self._finish(job.id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        else:
+            self._finish(job.id, status=JobStatus.SUCCEEDED, result=result)
+        finally:
+            beat_stop.set()
+            beat.join()
+
+    def _beat(self, ctx: JobContext, stop: threading.Event) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+        while not stop.wait(interval):
+            try:
+                ctx.heartbeat()
+            except JobCancelled:
+                return
+            except Exception:  # a missed heartbeat is retried; the lease has slack for two misses
+                log.warning("heartbeat of job %s failed", ctx.job_id, exc_info=True)
+
+    # -- background thread
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"cloudctl-jobs-{self.owner}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:  # the worker loop is a process top level: log and keep serving
+                log.exception("job runner loop error")
+                ran = None
+            if ran is None:
+                self._stop.wait(self.poll)

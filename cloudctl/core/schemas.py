@@ -1,0 +1,89 @@
+"""Schema pieces every domain shares: pages of results, and turning validation errors into ours."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cloudctl.core.errors import FieldError, InvalidInput
+from cloudctl.core.jobs import JobStatus
+
+__all__ = ["AuditEntryPublic", "JobLogLinePublic", "JobPublic", "Page", "Schema", "field_errors", "parse"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True, str_strip_whitespace=True, extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def field_errors(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(part) for part in (*prefix, *err["loc"])]
+        message = err["msg"]
+        # pydantic prefixes custom ValueErrors with "Value error, "; people want just the reason.
+        message = message.removeprefix("Value error, ")
+        errors.append(FieldError(".".join(loc) or "body", message))
+    return errors
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate input from the CLI or a file, raising :class:`InvalidInput` that names each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        first = errors[0]
+        detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+        raise InvalidInput(detail, errors=errors, field_hint=first.field) from None
+
+
+class AuditEntryPublic(Schema):
+    id: int
+    at: datetime
+    actor: str
+    actor_role: str
+    action: str
+    entity: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class JobLogLinePublic(Schema):
+    id: int
+    at: datetime
+    level: str
+    line: str
+
+
+class JobPublic(Schema):
+    id: int
+    kind: str
+    status: JobStatus
+    idempotency_key: str | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    progress_done: int
+    progress_total: int | None
+    fraction: float | None
+    message: str | None
+    error: str | None
+    attempts: int
+    max_attempts: int
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None

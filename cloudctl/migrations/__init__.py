@@ -1,0 +1,1 @@
+"""Alembic migrations of the cloudctl database, shipped inside the package."""

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus exporter, alert rules, dashboards and the big-screen page."""

@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite.
+
+Every test that asks for ``session`` runs twice: on SQLite and on a real PostgreSQL
+server that the suite starts itself (``CLOUDCTL_TEST_DATABASES=sqlite`` narrows this
+for a quick local run; CI always runs both). The schema is built by the Alembic
+migrations, so the migrations are tested too; each test runs inside a transaction
+that is rolled back, with the code under test committing to a savepoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from cloudctl.core.config import Settings, reset_settings
+from cloudctl.core.db import dispose_engines, make_engine
+from cloudctl.core.migrate import upgrade
+
+DATABASES = [name.strip() for name in os.environ.get("CLOUDCTL_TEST_DATABASES", "sqlite,postgresql").split(",")
+             if name.strip()]
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.support.pgserver import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'cloudctl.db'}"
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        return str(server.create_database("cloudctl_test"))  # type: ignore[attr-defined]
+    raise ValueError(f"CLOUDCTL_TEST_DATABASES: unknown database {request.param!r}")
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Iterator[Settings]:
+    settings = reset_settings(Settings(data_dir=tmp_path / "data", database_url=db_url))
+    yield settings
+    reset_settings()
+    dispose_engines()
+
+
+@pytest.fixture
+def session(engine: Engine, settings: Settings) -> Iterator[Session]:
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
