@@ -1,0 +1,554 @@
+"""The rules of the organisation domain: units, business systems, users and tokens.
+
+Every function takes the caller's session and principal; none commits. A ``dept``
+principal sees only its own unit's subtree: records outside it are "not found".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cloudctl.core import audit
+from cloudctl.core.auth import Principal, Role, authorize, can
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import ALLOWED_PARENTS, ApiToken, BusinessSystem, Unit, UnitKind, User
+from cloudctl.org.schemas import (
+    BusinessSystemCreate,
+    BusinessSystemUpdate,
+    UnitCreate,
+    UnitUpdate,
+    UserCreate,
+)
+
+__all__ = [
+    "ImportResult",
+    "authenticate_token",
+    "create_system",
+    "create_token",
+    "create_unit",
+    "create_user",
+    "find_unit",
+    "get_system",
+    "get_unit",
+    "get_user",
+    "import_units",
+    "list_systems",
+    "list_tokens",
+    "list_units",
+    "list_users",
+    "principal_for_user",
+    "revoke_token",
+    "unit_scope",
+    "update_system",
+    "update_unit",
+]
+
+UNIT_AUDIT_FIELDS = ("code", "name", "kind", "parent_code", "contact_name", "contact_phone", "contact_email")
+SYSTEM_AUDIT_FIELDS = ("unit_code", "name", "mlps_level", "contact_name", "contact_phone", "contact_email",
+                       "description")
+CONTACT_FIELDS = frozenset({"contact_name", "contact_phone", "contact_email"})
+TOKEN_PREFIX = "cct_"
+
+
+# ---------------------------------------------------------------- scope
+
+
+def unit_scope(principal: Principal) -> ColumnElement[bool] | None:
+    """The filter that keeps a scoped principal inside its unit's subtree; None for everyone else."""
+    if not principal.is_scoped:
+        return None
+    if principal.unit_path is None:
+        # A dept user whose unit was never set sees nothing rather than everything.
+        return Unit.id == -1
+    return Unit.path.startswith(principal.unit_path)
+
+
+def _in_scope(principal: Principal, unit: Unit) -> bool:
+    return not principal.is_scoped or (
+        principal.unit_path is not None and unit.path.startswith(principal.unit_path)
+    )
+
+
+def _page(limit: int, offset: int) -> tuple[int, int]:
+    cap = get_settings().api_page_limit_max
+    if limit < 1 or limit > cap:
+        raise InvalidInput(f"must be between 1 and {cap}", field="limit")
+    if offset < 0:
+        raise InvalidInput("must not be negative", field="offset")
+    return limit, offset
+
+
+# ---------------------------------------------------------------- units
+
+
+def find_unit(session: Session, principal: Principal, code: str) -> Unit | None:
+    authorize(principal, "org.unit:read")
+    unit = session.scalar(select(Unit).where(Unit.code == code))
+    if unit is None or not _in_scope(principal, unit):
+        return None
+    return unit
+
+
+def get_unit(session: Session, principal: Principal, code: str, *, field_name: str = "code") -> Unit:
+    unit = find_unit(session, principal, code)
+    if unit is None:
+        raise NotFound(f"no unit with code {code!r}", field=field_name)
+    return unit
+
+
+def list_units(
+    session: Session,
+    principal: Principal,
+    *,
+    kind: UnitKind | None = None,
+    parent: str | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Unit], int]:
+    authorize(principal, "org.unit:read")
+    limit, offset = _page(limit, offset)
+    query = select(Unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if kind is not None:
+        query = query.where(Unit.kind == kind)
+    if parent is not None:
+        parent_unit = get_unit(session, principal, parent, field_name="parent")
+        query = query.where(Unit.parent_id == parent_unit.id)
+    if q:
+        query = query.where(Unit.name.contains(q, autoescape=True) | Unit.code.contains(q, autoescape=True))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(Unit.code).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def _check_parent(kind: UnitKind, parent: Unit | None) -> None:
+    allowed = ALLOWED_PARENTS[kind]
+    parent_kind = parent.kind if parent is not None else None
+    if parent_kind not in allowed:
+        if parent is None:
+            raise InvalidInput(f"a {kind.value} ({kind.label}) needs a parent unit", field="parent")
+        wanted = ", ".join(sorted(k.value for k in allowed if k is not None)) or "none"
+        raise InvalidInput(
+            f"a {kind.value} ({kind.label}) cannot stand under {parent.code} "
+            f"({parent_kind.value if parent_kind else 'none'}); its parent must be: {wanted}",
+            field="parent",
+        )
+
+
+def _unit_by_code(session: Session, code: str) -> Unit | None:
+    return session.scalar(select(Unit).where(Unit.code == code))
+
+
+def create_unit(session: Session, principal: Principal, data: UnitCreate) -> Unit:
+    authorize(principal, "org.unit:write")
+    if _unit_by_code(session, data.code) is not None:
+        raise Conflict(f"a unit with code {data.code!r} already exists", field="code")
+    parent = None
+    if data.parent is not None:
+        parent = _unit_by_code(session, data.parent)
+        if parent is None:
+            raise InvalidInput(f"no unit with code {data.parent!r}", field="parent")
+    _check_parent(data.kind, parent)
+    if data.kind is UnitKind.CITY and session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)):
+        raise Conflict("this deployment already has its city; one deployment serves one city", field="kind")
+    unit = Unit(
+        code=data.code,
+        name=data.name,
+        kind=data.kind,
+        parent=parent,
+        parent_id=parent.id if parent else None,
+        contact_name=data.contact_name,
+        contact_phone=data.contact_phone,
+        contact_email=data.contact_email,
+    )
+    session.add(unit)
+    _flush(session, "code", f"a unit with code {data.code!r} already exists")
+    unit.path = f"{parent.path if parent else '/'}{unit.id}/"
+    audit.record(session, principal, action="create", entity="unit", entity_id=unit.code,
+                 after=audit.snapshot(unit, UNIT_AUDIT_FIELDS), unit_id=unit.id)
+    return unit
+
+
+def update_unit(session: Session, principal: Principal, code: str, data: UnitUpdate) -> Unit:
+    changes = data.model_dump(exclude_unset=True)
+    if set(changes) <= CONTACT_FIELDS and can(principal, "org.unit:write-contacts"):
+        # Departments keep their own contacts current; structure is the bureau's to change.
+        authorize(principal, "org.unit:write-contacts")
+    else:
+        authorize(principal, "org.unit:write")
+    unit = get_unit(session, principal, code)
+    before = audit.snapshot(unit, UNIT_AUDIT_FIELDS)
+    for name in ("name", "kind", "parent"):
+        if name in changes and changes[name] is None:
+            if name == "parent" and unit.kind is UnitKind.CITY:
+                continue
+            raise InvalidInput("must not be null", field=name)
+
+    new_kind = changes.get("kind", unit.kind)
+    new_parent = unit.parent
+    if "parent" in changes and changes["parent"] is not None:
+        new_parent = _unit_by_code(session, changes["parent"])
+        if new_parent is None:
+            raise InvalidInput(f"no unit with code {changes['parent']!r}", field="parent")
+        if new_parent.path.startswith(unit.path):
+            raise InvalidInput(
+                f"{new_parent.code} is {unit.code} itself or below it; the unit tree cannot have a cycle",
+                field="parent",
+            )
+    if new_kind != unit.kind or new_parent is not unit.parent:
+        _check_parent(new_kind, new_parent)
+        child_kinds = set(session.scalars(select(Unit.kind).where(Unit.parent_id == unit.id).distinct()))
+        misfits = sorted(k.value for k in child_kinds if new_kind not in ALLOWED_PARENTS[k])
+        if misfits:
+            raise InvalidInput(
+                f"units of kind {', '.join(misfits)} stand under {unit.code}; they cannot stand under a "
+                f"{new_kind.value}",
+                field="kind",
+            )
+
+    for name in ("name", *sorted(CONTACT_FIELDS)):
+        if name in changes:
+            setattr(unit, name, changes[name])
+    unit.kind = new_kind
+    if new_parent is not unit.parent and new_parent is not None:
+        _move_subtree(session, unit, new_parent)
+    audit.record(session, principal, action="update", entity="unit", entity_id=unit.code,
+                 before=before, after=audit.snapshot(unit, UNIT_AUDIT_FIELDS), unit_id=unit.id)
+    session.flush()
+    return unit
+
+
+def _move_subtree(session: Session, unit: Unit, new_parent: Unit) -> None:
+    old_path = unit.path
+    new_path = f"{new_parent.path}{unit.id}/"
+    unit.parent = new_parent
+    unit.parent_id = new_parent.id
+    session.flush()
+    # One statement re-roots the whole subtree (the unit included).
+    session.execute(
+        update(Unit)
+        .where(Unit.path.startswith(old_path))
+        .values(path=new_path + func.substr(Unit.path, len(old_path) + 1))
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
+
+
+@dataclass
+class ImportResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def import_units(
+    session: Session, principal: Principal, rows: Sequence[UnitCreate], *, update_existing: bool = False
+) -> ImportResult:
+    """Create (and optionally update) many units in one transaction: all rows land or none.
+
+    Rows may come in any order; a parent that is itself in the file is created first.
+    """
+    authorize(principal, "org.unit:write")
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        if row.code in seen:
+            raise InvalidInput(
+                f"row {index + 1}: code {row.code!r} also on row {seen[row.code] + 1}", field="code"
+            )
+        seen[row.code] = index
+    result = ImportResult()
+    for index in _parents_first(rows):
+        row = rows[index]
+        try:
+            existing = _unit_by_code(session, row.code)
+            if existing is None:
+                create_unit(session, principal, row)
+                result.created.append(row.code)
+            elif update_existing:
+                before = audit.snapshot(existing, UNIT_AUDIT_FIELDS)
+                update_unit(session, principal, row.code, UnitUpdate.model_validate(
+                    row.model_dump(exclude={"code"}, exclude_unset=True)))
+                changed = audit.snapshot(existing, UNIT_AUDIT_FIELDS) != before
+                (result.updated if changed else result.unchanged).append(row.code)
+            else:
+                raise Conflict(f"a unit with code {row.code!r} already exists", field="code")
+        except (InvalidInput, Conflict, NotFound) as exc:
+            raise type(exc)(f"row {index + 1} ({row.code}): {exc.detail}", errors=exc.errors) from None
+    return result
+
+
+def _parents_first(rows: Sequence[UnitCreate]) -> list[int]:
+    index_of = {row.code: i for i, row in enumerate(rows)}
+    order: list[int] = []
+    state: dict[int, int] = {}  # 1 visiting, 2 done
+    for start in range(len(rows)):
+        stack = [start]
+        while stack:
+            i = stack[-1]
+            if state.get(i) == 2:
+                stack.pop()
+                continue
+            parent = rows[i].parent
+            j = index_of.get(parent) if parent is not None else None
+            if j is not None and state.get(j) != 2:
+                if state.get(j) == 1:
+                    raise InvalidInput(f"row {i + 1} ({rows[i].code}): the parents in the file form a cycle",
+                                       field="parent")
+                state[i] = 1
+                stack.append(j)
+                continue
+            state[i] = 2
+            order.append(i)
+            stack.pop()
+    return order
+
+
+# ---------------------------------------------------------------- business systems
+
+
+def get_system(session: Session, principal: Principal, system_id: int) -> BusinessSystem:
+    authorize(principal, "org.system:read")
+    system = session.get(BusinessSystem, system_id)
+    if system is None or not _in_scope(principal, system.unit):
+        raise NotFound(f"no business system with id {system_id}", field="id")
+    return system
+
+
+def list_systems(
+    session: Session,
+    principal: Principal,
+    *,
+    unit: str | None = None,
+    mlps_level: int | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[BusinessSystem], int]:
+    authorize(principal, "org.system:read")
+    limit, offset = _page(limit, offset)
+    query = select(BusinessSystem).join(BusinessSystem.unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if unit is not None:
+        owner = get_unit(session, principal, unit, field_name="unit")
+        query = query.where(BusinessSystem.unit_id == owner.id)
+    if mlps_level is not None:
+        query = query.where(BusinessSystem.mlps_level == mlps_level)
+    if q:
+        query = query.where(BusinessSystem.name.contains(q, autoescape=True))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(BusinessSystem.id).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def create_system(session: Session, principal: Principal, data: BusinessSystemCreate) -> BusinessSystem:
+    authorize(principal, "org.system:write")
+    owner = find_unit(session, principal, data.unit_code)
+    if owner is None:
+        raise InvalidInput(f"no unit with code {data.unit_code!r}", field="unit_code")
+    _ensure_system_name_free(session, owner, data.name)
+    system = BusinessSystem(unit=owner, unit_id=owner.id, **data.model_dump(exclude={"unit_code"}))
+    session.add(system)
+    _flush(session, "name", f"{owner.code} already has a business system named {data.name!r}")
+    audit.record(session, principal, action="create", entity="business_system", entity_id=system.id,
+                 after=audit.snapshot(system, SYSTEM_AUDIT_FIELDS), unit_id=owner.id)
+    return system
+
+
+def update_system(
+    session: Session, principal: Principal, system_id: int, data: BusinessSystemUpdate
+) -> BusinessSystem:
+    authorize(principal, "org.system:write")
+    system = get_system(session, principal, system_id)
+    changes = data.model_dump(exclude_unset=True)
+    for name in ("name", "mlps_level"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput("must not be null", field=name)
+    before = audit.snapshot(system, SYSTEM_AUDIT_FIELDS)
+    if "name" in changes and changes["name"] != system.name:
+        _ensure_system_name_free(session, system.unit, changes["name"])
+    for name, value in changes.items():
+        setattr(system, name, value)
+    _flush(session, "name", f"{system.unit.code} already has a business system named {system.name!r}")
+    audit.record(session, principal, action="update", entity="business_system", entity_id=system.id,
+                 before=before, after=audit.snapshot(system, SYSTEM_AUDIT_FIELDS), unit_id=system.unit_id)
+    return system
+
+
+def _ensure_system_name_free(session: Session, owner: Unit, name: str) -> None:
+    clash = session.scalar(
+        select(BusinessSystem.id).where(BusinessSystem.unit_id == owner.id, BusinessSystem.name == name)
+    )
+    if clash is not None:
+        raise Conflict(f"{owner.code} already has a business system named {name!r}", field="name")
+
+
+# ---------------------------------------------------------------- users and tokens
+
+
+def create_user(session: Session, principal: Principal, data: UserCreate) -> User:
+    authorize(principal, "org.user:write")
+    if session.scalar(select(User.id).where(User.username == data.username)) is not None:
+        raise Conflict(f"a user named {data.username!r} already exists", field="username")
+    unit = None
+    if data.role is Role.DEPT:
+        if data.unit is None:
+            raise InvalidInput("a dept user must be bound to a unit (--unit CODE)", field="unit")
+        unit = _unit_by_code(session, data.unit)
+        if unit is None:
+            raise InvalidInput(f"no unit with code {data.unit!r}", field="unit")
+    elif data.unit is not None:
+        raise InvalidInput(f"only dept users are bound to a unit, not {data.role.value}", field="unit")
+    user = User(username=data.username, role=data.role, unit=unit, unit_id=unit.id if unit else None,
+                display_name=data.display_name)
+    session.add(user)
+    _flush(session, "username", f"a user named {data.username!r} already exists")
+    audit.record(session, principal, action="create", entity="user", entity_id=user.username,
+                 after=audit.snapshot(user, ("username", "role", "unit_code", "display_name")),
+                 unit_id=user.unit_id)
+    return user
+
+
+def get_user(session: Session, principal: Principal, username: str) -> User:
+    authorize(principal, "org.user:read")
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user named {username!r}", field="username")
+    return user
+
+
+def list_users(
+    session: Session, principal: Principal, *, role: Role | None = None, unit: str | None = None
+) -> list[User]:
+    authorize(principal, "org.user:read")
+    query = select(User).order_by(User.username)
+    if role is not None:
+        query = query.where(User.role == role)
+    if unit is not None:
+        query = query.join(User.unit).where(Unit.code == unit)
+    return list(session.scalars(query).all())
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    session: Session,
+    principal: Principal,
+    username: str,
+    *,
+    ttl_days: int | None = None,
+    description: str | None = None,
+) -> tuple[ApiToken, str]:
+    """Issue a token; the secret is returned once and only its hash is stored."""
+    authorize(principal, "org.token:write")
+    user = get_user(session, principal, username)
+    if not user.active:
+        raise InvalidInput(f"user {username!r} is disabled", field="user")
+    ttl = ttl_days if ttl_days is not None else get_settings().token_ttl_days
+    if not 1 <= ttl <= 3650:
+        raise InvalidInput("must be between 1 and 3650 days", field="ttl_days")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user,
+        user_id=user.id,
+        token_hash=_hash_token(secret),
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        description=description,
+        expires_at=utcnow() + timedelta(days=ttl),
+    )
+    session.add(token)
+    session.flush()
+    audit.record(session, principal, action="create", entity="api_token", entity_id=token.id,
+                 after={"user": user.username, "prefix": token.prefix, "expires_at": token.expires_at},
+                 unit_id=user.unit_id)
+    return token, secret
+
+
+def list_tokens(session: Session, principal: Principal, *, username: str | None = None) -> list[ApiToken]:
+    authorize(principal, "org.token:read")
+    query = select(ApiToken).join(ApiToken.user).order_by(ApiToken.id)
+    if username is not None:
+        query = query.where(User.username == username)
+    return list(session.scalars(query).all())
+
+
+def revoke_token(session: Session, principal: Principal, token_ref: str) -> ApiToken:
+    """Revoke by id or by the prefix shown in listings."""
+    authorize(principal, "org.token:write")
+    query = select(ApiToken)
+    query = query.where(ApiToken.id == int(token_ref)) if token_ref.isdigit() else query.where(
+        ApiToken.prefix == token_ref)
+    matches = list(session.scalars(query).all())
+    if not matches:
+        raise NotFound(f"no token {token_ref!r}", field="token")
+    if len(matches) > 1:
+        raise Conflict(f"{token_ref!r} names {len(matches)} tokens; revoke by id", field="token")
+    token = matches[0]
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(session, principal, action="revoke", entity="api_token", entity_id=token.id,
+                     before={"revoked_at": None}, after={"revoked_at": token.revoked_at},
+                     unit_id=token.user.unit_id)
+    return token
+
+
+def principal_for_user(user: User, *, via: str = "api") -> Principal:
+    return Principal(
+        username=user.username,
+        role=user.role,
+        user_id=user.id,
+        unit_id=user.unit_id,
+        unit_code=user.unit.code if user.unit else None,
+        unit_path=user.unit.path if user.unit else None,
+        via="cli" if via == "cli" else "api",
+    )
+
+
+# last_used_at is a hint for finding stale tokens, not an access log: write it at most this often,
+# so reads do not turn into writes on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+def authenticate_token(session: Session, secret: str, *, now: datetime | None = None) -> tuple[Principal, ApiToken]:
+    """The principal behind a bearer token; every failure is the same 401 so tokens cannot be probed."""
+    if not secret.startswith(TOKEN_PREFIX):
+        raise NotAuthenticated("invalid or expired token")
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(secret)))
+    now = now or utcnow()
+    if token is None or token.revoked_at is not None or token.expires_at <= now or not token.user.active:
+        raise NotAuthenticated("invalid or expired token")
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    return principal_for_user(token.user), token
+
+
+def _flush(session: Session, field_name: str, message: str) -> None:
+    """Flush, turning a uniqueness race lost to another writer into a clean 409."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(message, field=field_name) from None
+
+
+def units_by_codes(session: Session, codes: Iterable[str]) -> dict[str, Unit]:
+    wanted = list(set(codes))
+    if not wanted:
+        return {}
+    return {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(wanted)))}

@@ -1,0 +1,65 @@
+"""Small, explicit builders of records for tests, and a miniature city to test scoping on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from cloudctl.core.auth import Principal, Role, system_principal
+from cloudctl.org import service
+from cloudctl.org.models import BusinessSystem, Unit, UnitKind, User
+from cloudctl.org.schemas import BusinessSystemCreate, UnitCreate, UserCreate
+
+ADMIN = system_principal("test-admin", via="cli")
+
+
+def make_unit(session: Session, code: str, name: str, kind: UnitKind, parent: str | None = None,
+              **contacts: str) -> Unit:
+    return service.create_unit(session, ADMIN, UnitCreate(code=code, name=name, kind=kind, parent=parent,
+                                                           **contacts))
+
+
+def make_system(session: Session, unit_code: str, name: str, mlps_level: int = 2) -> BusinessSystem:
+    return service.create_system(session, ADMIN, BusinessSystemCreate(unit_code=unit_code, name=name,
+                                                                       mlps_level=mlps_level))
+
+
+def make_user(session: Session, username: str, role: Role, unit: str | None = None) -> User:
+    return service.create_user(session, ADMIN, UserCreate(username=username, role=role, unit=unit))
+
+
+@dataclass
+class MiniCity:
+    """A city with two departments, a county with a town and a village, a user and a token per role.
+
+    ``dept`` is bound to 市公安局 (D01); ``other`` names records of 市人社局 (D02),
+    which the dept user must never see.
+    """
+
+    principals: dict[str, Principal] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    systems: dict[str, int] = field(default_factory=dict)
+
+
+def build_mini_city(session: Session) -> MiniCity:
+    city = MiniCity()
+    make_unit(session, "990100", "临江市", UnitKind.CITY)
+    make_unit(session, "990100-D01", "市公安局", UnitKind.DEPARTMENT, "990100", contact_name="张伟",
+              contact_phone="13800000001")
+    make_unit(session, "990100-D02", "市人力资源和社会保障局", UnitKind.DEPARTMENT, "990100")
+    make_unit(session, "990100-M001", "市公安局交通警察支队", UnitKind.MUNICIPAL_UNIT, "990100-D01")
+    make_unit(session, "990102", "东湖区", UnitKind.COUNTY, "990100")
+    make_unit(session, "990102001", "青山镇", UnitKind.TOWN, "990102")
+    make_unit(session, "990102001001", "柳树村", UnitKind.VILLAGE, "990102001")
+    city.systems["own"] = make_system(session, "990100-D01", "城市视频监控联网平台", 3).id
+    city.systems["other"] = make_system(session, "990100-D02", "社会保障卡管理系统", 3).id
+    for role in Role:
+        unit = "990100-D01" if role is Role.DEPT else None
+        user = make_user(session, f"{role.value}-user", role, unit)
+        _, secret = service.create_token(session, ADMIN, user.username)
+        city.tokens[role.value] = secret
+        city.principals[role.value] = service.principal_for_user(user)
+    make_user(session, "dept-other", Role.DEPT, "990100-D02")
+    session.flush()
+    return city
