@@ -10,6 +10,7 @@ that is rolled back, with the code under test committing to a savepoint.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,27 @@ def settings(tmp_path: Path, db_url: str) -> Iterator[Settings]:
     yield settings
     reset_settings()
     dispose_engines()
+
+
+@pytest.fixture
+def fresh_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> str:
+    """A new, migrated database of the current backend, for code that commits for real (CLI, workers)."""
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        server = request.getfixturevalue("pg_server")
+        url = str(server.create_database(f"t_{uuid.uuid4().hex[:16]}"))
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def fresh_engine(fresh_url: str) -> Iterator[Engine]:
+    engine = make_engine(fresh_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

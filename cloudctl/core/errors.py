@@ -17,6 +17,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ProviderError",
+    "Unavailable",
 ]
 
 
@@ -91,3 +92,11 @@ class ProviderError(CloudctlError):
     status = 502
     title = "Provider error"
     slug = "provider-error"
+
+
+class Unavailable(CloudctlError):
+    """A part cloudctl needs (its database, a worker) is not answering; try again later."""
+
+    status = 503
+    title = "Service unavailable"
+    slug = "unavailable"

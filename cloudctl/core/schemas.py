@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from cloudctl.core.errors import FieldError, InvalidInput
 from cloudctl.core.jobs import JobStatus
 
-__all__ = ["AuditEntryPublic", "JobLogLinePublic", "JobPublic", "Page", "Schema", "field_errors", "parse"]
+__all__ = ["AuditEntryPublic", "JobDetail", "JobLogLinePublic", "JobPublic", "Page", "Schema", "field_errors", "parse"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -87,3 +87,7 @@ class JobPublic(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+
+
+class JobDetail(JobPublic):
+    log: list[JobLogLinePublic]

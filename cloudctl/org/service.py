@@ -41,6 +41,7 @@ __all__ = [
     "get_system",
     "get_unit",
     "get_user",
+    "get_user_for_principal",
     "import_units",
     "list_systems",
     "list_tokens",
@@ -506,6 +507,11 @@ def revoke_token(session: Session, principal: Principal, token_ref: str) -> ApiT
                      before={"revoked_at": None}, after={"revoked_at": token.revoked_at},
                      unit_id=token.user.unit_id)
     return token
+
+
+def get_user_for_principal(session: Session, principal: Principal) -> User | None:
+    """The user record behind a principal (none for cloudctl's own system principal)."""
+    return session.get(User, principal.user_id) if principal.user_id is not None else None
 
 
 def principal_for_user(user: User, *, via: str = "api") -> Principal:

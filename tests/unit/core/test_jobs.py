@@ -7,7 +7,6 @@ migrated SQLite or PostgreSQL database of its own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +16,8 @@ from sqlalchemy.orm import Session
 
 from cloudctl.core import jobs
 from cloudctl.core.auth import Principal, Role
-from cloudctl.core.db import make_engine
 from cloudctl.core.errors import InvalidInput, NotFound, ProviderError
 from cloudctl.core.jobs import Job, JobContext, JobRunner, JobStatus
-from cloudctl.core.migrate import upgrade
 from cloudctl.core.models import utcnow
 from tests.factories import ADMIN
 
@@ -57,20 +54,8 @@ _gates: dict[int, threading.Event] = {}
 
 
 @pytest.fixture
-def job_engine(db_url: str, pg_or_none: object, tmp_path: Any) -> Iterator[Engine]:
-    if db_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        url = pg_or_none.create_database(f"jobs_{tmp_path.name[-20:].lower()}")  # type: ignore[attr-defined]
-    engine = make_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_or_none(request: pytest.FixtureRequest, db_url: str) -> object:
-    return request.getfixturevalue("pg_server") if db_url.startswith("postgresql") else None
+def job_engine(fresh_engine: Engine) -> Engine:
+    return fresh_engine
 
 
 def _submit(engine: Engine, kind: str, params: dict[str, Any] | None = None, **kw: Any) -> int:
@@ -90,7 +75,8 @@ def _job(engine: Engine, job_id: int) -> Job:
 def test_a_job_runs_with_progress_log_and_result(job_engine: Engine) -> None:
     job_id = _submit(job_engine, "test.count", {"n": 4})
     done = JobRunner(job_engine).run_once()
-    assert done is not None and done.id == job_id
+    assert done is not None
+    assert done.id == job_id
     assert done.status is JobStatus.SUCCEEDED
     assert (done.progress_done, done.progress_total, done.fraction) == (4, 4, 1.0)
     assert done.result == {"counted": 4}
@@ -117,7 +103,8 @@ def test_unknown_kind_is_refused(job_engine: Engine) -> None:
 def test_a_failing_handler_fails_the_job_and_logs_why(job_engine: Engine) -> None:
     job_id = _submit(job_engine, "test.fail")
     job = JobRunner(job_engine).run_once()
-    assert job is not None and job.status is JobStatus.FAILED
+    assert job is not None
+    assert job.status is JobStatus.FAILED
     assert job.error == "flavor: the cloud said no"
     with Session(job_engine) as session:
         assert "failed" in jobs.job_log(session, ADMIN, job_id)[-1].line
@@ -140,7 +127,8 @@ def test_a_crashed_worker_is_taken_over_from_its_checkpoint(job_engine: Engine) 
                         .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
     job = survivor.run_once()
-    assert job is not None and job.status is JobStatus.SUCCEEDED
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED
     assert job.attempts == 2
     # Items 0 and 1 were done before the crash and are not done again.
     assert calls == [f"{job_id}:{i}" for i in range(5)]

@@ -180,7 +180,8 @@ def test_tokens_authenticate_until_revoked_or_expired(session: Session) -> None:
     principal, token = service.authenticate_token(session, secret)
     assert principal.role is Role.DEPT
     assert principal.unit_code == "990100-D01"
-    assert token.token_hash != secret and secret not in token.token_hash
+    assert token.token_hash != secret
+    assert secret not in token.token_hash
     with pytest.raises(NotAuthenticated):
         service.authenticate_token(session, secret, now=token.expires_at + timedelta(seconds=1))
     with pytest.raises(NotAuthenticated):
@@ -188,4 +189,5 @@ def test_tokens_authenticate_until_revoked_or_expired(session: Session) -> None:
     service.revoke_token(session, ADMIN, str(token.id))
     with pytest.raises(NotAuthenticated):
         service.authenticate_token(session, secret)
-    assert token.revoked_at is not None and token.revoked_at <= utcnow()
+    assert token.revoked_at is not None
+    assert token.revoked_at <= utcnow()

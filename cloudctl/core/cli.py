@@ -1,0 +1,186 @@
+"""CLI of the core: ``cloudctl db``, ``cloudctl audit`` and ``cloudctl job``."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from cloudctl.core import jobs
+from cloudctl.core.audit import list_audit
+from cloudctl.core.cli_support import OutputOption, cli_state, unit_of_work
+from cloudctl.core.db import get_engine
+from cloudctl.core.migrate import current_revision, head_revision, upgrade
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.schemas import AuditEntryPublic, JobLogLinePublic, JobPublic
+
+db_app = typer.Typer(help="The database: schema migrations (Alembic).", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log (审计日志): who changed what, before and after.", no_args_is_help=True)
+job_app = typer.Typer(help="Jobs (作业): long work with progress and a log, resumable after a crash.",
+                      no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
+    """Bring the database to the newest schema (creates a SQLite file on first use)."""
+    engine = get_engine()
+    before = current_revision(engine)
+    upgrade(engine, revision)
+    cli_state.schema_checked = False
+    console.print(f"database {engine.url.render_as_string(hide_password=True)}: "
+                  f"{before or 'empty'} → {current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this cloudctl needs."""
+    engine = get_engine()
+    current, head = current_revision(engine), head_revision()
+    state = "[green]up to date[/]" if current == head else "[yellow]needs `cloudctl db upgrade`[/]"
+    console.print(f"{engine.url.render_as_string(hide_password=True)}: {current or 'empty'} (head {head}) {state}")
+
+
+@audit_app.command("list")
+def audit_list(
+    entity: str | None = typer.Option(None, help="unit, business_system, user, api_token, …"),
+    entity_id: str | None = typer.Option(None, "--id", help="the record's code or id"),
+    actor: str | None = typer.Option(None, help="part of the actor, e.g. a username"),
+    since: datetime | None = typer.Option(None, help="only changes at or after this UTC time"),
+    limit: int = typer.Option(50, min=1, max=1000),
+    offset: int = typer.Option(0, min=0),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """The audit trail, newest first (admin, auditor)."""
+    from datetime import UTC
+
+    with unit_of_work() as (session, principal):
+        rows, total = list_audit(session, principal, entity=entity, entity_id=entity_id, actor=actor,
+                                 since=since.replace(tzinfo=UTC) if since and since.tzinfo is None else since,
+                                 limit=limit, offset=offset)
+        items = [AuditEntryPublic.model_validate(r) for r in rows]
+    print_rows(items, [
+        ("id", lambda r: r.id), ("at", lambda r: r.at), ("actor", lambda r: r.actor),
+        ("action", lambda r: r.action), ("entity", lambda r: f"{r.entity} {r.entity_id}"),
+        ("before", lambda r: _compact(r.before)), ("after", lambda r: _compact(r.after)),
+    ], output, title="审计日志 audit log", total=total)
+
+
+def _compact(data: dict[str, object] | None) -> str | None:
+    if data is None:
+        return None
+    return ", ".join(f"{k}={v}" for k, v in data.items())
+
+
+@job_app.command("list")
+def job_list(
+    status: jobs.JobStatus | None = typer.Option(None, case_sensitive=False),
+    kind: str | None = typer.Option(None),
+    limit: int = typer.Option(50, min=1, max=1000),
+    offset: int = typer.Option(0, min=0),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Jobs, newest first."""
+    with unit_of_work() as (session, principal):
+        rows, total = jobs.list_jobs(session, principal, status=status, kind=kind, limit=limit, offset=offset)
+        items = [JobPublic.model_validate(r) for r in rows]
+    print_rows(items, [
+        ("id", lambda j: j.id), ("kind", lambda j: j.kind), ("status", lambda j: j.status),
+        ("progress", _progress_text), ("message", lambda j: j.message or j.error),
+        ("created", lambda j: j.created_at), ("by", lambda j: j.created_by),
+    ], output, title="作业 jobs", total=total)
+
+
+def _progress_text(job: JobPublic) -> str:
+    if job.progress_total:
+        return f"{job.progress_done}/{job.progress_total}"
+    return str(job.progress_done) if job.progress_done else ""
+
+
+@job_app.command("show")
+def job_show(job_id: int = typer.Argument(..., help="job id"), output: OutputFormat = OutputOption) -> None:
+    """One job with its log."""
+    with unit_of_work() as (session, principal):
+        job = JobPublic.model_validate(jobs.get_job(session, principal, job_id))
+        lines = [JobLogLinePublic.model_validate(line) for line in jobs.job_log(session, principal, job_id)]
+    if output is OutputFormat.JSON:
+        print_one(job, output, extra={"log": [line.model_dump(mode="json") for line in lines]})
+        return
+    print_one(job, output, title=f"作业 job {job_id}")
+    for line in lines:
+        console.print(f"[dim]{line.at:%H:%M:%S}[/] {line.level:7} {escape(line.line)}")
+
+
+@job_app.command("watch")
+def job_watch(
+    job_id: int = typer.Argument(..., help="job id"),
+    interval: float = typer.Option(0.5, min=0.05, help="seconds between looks"),
+    timeout: float | None = typer.Option(None, help="give up after this many seconds"),
+) -> None:
+    """Follow a job until it ends: a progress bar and its log as it grows. Exits 1 if the job failed."""
+    started = time.monotonic()
+    last_line = 0
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"job {job_id}", total=None, message="")
+        while True:
+            with unit_of_work() as (session, principal):
+                job = jobs.get_job(session, principal, job_id)
+                for line in jobs.job_log(session, principal, job_id, after_id=last_line):
+                    bar.console.print(f"[dim]{line.at:%H:%M:%S}[/] {escape(line.line)}")
+                    last_line = line.id
+                bar.update(task, completed=job.progress_done, total=job.progress_total,
+                           message=job.message or job.status.value, description=f"job {job_id} {job.kind}")
+                status, error = job.status, job.error
+            if status.finished:
+                break
+            if timeout is not None and time.monotonic() - started > timeout:
+                console.print(f"job {job_id} still {status.value} after {timeout:g}s")
+                raise typer.Exit(2)
+            time.sleep(interval)
+    colour = "green" if status is jobs.JobStatus.SUCCEEDED else "red"
+    console.print(f"[{colour}]job {job_id} {status.value} ({status.label})[/]" + (f": {error}" if error else ""))
+    if status is not jobs.JobStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+@job_app.command("cancel")
+def job_cancel(job_id: int = typer.Argument(...)) -> None:
+    """Cancel a queued job, or stop a running one at its next progress report."""
+    with unit_of_work() as (session, principal):
+        job = jobs.cancel_job(session, principal, job_id)
+        console.print(f"job {job.id} {job.status.value}")
+
+
+@job_app.command("retry")
+def job_retry(job_id: int = typer.Argument(...)) -> None:
+    """Queue a failed or cancelled job again."""
+    with unit_of_work() as (session, principal):
+        job = jobs.retry_job(session, principal, job_id)
+        console.print(f"job {job.id} {job.status.value}")
+
+
+@job_app.command("work")
+def job_work(
+    once: bool = typer.Option(False, "--once", help="run what is queued now, then exit"),
+) -> None:
+    """Run a worker that claims and runs queued jobs (for deployments that keep jobs out of the API)."""
+    from cloudctl.core.cli_support import _check_schema
+
+    _check_schema()
+    runner = jobs.JobRunner(get_engine())
+    console.print(f"worker {runner.owner}: kinds {', '.join(jobs.registered_kinds()) or 'none'}")
+    if once:
+        count = 0
+        while runner.run_once() is not None:
+            count += 1
+        console.print(f"ran {count} job(s)")
+        return
+    runner.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        runner.stop()
