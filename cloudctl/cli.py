@@ -1,0 +1,90 @@
+"""The root of the ``cloudctl`` command: each domain package contributes its own Typer app."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version as package_version
+from typing import Any
+
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from cloudctl.core.cli import audit_app, db_app, job_app
+from cloudctl.core.cli_support import cli_state
+from cloudctl.core.errors import CloudctlError
+from cloudctl.core.output import err_console
+from cloudctl.demo.cli import demo_app
+from cloudctl.org.cli import system_app, token_app, unit_app, user_app
+
+__all__ = ["app", "main"]
+
+class _CloudctlGroup(TyperGroup):
+    """Turns a cloudctl error anywhere below into one red line and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except CloudctlError as exc:
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="cloudctl",
+    cls=_CloudctlGroup,
+    help="cloudctl: the operations console of the government cloud (政务云) and e-government extranet (电子政务外网).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cloudctl {package_version('cloudctl')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    act_as: str | None = typer.Option(
+        None, "--as", envvar="CLOUDCTL_USER",
+        help="act as this cloudctl user (its role and unit apply); default: the local administrator",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log what happens underneath"),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit"),
+) -> None:
+    cli_state.act_as = act_as
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="run queued jobs inside the API process"),
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) with uvicorn."""
+    from api.serve import run
+
+    run(host=host, port=port, run_jobs=jobs)
+
+
+app.add_typer(db_app, name="db")
+app.add_typer(unit_app, name="unit")
+app.add_typer(system_app, name="system")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
+app.add_typer(job_app, name="job")
+app.add_typer(demo_app, name="demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

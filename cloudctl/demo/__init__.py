@@ -1,0 +1,1 @@
+"""The demo city: a deterministic generator and the seeder that writes it."""

@@ -1,0 +1,144 @@
+"""Write the demo city into a database: units, business systems, a user per role and their tokens.
+
+The seeder inserts in bulk (one statement per table, not one service call per unit)
+and audits the seeding once, so a fresh demo is ready in about a second.
+Later domains extend the demo by registering a step with :func:`demo_step`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from cloudctl.core import audit
+from cloudctl.core.auth import Principal, Role, authorize
+from cloudctl.core.errors import Conflict
+from cloudctl.demo.city import DemoCity, generate_city
+from cloudctl.org import service
+from cloudctl.org.models import BusinessSystem, Unit, UnitKind, User
+
+__all__ = ["DemoSeedResult", "demo_step", "issue_demo_tokens", "seed_demo", "write_tokens_file"]
+
+STAFF_USERS: dict[str, tuple[Role, str]] = {
+    "admin": (Role.ADMIN, "系统管理员"),
+    "ops": (Role.OPS, "运维值守"),
+    "secops": (Role.SECOPS, "安全运营"),
+    "duty": (Role.DUTY, "值班员"),
+    "auditor": (Role.AUDITOR, "审计员"),
+}
+
+DemoStep = Callable[[Session, Principal, DemoCity, int], dict[str, int]]
+_steps: list[tuple[str, DemoStep]] = []
+
+
+def demo_step(name: str) -> Callable[[DemoStep], DemoStep]:
+    """Register a later domain's part of the demo (clouds, VMs, network, findings …)."""
+
+    def register(func: DemoStep) -> DemoStep:
+        _steps.append((name, func))
+        return func
+
+    return register
+
+
+@dataclass
+class DemoSeedResult:
+    city: str
+    counts: dict[str, int] = field(default_factory=dict)
+    users: list[str] = field(default_factory=list)
+
+
+def dept_username(code: str) -> str:
+    # "990100-D01" → "dept-d01": short and typeable at a terminal.
+    return "dept-" + code.rsplit("-", 1)[-1].lower()
+
+
+def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> DemoSeedResult:
+    authorize(principal, "org.unit:write")
+    authorize(principal, "org.user:write")
+    if session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)) is not None:
+        raise Conflict("this database already has a city; seed the demo into a fresh database", field="database")
+    city = generate_city(seed)
+
+    # Units: parents come before children in the generator, so ids can be assigned level by level.
+    ids: dict[str, int] = {}
+    for depth_units in _by_depth(city):
+        rows = [
+            {"code": u.code, "name": u.name, "kind": u.kind, "parent_id": ids.get(u.parent_code or ""),
+             "path": "/", "contact_name": u.contact_name, "contact_phone": u.contact_phone,
+             "contact_email": u.contact_email}
+            for u in depth_units
+        ]
+        session.execute(insert(Unit), rows)
+        codes = [u.code for u in depth_units]
+        ids.update(dict(session.execute(select(Unit.code, Unit.id).where(Unit.code.in_(codes))).tuples().all()))
+    paths: dict[str, str] = {}
+    for unit in city.units:
+        paths[unit.code] = f"{paths[unit.parent_code] if unit.parent_code else '/'}{ids[unit.code]}/"
+    session.execute(
+        update(Unit),
+        [{"id": ids[code], "path": path} for code, path in paths.items()],
+    )
+
+    session.execute(insert(BusinessSystem), [
+        {"unit_id": ids[s.unit_code], "name": s.name, "mlps_level": s.mlps_level,
+         "contact_name": s.contact_name, "contact_phone": s.contact_phone, "description": s.description}
+        for s in city.systems
+    ])
+
+    users: list[dict[str, Any]] = [{"username": name, "role": role, "display_name": label, "unit_id": None}
+             for name, (role, label) in STAFF_USERS.items()]
+    names = {u.code: u.name for u in city.units}
+    users += [{"username": dept_username(code), "role": Role.DEPT, "display_name": names[code],
+               "unit_id": ids[code]} for code in city.departments]
+    session.execute(insert(User), users)
+
+    counts: dict[str, int] = {}
+    for unit in city.units:
+        counts[f"units.{unit.kind}"] = counts.get(f"units.{unit.kind}", 0) + 1
+    counts["units"] = len(city.units)
+    counts["business_systems"] = len(city.systems)
+    counts["users"] = len(users)
+    for name, step in _steps:
+        for key, value in step(session, principal, city, seed).items():
+            counts[f"{name}.{key}"] = value
+    audit.record(session, principal, action="demo.seed", entity="city", entity_id=city.units[0].code,
+                 after={"seed": seed, "name": city.name, **counts})
+    session.flush()
+    return DemoSeedResult(city=city.name, counts=counts, users=[u["username"] for u in users])
+
+
+def _by_depth(city: DemoCity) -> list[list[Any]]:
+    depth: dict[str, int] = {}
+    levels: list[list[Any]] = []
+    for unit in city.units:
+        d = depth[unit.parent_code] + 1 if unit.parent_code else 0
+        depth[unit.code] = d
+        while len(levels) <= d:
+            levels.append([])
+        levels[d].append(unit)
+    return levels
+
+
+def issue_demo_tokens(session: Session, principal: Principal, usernames: list[str]) -> dict[str, str]:
+    """A fresh token for each demo user: username → secret."""
+    return {name: service.create_token(session, principal, name, description="demo")[1] for name in usernames}
+
+
+def write_tokens_file(path: Path, tokens: dict[str, str], *, base_url: str | None = None) -> Path:
+    """The demo's tokens, readable by the operator only (they are bearer credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {"tokens": tokens}
+    if base_url:
+        payload["api"] = base_url
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, ensure_ascii=False, indent=2)
+    return path
