@@ -1,0 +1,58 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.deps import SessionDep
+from api.problems import install_problem_handlers
+from api.routers import audit, jobs, org
+from cloudctl.core.config import Settings, reset_settings
+from cloudctl.core.db import get_engine
+from cloudctl.core.errors import Unavailable
+from cloudctl.core.jobs import JobRunner
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+    if settings is not None:
+        reset_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The embedded default runs jobs in this process; a bigger deployment runs `cloudctl job work`.
+        runner = JobRunner(get_engine()) if run_jobs else None
+        if runner is not None:
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+
+    app = FastAPI(
+        title="cloudctl",
+        summary="Government cloud (政务云) and e-government extranet (电子政务外网) operations API",
+        version=version("cloudctl"),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for router in (org.router, audit.router, jobs.router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(session: SessionDep) -> dict[str, str]:
+        try:
+            session.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
+        return {"status": "ok", "database": "ok"}
+
+    return app

@@ -1,0 +1,31 @@
+"""The audit log (admin, auditor)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import PrincipalDep, SessionDep
+from cloudctl.core.audit import list_audit
+from cloudctl.core.schemas import AuditEntryPublic, Page
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+
+@router.get("/audit")
+def read_audit(
+    session: SessionDep,
+    principal: PrincipalDep,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    actor: str | None = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with a zone")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[AuditEntryPublic]:
+    rows, total = list_audit(session, principal, entity=entity, entity_id=entity_id, actor=actor, since=since,
+                             limit=limit, offset=offset)
+    return Page[AuditEntryPublic](items=[AuditEntryPublic.model_validate(r) for r in rows], total=total,
+                                  limit=limit, offset=offset)

@@ -1,0 +1,110 @@
+"""Units, business systems and the caller's identity (thin: parse, call the service, return a schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from api.deps import PrincipalDep, SessionDep
+from cloudctl.core.schemas import Page
+from cloudctl.org import service
+from cloudctl.org.models import UnitKind
+from cloudctl.org.schemas import (
+    BusinessSystemCreate,
+    BusinessSystemPublic,
+    BusinessSystemUpdate,
+    MePublic,
+    UnitCreate,
+    UnitPublic,
+    UnitUpdate,
+)
+
+router = APIRouter(prefix="/api/v1")
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, description="rows to skip")]
+
+
+@router.get("/me", tags=["identity"])
+def read_me(request: Request, session: SessionDep, principal: PrincipalDep) -> MePublic:
+    unit = service.find_unit(session, principal, principal.unit_code) if principal.unit_code else None
+    user = service.get_user_for_principal(session, principal)
+    return MePublic(
+        username=principal.username,
+        display_name=user.display_name if user else None,
+        role=principal.role,
+        role_label=principal.role.label,
+        unit=principal.unit_code,
+        unit_name=unit.name if unit else None,
+        token_expires_at=getattr(request.state, "token_expires_at", None),
+    )
+
+
+@router.get("/units", tags=["units"])
+def list_units(
+    session: SessionDep,
+    principal: PrincipalDep,
+    kind: UnitKind | None = None,
+    parent: Annotated[str | None, Query(description="parent unit code")] = None,
+    q: Annotated[str | None, Query(description="part of the name or code")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[UnitPublic]:
+    rows, total = service.list_units(session, principal, kind=kind, parent=parent, q=q, limit=limit, offset=offset)
+    return Page[UnitPublic](items=[UnitPublic.model_validate(u) for u in rows], total=total, limit=limit,
+                            offset=offset)
+
+
+@router.post("/units", status_code=status.HTTP_201_CREATED, tags=["units"])
+def create_unit(data: UnitCreate, response: Response, session: SessionDep, principal: PrincipalDep) -> UnitPublic:
+    unit = UnitPublic.model_validate(service.create_unit(session, principal, data))
+    response.headers["Location"] = f"/api/v1/units/{unit.code}"
+    return unit
+
+
+@router.get("/units/{code}", tags=["units"])
+def read_unit(code: str, session: SessionDep, principal: PrincipalDep) -> UnitPublic:
+    return UnitPublic.model_validate(service.get_unit(session, principal, code))
+
+
+@router.patch("/units/{code}", tags=["units"])
+def update_unit(code: str, data: UnitUpdate, session: SessionDep, principal: PrincipalDep) -> UnitPublic:
+    return UnitPublic.model_validate(service.update_unit(session, principal, code, data))
+
+
+@router.get("/business-systems", tags=["business systems"])
+def list_systems(
+    session: SessionDep,
+    principal: PrincipalDep,
+    unit: Annotated[str | None, Query(description="owning unit code")] = None,
+    mlps_level: Annotated[int | None, Query(ge=1, le=4, description="等保级别")] = None,
+    q: Annotated[str | None, Query(description="part of the name")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[BusinessSystemPublic]:
+    rows, total = service.list_systems(session, principal, unit=unit, mlps_level=mlps_level, q=q, limit=limit,
+                                       offset=offset)
+    return Page[BusinessSystemPublic](items=[BusinessSystemPublic.model_validate(s) for s in rows], total=total,
+                                      limit=limit, offset=offset)
+
+
+@router.post("/business-systems", status_code=status.HTTP_201_CREATED, tags=["business systems"])
+def create_system(
+    data: BusinessSystemCreate, response: Response, session: SessionDep, principal: PrincipalDep
+) -> BusinessSystemPublic:
+    system = BusinessSystemPublic.model_validate(service.create_system(session, principal, data))
+    response.headers["Location"] = f"/api/v1/business-systems/{system.id}"
+    return system
+
+
+@router.get("/business-systems/{system_id}", tags=["business systems"])
+def read_system(system_id: int, session: SessionDep, principal: PrincipalDep) -> BusinessSystemPublic:
+    return BusinessSystemPublic.model_validate(service.get_system(session, principal, system_id))
+
+
+@router.patch("/business-systems/{system_id}", tags=["business systems"])
+def update_system(
+    system_id: int, data: BusinessSystemUpdate, session: SessionDep, principal: PrincipalDep
+) -> BusinessSystemPublic:
+    return BusinessSystemPublic.model_validate(service.update_system(session, principal, system_id, data))

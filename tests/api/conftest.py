@@ -1,0 +1,43 @@
+"""An API client over the app, sharing the test's transaction so every test starts from a clean city."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from api.deps import get_session
+from tests.factories import MiniCity, build_mini_city
+
+
+@pytest.fixture
+def city(session: Session) -> MiniCity:
+    city = build_mini_city(session)
+    # Commit to the test's savepoint: a refused request rolls back its own work, not the city.
+    session.commit()
+    return city
+
+
+@pytest.fixture
+def client(session: Session) -> Iterator[TestClient]:
+    app = create_app()
+
+    def test_session() -> Iterator[Session]:
+        # The request commits to a savepoint of the test's transaction, rolled back after the test.
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+    app.dependency_overrides[get_session] = test_session
+    with TestClient(app) as client:
+        yield client
+
+
+def auth(city: MiniCity, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {city.tokens[role]}"}
