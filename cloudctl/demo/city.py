@@ -25,6 +25,7 @@ UnitKind = Literal["city", "department", "municipal_unit", "county", "town", "vi
 CITY_CODE = "990100"
 EMAIL_DOMAIN = "gov.example.cn"
 AREA_CODE = "0799"
+MOBILE_PREFIXES = ("135", "138", "139", "150", "158", "159", "186", "187", "189")
 N_MUNICIPAL_UNITS = 100
 N_TOWNS = 110
 N_VILLAGES = 1503
@@ -34,7 +35,9 @@ MIN_VILLAGES_PER_TOWN = 5
 MAX_SYSTEMS_PER_DEPARTMENT = 5
 
 _VILLAGE_POOL = tuple(stem + root + "村" for stem in names.VILLAGE_STEMS for root in names.VILLAGE_ROOTS)
-_COMMUNITY_POOL = tuple(stem + form + "社区" for stem in names.COMMUNITY_STEMS for form in names.COMMUNITY_FORMS)
+_COMMUNITY_POOL = tuple(
+    stem + form + "社区" for stem in names.COMMUNITY_STEMS for form in names.COMMUNITY_FORMS
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ def _towns(rng: random.Random, counties: list[DemoUnit]) -> list[DemoUnit]:
         elif county.name.endswith("市"):
             n_streets = rng.randint(3, 4)
         else:
-            n_streets = rng.randint(1, 2)  # the county seat
+            n_streets = rng.randint(1, 2)  # a rural county has 街道 only in its seat
         for i in range(1, count + 1):
             suffix = "街道" if i <= n_streets else ("乡" if rng.random() < 0.25 else "镇")
             towns.append(_unit(rng, f"{county.code}{i:03d}", next(stems) + suffix, "town", county.code))
@@ -144,7 +147,8 @@ def _systems(rng: random.Random, departments: list[str]) -> list[DemoSystem]:
         index = rng.choices(room, weights=[len(catalogue[i]) - counts[i] for i in room])[0]
         counts[index] += 1
     systems: list[DemoSystem] = []
-    for code, department, entries, count in zip(departments, names.DEPARTMENTS, catalogue, counts, strict=True):
+    for code, department, entries, count in zip(departments, names.DEPARTMENTS, catalogue, counts,
+                                                strict=True):
         # The first system is the department's core one and always runs; the others vary with the seed.
         chosen = [entries[0], *rng.sample(entries[1:], count - 1)]
         chosen.sort(key=entries.index)
@@ -162,7 +166,7 @@ def _systems(rng: random.Random, departments: list[str]) -> list[DemoSystem]:
 
 
 def _spread(rng: random.Random, total: int, weights: list[float], minimum: int) -> list[int]:
-    """Split ``total`` over ``len(weights)`` buckets unevenly, as real places are, each at least ``minimum``."""
+    """Split ``total`` over the buckets unevenly, as real places are, each at least ``minimum``."""
     counts = [minimum] * len(weights)
     for index in rng.choices(range(len(weights)), weights=weights, k=total - minimum * len(weights)):
         counts[index] += 1
@@ -177,12 +181,11 @@ def _unit(rng: random.Random, code: str, name: str, kind: UnitKind, parent: str 
 
 
 def _person(rng: random.Random) -> str:
-    given = "".join(rng.choice(names.GIVEN) for _ in range(rng.choice((1, 2, 2, 2))))
-    return rng.choice(names.SURNAMES) + given
+    return rng.choice(names.SURNAMES) + rng.choice(names.GIVEN_NAMES)
 
 
 def _mobile(rng: random.Random) -> str:
-    return rng.choice(("138", "139", "135", "150", "158", "159", "186", "187", "189")) + f"{rng.randrange(10**8):08d}"
+    return rng.choice(MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
 
 
 def _landline(rng: random.Random) -> str:

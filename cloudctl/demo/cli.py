@@ -82,11 +82,11 @@ def demo_main(
     console.print(f"API        {base_url}/api/v1")
     console.print(f"docs       {base_url}/docs")
     console.print(f"tokens     {path}")
-    console.print(f"ops token  {tokens.get('ops', '')}", markup=False, highlight=False)
+    console.print(f"ops token  {tokens.get('ops', '')}", markup=False, highlight=False, soft_wrap=True)
     if dept_user:
-        console.print(f"dept token ({dept_user}) {tokens[dept_user]}", markup=False, highlight=False)
+        console.print(f"dept token ({dept_user}) {tokens[dept_user]}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"try:       curl -H 'Authorization: Bearer {tokens.get('ops', '')}' {base_url}/api/v1/units",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     from api.serve import run
 
     run(host=host, port=port, run_jobs=True)
