@@ -58,7 +58,8 @@ class Unit(TimestampMixin, Base):
     contact_phone: Mapped[str | None] = mapped_column(String(32))
     contact_email: Mapped[str | None] = mapped_column(String(128))
 
-    parent: Mapped[Unit | None] = relationship(remote_side=[id], lazy="joined", innerjoin=False)
+    # join_depth: a self-referential joined load is only applied when its depth is given.
+    parent: Mapped[Unit | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
 
     @property
     def parent_code(self) -> str | None:
