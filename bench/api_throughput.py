@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,6 +96,22 @@ async def drive(base: str, paths: list[str], headers: dict[str, str], seconds: f
         return count / (time.monotonic() - started)
 
 
+def wrk_rps(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> float | None:
+    """The same load from wrk (C, no client-side Python), when it is installed: shows how much of the
+    httpx figure is the client's own limit rather than the server's."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    args = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk got errors from {url}:\n{out}")
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    return float(match.group(1)) if match else None
+
+
 def seed(env: dict[str, str]) -> str:
     """Seed the demo city into a fresh SQLite file; return the ops token."""
     import json
@@ -123,6 +141,7 @@ def main() -> None:
         proc, base = start_server(["bench.api_throughput:bare_app"], env)
         try:
             bare_rps = asyncio.run(drive(base, ["/bare"], {}, args.seconds, args.concurrency))
+            bare_wrk = wrk_rps(f"{base}/bare", {}, args.seconds, args.concurrency)
         finally:
             proc.terminate()
             proc.wait()
@@ -131,6 +150,8 @@ def main() -> None:
         try:
             api_rps = asyncio.run(drive(base, pages, {"Authorization": f"Bearer {token}"}, args.seconds,
                                         args.concurrency))
+            api_wrk = wrk_rps(f"{base}{pages[2]}", {"Authorization": f"Bearer {token}"}, args.seconds,
+                              args.concurrency)
         finally:
             proc.terminate()
             proc.wait()
@@ -139,6 +160,9 @@ def main() -> None:
     print(f"bare FastAPI endpoint (no database)          {bare_rps:8.0f} req/s")
     print(f"GET /api/v1/units, authenticated, paginated  {api_rps:8.0f} req/s  (SQLite, 1,757 units, limit 50)")
     print(f"ratio                                        {ratio:8.2f}   (target ≥ {TARGET_RATIO})")
+    if bare_wrk and api_wrk:
+        print(f"cross-check with wrk: bare {bare_wrk:.0f} req/s, units {api_wrk:.0f} req/s, "
+              f"ratio {api_wrk / bare_wrk:.3f} (the httpx client, not the server, caps the bare figure)")
     print(f"concurrency {args.concurrency}, {args.seconds:g} s each, one uvicorn process, loopback")
     sys.exit(0 if ratio >= TARGET_RATIO else 1)
 
