@@ -78,7 +78,7 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> De
         ]
         session.execute(insert(Unit), rows)
         codes = [u.code for u in depth_units]
-        ids.update(dict(session.execute(select(Unit.code, Unit.id).where(Unit.code.in_(codes))).tuples().all()))
+        ids.update({code: id_ for code, id_ in session.execute(select(Unit.code, Unit.id).where(Unit.code.in_(codes)))})
     paths: dict[str, str] = {}
     for unit in city.units:
         paths[unit.code] = f"{paths[unit.parent_code] if unit.parent_code else '/'}{ids[unit.code]}/"
