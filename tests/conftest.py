@@ -54,7 +54,11 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Iterator[Settings]:
-    settings = reset_settings(Settings(data_dir=tmp_path / "data", database_url=db_url))
+    # The simulator cloud's store is per test (a real cloud outlives cloudctl's transactions,
+    # so its changes are not rolled back with the test's).
+    settings = reset_settings(Settings(data_dir=tmp_path / "data", database_url=db_url,
+                                       simulator_database_url=f"sqlite:///{tmp_path / 'simulator.db'}",
+                                       simulator_build_seconds=0))
     yield settings
     reset_settings()
     dispose_engines()

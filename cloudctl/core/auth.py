@@ -31,12 +31,13 @@ class Role(LabelledEnum):
 # Patterns are matched with fnmatch; the first domain word names the package.
 ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("*",),
-    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*"),
-    Role.SECOPS: ("org.*:read", "job:*"),
-    Role.DUTY: ("org.*:read", "job:read"),
+    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*"),
+    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read"),
+    Role.DUTY: ("org.*:read", "job:read", "compute.*:read"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
-    Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read"),
+    Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
+                "compute.cloud:read", "compute.quota:read"),
 }
 
 

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(default=60, ge=5)
     job_poll_seconds: float = Field(default=0.5, gt=0)
     config_file: Path | None = None
+    # The simulator cloud keeps its own store, as a real cloud keeps its own database. Empty means:
+    # beside a SQLite database, its own SQLite file (two writers on one SQLite file would wait on each
+    # other); with PostgreSQL, the same database (its tables are prefixed sim_).
+    simulator_database_url: str = ""
+    simulator_build_seconds: float = Field(default=2.0, ge=0)
 
     @field_validator("display_timezone")
     @classmethod
@@ -65,6 +70,15 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'cloudctl.db'}"
+
+    @property
+    def resolved_simulator_url(self) -> str:
+        if self.simulator_database_url:
+            return self.simulator_database_url
+        main = self.resolved_database_url
+        if main.startswith("sqlite"):
+            return f"sqlite:///{self.data_dir / 'simulator.db'}"
+        return main
 
     @property
     def tz(self) -> ZoneInfo:

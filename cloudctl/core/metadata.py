@@ -8,13 +8,14 @@ from sqlalchemy import MetaData
 
 from cloudctl.core.models import Base
 
-__all__ = ["MODEL_MODULES", "load_metadata"]
+__all__ = ["MODEL_MODULES", "include_name", "load_metadata"]
 
 # A new domain adds its models module here, and an Alembic revision for its tables.
 MODEL_MODULES = (
     "cloudctl.org.models",
     "cloudctl.core.audit",
     "cloudctl.core.jobs",
+    "cloudctl.compute.models",
 )
 
 
@@ -22,3 +23,8 @@ def load_metadata() -> MetaData:
     for name in MODEL_MODULES:
         importlib.import_module(name)
     return Base.metadata
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter: the simulator cloud keeps its own sim_ tables, which are not cloudctl's schema."""
+    return not (type_ == "table" and name is not None and name.startswith("sim_"))

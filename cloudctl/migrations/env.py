@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from cloudctl.core.db import make_engine
-from cloudctl.core.metadata import load_metadata
+from cloudctl.core.metadata import include_name, load_metadata
 
 target_metadata = load_metadata()
 config = context.config
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place: batch mode rebuilds the table.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

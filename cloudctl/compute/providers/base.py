@@ -1,0 +1,147 @@
+"""The one surface the compute service uses to talk to a provider cloud.
+
+Every adapter (OpenStack, Kubernetes, the simulator) implements :class:`CloudProvider`
+and translates its SDK's errors into ``cloudctl.core.errors`` inside the adapter:
+SDK types and exceptions never leave it. Units of memory and disk are the
+providers' own (MiB of RAM as Nova counts it, GiB of disk); server states are
+Nova's words, which cloudctl uses everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "SERVER_STATES",
+    "CloudProvider",
+    "Flavor",
+    "QuotaLimits",
+    "QuotaUsage",
+    "ResourceCapacity",
+    "ServerInfo",
+    "ServerSpec",
+]
+
+# Nova's server states, the vocabulary of the whole console.
+SERVER_STATES = ("BUILD", "ACTIVE", "SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED", "SHELVED_OFFLOADED",
+                 "VERIFY_RESIZE", "RESIZE", "ERROR", "DELETED")
+
+ServerAction = Literal["stop", "start", "shelve", "shelve_offload", "unshelve", "confirm_resize"]
+
+
+@dataclass(frozen=True, slots=True)
+class Flavor:
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    provider_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """Limits of one unit's project (OpenStack) or namespace (Kubernetes); None means unlimited/unset.
+
+    For Kubernetes, vcpus and ram_mb are the namespace's requests.cpu and requests.memory,
+    and instances is pods.
+    """
+
+    vcpus: int | None = None
+    ram_mb: int | None = None
+    disk_gb: int | None = None
+    instances: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    vcpus: int = 0
+    ram_mb: int = 0
+    disk_gb: int = 0
+    instances: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    name: str
+    flavor: str
+    # The request item's idempotency tag: a retried create finds the server it made before.
+    tag: str
+    image: str | None = None
+    network: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    provider_id: str
+    name: str
+    project: str
+    status: str
+    flavor: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    tag: str | None = None
+    host: str | None = None
+    created_at: datetime | None = None
+    fault: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceCapacity:
+    """One resource of a cloud, as Placement reports it: usable = (total − reserved) × allocation_ratio."""
+
+    resource: Literal["vcpus", "ram_mb", "disk_gb"]
+    total: int
+    reserved: int
+    allocation_ratio: float
+    used: int
+
+    @property
+    def usable(self) -> int:
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+    @property
+    def headroom(self) -> int:
+        return self.usable - self.used
+
+
+@runtime_checkable
+class CloudProvider(Protocol):
+    """What the compute service needs of a cloud. ``project`` is the provider's id for a unit's tenant."""
+
+    kind: str
+
+    def ensure_project(self, unit_code: str, unit_name: str) -> str:
+        """The unit's project (OpenStack) or namespace (Kubernetes), created if missing; returns its id."""
+        ...
+
+    def list_flavors(self) -> list[Flavor]: ...
+
+    def get_quota(self, project: str) -> tuple[QuotaLimits, QuotaUsage]: ...
+
+    def set_quota(self, project: str, limits: QuotaLimits) -> None:
+        """Push limits; a limit below current usage is refused (Conflict), never forced."""
+        ...
+
+    def create_server(self, project: str, spec: ServerSpec) -> ServerInfo:
+        """Create, or return the server already carrying ``spec.tag`` (idempotent)."""
+        ...
+
+    def find_server_by_tag(self, project: str, tag: str) -> ServerInfo | None: ...
+
+    def get_server(self, provider_id: str) -> ServerInfo:
+        """Raises NotFound for a server that does not exist (any more)."""
+        ...
+
+    def list_servers(self, project: str | None = None) -> list[ServerInfo]: ...
+
+    def server_action(self, provider_id: str, action: ServerAction) -> ServerInfo: ...
+
+    def resize_server(self, provider_id: str, flavor: str) -> ServerInfo: ...
+
+    def delete_server(self, provider_id: str) -> None: ...
+
+    def capacity(self) -> list[ResourceCapacity]: ...

@@ -1,0 +1,438 @@
+"""The simulator cloud: the embedded default, a persistent stand-in for Nova and Placement.
+
+It keeps its own store, as a real cloud keeps its own database: a change made in the
+simulator survives a rollback of cloudctl's transaction, which is what makes
+idempotency tags and reconciliation testable. Its rules follow Nova's:
+
+- placement refuses a server that fits no host, with over-commit applied as
+  Placement does: usable = (total − reserved) × allocation_ratio;
+- project quota (cores, ram, instances) counts every server that is not deleted,
+  stopped and shelved ones included, and refuses a limit below usage;
+- a stopped server still holds its host's vCPU and RAM; only shelve-offload frees them;
+- servers pass through BUILD before ACTIVE; resize waits in VERIFY_RESIZE for confirmation;
+- faults can be injected: the next N creates fail, a host disappears.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, ForeignKey, String, UniqueConstraint, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from cloudctl.compute.providers.base import (
+    Flavor,
+    QuotaLimits,
+    QuotaUsage,
+    ResourceCapacity,
+    ServerAction,
+    ServerInfo,
+    ServerSpec,
+)
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.models import UTCDateTime, utcnow
+
+__all__ = ["SimHost", "SimulatorProvider", "SimulatorStore"]
+
+
+class SimBase(DeclarativeBase):
+    """The simulator's own schema: not cloudctl's, so not in cloudctl's migrations."""
+
+
+class SimHost(SimBase):
+    __tablename__ = "sim_hosts"
+    __table_args__ = (UniqueConstraint("cloud", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    vcpus: Mapped[int]
+    ram_mb: Mapped[int]
+    disk_gb: Mapped[int]
+    # Memory the hypervisor keeps for itself (Nova's reserved_host_memory_mb).
+    reserved_ram_mb: Mapped[int] = mapped_column(default=4096)
+    alive: Mapped[bool] = mapped_column(default=True)
+
+
+class SimFlavor(SimBase):
+    __tablename__ = "sim_flavors"
+    __table_args__ = (UniqueConstraint("cloud", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    vcpus: Mapped[int]
+    ram_mb: Mapped[int]
+    disk_gb: Mapped[int]
+
+
+class SimProject(SimBase):
+    __tablename__ = "sim_projects"
+    __table_args__ = (UniqueConstraint("cloud", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(128), default="")
+    # None is Nova's -1: unlimited.
+    cores: Mapped[int | None]
+    ram_mb: Mapped[int | None]
+    instances: Mapped[int | None]
+    disk_gb: Mapped[int | None]
+
+
+class SimServer(SimBase):
+    __tablename__ = "sim_servers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("sim_projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[str | None] = mapped_column(String(128), index=True)
+    flavor: Mapped[str] = mapped_column(String(64))
+    vcpus: Mapped[int]
+    ram_mb: Mapped[int]
+    disk_gb: Mapped[int]
+    # The flavor before a resize, kept until the resize is confirmed (VERIFY_RESIZE).
+    old_flavor: Mapped[str | None] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    fault: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ready_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted: Mapped[bool] = mapped_column(default=False)
+
+
+class SimFault(SimBase):
+    __tablename__ = "sim_faults"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    remaining: Mapped[int]
+    message: Mapped[str] = mapped_column(String(255))
+
+
+class SimulatorStore:
+    """The simulator's database; its tables are created on first use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        SimBase.metadata.create_all(engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+
+# Servers in these states hold a place on their host.
+ON_HOST = ("BUILD", "ACTIVE", "SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED", "VERIFY_RESIZE", "ERROR")
+
+
+@dataclass
+class _Usage:
+    vcpus: int = 0
+    ram_mb: int = 0
+    disk_gb: int = 0
+
+
+class SimulatorProvider:
+    kind = "simulator"
+
+    def __init__(
+        self,
+        store: SimulatorStore,
+        cloud: str,
+        *,
+        cpu_allocation_ratio: float = 4.0,
+        ram_allocation_ratio: float = 1.0,
+        build_seconds: float = 2.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.cloud = cloud
+        self.cpu_ratio = cpu_allocation_ratio
+        self.ram_ratio = ram_allocation_ratio
+        self.build = timedelta(seconds=build_seconds)
+        self.clock = clock
+
+    # -------------------------------------------------------------- set-up (the cloud's own admin)
+
+    def add_host(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int, reserved_ram_mb: int = 4096) -> None:
+        with self.store.session() as s:
+            s.add(SimHost(cloud=self.cloud, name=name, vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb,
+                          reserved_ram_mb=reserved_ram_mb))
+
+    def add_flavor(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int) -> None:
+        with self.store.session() as s:
+            s.add(SimFlavor(id=str(uuid.uuid4()), cloud=self.cloud, name=name, vcpus=vcpus, ram_mb=ram_mb,
+                            disk_gb=disk_gb))
+
+    def inject_fault(self, kind: str, *, times: int = 1, message: str = "simulated fault") -> None:
+        """``create_fails``: the next ``times`` creates go to ERROR with ``message``."""
+        if kind != "create_fails":
+            raise InvalidInput(f"unknown fault {kind!r}; known: create_fails", field="fault")
+        with self.store.session() as s:
+            s.add(SimFault(cloud=self.cloud, kind=kind, remaining=times, message=message))
+
+    def lose_host(self, name: str) -> None:
+        """A host disappears: its servers go to ERROR and it takes no new ones."""
+        with self.store.session() as s:
+            host = self._host(s, name)
+            host.alive = False
+            for server in s.scalars(select(SimServer).where(SimServer.cloud == self.cloud, SimServer.host == name,
+                                                            SimServer.deleted.is_(False))):
+                server.status = "ERROR"
+                server.fault = f"host {name} is down"
+
+    # -------------------------------------------------------------- CloudProvider
+
+    def ensure_project(self, unit_code: str, unit_name: str) -> str:
+        with self.store.session() as s:
+            project = s.scalar(select(SimProject).where(SimProject.cloud == self.cloud, SimProject.name == unit_code))
+            if project is None:
+                project = SimProject(id=uuid.uuid4().hex, cloud=self.cloud, name=unit_code,
+                                     description=unit_name[:128], cores=None, ram_mb=None, instances=None,
+                                     disk_gb=None)
+                s.add(project)
+            return project.id
+
+    def list_flavors(self) -> list[Flavor]:
+        with self.store.session() as s:
+            rows = s.scalars(select(SimFlavor).where(SimFlavor.cloud == self.cloud).order_by(SimFlavor.vcpus,
+                                                                                             SimFlavor.ram_mb))
+            return [Flavor(f.name, f.vcpus, f.ram_mb, f.disk_gb, f.id) for f in rows]
+
+    def get_quota(self, project: str) -> tuple[QuotaLimits, QuotaUsage]:
+        with self.store.session() as s:
+            p = self._project(s, project)
+            usage = self._project_usage(s, project)
+            return QuotaLimits(p.cores, p.ram_mb, p.disk_gb, p.instances), usage
+
+    def set_quota(self, project: str, limits: QuotaLimits) -> None:
+        with self.store.session() as s:
+            p = self._project(s, project)
+            usage = self._project_usage(s, project)
+            for name, limit, used in (("vcpus", limits.vcpus, usage.vcpus), ("ram_mb", limits.ram_mb, usage.ram_mb),
+                                      ("disk_gb", limits.disk_gb, usage.disk_gb),
+                                      ("instances", limits.instances, usage.instances)):
+                if limit is not None and limit < used:
+                    # Nova answers 400 "Quota limit … must be greater than or equal to already used".
+                    raise Conflict(f"quota limit {limit} is below what the project already uses ({used})",
+                                   field=name)
+            p.cores, p.ram_mb, p.disk_gb, p.instances = limits.vcpus, limits.ram_mb, limits.disk_gb, limits.instances
+
+    def create_server(self, project: str, spec: ServerSpec) -> ServerInfo:
+        with self.store.session() as s:
+            existing = self._by_tag(s, project, spec.tag)
+            if existing is not None:
+                return self._info(existing)
+            self._project(s, project)
+            flavor = s.scalar(select(SimFlavor).where(SimFlavor.cloud == self.cloud, SimFlavor.name == spec.flavor))
+            if flavor is None:
+                raise InvalidInput(f"flavor {spec.flavor!r} does not exist on {self.cloud}", field="flavor")
+            self._check_quota(s, project, flavor.vcpus, flavor.ram_mb, flavor.disk_gb, 1)
+            now = self.clock()
+            server = SimServer(id=str(uuid.uuid4()), cloud=self.cloud, project_id=project, name=spec.name,
+                               tag=spec.tag, flavor=flavor.name, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb,
+                               disk_gb=flavor.disk_gb, status="BUILD", created_at=now, ready_at=now + self.build)
+            fault = s.scalar(select(SimFault).where(SimFault.cloud == self.cloud, SimFault.kind == "create_fails",
+                                                    SimFault.remaining > 0).limit(1))
+            if fault is not None:
+                fault.remaining -= 1
+                server.status, server.fault = "ERROR", fault.message
+            else:
+                host = self._place(s, flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
+                if host is None:
+                    # Nova's "No valid host was found": the server exists, in ERROR, holding nothing.
+                    server.status = "ERROR"
+                    server.fault = "No valid host was found. There are not enough hosts available."
+                else:
+                    server.host = host.name
+            s.add(server)
+            s.flush()
+            return self._info(server)
+
+    def find_server_by_tag(self, project: str, tag: str) -> ServerInfo | None:
+        with self.store.session() as s:
+            server = self._by_tag(s, project, tag)
+            return self._info(server) if server is not None else None
+
+    def get_server(self, provider_id: str) -> ServerInfo:
+        with self.store.session() as s:
+            return self._info(self._server(s, provider_id))
+
+    def list_servers(self, project: str | None = None) -> list[ServerInfo]:
+        with self.store.session() as s:
+            query = select(SimServer).where(SimServer.cloud == self.cloud, SimServer.deleted.is_(False))
+            if project is not None:
+                query = query.where(SimServer.project_id == project)
+            return [self._info(server) for server in s.scalars(query.order_by(SimServer.created_at, SimServer.id))]
+
+    def server_action(self, provider_id: str, action: ServerAction) -> ServerInfo:
+        with self.store.session() as s:
+            server = self._server(s, provider_id)
+            self._advance(server)
+            allowed: dict[str, tuple[tuple[str, ...], str]] = {
+                "stop": (("ACTIVE", "ERROR"), "SHUTOFF"),
+                "start": (("SHUTOFF",), "ACTIVE"),
+                "shelve": (("ACTIVE", "SHUTOFF"), "SHELVED"),
+                "shelve_offload": (("SHELVED",), "SHELVED_OFFLOADED"),
+                "unshelve": (("SHELVED", "SHELVED_OFFLOADED"), "ACTIVE"),
+                "confirm_resize": (("VERIFY_RESIZE",), "ACTIVE"),
+            }
+            if action not in allowed:
+                raise InvalidInput(f"unknown server action {action!r}", field="action")
+            states, target = allowed[action]
+            if server.status not in states:
+                # Nova's 409 "Cannot 'stop' instance … while it is in vm_state stopped".
+                raise Conflict(f"cannot {action} server {server.name} while it is {server.status}", field="status")
+            if action == "shelve_offload":
+                server.host = None
+            elif action == "unshelve" and server.host is None:
+                host = self._place(s, server.vcpus, server.ram_mb, server.disk_gb)
+                if host is None:
+                    raise Conflict("No valid host was found to unshelve onto", field="host")
+                server.host = host.name
+            elif action == "confirm_resize":
+                server.old_flavor = None
+            server.status = target
+            return self._info(server)
+
+    def resize_server(self, provider_id: str, flavor: str) -> ServerInfo:
+        with self.store.session() as s:
+            server = self._server(s, provider_id)
+            self._advance(server)
+            if server.status not in ("ACTIVE", "SHUTOFF"):
+                raise Conflict(f"cannot resize server {server.name} while it is {server.status}", field="status")
+            new = s.scalar(select(SimFlavor).where(SimFlavor.cloud == self.cloud, SimFlavor.name == flavor))
+            if new is None:
+                raise InvalidInput(f"flavor {flavor!r} does not exist on {self.cloud}", field="flavor")
+            if new.name == server.flavor:
+                raise InvalidInput("the server already has this flavor", field="flavor")
+            self._check_quota(s, server.project_id, new.vcpus - server.vcpus, new.ram_mb - server.ram_mb,
+                              max(0, new.disk_gb - server.disk_gb), 0)
+            host = s.scalar(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.name == server.host))
+            if host is None or not self._fits(s, host, new.vcpus - server.vcpus, new.ram_mb - server.ram_mb,
+                                              new.disk_gb - server.disk_gb):
+                raise Conflict("No valid host was found for the new flavor", field="flavor")
+            server.old_flavor, server.flavor = server.flavor, new.name
+            server.vcpus, server.ram_mb, server.disk_gb = new.vcpus, new.ram_mb, new.disk_gb
+            server.status = "VERIFY_RESIZE"
+            return self._info(server)
+
+    def delete_server(self, provider_id: str) -> None:
+        with self.store.session() as s:
+            server = self._server(s, provider_id)
+            server.deleted, server.status, server.host = True, "DELETED", None
+
+    def capacity(self) -> list[ResourceCapacity]:
+        with self.store.session() as s:
+            hosts = list(s.scalars(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.alive.is_(True))))
+            used = self._host_usage(s)
+            total = _Usage(sum(h.vcpus for h in hosts), sum(h.ram_mb for h in hosts), sum(h.disk_gb for h in hosts))
+            in_use = _Usage(sum(used.get(h.name, _Usage()).vcpus for h in hosts),
+                            sum(used.get(h.name, _Usage()).ram_mb for h in hosts),
+                            sum(used.get(h.name, _Usage()).disk_gb for h in hosts))
+            return [
+                ResourceCapacity("vcpus", total.vcpus, 0, self.cpu_ratio, in_use.vcpus),
+                ResourceCapacity("ram_mb", total.ram_mb, sum(h.reserved_ram_mb for h in hosts), self.ram_ratio,
+                                 in_use.ram_mb),
+                ResourceCapacity("disk_gb", total.disk_gb, 0, 1.0, in_use.disk_gb),
+            ]
+
+    # -------------------------------------------------------------- inside
+
+    def _advance(self, server: SimServer) -> None:
+        """A build finishes in its own time: BUILD turns ACTIVE once its moment has come."""
+        if server.status == "BUILD" and self.clock() >= server.ready_at:
+            server.status = "ACTIVE"
+
+    def _info(self, server: SimServer) -> ServerInfo:
+        self._advance(server)
+        return ServerInfo(provider_id=server.id, name=server.name, project=server.project_id, status=server.status,
+                          flavor=server.flavor, vcpus=server.vcpus, ram_mb=server.ram_mb, disk_gb=server.disk_gb,
+                          tag=server.tag, host=server.host, created_at=server.created_at, fault=server.fault)
+
+    def _project(self, s: Session, project: str, *, lock: bool = False) -> SimProject:
+        # Locking the project row serialises two creates in one project, as Nova's quota recheck does.
+        found = s.get(SimProject, project, with_for_update=lock)
+        if found is None or found.cloud != self.cloud:
+            raise NotFound(f"no project {project} on {self.cloud}", field="project")
+        return found
+
+    def _host(self, s: Session, name: str) -> SimHost:
+        host = s.scalar(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.name == name))
+        if host is None:
+            raise NotFound(f"no host {name} on {self.cloud}", field="host")
+        return host
+
+    def _server(self, s: Session, provider_id: str) -> SimServer:
+        server = s.get(SimServer, provider_id)
+        if server is None or server.cloud != self.cloud or server.deleted:
+            raise NotFound(f"no server {provider_id} on {self.cloud}", field="server")
+        return server
+
+    def _by_tag(self, s: Session, project: str, tag: str) -> SimServer | None:
+        return s.scalar(select(SimServer).where(SimServer.cloud == self.cloud, SimServer.project_id == project,
+                                                SimServer.tag == tag, SimServer.deleted.is_(False)).limit(1))
+
+    def _project_usage(self, s: Session, project: str) -> QuotaUsage:
+        row = s.execute(
+            select(func.coalesce(func.sum(SimServer.vcpus), 0), func.coalesce(func.sum(SimServer.ram_mb), 0),
+                   func.coalesce(func.sum(SimServer.disk_gb), 0), func.count(SimServer.id))
+            .where(SimServer.project_id == project, SimServer.deleted.is_(False))
+        ).one()
+        return QuotaUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    def _check_quota(self, s: Session, project: str, vcpus: int, ram_mb: int, disk_gb: int, instances: int) -> None:
+        p = self._project(s, project, lock=True)
+        usage = self._project_usage(s, project)
+        for name, limit, used, asked in (("vcpus", p.cores, usage.vcpus, vcpus),
+                                         ("ram_mb", p.ram_mb, usage.ram_mb, ram_mb),
+                                         ("disk_gb", p.disk_gb, usage.disk_gb, disk_gb),
+                                         ("instances", p.instances, usage.instances, instances)):
+            if limit is not None and asked > 0 and used + asked > limit:
+                # Nova's 403 "Quota exceeded for cores: Requested 4, but already used 14 of 16 cores".
+                raise Conflict(f"Quota exceeded for {name}: requested {asked}, but already used {used} of {limit}",
+                               field="quota")
+
+    def _host_usage(self, s: Session) -> dict[str, _Usage]:
+        rows = s.execute(
+            select(SimServer.host, func.sum(SimServer.vcpus), func.sum(SimServer.ram_mb), func.sum(SimServer.disk_gb))
+            .where(SimServer.cloud == self.cloud, SimServer.deleted.is_(False), SimServer.host.is_not(None),
+                   SimServer.status.in_(ON_HOST))
+            .group_by(SimServer.host)
+        ).all()
+        return {str(host): _Usage(int(v), int(r), int(d)) for host, v, r, d in rows}
+
+    def _fits(self, s: Session, host: SimHost, vcpus: int, ram_mb: int, disk_gb: int,
+              usage: dict[str, _Usage] | None = None) -> bool:
+        used = (usage if usage is not None else self._host_usage(s)).get(host.name, _Usage())
+        return (used.vcpus + vcpus <= host.vcpus * self.cpu_ratio
+                and used.ram_mb + ram_mb <= (host.ram_mb - host.reserved_ram_mb) * self.ram_ratio
+                and used.disk_gb + disk_gb <= host.disk_gb)
+
+    def _place(self, s: Session, vcpus: int, ram_mb: int, disk_gb: int) -> SimHost | None:
+        """Nova's filter-then-weigh: hosts that fit, the one with the most free RAM first (spreading)."""
+        # Lock the hosts first so two placements cannot both take a host's last room (PostgreSQL).
+        alive = list(s.scalars(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.alive.is_(True))
+                               .order_by(SimHost.id).with_for_update()))
+        usage = self._host_usage(s)
+        hosts = [h for h in alive
+                 if self._fits(s, h, vcpus, ram_mb, disk_gb, usage)]
+        if not hosts:
+            return None
+        return max(hosts, key=lambda h: ((h.ram_mb - h.reserved_ram_mb) * self.ram_ratio
+                                         - usage.get(h.name, _Usage()).ram_mb, h.name))
+

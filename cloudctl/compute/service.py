@@ -1,0 +1,332 @@
+"""The rules of the government cloud: the cloud registry, flavor catalogue, quotas and capacity.
+
+Quotas live in two places on purpose: the provider enforces them at create time, and
+cloudctl keeps limits, synced usage and *reservations*, so an approved request holds
+its share before the provider has built anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from cloudctl.compute.models import Cloud, Flavor, Quota, UnitProject
+from cloudctl.compute.providers import provider_for
+from cloudctl.compute.providers.base import CloudProvider, QuotaLimits
+from cloudctl.compute.schemas import CapacityRow, CloudCreate, CloudUpdate, QuotaSet
+from cloudctl.core import audit
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import Unit
+from cloudctl.org.service import get_unit, unit_scope
+
+__all__ = [
+    "Ask",
+    "capacity",
+    "create_cloud",
+    "ensure_project",
+    "get_cloud",
+    "get_quota",
+    "list_clouds",
+    "list_flavors",
+    "list_quotas",
+    "release",
+    "reserve",
+    "set_quota",
+    "sync_flavors",
+    "sync_quota",
+    "update_cloud",
+]
+
+CLOUD_AUDIT_FIELDS = ("name", "display_name", "kind", "connection", "region", "cpu_allocation_ratio",
+                      "ram_allocation_ratio", "default_image", "default_network", "enabled")
+QUOTA_AUDIT_FIELDS = ("limit_vcpus", "limit_ram_mb", "limit_disk_gb", "limit_instances")
+
+# Tests swap the provider lookup; everything else goes through provider_for.
+ProviderLookup = Callable[[Cloud], CloudProvider]
+
+
+# ---------------------------------------------------------------- clouds
+
+
+def get_cloud(session: Session, principal: Principal, name: str, *, field_name: str = "cloud") -> Cloud:
+    authorize(principal, "compute.cloud:read")
+    cloud = session.scalar(select(Cloud).where(Cloud.name == name))
+    if cloud is None:
+        raise NotFound(f"no cloud named {name!r}", field=field_name)
+    return cloud
+
+
+def list_clouds(session: Session, principal: Principal, *, enabled: bool | None = None) -> list[Cloud]:
+    authorize(principal, "compute.cloud:read")
+    query = select(Cloud).order_by(Cloud.name)
+    if enabled is not None:
+        query = query.where(Cloud.enabled.is_(enabled))
+    return list(session.scalars(query))
+
+
+def create_cloud(session: Session, principal: Principal, data: CloudCreate) -> Cloud:
+    authorize(principal, "compute.cloud:write")
+    if session.scalar(select(Cloud.id).where(Cloud.name == data.name)) is not None:
+        raise Conflict(f"a cloud named {data.name!r} already exists", field="name")
+    cloud = Cloud(**data.model_dump())
+    session.add(cloud)
+    session.flush()
+    audit.record(session, principal, action="create", entity="cloud", entity_id=cloud.name,
+                 after=audit.snapshot(cloud, CLOUD_AUDIT_FIELDS))
+    return cloud
+
+
+def update_cloud(session: Session, principal: Principal, name: str, data: CloudUpdate) -> Cloud:
+    authorize(principal, "compute.cloud:write")
+    cloud = get_cloud(session, principal, name)
+    before = audit.snapshot(cloud, CLOUD_AUDIT_FIELDS)
+    for key, value in data.model_dump(exclude_unset=True).items():
+        if value is None and key in ("display_name", "cpu_allocation_ratio", "ram_allocation_ratio", "enabled"):
+            raise InvalidInput("must not be null", field=key)
+        setattr(cloud, key, value)
+    session.flush()
+    audit.record(session, principal, action="update", entity="cloud", entity_id=cloud.name, before=before,
+                 after=audit.snapshot(cloud, CLOUD_AUDIT_FIELDS))
+    return cloud
+
+
+# ---------------------------------------------------------------- flavors
+
+
+def sync_flavors(session: Session, principal: Principal, name: str,
+                 *, providers: ProviderLookup = provider_for) -> tuple[int, int, int]:
+    """Bring the catalogue in line with the provider: (added, changed, removed)."""
+    authorize(principal, "compute.cloud:write")
+    cloud = get_cloud(session, principal, name)
+    offered = {f.name: f for f in providers(cloud).list_flavors()}
+    known = {f.name: f for f in session.scalars(select(Flavor).where(Flavor.cloud_id == cloud.id))}
+    added = changed = 0
+    for flavor_name, spec in offered.items():
+        row = known.get(flavor_name)
+        if row is None:
+            session.add(Flavor(cloud_id=cloud.id, name=spec.name, vcpus=spec.vcpus, ram_mb=spec.ram_mb,
+                               disk_gb=spec.disk_gb, provider_id=spec.provider_id))
+            added += 1
+        elif (row.vcpus, row.ram_mb, row.disk_gb, row.provider_id) != (spec.vcpus, spec.ram_mb, spec.disk_gb,
+                                                                        spec.provider_id):
+            row.vcpus, row.ram_mb, row.disk_gb = spec.vcpus, spec.ram_mb, spec.disk_gb
+            row.provider_id = spec.provider_id
+            changed += 1
+    gone = [n for n in known if n not in offered]
+    if gone:
+        session.execute(delete(Flavor).where(Flavor.cloud_id == cloud.id, Flavor.name.in_(gone)))
+    session.flush()
+    return added, changed, len(gone)
+
+
+def list_flavors(session: Session, principal: Principal, name: str) -> list[Flavor]:
+    cloud = get_cloud(session, principal, name)
+    return list(session.scalars(select(Flavor).where(Flavor.cloud_id == cloud.id)
+                                .order_by(Flavor.vcpus, Flavor.ram_mb, Flavor.name)))
+
+
+# ---------------------------------------------------------------- quotas
+
+
+def ensure_project(session: Session, unit: Unit, cloud: Cloud, provider: CloudProvider) -> str:
+    """The unit's project on the cloud, created at the provider on first use and remembered."""
+    mapped = session.scalar(select(UnitProject).where(UnitProject.unit_id == unit.id,
+                                                      UnitProject.cloud_id == cloud.id))
+    if mapped is not None:
+        return mapped.project_id
+    project_id = provider.ensure_project(unit.code, unit.name)
+    session.add(UnitProject(unit_id=unit.id, cloud_id=cloud.id, project_id=project_id))
+    session.flush()
+    return project_id
+
+
+def _quota_row(session: Session, unit: Unit, cloud: Cloud) -> Quota:
+    quota = session.scalar(select(Quota).where(Quota.unit_id == unit.id, Quota.cloud_id == cloud.id))
+    if quota is None:
+        quota = Quota(unit=unit, unit_id=unit.id, cloud=cloud, cloud_id=cloud.id, limit_vcpus=None,
+                      limit_ram_mb=None, limit_disk_gb=None, limit_instances=None)
+        session.add(quota)
+        session.flush()
+    return quota
+
+
+def get_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str) -> Quota:
+    authorize(principal, "compute.quota:read")
+    unit = get_unit(session, principal, unit_code, field_name="unit")
+    cloud = get_cloud(session, principal, cloud_name)
+    quota = session.scalar(select(Quota).where(Quota.unit_id == unit.id, Quota.cloud_id == cloud.id))
+    if quota is None:
+        raise NotFound(f"{unit_code} has no quota on {cloud_name}", field="unit")
+    return quota
+
+
+def list_quotas(
+    session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
+    limit: int = 50, offset: int = 0,
+) -> tuple[list[Quota], int]:
+    authorize(principal, "compute.quota:read")
+    query = select(Quota).join(Quota.unit).join(Quota.cloud)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if unit is not None:
+        query = query.where(Quota.unit_id == get_unit(session, principal, unit, field_name="unit").id)
+    if cloud is not None:
+        query = query.where(Quota.cloud_id == get_cloud(session, principal, cloud).id)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(Unit.code, Cloud.name).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def set_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str, data: QuotaSet,
+              *, providers: ProviderLookup = provider_for) -> Quota:
+    """Set limits and push them to the provider. A limit below what is used or reserved is refused."""
+    authorize(principal, "compute.quota:write")
+    given = data.model_dump(exclude_unset=True, exclude_none=True)
+    if not given:
+        raise InvalidInput("give at least one of vcpus, ram_gb, disk_gb, instances", field="limits")
+    unit = get_unit(session, principal, unit_code, field_name="unit")
+    cloud = get_cloud(session, principal, cloud_name)
+    quota = _quota_row(session, unit, cloud)
+    before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
+    wanted = {
+        "vcpus": given.get("vcpus", quota.limit_vcpus),
+        "ram_mb": given["ram_gb"] * 1024 if "ram_gb" in given else quota.limit_ram_mb,
+        "disk_gb": given.get("disk_gb", quota.limit_disk_gb),
+        "instances": given.get("instances", quota.limit_instances),
+    }
+    for resource, limit in wanted.items():
+        held = getattr(quota, f"used_{resource}") + getattr(quota, f"reserved_{resource}")
+        if limit is not None and limit < held:
+            unit_word = " MiB" if resource == "ram_mb" else ""
+            raise Conflict(f"{unit_code} already uses or has reserved {held}{unit_word} of {resource} on "
+                           f"{cloud_name}; the limit cannot go below it",
+                           field="ram_gb" if resource == "ram_mb" else resource)
+    provider = providers(cloud)
+    project = ensure_project(session, unit, cloud, provider)
+    # The provider refuses a limit under its own usage (never forced, unlike set_compute_quotas).
+    provider.set_quota(project, QuotaLimits(wanted["vcpus"], wanted["ram_mb"], wanted["disk_gb"],
+                                            wanted["instances"]))
+    quota.limit_vcpus, quota.limit_ram_mb = wanted["vcpus"], wanted["ram_mb"]
+    quota.limit_disk_gb, quota.limit_instances = wanted["disk_gb"], wanted["instances"]
+    session.flush()
+    audit.record(session, principal, action="update", entity="quota", entity_id=f"{unit_code}@{cloud_name}",
+                 before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
+    return quota
+
+
+def sync_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str,
+               *, providers: ProviderLookup = provider_for) -> Quota:
+    """Read limits and usage back from the provider (someone may have changed them there)."""
+    authorize(principal, "compute.quota:write")
+    unit = get_unit(session, principal, unit_code, field_name="unit")
+    cloud = get_cloud(session, principal, cloud_name)
+    provider = providers(cloud)
+    project = ensure_project(session, unit, cloud, provider)
+    limits, usage = provider.get_quota(project)
+    quota = _quota_row(session, unit, cloud)
+    before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
+    quota.limit_vcpus, quota.limit_ram_mb = limits.vcpus, limits.ram_mb
+    quota.limit_disk_gb, quota.limit_instances = limits.disk_gb, limits.instances
+    quota.used_vcpus, quota.used_ram_mb = usage.vcpus, usage.ram_mb
+    quota.used_disk_gb, quota.used_instances = usage.disk_gb, usage.instances
+    quota.synced_at = utcnow()
+    session.flush()
+    audit.record(session, principal, action="sync", entity="quota", entity_id=f"{unit_code}@{cloud_name}",
+                 before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
+    return quota
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a request holds against a quota."""
+
+    vcpus: int = 0
+    ram_mb: int = 0
+    disk_gb: int = 0
+    instances: int = 0
+
+
+def reserve(session: Session, quota_id: int, ask: Ask) -> None:
+    """Hold ``ask`` against the quota, or raise Conflict. One conditional UPDATE: safe under concurrency.
+
+    The WHERE clause re-reads used and reserved at write time, so two approvals racing for
+    the last vCPUs cannot both succeed, on SQLite (one writer) or PostgreSQL (row lock).
+    """
+    fits = []
+    for resource in ("vcpus", "ram_mb", "disk_gb", "instances"):
+        limit = getattr(Quota, f"limit_{resource}")
+        used = getattr(Quota, f"used_{resource}")
+        reserved = getattr(Quota, f"reserved_{resource}")
+        fits.append(limit.is_(None) | (used + reserved + getattr(ask, resource) <= limit))
+    result = session.execute(
+        update(Quota).where(Quota.id == quota_id, *fits).values(
+            reserved_vcpus=Quota.reserved_vcpus + ask.vcpus,
+            reserved_ram_mb=Quota.reserved_ram_mb + ask.ram_mb,
+            reserved_disk_gb=Quota.reserved_disk_gb + ask.disk_gb,
+            reserved_instances=Quota.reserved_instances + ask.instances,
+        ).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        quota = session.get(Quota, quota_id, populate_existing=True)
+        if quota is None:
+            raise NotFound(f"no quota {quota_id}", field="quota")
+        short = [r for r in ("vcpus", "ram_mb", "disk_gb", "instances")
+                 if getattr(quota, f"limit_{r}") is not None and getattr(quota, f"used_{r}")
+                 + getattr(quota, f"reserved_{r}") + getattr(ask, r) > getattr(quota, f"limit_{r}")]
+        detail = ", ".join(
+            f"{r} asks {getattr(ask, r)} with {getattr(quota, f'used_{r}')} used and "
+            f"{getattr(quota, f'reserved_{r}')} reserved of {getattr(quota, f'limit_{r}')}" for r in short)
+        raise Conflict(f"does not fit {quota.unit_code}'s quota on {quota.cloud_name}: {detail}",
+                       field=short[0] if short else "quota")
+    session.expire_all()
+
+
+def release(session: Session, quota_id: int, ask: Ask) -> None:
+    """Give back a reservation (provisioned, failed or cancelled). Never goes below zero."""
+    session.execute(
+        update(Quota).where(Quota.id == quota_id).values(
+            reserved_vcpus=_floor0(session, Quota.reserved_vcpus - ask.vcpus),
+            reserved_ram_mb=_floor0(session, Quota.reserved_ram_mb - ask.ram_mb),
+            reserved_disk_gb=_floor0(session, Quota.reserved_disk_gb - ask.disk_gb),
+            reserved_instances=_floor0(session, Quota.reserved_instances - ask.instances),
+        ).execution_options(synchronize_session=False)
+    )
+    session.expire_all()
+
+
+def _floor0(session: Session, expr: ColumnElement[int]) -> ColumnElement[int]:
+    # SQLite's two-argument max() is PostgreSQL's greatest().
+    name = session.get_bind().dialect.name
+    return func.max(expr, 0) if name == "sqlite" else func.greatest(expr, 0)
+
+
+# ---------------------------------------------------------------- capacity
+
+
+def capacity(session: Session, principal: Principal, name: str,
+             *, providers: ProviderLookup = provider_for) -> list[CapacityRow]:
+    """Per resource: hardware capacity with over-commit, what quotas promise (allocated), what runs (used)."""
+    authorize(principal, "compute.capacity:read")
+    cloud = get_cloud(session, principal, name)
+    promised = session.execute(
+        select(func.coalesce(func.sum(Quota.limit_vcpus), 0), func.coalesce(func.sum(Quota.limit_ram_mb), 0),
+               func.coalesce(func.sum(Quota.limit_disk_gb), 0)).where(Quota.cloud_id == cloud.id)
+    ).one()
+    allocated = {"vcpus": int(promised[0] or 0), "ram_mb": int(promised[1] or 0), "disk_gb": int(promised[2] or 0)}
+    rows = []
+    for res in providers(cloud).capacity():
+        usable = res.usable
+        rows.append(CapacityRow(
+            cloud=cloud.name, resource=res.resource, total=res.total, reserved=res.reserved,
+            allocation_ratio=res.allocation_ratio, capacity=usable, allocated=allocated.get(res.resource, 0),
+            used=res.used, headroom=res.headroom,
+            allocated_ratio=round(allocated.get(res.resource, 0) / usable, 4) if usable else None,
+            used_ratio=round(res.used / usable, 4) if usable else None,
+        ))
+    return rows

@@ -1,0 +1,131 @@
+"""The simulator behaves as Nova and Placement do: placement, over-commit, quota, states, faults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cloudctl.compute.providers.base import CloudProvider, QuotaLimits, ServerSpec
+from cloudctl.compute.providers.simulator import SimulatorProvider, SimulatorStore
+from cloudctl.core.db import make_engine
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sim(fresh_url: str, clock: Clock) -> SimulatorProvider:
+    """Two hosts of 8 cores / 36 GiB (4 GiB reserved), 2× CPU over-commit, on SQLite or PostgreSQL."""
+    provider = SimulatorProvider(SimulatorStore(make_engine(fresh_url)), "city-cloud", cpu_allocation_ratio=2.0,
+                                 ram_allocation_ratio=1.0, build_seconds=5, clock=clock)
+    for name in ("cn01", "cn02"):
+        provider.add_host(name, vcpus=8, ram_mb=36864, disk_gb=500)
+    provider.add_flavor("c4m8", vcpus=4, ram_mb=8192, disk_gb=40)
+    provider.add_flavor("c8m16", vcpus=8, ram_mb=16384, disk_gb=80)
+    provider.add_flavor("c16m32", vcpus=16, ram_mb=32768, disk_gb=100)
+    return provider
+
+
+def test_it_is_a_cloud_provider(sim: SimulatorProvider) -> None:
+    assert isinstance(sim, CloudProvider)
+    assert [f.name for f in sim.list_flavors()] == ["c4m8", "c8m16", "c16m32"]
+
+
+def test_build_then_active_and_idempotent_by_tag(sim: SimulatorProvider, clock: Clock) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    assert sim.ensure_project("990100-D01", "市公安局") == project
+    server = sim.create_server(project, ServerSpec("web-1", "c4m8", tag="req-1/item-1/0"))
+    assert server.status == "BUILD"
+    again = sim.create_server(project, ServerSpec("web-1", "c4m8", tag="req-1/item-1/0"))
+    assert again.provider_id == server.provider_id
+    assert len(sim.list_servers(project)) == 1
+    clock.now += timedelta(seconds=5)
+    assert sim.get_server(server.provider_id).status == "ACTIVE"
+    found = sim.find_server_by_tag(project, "req-1/item-1/0")
+    assert found is not None
+    assert found.provider_id == server.provider_id
+
+
+def test_placement_spreads_and_refuses_what_fits_nowhere(sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    hosts = [sim.create_server(project, ServerSpec(f"vm{i}", "c8m16", tag=f"t{i}")).host for i in range(4)]
+    assert sorted(hosts) == ["cn01", "cn01", "cn02", "cn02"]  # spread by free RAM
+    # 16 of 16 over-committed cores and 32 of 32 GiB are taken on both hosts: no valid host.
+    refused = sim.create_server(project, ServerSpec("vm5", "c4m8", tag="t5"))
+    assert refused.status == "ERROR"
+    assert refused.fault is not None
+    assert "No valid host" in refused.fault
+    assert refused.host is None
+
+
+def test_capacity_applies_over_commit_and_counts_stopped_servers(sim: SimulatorProvider, clock: Clock) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    server = sim.create_server(project, ServerSpec("db-1", "c8m16", tag="db"))
+    clock.now += timedelta(seconds=5)
+    sim.server_action(server.provider_id, "stop")
+    cap = {c.resource: c for c in sim.capacity()}
+    assert cap["vcpus"].usable == 32
+    assert cap["vcpus"].used == 8  # a stopped server still holds its cores
+    assert cap["ram_mb"].usable == 2 * (36864 - 4096)
+    sim.server_action(server.provider_id, "shelve")
+    sim.server_action(server.provider_id, "shelve_offload")
+    assert {c.resource: c for c in sim.capacity()}["vcpus"].used == 0  # only offload frees the host
+    assert sim.get_server(server.provider_id).status == "SHELVED_OFFLOADED"
+    assert sim.server_action(server.provider_id, "unshelve").host is not None
+
+
+def test_state_machine_refuses_wrong_transitions(sim: SimulatorProvider, clock: Clock) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    server = sim.create_server(project, ServerSpec("app", "c4m8", tag="app"))
+    with pytest.raises(Conflict) as caught:
+        sim.server_action(server.provider_id, "start")  # still building
+    assert caught.value.field == "status"
+    clock.now += timedelta(seconds=5)
+    resized = sim.resize_server(server.provider_id, "c8m16")
+    assert (resized.status, resized.vcpus) == ("VERIFY_RESIZE", 8)
+    assert sim.server_action(server.provider_id, "confirm_resize").status == "ACTIVE"
+    sim.delete_server(server.provider_id)
+    with pytest.raises(NotFound):
+        sim.get_server(server.provider_id)
+    with pytest.raises(InvalidInput) as bad:
+        sim.create_server(project, ServerSpec("x", "no-such-flavor", tag="x"))
+    assert bad.value.field == "flavor"
+
+
+def test_project_quota_is_enforced_and_never_forced_below_usage(sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D02", "市人力资源和社会保障局")
+    sim.set_quota(project, QuotaLimits(vcpus=8, ram_mb=16384, disk_gb=200, instances=2))
+    sim.create_server(project, ServerSpec("a", "c4m8", tag="a"))
+    sim.create_server(project, ServerSpec("b", "c4m8", tag="b"))
+    with pytest.raises(Conflict) as caught:
+        sim.create_server(project, ServerSpec("c", "c4m8", tag="c"))
+    assert "Quota exceeded" in caught.value.detail
+    limits, usage = sim.get_quota(project)
+    assert (limits.vcpus, usage.vcpus, usage.instances) == (8, 8, 2)
+    with pytest.raises(Conflict) as below:
+        sim.set_quota(project, QuotaLimits(vcpus=4))
+    assert below.value.field == "vcpus"
+
+
+def test_injected_faults(sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    sim.inject_fault("create_fails", message="compute service unavailable")
+    failed = sim.create_server(project, ServerSpec("f", "c4m8", tag="f"))
+    assert (failed.status, failed.fault) == ("ERROR", "compute service unavailable")
+    assert sim.create_server(project, ServerSpec("g", "c4m8", tag="g")).status == "BUILD"
+    ok = sim.list_servers(project)[-1]
+    sim.lose_host(ok.host or "")
+    assert sim.get_server(ok.provider_id).status == "ERROR"
+    assert all(s.host != ok.host for s in [sim.create_server(project, ServerSpec("h", "c4m8", tag="h"))])
