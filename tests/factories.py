@@ -42,7 +42,25 @@ class MiniCity:
     systems: dict[str, int] = field(default_factory=dict)
 
 
-def build_mini_city(session: Session) -> MiniCity:
+def make_cloud(session: Session, name: str = "test-cloud") -> None:
+    """A small simulator cloud with one host and two flavors, its catalogue synced."""
+    from cloudctl.compute import service as compute
+    from cloudctl.compute.models import CloudKind
+    from cloudctl.compute.providers import provider_for
+    from cloudctl.compute.providers.simulator import SimulatorProvider
+    from cloudctl.compute.schemas import CloudCreate
+
+    cloud = compute.create_cloud(session, ADMIN, CloudCreate(name=name, display_name="测试政务云",
+                                                             kind=CloudKind.SIMULATOR, cpu_allocation_ratio=2.0))
+    provider = provider_for(cloud)
+    assert isinstance(provider, SimulatorProvider)
+    provider.add_host("cn01", vcpus=64, ram_mb=524288, disk_gb=8000)
+    provider.add_flavor("c2m4", vcpus=2, ram_mb=4096, disk_gb=40)
+    provider.add_flavor("c4m8", vcpus=4, ram_mb=8192, disk_gb=40)
+    compute.sync_flavors(session, ADMIN, name)
+
+
+def build_mini_city(session: Session, *, with_cloud: bool = False) -> MiniCity:
     city = MiniCity()
     make_unit(session, "990100", "临江市", UnitKind.CITY)
     make_unit(session, "990100-D01", "市公安局", UnitKind.DEPARTMENT, "990100", contact_name="张伟",
@@ -61,5 +79,12 @@ def build_mini_city(session: Session) -> MiniCity:
         city.tokens[role.value] = secret
         city.principals[role.value] = service.principal_for_user(user)
     make_user(session, "dept-other", Role.DEPT, "990100-D02")
+    if with_cloud:
+        from cloudctl.compute import service as compute
+        from cloudctl.compute.schemas import QuotaSet
+
+        make_cloud(session)
+        for code in ("990100-D01", "990100-D02"):
+            compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=32, ram_gb=64, instances=8))
     session.flush()
     return city

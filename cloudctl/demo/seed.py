@@ -7,6 +7,7 @@ Later domains extend the demo by registering a step with :func:`demo_step`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -33,6 +34,9 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
     "duty": (Role.DUTY, "值班员"),
     "auditor": (Role.AUDITOR, "审计员"),
 }
+
+# Domains that add to the demo city; importing one registers its step.
+DEMO_MODULES = ("cloudctl.compute.demo",)
 
 DemoStep = Callable[[Session, Principal, DemoCity, int], dict[str, int]]
 _steps: list[tuple[str, DemoStep]] = []
@@ -100,6 +104,8 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> De
                "unit_id": ids[code]} for code in city.departments]
     session.execute(insert(User), users)
 
+    for module in DEMO_MODULES:
+        importlib.import_module(module)
     counts: dict[str, int] = {}
     for unit in city.units:
         counts[f"units.{unit.kind}"] = counts.get(f"units.{unit.kind}", 0) + 1

@@ -15,7 +15,7 @@ from tests.factories import MiniCity, build_mini_city
 
 @pytest.fixture
 def city(session: Session) -> MiniCity:
-    city = build_mini_city(session)
+    city = build_mini_city(session, with_cloud=True)
     # Commit to the test's savepoint: a refused request rolls back its own work, not the city.
     session.commit()
     return city

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, ForeignKey, String, UniqueConstraint, func, select
+from sqlalchemy import Engine, ForeignKey, String, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cloudctl.compute.providers.base import (
@@ -167,6 +167,12 @@ class SimulatorProvider:
         self.clock = clock
 
     # -------------------------------------------------------------- set-up (the cloud's own admin)
+
+    def reset(self) -> None:
+        """Forget everything of this cloud (a fresh demo over an old simulator store)."""
+        with self.store.session() as s:
+            for table in (SimServer, SimProject, SimFlavor, SimHost, SimFault):
+                s.execute(delete(table).where(table.cloud == self.cloud))
 
     def add_host(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int, reserved_ram_mb: int = 4096) -> None:
         with self.store.session() as s:

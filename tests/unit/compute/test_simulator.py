@@ -124,8 +124,9 @@ def test_injected_faults(sim: SimulatorProvider) -> None:
     sim.inject_fault("create_fails", message="compute service unavailable")
     failed = sim.create_server(project, ServerSpec("f", "c4m8", tag="f"))
     assert (failed.status, failed.fault) == ("ERROR", "compute service unavailable")
-    assert sim.create_server(project, ServerSpec("g", "c4m8", tag="g")).status == "BUILD"
-    ok = sim.list_servers(project)[-1]
-    sim.lose_host(ok.host or "")
+    ok = sim.create_server(project, ServerSpec("g", "c4m8", tag="g"))
+    assert ok.status == "BUILD"
+    assert ok.host is not None
+    sim.lose_host(ok.host)
     assert sim.get_server(ok.provider_id).status == "ERROR"
     assert all(s.host != ok.host for s in [sim.create_server(project, ServerSpec("h", "c4m8", tag="h"))])

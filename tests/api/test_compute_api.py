@@ -1,0 +1,44 @@
+"""Clouds, flavors, capacity and quotas over HTTP."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import auth
+from tests.factories import MiniCity
+
+
+def test_clouds_and_flavors(client: TestClient, city: MiniCity) -> None:
+    clouds = client.get("/api/v1/clouds", headers=auth(city, "dept")).json()
+    assert [(c["name"], c["kind"], c["display_name"]) for c in clouds] == [("test-cloud", "simulator", "测试政务云")]
+    flavors = client.get("/api/v1/clouds/test-cloud/flavors", headers=auth(city, "dept")).json()
+    assert flavors == [{"name": "c2m4", "vcpus": 2, "ram_mb": 4096, "disk_gb": 40},
+                       {"name": "c4m8", "vcpus": 4, "ram_mb": 8192, "disk_gb": 40}]
+    missing = client.get("/api/v1/clouds/nowhere/flavors", headers=auth(city, "dept"))
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["field"] == "cloud"
+
+
+def test_dept_sees_its_own_quota_only(client: TestClient, city: MiniCity) -> None:
+    page = client.get("/api/v1/quotas", headers=auth(city, "dept")).json()
+    assert page["total"] == 1
+    quota = page["items"][0]
+    assert (quota["unit_code"], quota["cloud"], quota["limit_vcpus"], quota["limit_ram_mb"]) == (
+        "990100-D01", "test-cloud", 32, 65536)
+    assert client.get("/api/v1/quotas", headers=auth(city, "ops")).json()["total"] == 2
+
+
+def test_set_quota_and_refusals(client: TestClient, city: MiniCity) -> None:
+    ops = auth(city, "ops")
+    done = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"vcpus": 48, "ram_gb": 96}, headers=ops)
+    assert done.status_code == 200
+    assert (done.json()["limit_vcpus"], done.json()["limit_ram_mb"]) == (48, 98304)
+    negative = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"vcpus": -1}, headers=ops)
+    assert negative.status_code == 422
+    assert negative.json()["errors"][0]["field"] == "vcpus"
+    empty = client.put("/api/v1/quotas/990100-D01/test-cloud", json={}, headers=ops)
+    assert empty.status_code == 422
+    assert empty.json()["errors"][0]["field"] == "limits"
+    capacity = client.get("/api/v1/clouds/test-cloud/capacity", headers=ops).json()
+    vcpus = next(r for r in capacity if r["resource"] == "vcpus")
+    assert (vcpus["capacity"], vcpus["allocated"]) == (128, 48 + 32)

@@ -1,0 +1,70 @@
+"""`cloudctl cloud …` and `cloudctl quota …` over the seeded demo city."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cloudctl.cli import app
+from cloudctl.core.cli_support import cli_state
+from cloudctl.core.config import Settings, reset_settings
+from cloudctl.core.db import dispose_engines
+from cloudctl.core.output import console
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliRunner]:
+    """One seeded demo city (SQLite) for the module: seeding takes about a second."""
+    data = tmp_path_factory.mktemp("demo")
+    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}"))
+    cli_state.schema_checked = False
+    console.width = 200
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    seeded = runner.invoke(app, ["demo", "seed", "--tokens-file", str(Path(data) / "t.json"), "-o", "json"])
+    assert seeded.exit_code == 0, seeded.output
+    counts = json.loads(seeded.output)["counts"]
+    assert (counts["compute.clouds"], counts["compute.hosts"]) == (4, 50)
+    yield runner
+    reset_settings()
+    dispose_engines()
+
+
+def invoke(runner: CliRunner, *args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_capacity_of_the_city_cloud_matches_the_real_city(demo: CliRunner) -> None:
+    rows = {r["resource"]: r for r in json.loads(invoke(demo, "cloud", "capacity", "city-cloud", "-o", "json"))}
+    assert rows["vcpus"]["capacity"] == 6045
+    assert rows["ram_mb"]["capacity"] == 20000 * 1024
+    assert 0 < rows["vcpus"]["allocated"] < rows["vcpus"]["capacity"]
+
+
+def test_clouds_flavors_and_quotas(demo: CliRunner) -> None:
+    clouds = json.loads(invoke(demo, "cloud", "list", "-o", "json"))
+    assert {c["name"] for c in clouds} == {"city-cloud", "unicom-cloud", "mobile-cloud", "container-cloud"}
+    flavors = json.loads(invoke(demo, "cloud", "flavors", "city-cloud", "-o", "json"))
+    assert flavors[0] == {"name": "c1m2", "vcpus": 1, "ram_mb": 2048, "disk_gb": 40}
+    mine = json.loads(invoke(demo, "--as", "dept-d01", "quota", "show", "-o", "json"))
+    assert {q["unit_code"] for q in mine} == {"990100-D01"}
+    updated = json.loads(invoke(demo, "quota", "set", "990100-D01", "city-cloud", "--vcpus", "300", "-o", "json"))
+    assert updated["limit_vcpus"] == 300
+    synced = json.loads(invoke(demo, "quota", "sync", "990100-D01", "city-cloud", "-o", "json"))
+    assert (synced["limit_vcpus"], synced["used_vcpus"]) == (300, 0)
+    assert synced["synced_at"] is not None
+
+
+def test_bad_quota_input_is_one_line(demo: CliRunner) -> None:
+    result = demo.invoke(app, ["quota", "set", "990100-D01", "city-cloud", "--vcpus", "-5"])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error: vcpus")
+    result = demo.invoke(app, ["quota", "set", "990100-D01", "nowhere", "--vcpus", "5"])
+    assert result.exit_code == 1
+    assert "no cloud named 'nowhere'" in result.output
