@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import PrincipalDep, SessionDep
-from cloudctl.compute import service
-from cloudctl.compute.schemas import CapacityRow, CloudPublic, FlavorPublic, QuotaPublic, QuotaSet
+from cloudctl.compute import provisioning, service
+from cloudctl.compute.models import RequestStatus
+from cloudctl.compute.schemas import (
+    CapacityRow,
+    CloudPublic,
+    FlavorPublic,
+    QuotaPublic,
+    QuotaSet,
+    RequestCreate,
+    RequestDecision,
+    RequestPublic,
+    ServerPublic,
+)
 from cloudctl.core.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["government cloud"])
@@ -51,3 +62,72 @@ def list_quotas(
 @router.put("/quotas/{unit}/{cloud}")
 def set_quota(unit: str, cloud: str, data: QuotaSet, session: SessionDep, principal: PrincipalDep) -> QuotaPublic:
     return QuotaPublic.model_validate(service.set_quota(session, principal, unit, cloud, data))
+
+
+@router.post("/requests", status_code=status.HTTP_201_CREATED)
+def submit_request(data: RequestCreate, response: Response, session: SessionDep,
+                   principal: PrincipalDep) -> RequestPublic:
+    request = RequestPublic.model_validate(provisioning.submit_request(session, principal, data))
+    response.headers["Location"] = f"/api/v1/requests/{request.id}"
+    return request
+
+
+@router.get("/requests")
+def list_requests(
+    session: SessionDep,
+    principal: PrincipalDep,
+    unit: Annotated[str | None, Query(description="unit code")] = None,
+    status: RequestStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[RequestPublic]:
+    rows, total = provisioning.list_requests(session, principal, unit=unit, status=status, limit=limit,
+                                             offset=offset)
+    return Page[RequestPublic](items=[RequestPublic.model_validate(r) for r in rows], total=total, limit=limit,
+                               offset=offset)
+
+
+@router.get("/requests/{request_id}")
+def read_request(request_id: int, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
+    return RequestPublic.model_validate(provisioning.get_request(session, principal, request_id))
+
+
+@router.post("/requests/{request_id}/approve")
+def approve_request(request_id: int, session: SessionDep, principal: PrincipalDep,
+                    decision: RequestDecision | None = None) -> RequestPublic:
+    reason = decision.reason if decision else None
+    return RequestPublic.model_validate(provisioning.approve_request(session, principal, request_id, reason))
+
+
+@router.post("/requests/{request_id}/reject")
+def reject_request(request_id: int, decision: RequestDecision, session: SessionDep,
+                   principal: PrincipalDep) -> RequestPublic:
+    return RequestPublic.model_validate(provisioning.reject_request(session, principal, request_id,
+                                                                    decision.reason))
+
+
+@router.post("/requests/{request_id}/cancel")
+def cancel_request(request_id: int, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
+    return RequestPublic.model_validate(provisioning.cancel_request(session, principal, request_id))
+
+
+@router.get("/servers")
+def list_servers(
+    session: SessionDep,
+    principal: PrincipalDep,
+    unit: Annotated[str | None, Query(description="unit code")] = None,
+    cloud: Annotated[str | None, Query(description="cloud name")] = None,
+    status: Annotated[str | None, Query(description="ACTIVE, SHUTOFF, ERROR …")] = None,
+    orphans: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[ServerPublic]:
+    rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
+                                            orphans=orphans, limit=limit, offset=offset)
+    return Page[ServerPublic](items=[ServerPublic.model_validate(s) for s in rows], total=total, limit=limit,
+                              offset=offset)
+
+
+@router.get("/servers/{server_id}")
+def read_server(server_id: int, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+    return ServerPublic.model_validate(provisioning.get_server(session, principal, server_id))

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import typer
 
-from cloudctl.compute import service
-from cloudctl.compute.models import CloudKind
-from cloudctl.compute.schemas import CapacityRow, CloudCreate, CloudPublic, FlavorPublic, QuotaPublic, QuotaSet
+from cloudctl.compute import provisioning, service
+from cloudctl.compute.models import CloudKind, RequestStatus
+from cloudctl.compute.schemas import (
+    CapacityRow,
+    CloudCreate,
+    CloudPublic,
+    FlavorPublic,
+    QuotaPublic,
+    QuotaSet,
+    RequestPublic,
+    ServerPublic,
+)
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
 
-__all__ = ["cloud_app", "quota_app"]
+__all__ = ["cloud_app", "quota_app", "request_app", "server_app"]
 
 cloud_app = typer.Typer(help="Provider clouds of the one city cloud (一朵云): registry, flavors, capacity.",
                         no_args_is_help=True)
@@ -156,3 +165,112 @@ def quota_sync(
     with unit_of_work() as (session, principal):
         quota = QuotaPublic.model_validate(service.sync_quota(session, principal, unit, cloud))
     print_one(quota, output, title="配额 quota")
+
+
+request_app = typer.Typer(help="Resource requests (资源申请): review, approve, reject.", no_args_is_help=True)
+server_app = typer.Typer(help="Servers (云主机) on every cloud: inventory and sync.", no_args_is_help=True)
+
+REQUEST_COLUMNS = [
+    ("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("cloud", lambda r: r.cloud),
+    ("status", lambda r: r.status), ("items", lambda r: ", ".join(f"{i.count}×{i.flavor}" for i in r.items)),
+    ("vCPU", lambda r: sum(i.vcpus * i.count for i in r.items)), ("by", lambda r: r.submitted_by),
+    ("submitted", lambda r: r.created_at), ("auto", lambda r: r.auto_approved),
+]
+
+
+@request_app.command("list")
+def request_list(
+    unit: str | None = typer.Option(None),
+    status: RequestStatus | None = typer.Option(None, case_sensitive=False),
+    limit: int = typer.Option(50, min=1, max=1000),
+    offset: int = typer.Option(0, min=0),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Requests, newest first."""
+    with unit_of_work() as (session, principal):
+        rows, total = provisioning.list_requests(session, principal, unit=unit, status=status, limit=limit,
+                                                 offset=offset)
+        items = [RequestPublic.model_validate(r) for r in rows]
+    print_rows(items, REQUEST_COLUMNS, output, title="资源申请 requests", total=total)
+
+
+@request_app.command("show")
+def request_show(request_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """One request with its items."""
+    with unit_of_work() as (session, principal):
+        request = RequestPublic.model_validate(provisioning.get_request(session, principal, request_id))
+    if output is OutputFormat.JSON:
+        print_one(request, output)
+        return
+    print_one(request.model_copy(update={"items": []}), output, title=f"资源申请 request {request.id}")
+    print_rows(request.items, [
+        ("item", lambda i: i.id), ("flavor", lambda i: i.flavor), ("count", lambda i: i.count),
+        ("status", lambda i: i.status), ("built", lambda i: i.provisioned), ("error", lambda i: i.error),
+    ], output)
+
+
+@request_app.command("approve")
+def request_approve(
+    request_id: int = typer.Argument(...),
+    reason: str | None = typer.Option(None, help="a note for the department"),
+) -> None:
+    """Approve: reserve the quota and start provisioning (refused whole if it does not fit)."""
+    with unit_of_work() as (session, principal):
+        request = provisioning.approve_request(session, principal, request_id, reason)
+        console.print(f"request {request.id} approved; provisioning job {request.job_id} "
+                      f"(cloudctl job watch {request.job_id})")
+
+
+@request_app.command("reject")
+def request_reject(
+    request_id: int = typer.Argument(...),
+    reason: str = typer.Option(..., help="why; the department reads it"),
+) -> None:
+    """Reject with a reason."""
+    with unit_of_work() as (session, principal):
+        request = provisioning.reject_request(session, principal, request_id, reason)
+        console.print(f"request {request.id} rejected")
+
+
+SERVER_COLUMNS = [
+    ("id", lambda s: s.id), ("name", lambda s: s.name), ("unit", lambda s: s.unit_code or "[red]orphan 无主[/]"),
+    ("system 业务系统", lambda s: s.business_system), ("cloud", lambda s: s.cloud), ("flavor", lambda s: s.flavor),
+    ("status", lambda s: s.status), ("host", lambda s: s.host),
+]
+
+
+@server_app.command("list")
+def server_list(
+    unit: str | None = typer.Option(None),
+    cloud: str | None = typer.Option(None),
+    status: str | None = typer.Option(None, help="Nova's words: ACTIVE, SHUTOFF, ERROR …"),
+    orphans: bool = typer.Option(False, "--orphans", help="only servers whose project maps to no unit"),
+    limit: int = typer.Option(50, min=1, max=1000),
+    offset: int = typer.Option(0, min=0),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Servers in the inventory."""
+    with unit_of_work() as (session, principal):
+        rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
+                                                orphans=orphans, limit=limit, offset=offset)
+        items = [ServerPublic.model_validate(s) for s in rows]
+    print_rows(items, SERVER_COLUMNS, output, title="云主机 servers", total=total)
+
+
+@server_app.command("show")
+def server_show(server_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """One server."""
+    with unit_of_work() as (session, principal):
+        server = ServerPublic.model_validate(provisioning.get_server(session, principal, server_id))
+    print_one(server, output, title=f"云主机 {server.name}")
+
+
+@server_app.command("sync")
+def server_sync(cloud: str | None = typer.Argument(None, help="one cloud; default: every enabled cloud")) -> None:
+    """Read every server from the providers into the inventory; flag orphans."""
+    with unit_of_work() as (session, principal):
+        names = [cloud] if cloud else [c.name for c in service.list_clouds(session, principal, enabled=True)]
+        for name in names:
+            counts = provisioning.sync_servers(session, principal, name)
+            console.print(f"{name}: {counts['servers']} servers, {counts['orphans']} orphans, "
+                          f"{counts['gone']} gone")

@@ -8,9 +8,10 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
-from cloudctl.org.models import Unit
+from cloudctl.org.models import BusinessSystem, Unit
 
-__all__ = ["Cloud", "CloudKind", "Flavor", "Quota", "UnitProject"]
+__all__ = ["Cloud", "CloudKind", "Flavor", "ItemStatus", "Quota", "RequestItem", "RequestStatus", "ResourceRequest",
+           "Server", "UnitProject"]
 
 
 class CloudKind(LabelledEnum):
@@ -113,3 +114,129 @@ class Quota(TimestampMixin, Base):
     @property
     def cloud_name(self) -> str:
         return self.cloud.name
+
+
+class RequestStatus(LabelledEnum):
+    SUBMITTED = "submitted", "已提交", "white"
+    APPROVED = "approved", "已批准", "cyan"
+    REJECTED = "rejected", "已驳回", "red"
+    PROVISIONING = "provisioning", "开通中", "blue"
+    FULFILLED = "fulfilled", "已开通", "green"
+    PARTIALLY_FAILED = "partially_failed", "部分失败", "yellow"
+    FAILED = "failed", "失败", "red"
+    CANCELLED = "cancelled", "已取消", "bright_black"
+
+
+class ItemStatus(LabelledEnum):
+    PENDING = "pending", "待审批", "white"
+    RESERVED = "reserved", "已预留", "cyan"
+    DONE = "done", "已开通", "green"
+    PARTIAL = "partial", "部分开通", "yellow"
+    FAILED = "failed", "失败", "red"
+    RELEASED = "released", "已释放", "bright_black"
+
+
+class ResourceRequest(TimestampMixin, Base):
+    """A resource request (资源申请) of a unit for one of its business systems."""
+
+    __tablename__ = "resource_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    business_system_id: Mapped[int] = mapped_column(ForeignKey("business_systems.id", ondelete="RESTRICT"),
+                                                    index=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="RESTRICT"), index=True)
+    status: Mapped[RequestStatus] = mapped_column(enum_column(RequestStatus, 24), index=True)
+    justification: Mapped[str] = mapped_column(String(2000))
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(String(500))
+    auto_approved: Mapped[bool] = mapped_column(default=False)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
+    cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
+    items: Mapped[list[RequestItem]] = relationship(back_populates="request", lazy="selectin",
+                                                    order_by="RequestItem.id", cascade="all, delete-orphan")
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud.name
+
+
+class RequestItem(Base):
+    """One line of a request: ``count`` VMs of one flavor. Sizes are copied from the flavor when submitted."""
+
+    __tablename__ = "request_items"
+    __table_args__ = (CheckConstraint("count BETWEEN 1 AND 100", name="count_range"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("resource_requests.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="vm")
+    flavor: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int]
+    image: Mapped[str | None] = mapped_column(String(128))
+    network: Mapped[str | None] = mapped_column(String(128))
+    vcpus: Mapped[int]
+    ram_mb: Mapped[int]
+    disk_gb: Mapped[int]
+    status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus, 16), default=ItemStatus.PENDING)
+    provisioned: Mapped[int] = mapped_column(default=0)
+    # How many of the item's VMs have been dealt with (built or failed) and their reservation handed back.
+    # Written in the same transaction as the hand-back, so a resumed job never hands back twice.
+    settled: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(String(500))
+
+    request: Mapped[ResourceRequest] = relationship(back_populates="items")
+
+
+class Server(TimestampMixin, Base):
+    """A VM as cloudctl knows it: created by a request or found by a sync. Status in Nova's words."""
+
+    __tablename__ = "servers"
+    __table_args__ = (UniqueConstraint("cloud_id", "provider_id", name="uq_servers_cloud_id_provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="RESTRICT"), index=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    # None for a server found on the cloud whose project maps to no unit: an orphan to look into.
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    business_system_id: Mapped[int | None] = mapped_column(ForeignKey("business_systems.id", ondelete="SET NULL"),
+                                                           index=True)
+    request_item_id: Mapped[int | None] = mapped_column(ForeignKey("request_items.id", ondelete="SET NULL"))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    flavor: Mapped[str] = mapped_column(String(64))
+    vcpus: Mapped[int]
+    ram_mb: Mapped[int]
+    disk_gb: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    host: Mapped[str | None] = mapped_column(String(64))
+    fault: Mapped[str | None] = mapped_column(String(255))
+    launched_at: Mapped[datetime | None]
+    synced_at: Mapped[datetime | None]
+
+    unit: Mapped[Unit | None] = relationship(lazy="joined")
+    cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
+    business_system: Mapped[BusinessSystem | None] = relationship(lazy="joined")
+
+    @property
+    def orphan(self) -> bool:
+        return self.unit_id is None
+
+    @property
+    def unit_code(self) -> str | None:
+        return self.unit.code if self.unit is not None else None
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud.name
+
+    @property
+    def business_system_name(self) -> str | None:
+        return self.business_system.name if self.business_system is not None else None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from cloudctl.compute.models import CloudKind
+from cloudctl.compute.models import CloudKind, ItemStatus, RequestStatus
 from cloudctl.core.schemas import Schema
 
 __all__ = [
@@ -18,6 +18,12 @@ __all__ = [
     "FlavorPublic",
     "QuotaPublic",
     "QuotaSet",
+    "RequestCreate",
+    "RequestDecision",
+    "RequestItemCreate",
+    "RequestItemPublic",
+    "RequestPublic",
+    "ServerPublic",
 ]
 
 CloudName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64,
@@ -113,3 +119,77 @@ class CapacityRow(Schema):
     headroom: int
     allocated_ratio: float | None
     used_ratio: float | None
+
+
+class RequestItemCreate(Schema):
+    kind: Literal["vm"] = "vm"
+    flavor: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    count: Annotated[int, Field(ge=1, le=100)] = 1
+    image: str | None = Field(default=None, max_length=128, description="default: the cloud's default image")
+    network: str | None = Field(default=None, max_length=128, description="default: the cloud's default network")
+
+
+class RequestCreate(Schema):
+    business_system: int = Field(description="id of the business system (业务系统) the VMs serve")
+    cloud: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
+        default="any", description="a cloud name, or 'any' for the cloud with room under the unit's quota")
+    justification: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=2000)]
+    items: Annotated[list[RequestItemCreate], Field(min_length=1, max_length=20)]
+
+
+class RequestDecision(Schema):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class RequestItemPublic(Schema):
+    id: int
+    kind: str
+    flavor: str
+    count: int
+    image: str | None
+    network: str | None
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    status: ItemStatus
+    provisioned: int
+    error: str | None
+
+
+class RequestPublic(Schema):
+    id: int
+    unit_code: str
+    business_system_id: int
+    cloud: str = Field(validation_alias="cloud_name")
+    status: RequestStatus
+    justification: str
+    submitted_by: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    auto_approved: bool
+    job_id: int | None
+    items: list[RequestItemPublic]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServerPublic(Schema):
+    id: int
+    name: str
+    unit_code: str | None
+    business_system: str | None = Field(validation_alias="business_system_name")
+    business_system_id: int | None
+    cloud: str = Field(validation_alias="cloud_name")
+    provider_id: str
+    flavor: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    status: str
+    host: str | None
+    fault: str | None
+    orphan: bool
+    request_item_id: int | None
+    launched_at: datetime | None
+    synced_at: datetime | None

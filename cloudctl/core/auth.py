@@ -37,7 +37,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
-                "compute.cloud:read", "compute.quota:read"),
+                "compute.cloud:read", "compute.quota:read", "compute.request:read", "compute.request:submit",
+                "compute.server:read"),
 }
 
 

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # other); with PostgreSQL, the same database (its tables are prefixed sim_).
     simulator_database_url: str = ""
     simulator_build_seconds: float = Field(default=2.0, ge=0)
+    # Requests inside this size tier (in total, per request) are approved at once when the quota has room.
+    auto_approve_max_vcpus: int = Field(default=16, ge=0)
+    auto_approve_max_ram_gb: int = Field(default=32, ge=0)
+    # How long provisioning waits for a server to leave BUILD before calling it failed.
+    provision_timeout_seconds: float = Field(default=600, gt=0)
+    provision_poll_seconds: float = Field(default=1.0, gt=0)
 
     @field_validator("display_timezone")
     @classmethod

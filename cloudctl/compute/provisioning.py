@@ -1,0 +1,420 @@
+"""Resource requests (资源申请) from submission to running VMs, and the server inventory.
+
+submitted → approved | rejected → provisioning → fulfilled | partially_failed | failed;
+cancelled before provisioning. Approval reserves the whole request against the unit's
+quota in one conditional UPDATE, or refuses it with a conflict: a request is never
+half-admitted. Provisioning is a job; every VM carries the tag
+``cloudctl:r<request>:i<item>:<n>``, so a retried or resumed job finds what it already
+created instead of creating it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from cloudctl.compute import service as compute
+from cloudctl.compute.models import (
+    Cloud,
+    Flavor,
+    ItemStatus,
+    Quota,
+    RequestItem,
+    RequestStatus,
+    ResourceRequest,
+    Server,
+    UnitProject,
+)
+from cloudctl.compute.providers import provider_for
+from cloudctl.compute.providers.base import CloudProvider, ServerInfo, ServerSpec
+from cloudctl.compute.schemas import RequestCreate
+from cloudctl.core import audit, jobs
+from cloudctl.core.auth import Principal, authorize, system_principal
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import Unit
+from cloudctl.org.service import get_system, get_unit, unit_scope
+
+__all__ = [
+    "PROVISION_JOB",
+    "approve_request",
+    "cancel_request",
+    "get_request",
+    "get_server",
+    "list_requests",
+    "list_servers",
+    "reject_request",
+    "request_ask",
+    "submit_request",
+    "sync_servers",
+]
+
+PROVISION_JOB = "compute.provision"
+# Provisioning acts for the bureau, whoever submitted: a department's auto-approved request too.
+PROVISIONER = system_principal("provisioner")
+ProviderLookup = Callable[[Cloud], CloudProvider]
+
+
+def request_ask(request: ResourceRequest) -> compute.Ask:
+    """What the whole request holds against the quota."""
+    return compute.Ask(
+        vcpus=sum(i.vcpus * i.count for i in request.items),
+        ram_mb=sum(i.ram_mb * i.count for i in request.items),
+        disk_gb=sum(i.disk_gb * i.count for i in request.items),
+        instances=sum(i.count for i in request.items),
+    )
+
+
+def _item_ask(item: RequestItem, count: int) -> compute.Ask:
+    return compute.Ask(item.vcpus * count, item.ram_mb * count, item.disk_gb * count, count)
+
+
+def _quota(session: Session, request: ResourceRequest) -> Quota:
+    quota = session.scalar(select(Quota).where(Quota.unit_id == request.unit_id, Quota.cloud_id == request.cloud_id))
+    if quota is None:
+        raise Conflict(f"{request.unit_code} has no quota on {request.cloud_name}; ask for one first", field="cloud")
+    return quota
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get_request(session: Session, principal: Principal, request_id: int) -> ResourceRequest:
+    authorize(principal, "compute.request:read")
+    request = session.get(ResourceRequest, request_id)
+    if request is None or (principal.is_scoped and not request.unit.path.startswith(principal.unit_path or "-")):
+        raise NotFound(f"no request with id {request_id}", field="id")
+    return request
+
+
+def list_requests(
+    session: Session, principal: Principal, *, unit: str | None = None, status: RequestStatus | None = None,
+    limit: int = 50, offset: int = 0,
+) -> tuple[list[ResourceRequest], int]:
+    authorize(principal, "compute.request:read")
+    query = select(ResourceRequest).join(ResourceRequest.unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if unit is not None:
+        query = query.where(ResourceRequest.unit_id == get_unit(session, principal, unit, field_name="unit").id)
+    if status is not None:
+        query = query.where(ResourceRequest.status == status)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(ResourceRequest.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+# ---------------------------------------------------------------- submitting and deciding
+
+
+def submit_request(session: Session, principal: Principal, data: RequestCreate) -> ResourceRequest:
+    """Validate and record a request; approve it at once when it is small and the quota has room."""
+    authorize(principal, "compute.request:submit")
+    try:
+        system = get_system(session, principal, data.business_system)
+    except NotFound:
+        raise InvalidInput(f"no business system with id {data.business_system}", field="business_system") from None
+    unit = system.unit
+    cloud = _choose_cloud(session, principal, unit, data)
+    items = []
+    for index, item in enumerate(data.items):
+        flavor = session.scalar(select(Flavor).where(Flavor.cloud_id == cloud.id, Flavor.name == item.flavor))
+        if flavor is None:
+            raise InvalidInput(f"flavor {item.flavor!r} is not offered on {cloud.name}", field=f"items.{index}.flavor")
+        items.append(RequestItem(kind=item.kind, flavor=flavor.name, count=item.count,
+                                 image=item.image or cloud.default_image, network=item.network or cloud.default_network,
+                                 vcpus=flavor.vcpus, ram_mb=flavor.ram_mb, disk_gb=flavor.disk_gb,
+                                 status=ItemStatus.PENDING))
+    request = ResourceRequest(unit=unit, unit_id=unit.id, business_system_id=system.id, cloud=cloud,
+                              cloud_id=cloud.id, status=RequestStatus.SUBMITTED, justification=data.justification,
+                              submitted_by=principal.actor, items=items)
+    session.add(request)
+    session.flush()
+    audit.record(session, principal, action="submit", entity="resource_request", entity_id=request.id,
+                 after={"business_system": system.name, "cloud": cloud.name,
+                        "items": [f"{i.count}×{i.flavor}" for i in items]}, unit_id=unit.id)
+    if _within_auto_tier(request):
+        try:
+            with session.begin_nested():
+                _approve(session, principal, request, auto=True)
+        except Conflict:
+            pass  # no room under the quota: it waits for ops like any other request
+    return request
+
+
+def _within_auto_tier(request: ResourceRequest) -> bool:
+    settings = get_settings()
+    ask = request_ask(request)
+    return ask.vcpus <= settings.auto_approve_max_vcpus and ask.ram_mb <= settings.auto_approve_max_ram_gb * 1024
+
+
+def _choose_cloud(session: Session, principal: Principal, unit: Unit, data: RequestCreate) -> Cloud:
+    if data.cloud != "any":
+        try:
+            cloud = compute.get_cloud(session, principal, data.cloud)
+        except NotFound:
+            raise InvalidInput(f"no cloud named {data.cloud!r}", field="cloud") from None
+        if not cloud.enabled:
+            raise InvalidInput(f"cloud {cloud.name} is disabled", field="cloud")
+        return cloud
+    # "any": the enabled cloud where the unit's quota has the most vCPU room left and every flavor exists.
+    best: tuple[int, Cloud] | None = None
+    for quota in session.scalars(select(Quota).join(Quota.cloud).where(Quota.unit_id == unit.id,
+                                                                       Cloud.enabled.is_(True))):
+        offered = set(session.scalars(select(Flavor.name).where(Flavor.cloud_id == quota.cloud_id)))
+        if not all(item.flavor in offered for item in data.items):
+            continue
+        room = (quota.limit_vcpus if quota.limit_vcpus is not None else 10**9) - quota.used_vcpus - quota.reserved_vcpus
+        if best is None or room > best[0]:
+            best = (room, quota.cloud)
+    if best is None:
+        raise InvalidInput(f"{unit.code} has no quota on a cloud that offers these flavors", field="cloud")
+    return best[1]
+
+
+def _decide(session: Session, request: ResourceRequest, to: RequestStatus, principal: Principal,
+            reason: str | None, *, allowed: tuple[RequestStatus, ...]) -> None:
+    """Move the request on only if nobody else moved it first (a conditional UPDATE, not read-then-write)."""
+    moved = session.execute(
+        update(ResourceRequest).where(ResourceRequest.id == request.id, ResourceRequest.status.in_(allowed))
+        .values(status=to, decided_by=principal.actor, decided_at=utcnow(), decision_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if moved != 1:
+        session.refresh(request)
+        raise Conflict(f"request {request.id} is {request.status.value}, not "
+                       f"{' or '.join(s.value for s in allowed)}", field="status")
+    session.refresh(request)
+
+
+def _approve(session: Session, principal: Principal, request: ResourceRequest, *, auto: bool,
+             reason: str | None = None) -> None:
+    quota = _quota(session, request)
+    _decide(session, request, RequestStatus.APPROVED, principal, reason, allowed=(RequestStatus.SUBMITTED,))
+    compute.reserve(session, quota.id, request_ask(request))
+    for item in request.items:
+        item.status = ItemStatus.RESERVED
+    request.auto_approved = auto
+    job = jobs.submit_job(session, principal, PROVISION_JOB, {"request_id": request.id},
+                          idempotency_key=f"provision-request-{request.id}", unit_id=request.unit_id)
+    session.flush()
+    request.job_id = job.id
+    audit.record(session, principal, action="auto-approve" if auto else "approve", entity="resource_request",
+                 entity_id=request.id, before={"status": "submitted"}, after={"status": "approved", "job": job.id},
+                 unit_id=request.unit_id)
+
+
+def approve_request(session: Session, principal: Principal, request_id: int,
+                    reason: str | None = None) -> ResourceRequest:
+    authorize(principal, "compute.request:approve")
+    request = get_request(session, principal, request_id)
+    _approve(session, principal, request, auto=False, reason=reason)
+    return request
+
+
+def reject_request(session: Session, principal: Principal, request_id: int, reason: str | None) -> ResourceRequest:
+    authorize(principal, "compute.request:approve")
+    if not reason:
+        raise InvalidInput("say why the request is rejected; the department reads it", field="reason")
+    request = get_request(session, principal, request_id)
+    _decide(session, request, RequestStatus.REJECTED, principal, reason, allowed=(RequestStatus.SUBMITTED,))
+    audit.record(session, principal, action="reject", entity="resource_request", entity_id=request.id,
+                 before={"status": "submitted"}, after={"status": "rejected", "reason": reason},
+                 unit_id=request.unit_id)
+    return request
+
+
+def cancel_request(session: Session, principal: Principal, request_id: int) -> ResourceRequest:
+    """The department (or ops) withdraws a request before provisioning; a reservation is given back."""
+    authorize(principal, "compute.request:submit")
+    request = get_request(session, principal, request_id)
+    was = request.status
+    _decide(session, request, RequestStatus.CANCELLED, principal, None,
+            allowed=(RequestStatus.SUBMITTED, RequestStatus.APPROVED))
+    if was is RequestStatus.APPROVED:
+        compute.release(session, _quota(session, request).id, request_ask(request))
+        if request.job_id is not None:
+            job = session.get(jobs.Job, request.job_id)
+            if job is not None and job.status is jobs.JobStatus.QUEUED:
+                job.status = jobs.JobStatus.CANCELLED
+    for item in request.items:
+        item.status = ItemStatus.RELEASED
+    audit.record(session, principal, action="cancel", entity="resource_request", entity_id=request.id,
+                 before={"status": was.value}, after={"status": "cancelled"}, unit_id=request.unit_id)
+    return request
+
+
+# ---------------------------------------------------------------- provisioning
+
+
+def server_tag(request_id: int, item_id: int, n: int) -> str:
+    return f"cloudctl:r{request_id}:i{item_id}:{n}"
+
+
+@jobs.job_handler(PROVISION_JOB)
+def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for) -> dict[str, Any]:
+    """Create every VM of an approved request, waiting for each to leave BUILD.
+
+    Safe to run again at any point: each VM is looked up by its tag before it is
+    created, and the item's ``settled`` cursor skips VMs already dealt with.
+    """
+    request_id = int(ctx.params["request_id"])
+    with ctx.session() as session:
+        request = session.get(ResourceRequest, request_id)
+        if request is None:
+            raise NotFound(f"no request with id {request_id}", field="request_id")
+        if request.status not in (RequestStatus.APPROVED, RequestStatus.PROVISIONING):
+            ctx.log(f"request {request_id} is {request.status.value}: nothing to provision")
+            return {"skipped": request.status.value}
+        request.status = RequestStatus.PROVISIONING
+        cloud, unit = request.cloud, request.unit
+        provider = providers(cloud)
+        project = compute.ensure_project(session, unit, cloud, provider)
+        plan = [(item.id, item.flavor, item.count, item.image, item.network, item.settled) for item in request.items]
+        system_id, quota_id = request.business_system_id, _quota(session, request).id
+        total = sum(p[2] for p in plan)
+        finished = sum(p[5] for p in plan)
+    settings = get_settings()
+    for item_id, flavor, count, image, network, settled in plan:
+        for n in range(settled, count):
+            tag = server_tag(request_id, item_id, n)
+            name = f"{unit.code.lower()}-r{request_id}-{item_id}-{n}"
+            reason = ""
+            info: ServerInfo | None = None
+            try:
+                info = provider.find_server_by_tag(project, tag) or provider.create_server(
+                    project, ServerSpec(name=name, flavor=flavor, tag=tag, image=image, network=network,
+                                        metadata={"unit": unit.code, "request": str(request_id)}))
+                info = _wait_built(provider, info, settings.provision_timeout_seconds,
+                                   settings.provision_poll_seconds)
+                if info.status == "ERROR":
+                    reason = info.fault or "the cloud put the server in ERROR"
+            except CloudctlError as exc:
+                reason = str(exc)
+            with ctx.session() as session:
+                if info is not None:
+                    _record_server(session, cloud.id, unit.id, system_id, item_id, info)
+                item = session.get(RequestItem, item_id)
+                assert item is not None
+                item.provisioned += 0 if reason else 1
+                item.settled = n + 1
+                if reason:
+                    item.error = (f"{item.error}; " if item.error else "") + f"{name}: {reason}"
+                    item.error = item.error[:500]
+                # The VM's share of the reservation is handed back: it is usage now, or nothing.
+                compute.release(session, quota_id, _item_ask(item, 1))
+            if reason:
+                ctx.log(f"{name} failed: {reason}", level="error")
+            else:
+                assert info is not None
+                ctx.log(f"{name} {info.status} on {info.host}")
+            finished += 1
+            ctx.progress(finished, total, message=f"{finished} of {total} VMs dealt with")
+    with ctx.session() as session:
+        request = session.get(ResourceRequest, request_id)
+        assert request is not None
+        for item in request.items:
+            item.status = (ItemStatus.DONE if item.provisioned == item.count else ItemStatus.FAILED
+                           if item.provisioned == 0 else ItemStatus.PARTIAL)
+        built = sum(item.provisioned for item in request.items)
+        request.status = (RequestStatus.FULFILLED if built == total else RequestStatus.FAILED if built == 0
+                          else RequestStatus.PARTIALLY_FAILED)
+        unit_code, cloud_name = request.unit_code, request.cloud_name
+    # Usage now comes from the provider itself, as in any sync.
+    with ctx.session() as session:
+        compute.sync_quota(session, PROVISIONER, unit_code, cloud_name, providers=providers)
+    return {"built": built, "failed": total - built}
+
+
+def _wait_built(provider: CloudProvider, info: ServerInfo, timeout: float, poll: float) -> ServerInfo:
+    deadline = time.monotonic() + timeout
+    while info.status == "BUILD":
+        if time.monotonic() > deadline:
+            raise Conflict(f"server {info.name} still building after {timeout:g}s", field="status")
+        time.sleep(poll)
+        info = provider.get_server(info.provider_id)
+    return info
+
+
+def _record_server(session: Session, cloud_id: int, unit_id: int | None, system_id: int | None,
+                   item_id: int | None, info: ServerInfo) -> Server:
+    server = session.scalar(select(Server).where(Server.cloud_id == cloud_id, Server.provider_id == info.provider_id))
+    if server is None:
+        server = Server(cloud_id=cloud_id, provider_id=info.provider_id, unit_id=unit_id, business_system_id=system_id,
+                        request_item_id=item_id, name=info.name, flavor=info.flavor, vcpus=info.vcpus,
+                        ram_mb=info.ram_mb, disk_gb=info.disk_gb, status=info.status, tag=info.tag)
+        session.add(server)
+    server.name, server.flavor, server.status, server.host, server.fault = (info.name, info.flavor, info.status,
+                                                                             info.host, info.fault)
+    server.vcpus, server.ram_mb, server.disk_gb = info.vcpus, info.ram_mb, info.disk_gb
+    server.launched_at = server.launched_at or info.created_at
+    server.synced_at = utcnow()
+    session.flush()
+    return server
+
+
+# ---------------------------------------------------------------- inventory
+
+
+def list_servers(
+    session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
+    status: str | None = None, orphans: bool = False, limit: int = 50, offset: int = 0,
+) -> tuple[list[Server], int]:
+    authorize(principal, "compute.server:read")
+    query = select(Server).outerjoin(Server.unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if unit is not None:
+        query = query.where(Server.unit_id == get_unit(session, principal, unit, field_name="unit").id)
+    if cloud is not None:
+        query = query.where(Server.cloud_id == compute.get_cloud(session, principal, cloud).id)
+    if status is not None:
+        query = query.where(Server.status == status.upper())
+    if orphans:
+        query = query.where(Server.unit_id.is_(None))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(Server.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def get_server(session: Session, principal: Principal, server_id: int) -> Server:
+    authorize(principal, "compute.server:read")
+    server = session.get(Server, server_id)
+    if server is None or (principal.is_scoped and (
+            server.unit is None or not server.unit.path.startswith(principal.unit_path or "-"))):
+        raise NotFound(f"no server with id {server_id}", field="id")
+    return server
+
+
+def sync_servers(session: Session, principal: Principal, cloud_name: str,
+                 *, providers: ProviderLookup = provider_for) -> dict[str, int]:
+    """Read every server of a cloud into the inventory; a server whose project maps to no unit is an orphan."""
+    authorize(principal, "compute.server:sync")
+    cloud = compute.get_cloud(session, principal, cloud_name)
+    projects = {project: unit_id for project, unit_id in session.execute(
+        select(UnitProject.project_id, UnitProject.unit_id).where(UnitProject.cloud_id == cloud.id))}
+    seen: set[str] = set()
+    counts = {"servers": 0, "orphans": 0, "gone": 0}
+    for info in providers(cloud).list_servers():
+        seen.add(info.provider_id)
+        existing = session.scalar(select(Server).where(Server.cloud_id == cloud.id,
+                                                       Server.provider_id == info.provider_id))
+        unit_id = projects.get(info.project)
+        _record_server(session, cloud.id, unit_id, existing.business_system_id if existing else None,
+                       existing.request_item_id if existing else None, info)
+        counts["servers"] += 1
+        counts["orphans"] += unit_id is None
+    for server in session.scalars(select(Server).where(Server.cloud_id == cloud.id, Server.status != "DELETED")):
+        if server.provider_id not in seen:
+            server.status = "DELETED"
+            counts["gone"] += 1
+    session.flush()
+    return counts
+

@@ -1,0 +1,88 @@
+"""A department asks for VMs through the API and sees them become ACTIVE on the simulator (real commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from cloudctl.core.config import Settings, reset_settings
+from cloudctl.core.db import dispose_engines
+from cloudctl.core.jobs import JobRunner, JobStatus
+from tests.api.conftest import auth
+from tests.factories import MiniCity, build_mini_city
+
+
+@pytest.fixture
+def live(fresh_url: str, fresh_engine: Engine, tmp_path: Path) -> Iterator[tuple[TestClient, MiniCity]]:
+    reset_settings(Settings(data_dir=tmp_path / "d", database_url=fresh_url, simulator_build_seconds=0,
+                            simulator_database_url=f"sqlite:///{tmp_path / 'sim.db'}", provision_poll_seconds=0.01))
+    with Session(fresh_engine) as session:
+        city = build_mini_city(session, with_cloud=True)
+        session.commit()
+    with TestClient(create_app()) as client:
+        yield client, city
+    reset_settings()
+    dispose_engines()
+
+
+def test_department_request_to_active_servers(live: tuple[TestClient, MiniCity], fresh_engine: Engine) -> None:
+    client, city = live
+    dept, ops = auth(city, "dept"), auth(city, "ops")
+    body = {"business_system": city.systems["own"], "cloud": "test-cloud", "justification": "视频平台扩容",
+            "items": [{"flavor": "c4m8", "count": 5}]}
+    submitted = client.post("/api/v1/requests", json=body, headers=dept)
+    assert submitted.status_code == 201, submitted.text
+    request = submitted.json()
+    assert (request["status"], request["unit_code"], request["items"][0]["vcpus"]) == ("submitted", "990100-D01", 4)
+    # Another department cannot see it; ops can, and approve it.
+    other = client.get("/api/v1/requests", headers=auth(city, "dept"))
+    assert other.json()["total"] == 1
+    assert client.post(f"/api/v1/requests/{request['id']}/approve", headers=dept).status_code == 403
+    approved = client.post(f"/api/v1/requests/{request['id']}/approve", headers=ops, json={"reason": "同意"})
+    assert approved.json()["status"] == "approved"
+    again = client.post(f"/api/v1/requests/{request['id']}/approve", headers=ops)
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["field"] == "status"
+
+    job = JobRunner(fresh_engine).run_once()
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED, job.error
+
+    done = client.get(f"/api/v1/requests/{request['id']}", headers=dept).json()
+    assert done["status"] == "fulfilled"
+    servers = client.get("/api/v1/servers?unit=990100-D01", headers=dept).json()
+    assert servers["total"] == 5
+    assert {s["status"] for s in servers["items"]} == {"ACTIVE"}
+    assert {s["business_system"] for s in servers["items"]} == {"城市视频监控联网平台"}
+    quota = client.get("/api/v1/quotas", headers=dept).json()["items"][0]
+    assert (quota["used_vcpus"], quota["reserved_vcpus"]) == (20, 0)
+    job_view = client.get(f"/api/v1/jobs/{done['job_id']}", headers=dept).json()
+    assert job_view["progress_done"] == 5
+    assert len(job_view["log"]) == 5
+
+
+def test_bad_request_bodies(live: tuple[TestClient, MiniCity]) -> None:
+    client, city = live
+    dept = auth(city, "dept")
+    cases = [
+        ({"business_system": city.systems["own"], "justification": "需要资源", "items": []}, "items"),
+        ({"business_system": city.systems["own"], "justification": "要", "items": [{"flavor": "c4m8"}]},
+         "justification"),
+        ({"business_system": city.systems["own"], "justification": "需要资源",
+          "items": [{"flavor": "c4m8", "count": 0}]}, "items.0.count"),
+        ({"business_system": city.systems["other"], "justification": "需要资源",
+          "items": [{"flavor": "c4m8"}]}, "business_system"),
+        ({"business_system": city.systems["own"], "cloud": "test-cloud", "justification": "需要资源",
+          "items": [{"flavor": "huge"}]}, "items.0.flavor"),
+    ]
+    for body, field in cases:
+        response = client.post("/api/v1/requests", json=body, headers=dept)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field
+    assert client.get("/api/v1/requests", headers=dept).json()["total"] == 0

@@ -1,0 +1,216 @@
+"""Resource requests from submission to ACTIVE VMs: validation, approval, quota, idempotent provisioning."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from cloudctl.compute import provisioning, service
+from cloudctl.compute.models import ItemStatus, Quota, RequestStatus, ResourceRequest, Server
+from cloudctl.compute.providers import provider_for
+from cloudctl.compute.providers.base import ServerSpec
+from cloudctl.compute.providers.simulator import SimulatorProvider
+from cloudctl.compute.schemas import RequestCreate
+from cloudctl.core.config import Settings, reset_settings
+from cloudctl.core.db import dispose_engines
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from cloudctl.core.jobs import Job, JobRunner, JobStatus
+from cloudctl.org.models import User
+from cloudctl.org.service import principal_for_user
+from tests.factories import ADMIN, MiniCity, build_mini_city
+
+
+def ask(city: MiniCity, flavor: str = "c4m8", count: int = 1, cloud: str = "test-cloud",
+        system: str = "own") -> RequestCreate:
+    return RequestCreate.model_validate({"business_system": city.systems[system], "cloud": cloud,
+                                         "justification": "新系统上线，需要应用服务器",
+                                         "items": [{"flavor": flavor, "count": count}]})
+
+
+@pytest.fixture
+def city(session: Session) -> MiniCity:
+    return build_mini_city(session, with_cloud=True)  # quotas: 32 vCPU, 64 GB, 8 instances per department
+
+
+def test_small_request_within_quota_is_approved_at_once(session: Session, city: MiniCity) -> None:
+    request = provisioning.submit_request(session, city.principals["dept"], ask(city, count=2))
+    assert request.status is RequestStatus.APPROVED
+    assert request.auto_approved
+    assert request.items[0].status is ItemStatus.RESERVED
+    assert request.items[0].image is None  # the test cloud has no default image
+    quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
+    assert (quota.reserved_vcpus, quota.reserved_ram_mb, quota.reserved_instances) == (8, 16384, 2)
+    job = session.get(Job, request.job_id)
+    assert job is not None
+    assert (job.kind, job.status) == ("compute.provision", JobStatus.QUEUED)
+
+
+def test_large_request_waits_for_ops_and_is_refused_whole_if_it_does_not_fit(session: Session,
+                                                                             city: MiniCity) -> None:
+    big = provisioning.submit_request(session, city.principals["dept"], ask(city, count=5))  # 20 vCPU > tier
+    assert big.status is RequestStatus.SUBMITTED
+    too_big = provisioning.submit_request(session, city.principals["dept"], ask(city, count=9))
+    with pytest.raises(Conflict) as caught, session.begin_nested():
+        provisioning.approve_request(session, city.principals["ops"], too_big.id)
+    assert caught.value.field in ("vcpus", "instances")
+    session.refresh(too_big)
+    assert too_big.status is RequestStatus.SUBMITTED  # never half-admitted
+    assert service.get_quota(session, ADMIN, "990100-D01", "test-cloud").reserved_vcpus == 0
+    approved = provisioning.approve_request(session, city.principals["ops"], big.id)
+    assert approved.status is RequestStatus.APPROVED
+    with pytest.raises(Conflict):
+        provisioning.approve_request(session, city.principals["ops"], big.id)  # twice: refused
+
+
+def test_bad_requests_name_the_field(session: Session, city: MiniCity) -> None:
+    dept = city.principals["dept"]
+    cases = [
+        (ask(city, system="other"), "business_system"),  # another unit's system reads as no system
+        (ask(city, flavor="c64m512"), "items.0.flavor"),
+        (ask(city, cloud="nowhere"), "cloud"),
+    ]
+    for data, field in cases:
+        with pytest.raises(InvalidInput) as caught:
+            provisioning.submit_request(session, dept, data)
+        assert caught.value.field == field
+    with pytest.raises(PermissionDenied):
+        provisioning.submit_request(session, city.principals["auditor"], ask(city))
+    with pytest.raises(PermissionDenied):
+        provisioning.approve_request(session, dept, 1)
+
+
+def test_any_cloud_picks_the_one_with_room(session: Session, city: MiniCity) -> None:
+    request = provisioning.submit_request(session, city.principals["dept"], ask(city, cloud="any"))
+    assert request.cloud_name == "test-cloud"
+
+
+def test_reject_needs_a_reason_and_cancel_gives_back_the_reservation(session: Session, city: MiniCity) -> None:
+    big = provisioning.submit_request(session, city.principals["dept"], ask(city, count=5))
+    with pytest.raises(InvalidInput) as caught:
+        provisioning.reject_request(session, city.principals["ops"], big.id, None)
+    assert caught.value.field == "reason"
+    rejected = provisioning.reject_request(session, city.principals["ops"], big.id, "请先完成等保测评")
+    assert (rejected.status, rejected.decision_reason) == (RequestStatus.REJECTED, "请先完成等保测评")
+    small = provisioning.submit_request(session, city.principals["dept"], ask(city))
+    provisioning.cancel_request(session, city.principals["dept"], small.id)
+    assert service.get_quota(session, ADMIN, "990100-D01", "test-cloud").reserved_vcpus == 0
+    other = session.scalar(select(User).where(User.username == "dept-other"))
+    assert other is not None
+    with pytest.raises(NotFound):
+        provisioning.get_request(session, principal_for_user(other), small.id)
+
+
+# ---------------------------------------------------------------- provisioning, with real commits
+
+
+@pytest.fixture
+def committed(fresh_url: str, fresh_engine: Engine, tmp_path: Path) -> Iterator[tuple[Engine, MiniCity]]:
+    reset_settings(Settings(data_dir=tmp_path / "d", database_url=fresh_url, simulator_build_seconds=0,
+                            simulator_database_url=f"sqlite:///{tmp_path / 'sim.db'}", provision_poll_seconds=0.01))
+    with Session(fresh_engine) as session:
+        city = build_mini_city(session, with_cloud=True)
+        session.commit()
+    yield fresh_engine, city
+    reset_settings()
+    dispose_engines()
+
+
+def _submit(engine: Engine, city: MiniCity, count: int) -> int:
+    with Session(engine) as session:
+        request = provisioning.submit_request(session, city.principals["dept"], ask(city, count=count))
+        if request.status is RequestStatus.SUBMITTED:
+            provisioning.approve_request(session, city.principals["ops"], request.id)
+        session.commit()
+        return request.id
+
+
+def _state(engine: Engine, request_id: int) -> tuple[ResourceRequest, Quota, list[Server]]:
+    with Session(engine) as session:
+        request = session.get(ResourceRequest, request_id)
+        assert request is not None
+        quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
+        servers = list(session.scalars(select(Server).order_by(Server.id)))
+        return request, quota, servers
+
+
+def test_provisioning_builds_active_vms_and_turns_reservation_into_usage(committed: tuple[Engine, MiniCity]) -> None:
+    engine, city = committed
+    request_id = _submit(engine, city, 3)
+    job = JobRunner(engine).run_once()
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    request, quota, servers = _state(engine, request_id)
+    assert request.status is RequestStatus.FULFILLED
+    assert [s.status for s in servers] == ["ACTIVE"] * 3
+    assert {s.unit_code for s in servers} == {"990100-D01"}
+    assert (quota.used_vcpus, quota.used_instances, quota.reserved_vcpus, quota.reserved_instances) == (12, 3, 0, 0)
+
+
+def test_a_resumed_job_finds_what_it_built_and_creates_nothing_twice(committed: tuple[Engine, MiniCity]) -> None:
+    engine, city = committed
+    request_id = _submit(engine, city, 3)
+    with Session(engine) as session:
+        request = session.get(ResourceRequest, request_id)
+        assert request is not None
+        cloud = request.cloud
+        provider = provider_for(cloud)
+        project = service.ensure_project(session, request.unit, cloud, provider)
+        item_id = request.items[0].id
+        session.commit()
+    # The first worker created VM 0 and died before recording it.
+    provider.create_server(project, ServerSpec("orphaned", "c4m8", tag=provisioning.server_tag(request_id, item_id, 0)))
+    JobRunner(engine).run_once()
+    request, quota, servers = _state(engine, request_id)
+    assert request.status is RequestStatus.FULFILLED
+    assert len(provider.list_servers(project)) == 3
+    assert len(servers) == 3
+    assert (quota.used_instances, quota.reserved_instances) == (3, 0)
+
+
+def test_a_failed_build_marks_the_item_and_releases_its_share(committed: tuple[Engine, MiniCity]) -> None:
+    engine, city = committed
+    request_id = _submit(engine, city, 2)
+    with Session(engine) as session:
+        cloud = service.get_cloud(session, ADMIN, "test-cloud")
+        provider = provider_for(cloud)
+        assert isinstance(provider, SimulatorProvider)
+        provider.inject_fault("create_fails", message="compute node unreachable")
+    JobRunner(engine).run_once()
+    request, quota, _ = _state(engine, request_id)
+    assert request.status is RequestStatus.PARTIALLY_FAILED
+    assert request.items[0].status is ItemStatus.PARTIAL
+    assert "compute node unreachable" in (request.items[0].error or "")
+    assert (quota.reserved_vcpus, quota.reserved_instances) == (0, 0)
+
+
+def test_concurrent_approvals_never_oversubscribe(committed: tuple[Engine, MiniCity]) -> None:
+    """Twice the quota asked for in parallel: exactly what fits is approved (32 vCPU = 8 × c4m8)."""
+    engine, city = committed
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+
+    def department() -> None:
+        barrier.wait()
+        with Session(engine) as session:
+            request = provisioning.submit_request(session, city.principals["dept"], ask(city, count=1))
+            session.commit()
+            with lock:
+                outcomes.append(request.status.value)
+
+    threads = [threading.Thread(target=department) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("approved") == 8
+    assert outcomes.count("submitted") == 8
+    with Session(engine) as session:
+        quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
+        assert (quota.reserved_vcpus, quota.reserved_instances) == (32, 8)
+        assert session.scalar(select(func.count(Job.id))) == 8
