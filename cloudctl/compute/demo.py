@@ -8,18 +8,21 @@ container cloud stand beside it (simulator-backed in the demo).
 from __future__ import annotations
 
 import random
-from collections import Counter
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service
 from cloudctl.compute.models import CloudKind
-from cloudctl.compute.providers import provider_for
+from cloudctl.compute.providers import provider_for, simulator_store
+from cloudctl.compute.providers.base import ServerSpec
 from cloudctl.compute.providers.simulator import SimulatorProvider
-from cloudctl.compute.schemas import CloudCreate, QuotaSet
+from cloudctl.compute.provisioning import record_server, submit_request
+from cloudctl.compute.schemas import CloudCreate, QuotaSet, RequestCreate
 from cloudctl.core.auth import Principal
 from cloudctl.demo.city import DemoCity
 from cloudctl.demo.seed import demo_step
+from cloudctl.org.models import BusinessSystem
 
 GB = 1024
 
@@ -56,18 +59,92 @@ def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: i
             provider.add_flavor(flavor, vcpus=vcpus, ram_mb=ram_gb * GB, disk_gb=40 if vcpus < 8 else 100)
         service.sync_flavors(session, principal, name)
 
-    # Every department holds a quota on the city cloud sized to its systems; a few also on a carrier cloud.
-    systems = Counter(s.unit_code for s in city.systems)
+    plan = _plan_servers(session, rng)
+    # Every department's quota on the city cloud covers its VMs with room to grow; a few also hold
+    # a quota on a carrier cloud.
+    flavors = {name: (vcpus, ram_gb) for name, vcpus, ram_gb in FLAVORS}
     quotas = 0
     for code in city.departments:
-        n = systems[code]
+        mine = [flavors[f] for system, planned in plan if system.unit.code == code for f in planned]
+        vcpus, ram_gb = sum(v for v, _ in mine), sum(r for _, r in mine)
         service.set_quota(session, principal, code, "city-cloud", QuotaSet(
-            vcpus=48 * n + rng.choice((0, 16, 32)), ram_gb=128 * n + rng.choice((0, 64)), disk_gb=2000 * n,
-            instances=12 * n))
+            vcpus=_round_up(vcpus * 1.3 + 16, 16), ram_gb=_round_up(ram_gb * 1.3 + 32, 32),
+            disk_gb=_round_up(len(mine) * 100 * 1.3 + 500, 500), instances=len(mine) + 8))
         quotas += 1
         if rng.random() < 0.2:
             carrier = rng.choice(("unicom-cloud", "mobile-cloud"))
             service.set_quota(session, principal, code, carrier, QuotaSet(vcpus=32, ram_gb=64, disk_gb=1000,
                                                                           instances=8))
             quotas += 1
-    return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": quotas}
+    servers = _seed_servers(session, principal, city, plan, rng)
+    pending = _seed_pending_requests(session, city, rng)
+    return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": quotas, "servers": servers, "pending_requests": pending}
+
+
+# Flavors VMs of a government system usually get, weighted: mostly small application servers.
+VM_FLAVORS = (("c2m4", 30), ("c4m8", 30), ("c4m16", 15), ("c8m16", 12), ("c8m32", 8), ("c16m32", 4),
+              ("c16m64", 1))
+N_SERVERS = 510
+
+
+def _round_up(value: float, step: int) -> int:
+    return int(-(-value // step) * step)
+
+
+def _plan_servers(session: Session, rng: random.Random) -> list[tuple[BusinessSystem, list[str]]]:
+    """510 VMs over the 70 systems: at least three each, more where the MLPS level is higher."""
+    systems = session.scalars(select(BusinessSystem).order_by(BusinessSystem.id)).all()
+    names, weights = zip(*VM_FLAVORS, strict=True)
+    per_system = [3] * len(systems)
+    extra = rng.choices(range(len(systems)), weights=[s.mlps_level for s in systems], k=N_SERVERS - 3 * len(systems))
+    for index in extra:
+        per_system[index] += 1
+    return [(system, rng.choices(names, weights=weights, k=count))
+            for system, count in zip(systems, per_system, strict=True)]
+
+
+def _seed_servers(session: Session, principal: Principal, city: DemoCity,
+                  plan: list[tuple[BusinessSystem, list[str]]], rng: random.Random) -> int:
+    """Build the planned VMs on the city cloud, as if provisioned over the years.
+
+    Some are stopped (SHUTOFF) and forgotten: the zombies the reclaim work will find.
+    """
+    cloud = service.get_cloud(session, principal, "city-cloud")
+    # These servers were built long ago: no BUILD phase to wait through.
+    provider = SimulatorProvider(simulator_store(), cloud.name, cpu_allocation_ratio=cloud.cpu_allocation_ratio,
+                                 ram_allocation_ratio=cloud.ram_allocation_ratio, build_seconds=0)
+    created = 0
+    for system, flavors in plan:
+        unit = system.unit
+        project = service.ensure_project(session, unit, cloud, provider)
+        for n, flavor in enumerate(flavors):
+            info = provider.create_server(project, ServerSpec(
+                name=f"{unit.code.lower()}-s{system.id}-{n + 1:02d}", flavor=flavor, tag=f"demo:s{system.id}:{n}"))
+            if info.status == "ERROR":
+                continue
+            if rng.random() < 0.06:
+                info = provider.server_action(info.provider_id, "stop") if info.status == "ACTIVE" else info
+            record_server(session, cloud.id, unit.id, system.id, None, info)
+            created += 1
+    for code in city.departments:
+        service.sync_quota(session, principal, code, "city-cloud")
+    return created
+
+
+def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random) -> int:
+    """A few requests waiting in the ops queue, submitted by departments."""
+    from cloudctl.org.models import User
+    from cloudctl.org.service import principal_for_user
+
+    pending = 0
+    for code in rng.sample(list(city.departments), 4):
+        user = session.scalar(select(User).where(User.unit.has(code=code)))
+        system = session.scalar(select(BusinessSystem).where(BusinessSystem.unit.has(code=code)))
+        if user is None or system is None:
+            continue
+        request = submit_request(session, principal_for_user(user), RequestCreate.model_validate({
+            "business_system": system.id, "cloud": "city-cloud",
+            "justification": f"{system.name}业务量增长，申请扩容应用服务器",
+            "items": [{"flavor": rng.choice(("c8m16", "c8m32", "c16m32")), "count": rng.randint(3, 6)}]}))
+        pending += request.status.value == "submitted"
+    return pending

@@ -48,6 +48,7 @@ __all__ = [
     "get_server",
     "list_requests",
     "list_servers",
+    "record_server",
     "reject_request",
     "request_ask",
     "submit_request",
@@ -299,7 +300,7 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                 reason = str(exc)
             with ctx.session() as session:
                 if info is not None:
-                    _record_server(session, cloud.id, unit.id, system_id, item_id, info)
+                    record_server(session, cloud.id, unit.id, system_id, item_id, info)
                 item = session.get(RequestItem, item_id)
                 assert item is not None
                 item.provisioned += 0 if reason else 1
@@ -342,7 +343,7 @@ def _wait_built(provider: CloudProvider, info: ServerInfo, timeout: float, poll:
     return info
 
 
-def _record_server(session: Session, cloud_id: int, unit_id: int | None, system_id: int | None,
+def record_server(session: Session, cloud_id: int, unit_id: int | None, system_id: int | None,
                    item_id: int | None, info: ServerInfo) -> Server:
     server = session.scalar(select(Server).where(Server.cloud_id == cloud_id, Server.provider_id == info.provider_id))
     if server is None:
@@ -407,7 +408,7 @@ def sync_servers(session: Session, principal: Principal, cloud_name: str,
         existing = session.scalar(select(Server).where(Server.cloud_id == cloud.id,
                                                        Server.provider_id == info.provider_id))
         unit_id = projects.get(info.project)
-        _record_server(session, cloud.id, unit_id, existing.business_system_id if existing else None,
+        record_server(session, cloud.id, unit_id, existing.business_system_id if existing else None,
                        existing.request_item_id if existing else None, info)
         counts["servers"] += 1
         counts["orphans"] += unit_id is None

@@ -20,7 +20,8 @@ from cloudctl.core.output import console
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliRunner]:
     """One seeded demo city (SQLite) for the module: seeding takes about a second."""
     data = tmp_path_factory.mktemp("demo")
-    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}"))
+    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
+                            simulator_build_seconds=0, provision_poll_seconds=0.01))
     cli_state.schema_checked = False
     console.width = 200
     runner = CliRunner()
@@ -54,11 +55,32 @@ def test_clouds_flavors_and_quotas(demo: CliRunner) -> None:
     assert flavors[0] == {"name": "c1m2", "vcpus": 1, "ram_mb": 2048, "disk_gb": 40}
     mine = json.loads(invoke(demo, "--as", "dept-d01", "quota", "show", "-o", "json"))
     assert {q["unit_code"] for q in mine} == {"990100-D01"}
-    updated = json.loads(invoke(demo, "quota", "set", "990100-D01", "city-cloud", "--vcpus", "300", "-o", "json"))
-    assert updated["limit_vcpus"] == 300
+    used = mine[0]["used_vcpus"]
+    assert used > 0  # the demo's VMs
+    updated = json.loads(invoke(demo, "quota", "set", "990100-D01", "city-cloud", "--vcpus", str(used + 100), "-o",
+                                "json"))
+    assert updated["limit_vcpus"] == used + 100
     synced = json.loads(invoke(demo, "quota", "sync", "990100-D01", "city-cloud", "-o", "json"))
-    assert (synced["limit_vcpus"], synced["used_vcpus"]) == (300, 0)
+    assert (synced["limit_vcpus"], synced["used_vcpus"]) == (used + 100, used)
     assert synced["synced_at"] is not None
+    below = demo.invoke(app, ["quota", "set", "990100-D01", "city-cloud", "--vcpus", str(used - 1)])
+    assert below.exit_code == 1
+    assert "cannot go below" in below.output
+
+
+def test_demo_servers_requests_and_provisioning(demo: CliRunner) -> None:
+    servers = json.loads(invoke(demo, "server", "list", "--limit", "1000", "-o", "json"))
+    assert len(servers) == 510
+    assert {s["status"] for s in servers} == {"ACTIVE", "SHUTOFF"}
+    assert not [s for s in servers if s["orphan"]]
+    pending = json.loads(invoke(demo, "request", "list", "--status", "submitted", "-o", "json"))
+    assert len(pending) == 4
+    request_id = str(pending[-1]["id"])
+    invoke(demo, "request", "approve", request_id)
+    assert "ran 1 job(s)" in invoke(demo, "job", "work", "--once")
+    assert json.loads(invoke(demo, "request", "show", request_id, "-o", "json"))["status"] == "fulfilled"
+    rejected = demo.invoke(app, ["request", "reject", str(pending[0]["id"])])
+    assert rejected.exit_code != 0  # --reason is required
 
 
 def test_bad_quota_input_is_one_line(demo: CliRunner) -> None:
