@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from cloudctl.compute.cli import cloud_app, quota_app, request_app, server_app
+from cloudctl.compute.cli import cloud_app, quota_app, report_app, request_app, server_app
 from cloudctl.core.cli import audit_app, db_app, job_app
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.errors import CloudctlError
@@ -82,6 +82,7 @@ app.add_typer(cloud_app, name="cloud")
 app.add_typer(quota_app, name="quota")
 app.add_typer(request_app, name="request")
 app.add_typer(server_app, name="server")
+app.add_typer(report_app, name="report")
 app.add_typer(audit_app, name="audit")
 app.add_typer(job_app, name="job")
 app.add_typer(demo_app, name="demo")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import typer
+import csv
+import dataclasses
+import json
+import sys
 
-from cloudctl.compute import provisioning, service
+import typer
+from rich.table import Table
+
+from cloudctl.compute import provisioning, service, showback
 from cloudctl.compute.models import CloudKind, RequestStatus
 from cloudctl.compute.schemas import (
     CapacityRow,
@@ -17,10 +23,11 @@ from cloudctl.compute.schemas import (
     ServerPublic,
 )
 from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
 
-__all__ = ["cloud_app", "quota_app", "request_app", "server_app"]
+__all__ = ["cloud_app", "quota_app", "report_app", "request_app", "server_app"]
 
 cloud_app = typer.Typer(help="Provider clouds of the one city cloud (一朵云): registry, flavors, capacity.",
                         no_args_is_help=True)
@@ -274,3 +281,40 @@ def server_sync(cloud: str | None = typer.Argument(None, help="one cloud; defaul
             counts = provisioning.sync_servers(session, principal, name)
             console.print(f"{name}: {counts['servers']} servers, {counts['orphans']} orphans, "
                           f"{counts['gone']} gone")
+
+
+report_app = typer.Typer(help="Reports for the bureau and the departments.", no_args_is_help=True)
+
+
+@report_app.command("showback")
+def report_showback(
+    month: str = typer.Option(..., help="YYYY-MM"),
+    unit: str | None = typer.Option(None, help="one unit"),
+    output: str = typer.Option("table", "--output", "-o", help="table, json or csv"),
+) -> None:
+    """Monthly cost (费用) per unit and business system at the configured unit prices."""
+    if output not in ("table", "json", "csv"):
+        raise InvalidInput(f"unknown output {output!r}; use table, json or csv", field="--output")
+    with unit_of_work() as (session, principal):
+        lines = showback.showback(session, principal, month, unit=unit)
+    if output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gb_months",
+                         "disk_gb_months", "cost_cny"])
+        for line in lines:
+            writer.writerow(dataclasses.astuple(line))
+        return
+    if output == "json":
+        print(json.dumps([dataclasses.asdict(line) for line in lines], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"费用 showback {month}", header_style="bold")
+    for header in ("unit", "单位", "业务系统", "VMs", "vCPU·月", "RAM GB·月", "disk GB·月", "费用 CNY"):
+        table.add_column(header, justify="right" if header in ("VMs", "费用 CNY") else "left")
+    for line in lines:
+        table.add_row(line.unit_code, line.unit_name, line.business_system, str(line.servers),
+                      f"{line.vcpu_months:,.1f}", f"{line.ram_gb_months:,.1f}", f"{line.disk_gb_months:,.0f}",
+                      f"{line.cost_cny:,.2f}")
+    table.add_section()
+    table.add_row("total", "", "", str(sum(x.servers for x in lines)), "", "", "",
+                  f"{sum(x.cost_cny for x in lines):,.2f}")
+    console.print(table)

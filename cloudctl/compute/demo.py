@@ -8,6 +8,7 @@ container cloud stand beside it (simulator-backed in the demo).
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from cloudctl.compute.providers.simulator import SimulatorProvider
 from cloudctl.compute.provisioning import record_server, submit_request
 from cloudctl.compute.schemas import CloudCreate, QuotaSet, RequestCreate
 from cloudctl.core.auth import Principal
+from cloudctl.core.models import utcnow
 from cloudctl.demo.city import DemoCity
 from cloudctl.demo.seed import demo_step
 from cloudctl.org.models import BusinessSystem
@@ -124,7 +126,9 @@ def _seed_servers(session: Session, principal: Principal, city: DemoCity,
                 continue
             if rng.random() < 0.06:
                 info = provider.server_action(info.provider_id, "stop") if info.status == "ACTIVE" else info
-            record_server(session, cloud.id, unit.id, system.id, None, info)
+            server = record_server(session, cloud.id, unit.id, system.id, None, info)
+            # Built over the years the city has run its cloud.
+            server.launched_at = utcnow() - timedelta(days=rng.randint(20, 1500))
             created += 1
     for code in city.departments:
         service.sync_quota(session, principal, code, "city-cloud")
@@ -137,7 +141,9 @@ def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random)
     from cloudctl.org.service import principal_for_user
 
     pending = 0
-    for code in rng.sample(list(city.departments), 4):
+    # Three that fit their quota but exceed the auto-approval tier, and one larger than what is left.
+    sizes = [("c4m16", 3), ("c4m16", 3), ("c8m16", 3), ("c16m64", 6)]
+    for code, (flavor, count) in zip(rng.sample(list(city.departments), 4), sizes, strict=True):
         user = session.scalar(select(User).where(User.unit.has(code=code)))
         system = session.scalar(select(BusinessSystem).where(BusinessSystem.unit.has(code=code)))
         if user is None or system is None:
@@ -145,6 +151,6 @@ def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random)
         request = submit_request(session, principal_for_user(user), RequestCreate.model_validate({
             "business_system": system.id, "cloud": "city-cloud",
             "justification": f"{system.name}业务量增长，申请扩容应用服务器",
-            "items": [{"flavor": rng.choice(("c8m16", "c8m32", "c16m32")), "count": rng.randint(3, 6)}]}))
+            "items": [{"flavor": flavor, "count": count}]}))
         pending += request.status.value == "submitted"
     return pending

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # How long provisioning waits for a server to leave BUILD before calling it failed.
     provision_timeout_seconds: float = Field(default=600, gt=0)
     provision_poll_seconds: float = Field(default=1.0, gt=0)
+    # Showback (费用) unit prices, CNY per month; the bureau sets them from its cloud contracts.
+    price_vcpu_month: float = Field(default=50.0, ge=0)
+    price_ram_gb_month: float = Field(default=25.0, ge=0)
+    price_disk_gb_month: float = Field(default=0.6, ge=0)
 
     @field_validator("display_timezone")
     @classmethod

@@ -75,12 +75,17 @@ def test_demo_servers_requests_and_provisioning(demo: CliRunner) -> None:
     assert not [s for s in servers if s["orphan"]]
     pending = json.loads(invoke(demo, "request", "list", "--status", "submitted", "-o", "json"))
     assert len(pending) == 4
-    request_id = str(pending[-1]["id"])
-    invoke(demo, "request", "approve", request_id)
-    assert "ran 1 job(s)" in invoke(demo, "job", "work", "--once")
+    # The demo's queue holds requests that fit and one that does not: the latter is refused whole.
+    outcomes = {str(p["id"]): demo.invoke(app, ["request", "approve", str(p["id"])]) for p in pending}
+    assert sorted(r.exit_code for r in outcomes.values()) == [0, 0, 0, 1]
+    refused = next(r for r in outcomes.values() if r.exit_code)
+    assert "does not fit" in refused.output
+    request_id = next(i for i, r in outcomes.items() if r.exit_code == 0)
+    assert "ran 3 job(s)" in invoke(demo, "job", "work", "--once")
     assert json.loads(invoke(demo, "request", "show", request_id, "-o", "json"))["status"] == "fulfilled"
-    rejected = demo.invoke(app, ["request", "reject", str(pending[0]["id"])])
-    assert rejected.exit_code != 0  # --reason is required
+    refused_id = next(i for i, r in outcomes.items() if r.exit_code)
+    assert demo.invoke(app, ["request", "reject", refused_id]).exit_code != 0  # --reason is required
+    invoke(demo, "request", "reject", refused_id, "--reason", "超出配额，请先申请扩容")
 
 
 def test_bad_quota_input_is_one_line(demo: CliRunner) -> None:
@@ -90,3 +95,13 @@ def test_bad_quota_input_is_one_line(demo: CliRunner) -> None:
     result = demo.invoke(app, ["quota", "set", "990100-D01", "nowhere", "--vcpus", "5"])
     assert result.exit_code == 1
     assert "no cloud named 'nowhere'" in result.output
+
+
+def test_showback_csv(demo: CliRunner) -> None:
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(invoke(demo, "report", "showback", "--month", "2026-11", "-o", "csv"))))
+    assert sum(int(r["servers"]) for r in rows) >= 510
+    assert {r["unit_code"] for r in rows} >= {"990100-D01"}
+    assert all(float(r["cost_cny"]) > 0 for r in rows)
