@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -17,17 +19,36 @@ from cloudctl.org.service import authenticate_token
 __all__ = ["PrincipalDep", "SessionDep", "get_principal", "get_session"]
 
 
-def get_session() -> Iterator[Session]:
+# A request that holds a database connection (and, on SQLite, the write lock) still needs
+# thread-pool turns for its principal, its handler and its commit. Were every pool thread
+# taken by requests waiting for a connection or the lock, the holder could never finish:
+# all of them would wait until the timeouts failed them. So fewer requests may hold a
+# session at once than there are threads (40) or pooled connections (15 on SQLite); the
+# rest wait on the event loop, holding nothing.
+SESSION_SLOTS = 12
+_finishers = anyio.CapacityLimiter(SESSION_SLOTS)
+
+
+def _session_slots(request: Request) -> anyio.Semaphore:
+    # One semaphore per app, made on first use: it belongs to the event loop serving the app.
+    slots: anyio.Semaphore | None = getattr(request.app.state, "session_slots", None)
+    if slots is None:
+        slots = request.app.state.session_slots = anyio.Semaphore(SESSION_SLOTS)
+    return slots
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's unit of work: committed when the handler returns, rolled back if it raises."""
-    session = session_factory()()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    async with _session_slots(request):
+        session = session_factory()()
+        try:
+            yield session
+            await anyio.to_thread.run_sync(session.commit, limiter=_finishers)
+        except BaseException:
+            await anyio.to_thread.run_sync(session.rollback, limiter=_finishers)
+            raise
+        finally:
+            await anyio.to_thread.run_sync(session.close, limiter=_finishers)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -145,7 +145,9 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
             with session.begin_nested():
                 _approve(session, principal, request, auto=True)
         except Conflict:
-            pass  # no room under the quota: it waits for ops like any other request
+            # No room under the quota: it waits for ops like any other request. The status was moved
+            # with a Core UPDATE, which a savepoint rollback does not expire: read it back.
+            session.refresh(request)
     return request
 
 

@@ -29,7 +29,8 @@ __all__ = [
 CloudName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64,
                                              pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Ratio = Annotated[float, Field(gt=0, le=32, description="over-commit ratio, as Nova's allocation ratios")]
-Limit = Annotated[int, Field(ge=0, le=10_000_000)]
+# RAM is stored in MiB in 32-bit columns: a million GB (1 EB of RAM per unit) is far past any real quota.
+Limit = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
 class CloudCreate(Schema):
