@@ -58,6 +58,7 @@ __all__ = [
 PROVISION_JOB = "compute.provision"
 # Provisioning acts for the bureau, whoever submitted: a department's auto-approved request too.
 PROVISIONER = system_principal("provisioner")
+AUTO_APPROVER = system_principal("auto-approval")
 ProviderLookup = Callable[[Cloud], CloudProvider]
 
 
@@ -199,7 +200,9 @@ def _decide(session: Session, request: ResourceRequest, to: RequestStatus, princ
 def _approve(session: Session, principal: Principal, request: ResourceRequest, *, auto: bool,
              reason: str | None = None) -> None:
     quota = _quota(session, request)
-    _decide(session, request, RequestStatus.APPROVED, principal, reason, allowed=(RequestStatus.SUBMITTED,))
+    # An automatic approval is the bureau's rule deciding, not the department that submitted.
+    decider = AUTO_APPROVER if auto else principal
+    _decide(session, request, RequestStatus.APPROVED, decider, reason, allowed=(RequestStatus.SUBMITTED,))
     compute.reserve(session, quota.id, request_ask(request))
     for item in request.items:
         item.status = ItemStatus.RESERVED

@@ -41,6 +41,7 @@ def test_small_request_within_quota_is_approved_at_once(session: Session, city: 
     request = provisioning.submit_request(session, city.principals["dept"], ask(city, count=2))
     assert request.status is RequestStatus.APPROVED
     assert request.auto_approved
+    assert request.decided_by == "system:auto-approval"
     assert request.items[0].status is ItemStatus.RESERVED
     assert request.items[0].image is None  # the test cloud has no default image
     quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
