@@ -131,3 +131,15 @@ def list_servers(
 @router.get("/servers/{server_id}")
 def read_server(server_id: int, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.get_server(session, principal, server_id))
+
+
+@router.post("/servers/{server_id}/decommission")
+def decommission_server(server_id: int, session: SessionDep, principal: PrincipalDep,
+                        grace_days: Annotated[int, Query(ge=0, le=90)] = 7) -> ServerPublic:
+    return ServerPublic.model_validate(provisioning.decommission_server(session, principal, server_id,
+                                                                        grace_days=grace_days))
+
+
+@router.delete("/servers/{server_id}/decommission")
+def withdraw_decommission(server_id: int, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+    return ServerPublic.model_validate(provisioning.withdraw_decommission(session, principal, server_id))

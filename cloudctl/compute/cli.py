@@ -318,3 +318,28 @@ def report_showback(
     table.add_row("total", "", "", str(sum(x.servers for x in lines)), "", "", "",
                   f"{sum(x.cost_cny for x in lines):,.2f}")
     console.print(table)
+
+
+@server_app.command("decommission")
+def server_decommission(
+    server_id: int = typer.Argument(...),
+    grace_days: int = typer.Option(7, "--grace-days", help="days before it is deleted"),
+    withdraw: bool = typer.Option(False, "--withdraw", help="keep the server after all"),
+) -> None:
+    """Stop a server now and delete it after a grace period (下线), or withdraw that."""
+    with unit_of_work() as (session, principal):
+        if withdraw:
+            server = provisioning.withdraw_decommission(session, principal, server_id)
+            console.print(f"server {server.name} is kept")
+            return
+        server = provisioning.decommission_server(session, principal, server_id, grace_days=grace_days)
+        console.print(f"server {server.name} {server.status}; "
+                      f"deleted after {server.decommission_at:%Y-%m-%d %H:%M} UTC")
+
+
+@server_app.command("delete-due")
+def server_delete_due() -> None:
+    """Delete the servers whose grace period is over and give their resources back to the quotas."""
+    with unit_of_work() as (session, principal):
+        deleted = provisioning.delete_due_servers(session, principal)
+        console.print(f"{len(deleted)} server(s) deleted" + "".join(f"\n  {s.name}" for s in deleted))

@@ -220,6 +220,9 @@ class Server(TimestampMixin, Base):
     fault: Mapped[str | None] = mapped_column(String(255))
     launched_at: Mapped[datetime | None]
     synced_at: Mapped[datetime | None]
+    # Decommissioning (下线): stopped at once, deleted when the grace period ends unless withdrawn.
+    decommission_at: Mapped[datetime | None] = mapped_column(index=True)
+    decommission_by: Mapped[str | None] = mapped_column(String(128))
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")
     cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)

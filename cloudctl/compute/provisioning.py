@@ -10,8 +10,10 @@ created instead of creating it twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -44,6 +46,8 @@ __all__ = [
     "PROVISION_JOB",
     "approve_request",
     "cancel_request",
+    "decommission_server",
+    "delete_due_servers",
     "get_request",
     "get_server",
     "list_requests",
@@ -53,6 +57,7 @@ __all__ = [
     "request_ask",
     "submit_request",
     "sync_servers",
+    "withdraw_decommission",
 ]
 
 PROVISION_JOB = "compute.provision"
@@ -424,3 +429,64 @@ def sync_servers(session: Session, principal: Principal, cloud_name: str,
     session.flush()
     return counts
 
+
+
+# ---------------------------------------------------------------- decommissioning
+
+
+def decommission_server(session: Session, principal: Principal, server_id: int, *, grace_days: int = 7,
+                        providers: ProviderLookup = provider_for) -> Server:
+    """Stop a VM now and schedule its deletion; until then the department can change its mind."""
+    authorize(principal, "compute.server:decommission")
+    if not 0 <= grace_days <= 90:
+        raise InvalidInput("must be between 0 and 90 days", field="grace_days")
+    server = get_server(session, principal, server_id)
+    if server.status == "DELETED":
+        raise Conflict(f"server {server.name} is already deleted", field="status")
+    if server.decommission_at is not None:
+        raise Conflict(f"server {server.name} is already due for deletion at {server.decommission_at:%Y-%m-%d}",
+                       field="status")
+    provider = providers(server.cloud)
+    if server.status in ("ACTIVE", "ERROR"):
+        record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id,
+                      provider.server_action(server.provider_id, "stop"))
+    server.decommission_at = utcnow() + timedelta(days=grace_days)
+    server.decommission_by = principal.actor
+    audit.record(session, principal, action="decommission", entity="server", entity_id=server.id,
+                 before={"decommission_at": None}, after={"decommission_at": server.decommission_at},
+                 unit_id=server.unit_id)
+    return server
+
+
+def withdraw_decommission(session: Session, principal: Principal, server_id: int) -> Server:
+    authorize(principal, "compute.server:decommission")
+    server = get_server(session, principal, server_id)
+    if server.decommission_at is None or server.status == "DELETED":
+        raise Conflict(f"server {server.name} is not due for deletion", field="status")
+    before = server.decommission_at
+    server.decommission_at, server.decommission_by = None, None
+    audit.record(session, principal, action="withdraw-decommission", entity="server", entity_id=server.id,
+                 before={"decommission_at": before}, after={"decommission_at": None}, unit_id=server.unit_id)
+    return server
+
+
+def delete_due_servers(session: Session, principal: Principal, *, now: datetime | None = None,
+                       providers: ProviderLookup = provider_for) -> list[Server]:
+    """Delete every server whose grace period is over, and give its resources back to the quota."""
+    authorize(principal, "compute.server:delete")
+    now = now or utcnow()
+    due = list(session.scalars(select(Server).where(Server.decommission_at <= now, Server.status != "DELETED")))
+    touched: set[tuple[str, str]] = set()
+    for server in due:
+        # Already gone at the provider is fine: the inventory catches up.
+        with contextlib.suppress(NotFound):
+            providers(server.cloud).delete_server(server.provider_id)
+        server.status, server.host = "DELETED", None
+        audit.record(session, principal, action="delete", entity="server", entity_id=server.id,
+                     before={"status": "SHUTOFF"}, after={"status": "DELETED"}, unit_id=server.unit_id)
+        if server.unit is not None:
+            touched.add((server.unit.code, server.cloud.name))
+    session.flush()
+    for unit_code, cloud_name in sorted(touched):
+        compute.sync_quota(session, PROVISIONER, unit_code, cloud_name, providers=providers)
+    return due

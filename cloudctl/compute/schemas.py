@@ -194,3 +194,5 @@ class ServerPublic(Schema):
     request_item_id: int | None
     launched_at: datetime | None
     synced_at: datetime | None
+    decommission_at: datetime | None
+    decommission_by: str | None

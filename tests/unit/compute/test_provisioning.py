@@ -215,3 +215,32 @@ def test_concurrent_approvals_never_oversubscribe(committed: tuple[Engine, MiniC
         quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
         assert (quota.reserved_vcpus, quota.reserved_instances) == (32, 8)
         assert session.scalar(select(func.count(Job.id))) == 8
+
+
+def test_decommission_stops_now_deletes_after_grace_and_frees_quota(committed: tuple[Engine, MiniCity]) -> None:
+    from datetime import timedelta
+
+    from cloudctl.core.models import utcnow
+
+    engine, city = committed
+    request_id = _submit(engine, city, 2)
+    JobRunner(engine).run_once()
+    _, _, servers = _state(engine, request_id)
+    first = servers[0].id
+    with Session(engine) as session:
+        dept = city.principals["dept"]
+        server = provisioning.decommission_server(session, dept, first, grace_days=7)
+        assert server.status == "SHUTOFF"
+        with pytest.raises(Conflict):
+            provisioning.decommission_server(session, dept, first)
+        assert provisioning.delete_due_servers(session, ADMIN) == []  # grace period not over
+        provisioning.withdraw_decommission(session, dept, first)
+        provisioning.decommission_server(session, dept, first, grace_days=0)
+        with pytest.raises(PermissionDenied):
+            provisioning.delete_due_servers(session, dept)
+        deleted = provisioning.delete_due_servers(session, ADMIN, now=utcnow() + timedelta(seconds=1))
+        assert [s.id for s in deleted] == [first]
+        session.commit()
+    _, quota, servers = _state(engine, request_id)
+    assert [s.status for s in servers] == ["DELETED", "ACTIVE"]
+    assert (quota.used_vcpus, quota.used_instances) == (4, 1)
