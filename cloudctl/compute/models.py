@@ -72,7 +72,22 @@ class UnitProject(Base):
     project_id: Mapped[str] = mapped_column(String(128))
 
 
-class Quota(TimestampMixin, Base):
+class _OwnedOnCloud:
+    """Names of the owning unit and the cloud, as the schemas show them, for records that have both."""
+
+    unit: Unit
+    cloud: Cloud
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud.name
+
+
+class Quota(_OwnedOnCloud, TimestampMixin, Base):
     """A unit's quota (配额) on one cloud: limits, usage synced from the provider, and reservations.
 
     Reservations are held by approved requests not yet provisioned, so two approvals can
@@ -107,14 +122,6 @@ class Quota(TimestampMixin, Base):
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
     cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
 
-    @property
-    def unit_code(self) -> str:
-        return self.unit.code
-
-    @property
-    def cloud_name(self) -> str:
-        return self.cloud.name
-
 
 class RequestStatus(LabelledEnum):
     SUBMITTED = "submitted", "已提交", "white"
@@ -136,7 +143,7 @@ class ItemStatus(LabelledEnum):
     RELEASED = "released", "已释放", "bright_black"
 
 
-class ResourceRequest(TimestampMixin, Base):
+class ResourceRequest(_OwnedOnCloud, TimestampMixin, Base):
     """A resource request (资源申请) of a unit for one of its business systems."""
 
     __tablename__ = "resource_requests"
@@ -159,14 +166,6 @@ class ResourceRequest(TimestampMixin, Base):
     cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
     items: Mapped[list[RequestItem]] = relationship(back_populates="request", lazy="selectin",
                                                     order_by="RequestItem.id", cascade="all, delete-orphan")
-
-    @property
-    def unit_code(self) -> str:
-        return self.unit.code
-
-    @property
-    def cloud_name(self) -> str:
-        return self.cloud.name
 
 
 class RequestItem(Base):
