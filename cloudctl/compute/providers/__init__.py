@@ -40,7 +40,14 @@ def _simulator(cloud: Cloud) -> CloudProvider:
                              build_seconds=get_settings().simulator_build_seconds)
 
 
+def _openstack(cloud: Cloud) -> CloudProvider:
+    from cloudctl.compute.providers.openstack import OpenStackProvider
+
+    return OpenStackProvider.from_cloud(cloud.connection)
+
+
 register_provider(CloudKind.SIMULATOR, _simulator)
+register_provider(CloudKind.OPENSTACK, _openstack)
 
 
 def provider_for(cloud: Cloud) -> CloudProvider:

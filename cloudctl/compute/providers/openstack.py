@@ -1,0 +1,265 @@
+"""The OpenStack provider, through openstacksdk: the path most city and carrier clouds take.
+
+A unit is a Keystone project (``unit-<code>``, created on first use). Quotas are Nova's
+quota sets, set with ``compute.update_quota_set`` (``set_compute_quotas`` sends
+``force`` and would push a limit under usage), with disk from the block-storage quota
+where the cloud has Cinder. Servers are created in the unit's project (a token scoped
+to it) and carry their idempotency tag as a Nova server tag (microversion ≥ 2.52).
+Capacity comes from Placement: hypervisor statistics are gone from microversion 2.88.
+SDK exceptions never leave this module: each call's errors become cloudctl's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import openstack
+from openstack import exceptions as os_exc
+
+from cloudctl.compute.providers.base import (
+    Flavor,
+    QuotaLimits,
+    QuotaUsage,
+    ResourceCapacity,
+    ServerAction,
+    ServerInfo,
+    ServerSpec,
+)
+from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
+
+__all__ = ["OpenStackProvider", "project_name"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Nova microversion that has server tags at create time and flavor details embedded in servers.
+COMPUTE_MICROVERSION = "2.79"
+PLACEMENT_RESOURCES = {"VCPU": "vcpus", "MEMORY_MB": "ram_mb", "DISK_GB": "disk_gb"}
+
+
+def project_name(unit_code: str) -> str:
+    return f"unit-{unit_code.lower()}"
+
+
+def _translated(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn openstacksdk's exceptions into cloudctl's, with the cloud's own message."""
+
+    @functools.wraps(func)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except CloudctlError:
+            raise
+        except os_exc.NotFoundException as exc:
+            raise NotFound(_message(exc), field="resource") from None
+        except os_exc.ConflictException as exc:
+            raise Conflict(_message(exc), field="status") from None
+        except os_exc.ForbiddenException as exc:
+            # Nova answers 403 for "Quota exceeded for cores: Requested 4, but already used 14 of 16 cores".
+            if "quota" in _message(exc).lower():
+                raise Conflict(_message(exc), field="quota") from None
+            raise ProviderError(f"the cloud refused the credentials: {_message(exc)}", field="cloud") from None
+        except os_exc.BadRequestException as exc:
+            message = _message(exc)
+            # A quota limit under what is used is a 400 in Nova: to us it is a conflict with usage.
+            if "quota" in message.lower() and ("used" in message.lower() or "usage" in message.lower()):
+                raise Conflict(message, field="quota") from None
+            raise InvalidInput(message, field="request") from None
+        except os_exc.HttpException as exc:
+            raise ProviderError(f"the cloud answered {exc.status_code}: {_message(exc)}", field="cloud") from None
+        except os_exc.SDKException as exc:
+            raise ProviderError(f"cannot reach the cloud: {exc}", field="cloud") from None
+
+    return call
+
+
+def _message(exc: os_exc.SDKException) -> str:
+    details = getattr(exc, "details", None)
+    return str(details or getattr(exc, "message", None) or exc)
+
+
+def _limit(value: Any) -> int | None:
+    """Nova's -1 (or nothing) means unlimited."""
+    if value is None:
+        return None
+    number = int(value)
+    return None if number < 0 else number
+
+
+class OpenStackProvider:
+    kind = "openstack"
+
+    def __init__(self, conn: openstack.connection.Connection, *, domain_id: str = "default") -> None:
+        self.conn = conn
+        self.domain_id = domain_id
+
+    @classmethod
+    def from_cloud(cls, cloud: str | None) -> OpenStackProvider:
+        """A provider for a cloud named in clouds.yaml."""
+        if not cloud:
+            raise InvalidInput("an OpenStack cloud needs its clouds.yaml name as connection", field="connection")
+        try:
+            conn = openstack.connect(cloud=cloud, compute_api_version=COMPUTE_MICROVERSION)
+        except os_exc.SDKException as exc:  # unknown cloud name, unreadable clouds.yaml
+            raise ProviderError(f"cannot configure cloud {cloud!r}: {exc}", field="connection") from None
+        return cls(conn)
+
+    # -------------------------------------------------------------- projects and flavors
+
+    @_translated
+    def ensure_project(self, unit_code: str, unit_name: str) -> str:
+        name = project_name(unit_code)
+        identity: Any = self.conn.identity  # Keystone v3 (projects do not exist in v2's terms)
+        try:
+            project = identity.find_project(name, domain_id=self.domain_id, ignore_missing=False)
+        except os_exc.NotFoundException:
+            project = identity.create_project(name=name, domain_id=self.domain_id,
+                                                        description=f"{unit_name} ({unit_code}), cloudctl")
+        return str(project.id)
+
+    @_translated
+    def list_flavors(self) -> list[Flavor]:
+        return [Flavor(f.name, int(f.vcpus), int(f.ram), int(f.disk or 0), str(f.id))
+                for f in self.conn.compute.flavors(details=True)]
+
+    # -------------------------------------------------------------- quotas
+
+    @_translated
+    def get_quota(self, project: str) -> tuple[QuotaLimits, QuotaUsage]:
+        compute = self.conn.compute.get_quota_set(project, usage=True)
+        usage = compute.usage or {}
+        disk_limit, disk_used = self._volume_quota(project)
+        return (
+            QuotaLimits(_limit(compute.cores), _limit(compute.ram), disk_limit, _limit(compute.instances)),
+            QuotaUsage(int(usage.get("cores", 0)), int(usage.get("ram", 0)), disk_used,
+                       int(usage.get("instances", 0))),
+        )
+
+    def _volume_quota(self, project: str) -> tuple[int | None, int]:
+        if not self._has_service("block-storage"):
+            return None, 0
+        volume = self.conn.block_storage.get_quota_set(project, usage=True)
+        return _limit(volume.gigabytes), int((volume.usage or {}).get("gigabytes", 0))
+
+    def _has_service(self, service_type: str) -> bool:
+        try:
+            return bool(self.conn.endpoint_for(service_type))
+        except os_exc.SDKException:
+            return False
+
+    @_translated
+    def set_quota(self, project: str, limits: QuotaLimits) -> None:
+        def nova(value: int | None) -> int:
+            return -1 if value is None else value
+
+        # update_quota_set, not set_compute_quotas: the latter forces past Nova's check of usage.
+        self.conn.compute.update_quota_set(project, cores=nova(limits.vcpus), ram=nova(limits.ram_mb),
+                                           instances=nova(limits.instances))
+        if limits.disk_gb is not None and self._has_service("block-storage"):
+            self.conn.block_storage.update_quota_set(project, gigabytes=limits.disk_gb)
+
+    # -------------------------------------------------------------- servers
+
+    def _info(self, server: Any) -> ServerInfo:
+        flavor = server.flavor or {}
+        tags = list(server.tags or [])
+        created = server.created_at
+        return ServerInfo(
+            provider_id=str(server.id), name=str(server.name), project=str(server.project_id),
+            status=str(server.status), flavor=str(flavor.get("original_name") or flavor.get("name") or ""),
+            vcpus=int(flavor.get("vcpus") or 0), ram_mb=int(flavor.get("ram") or 0),
+            disk_gb=int(flavor.get("disk") or 0),
+            tag=next((t for t in tags if t.startswith("cloudctl:")), None),
+            host=getattr(server, "compute_host", None),
+            created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+            fault=(server.fault or {}).get("message") if getattr(server, "fault", None) else None,
+        )
+
+    @_translated
+    def find_server_by_tag(self, project: str, tag: str) -> ServerInfo | None:
+        found = list(self.conn.compute.servers(details=True, all_projects=True, project_id=project, tags=tag))
+        return self._info(found[0]) if found else None
+
+    @_translated
+    def create_server(self, project: str, spec: ServerSpec) -> ServerInfo:
+        existing = self.find_server_by_tag(project, spec.tag)
+        if existing is not None:
+            return existing
+        flavor = self._flavor(spec.flavor)
+        attrs: dict[str, Any] = {"name": spec.name, "flavor_id": flavor.id, "tags": [spec.tag],
+                                 "metadata": dict(spec.metadata),
+                                 "networks": [{"uuid": spec.network}] if spec.network else "none"}
+        if spec.image:
+            attrs["image_id"] = spec.image
+        # The server must belong to the unit's project: create it with a token scoped there.
+        scoped = self.conn.connect_as_project({"id": project, "domain_id": self.domain_id})
+        created = scoped.compute.create_server(**attrs)
+        # Nova's create answer holds little more than the id: read the server back.
+        return self.get_server(str(created.id))
+
+    def _flavor(self, name: str) -> Any:
+        try:
+            return self.conn.compute.find_flavor(name, ignore_missing=False)
+        except os_exc.NotFoundException:
+            raise InvalidInput(f"flavor {name!r} does not exist on this cloud", field="flavor") from None
+
+    @_translated
+    def get_server(self, provider_id: str) -> ServerInfo:
+        return self._info(self.conn.compute.get_server(provider_id))
+
+    @_translated
+    def list_servers(self, project: str | None = None) -> list[ServerInfo]:
+        query: dict[str, Any] = {"details": True, "all_projects": True}
+        if project is not None:
+            query["project_id"] = project
+        return [self._info(s) for s in self.conn.compute.servers(**query)]
+
+    @_translated
+    def server_action(self, provider_id: str, action: ServerAction) -> ServerInfo:
+        compute = self.conn.compute
+        calls: dict[str, Callable[[str], Any]] = {
+            "stop": compute.stop_server, "start": compute.start_server, "shelve": compute.shelve_server,
+            "shelve_offload": compute.shelve_offload_server, "unshelve": compute.unshelve_server,
+            "confirm_resize": compute.confirm_server_resize,
+        }
+        if action not in calls:
+            raise InvalidInput(f"unknown server action {action!r}", field="action")
+        calls[action](provider_id)
+        return self.get_server(provider_id)
+
+    @_translated
+    def resize_server(self, provider_id: str, flavor: str) -> ServerInfo:
+        self.conn.compute.resize_server(provider_id, self._flavor(flavor).id)
+        return self.get_server(provider_id)
+
+    @_translated
+    def delete_server(self, provider_id: str) -> None:
+        self.conn.compute.delete_server(provider_id, ignore_missing=False)
+
+    # -------------------------------------------------------------- capacity
+
+    @_translated
+    def capacity(self) -> list[ResourceCapacity]:
+        totals: dict[str, list[float]] = {name: [0, 0, 0.0, 0] for name in PLACEMENT_RESOURCES.values()}
+        for provider in self.conn.placement.resource_providers():
+            usages = self.conn.placement.get(f"/resource_providers/{provider.id}/usages").json().get("usages", {})
+            for inventory in self.conn.placement.resource_provider_inventories(provider):
+                name = PLACEMENT_RESOURCES.get(inventory.resource_class)
+                if name is None:
+                    continue
+                row = totals[name]
+                inv_total, inv_reserved = int(inventory.total), int(inventory.reserved or 0)
+                row[0] += inv_total
+                row[1] += inv_reserved
+                # The cloud-wide ratio is the one that gives the same usable total as the providers' own.
+                row[2] += (inv_total - inv_reserved) * float(inventory.allocation_ratio or 1.0)
+                row[3] += int(usages.get(inventory.resource_class, 0))
+        result = []
+        for name, (total, reserved, usable, used) in totals.items():
+            base = total - reserved
+            ratio = round(usable / base, 4) if base else 1.0
+            result.append(ResourceCapacity(name, int(total), int(reserved), ratio, int(used)))  # type: ignore[arg-type]
+        return result
