@@ -164,14 +164,21 @@ def quota_set(
 
 @quota_app.command("sync")
 def quota_sync(
-    unit: str = typer.Argument(..., help="unit code"),
-    cloud: str = typer.Argument(..., help="cloud name"),
+    unit: str | None = typer.Argument(None, help="unit code; default: every quota"),
+    cloud: str | None = typer.Argument(None, help="cloud name; default: every cloud"),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Read a unit's limits and usage back from the provider."""
+    """Read limits and usage back from the providers (someone may have changed them there)."""
     with unit_of_work() as (session, principal):
-        quota = QuotaPublic.model_validate(service.sync_quota(session, principal, unit, cloud))
-    print_one(quota, output, title="配额 quota")
+        if unit is not None and cloud is not None:
+            one = QuotaPublic.model_validate(service.sync_quota(session, principal, unit, cloud))
+        else:
+            items = [QuotaPublic.model_validate(q)
+                     for q in service.sync_quotas(session, principal, unit=unit, cloud=cloud)]
+    if unit is not None and cloud is not None:
+        print_one(one, output, title="配额 quota")
+    else:
+        print_rows(items, QUOTA_COLUMNS, output, title="配额 quotas synced")
 
 
 request_app = typer.Typer(help="Resource requests (资源申请): review, approve, reject.", no_args_is_help=True)

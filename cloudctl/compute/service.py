@@ -39,6 +39,7 @@ __all__ = [
     "set_quota",
     "sync_flavors",
     "sync_quota",
+    "sync_quotas",
     "update_cloud",
 ]
 
@@ -240,6 +241,19 @@ def sync_quota(session: Session, principal: Principal, unit_code: str, cloud_nam
     audit.record(session, principal, action="sync", entity="quota", entity_id=f"{unit_code}@{cloud_name}",
                  before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
     return quota
+
+
+def sync_quotas(session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
+                providers: ProviderLookup = provider_for) -> list[Quota]:
+    """Sync every quota cloudctl knows (optionally of one unit or one cloud)."""
+    authorize(principal, "compute.quota:write")
+    query = select(Quota).join(Quota.unit).join(Quota.cloud).where(Cloud.enabled.is_(True))
+    if unit is not None:
+        query = query.where(Unit.code == unit)
+    if cloud is not None:
+        query = query.where(Cloud.name == cloud)
+    pairs = [(q.unit.code, q.cloud.name) for q in session.scalars(query.order_by(Unit.code, Cloud.name))]
+    return [sync_quota(session, principal, u, c, providers=providers) for u, c in pairs]
 
 
 @dataclass(frozen=True, slots=True)

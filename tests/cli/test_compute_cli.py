@@ -63,6 +63,9 @@ def test_clouds_flavors_and_quotas(demo: CliRunner) -> None:
     synced = json.loads(invoke(demo, "quota", "sync", "990100-D01", "city-cloud", "-o", "json"))
     assert (synced["limit_vcpus"], synced["used_vcpus"]) == (used + 100, used)
     assert synced["synced_at"] is not None
+    everything = json.loads(invoke(demo, "quota", "sync", "-o", "json"))
+    assert len(everything) >= 35
+    assert all(q["synced_at"] for q in everything)
     below = demo.invoke(app, ["quota", "set", "990100-D01", "city-cloud", "--vcpus", str(used - 1)])
     assert below.exit_code == 1
     assert "cannot go below" in below.output
