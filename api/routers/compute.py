@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from api.deps import PrincipalDep, SessionDep
 from cloudctl.compute import provisioning, service
 from cloudctl.compute.models import RequestStatus
+from cloudctl.compute.providers.base import ServerAction
 from cloudctl.compute.schemas import (
     CapacityRow,
     CloudPublic,
@@ -143,3 +144,8 @@ def decommission_server(server_id: int, session: SessionDep, principal: Principa
 @router.delete("/servers/{server_id}/decommission")
 def withdraw_decommission(server_id: int, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.withdraw_decommission(session, principal, server_id))
+
+
+@router.post("/servers/{server_id}/actions/{action}")
+def operate_server(server_id: int, action: ServerAction, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+    return ServerPublic.model_validate(provisioning.operate_server(session, principal, server_id, action))

@@ -6,12 +6,14 @@ import csv
 import dataclasses
 import json
 import sys
+from typing import cast, get_args
 
 import typer
 from rich.table import Table
 
 from cloudctl.compute import provisioning, service, showback
 from cloudctl.compute.models import CloudKind, RequestStatus
+from cloudctl.compute.providers.base import ServerAction
 from cloudctl.compute.schemas import (
     CapacityRow,
     CloudCreate,
@@ -350,3 +352,16 @@ def server_delete_due() -> None:
     with unit_of_work() as (session, principal):
         deleted = provisioning.delete_due_servers(session, principal)
         console.print(f"{len(deleted)} server(s) deleted" + "".join(f"\n  {s.name}" for s in deleted))
+
+
+@server_app.command("action")
+def server_action(
+    server_id: int = typer.Argument(...),
+    action: str = typer.Argument(..., help="stop, start, shelve, shelve_offload, unshelve, confirm_resize"),
+) -> None:
+    """Operate a server; its new state is what the cloud reports."""
+    if action not in get_args(ServerAction):
+        raise InvalidInput(f"unknown action {action!r}; one of {', '.join(get_args(ServerAction))}", field="action")
+    with unit_of_work() as (session, principal):
+        server = provisioning.operate_server(session, principal, server_id, cast(ServerAction, action))
+        console.print(f"server {server.name}: {server.status}")

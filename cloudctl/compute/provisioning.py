@@ -32,7 +32,7 @@ from cloudctl.compute.models import (
     UnitProject,
 )
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, ServerInfo, ServerSpec
+from cloudctl.compute.providers.base import CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import RequestCreate
 from cloudctl.core import audit, jobs
 from cloudctl.core.auth import Principal, authorize, system_principal
@@ -52,6 +52,7 @@ __all__ = [
     "get_server",
     "list_requests",
     "list_servers",
+    "operate_server",
     "record_server",
     "reject_request",
     "request_ask",
@@ -429,6 +430,24 @@ def sync_servers(session: Session, principal: Principal, cloud_name: str,
     session.flush()
     return counts
 
+
+
+# ---------------------------------------------------------------- operating servers
+
+
+def operate_server(session: Session, principal: Principal, server_id: int, action: ServerAction,
+                   *, providers: ProviderLookup = provider_for) -> Server:
+    """Stop, start, shelve, shelve-offload, unshelve or confirm a resize, and record what the cloud says."""
+    authorize(principal, "compute.server:operate")
+    server = get_server(session, principal, server_id)
+    if server.status == "DELETED":
+        raise Conflict(f"server {server.name} is deleted", field="status")
+    before = server.status
+    info = providers(server.cloud).server_action(server.provider_id, action)
+    record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id, info)
+    audit.record(session, principal, action=action, entity="server", entity_id=server.id,
+                 before={"status": before}, after={"status": server.status}, unit_id=server.unit_id)
+    return server
 
 
 # ---------------------------------------------------------------- decommissioning

@@ -38,7 +38,7 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
                 "compute.cloud:read", "compute.quota:read", "compute.request:read", "compute.request:submit",
-                "compute.server:read", "compute.server:decommission"),
+                "compute.server:read", "compute.server:decommission", "compute.server:operate"),
 }
 
 

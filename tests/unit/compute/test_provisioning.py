@@ -244,3 +244,19 @@ def test_decommission_stops_now_deletes_after_grace_and_frees_quota(committed: t
     _, quota, servers = _state(engine, request_id)
     assert [s.status for s in servers] == ["DELETED", "ACTIVE"]
     assert (quota.used_vcpus, quota.used_instances) == (4, 1)
+
+
+def test_operating_a_server_records_what_the_cloud_says(committed: tuple[Engine, MiniCity]) -> None:
+    engine, city = committed
+    request_id = _submit(engine, city, 1)
+    JobRunner(engine).run_once()
+    _, _, servers = _state(engine, request_id)
+    with Session(engine) as session:
+        dept = city.principals["dept"]
+        assert provisioning.operate_server(session, dept, servers[0].id, "stop").status == "SHUTOFF"
+        with pytest.raises(Conflict) as caught:
+            provisioning.operate_server(session, dept, servers[0].id, "stop")
+        assert caught.value.field == "status"
+        assert provisioning.operate_server(session, dept, servers[0].id, "start").status == "ACTIVE"
+        with pytest.raises(PermissionDenied):
+            provisioning.operate_server(session, city.principals["auditor"], servers[0].id, "stop")
