@@ -21,6 +21,7 @@ from cloudctl.compute.schemas import (
     FlavorPublic,
     QuotaPublic,
     QuotaSet,
+    RequestItemPublic,
     RequestPublic,
     ServerPublic,
 )
@@ -188,10 +189,16 @@ server_app = typer.Typer(help="Servers (云主机) on every cloud: inventory and
 
 REQUEST_COLUMNS = [
     ("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("cloud", lambda r: r.cloud),
-    ("status", lambda r: r.status), ("items", lambda r: ", ".join(f"{i.count}×{i.flavor}" for i in r.items)),
+    ("status", lambda r: r.status), ("items", lambda r: ", ".join(_item_text(i) for i in r.items)),
     ("vCPU", lambda r: sum(i.vcpus * i.count for i in r.items)), ("by", lambda r: r.submitted_by),
     ("submitted", lambda r: r.created_at), ("auto", lambda r: r.auto_approved),
 ]
+
+
+def _item_text(item: RequestItemPublic) -> str:
+    if item.kind == "quota":
+        return f"配额 +{item.vcpus} vCPU +{item.ram_mb // 1024} GB +{item.instances} 台"
+    return f"{item.count}×{item.flavor}"
 
 
 @request_app.command("list")

@@ -181,9 +181,12 @@ class RequestItem(Base):
     count: Mapped[int]
     image: Mapped[str | None] = mapped_column(String(128))
     network: Mapped[str | None] = mapped_column(String(128))
+    # Per VM for a "vm" item; the increase asked for by a "quota" item.
     vcpus: Mapped[int]
     ram_mb: Mapped[int]
     disk_gb: Mapped[int]
+    # A "quota" item's increase of the instance limit.
+    instances: Mapped[int] = mapped_column(default=0, server_default="0")
     status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus, 16), default=ItemStatus.PENDING)
     provisioned: Mapped[int] = mapped_column(default=0)
     # How many of the item's VMs have been dealt with (built or failed) and their reservation handed back.

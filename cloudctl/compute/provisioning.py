@@ -33,7 +33,7 @@ from cloudctl.compute.models import (
 )
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import CloudProvider, ServerAction, ServerInfo, ServerSpec
-from cloudctl.compute.schemas import RequestCreate
+from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core import audit, jobs
 from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.config import get_settings
@@ -132,6 +132,10 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     cloud = _choose_cloud(session, principal, unit, data)
     items = []
     for index, item in enumerate(data.items):
+        if item.kind == "quota":
+            items.append(RequestItem(kind="quota", flavor="", count=1, vcpus=item.vcpus, ram_mb=item.ram_gb * 1024,
+                                     disk_gb=item.disk_gb, instances=item.instances, status=ItemStatus.PENDING))
+            continue
         flavor = session.scalar(select(Flavor).where(Flavor.cloud_id == cloud.id, Flavor.name == item.flavor))
         if flavor is None:
             raise InvalidInput(f"flavor {item.flavor!r} is not offered on {cloud.name}", field=f"items.{index}.flavor")
@@ -146,8 +150,9 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     session.flush()
     audit.record(session, principal, action="submit", entity="resource_request", entity_id=request.id,
                  after={"business_system": system.name, "cloud": cloud.name,
-                        "items": [f"{i.count}×{i.flavor}" for i in items]}, unit_id=unit.id)
-    if _within_auto_tier(request):
+                        "items": [_describe(i) for i in items]}, unit_id=unit.id)
+    # More quota is always the bureau's decision; small VM requests within quota are not.
+    if not data.is_quota_increase and _within_auto_tier(request):
         try:
             with session.begin_nested():
                 _approve(session, principal, request, auto=True)
@@ -156,6 +161,17 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
             # with a Core UPDATE, which a savepoint rollback does not expire: read it back.
             session.refresh(request)
     return request
+
+
+def _describe(item: RequestItem) -> str:
+    if item.kind == "quota":
+        return (f"quota +{item.vcpus} vCPU +{item.ram_mb // 1024} GB RAM +{item.disk_gb} GB disk "
+                f"+{item.instances} instances")
+    return f"{item.count}×{item.flavor}"
+
+
+def _is_quota_increase(request: ResourceRequest) -> bool:
+    return any(item.kind == "quota" for item in request.items)
 
 
 def _within_auto_tier(request: ResourceRequest) -> bool:
@@ -173,6 +189,8 @@ def _choose_cloud(session: Session, principal: Principal, unit: Unit, data: Requ
         if not cloud.enabled:
             raise InvalidInput(f"cloud {cloud.name} is disabled", field="cloud")
         return cloud
+    if data.is_quota_increase:
+        raise InvalidInput("a quota increase names the cloud it is for", field="cloud")
     # "any": the enabled cloud where the unit's quota has the most vCPU room left and every flavor exists.
     best: tuple[int, Cloud] | None = None
     for quota in session.scalars(select(Quota).join(Quota.cloud).where(Quota.unit_id == unit.id,
@@ -205,6 +223,9 @@ def _decide(session: Session, request: ResourceRequest, to: RequestStatus, princ
 
 def _approve(session: Session, principal: Principal, request: ResourceRequest, *, auto: bool,
              reason: str | None = None) -> None:
+    if _is_quota_increase(request):
+        _raise_quota(session, principal, request, reason)
+        return
     quota = _quota(session, request)
     # An automatic approval is the bureau's rule deciding, not the department that submitted.
     decider = AUTO_APPROVER if auto else principal
@@ -219,6 +240,36 @@ def _approve(session: Session, principal: Principal, request: ResourceRequest, *
     request.job_id = job.id
     audit.record(session, principal, action="auto-approve" if auto else "approve", entity="resource_request",
                  entity_id=request.id, before={"status": "submitted"}, after={"status": "approved", "job": job.id},
+                 unit_id=request.unit_id)
+
+
+def _raise_quota(session: Session, principal: Principal, request: ResourceRequest, reason: str | None) -> None:
+    """Approving a quota-increase request raises the limits (pushed to the provider) and fulfils it at once."""
+    authorize(principal, "compute.quota:write")
+    _decide(session, request, RequestStatus.APPROVED, principal, reason, allowed=(RequestStatus.SUBMITTED,))
+    quota = session.scalar(select(Quota).where(Quota.unit_id == request.unit_id, Quota.cloud_id == request.cloud_id))
+
+    def raised(current: int | None, increase: int) -> int | None:
+        # An unlimited resource stays unlimited; one never limited starts from what is asked.
+        if increase == 0:
+            return current
+        return None if current is None and quota is not None else (current or 0) + increase
+
+    wanted = {
+        "vcpus": raised(quota.limit_vcpus if quota else None, sum(i.vcpus for i in request.items)),
+        "ram_mb": raised(quota.limit_ram_mb if quota else None, sum(i.ram_mb for i in request.items)),
+        "disk_gb": raised(quota.limit_disk_gb if quota else None, sum(i.disk_gb for i in request.items)),
+        "instances": raised(quota.limit_instances if quota else None, sum(i.instances for i in request.items)),
+    }
+    given = {k: v for k, v in wanted.items() if v is not None}
+    if "ram_mb" in given:
+        given["ram_gb"] = -(-given.pop("ram_mb") // 1024)
+    compute.set_quota(session, principal, request.unit_code, request.cloud_name, QuotaSet(**given))
+    for item in request.items:
+        item.status = ItemStatus.DONE
+    request.status = RequestStatus.FULFILLED
+    audit.record(session, principal, action="approve", entity="resource_request", entity_id=request.id,
+                 before={"status": "submitted"}, after={"status": "fulfilled", "quota": given},
                  unit_id=request.unit_id)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from cloudctl.compute.models import CloudKind, ItemStatus, RequestStatus
 from cloudctl.core.schemas import Schema
@@ -123,11 +123,32 @@ class CapacityRow(Schema):
 
 
 class RequestItemCreate(Schema):
-    kind: Literal["vm"] = "vm"
-    flavor: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    """A line of a request: ``vm`` (count VMs of a flavor) or ``quota`` (raise the unit's limits by these)."""
+
+    kind: Literal["vm", "quota"] = "vm"
+    flavor: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
     count: Annotated[int, Field(ge=1, le=100)] = 1
     image: str | None = Field(default=None, max_length=128, description="default: the cloud's default image")
     network: str | None = Field(default=None, max_length=128, description="default: the cloud's default network")
+    vcpus: Annotated[int, Field(ge=0, le=100_000)] = 0
+    ram_gb: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    disk_gb: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    instances: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> RequestItemCreate:
+        increases = (self.vcpus, self.ram_gb, self.disk_gb, self.instances)
+        if self.kind == "vm":
+            if self.flavor is None:
+                raise ValueError("a vm item needs a flavor")
+            if any(increases):
+                raise ValueError("a vm item takes a flavor and count, not quota increases")
+        else:
+            if self.flavor is not None:
+                raise ValueError("a quota item takes increases (vcpus, ram_gb, disk_gb, instances), not a flavor")
+            if not any(increases):
+                raise ValueError("a quota item must raise at least one of vcpus, ram_gb, disk_gb, instances")
+        return self
 
 
 class RequestCreate(Schema):
@@ -136,6 +157,16 @@ class RequestCreate(Schema):
         default="any", description="a cloud name, or 'any' for the cloud with room under the unit's quota")
     justification: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=2000)]
     items: Annotated[list[RequestItemCreate], Field(min_length=1, max_length=20)]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RequestCreate:
+        if len({item.kind for item in self.items}) > 1:
+            raise ValueError("a request asks either for VMs or for more quota, not both")
+        return self
+
+    @property
+    def is_quota_increase(self) -> bool:
+        return self.items[0].kind == "quota"
 
 
 class RequestDecision(Schema):
@@ -152,6 +183,7 @@ class RequestItemPublic(Schema):
     vcpus: int
     ram_mb: int
     disk_gb: int
+    instances: int
     status: ItemStatus
     provisioned: int
     error: str | None

@@ -85,6 +85,34 @@ def test_bad_requests_name_the_field(session: Session, city: MiniCity) -> None:
         provisioning.approve_request(session, dept, 1)
 
 
+def test_quota_increase_goes_to_ops_and_raises_the_limits(session: Session, city: MiniCity) -> None:
+    data = RequestCreate.model_validate({
+        "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "新增系统需要更多配额",
+        "items": [{"kind": "quota", "vcpus": 16, "ram_gb": 32, "instances": 4}]})
+    request = provisioning.submit_request(session, city.principals["dept"], data)
+    assert request.status is RequestStatus.SUBMITTED  # never automatic, however small
+    with pytest.raises(PermissionDenied):
+        provisioning.approve_request(session, city.principals["dept"], request.id)
+    done = provisioning.approve_request(session, city.principals["ops"], request.id, "同意扩容")
+    assert done.status is RequestStatus.FULFILLED
+    quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
+    assert (quota.limit_vcpus, quota.limit_ram_mb, quota.limit_instances) == (48, 96 * 1024, 12)
+
+
+@pytest.mark.parametrize(("items", "cloud"), [
+    ([{"kind": "quota"}], "test-cloud"),
+    ([{"kind": "quota", "vcpus": 4, "flavor": "c4m8"}], "test-cloud"),
+    ([{"kind": "quota", "vcpus": 4}, {"flavor": "c4m8"}], "test-cloud"),
+    ([{"kind": "vm"}], "test-cloud"),
+])
+def test_malformed_items_are_refused(items: list[dict[str, object]], cloud: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        RequestCreate.model_validate({"business_system": 1, "cloud": cloud, "justification": "配额申请",
+                                      "items": items})
+
+
 def test_any_cloud_picks_the_one_with_room(session: Session, city: MiniCity) -> None:
     request = provisioning.submit_request(session, city.principals["dept"], ask(city, cloud="any"))
     assert request.cloud_name == "test-cloud"
