@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -10,6 +12,9 @@ from cloudctl.core.auth import Principal, Role, system_principal
 from cloudctl.org import service
 from cloudctl.org.models import BusinessSystem, Unit, UnitKind, User
 from cloudctl.org.schemas import BusinessSystemCreate, UnitCreate, UserCreate
+
+if TYPE_CHECKING:
+    from cloudctl.compute.models import Server
 
 ADMIN = system_principal("test-admin", via="cli")
 
@@ -58,6 +63,32 @@ def make_cloud(session: Session, name: str = "test-cloud") -> None:
     provider.add_flavor("c2m4", vcpus=2, ram_mb=4096, disk_gb=40)
     provider.add_flavor("c4m8", vcpus=4, ram_mb=8192, disk_gb=40)
     compute.sync_flavors(session, ADMIN, name)
+
+
+def make_server(session: Session, unit_code: str, system_id: int | None, flavor: str = "c4m8",
+                cloud_name: str = "test-cloud", name: str | None = None) -> Server:
+    """A running VM of the unit, built on the (simulator) cloud and recorded, and counted in the quota."""
+    from sqlalchemy import select
+
+    from cloudctl.compute import provisioning
+    from cloudctl.compute import service as compute
+    from cloudctl.compute.models import Cloud
+    from cloudctl.compute.providers import provider_for
+    from cloudctl.compute.providers.base import ServerSpec
+
+    cloud = session.scalar(select(Cloud).where(Cloud.name == cloud_name))
+    unit = session.scalar(select(Unit).where(Unit.code == unit_code))
+    assert cloud is not None
+    assert unit is not None
+    provider = provider_for(cloud)
+    project = compute.ensure_project(session, unit, cloud, provider)
+    name = name or f"{unit_code.lower()}-{flavor}-{uuid.uuid4().hex[:6]}"
+    info = provider.create_server(project, ServerSpec(name=name, flavor=flavor, tag=f"test:{name}"))
+    server = provisioning.record_server(session, cloud.id, unit.id, system_id, None,
+                                        provider.get_server(info.provider_id))
+    if compute.list_quotas(session, ADMIN, unit=unit_code, cloud=cloud_name)[1]:
+        compute.sync_quota(session, ADMIN, unit_code, cloud_name)
+    return server
 
 
 def build_mini_city(session: Session, *, with_cloud: bool = False) -> MiniCity:

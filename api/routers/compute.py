@@ -20,6 +20,7 @@ from cloudctl.compute.schemas import (
     RequestDecision,
     RequestPublic,
     ServerPublic,
+    ServerResize,
 )
 from cloudctl.core.schemas import Page
 
@@ -149,3 +150,9 @@ def withdraw_decommission(server_id: int, session: SessionDep, principal: Princi
 @router.post("/servers/{server_id}/actions/{action}")
 def operate_server(server_id: int, action: ServerAction, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.operate_server(session, principal, server_id, action))
+
+
+@router.post("/servers/{server_id}/resize")
+def resize_server(server_id: int, body: ServerResize, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+    return ServerPublic.model_validate(provisioning.resize_server(session, principal, server_id, body.flavor,
+                                                                  confirm=body.confirm))

@@ -361,6 +361,21 @@ def server_delete_due() -> None:
         console.print(f"{len(deleted)} server(s) deleted" + "".join(f"\n  {s.name}" for s in deleted))
 
 
+@server_app.command("resize")
+def server_resize(
+    server_id: int = typer.Argument(...),
+    flavor: str = typer.Argument(..., help="a flavor of the server's cloud (cloudctl cloud flavors CLOUD)"),
+    no_confirm: bool = typer.Option(False, "--no-confirm",
+                                    help="leave it in VERIFY_RESIZE, to confirm later with `server action`"),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Resize a server to another flavor; growth must fit the unit's quota."""
+    with unit_of_work() as (session, principal):
+        server = ServerPublic.model_validate(
+            provisioning.resize_server(session, principal, server_id, flavor, confirm=not no_confirm))
+    print_one(server, output, title=f"云主机 {server.name}")
+
+
 @server_app.command("action")
 def server_action(
     server_id: int = typer.Argument(...),

@@ -218,6 +218,9 @@ class Server(TimestampMixin, Base):
     ram_mb: Mapped[int]
     disk_gb: Mapped[int]
     status: Mapped[str] = mapped_column(String(32), index=True)
+    # When cloudctl first saw the server in its current status: how long a VM has been stopped is what
+    # makes it a zombie (a stopped Nova server still holds its vCPU and RAM on the host).
+    status_since: Mapped[datetime | None]
     host: Mapped[str | None] = mapped_column(String(64))
     fault: Mapped[str | None] = mapped_column(String(255))
     launched_at: Mapped[datetime | None]

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from cloudctl.compute import service as compute
 from cloudctl.compute.models import (
     Cloud,
+    CloudKind,
     Flavor,
     ItemStatus,
     Quota,
@@ -56,6 +57,7 @@ __all__ = [
     "record_server",
     "reject_request",
     "request_ask",
+    "resize_server",
     "submit_request",
     "sync_servers",
     "withdraw_decommission",
@@ -136,6 +138,9 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
             items.append(RequestItem(kind="quota", flavor="", count=1, vcpus=item.vcpus, ram_mb=item.ram_gb * 1024,
                                      disk_gb=item.disk_gb, instances=item.instances, status=ItemStatus.PENDING))
             continue
+        if cloud.kind == CloudKind.KUBERNETES:
+            raise InvalidInput(f"{cloud.name} is a container cloud (容器云): ask it for namespace quota "
+                               "(kind \"quota\"), not VMs", field=f"items.{index}.kind")
         flavor = session.scalar(select(Flavor).where(Flavor.cloud_id == cloud.id, Flavor.name == item.flavor))
         if flavor is None:
             raise InvalidInput(f"flavor {item.flavor!r} is not offered on {cloud.name}", field=f"items.{index}.flavor")
@@ -396,10 +401,16 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
 
 
 def _wait_built(provider: CloudProvider, info: ServerInfo, timeout: float, poll: float) -> ServerInfo:
+    return _wait_while(provider, info, ("BUILD",), timeout, poll)
+
+
+def _wait_while(provider: CloudProvider, info: ServerInfo, states: tuple[str, ...], timeout: float,
+                poll: float) -> ServerInfo:
+    """Poll until the server leaves ``states`` (Nova's transitional ones: BUILD, RESIZE…)."""
     deadline = time.monotonic() + timeout
-    while info.status == "BUILD":
+    while info.status in states:
         if time.monotonic() > deadline:
-            raise Conflict(f"server {info.name} still building after {timeout:g}s", field="status")
+            raise Conflict(f"server {info.name} still {info.status} after {timeout:g}s", field="status")
         time.sleep(poll)
         info = provider.get_server(info.provider_id)
     return info
@@ -413,6 +424,8 @@ def record_server(session: Session, cloud_id: int, unit_id: int | None, system_i
                         request_item_id=item_id, name=info.name, flavor=info.flavor, vcpus=info.vcpus,
                         ram_mb=info.ram_mb, disk_gb=info.disk_gb, status=info.status, tag=info.tag)
         session.add(server)
+    if server.status_since is None or server.status != info.status:
+        server.status_since = utcnow()
     server.name, server.flavor, server.status, server.host, server.fault = (info.name, info.flavor, info.status,
                                                                              info.host, info.fault)
     server.vcpus, server.ram_mb, server.disk_gb = info.vcpus, info.ram_mb, info.disk_gb
@@ -498,6 +511,53 @@ def operate_server(session: Session, principal: Principal, server_id: int, actio
     record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id, info)
     audit.record(session, principal, action=action, entity="server", entity_id=server.id,
                  before={"status": before}, after={"status": server.status}, unit_id=server.unit_id)
+    return server
+
+
+def resize_server(session: Session, principal: Principal, server_id: int, flavor: str, *, confirm: bool = True,
+                  providers: ProviderLookup = provider_for) -> Server:
+    """Move a server to another flavor of its cloud; with ``confirm``, confirm the resize as Nova asks.
+
+    Growing holds the difference against the unit's quota first (the same conditional UPDATE as an
+    approval), so a resize can never take what another approval was promised; shrinking gives it back
+    through the quota sync that follows.
+    """
+    authorize(principal, "compute.server:operate")
+    server = get_server(session, principal, server_id)
+    if server.status not in ("ACTIVE", "SHUTOFF"):
+        raise Conflict(f"server {server.name} is {server.status}; only an ACTIVE or SHUTOFF server can be resized",
+                       field="status")
+    target = session.scalar(select(Flavor).where(Flavor.cloud_id == server.cloud_id, Flavor.name == flavor))
+    if target is None:
+        raise InvalidInput(f"flavor {flavor!r} is not offered on {server.cloud.name}", field="flavor")
+    if target.name == server.flavor:
+        raise InvalidInput(f"server {server.name} already has flavor {flavor}", field="flavor")
+    if target.disk_gb < server.disk_gb:
+        # Nova refuses it too ("Resize to smaller disk flavor is not allowed"): say so before asking.
+        raise InvalidInput(f"flavor {flavor} has a {target.disk_gb} GB root disk, smaller than the server's "
+                           f"{server.disk_gb} GB; a root disk cannot shrink", field="flavor")
+    growth = compute.Ask(vcpus=max(0, target.vcpus - server.vcpus), ram_mb=max(0, target.ram_mb - server.ram_mb),
+                         disk_gb=max(0, target.disk_gb - server.disk_gb))
+    quota = (session.scalar(select(Quota).where(Quota.unit_id == server.unit_id, Quota.cloud_id == server.cloud_id))
+             if server.unit_id is not None else None)
+    if quota is not None and growth != compute.Ask():
+        compute.reserve(session, quota.id, growth)
+    before = {"flavor": server.flavor, "vcpus": server.vcpus, "ram_mb": server.ram_mb, "status": server.status}
+    provider = providers(server.cloud)
+    settings = get_settings()
+    info = provider.resize_server(server.provider_id, target.name)
+    info = _wait_while(provider, info, ("RESIZE",), settings.provision_timeout_seconds,
+                       settings.provision_poll_seconds)
+    if confirm and info.status == "VERIFY_RESIZE":
+        info = provider.server_action(server.provider_id, "confirm_resize")
+    record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id, info)
+    audit.record(session, principal, action="resize", entity="server", entity_id=server.id, before=before,
+                 after={"flavor": server.flavor, "vcpus": server.vcpus, "ram_mb": server.ram_mb,
+                        "status": server.status}, unit_id=server.unit_id)
+    if quota is not None:
+        if growth != compute.Ask():
+            compute.release(session, quota.id, growth)  # it is usage now, which the sync below reads
+        compute.sync_quota(session, PROVISIONER, quota.unit_code, quota.cloud_name, providers=providers)
     return server
 
 

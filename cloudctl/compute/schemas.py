@@ -24,6 +24,7 @@ __all__ = [
     "RequestItemPublic",
     "RequestPublic",
     "ServerPublic",
+    "ServerResize",
 ]
 
 CloudName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64,
@@ -220,6 +221,7 @@ class ServerPublic(Schema):
     ram_mb: int
     disk_gb: int
     status: str
+    status_since: datetime | None
     host: str | None
     fault: str | None
     orphan: bool
@@ -228,3 +230,8 @@ class ServerPublic(Schema):
     synced_at: datetime | None
     decommission_at: datetime | None
     decommission_by: str | None
+
+
+class ServerResize(Schema):
+    flavor: str = Field(min_length=1, max_length=64, description="a flavor of the server's cloud")
+    confirm: bool = Field(default=True, description="confirm the resize (Nova's VERIFY_RESIZE) at once")

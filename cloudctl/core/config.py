@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # other); with PostgreSQL, the same database (its tables are prefixed sim_).
     simulator_database_url: str = ""
     simulator_build_seconds: float = Field(default=2.0, ge=0)
+    # Kubernetes clouds name a context of this kubeconfig; empty means the client's own default
+    # ($KUBECONFIG, else ~/.kube/config).
+    kubeconfig: Path | None = None
     # Requests inside this size tier (in total, per request) are approved at once when the quota has room.
     auto_approve_max_vcpus: int = Field(default=16, ge=0)
     auto_approve_max_ram_gb: int = Field(default=32, ge=0)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from tests.api.conftest import auth
-from tests.factories import MiniCity
+from tests.factories import MiniCity, make_server
 
 
 def test_clouds_and_flavors(client: TestClient, city: MiniCity) -> None:
@@ -42,3 +43,22 @@ def test_set_quota_and_refusals(client: TestClient, city: MiniCity) -> None:
     capacity = client.get("/api/v1/clouds/test-cloud/capacity", headers=ops).json()
     vcpus = next(r for r in capacity if r["resource"] == "vcpus")
     assert (vcpus["capacity"], vcpus["allocated"]) == (128, 48 + 32)
+
+
+def test_resize_over_http(client: TestClient, city: MiniCity, session: Session) -> None:
+    server = make_server(session, "990100-D01", city.systems["own"], "c4m8")
+    session.commit()
+    done = client.post(f"/api/v1/servers/{server.id}/resize", json={"flavor": "c2m4"}, headers=auth(city, "ops"))
+    assert done.status_code == 200, done.text
+    assert (done.json()["flavor"], done.json()["status"]) == ("c2m4", "ACTIVE")
+    unknown = client.post(f"/api/v1/servers/{server.id}/resize", json={"flavor": "c99m1"}, headers=auth(city, "ops"))
+    assert unknown.status_code == 422
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+    assert unknown.json()["errors"][0]["field"] == "flavor"
+    # A department resizes its own VMs inside its own quota; another unit's server is not found.
+    own = client.post(f"/api/v1/servers/{server.id}/resize", json={"flavor": "c4m8"}, headers=auth(city, "dept"))
+    assert (own.status_code, own.json()["flavor"]) == (200, "c4m8")
+    other = make_server(session, "990100-D02", city.systems["other"], "c2m4")
+    session.commit()
+    hidden = client.post(f"/api/v1/servers/{other.id}/resize", json={"flavor": "c4m8"}, headers=auth(city, "dept"))
+    assert hidden.status_code == 404

@@ -108,3 +108,14 @@ def test_showback_csv(demo: CliRunner) -> None:
     assert sum(int(r["servers"]) for r in rows) >= 510
     assert {r["unit_code"] for r in rows} >= {"990100-D01"}
     assert all(float(r["cost_cny"]) > 0 for r in rows)
+
+
+def test_resize_a_demo_server_and_refuse_a_bad_flavor(demo: CliRunner) -> None:
+    servers = json.loads(invoke(demo, "server", "list", "--status", "ACTIVE", "--limit", "1000", "-o", "json"))
+    server = next(s for s in servers if s["flavor"] == "c4m8")
+    resized = json.loads(invoke(demo, "server", "resize", str(server["id"]), "c2m4", "-o", "json"))
+    assert (resized["flavor"], resized["vcpus"], resized["status"]) == ("c2m4", 2, "ACTIVE")
+    result = demo.invoke(app, ["server", "resize", str(server["id"]), "c999m1"])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error: flavor")
+    assert len(result.output.strip().splitlines()) == 1

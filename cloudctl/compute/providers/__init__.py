@@ -46,8 +46,16 @@ def _openstack(cloud: Cloud) -> CloudProvider:
     return OpenStackProvider.from_cloud(cloud.connection)
 
 
+def _kubernetes(cloud: Cloud) -> CloudProvider:
+    from cloudctl.compute.providers.kubernetes import KubernetesProvider
+
+    kubeconfig = get_settings().kubeconfig
+    return KubernetesProvider.from_kubeconfig(cloud.connection, str(kubeconfig) if kubeconfig else None)
+
+
 register_provider(CloudKind.SIMULATOR, _simulator)
 register_provider(CloudKind.OPENSTACK, _openstack)
+register_provider(CloudKind.KUBERNETES, _kubernetes)
 
 
 def provider_for(cloud: Cloud) -> CloudProvider:
