@@ -5,6 +5,7 @@
 DEBIAN_TEST_PACKAGES=(
   postgresql
   prometheus
+  chromium fonts-wqy-microhei   # headless browser tests; a CJK font so Chinese labels render
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,8 +38,18 @@ ensure_debian_packages() {
     as_root apt-get update -qq || fail "apt-get update"
     APT_UPDATED=1
   fi
+  # The packages' own services (prometheus, postgresql, ...) must not start: the suite starts its own on
+  # loopback, and a packaged prometheus would listen on every interface. policy-rc.d answering 101 is
+  # Debian's way to say "do not start services" to invoke-rc.d; an existing one is left alone.
+  local policy=/usr/sbin/policy-rc.d placed=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod 755 "$policy" && placed=1
+  fi
+  local status=0
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    </dev/null || fail "apt-get install ${missing[*]}"
+    </dev/null || status=$?
+  [ -n "$placed" ] && as_root rm -f "$policy"
+  [ "$status" -eq 0 ] || fail "apt-get install ${missing[*]}"
 }
 
 # find_python: python3.11, else python3 if it is 3.11 or newer.
