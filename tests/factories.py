@@ -15,6 +15,7 @@ from cloudctl.org.schemas import BusinessSystemCreate, UnitCreate, UserCreate
 
 if TYPE_CHECKING:
     from cloudctl.compute.models import Server
+    from cloudctl.compute.providers.simulator import SimulatorProvider
 
 ADMIN = system_principal("test-admin", via="cli")
 
@@ -119,3 +120,72 @@ def build_mini_city(session: Session, *, with_cloud: bool = False) -> MiniCity:
             compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=32, ram_gb=64, instances=8))
     session.flush()
     return city
+
+
+@dataclass
+class ReclaimFleet:
+    city: MiniCity
+    servers: dict[str, Server]
+
+
+def simulator_of(session: Session, cloud_name: str = "test-cloud") -> SimulatorProvider:
+    from sqlalchemy import select
+
+    from cloudctl.compute.models import Cloud
+    from cloudctl.compute.providers import provider_for
+    from cloudctl.compute.providers.simulator import SimulatorProvider
+
+    cloud = session.scalar(select(Cloud).where(Cloud.name == cloud_name))
+    assert cloud is not None
+    provider = provider_for(cloud)
+    assert isinstance(provider, SimulatorProvider)
+    return provider
+
+
+def collect_days(session: Session, days: int = 30) -> None:
+    """Collect the simulator's telemetry of the last ``days`` finished days."""
+    from datetime import timedelta
+
+    from cloudctl.core.models import utcnow
+    from cloudctl.reclaim import service as reclaim
+
+    for back in range(days, 0, -1):
+        reclaim.collect(session, ADMIN, utcnow().date() - timedelta(days=back))
+
+
+def build_reclaim_fleet(session: Session) -> ReclaimFleet:
+    """The mini city with VMs a reclaim campaign must sort: 市公安局 has one idle, one oversized, one busy,
+    one nightly batch and one stopped 40 days ago; 市人社局 has an idle one. 30 days of telemetry collected."""
+    from datetime import timedelta
+
+    from cloudctl.compute import provisioning
+    from cloudctl.compute import service as compute
+    from cloudctl.core.models import utcnow
+
+    city = build_mini_city(session, with_cloud=True)
+    provider = simulator_of(session)
+    provider.add_flavor("c1m2", vcpus=1, ram_mb=2048, disk_gb=40)
+    provider.add_flavor("c8m16", vcpus=8, ram_mb=16384, disk_gb=40)
+    compute.sync_flavors(session, ADMIN, "test-cloud")
+    long_ago = utcnow() - timedelta(days=60)
+    plan = {  # name: (unit, flavor, profile, cpu, mem)
+        "idle": ("990100-D01", "c4m8", "idle", 0.02, 0.2),
+        "oversized": ("990100-D01", "c8m16", "steady", 0.06, 0.15),
+        "busy": ("990100-D01", "c4m8", "busy", 0.7, 0.7),
+        "batch": ("990100-D01", "c4m8", "batch", 0.8, 0.7),
+        "zombie": ("990100-D01", "c2m4", "office", 0.6, 0.7),
+        "other-idle": ("990100-D02", "c2m4", "idle", 0.02, 0.2),
+    }
+    servers = {}
+    for name, (unit, flavor, profile, cpu, mem) in plan.items():
+        system = city.systems["own" if unit == "990100-D01" else "other"]
+        server = make_server(session, unit, system, flavor, name=f"{unit.lower()}-{name}")
+        server.launched_at = long_ago
+        provider.set_workload(server.provider_id, profile, cpu=cpu, mem=mem, net=300 if profile == "idle" else 5e5,
+                              since=long_ago)
+        servers[name] = server
+    # Stopped, as if 40 days ago: the zombie.
+    provisioning.operate_server(session, ADMIN, servers["zombie"].id, "stop")
+    servers["zombie"].status_since = utcnow() - timedelta(days=40)
+    collect_days(session)
+    return ReclaimFleet(city, servers)

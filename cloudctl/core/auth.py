@@ -31,14 +31,15 @@ class Role(LabelledEnum):
 # Patterns are matched with fnmatch; the first domain word names the package.
 ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("*",),
-    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*"),
-    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read"),
-    Role.DUTY: ("org.*:read", "job:read", "compute.*:read"),
+    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*"),
+    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read"),
+    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
                 "compute.cloud:read", "compute.quota:read", "compute.request:read", "compute.request:submit",
-                "compute.server:read", "compute.server:decommission", "compute.server:operate"),
+                "compute.server:read", "compute.server:decommission", "compute.server:operate",
+                "reclaim.recommendation:read", "reclaim.recommendation:appeal"),
 }
 
 

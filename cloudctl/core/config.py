@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     price_vcpu_month: float = Field(default=50.0, ge=0)
     price_ram_gb_month: float = Field(default=25.0, ge=0)
     price_disk_gb_month: float = Field(default=0.6, ge=0)
+    # Reclaim (资源回收): overrides of the analysis thresholds by name (idle_cpu_p95 = 0.05, …; see
+    # cloudctl.reclaim.analysis.Thresholds), and how long a notified department may appeal.
+    reclaim_thresholds: dict[str, float] = Field(default_factory=dict)
+    reclaim_grace_days: int = Field(default=14, ge=0, le=90)
+    # The Prometheus that holds the OpenStack clouds' guest metrics; empty: no telemetry for them.
+    prometheus_url: str = ""
+    # Per OpenStack cloud: which exporter's recorded series to read (libvirt, ceilometer); default libvirt.
+    reclaim_metric_profiles: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("display_timezone")
     @classmethod

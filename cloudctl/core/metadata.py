@@ -16,6 +16,7 @@ MODEL_MODULES = (
     "cloudctl.core.audit",
     "cloudctl.core.jobs",
     "cloudctl.compute.models",
+    "cloudctl.reclaim.models",
 )
 
 

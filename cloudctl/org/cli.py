@@ -221,6 +221,7 @@ def system_create(
     unit: str = typer.Option(..., help="owning unit code"),
     name: str = typer.Option(..., help="system name, e.g. 社会保障卡管理系统"),
     mlps_level: int = typer.Option(..., "--mlps-level", help="等保级别 1–4"),
+    user_facing: bool = typer.Option(False, "--user-facing", help="serves the public directly (面向公众)"),
     contact_name: str | None = typer.Option(None),
     contact_phone: str | None = typer.Option(None),
     contact_email: str | None = typer.Option(None),
@@ -229,7 +230,7 @@ def system_create(
 ) -> None:
     """Register a business system of a unit."""
     data = parse(BusinessSystemCreate, _given(
-        unit_code=unit, name=name, mlps_level=mlps_level, contact_name=contact_name,
+        unit_code=unit, name=name, mlps_level=mlps_level, user_facing=user_facing, contact_name=contact_name,
         contact_phone=contact_phone, contact_email=contact_email, description=description))
     with unit_of_work() as (session, principal):
         system = BusinessSystemPublic.model_validate(service.create_system(session, principal, data))
@@ -241,6 +242,8 @@ def system_update(
     system_id: int = typer.Argument(..., help="system id"),
     name: str | None = typer.Option(None),
     mlps_level: int | None = typer.Option(None, "--mlps-level"),
+    user_facing: bool | None = typer.Option(None, "--user-facing/--internal",
+                                            help="serves the public directly, or only internal users"),
     contact_name: str | None = typer.Option(None),
     contact_phone: str | None = typer.Option(None),
     contact_email: str | None = typer.Option(None),
@@ -248,7 +251,8 @@ def system_update(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Change a business system."""
-    changes = _given(name=name, mlps_level=mlps_level, contact_name=contact_name, contact_phone=contact_phone,
+    changes = _given(name=name, mlps_level=mlps_level, user_facing=user_facing,
+                     contact_name=contact_name, contact_phone=contact_phone,
                      contact_email=contact_email, description=description)
     if not changes:
         raise InvalidInput("nothing to change: give at least one option", field="options")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloudctl.core.auth import Role
@@ -77,6 +77,8 @@ class BusinessSystem(TimestampMixin, Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     mlps_level: Mapped[int]
+    # Serves the public or other departments directly (办事大厅, 12345…): reclaim sizes it with more headroom.
+    user_facing: Mapped[bool] = mapped_column(default=False, server_default=false())
     contact_name: Mapped[str | None] = mapped_column(String(64))
     contact_phone: Mapped[str | None] = mapped_column(String(32))
     contact_email: Mapped[str | None] = mapped_column(String(128))

@@ -99,12 +99,14 @@ class BusinessSystemCreate(Contacts):
     unit_code: UnitCode
     name: SystemName
     mlps_level: MlpsLevel
+    user_facing: bool = Field(default=False, description="serves the public directly; sized with more headroom")
     description: str | None = Field(default=None, max_length=2000)
 
 
 class BusinessSystemUpdate(Contacts):
     name: SystemName | None = None
     mlps_level: MlpsLevel | None = None
+    user_facing: bool | None = None
     description: str | None = Field(default=None, max_length=2000)
 
 
@@ -113,6 +115,7 @@ class BusinessSystemPublic(Schema):
     unit_code: str
     name: str
     mlps_level: int
+    user_facing: bool
     contact_name: str | None
     contact_phone: str | None
     contact_email: str | None

@@ -55,7 +55,8 @@ __all__ = [
 ]
 
 UNIT_AUDIT_FIELDS = ("code", "name", "kind", "parent_code", "contact_name", "contact_phone", "contact_email")
-SYSTEM_AUDIT_FIELDS = ("unit_code", "name", "mlps_level", "contact_name", "contact_phone", "contact_email",
+SYSTEM_AUDIT_FIELDS = ("unit_code", "name", "mlps_level", "user_facing",
+                       "contact_name", "contact_phone", "contact_email",
                        "description")
 CONTACT_FIELDS = frozenset({"contact_name", "contact_phone", "contact_email"})
 TOKEN_PREFIX = "cct_"
@@ -376,7 +377,7 @@ def update_system(
     authorize(principal, "org.system:write")
     system = get_system(session, principal, system_id)
     changes = data.model_dump(exclude_unset=True)
-    for name in ("name", "mlps_level"):
+    for name in ("name", "mlps_level", "user_facing"):
         if name in changes and changes[name] is None:
             raise InvalidInput("must not be null", field=name)
     before = audit.snapshot(system, SYSTEM_AUDIT_FIELDS)

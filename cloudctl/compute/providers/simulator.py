@@ -16,7 +16,7 @@ idempotency tags and reconciliation testable. Its rules follow Nova's:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +36,7 @@ from cloudctl.compute.providers.base import (
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import UTCDateTime, utcnow
 
-__all__ = ["SimHost", "SimulatorProvider", "SimulatorStore"]
+__all__ = ["WORKLOAD_PROFILES", "SimHost", "SimWorkload", "SimulatorProvider", "SimulatorStore"]
 
 
 class SimBase(DeclarativeBase):
@@ -107,6 +107,28 @@ class SimServer(SimBase):
     deleted: Mapped[bool] = mapped_column(default=False)
 
 
+class SimWorkload(SimBase):
+    """What a simulated server's guest does, which its telemetry follows (the demo plants these).
+
+    ``profile`` is the shape of a day: busy (loaded around the clock), office (working hours on
+    weekdays), batch (a nightly job, quiet otherwise), steady (a flat, light load) or idle.
+    ``cpu`` and ``mem`` are fractions of the server's vCPUs and RAM at the shape's peak, ``net``
+    bytes per second received at peak (it sends half that). The guest reports from ``since``
+    until ``until`` (when it was stopped), and nothing while it is not running.
+    """
+
+    __tablename__ = "sim_workloads"
+
+    server_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    profile: Mapped[str] = mapped_column(String(16))
+    cpu: Mapped[float]
+    mem: Mapped[float | None]  # None: the guest reports no memory (no balloon driver / agent)
+    net: Mapped[float]
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class SimFault(SimBase):
     __tablename__ = "sim_faults"
 
@@ -134,6 +156,8 @@ class SimulatorStore:
                 session.rollback()
                 raise
 
+
+WORKLOAD_PROFILES = ("busy", "office", "batch", "steady", "idle")
 
 # Servers in these states hold a place on their host.
 ON_HOST = ("BUILD", "ACTIVE", "SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED", "VERIFY_RESIZE", "ERROR")
@@ -171,7 +195,7 @@ class SimulatorProvider:
     def reset(self) -> None:
         """Forget everything of this cloud (a fresh demo over an old simulator store)."""
         with self.store.session() as s:
-            for table in (SimServer, SimProject, SimFlavor, SimHost, SimFault):
+            for table in (SimWorkload, SimServer, SimProject, SimFlavor, SimHost, SimFault):
                 s.execute(delete(table).where(table.cloud == self.cloud))
 
     def add_host(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int, reserved_ram_mb: int = 4096) -> None:
@@ -183,6 +207,33 @@ class SimulatorProvider:
         with self.store.session() as s:
             s.add(SimFlavor(id=str(uuid.uuid4()), cloud=self.cloud, name=name, vcpus=vcpus, ram_mb=ram_mb,
                             disk_gb=disk_gb))
+
+    def set_workload(self, provider_id: str, profile: str, *, cpu: float, mem: float | None, net: float,
+                     since: datetime | None = None, until: datetime | None = None) -> None:
+        """Say what the server's guest does from now on (its telemetry); replaces an earlier one."""
+        if profile not in WORKLOAD_PROFILES:
+            raise InvalidInput(f"unknown workload profile {profile!r}; one of {', '.join(WORKLOAD_PROFILES)}",
+                               field="profile")
+        with self.store.session() as s:
+            server = self._server(s, provider_id)
+            workload = s.get(SimWorkload, provider_id) or SimWorkload(server_id=provider_id, cloud=self.cloud)
+            workload.profile, workload.cpu, workload.mem, workload.net = profile, cpu, mem, net
+            workload.since, workload.until = since or server.created_at, until
+            s.merge(workload)
+
+    def workloads(self, provider_ids: Iterable[str]) -> dict[str, tuple[SimWorkload, str]]:
+        """The workload and current status of each of these servers that has one."""
+        wanted = list(provider_ids)
+        found: dict[str, tuple[SimWorkload, str]] = {}
+        with self.store.session() as s:
+            for start in range(0, len(wanted), 500):
+                rows = s.execute(select(SimWorkload, SimServer.status)
+                                 .join(SimServer, SimServer.id == SimWorkload.server_id)
+                                 .where(SimWorkload.cloud == self.cloud, SimServer.deleted.is_(False),
+                                        SimWorkload.server_id.in_(wanted[start:start + 500])))
+                for workload, status in rows:
+                    found[workload.server_id] = (workload, status)
+        return found
 
     def inject_fault(self, kind: str, *, times: int = 1, message: str = "simulated fault") -> None:
         """``create_fails``: the next ``times`` creates go to ERROR with ``message``."""

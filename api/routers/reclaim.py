@@ -1,0 +1,73 @@
+"""Reclaim recommendations, appeals and roll-ups (thin: parse, call the service, return a schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from api.deps import PrincipalDep, SessionDep
+from cloudctl.core.schemas import Page
+from cloudctl.reclaim import service
+from cloudctl.reclaim.models import RecommendationKind, RecommendationStatus
+from cloudctl.reclaim.schemas import (
+    AppealCreate,
+    AppealDecision,
+    CampaignPublic,
+    RecommendationPublic,
+    RollupRow,
+)
+
+router = APIRouter(prefix="/api/v1/reclaim", tags=["reclaim"])
+
+
+@router.get("/recommendations")
+def list_recommendations(
+    session: SessionDep,
+    principal: PrincipalDep,
+    unit: Annotated[str | None, Query(description="unit code (its subtree)")] = None,
+    kind: RecommendationKind | None = None,
+    status: RecommendationStatus | None = None,
+    cloud: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[RecommendationPublic]:
+    rows, total = service.list_recommendations(session, principal, unit=unit, kind=kind, status=status, cloud=cloud,
+                                               limit=limit, offset=offset)
+    return Page[RecommendationPublic](items=[RecommendationPublic.model_validate(r) for r in rows], total=total,
+                                      limit=limit, offset=offset)
+
+
+@router.get("/recommendations/{rec_id}")
+def read_recommendation(rec_id: int, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
+    return RecommendationPublic.model_validate(service.get_recommendation(session, principal, rec_id))
+
+
+@router.post("/recommendations/{rec_id}/appeal")
+def appeal(rec_id: int, body: AppealCreate, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
+    return RecommendationPublic.model_validate(service.appeal(session, principal, rec_id, body.reason))
+
+
+@router.post("/recommendations/{rec_id}/appeal/decision")
+def decide_appeal(rec_id: int, body: AppealDecision, session: SessionDep,
+                  principal: PrincipalDep) -> RecommendationPublic:
+    return RecommendationPublic.model_validate(service.decide_appeal(
+        session, principal, rec_id, accept=body.accept, exempt_until=body.exempt_until, note=body.note))
+
+
+@router.post("/recommendations/{rec_id}/notify")
+def notify(rec_id: int, session: SessionDep, principal: PrincipalDep,
+           grace_days: Annotated[int | None, Query(ge=0, le=90)] = None) -> RecommendationPublic:
+    return RecommendationPublic.model_validate(service.notify(session, principal, [rec_id], grace_days=grace_days)[0])
+
+
+@router.get("/campaigns/latest")
+def latest_campaign(session: SessionDep, principal: PrincipalDep) -> CampaignPublic | None:
+    campaign = service.latest_campaign(session, principal)
+    return CampaignPublic.model_validate(campaign) if campaign is not None else None
+
+
+@router.get("/summary")
+def summary(session: SessionDep, principal: PrincipalDep,
+            by: Literal["unit", "system", "cloud"] = "unit") -> list[RollupRow]:
+    return service.rollup(session, principal, by=by)

@@ -1,0 +1,289 @@
+"""The reclaim report (资源回收分析报告) for the bureau's leadership and for purchase planning.
+
+One self-contained HTML file (inline CSS and SVG: it opens in a browser on a machine with no
+network, as duty rooms have) and CSV files of the same figures:
+
+- headline figures: what the recommendations would free and save per month;
+- per-unit bars: allocated, used (p95 CPU, max memory) and reclaimable vCPU;
+- utilisation distributions: servers by their highest daily p95 CPU and by their peak memory;
+- the top reclaimable business systems;
+- purchase planning (为下步云资源采购提供支撑数据): per cloud, capacity, what quotas promise, what runs,
+  and the headroom once the recommendations are carried out.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloudctl.compute import service as compute
+from cloudctl.compute.models import Cloud, Server
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import CloudctlError
+from cloudctl.core.models import utcnow
+from cloudctl.reclaim import service
+from cloudctl.reclaim.models import RecommendationStatus, UtilisationDay
+from cloudctl.reclaim.schemas import RecommendationPublic, RollupRow
+
+__all__ = ["PlanRow", "ReclaimReport", "build_report", "write_report"]
+
+# Buckets of the utilisation histograms, as fractions of the server's size.
+BUCKETS = (0.0, 0.03, 0.10, 0.20, 0.40, 0.60, 0.80, 1.01)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One cloud's CPU for purchase planning: usable capacity, promised, running, and what reclaim frees."""
+
+    cloud: str
+    name: str
+    capacity_vcpus: int
+    allocated_vcpus: int
+    used_vcpus: int
+    reclaimable_vcpus: int
+    capacity_ram_gb: int
+    used_ram_gb: int
+    reclaimable_ram_gb: int
+
+    @property
+    def headroom_after_vcpus(self) -> int:
+        return self.capacity_vcpus - self.used_vcpus + self.reclaimable_vcpus
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimReport:
+    as_of: date
+    campaign_id: int | None
+    units: list[RollupRow]
+    systems: list[RollupRow]
+    plan: list[PlanRow]
+    recommendations: list[RecommendationPublic]
+    cpu_histogram: list[int]
+    mem_histogram: list[int]
+
+
+def build_report(session: Session, principal: Principal) -> ReclaimReport:
+    authorize(principal, "reclaim.recommendation:read")
+    campaign = service.latest_campaign(session, principal)
+    recs, _ = service.list_recommendations(session, principal, limit=100_000)
+    # Pending (still to be reclaimed) and executed; dismissed and exempted ones are not reclaimable.
+    live = [RecommendationPublic.model_validate(r) for r in recs
+            if r.status not in (RecommendationStatus.DISMISSED, RecommendationStatus.EXEMPTED)]
+    return ReclaimReport(
+        as_of=campaign.as_of if campaign else utcnow().date(), campaign_id=campaign.id if campaign else None,
+        units=service.rollup(session, principal, by="unit"), systems=service.rollup(session, principal, by="system"),
+        plan=_plan(session, principal), recommendations=live,
+        cpu_histogram=_histogram(session, "cpu", "p95"), mem_histogram=_histogram(session, "mem", "max"))
+
+
+def _plan(session: Session, principal: Principal) -> list[PlanRow]:
+    rows = []
+    by_cloud = {r.key: r for r in service.rollup(session, principal, by="cloud")}
+    for cloud in session.scalars(select(Cloud).where(Cloud.enabled.is_(True)).order_by(Cloud.name)):
+        if cloud.name not in by_cloud:
+            continue
+        try:
+            capacity = {c.resource: c for c in compute.capacity(session, principal, cloud.name)}
+        except CloudctlError:
+            continue  # a cloud that cannot be reached, or a principal who may not see capacity
+        roll = by_cloud[cloud.name]
+        cpu, ram = capacity.get("vcpus"), capacity.get("ram_mb")
+        rows.append(PlanRow(cloud=cloud.name, name=cloud.display_name,
+                            capacity_vcpus=cpu.capacity if cpu else 0, allocated_vcpus=cpu.allocated if cpu else 0,
+                            used_vcpus=cpu.used if cpu else 0, reclaimable_vcpus=roll.reclaimable_vcpus,
+                            capacity_ram_gb=(ram.capacity if ram else 0) // 1024,
+                            used_ram_gb=(ram.used if ram else 0) // 1024,
+                            reclaimable_ram_gb=int(roll.reclaimable_ram_gb)))
+    return rows
+
+
+def _histogram(session: Session, metric: str, stat: str) -> list[int]:
+    """Servers per bucket of their highest daily value over the last 30 days."""
+    since = utcnow().date() - timedelta(days=30)
+    column = getattr(UtilisationDay, stat)
+    peaks = session.scalars(select(func.max(column)).join(Server, Server.id == UtilisationDay.server_id)
+                            .where(UtilisationDay.metric == metric, UtilisationDay.day >= since,
+                                   Server.status != "DELETED")
+                            .group_by(UtilisationDay.server_id)).all()
+    counts = [0] * (len(BUCKETS) - 1)
+    for peak in peaks:
+        for i in range(len(BUCKETS) - 1):
+            if BUCKETS[i] <= float(peak) < BUCKETS[i + 1] or (i == len(BUCKETS) - 2 and float(peak) >= BUCKETS[i]):
+                counts[i] += 1
+                break
+    return counts
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
+    """Write reclaim-report.html and the CSV files into ``directory``; returns the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "reclaim-report.html"]
+    written[0].write_text(render_html(report), encoding="utf-8")
+    tables: dict[str, tuple[list[str], list[list[object]]]] = {
+        "reclaim-recommendations.csv": (
+            ["id", "server", "unit_code", "business_system", "cloud", "kind", "status", "current_flavor",
+             "recommended_flavor", "reclaim_vcpus", "reclaim_ram_gb", "saving_month_cny", "due_at"],
+            [[r.id, r.server, r.unit_code, r.business_system or "", r.cloud, r.kind.value, r.status.value,
+              r.current_flavor, r.recommended_flavor or "", r.reclaim_vcpus, round(r.reclaim_ram_mb / 1024, 1),
+              r.saving_month, r.due_at.isoformat() if r.due_at else ""] for r in report.recommendations]),
+        "reclaim-units.csv": (_rollup_header(), [_rollup_row(r) for r in report.units]),
+        "reclaim-systems.csv": (_rollup_header(), [_rollup_row(r) for r in report.systems]),
+        "reclaim-purchase-planning.csv": (
+            ["cloud", "name", "capacity_vcpus", "allocated_vcpus", "used_vcpus", "reclaimable_vcpus",
+             "headroom_after_reclaim_vcpus", "capacity_ram_gb", "used_ram_gb", "reclaimable_ram_gb"],
+            [[p.cloud, p.name, p.capacity_vcpus, p.allocated_vcpus, p.used_vcpus, p.reclaimable_vcpus,
+              p.headroom_after_vcpus, p.capacity_ram_gb, p.used_ram_gb, p.reclaimable_ram_gb] for p in report.plan]),
+    }
+    for name, (header, rows) in tables.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        writer.writerows(rows)
+        path = directory / name
+        # UTF-8 with a BOM: Excel, which the bureau opens CSV files with, reads the Chinese names right.
+        path.write_text(buffer.getvalue(), encoding="utf-8-sig")
+        written.append(path)
+    return written
+
+
+def _rollup_header() -> list[str]:
+    return ["key", "name", "servers", "vcpus", "ram_gb", "used_vcpus", "used_ram_gb", "reclaimable_vcpus",
+            "reclaimable_ram_gb", "saving_month_cny", "recommendations"]
+
+
+def _rollup_row(r: RollupRow) -> list[object]:
+    return [r.key, r.name, r.servers, r.vcpus, r.ram_gb, r.used_vcpus, r.used_ram_gb, r.reclaimable_vcpus,
+            r.reclaimable_ram_gb, r.saving_month, r.recommendations]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _bars(rows: list[RollupRow], limit: int = 20) -> str:
+    """Horizontal bars per unit: allocated (light), used (mid) and reclaimable (orange) vCPU."""
+    shown = [r for r in rows if r.vcpus][:limit]
+    if not shown:
+        return "<p>没有数据 (no data)</p>"
+    width, label_w, row_h = 900, 240, 26
+    scale = (width - label_w - 80) / max(r.vcpus for r in shown)
+    parts = [f'<svg class="bars" viewBox="0 0 {width} {row_h * len(shown) + 10}" role="img" '
+             f'aria-label="per-unit vCPU">']
+    for i, r in enumerate(shown):
+        y = i * row_h + 4
+        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{_e(r.name)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y}" width="{r.vcpus * scale:.1f}" height="18" class="alloc">'
+                     f'<title>{_e(r.name)}: {r.vcpus} vCPU allocated</title></rect>')
+        parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{min(r.used_vcpus, r.vcpus) * scale:.1f}" '
+                     f'height="10" class="used"><title>{r.used_vcpus} vCPU used (p95)</title></rect>')
+        parts.append(f'<rect x="{label_w + (r.vcpus - r.reclaimable_vcpus) * scale:.1f}" y="{y}" '
+                     f'width="{r.reclaimable_vcpus * scale:.1f}" height="18" class="reclaim">'
+                     f'<title>{r.reclaimable_vcpus} vCPU reclaimable</title></rect>')
+        parts.append(f'<text x="{label_w + r.vcpus * scale + 6:.1f}" y="{y + 15}">{r.vcpus} / '
+                     f'{r.reclaimable_vcpus}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _histogram_svg(counts: list[int], title: str) -> str:
+    width, height, pad, top_pad = 420, 200, 30, 18
+    top = max(counts) or 1
+    bar_w = (width - 2 * pad) / len(counts)
+    parts = [f'<svg class="hist" viewBox="0 0 {width} {height + top_pad + 30}" role="img" '
+             f'aria-label="{_e(title)}">']
+    for i, count in enumerate(counts):
+        h = count / top * height
+        x = pad + i * bar_w
+        lo, hi = BUCKETS[i], min(BUCKETS[i + 1], 1.0)
+        parts.append(f'<rect x="{x + 2:.1f}" y="{top_pad + height - h:.1f}" width="{bar_w - 4:.1f}" '
+                     f'height="{h:.1f}" class="used"><title>{count} servers, {lo:.0%}–{hi:.0%}</title></rect>')
+        parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top_pad + height - h - 4:.1f}" '
+                     f'text-anchor="middle">{count}</text>')
+        parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top_pad + height + 18}" '
+                     f'text-anchor="middle">{lo:.0%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: ReclaimReport) -> str:
+    done = [r for r in report.recommendations if r.status is RecommendationStatus.EXECUTED]
+    recs = [r for r in report.recommendations if r.status is not RecommendationStatus.EXECUTED]
+    by_kind: dict[str, int] = {}
+    for r in recs:
+        by_kind[r.kind.label] = by_kind.get(r.kind.label, 0) + 1
+    vcpus = sum(r.reclaim_vcpus for r in recs)
+    ram = sum(r.reclaim_ram_mb for r in recs) / 1024
+    saving = sum(r.saving_month for r in recs)
+    settings = get_settings()
+    systems = [s for s in report.systems if s.reclaimable_vcpus][:15]
+    plan_rows = "".join(
+        f"<tr><td>{_e(p.name)}</td><td>{p.capacity_vcpus:,}</td><td>{p.allocated_vcpus:,}</td>"
+        f"<td>{p.used_vcpus:,}</td><td class='hl'>{p.reclaimable_vcpus:,}</td><td>{p.headroom_after_vcpus:,}</td>"
+        f"<td>{p.capacity_ram_gb:,}</td><td>{p.used_ram_gb:,}</td><td class='hl'>{p.reclaimable_ram_gb:,}</td></tr>"
+        for p in report.plan)
+    system_rows = "".join(
+        f"<tr><td>{_e(s.name)}</td><td>{s.servers}</td><td>{s.vcpus}</td><td>{s.used_vcpus}</td>"
+        f"<td class='hl'>{s.reclaimable_vcpus}</td><td class='hl'>{s.reclaimable_ram_gb}</td>"
+        f"<td>{s.saving_month:,.0f}</td></tr>" for s in systems)
+    kinds = "、".join(f"{k} {n}" for k, n in sorted(by_kind.items())) or "无"
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<title>资源回收分析报告 · reclaim report {report.as_of}</title>
+<style>
+body {{ font-family: "Microsoft YaHei", "Noto Sans CJK SC", "WenQuanYi Micro Hei", sans-serif;
+        margin: 2em auto; max-width: 1000px; color: #1d2733; }}
+h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 2px solid #d0d7e0; padding-bottom: .2em; margin-top: 1.6em; }}
+.figures {{ display: flex; gap: 1em; flex-wrap: wrap; }}
+.figure {{ background: #f2f5f9; border-radius: 6px; padding: .8em 1.2em; min-width: 180px; }}
+.figure b {{ display: block; font-size: 1.8em; color: #c0561b; }}
+table {{ border-collapse: collapse; width: 100%; font-size: .92em; }}
+th, td {{ border-bottom: 1px solid #e3e8ee; padding: .35em .5em; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+td.hl {{ color: #c0561b; font-weight: bold; }}
+svg text {{ font-size: 12px; fill: #1d2733; }}
+rect.alloc {{ fill: #cfd9e6; }} rect.used {{ fill: #4f7cac; }} rect.reclaim {{ fill: #e8833a; opacity: .85; }}
+.hists {{ display: flex; gap: 2em; flex-wrap: wrap; }} .hists figure {{ margin: 0; flex: 1 1 420px; }}
+svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
+.note {{ color: #5c6b7a; font-size: .9em; }}
+</style></head><body>
+<h1>资源回收分析报告 <small>reclaim report</small></h1>
+<p class="note">分析截至 {report.as_of}（UTC）· campaign {report.campaign_id or "—"} ·
+单价 vCPU {settings.price_vcpu_month:g} 元/月、内存 {settings.price_ram_gb_month:g} 元/GB·月</p>
+<div class="figures">
+<div class="figure" id="fig-recommendations"><b>{len(recs)}</b>回收建议 recommendations<br>{_e(kinds)}</div>
+<div class="figure" id="fig-vcpus"><b>{vcpus:,}</b>可回收 vCPU</div>
+<div class="figure" id="fig-ram"><b>{ram:,.0f}</b>可回收内存 GB</div>
+<div class="figure" id="fig-saving"><b>{saving:,.0f}</b>每月可节约 元 (CNY/month)</div>
+<div class="figure" id="fig-executed"><b>{sum(r.reclaim_vcpus for r in done):,}</b>已回收 vCPU（{len(done)} 台）<br>
+每月已节约 {sum(r.saving_month for r in done):,.0f} 元</div>
+</div>
+<h2>各单位资源 allocated / used / reclaimable vCPU</h2>
+<p class="note">浅色：已分配；深色：实际使用（日 p95 最高值）；橙色：可回收。前 20 个单位，按可回收量排序。</p>
+{_bars(report.units)}
+<h2>利用率分布 utilisation</h2>
+<div class="hists">
+<figure>{_histogram_svg(report.cpu_histogram, "CPU p95")}
+<figcaption>CPU：30 天内日 p95 最高值（占 vCPU 比例）</figcaption></figure>
+<figure>{_histogram_svg(report.mem_histogram, "memory max")}<figcaption>内存：30 天内最高使用率</figcaption></figure>
+</div>
+<h2>可回收资源最多的业务系统 top reclaimable systems</h2>
+<table><thead><tr><th>业务系统</th><th>云主机</th><th>vCPU</th><th>已用 vCPU</th><th>可回收 vCPU</th>
+<th>可回收内存 GB</th><th>月节约 元</th></tr></thead><tbody>{system_rows}</tbody></table>
+<h2>云资源采购支撑数据 purchase planning</h2>
+<p class="note">容量已含超分比；执行回收后余量 = 容量 − 已用 + 可回收。</p>
+<table id="plan"><thead><tr><th>云平台</th><th>vCPU 容量</th><th>已分配(配额)</th><th>已用</th><th>可回收</th>
+<th>回收后余量</th><th>内存容量 GB</th><th>内存已用 GB</th><th>可回收内存 GB</th></tr></thead>
+<tbody>{plan_rows}</tbody></table>
+</body></html>
+"""

@@ -1,0 +1,117 @@
+"""Input and output shapes of the reclaim domain."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from cloudctl.core.schemas import Schema
+from cloudctl.reclaim.models import AppealStatus, RecommendationKind, RecommendationStatus
+
+__all__ = [
+    "AppealCreate",
+    "AppealDecision",
+    "CampaignPublic",
+    "ExecutionStep",
+    "RecommendationPublic",
+    "RollupRow",
+    "SummaryRow",
+]
+
+
+class SummaryRow(BaseModel):
+    """One CSV row of a daily summary import (the columns `cloudctl reclaim import` reads)."""
+
+    server: str = Field(min_length=1, max_length=128, description="server id, provider id or name")
+    day: date
+    metric: Literal["cpu", "mem", "net_rx", "net_tx"]
+    p95: float = Field(ge=0)
+    p99: float = Field(ge=0)
+    max: float = Field(ge=0)
+    mean: float = Field(ge=0)
+    samples: int = Field(ge=1, le=1_000_000)
+
+
+class RecommendationPublic(Schema):
+    id: int
+    server_id: int
+    server: str = Field(validation_alias="server_name")
+    unit_code: str
+    business_system: str | None
+    cloud: str = Field(validation_alias="cloud_name")
+    kind: RecommendationKind
+    status: RecommendationStatus
+    campaign_id: int
+    current_flavor: str
+    recommended_flavor: str | None
+    reclaim_vcpus: int
+    reclaim_ram_mb: int
+    reclaim_disk_gb: int
+    saving_month: float = Field(description="CNY per month at the configured unit prices")
+    evidence: dict[str, Any]
+    notified_at: datetime | None
+    due_at: datetime | None = Field(description="end of the grace period: appeal until then")
+    appeal_status: AppealStatus | None
+    appeal_reason: str | None
+    appeal_by: str | None
+    appeal_at: datetime | None
+    appeal_note: str | None
+    exempt_until: date | None
+    action: str | None
+    executed_at: datetime | None
+    error: str | None
+    closed_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CampaignPublic(Schema):
+    id: int
+    as_of: date
+    window_days: int
+    started_at: datetime
+    finished_at: datetime | None
+    started_by: str
+    job_id: int | None
+    counts: dict[str, int]
+
+
+class AppealCreate(Schema):
+    reason: str = Field(min_length=4, max_length=1000, description="why the server must keep its resources")
+
+
+class AppealDecision(Schema):
+    accept: bool
+    note: str | None = Field(default=None, max_length=500)
+    exempt_until: date | None = Field(default=None, description="with accept: exempt until this day")
+
+
+class RollupRow(BaseModel):
+    """Allocated, used and reclaimable resources of one unit, business system or cloud."""
+
+    key: str
+    name: str
+    servers: int
+    vcpus: int
+    ram_gb: float
+    used_vcpus: float = Field(description="vCPUs busy at p95, summed over the servers with data")
+    used_ram_gb: float
+    reclaimable_vcpus: int
+    reclaimable_ram_gb: float
+    saving_month: float
+    recommendations: int
+
+
+class ExecutionStep(BaseModel):
+    """What execution did (or, in a dry run, would do) for one recommendation."""
+
+    recommendation: int
+    server: str
+    unit_code: str
+    kind: str
+    action: str
+    target: str | None
+    outcome: Literal["planned", "done", "skipped", "failed"]
+    detail: str = ""

@@ -1,0 +1,759 @@
+"""The rules of reclaiming idle CPU and memory (资源回收整合).
+
+Utilisation comes in as daily summaries (collected from each cloud's source, or imported);
+an analysis classifies every server over a window and keeps one recommendation per server
+and kind; the workflow, modelled on an audit → action plan, runs
+
+    open → notified → (exempted | scheduled) → executed | failed, or dismissed by ops.
+
+A notified department sees its recommendations and may appeal until the grace period ends;
+ops accept (exempt until a date) or reject the appeal. Execution acts through the compute
+service, so every resize and shelve is checked against the quota and audited like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from sqlalchemy import Select, and_, delete, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from cloudctl.compute import provisioning
+from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server
+from cloudctl.compute.providers import provider_for
+from cloudctl.compute.providers.simulator import SimulatorProvider
+from cloudctl.core import audit, jobs
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import BusinessSystem, Unit
+from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.reclaim import analysis
+from cloudctl.reclaim.models import (
+    AppealStatus,
+    ReclaimCampaign,
+    Recommendation,
+    RecommendationKind,
+    RecommendationStatus,
+    UtilisationDay,
+)
+from cloudctl.reclaim.schemas import ExecutionStep, RollupRow, SummaryRow
+from cloudctl.reclaim.sources.base import DailySummary, UtilisationSource
+
+__all__ = [
+    "ANALYZE_JOB",
+    "COLLECT_JOB",
+    "ImportResult",
+    "analyze",
+    "appeal",
+    "collect",
+    "decide_appeal",
+    "dismiss",
+    "execute",
+    "get_campaign",
+    "get_recommendation",
+    "import_summaries",
+    "latest_campaign",
+    "list_recommendations",
+    "notify",
+    "prices",
+    "rollup",
+    "source_for",
+    "store_summaries",
+    "submit_analysis",
+    "submit_collection",
+    "thresholds",
+]
+
+COLLECT_JOB = "reclaim.collect"
+ANALYZE_JOB = "reclaim.analyze"
+# Statuses in which a recommendation is still being worked: a new analysis updates or closes them.
+ACTIVE = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, RecommendationStatus.SCHEDULED)
+STOPPED_STATES = ("SHUTOFF", "SUSPENDED", "PAUSED")
+# What execution does to each kind: shelve-offload is the only thing that frees a host's vCPU and RAM.
+ACTIONS = {RecommendationKind.IDLE: "shelve_offload", RecommendationKind.ZOMBIE: "shelve_offload",
+           RecommendationKind.OVERSIZED: "resize"}
+KINDS = {analysis.Verdict.IDLE: RecommendationKind.IDLE, analysis.Verdict.OVERSIZED: RecommendationKind.OVERSIZED,
+         analysis.Verdict.ZOMBIE: RecommendationKind.ZOMBIE}
+# Numbers that bound bad input: a CPU or memory fraction past 1 is a unit mistake (percent, or cores).
+FRACTION_SLACK = 1.05
+
+ProviderLookup = Callable[[Cloud], Any]
+SourceLookup = Callable[[Cloud], UtilisationSource | None]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def thresholds() -> analysis.Thresholds:
+    """The analysis thresholds: the defaults, with the overrides of ``reclaim_thresholds`` in the settings."""
+    overrides = get_settings().reclaim_thresholds
+    known = {f.name for f in fields(analysis.Thresholds)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InvalidInput(f"unknown threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                           field="reclaim_thresholds")
+    values: dict[str, Any] = dict(overrides)
+    try:
+        return analysis.Thresholds(**values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(str(exc), field="reclaim_thresholds") from None
+
+
+def prices() -> analysis.Prices:
+    settings = get_settings()
+    return analysis.Prices(settings.price_vcpu_month, settings.price_ram_gb_month, settings.price_disk_gb_month)
+
+
+def source_for(cloud: Cloud) -> UtilisationSource | None:
+    """Where a cloud's utilisation comes from: its Prometheus, or the simulator's telemetry; None if nowhere."""
+    settings = get_settings()
+    if cloud.kind == CloudKind.SIMULATOR:
+        from cloudctl.reclaim.sources.simulator import SimulatorTelemetry
+
+        provider = provider_for(cloud)
+        assert isinstance(provider, SimulatorProvider)
+        return SimulatorTelemetry(provider)
+    if cloud.kind == CloudKind.OPENSTACK and settings.prometheus_url:
+        from cloudctl.reclaim.sources.prometheus import PROFILES, PrometheusSource
+
+        name = settings.reclaim_metric_profiles.get(cloud.name, "libvirt")
+        if name not in PROFILES:
+            raise InvalidInput(f"cloud {cloud.name}: unknown metric profile {name!r}; one of "
+                               f"{', '.join(sorted(PROFILES))}", field="reclaim_metric_profiles")
+        return PrometheusSource(settings.prometheus_url, PROFILES[name])
+    return None  # a container cloud has no VMs; an OpenStack cloud without a Prometheus has no telemetry
+
+
+# ---------------------------------------------------------------- utilisation
+
+
+def store_summaries(session: Session, summaries: Iterable[tuple[int, DailySummary]], *, source: str) -> int:
+    """Write (server id, summary) rows, replacing what was stored for the same server, day and metric."""
+    rows: list[dict[str, Any]] = [
+        {"server_id": server_id, "day": s.day, "metric": s.metric, "p95": s.p95, "p99": s.p99, "max": s.max,
+         "mean": s.mean, "samples": s.samples, "source": source} for server_id, s in summaries]
+    if not rows:
+        return 0
+    # Delete-then-insert per day: one statement per day instead of an upsert per row, on both databases.
+    by_day: dict[date, set[int]] = {}
+    for row in rows:
+        by_day.setdefault(row["day"], set()).add(row["server_id"])
+    for day, server_ids in by_day.items():
+        ids = sorted(server_ids)
+        for start in range(0, len(ids), 500):
+            session.execute(delete(UtilisationDay).where(UtilisationDay.day == day,
+                                                         UtilisationDay.server_id.in_(ids[start:start + 500])))
+    session.execute(insert(UtilisationDay), rows)
+    return len(rows)
+
+
+def collect(session: Session, principal: Principal, day: date, *, cloud: str | None = None,
+            sources: SourceLookup = source_for) -> dict[str, int]:
+    """Read one UTC day's summaries of every server (of one cloud) from its source and store them."""
+    authorize(principal, "reclaim.utilisation:write")
+    if day >= utcnow().date():
+        raise InvalidInput(f"{day} is not over yet (UTC): collect a finished day", field="day")
+    query = select(Cloud).where(Cloud.enabled.is_(True)).order_by(Cloud.name)
+    if cloud is not None:
+        query = query.where(Cloud.name == cloud)
+    counts = {"servers": 0, "summaries": 0, "clouds_without_source": 0}
+    for row in session.scalars(query):
+        source = sources(row)
+        if source is None:
+            counts["clouds_without_source"] += 1
+            continue
+        servers = dict(session.execute(select(Server.provider_id, Server.id).where(
+            Server.cloud_id == row.id, Server.status != "DELETED")).all())
+        summaries = source.daily_summaries(day, sorted(servers))
+        counts["servers"] += len(servers)
+        counts["summaries"] += store_summaries(
+            session, ((servers[s.server], s) for s in summaries if s.server in servers),
+            source="simulator" if row.kind == CloudKind.SIMULATOR else "prometheus")
+    return counts
+
+
+@jobs.job_handler(COLLECT_JOB)
+def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """Collect the days in ``params['days']`` (ISO dates), one transaction and checkpoint per day."""
+    days = [date.fromisoformat(d) for d in ctx.params["days"]]
+    done = set((ctx.checkpoint or {}).get("done", []))
+    totals: dict[str, int] = {}
+    for n, day in enumerate(days, 1):
+        if day.isoformat() not in done:
+            with ctx.session() as session:
+                counts = collect(session, ctx.principal, day, cloud=ctx.params.get("cloud"))
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+            ctx.log(f"{day}: {counts['summaries']} summaries of {counts['servers']} servers")
+            done.add(day.isoformat())
+            ctx.save_checkpoint({"done": sorted(done)})
+        ctx.progress(n, len(days), message=f"{n} of {len(days)} days collected")
+    return totals
+
+
+def submit_collection(session: Session, principal: Principal, days: Sequence[date], *,
+                      cloud: str | None = None) -> jobs.Job:
+    """Queue the collection of these days (one job; each day is its own checkpoint)."""
+    authorize(principal, "reclaim.utilisation:write")
+    if not days:
+        raise InvalidInput("give at least one day", field="days")
+    today = utcnow().date()
+    late = [d for d in days if d >= today]
+    if late:
+        raise InvalidInput(f"{late[0]} is not over yet (UTC): collect finished days", field="days")
+    return jobs.submit_job(session, principal, COLLECT_JOB,
+                           {"days": sorted({d.isoformat() for d in days}), "cloud": cloud})
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    rows: int
+    servers: int
+    days: int
+
+
+def import_summaries(session: Session, principal: Principal, rows: Sequence[Mapping[str, Any]]) -> ImportResult:
+    """Import daily summaries from another tool: every row valid, or nothing written.
+
+    ``server`` may be cloudctl's server id, the provider's id or the server's name (when unique).
+    Errors name the row: ``rows.12.p95``.
+    """
+    authorize(principal, "reclaim.utilisation:write")
+    if not rows:
+        raise InvalidInput("the file holds no rows", field="rows")
+    errors: list[FieldError] = []
+    parsed: list[tuple[int, SummaryRow]] = []
+    for n, raw in enumerate(rows, 1):
+        try:
+            row = SummaryRow.model_validate(dict(raw))
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"]) or "row"
+                errors.append(FieldError(f"rows.{n}.{where}", error["msg"]))
+            continue
+        if not row.p95 <= row.p99 <= row.max:
+            errors.append(FieldError(f"rows.{n}.p99", "p95 ≤ p99 ≤ max must hold"))
+        elif row.mean > row.max:
+            errors.append(FieldError(f"rows.{n}.mean", "the mean cannot exceed the max"))
+        elif row.metric in ("cpu", "mem") and row.max > FRACTION_SLACK:
+            errors.append(FieldError(f"rows.{n}.max", f"{row.metric} is a fraction of the server's size (0–1), "
+                                                      f"not a percentage: got {row.max:g}"))
+        elif row.day >= utcnow().date():
+            errors.append(FieldError(f"rows.{n}.day", "the day is not over yet (UTC)"))
+        parsed.append((n, row))
+    resolved = _resolve_servers(session, [row.server for _, row in parsed])
+    for n, row in parsed:
+        if resolved.get(row.server) is None:
+            errors.append(FieldError(f"rows.{n}.server", f"no server {row.server!r} (id, provider id or unique name)"))
+    if errors:
+        raise InvalidInput(f"{len(errors)} row error(s); nothing imported", errors=errors[:200])
+    seen: dict[tuple[int, date, str], int] = {}
+    for n, row in parsed:
+        key = (resolved[row.server], row.day, row.metric)
+        if key in seen:
+            raise InvalidInput(f"row {n} repeats row {seen[key]} (same server, day and metric); nothing imported",
+                               field=f"rows.{n}")
+        seen[key] = n
+    summaries = [(resolved[row.server], DailySummary(server=row.server, day=row.day, metric=row.metric, p95=row.p95,
+                                                     p99=row.p99, max=row.max, mean=row.mean, samples=row.samples))
+                 for _, row in parsed]
+    count = store_summaries(session, summaries, source="import")
+    audit.record(session, principal, action="import", entity="utilisation", entity_id=f"{count} rows",
+                 after={"rows": count, "servers": len({s for s, _ in summaries}),
+                        "days": len({s.day for _, s in summaries})})
+    return ImportResult(rows=count, servers=len({s for s, _ in summaries}), days=len({s.day for _, s in summaries}))
+
+
+def _resolve_servers(session: Session, names: Iterable[str]) -> dict[str, int]:
+    wanted = set(names)
+    found: dict[str, int] = {}
+    ids = [int(n) for n in wanted if n.isdigit()]
+    for start in range(0, len(ids), 500):
+        for server_id in session.scalars(select(Server.id).where(Server.id.in_(ids[start:start + 500]))):
+            found[str(server_id)] = server_id
+    rest = sorted(wanted - set(found))
+    for start in range(0, len(rest), 500):
+        chunk = rest[start:start + 500]
+        for provider_id, server_id in session.execute(select(Server.provider_id, Server.id).where(
+                Server.provider_id.in_(chunk), Server.status != "DELETED")):
+            found[provider_id] = server_id
+        names_left = [n for n in chunk if n not in found]
+        counts: dict[str, list[int]] = {}
+        for name, server_id in session.execute(select(Server.name, Server.id).where(
+                Server.name.in_(names_left), Server.status != "DELETED")):
+            counts.setdefault(name, []).append(server_id)
+        found.update({name: ids_[0] for name, ids_ in counts.items() if len(ids_) == 1})
+    return found
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def analyze(session: Session, principal: Principal, *, as_of: date | None = None,
+            job_id: int | None = None) -> ReclaimCampaign:
+    """Classify every live server over the window ending ``as_of`` (yesterday) and update the recommendations.
+
+    A recommendation is one per server and kind: a re-run updates its evidence instead of
+    adding another; one the new analysis no longer supports is dismissed with the reason; one
+    exempted until a day that has passed, or dismissed or executed before, opens again.
+    """
+    authorize(principal, "reclaim.recommendation:write")
+    as_of = as_of or utcnow().date() - timedelta(days=1)
+    limits, price = thresholds(), prices()
+    window_days = max(limits.idle_window_days, limits.oversized_window_days)
+    campaign = ReclaimCampaign(as_of=as_of, window_days=window_days, started_at=utcnow(),
+                               started_by=principal.actor, job_id=job_id,
+                               thresholds={f.name: getattr(limits, f.name) for f in fields(limits)}, counts={})
+    session.add(campaign)
+    session.flush()
+
+    servers = list(session.execute(
+        select(Server, BusinessSystem.user_facing).outerjoin(BusinessSystem, Server.business_system_id
+                                                             == BusinessSystem.id)
+        .where(Server.status.not_in(("DELETED", "BUILD", "ERROR")), Server.unit_id.is_not(None))
+        .order_by(Server.id)))
+    tables, facts = _facts(session, [s for s, _ in servers], [bool(uf) for _, uf in servers], as_of, price)
+    window = _window(session, [s.id for s, _ in servers], as_of, window_days)
+    result = analysis.classify(window, facts, tables, limits, price)
+
+    counts: dict[str, int] = {**result.counts(), "created": 0, "updated": 0, "reopened": 0, "dismissed": 0}
+    existing = {(r.server_id, r.kind): r for r in session.scalars(
+        select(Recommendation).where(Recommendation.server_id.in_([s.id for s, _ in servers])))} if servers else {}
+    flagged: set[tuple[int, RecommendationKind]] = set()
+    now = utcnow()
+    for i, (server, _) in enumerate(servers):
+        kind = KINDS.get(result.verdict_of(i))
+        if kind is None:
+            continue
+        flagged.add((server.id, kind))
+        table = tables[int(facts.flavor_table[i])]
+        recommended = int(result.recommended[i])
+        values = {
+            "campaign_id": campaign.id, "unit_id": server.unit_id, "current_flavor": server.flavor,
+            "evidence": analysis.evidence(result, facts, tables, i),
+            "recommended_flavor": str(table.names[recommended]) if recommended >= 0 else None,
+            "reclaim_vcpus": int(result.reclaim_vcpus[i]), "reclaim_ram_mb": int(result.reclaim_ram_mb[i]),
+            "reclaim_disk_gb": int(result.reclaim_disk_gb[i]),
+            "saving_month": round(float(result.saving_month[i]), 2),
+        }
+        rec = existing.get((server.id, kind))
+        if rec is None:
+            rec = Recommendation(server_id=server.id, kind=kind, status=RecommendationStatus.OPEN, **values)
+            session.add(rec)
+            counts["created"] += 1
+            continue
+        for key, value in values.items():
+            setattr(rec, key, value)
+        expired = rec.status is RecommendationStatus.EXEMPTED and (rec.exempt_until is None
+                                                                   or rec.exempt_until < as_of)
+        if rec.status in (RecommendationStatus.DISMISSED, RecommendationStatus.EXECUTED) or expired:
+            before = rec.status.value
+            _reopen(rec)
+            audit.record(session, principal, action="reopen", entity="reclaim_recommendation", entity_id=rec.id,
+                         before={"status": before}, after={"status": rec.status.value}, unit_id=rec.unit_id)
+            counts["reopened"] += 1
+        else:
+            counts["updated"] += 1
+    for (server_id, kind), rec in existing.items():
+        if rec.status in ACTIVE and (server_id, kind) not in flagged:
+            rec.status = RecommendationStatus.DISMISSED
+            rec.closed_reason = f"campaign {campaign.id} no longer finds it {kind.value}"
+            audit.record(session, principal, action="dismiss", entity="reclaim_recommendation", entity_id=rec.id,
+                         before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
+                         unit_id=rec.unit_id)
+            counts["dismissed"] += 1
+    campaign.counts = counts
+    campaign.finished_at = now
+    session.flush()
+    audit.record(session, principal, action="analyze", entity="reclaim_campaign", entity_id=campaign.id,
+                 after={"as_of": as_of, **counts})
+    return campaign
+
+
+def _reopen(rec: Recommendation) -> None:
+    rec.status = RecommendationStatus.OPEN
+    rec.notified_at = rec.due_at = rec.executed_at = None
+    rec.appeal_status = rec.appeal_reason = rec.appeal_by = rec.appeal_at = None
+    rec.appeal_decided_by = rec.appeal_decided_at = rec.appeal_note = None
+    rec.exempt_until = None
+    rec.action = rec.error = rec.closed_reason = None
+
+
+def submit_analysis(session: Session, principal: Principal, *, as_of: date | None = None) -> jobs.Job:
+    authorize(principal, "reclaim.recommendation:write")
+    if as_of is not None and as_of >= utcnow().date():
+        raise InvalidInput(f"{as_of} is not over yet (UTC): the window ends with a finished day", field="as_of")
+    return jobs.submit_job(session, principal, ANALYZE_JOB, {"as_of": as_of.isoformat() if as_of else None})
+
+
+@jobs.job_handler(ANALYZE_JOB)
+def analyze_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    as_of = date.fromisoformat(ctx.params["as_of"]) if ctx.params.get("as_of") else None
+    with ctx.session() as session:
+        campaign = analyze(session, ctx.principal, as_of=as_of, job_id=ctx.job_id)
+        campaign_id, counts = campaign.id, dict(campaign.counts)
+    # Logged once the campaign is committed: on SQLite a second session would wait for this one's lock.
+    ctx.log(f"campaign {campaign_id}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    ctx.progress(1, 1, message=f"campaign {campaign_id} done")
+    return {"campaign": campaign_id, **counts}
+
+
+def _facts(session: Session, servers: Sequence[Server], user_facing: Sequence[bool], as_of: date,
+           price: analysis.Prices) -> tuple[list[analysis.FlavorTable], analysis.ServerFacts]:
+    """Sizes, ages and states of the servers, and one flavor table per cloud, as analysis arrays."""
+    cloud_ids = sorted({s.cloud_id for s in servers})
+    tables: list[analysis.FlavorTable] = []
+    table_of: dict[int, int] = {}
+    position: dict[tuple[int, str], int] = {}
+    for cloud_id in cloud_ids:
+        rows = session.execute(select(Flavor.name, Flavor.vcpus, Flavor.ram_mb, Flavor.disk_gb)
+                               .where(Flavor.cloud_id == cloud_id)).all()
+        table = analysis.FlavorTable.from_flavors(rows, price)
+        table_of[cloud_id] = len(tables)
+        tables.append(table)
+        position.update({(cloud_id, str(name)): j for j, name in enumerate(table.names)})
+    # The end of the window: the age and stop time are measured to the end of the last day analysed.
+    end = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
+
+    def days_since(moment: datetime | None) -> float:
+        return (end - moment).total_seconds() / 86400 if moment is not None else float("nan")
+
+    facts = analysis.ServerFacts(
+        vcpus=np.array([s.vcpus for s in servers], dtype=np.int64),
+        ram_mb=np.array([s.ram_mb for s in servers], dtype=np.int64),
+        disk_gb=np.array([s.disk_gb for s in servers], dtype=np.int64),
+        age_days=np.array([days_since(s.launched_at or s.created_at) for s in servers], dtype=np.float64),
+        stopped_days=np.array([days_since(s.status_since) if s.status in STOPPED_STATES else float("nan")
+                               for s in servers], dtype=np.float64),
+        user_facing=np.array(user_facing, dtype=np.bool_),
+        flavor_table=np.array([table_of[s.cloud_id] for s in servers], dtype=np.int64),
+        flavor_index=np.array([position.get((s.cloud_id, s.flavor), -1) for s in servers], dtype=np.int64),
+    )
+    return tables, facts
+
+
+def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int) -> analysis.FleetWindow:
+    """The daily summaries of the window as (servers × days) arrays, NaN where a day has none."""
+    window = analysis.FleetWindow.empty(len(server_ids), as_of, days)
+    if not server_ids:
+        return window
+    row_of = {server_id: i for i, server_id in enumerate(server_ids)}
+    first = as_of - timedelta(days=days - 1)
+    columns = {("cpu", "p95"): window.cpu_p95, ("cpu", "p99"): window.cpu_p99, ("cpu", "max"): window.cpu_max,
+               ("mem", "max"): window.mem_max, ("net_rx", "p95"): window.net_rx_p95,
+               ("net_tx", "p95"): window.net_tx_p95}
+    query = (select(UtilisationDay.server_id, UtilisationDay.day, UtilisationDay.metric, UtilisationDay.p95,
+                    UtilisationDay.p99, UtilisationDay.max)
+             .where(UtilisationDay.day >= first, UtilisationDay.day <= as_of))
+    rows = session.execute(query).all()
+    if not rows:
+        return window
+    keep = [r for r in rows if r[0] in row_of]
+    if not keep:
+        return window
+    server_index = np.array([row_of[r[0]] for r in keep], dtype=np.int64)
+    day_index = np.array([(r[1] - first).days for r in keep], dtype=np.int64)
+    metric = np.array([r[2] for r in keep], dtype=object)
+    stats = {"p95": np.array([r[3] for r in keep]), "p99": np.array([r[4] for r in keep]),
+             "max": np.array([r[5] for r in keep])}
+    for (name, stat), target in columns.items():
+        mask = metric == name
+        target[server_index[mask], day_index[mask]] = stats[stat][mask]
+    return window
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _query(principal: Principal) -> Select[Recommendation]:
+    query = select(Recommendation).join(Recommendation.unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    return query
+
+
+def list_recommendations(
+    session: Session, principal: Principal, *, unit: str | None = None, kind: RecommendationKind | None = None,
+    status: RecommendationStatus | None = None, cloud: str | None = None, limit: int = 50, offset: int = 0,
+) -> tuple[list[Recommendation], int]:
+    authorize(principal, "reclaim.recommendation:read")
+    query = _query(principal)
+    if unit is not None:
+        owner = get_unit(session, principal, unit, field_name="unit")
+        query = query.where(Unit.path.startswith(owner.path))
+    if kind is not None:
+        query = query.where(Recommendation.kind == kind)
+    if status is not None:
+        query = query.where(Recommendation.status == status)
+    if cloud is not None:
+        query = query.join(Recommendation.server).join(Server.cloud).where(Cloud.name == cloud)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(Recommendation.saving_month.desc(), Recommendation.id)
+                           .limit(limit).offset(offset))
+    return list(rows), total
+
+
+def get_recommendation(session: Session, principal: Principal, rec_id: int) -> Recommendation:
+    authorize(principal, "reclaim.recommendation:read")
+    rec = session.scalar(_query(principal).where(Recommendation.id == rec_id))
+    if rec is None:
+        raise NotFound(f"no recommendation with id {rec_id}", field="id")
+    return rec
+
+
+def get_campaign(session: Session, principal: Principal, campaign_id: int) -> ReclaimCampaign:
+    authorize(principal, "reclaim.recommendation:read")
+    campaign = session.get(ReclaimCampaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign with id {campaign_id}", field="campaign")
+    return campaign
+
+
+def latest_campaign(session: Session, principal: Principal) -> ReclaimCampaign | None:
+    authorize(principal, "reclaim.recommendation:read")
+    return session.scalar(select(ReclaimCampaign).order_by(ReclaimCampaign.id.desc()).limit(1))
+
+
+# ---------------------------------------------------------------- workflow
+
+
+def _snapshot(rec: Recommendation) -> dict[str, Any]:
+    return audit.snapshot(rec, ("status", "due_at", "appeal_status", "exempt_until", "closed_reason", "error"))
+
+
+def notify(session: Session, principal: Principal, rec_ids: Sequence[int] | None = None, *,
+           grace_days: int | None = None, now: datetime | None = None) -> list[Recommendation]:
+    """Tell the owning departments (open → notified) and start their grace period; all open ones by default."""
+    authorize(principal, "reclaim.recommendation:write")
+    grace = get_settings().reclaim_grace_days if grace_days is None else grace_days
+    if not 0 <= grace <= 90:
+        raise InvalidInput("must be between 0 and 90 days", field="grace_days")
+    now = now or utcnow()
+    if rec_ids is None:
+        recs = list(session.scalars(_query(principal).where(Recommendation.status == RecommendationStatus.OPEN)
+                                    .order_by(Recommendation.id)))
+    else:
+        recs = [get_recommendation(session, principal, rec_id) for rec_id in rec_ids]
+        for rec in recs:
+            if rec.status is not RecommendationStatus.OPEN:
+                raise Conflict(f"recommendation {rec.id} is {rec.status.value}; only an open one is notified",
+                               field="status")
+    for rec in recs:
+        before = _snapshot(rec)
+        rec.status, rec.notified_at, rec.due_at = RecommendationStatus.NOTIFIED, now, now + timedelta(days=grace)
+        audit.record(session, principal, action="notify", entity="reclaim_recommendation", entity_id=rec.id,
+                     before=before, after=_snapshot(rec), unit_id=rec.unit_id)
+    session.flush()
+    return recs
+
+
+def appeal(session: Session, principal: Principal, rec_id: int, reason: str, *,
+           now: datetime | None = None) -> Recommendation:
+    """The department says why the server must keep its resources; allowed until the grace period ends."""
+    authorize(principal, "reclaim.recommendation:appeal")
+    rec = get_recommendation(session, principal, rec_id)
+    now = now or utcnow()
+    if rec.status is not RecommendationStatus.NOTIFIED:
+        raise Conflict(f"recommendation {rec.id} is {rec.status.value}; only a notified one can be appealed",
+                       field="status")
+    if rec.appeal_status is not None:
+        raise Conflict(f"recommendation {rec.id} was already appealed ({rec.appeal_status.value})",
+                       field="appeal_status")
+    if rec.due_at is not None and now > rec.due_at:
+        raise Conflict(f"the grace period ended at {rec.due_at:%Y-%m-%d %H:%M} UTC", field="due_at")
+    if len(reason.strip()) < 4:
+        raise InvalidInput("give the reason in a few words", field="reason")
+    before = _snapshot(rec)
+    rec.appeal_status, rec.appeal_reason = AppealStatus.PENDING, reason.strip()
+    rec.appeal_by, rec.appeal_at = principal.actor, now
+    audit.record(session, principal, action="appeal", entity="reclaim_recommendation", entity_id=rec.id,
+                 before=before, after={**_snapshot(rec), "reason": rec.appeal_reason}, unit_id=rec.unit_id)
+    return rec
+
+
+def decide_appeal(session: Session, principal: Principal, rec_id: int, *, accept: bool,
+                  exempt_until: date | None = None, note: str | None = None) -> Recommendation:
+    """Ops accept an appeal (exempt until a day, 90 days by default) or reject it (the grace period runs on)."""
+    authorize(principal, "reclaim.recommendation:write")
+    rec = get_recommendation(session, principal, rec_id)
+    if rec.appeal_status is not AppealStatus.PENDING:
+        raise Conflict(f"recommendation {rec.id} has no appeal waiting", field="appeal_status")
+    today = utcnow().date()
+    if accept:
+        exempt_until = exempt_until or today + timedelta(days=90)
+        if exempt_until <= today:
+            raise InvalidInput("must be a day after today", field="exempt_until")
+    elif exempt_until is not None:
+        raise InvalidInput("only an accepted appeal exempts", field="exempt_until")
+    elif not note:
+        raise InvalidInput("say why the appeal is rejected", field="note")
+    before = _snapshot(rec)
+    rec.appeal_status = AppealStatus.ACCEPTED if accept else AppealStatus.REJECTED
+    rec.appeal_decided_by, rec.appeal_decided_at, rec.appeal_note = principal.actor, utcnow(), note
+    if accept:
+        rec.status, rec.exempt_until = RecommendationStatus.EXEMPTED, exempt_until
+    audit.record(session, principal, action="accept-appeal" if accept else "reject-appeal",
+                 entity="reclaim_recommendation", entity_id=rec.id, before=before,
+                 after={**_snapshot(rec), "note": note}, unit_id=rec.unit_id)
+    return rec
+
+
+def dismiss(session: Session, principal: Principal, rec_id: int, reason: str) -> Recommendation:
+    """Ops close a recommendation that will not be acted on (a planned migration, a wrong reading…)."""
+    authorize(principal, "reclaim.recommendation:write")
+    rec = get_recommendation(session, principal, rec_id)
+    if rec.status not in (*ACTIVE, RecommendationStatus.EXEMPTED, RecommendationStatus.FAILED):
+        raise Conflict(f"recommendation {rec.id} is {rec.status.value}", field="status")
+    if len(reason.strip()) < 4:
+        raise InvalidInput("give the reason in a few words", field="reason")
+    before = _snapshot(rec)
+    rec.status, rec.closed_reason = RecommendationStatus.DISMISSED, reason.strip()
+    audit.record(session, principal, action="dismiss", entity="reclaim_recommendation", entity_id=rec.id,
+                 before=before, after=_snapshot(rec), unit_id=rec.unit_id)
+    return rec
+
+
+def _due(principal: Principal, now: datetime) -> Select[Recommendation]:
+    """Notified, the grace period over, no appeal waiting or accepted; or scheduled before (a resumed run)."""
+    return _query(principal).where(or_(
+        Recommendation.status == RecommendationStatus.SCHEDULED,
+        and_(Recommendation.status == RecommendationStatus.NOTIFIED, Recommendation.due_at <= now,
+             or_(Recommendation.appeal_status.is_(None), Recommendation.appeal_status == AppealStatus.REJECTED)),
+    )).order_by(Recommendation.id)
+
+
+def execute(session: Session, principal: Principal, *, dry_run: bool = False, now: datetime | None = None,
+            rec_ids: Sequence[int] | None = None, providers: ProviderLookup = provider_for) -> list[ExecutionStep]:
+    """Act on every recommendation whose grace period is over: resize oversized servers, shelve-offload the rest.
+
+    An action that finds the server already where it should be skips itself; a failure is
+    recorded on its recommendation and nothing else is touched (each acts in its own savepoint).
+    """
+    authorize(principal, "reclaim.recommendation:execute")
+    now = now or utcnow()
+    query = _due(principal, now)
+    if rec_ids is not None:
+        query = query.where(Recommendation.id.in_(rec_ids))
+    steps: list[ExecutionStep] = []
+    for rec in list(session.scalars(query)):
+        action = ACTIONS[rec.kind]
+        target = rec.recommended_flavor if action == "resize" else "SHELVED_OFFLOADED"
+
+        def step(outcome: str, detail: str = "", rec: Recommendation = rec, action: str = action,
+                 target: str | None = target) -> ExecutionStep:
+            return ExecutionStep(recommendation=rec.id, server=rec.server.name, unit_code=rec.unit_code,
+                                 kind=rec.kind.value, action=action, target=target, outcome=outcome, detail=detail)
+
+        if dry_run:
+            steps.append(step("planned", _plan(rec)))
+            continue
+        before = _snapshot(rec)
+        rec.status, rec.action = RecommendationStatus.SCHEDULED, action
+        session.flush()
+        try:
+            with session.begin_nested():
+                detail = _act(session, principal, rec, providers)
+        except CloudctlError as exc:
+            rec.status, rec.error = RecommendationStatus.FAILED, str(exc)[:500]
+            audit.record(session, principal, action="execute", entity="reclaim_recommendation", entity_id=rec.id,
+                         before=before, after=_snapshot(rec), unit_id=rec.unit_id)
+            steps.append(step("failed", str(exc)))
+            continue
+        rec.status, rec.executed_at, rec.error = RecommendationStatus.EXECUTED, utcnow(), None
+        audit.record(session, principal, action="execute", entity="reclaim_recommendation", entity_id=rec.id,
+                     before=before, after={**_snapshot(rec), "action": action, "detail": detail},
+                     unit_id=rec.unit_id)
+        steps.append(step("skipped" if detail.startswith("already") else "done", detail))
+    session.flush()
+    return steps
+
+
+def _plan(rec: Recommendation) -> str:
+    server = rec.server
+    if rec.kind is RecommendationKind.OVERSIZED:
+        return f"resize {server.flavor} → {rec.recommended_flavor} (frees {rec.reclaim_vcpus} vCPU, " \
+               f"{rec.reclaim_ram_mb // 1024} GB)"
+    return f"shelve-offload ({server.status}; frees {rec.reclaim_vcpus} vCPU, {rec.reclaim_ram_mb // 1024} GB)"
+
+
+def _act(session: Session, principal: Principal, rec: Recommendation, providers: ProviderLookup) -> str:
+    server = rec.server
+    if server.status == "DELETED":
+        raise Conflict(f"server {server.name} is deleted", field="server")
+    if rec.kind is RecommendationKind.OVERSIZED:
+        if rec.recommended_flavor is None:
+            raise Conflict("no flavor was recommended", field="recommended_flavor")
+        if server.flavor == rec.recommended_flavor:
+            return f"already {server.flavor}"
+        provisioning.resize_server(session, principal, server.id, rec.recommended_flavor, providers=providers)
+        return f"resized to {server.flavor}"
+    if server.status == "SHELVED_OFFLOADED":
+        return "already shelved and offloaded"
+    host = server.host
+    if server.status != "SHELVED":
+        provisioning.operate_server(session, principal, server.id, "shelve", providers=providers)
+    # Nova offloads on its own when shelved_offload_time is 0; the simulator and most clouds wait to be told.
+    if server.status == "SHELVED":
+        provisioning.operate_server(session, principal, server.id, "shelve_offload", providers=providers)
+    return f"shelved and offloaded from {host or 'its host'}"
+
+
+# ---------------------------------------------------------------- roll-ups
+
+
+def rollup(session: Session, principal: Principal, *, by: str = "unit") -> list[RollupRow]:
+    """Allocated vs used vs reclaimable per unit, business system or cloud (for purchase planning)."""
+    authorize(principal, "reclaim.recommendation:read")
+    if by not in ("unit", "system", "cloud"):
+        raise InvalidInput("one of unit, system, cloud", field="by")
+    key, name = {
+        "unit": (Unit.code, Unit.name),
+        "system": (func.coalesce(BusinessSystem.id, 0), func.coalesce(BusinessSystem.name, "(none)")),
+        "cloud": (Cloud.name, Cloud.display_name),
+    }[by]
+    live = Server.status.not_in(("DELETED",))
+    base = (select(Server).join(Unit, Server.unit_id == Unit.id).join(Cloud, Server.cloud_id == Cloud.id)
+            .outerjoin(BusinessSystem, Server.business_system_id == BusinessSystem.id).where(live))
+    scope = unit_scope(principal)
+    if scope is not None:
+        base = base.where(scope)
+    allocated = session.execute(
+        base.with_only_columns(key, name, func.count(Server.id), func.sum(Server.vcpus), func.sum(Server.ram_mb))
+        .group_by(key, name)).all()
+    # Used: the last 30 days' p95 of CPU and max of memory, scaled by each server's size.
+    since = utcnow().date() - timedelta(days=30)
+    cpu = (select(UtilisationDay.server_id, func.max(UtilisationDay.p95).label("cpu"))
+           .where(UtilisationDay.metric == "cpu", UtilisationDay.day >= since)
+           .group_by(UtilisationDay.server_id).subquery())
+    mem = (select(UtilisationDay.server_id, func.max(UtilisationDay.max).label("mem"))
+           .where(UtilisationDay.metric == "mem", UtilisationDay.day >= since)
+           .group_by(UtilisationDay.server_id).subquery())
+    used = dict(((k, n), (float(c or 0), float(m or 0))) for k, n, c, m in session.execute(
+        base.outerjoin(cpu, cpu.c.server_id == Server.id).outerjoin(mem, mem.c.server_id == Server.id)
+        .with_only_columns(key, name, func.sum(cpu.c.cpu * Server.vcpus), func.sum(mem.c.mem * Server.ram_mb))
+        .group_by(key, name)))
+    open_recs = Recommendation.status.in_((*ACTIVE, RecommendationStatus.FAILED))
+    reclaim = {(k, n): (int(v or 0), int(r or 0), float(s or 0), int(c)) for k, n, v, r, s, c in session.execute(
+        base.join(Recommendation, Recommendation.server_id == Server.id).where(open_recs)
+        .with_only_columns(key, name, func.sum(Recommendation.reclaim_vcpus), func.sum(Recommendation.reclaim_ram_mb),
+                           func.sum(Recommendation.saving_month), func.count(Recommendation.id))
+        .group_by(key, name))}
+    rows = []
+    for k, n, count, vcpus, ram in allocated:
+        used_cpu, used_ram = used.get((k, n), (0.0, 0.0))
+        rv, rr, saving, recs = reclaim.get((k, n), (0, 0, 0.0, 0))
+        rows.append(RollupRow(key=str(k), name=str(n), servers=int(count), vcpus=int(vcpus or 0),
+                              ram_gb=round(int(ram or 0) / 1024, 1), used_vcpus=round(used_cpu, 1),
+                              used_ram_gb=round(used_ram / 1024, 1), reclaimable_vcpus=rv,
+                              reclaimable_ram_gb=round(rr / 1024, 1), saving_month=round(saving, 2),
+                              recommendations=recs))
+    rows.sort(key=lambda r: (-r.reclaimable_vcpus, -r.saving_month, r.key))
+    return rows
