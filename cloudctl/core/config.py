@@ -70,8 +70,9 @@ class Settings(BaseSettings):
     reclaim_grace_days: int = Field(default=14, ge=0, le=90)
     # The Prometheus that holds the OpenStack clouds' guest metrics; empty: no telemetry for them.
     prometheus_url: str = ""
-    # Per OpenStack cloud: which exporter's recorded series to read (libvirt, ceilometer); default libvirt.
-    reclaim_metric_profiles: dict[str, str] = Field(default_factory=dict)
+    # Per OpenStack cloud: which exporter's recorded series to read ("libvirt", "ceilometer"; default libvirt),
+    # or a profile of its own: {"server_label": …, "cpu": SELECTOR, "mem": …, "net_rx": …, "net_tx": …}.
+    reclaim_metric_profiles: dict[str, str | dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("display_timezone")
     @classmethod

@@ -121,13 +121,19 @@ def source_for(cloud: Cloud) -> UtilisationSource | None:
         assert isinstance(provider, SimulatorProvider)
         return SimulatorTelemetry(provider)
     if cloud.kind == CloudKind.OPENSTACK and settings.prometheus_url:
-        from cloudctl.reclaim.sources.prometheus import PROFILES, PrometheusSource
+        from cloudctl.reclaim.sources.prometheus import PROFILES, MetricProfile, PrometheusSource
 
-        name = settings.reclaim_metric_profiles.get(cloud.name, "libvirt")
-        if name not in PROFILES:
-            raise InvalidInput(f"cloud {cloud.name}: unknown metric profile {name!r}; one of "
+        chosen = settings.reclaim_metric_profiles.get(cloud.name, "libvirt")
+        if isinstance(chosen, dict):
+            try:
+                return PrometheusSource(settings.prometheus_url, MetricProfile(name=cloud.name, **chosen))
+            except TypeError as exc:
+                raise InvalidInput(f"cloud {cloud.name}: a metric profile names server_label, cpu, mem, net_rx and "
+                                   f"net_tx ({exc})", field="reclaim_metric_profiles") from None
+        if chosen not in PROFILES:
+            raise InvalidInput(f"cloud {cloud.name}: unknown metric profile {chosen!r}; one of "
                                f"{', '.join(sorted(PROFILES))}", field="reclaim_metric_profiles")
-        return PrometheusSource(settings.prometheus_url, PROFILES[name])
+        return PrometheusSource(settings.prometheus_url, PROFILES[chosen])
     return None  # a container cloud has no VMs; an OpenStack cloud without a Prometheus has no telemetry
 
 

@@ -16,7 +16,7 @@ from cloudctl.compute import service as compute
 from cloudctl.compute.models import CloudKind, Flavor, Server
 from cloudctl.compute.schemas import CloudCreate
 from cloudctl.core.config import Settings, reset_settings
-from cloudctl.core.errors import ProviderError
+from cloudctl.core.errors import InvalidInput, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
 from cloudctl.reclaim import service
@@ -107,3 +107,17 @@ def test_an_unreachable_prometheus_is_a_clear_error_and_stores_nothing(session: 
         service.collect(session, ADMIN, TODAY - timedelta(days=1), cloud="gov-openstack")
     assert caught.value.field == "prometheus_url"
     assert session.scalar(select(func.count()).select_from(UtilisationDay)) == 0
+
+
+def test_a_cloud_may_bring_its_own_metric_names(session: Session, settings: Settings,
+                                                cloud: dict[str, Server], prometheus: PrometheusServer) -> None:
+    own = {"server_label": "server", **{m: LIBVIRT.selector(m) for m in METRICS}}
+    reset_settings(settings.model_copy(update={"prometheus_url": prometheus.url,
+                                               "reclaim_metric_profiles": {"gov-openstack": own}}))
+    counts = service.collect(session, ADMIN, TODAY - timedelta(days=1), cloud="gov-openstack")
+    assert counts["summaries"] == len(GUESTS) * len(METRICS)
+    reset_settings(settings.model_copy(update={"prometheus_url": prometheus.url,
+                                               "reclaim_metric_profiles": {"gov-openstack": {"cpu": "x"}}}))
+    with pytest.raises(InvalidInput) as caught:
+        service.collect(session, ADMIN, TODAY - timedelta(days=1), cloud="gov-openstack")
+    assert caught.value.field == "reclaim_metric_profiles"
