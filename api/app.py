@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import SessionDep
 from api.problems import install_problem_handlers
-from api.routers import audit, compute, jobs, org, reclaim
+from api.routers import audit, compute, extranet, jobs, org, reclaim
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import Unavailable
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for router in (org.router, compute.router, reclaim.router, audit.router, jobs.router):
+    for router in (org.router, compute.router, reclaim.router, extranet.router, audit.router, jobs.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

@@ -16,6 +16,7 @@ from cloudctl.core.cli_support import cli_state
 from cloudctl.core.errors import CloudctlError
 from cloudctl.core.output import err_console
 from cloudctl.demo.cli import demo_app
+from cloudctl.extranet.cli import extranet_app
 from cloudctl.org.cli import system_app, token_app, unit_app, user_app
 from cloudctl.reclaim.cli import reclaim_app
 
@@ -85,6 +86,7 @@ app.add_typer(request_app, name="request")
 app.add_typer(server_app, name="server")
 app.add_typer(report_app, name="report")
 app.add_typer(reclaim_app, name="reclaim")
+app.add_typer(extranet_app, name="extranet")
 app.add_typer(audit_app, name="audit")
 app.add_typer(job_app, name="job")
 app.add_typer(demo_app, name="demo")

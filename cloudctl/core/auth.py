@@ -31,15 +31,19 @@ class Role(LabelledEnum):
 # Patterns are matched with fnmatch; the first domain word names the package.
 ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("*",),
-    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*"),
-    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read"),
-    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read"),
+    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*", "extranet.*"),
+    # Security teams drive compliance violations to rectification, and read the rest of the extranet.
+    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read",
+                  "extranet.violation:write", "extranet.violation:check", "extranet.device:collect"),
+    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
                 "compute.cloud:read", "compute.quota:read", "compute.request:read", "compute.request:submit",
                 "compute.server:read", "compute.server:decommission", "compute.server:operate",
-                "reclaim.recommendation:read", "reclaim.recommendation:appeal"),
+                "reclaim.recommendation:read", "reclaim.recommendation:appeal",
+                "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
+                "extranet.device:read", "extranet.violation:read"),
 }
 
 

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # Per OpenStack cloud: which exporter's recorded series to read ("libvirt", "ceilometer"; default libvirt),
     # or a profile of its own: {"server_label": …, "cpu": SELECTOR, "mem": …, "net_rx": …, "net_tx": …}.
     reclaim_metric_profiles: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    # Extranet: a unit counts as connected when a device of it answered a collection this recently; the
+    # network-device inventory (Ansible-style YAML, a file or a directory); concurrent device sessions.
+    extranet_fresh_hours: float = Field(default=24, gt=0)
+    extranet_inventory: Path | None = None
+    extranet_collect_workers: int = Field(default=32, ge=1, le=512)
 
     @field_validator("display_timezone")
     @classmethod

@@ -17,6 +17,7 @@ MODEL_MODULES = (
     "cloudctl.core.jobs",
     "cloudctl.compute.models",
     "cloudctl.reclaim.models",
+    "cloudctl.extranet.models",
 )
 
 

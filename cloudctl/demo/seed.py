@@ -36,7 +36,7 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
 }
 
 # Domains that add to the demo city; importing one registers its step.
-DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo")
+DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo")
 
 DemoStep = Callable[[Session, Principal, DemoCity, int], dict[str, int]]
 _steps: list[tuple[str, DemoStep]] = []

@@ -1,0 +1,138 @@
+"""The extranet over HTTP (thin: parse, call the service, return a schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import PrincipalDep, SessionDep
+from cloudctl.core.schemas import Page
+from cloudctl.extranet.models import ApplicationStatus, LinkStatus, PrefixStatus, ViolationStatus, Zone
+from cloudctl.extranet.schemas import (
+    AccessRateRow,
+    ApplicationCreate,
+    ApplicationDecision,
+    ApplicationPublic,
+    DevicePublic,
+    LinkCreate,
+    LinkPublic,
+    LinkUpdate,
+    PrefixPublic,
+    ScorecardRow,
+    ViolationPublic,
+    ViolationUpdate,
+)
+from cloudctl.extranet.service import access, collection, compliance, ipam
+
+router = APIRouter(prefix="/api/v1/extranet", tags=["extranet"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/access-rate")
+def access_rate(session: SessionDep, principal: PrincipalDep) -> list[AccessRateRow]:
+    return access.access_rate(session, principal)
+
+
+@router.get("/links")
+def list_links(session: SessionDep, principal: PrincipalDep, unit: str | None = None,
+               status: LinkStatus | None = None, limit: Limit = 50, offset: Offset = 0) -> Page[LinkPublic]:
+    rows, total = access.list_links(session, principal, unit=unit, status=status, limit=limit, offset=offset)
+    return Page[LinkPublic](items=[LinkPublic.model_validate(r) for r in rows], total=total, limit=limit,
+                            offset=offset)
+
+
+@router.post("/links", status_code=status.HTTP_201_CREATED)
+def create_link(body: LinkCreate, session: SessionDep, principal: PrincipalDep) -> LinkPublic:
+    return LinkPublic.model_validate(access.create_link(session, principal, body))
+
+
+@router.patch("/links/{link_id}")
+def update_link(link_id: int, body: LinkUpdate, session: SessionDep, principal: PrincipalDep) -> LinkPublic:
+    return LinkPublic.model_validate(access.update_link(session, principal, link_id, body))
+
+
+@router.get("/prefixes")
+def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | None = None, unit: str | None = None,
+                  status: PrefixStatus | None = None, contains: str | None = None, limit: Limit = 50,
+                  offset: Offset = 0) -> Page[PrefixPublic]:
+    rows, total = ipam.list_prefixes(session, principal, zone=zone, unit=unit, status=status, contains=contains,
+                                     limit=limit, offset=offset)
+    return Page[PrefixPublic](items=ipam.describe_prefixes(session, rows), total=total, limit=limit, offset=offset)
+
+
+@router.get("/ip-applications")
+def list_applications(session: SessionDep, principal: PrincipalDep, status: ApplicationStatus | None = None,
+                      unit: str | None = None, limit: Limit = 50, offset: Offset = 0) -> Page[ApplicationPublic]:
+    rows, total = ipam.list_applications(session, principal, status=status, unit=unit, limit=limit, offset=offset)
+    return Page[ApplicationPublic](items=[ApplicationPublic.model_validate(a) for a in rows], total=total,
+                                   limit=limit, offset=offset)
+
+
+@router.post("/ip-applications", status_code=status.HTTP_201_CREATED)
+def submit_application(body: ApplicationCreate, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(ipam.submit_application(session, principal, body))
+
+
+@router.get("/ip-applications/{app_id}")
+def read_application(app_id: int, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(ipam.get_application(session, principal, app_id))
+
+
+@router.post("/ip-applications/{app_id}/approve")
+def approve_application(app_id: int, session: SessionDep, principal: PrincipalDep,
+                        body: ApplicationDecision | None = None) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(ipam.approve_application(session, principal, app_id,
+                                                                     body.reason if body else None))
+
+
+@router.post("/ip-applications/{app_id}/reject")
+def reject_application(app_id: int, body: ApplicationDecision, session: SessionDep,
+                       principal: PrincipalDep) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(ipam.reject_application(session, principal, app_id, body.reason))
+
+
+@router.post("/ip-applications/{app_id}/cancel")
+def cancel_application(app_id: int, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(ipam.cancel_application(session, principal, app_id))
+
+
+@router.post("/ip-applications/{app_id}/release")
+def release_application(app_id: int, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+    return ApplicationPublic.model_validate(ipam.release_application(session, principal, app_id))
+
+
+@router.get("/devices")
+def list_devices(session: SessionDep, principal: PrincipalDep, unit: str | None = None, failing: bool = False,
+                 limit: Limit = 50, offset: Offset = 0) -> Page[DevicePublic]:
+    rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit, offset=offset)
+    return Page[DevicePublic](items=[DevicePublic.model_validate(d) for d in rows], total=total, limit=limit,
+                              offset=offset)
+
+
+@router.get("/violations")
+def list_violations(session: SessionDep, principal: PrincipalDep,
+                    rule: Annotated[int | None, Query(ge=1, le=12)] = None, unit: str | None = None,
+                    status: ViolationStatus | None = None, limit: Limit = 50,
+                    offset: Offset = 0) -> Page[ViolationPublic]:
+    rows, total = compliance.list_violations(session, principal, rule=rule, unit=unit, status=status, limit=limit,
+                                             offset=offset)
+    return Page[ViolationPublic](items=[ViolationPublic.model_validate(v) for v in rows], total=total, limit=limit,
+                                 offset=offset)
+
+
+@router.get("/violations/{violation_id}")
+def read_violation(violation_id: int, session: SessionDep, principal: PrincipalDep) -> ViolationPublic:
+    return ViolationPublic.model_validate(compliance.get_violation(session, principal, violation_id))
+
+
+@router.patch("/violations/{violation_id}")
+def update_violation(violation_id: int, body: ViolationUpdate, session: SessionDep,
+                     principal: PrincipalDep) -> ViolationPublic:
+    return ViolationPublic.model_validate(compliance.update_violation(session, principal, violation_id, body))
+
+
+@router.get("/scorecard")
+def scorecard(session: SessionDep, principal: PrincipalDep, unit: str | None = None) -> list[ScorecardRow]:
+    return compliance.scorecard(session, principal, unit=unit)

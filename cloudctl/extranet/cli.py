@@ -1,0 +1,384 @@
+"""`cloudctl extranet …`: lines and the access rate, the address plan, applications, collection, compliance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from cloudctl.core import jobs
+from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.db import get_engine
+from cloudctl.core.errors import InvalidInput
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.extranet.models import ApplicationStatus, LinkRole, LinkStatus, PrefixStatus, ViolationStatus, Zone
+from cloudctl.extranet.schemas import (
+    AddressCreate,
+    AddressPublic,
+    ApplicationCreate,
+    ApplicationPublic,
+    DevicePublic,
+    LinkCreate,
+    LinkPublic,
+    LinkUpdate,
+    PrefixCreate,
+    ViolationPublic,
+    ViolationUpdate,
+)
+from cloudctl.extranet.service import access, collection, compliance, ipam
+
+__all__ = ["extranet_app"]
+
+extranet_app = typer.Typer(help="E-government extranet (电子政务外网): access, IP plan, applications, collection, "
+                                "compliance.", no_args_is_help=True)
+link_app = typer.Typer(help="Access lines (接入线路) of the units.", no_args_is_help=True)
+prefix_app = typer.Typer(help="The IP address plan (IP地址规划): aggregates, pools and blocks.", no_args_is_help=True)
+address_app = typer.Typer(help="Registered addresses and their MAC bindings.", no_args_is_help=True)
+extranet_app.add_typer(link_app, name="link")
+extranet_app.add_typer(prefix_app, name="prefix")
+extranet_app.add_typer(address_app, name="address")
+
+
+def _parse(model: Any, data: dict[str, Any]) -> Any:
+    from cloudctl.core.schemas import parse
+
+    return parse(model, {k: v for k, v in data.items() if v is not None})
+
+
+# ---------------------------------------------------------------- access
+
+
+@extranet_app.command("rate")
+def extranet_rate(output: OutputFormat = OutputOption,
+                  show_missing: bool = typer.Option(False, "--missing", help="list the units not connected")) -> None:
+    """The access rate (接入率) per level and per county, and which units are missing."""
+    with unit_of_work() as (session, principal):
+        rows = access.access_rate(session, principal)
+    if output is OutputFormat.JSON:
+        print_rows(rows, [], output)
+        return
+    print_rows(rows, [
+        ("scope", lambda r: r.scope), ("name", lambda r: r.name), ("required", lambda r: r.required),
+        ("connected", lambda r: r.connected), ("rate", lambda r: f"{r.rate:.1%}"),
+        ("missing", lambda r: len(r.missing)),
+    ], output, title="电子政务外网接入率 access rate")
+    if show_missing:
+        for row in rows[:2]:
+            console.print(f"[bold]{row.name}[/] missing: " + (", ".join(row.missing) or "none"))
+
+
+@link_app.command("list")
+def link_list(unit: str | None = typer.Option(None), status: LinkStatus | None = typer.Option(None),
+              limit: int = typer.Option(100, min=1, max=10_000), offset: int = typer.Option(0, min=0),
+              output: OutputFormat = OutputOption) -> None:
+    """Lines, by unit."""
+    with unit_of_work() as (session, principal):
+        rows, total = access.list_links(session, principal, unit=unit, status=status, limit=limit, offset=offset)
+        items = [LinkPublic.model_validate(r) for r in rows]
+    print_rows(items, [
+        ("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("direction", lambda r: r.direction),
+        ("carrier", lambda r: r.carrier), ("type", lambda r: r.line_type), ("Mbps", lambda r: r.bandwidth_mbps),
+        ("role", lambda r: r.role), ("status", lambda r: r.status), ("shared exit", lambda r: r.uses_shared_exit),
+    ], output, title="接入线路 lines", total=total)
+
+
+@link_app.command("add")
+def link_add(unit: str = typer.Option(...), carrier: str = typer.Option(...), line_type: str = typer.Option(...),
+             bandwidth_mbps: int = typer.Option(..., "--bandwidth"), role: LinkRole = typer.Option(LinkRole.PRIMARY),
+             status: LinkStatus = typer.Option(LinkStatus.ACTIVE), shared_exit: bool = typer.Option(False),
+             output: OutputFormat = OutputOption) -> None:
+    """Register a unit's line."""
+    data = _parse(LinkCreate, {"unit_code": unit, "carrier": carrier, "line_type": line_type,
+                               "bandwidth_mbps": bandwidth_mbps, "role": role, "status": status,
+                               "uses_shared_exit": shared_exit})
+    with unit_of_work() as (session, principal):
+        link = LinkPublic.model_validate(access.create_link(session, principal, data))
+    print_one(link, output, title="接入线路 line")
+
+
+@link_app.command("set")
+def link_set(link_id: int = typer.Argument(...), status: LinkStatus | None = typer.Option(None),
+             bandwidth_mbps: int | None = typer.Option(None, "--bandwidth"),
+             output: OutputFormat = OutputOption) -> None:
+    """Change a line's status or bandwidth."""
+    data = _parse(LinkUpdate, {"status": status, "bandwidth_mbps": bandwidth_mbps})
+    with unit_of_work() as (session, principal):
+        link = LinkPublic.model_validate(access.update_link(session, principal, link_id, data))
+    print_one(link, output, title="接入线路 line")
+
+
+# ---------------------------------------------------------------- the plan
+
+
+PREFIX_COLUMNS = [
+    ("id", lambda p: p.id), ("prefix", lambda p: p.prefix), ("zone", lambda p: p.zone), ("vrf", lambda p: p.vrf),
+    ("status", lambda p: p.status), ("unit", lambda p: p.unit_code), ("vlan", lambda p: p.vlan),
+    ("used", lambda p: f"{p.used}/{p.usable}"), ("%", lambda p: f"{p.utilisation:.0%}"),
+]
+
+
+@prefix_app.command("list")
+def prefix_list(zone: Zone | None = typer.Option(None), unit: str | None = typer.Option(None),
+                status: PrefixStatus | None = typer.Option(None),
+                contains: str | None = typer.Option(None, help="blocks holding this address"),
+                limit: int = typer.Option(100, min=1, max=100_000), offset: int = typer.Option(0, min=0),
+                output: OutputFormat = OutputOption) -> None:
+    """Prefixes with their honest utilisation."""
+    with unit_of_work() as (session, principal):
+        rows, total = ipam.list_prefixes(session, principal, zone=zone, unit=unit, status=status, contains=contains,
+                                         limit=limit, offset=offset)
+        items = ipam.describe_prefixes(session, rows)
+    print_rows(items, PREFIX_COLUMNS, output, title="IP 地址规划 prefixes", total=total)
+
+
+@prefix_app.command("add")
+def prefix_add(prefix: str = typer.Argument(...), zone: Zone = typer.Option(...), unit: str | None = typer.Option(None),
+               status: PrefixStatus = typer.Option(PrefixStatus.ACTIVE), vrf: str = typer.Option("global"),
+               vlan: int | None = typer.Option(None), description: str | None = typer.Option(None),
+               output: OutputFormat = OutputOption) -> None:
+    """Add a pool (--status container) or a unit's block to the plan."""
+    data = _parse(PrefixCreate, {"prefix": prefix, "zone": zone, "unit_code": unit, "status": status, "vrf": vrf,
+                                 "vlan": vlan, "description": description})
+    with unit_of_work() as (session, principal):
+        row = ipam.create_prefix(session, principal, data)
+        view = ipam.describe_prefixes(session, [row])[0]
+    print_one(view, output, title="IP 地址段 prefix")
+
+
+@prefix_app.command("import")
+def prefix_import(file: Path = typer.Argument(..., help="CSV or YAML rows of kind aggregate, prefix, address"),
+                  output: OutputFormat = OutputOption) -> None:
+    """Import a plan: every row valid, or nothing imported."""
+    rows = _read_rows(file)
+    with unit_of_work() as (session, principal):
+        result = ipam.import_plan(session, principal, rows)
+    counts = {"aggregates": result.aggregates, "prefixes": result.prefixes, "addresses": result.addresses}
+    if output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(counts) + "\n")
+        return
+    console.print(", ".join(f"{n} {k}" for k, n in counts.items()) + " imported")
+
+
+@prefix_app.command("export")
+def prefix_export(fmt: str = typer.Option("yaml", "--format", help="yaml or csv")) -> None:
+    """Write the plan to standard output, as rows `prefix import` takes back."""
+    if fmt not in ("yaml", "csv"):
+        raise InvalidInput("yaml or csv", field="--format")
+    with unit_of_work() as (session, principal):
+        rows = ipam.export_plan(session, principal)
+    if fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(rows, allow_unicode=True, sort_keys=False))
+        return
+    columns = ["kind", "prefix", "address", "zone", "vrf", "status", "unit_code", "vlan", "role", "mac", "description"]
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _read_rows(file: Path) -> list[dict[str, Any]]:
+    if not file.is_file():
+        raise InvalidInput(f"no such file: {file}", field="file")
+    text = file.read_text(encoding="utf-8-sig")
+    if file.suffix.lower() in (".yml", ".yaml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"not YAML: {exc}", field="file") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise InvalidInput("a YAML plan is a list of rows", field="file")
+        return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in data]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@address_app.command("add")
+def address_add(address: str = typer.Argument(...), role: str = typer.Option("host"),
+                mac: str | None = typer.Option(None), unit: str | None = typer.Option(None),
+                zone: Zone | None = typer.Option(None), output: OutputFormat = OutputOption) -> None:
+    """Register an address (a gateway, a VRRP address, a terminal with its MAC)."""
+    data = _parse(AddressCreate, {"address": address, "role": role, "mac": mac, "unit_code": unit, "zone": zone})
+    with unit_of_work() as (session, principal):
+        row = AddressPublic.model_validate(ipam.create_address(session, principal, data))
+    print_one(row, output, title="IP 地址 address")
+
+
+# ---------------------------------------------------------------- applications
+
+
+APPLICATION_COLUMNS = [
+    ("id", lambda a: a.id), ("unit", lambda a: a.unit_code), ("zone", lambda a: a.zone),
+    ("asks", lambda a: f"/{a.prefix_length}" if a.prefix_length else f"{a.count} 个"),
+    ("status", lambda a: a.status), ("signer", lambda a: a.commitment_signer),
+    ("allocated", lambda a: ", ".join(a.allocated[:3]) + ("…" if len(a.allocated) > 3 else "")),
+    ("purpose", lambda a: a.purpose[:30]),
+]
+
+
+@extranet_app.command("applications")
+def extranet_applications(
+    status: ApplicationStatus | None = typer.Option(None), unit: str | None = typer.Option(None),
+    limit: int = typer.Option(100, min=1, max=10_000), output: OutputFormat = OutputOption,
+) -> None:
+    """IP applications (IP地址申请), newest first."""
+    with unit_of_work() as (session, principal):
+        rows, total = ipam.list_applications(session, principal, status=status, unit=unit, limit=limit)
+        items = [ApplicationPublic.model_validate(a) for a in rows]
+    print_rows(items, APPLICATION_COLUMNS, output, title="IP 地址申请 applications", total=total)
+
+
+@extranet_app.command("apply")
+def extranet_apply(zone: Zone = typer.Option(...), purpose: str = typer.Option(...),
+                   signer: str = typer.Option(..., help="who signs the security commitment (安全承诺)"),
+                   accept: bool = typer.Option(False, "--accept-commitment", help="the unit accepts the commitment"),
+                   prefix_length: int | None = typer.Option(None, "--prefix-length"),
+                   count: int | None = typer.Option(None), unit: str | None = typer.Option(None),
+                   output: OutputFormat = OutputOption) -> None:
+    """Apply for a block or a number of addresses, with the signed security commitment."""
+    data = _parse(ApplicationCreate, {"zone": zone, "purpose": purpose, "prefix_length": prefix_length,
+                                      "count": count, "unit_code": unit,
+                                      "commitment": {"signer": signer, "accepted": accept}})
+    with unit_of_work() as (session, principal):
+        app = ApplicationPublic.model_validate(ipam.submit_application(session, principal, data))
+    print_one(app, output, title="IP 地址申请 application")
+
+
+@extranet_app.command("approve")
+def extranet_approve(app_id: int = typer.Argument(...), reason: str | None = typer.Option(None),
+                     output: OutputFormat = OutputOption) -> None:
+    """Approve an application: allocate the next free block or addresses, once."""
+    with unit_of_work() as (session, principal):
+        app = ApplicationPublic.model_validate(ipam.approve_application(session, principal, app_id, reason))
+    print_one(app, output, title="IP 地址申请 approved")
+
+
+@extranet_app.command("reject")
+def extranet_reject(app_id: int = typer.Argument(...), reason: str = typer.Option(...)) -> None:
+    """Reject an application, with the reason the unit will read."""
+    with unit_of_work() as (session, principal):
+        ipam.reject_application(session, principal, app_id, reason)
+    console.print(f"application {app_id} rejected")
+
+
+@extranet_app.command("release")
+def extranet_release(app_id: int = typer.Argument(...)) -> None:
+    """Return what an application received to the pool (回收)."""
+    with unit_of_work() as (session, principal):
+        app = ipam.release_application(session, principal, app_id)
+        console.print(f"application {app.id} released: {', '.join(app.allocated)}")
+
+
+# ---------------------------------------------------------------- collection and compliance
+
+
+@extranet_app.command("collect")
+def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory file or directory "
+                                                                      "(default: CLOUDCTL_EXTRANET_INVENTORY, "
+                                                                      "else the simulated devices)"),
+                     limit: list[str] = typer.Option(None, "--limit", help="only these devices"),
+                     wait: bool = typer.Option(True, "--wait/--no-wait")) -> None:
+    """Read every device's ARP and MAC tables (a job, with a progress bar)."""
+    with unit_of_work() as (session, principal):
+        job = collection.submit_collection(session, principal, inventory=inventory, limit=limit or None)
+        session.flush()
+        job_id = job.id
+    if not wait:
+        console.print(f"job {job_id} queued")
+        return
+    runner = jobs.JobRunner(get_engine())
+    import threading
+
+    worker = threading.Thread(target=runner.run_once, args=(job_id,), daemon=True)
+    worker.start()
+    with Progress(TextColumn("[bold]collect"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[msg]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("collect", total=None, msg="")
+        while worker.is_alive():
+            worker.join(0.3)
+            with unit_of_work() as (session, principal):
+                row = jobs.get_job(session, principal, job_id)
+                bar.update(task, completed=row.progress_done, total=row.progress_total, msg=row.message or "")
+    with unit_of_work() as (session, principal):
+        row = jobs.get_job(session, principal, job_id)
+        status, result, error = row.status, dict(row.result or {}), row.error
+    if status is not jobs.JobStatus.SUCCEEDED:
+        raise InvalidInput(f"job {job_id} {status.value}: {error}", field="job")
+    console.print(f"{result.get('succeeded', 0)} of {result.get('devices', 0)} devices collected, "
+                  f"{result.get('failed', 0)} failed; {result.get('arp_new', 0)} new ARP and "
+                  f"{result.get('mac_new', 0)} new MAC entries")
+
+
+@extranet_app.command("devices")
+def extranet_devices(unit: str | None = typer.Option(None), failing: bool = typer.Option(False),
+                     limit: int = typer.Option(100, min=1, max=100_000), output: OutputFormat = OutputOption) -> None:
+    """Devices and their last collection (coverage)."""
+    with unit_of_work() as (session, principal):
+        rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit)
+        items = [DevicePublic.model_validate(d) for d in rows]
+    print_rows(items, [
+        ("name", lambda d: d.name), ("host", lambda d: d.host), ("type", lambda d: d.device_type),
+        ("unit", lambda d: d.unit_code), ("last success", lambda d: d.last_success_at),
+        ("error", lambda d: d.last_error),
+    ], output, title="网络设备 devices", total=total)
+
+
+@extranet_app.command("check")
+def extranet_check(output: OutputFormat = OutputOption) -> None:
+    """Run the compliance rules over the plan and what the wire shows."""
+    with unit_of_work() as (session, principal):
+        counts = compliance.check(session, principal)
+    if output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(counts, ensure_ascii=False) + "\n")
+        return
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@extranet_app.command("violations")
+def extranet_violations(
+    rule: int | None = typer.Option(None, min=1, max=12), unit: str | None = typer.Option(None),
+    status: ViolationStatus | None = typer.Option(None), limit: int = typer.Option(1000, min=1, max=100_000),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Compliance violations, each with its rule, unit and evidence."""
+    with unit_of_work() as (session, principal):
+        rows, total = compliance.list_violations(session, principal, rule=rule, unit=unit, status=status, limit=limit)
+        items = [ViolationPublic.model_validate(v) for v in rows]
+    print_rows(items, [
+        ("id", lambda v: v.id), ("rule", lambda v: v.rule), ("title", lambda v: v.title.split(" (")[0]),
+        ("subject", lambda v: v.subject), ("unit", lambda v: v.unit_code), ("status", lambda v: v.status),
+        ("deadline", lambda v: v.deadline), ("last seen", lambda v: v.last_seen),
+    ], output, title="合规检查 violations", total=total)
+
+
+@extranet_app.command("violation")
+def extranet_violation(violation_id: int = typer.Argument(...),
+                       status: str | None = typer.Option(None, help="rectifying, resolved or waived"),
+                       note: str | None = typer.Option(None), output: OutputFormat = OutputOption) -> None:
+    """Show one violation, or move it on (rectifying, resolved, waived with a note)."""
+    with unit_of_work() as (session, principal):
+        if status is None and note is None:
+            row = compliance.get_violation(session, principal, violation_id)
+        else:
+            row = compliance.update_violation(session, principal, violation_id,
+                                              _parse(ViolationUpdate, {"status": status, "note": note}))
+        view = ViolationPublic.model_validate(row)
+    print_one(view, output, title=f"违规 {view.id} · rule {view.rule}")
+
+
+@extranet_app.command("scorecard")
+def extranet_scorecard(unit: str | None = typer.Option(None), limit: int = typer.Option(50, min=1, max=100_000),
+                       output: OutputFormat = OutputOption) -> None:
+    """The unit scorecard (评估): access, collection, violations and rectification, lowest score first."""
+    with unit_of_work() as (session, principal):
+        rows = compliance.scorecard(session, principal, unit=unit)[:limit]
+    print_rows(rows, [
+        ("unit", lambda r: r.unit_code), ("name", lambda r: r.name), ("level", lambda r: r.level),
+        ("connected", lambda r: r.connected), ("backup", lambda r: r.backup_line),
+        ("devices", lambda r: f"{r.devices_collected}/{r.devices}"), ("open", lambda r: r.violations_open),
+        ("resolved", lambda r: r.violations_resolved), ("score", lambda r: r.score),
+    ], output, title="单位评估 scorecard")

@@ -1,0 +1,195 @@
+"""Collection (终端地址采集): what every device's ARP and MAC tables show, kept with first and last seen.
+
+The inventory (an Ansible-style YAML file named by ``extranet_inventory``) says which devices
+to log into; without one, the embedded default collects from the simulated devices the demo city
+planted. Each device is collected in its own session and stored in its own transaction, so a
+device that fails is recorded as missing coverage and never costs the others their results.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloudctl.core import audit, jobs
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.extranet.devices import Device, DeviceCollector, DeviceTables, load_inventory
+from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
+from cloudctl.org.models import Unit
+from cloudctl.org.service import unit_scope
+
+__all__ = ["COLLECT_JOB", "is_uplink", "list_devices", "store_tables", "submit_collection", "sync_devices"]
+
+COLLECT_JOB = "extranet.collect"
+# Ports that carry many MACs by design (uplinks, trunks, aggregations), by the vendors' own names for them.
+_UPLINK = re.compile(r"^(eth-trunk|port-channel|po\d|bridge-aggregation|bagg|route-aggregation|xge|xgigabit|"
+                     r"ten-?gigabit|te\d|10ge|25ge|40ge|100ge|fortygig|hundredgig|twentyfivegig)", re.IGNORECASE)
+
+
+def is_uplink(port: str) -> bool:
+    """A trunk or high-speed uplink rather than a port a terminal plugs into."""
+    return bool(_UPLINK.match(port.strip()))
+
+
+def sync_devices(session: Session, principal: Principal, devices: Sequence[Device]) -> dict[str, NetworkDevice]:
+    """Bring the device rows in line with the inventory (names, addresses, types, owners); never credentials."""
+    authorize(principal, "extranet.device:write")
+    codes = {d.unit_code for d in devices}
+    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(codes)))}
+    rows = {r.name: r for r in session.scalars(select(NetworkDevice).where(
+        NetworkDevice.name.in_([d.name for d in devices])))}
+    for device in devices:
+        unit = units.get(device.unit_code)
+        if unit is None:
+            raise InvalidInput(f"device {device.name}: no unit {device.unit_code!r}", field=f"hosts.{device.name}.unit")
+        row = rows.get(device.name)
+        if row is None:
+            row = rows[device.name] = NetworkDevice(name=device.name, host=device.host,
+                                                    device_type=device.device_type, role=device.role,
+                                                    unit=unit, unit_id=unit.id)
+            session.add(row)
+        else:
+            row.host, row.device_type, row.role, row.unit_id = device.host, device.device_type, device.role, unit.id
+    session.flush()
+    return rows
+
+
+def store_tables(session: Session, device: NetworkDevice, tables: DeviceTables, now: datetime) -> tuple[int, int]:
+    """Merge one device's tables into the observations: new pairs get first_seen, known ones a new last_seen."""
+    arp = {(r.value, r.mac): r for r in session.scalars(select(ArpObservation).where(
+        ArpObservation.device_id == device.id))}
+    added_arp = 0
+    for entry in tables.arp:
+        try:
+            value = int(ipaddress.IPv4Address(entry.ip))
+        except ValueError:
+            continue  # an IPv6 neighbour or garbage in a table: not this plan's business
+        row = arp.get((value, entry.mac))
+        if row is None:
+            row = arp[(value, entry.mac)] = ArpObservation(device_id=device.id, ip=entry.ip, value=value,
+                                                           mac=entry.mac, first_seen=now, last_seen=now)
+            session.add(row)
+            added_arp += 1
+        row.interface, row.vlan, row.last_seen = entry.interface, entry.vlan, now
+    macs = {(r.mac, r.vlan, r.port): r for r in session.scalars(select(MacObservation).where(
+        MacObservation.device_id == device.id))}
+    added_mac = 0
+    for mac_entry in tables.mac:
+        key = (mac_entry.mac, mac_entry.vlan or 0, mac_entry.port)
+        found = macs.get(key)
+        if found is None:
+            found = macs[key] = MacObservation(device_id=device.id, mac=mac_entry.mac, vlan=mac_entry.vlan or 0,
+                                               port=mac_entry.port, kind=mac_entry.kind,
+                                               access_port=not is_uplink(mac_entry.port), first_seen=now,
+                                               last_seen=now)
+            session.add(found)
+            added_mac += 1
+        found.kind, found.last_seen = mac_entry.kind, now
+    device.last_attempt_at = device.last_success_at = now
+    device.last_error = None
+    session.flush()
+    return added_arp, added_mac
+
+
+def _record_failure(session: Session, device: NetworkDevice, error: str, now: datetime) -> None:
+    device.last_attempt_at, device.last_error = now, error[:500]
+    session.flush()
+
+
+def list_devices(session: Session, principal: Principal, *, unit: str | None = None, failing: bool = False,
+                 limit: int = 50, offset: int = 0) -> tuple[list[NetworkDevice], int]:
+    authorize(principal, "extranet.device:read")
+    query = select(NetworkDevice).join(NetworkDevice.unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if unit is not None:
+        query = query.where(Unit.code == unit)
+    if failing:
+        query = query.where(NetworkDevice.last_error.is_not(None))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return list(session.scalars(query.order_by(NetworkDevice.name).limit(limit).offset(offset))), total
+
+
+def submit_collection(session: Session, principal: Principal, *, inventory: Path | None = None,
+                      limit: Sequence[str] | None = None) -> jobs.Job:
+    """Queue a collection of the inventory's devices (or the simulated ones), optionally only some of them."""
+    authorize(principal, "extranet.device:collect")
+    path = inventory or get_settings().extranet_inventory
+    if path is not None and not Path(path).exists():
+        raise InvalidInput(f"{path} does not exist", field="inventory")
+    return jobs.submit_job(session, principal, COLLECT_JOB,
+                           {"inventory": str(path) if path else None, "limit": list(limit) if limit else None})
+
+
+def _devices_and_collector(ctx: jobs.JobContext) -> tuple[list[Device], DeviceCollector]:
+    limit = set(ctx.params.get("limit") or [])
+    if ctx.params.get("inventory"):
+        from cloudctl.extranet.netmiko_collector import NetmikoCollector
+
+        devices = load_inventory(Path(ctx.params["inventory"]))
+        collector: DeviceCollector = NetmikoCollector()
+    else:
+        # The embedded default: the demo city's simulated devices, as the device rows name them.
+        from cloudctl.compute.providers import simulator_store
+        from cloudctl.extranet.simulated import SimulatedCollector
+
+        with ctx.session() as session:
+            devices = [Device(name=d.name, host=d.host, device_type=d.device_type, unit_code=d.unit.code,
+                              role=d.role, username="simulated", password="simulated")
+                       for d in session.scalars(select(NetworkDevice).order_by(NetworkDevice.name))]
+        collector = SimulatedCollector(simulator_store())
+    if limit:
+        unknown = limit - {d.name for d in devices}
+        if unknown:
+            raise NotFound(f"no device named {', '.join(sorted(unknown))} in the inventory", field="limit")
+        devices = [d for d in devices if d.name in limit]
+    return devices, collector
+
+
+@jobs.job_handler(COLLECT_JOB)
+def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    from cloudctl.extranet.netmiko_collector import collect_all
+
+    devices, collector = _devices_and_collector(ctx)
+    with ctx.session() as session:
+        ids = {name: row.id for name, row in sync_devices(session, ctx.principal, devices).items()}
+    counts = {"devices": len(devices), "succeeded": 0, "failed": 0, "arp_new": 0, "mac_new": 0}
+    done = 0
+
+    def on_result(device: Device, tables: DeviceTables | None, error: str | None) -> None:
+        # Each device is stored in its own transaction: a failure later in the run loses nothing already stored.
+        nonlocal done
+        now = utcnow()
+        with ctx.session() as session:
+            row = session.get(NetworkDevice, ids[device.name])
+            assert row is not None
+            if tables is not None:
+                arp_new, mac_new = store_tables(session, row, tables, now)
+                counts["succeeded"] += 1
+                counts["arp_new"] += arp_new
+                counts["mac_new"] += mac_new
+            else:
+                _record_failure(session, row, error or "unknown failure", now)
+                counts["failed"] += 1
+        if error:
+            ctx.log(f"{device.name}: {error}", level="error")
+        done += 1
+        ctx.progress(done, len(devices), message=f"{counts['succeeded']} collected, {counts['failed']} failed")
+
+    # on_result runs in this thread, one device at a time (collect_all's promise): one writer, as SQLite wants.
+    collect_all(devices, collector, max_workers=get_settings().extranet_collect_workers, on_result=on_result)
+    with ctx.session() as session:
+        audit.record(session, ctx.principal, action="collect", entity="extranet_devices", entity_id=ctx.job_id,
+                     after=counts)
+    return counts
