@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep
 from api.problems import install_problem_handlers
@@ -17,11 +20,14 @@ from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import Unavailable
 from cloudctl.core.jobs import JobRunner
+from monitors.collector import SessionFactory
+from monitors.exposition import build_registry, database_sessions
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
+               metrics_sessions: SessionFactory = database_sessions) -> FastAPI:
     if settings is not None:
         reset_settings(settings)
 
@@ -44,6 +50,17 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    # One registry per app: the domains' collector, and request counts and latency from a well-kept library.
+    registry = build_registry(metrics_sessions)
+    Instrumentator(registry=registry, excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(
+        app, metric_namespace="cloudctl", metric_subsystem="api")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # The collector queries the database: never on the event loop (make_asgi_app would collect right there).
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(content=body, media_type=CONTENT_TYPE_LATEST)
+
     for router in (org.router, compute.router, reclaim.router, extranet.router, audit.router, jobs.router):
         app.include_router(router)
 

@@ -80,6 +80,8 @@ def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: i
             quotas += 1
     servers = _seed_servers(session, principal, city, plan, rng)
     pending = _seed_pending_requests(session, city, rng)
+    for name, *_ in CLOUDS:
+        service.capacity(session, principal, name)  # the snapshot the exporter reads
     return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": quotas, "servers": servers, "pending_requests": pending}
 
 

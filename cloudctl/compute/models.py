@@ -10,8 +10,19 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import BusinessSystem, Unit
 
-__all__ = ["Cloud", "CloudKind", "Flavor", "ItemStatus", "Quota", "RequestItem", "RequestStatus", "ResourceRequest",
-           "Server", "UnitProject"]
+__all__ = [
+    "CapacitySnapshot",
+    "Cloud",
+    "CloudKind",
+    "Flavor",
+    "ItemStatus",
+    "Quota",
+    "RequestItem",
+    "RequestStatus",
+    "ResourceRequest",
+    "Server",
+    "UnitProject",
+]
 
 
 class CloudKind(LabelledEnum):
@@ -85,6 +96,23 @@ class _OwnedOnCloud:
     @property
     def cloud_name(self) -> str:
         return self.cloud.name
+
+
+class CapacitySnapshot(Base):
+    """A cloud's capacity as its provider last reported it, per resource: what the exporter reads at scrape
+    time, so a scrape never waits on a provider (Placement can take seconds to answer for a large cloud)."""
+
+    __tablename__ = "cloud_capacity_snapshots"
+    __table_args__ = (UniqueConstraint("cloud_id", "resource", name="uq_cloud_capacity_snapshots_cloud_resource"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="CASCADE"), index=True)
+    resource: Mapped[str] = mapped_column(String(16))
+    total: Mapped[int]
+    reserved: Mapped[int]
+    allocation_ratio: Mapped[float]
+    used: Mapped[int]
+    taken_at: Mapped[datetime]
 
 
 class Quota(_OwnedOnCloud, TimestampMixin, Base):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cloudctl.compute.models import Cloud, Flavor, Quota, UnitProject
+from cloudctl.compute.models import CapacitySnapshot, Cloud, Flavor, Quota, UnitProject
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import CloudProvider, QuotaLimits
 from cloudctl.compute.schemas import CapacityRow, CloudCreate, CloudUpdate, QuotaSet
@@ -334,8 +334,15 @@ def capacity(session: Session, principal: Principal, name: str,
     ).one()
     allocated = {"vcpus": int(promised[0] or 0), "ram_mb": int(promised[1] or 0), "disk_gb": int(promised[2] or 0)}
     rows = []
+    snapshots = {s.resource: s for s in session.scalars(select(CapacitySnapshot).where(
+        CapacitySnapshot.cloud_id == cloud.id))}
     for res in providers(cloud).capacity():
         usable = res.usable
+        # Kept for the exporter, which must not call a provider at scrape time.
+        snapshot = snapshots.get(res.resource) or CapacitySnapshot(cloud_id=cloud.id, resource=res.resource)
+        snapshot.total, snapshot.reserved, snapshot.allocation_ratio = res.total, res.reserved, res.allocation_ratio
+        snapshot.used, snapshot.taken_at = res.used, utcnow()
+        session.add(snapshot)
         rows.append(CapacityRow(
             cloud=cloud.name, resource=res.resource, total=res.total, reserved=res.reserved,
             allocation_ratio=res.allocation_ratio, capacity=usable, allocated=allocated.get(res.resource, 0),

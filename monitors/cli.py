@@ -1,0 +1,41 @@
+"""`cloudctl metrics` and `cloudctl monitors serve`: the exposition without the API."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import typer
+from prometheus_client import generate_latest, start_http_server
+
+from cloudctl.core.cli_support import unit_of_work
+from cloudctl.core.output import console
+from monitors.exposition import build_registry
+
+__all__ = ["metrics_command", "monitors_app"]
+
+monitors_app = typer.Typer(help="Monitoring: the Prometheus exporter outside the API.", no_args_is_help=True)
+
+
+def metrics_command() -> None:
+    """Print the current Prometheus exposition of every domain."""
+    with unit_of_work():
+        pass  # the same schema check every command makes: a stale database says so, not a stack trace
+    sys.stdout.write(generate_latest(build_registry(cache_seconds=0)).decode())
+
+
+@monitors_app.command("serve")
+def monitors_serve(port: int = typer.Option(9464, min=1, max=65535),
+                   host: str = typer.Option("127.0.0.1", help="address to listen on")) -> None:
+    """Serve /metrics for Prometheus in a process of its own (threaded: a scrape never waits on another)."""
+    with unit_of_work():
+        pass
+    server, thread = start_http_server(port, addr=host, registry=build_registry())
+    console.print(f"serving metrics on http://{host}:{port}/metrics (Ctrl-C stops)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

@@ -1,0 +1,273 @@
+"""The Prometheus exporter of every domain: a custom collector that reads aggregates at scrape time.
+
+One SQL query per family (``GROUP BY``, never a query per label value), so a scrape stays bounded as
+the city grows. Labels are bounded too: unit codes of municipal units and counties (towns and
+villages are counted under their county: they stay in the API, not in labels), cloud, zone, rule,
+kind and state; never IPs, MACs, names or free text. Ratios are not exported: counts are, and the
+recording rules in ``monitors/rules`` derive the ratios.
+
+The families mirror the ecosystem's words where they exist: openstack-exporter's
+``…_limits_vcpus_max`` / ``…_used`` for quotas.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from datetime import timedelta
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from cloudctl.compute.models import CapacitySnapshot, Cloud, Quota, RequestStatus, ResourceRequest
+from cloudctl.core.auth import system_principal
+from cloudctl.core.config import get_settings
+from cloudctl.core.jobs import Job, JobStatus
+from cloudctl.core.models import utcnow
+from cloudctl.extranet.models import IPAddress, NetworkDevice, Prefix, PrefixStatus, Violation, ViolationStatus
+from cloudctl.extranet.service.access import access_rate
+from cloudctl.org.models import Unit, UnitKind
+from cloudctl.reclaim.models import Recommendation, RecommendationStatus
+
+__all__ = ["CloudctlCollector", "SessionFactory"]
+
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+MIB = 1024**2
+GIB = 1024**3
+ACTIVE_RECOMMENDATIONS = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, RecommendationStatus.SCHEDULED,
+                          RecommendationStatus.FAILED)
+UTILISATION_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)
+EXPORTER = system_principal("exporter")
+log = logging.getLogger(__name__)
+
+
+class CloudctlCollector(Collector):
+    """Every ``cloudctl_`` family, read from the database; a failed read is counted, never raised to the scraper.
+
+    ``cache_seconds`` keeps the last result that long, so several Prometheus servers (or a dashboard
+    refreshing every few seconds) cost one set of queries.
+    """
+
+    def __init__(self, sessions: SessionFactory, *, cache_seconds: float = 5.0) -> None:
+        self.sessions = sessions
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._last_success = 0.0
+        self._last_duration = 0.0
+        self._failures = 0
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected lazily: registering the collector must not touch the database
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.cache_seconds:
+                started = time.perf_counter()
+                try:
+                    with self.sessions() as session:
+                        families = list(self._families(session))
+                except Exception:  # the scrape must answer; the failure is a metric, and logged
+                    log.exception("collecting cloudctl metrics failed")
+                    self._failures += 1
+                    families = self._cached[1] if self._cached else []
+                else:
+                    self._last_success = time.time()
+                    self._cached = (now, families)
+                self._last_duration = time.perf_counter() - started
+            families = self._cached[1] if self._cached else []
+        yield from families
+        yield from self._own()
+
+    def _own(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("cloudctl_exporter_collect_duration_seconds",
+                                "Seconds the last collection from the database took (results are cached "
+                                f"{self.cache_seconds:g}s).", value=self._last_duration)
+        yield GaugeMetricFamily("cloudctl_exporter_last_success_timestamp_seconds",
+                                "When the exporter last read the database successfully (Unix time).",
+                                value=self._last_success)
+        yield CounterMetricFamily("cloudctl_exporter_collect_failures", "Collections that failed.",
+                                  value=self._failures)
+
+    # ------------------------------------------------------------------ the families
+
+    def _families(self, session: Session) -> Iterator[Metric]:
+        yield from self._clouds(session)
+        yield from self._quotas(session)
+        yield from self._requests(session)
+        yield from self._reclaim(session)
+        yield from self._extranet(session)
+        yield from self._jobs(session)
+
+    def _clouds(self, session: Session) -> Iterator[Metric]:
+        units = {"vcpus": ("cloudctl_cloud_vcpus", "vCPUs of the cloud", 1),
+                 "ram_mb": ("cloudctl_cloud_memory_bytes", "Memory of the cloud, bytes", MIB),
+                 "disk_gb": ("cloudctl_cloud_disk_bytes", "Disk of the cloud, bytes", GIB)}
+        families = {resource: GaugeMetricFamily(name, f"{help_}: capacity (with over-commit, as Placement counts "
+                                                      "it), allocated (promised by quotas) and used.",
+                                                labels=["cloud", "state"])
+                    for resource, (name, help_, _) in units.items()}
+        taken = GaugeMetricFamily("cloudctl_cloud_capacity_snapshot_timestamp_seconds",
+                                  "When the cloud's capacity was last read from its provider (Unix time).",
+                                  labels=["cloud"])
+        seen: set[str] = set()
+        for cloud, resource, total, reserved, ratio, used, at in session.execute(
+                select(Cloud.name, CapacitySnapshot.resource, CapacitySnapshot.total, CapacitySnapshot.reserved,
+                       CapacitySnapshot.allocation_ratio, CapacitySnapshot.used, CapacitySnapshot.taken_at)
+                .join(Cloud, Cloud.id == CapacitySnapshot.cloud_id)):
+            if resource not in units:
+                continue
+            scale = units[resource][2]
+            families[resource].add_metric([cloud, "capacity"], int((total - reserved) * ratio) * scale)
+            families[resource].add_metric([cloud, "used"], used * scale)
+            if cloud not in seen:
+                taken.add_metric([cloud], at.timestamp())
+                seen.add(cloud)
+        for cloud, vcpus, ram, disk in session.execute(
+                select(Cloud.name, func.coalesce(func.sum(Quota.limit_vcpus), 0),
+                       func.coalesce(func.sum(Quota.limit_ram_mb), 0), func.coalesce(func.sum(Quota.limit_disk_gb), 0))
+                .join(Quota, Quota.cloud_id == Cloud.id).group_by(Cloud.name)):
+            families["vcpus"].add_metric([cloud, "allocated"], int(vcpus or 0))
+            families["ram_mb"].add_metric([cloud, "allocated"], int(ram or 0) * MIB)
+            families["disk_gb"].add_metric([cloud, "allocated"], int(disk or 0) * GIB)
+        yield from families.values()
+        yield taken
+
+    def _quotas(self, session: Session) -> Iterator[Metric]:
+        labels = ["unit", "cloud"]
+        spec = {"vcpus": ("vCPUs", 1), "memory_bytes": ("memory (bytes)", MIB), "instances": ("instances", 1)}
+        maxes = {k: GaugeMetricFamily(f"cloudctl_quota_limits_{k}_max", f"Quota limit of {v[0]} per unit and cloud "
+                                                                        "(absent: unlimited).", labels=labels)
+                 for k, v in spec.items()}
+        used = {k: GaugeMetricFamily(f"cloudctl_quota_limits_{k}_used", f"Quota use of {v[0]}: used plus reserved "
+                                                                        "by approved requests.", labels=labels)
+                for k, v in spec.items()}
+        for row in session.execute(
+                select(Unit.code, Cloud.name, Quota.limit_vcpus, Quota.used_vcpus + Quota.reserved_vcpus,
+                       Quota.limit_ram_mb, Quota.used_ram_mb + Quota.reserved_ram_mb, Quota.limit_instances,
+                       Quota.used_instances + Quota.reserved_instances)
+                .join(Unit, Unit.id == Quota.unit_id).join(Cloud, Cloud.id == Quota.cloud_id)):
+            code, cloud, numbers = str(row[0]), str(row[1]), row[2:]
+            for i, key in enumerate(spec):
+                limit, in_use = numbers[2 * i], numbers[2 * i + 1]
+                scale = spec[key][1]
+                if limit is not None:
+                    maxes[key].add_metric([code, cloud], int(limit) * scale)
+                used[key].add_metric([code, cloud], int(in_use or 0) * scale)
+        yield from maxes.values()
+        yield from used.values()
+
+    def _requests(self, session: Session) -> Iterator[Metric]:
+        family = GaugeMetricFamily("cloudctl_resource_requests", "Resource requests (资源申请) by status.",
+                                   labels=["status"])
+        counts = dict(session.execute(select(ResourceRequest.status, func.count()).group_by(ResourceRequest.status))
+                      .all())
+        for status in RequestStatus:
+            family.add_metric([status.value], counts.get(status, 0))
+        yield family
+
+    def _reclaim(self, session: Session) -> Iterator[Metric]:
+        vcpus = GaugeMetricFamily("cloudctl_reclaim_reclaimable_vcpus",
+                                  "vCPUs open recommendations would free, per unit.", labels=["unit"])
+        memory = GaugeMetricFamily("cloudctl_reclaim_reclaimable_memory_bytes",
+                                   "Memory open recommendations would free, per unit, bytes.", labels=["unit"])
+        saving = GaugeMetricFamily("cloudctl_reclaim_monthly_saving_cny",
+                                   "Monthly saving of the open recommendations at the showback prices, CNY.",
+                                   labels=["unit"])
+        for code, v, ram, cny in session.execute(
+                select(Unit.code, func.sum(Recommendation.reclaim_vcpus), func.sum(Recommendation.reclaim_ram_mb),
+                       func.sum(Recommendation.saving_month))
+                .join(Unit, Unit.id == Recommendation.unit_id)
+                .where(Recommendation.status.in_(ACTIVE_RECOMMENDATIONS)).group_by(Unit.code)):
+            vcpus.add_metric([code], int(v or 0))
+            memory.add_metric([code], int(ram or 0) * MIB)
+            saving.add_metric([code], float(cny or 0))
+        states = GaugeMetricFamily("cloudctl_reclaim_recommendations", "Reclaim recommendations by kind and state.",
+                                   labels=["kind", "state"])
+        for kind, status, n in session.execute(select(Recommendation.kind, Recommendation.status, func.count())
+                                               .group_by(Recommendation.kind, Recommendation.status)):
+            states.add_metric([kind.value, status.value], n)
+        yield from (vcpus, memory, saving, states)
+
+    def _extranet(self, session: Session) -> Iterator[Metric]:
+        required = GaugeMetricFamily("cloudctl_extranet_units_required",
+                                     "Units that must connect to the extranet, per level and county "
+                                     "(county empty for horizontal access).", labels=["level", "county"])
+        connected = GaugeMetricFamily("cloudctl_extranet_units_connected",
+                                      "Units with an active line and a recent successful collection.",
+                                      labels=["level", "county"])
+        for row in access_rate(session, EXPORTER):
+            if row.scope in ("horizontal", "vertical"):
+                level, county = row.scope, ""
+            else:
+                level, county = "county", row.scope
+            required.add_metric([level, county], row.required)
+            connected.add_metric([level, county], row.connected)
+        yield from (required, connected)
+        # Violations per rule and unit; a town's or village's counted under its county (bounded labels).
+        counties = {str(uid): code for uid, code in session.execute(
+            select(Unit.id, Unit.code).where(Unit.kind == UnitKind.COUNTY))}
+        violations = GaugeMetricFamily("cloudctl_extranet_violations_open",
+                                       "Open (and rectifying) compliance violations per rule and unit; towns and "
+                                       "villages are counted under their county.", labels=["rule", "unit"])
+        totals: dict[tuple[str, str], int] = {}
+        for rule, code, kind, path, n in session.execute(
+                select(Violation.rule, Unit.code, Unit.kind, Unit.path, func.count())
+                .outerjoin(Unit, Unit.id == Violation.unit_id)
+                .where(Violation.status.in_((ViolationStatus.OPEN, ViolationStatus.RECTIFYING)))
+                .group_by(Violation.rule, Unit.code, Unit.kind, Unit.path)):
+            label = str(code or "")
+            if kind in (UnitKind.TOWN, UnitKind.VILLAGE):
+                label = next((counties[p] for p in (path or "").strip("/").split("/") if p in counties), label)
+            totals[(str(rule), label)] = totals.get((str(rule), label), 0) + n
+        for (rule_label, unit_label), n in sorted(totals.items()):
+            violations.add_metric([rule_label, unit_label], n)
+        yield violations
+        # Blocks by utilisation (registered addresses ÷ usable), per zone, as a histogram: top-N lists belong in
+        # the API; a histogram keeps the series count fixed however many blocks the city has.
+        usable = case((Prefix.length >= 31, Prefix.end - Prefix.start + 1), else_=Prefix.end - Prefix.start - 1)
+        registered = (select(IPAddress.prefix_id, func.count().label("n")).group_by(IPAddress.prefix_id).subquery())
+        by_zone: dict[str, list[float]] = {}
+        for zone, n, size in session.execute(
+                select(Prefix.zone, func.coalesce(registered.c.n, 0), usable)
+                .outerjoin(registered, registered.c.prefix_id == Prefix.id)
+                .where(Prefix.status == PrefixStatus.ACTIVE)):
+            by_zone.setdefault(zone.value, []).append(n / size if size else 0.0)
+        histogram = HistogramMetricFamily("cloudctl_extranet_prefix_utilisation_ratio",
+                                          "Allocated blocks by utilisation (registered addresses ÷ usable), per "
+                                          "zone.", labels=["zone"])
+        for zone, ratios in sorted(by_zone.items()):
+            buckets = [(str(b), sum(1 for r in ratios if r <= b)) for b in UTILISATION_BUCKETS]
+            buckets.append(("+Inf", len(ratios)))
+            histogram.add_metric([zone], buckets, sum(ratios))
+        yield histogram
+        fresh = utcnow() - timedelta(hours=get_settings().extranet_fresh_hours)
+        devices = GaugeMetricFamily("cloudctl_extranet_devices",
+                                    "Network devices by collection state: collected recently, failing (the last "
+                                    "attempt failed), or stale (neither).", labels=["state"])
+        state = case((NetworkDevice.last_success_at >= fresh, "collected"),
+                     (NetworkDevice.last_error.is_not(None), "failing"), else_="stale")
+        counts: dict[str, int] = {str(s): int(n) for s, n in session.execute(
+            select(state, func.count()).group_by(state))}
+        for name in ("collected", "failing", "stale"):
+            devices.add_metric([name], counts.get(name, 0))
+        yield devices
+
+    def _jobs(self, session: Session) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("cloudctl_jobs", "Jobs by kind and status.", labels=["kind", "status"])
+        failed = CounterMetricFamily("cloudctl_job_failures", "Jobs that ended failed, per kind.", labels=["kind"])
+        failures: dict[str, int] = {}
+        for kind, status, n in session.execute(select(Job.kind, Job.status, func.count())
+                                               .group_by(Job.kind, Job.status)):
+            jobs.add_metric([kind, status.value], n)
+            if status is JobStatus.FAILED:
+                failures[kind] = failures.get(kind, 0) + n
+        for kind, n in sorted(failures.items()):
+            failed.add_metric([kind], n)
+        yield from (jobs, failed)

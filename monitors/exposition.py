@@ -1,0 +1,31 @@
+"""Where the exposition is served: the API's ``/metrics``, ``cloudctl monitors serve``, ``cloudctl metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session
+
+from cloudctl.core.db import get_engine
+from monitors.collector import CloudctlCollector, SessionFactory
+
+__all__ = ["build_registry", "database_sessions"]
+
+
+@contextmanager
+def database_sessions() -> Iterator[Session]:
+    """A read-only session of its own: a scrape never joins (or waits on) a request's transaction."""
+    with Session(get_engine()) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def build_registry(sessions: SessionFactory = database_sessions, *, cache_seconds: float = 5.0) -> CollectorRegistry:
+    """A registry of its own (not prometheus_client's global one): every app and test gets a fresh one."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CloudctlCollector(sessions, cache_seconds=cache_seconds))
+    return registry

@@ -1,0 +1,97 @@
+"""The exporter's families, read from both databases through the collector, and /metrics over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from api.deps import get_session
+from cloudctl.compute import provisioning
+from cloudctl.compute import service as compute
+from cloudctl.compute.schemas import RequestCreate
+from monitors.collector import CloudctlCollector
+from tests.factories import ADMIN, MiniCity, build_mini_city
+
+
+def _registry(session: Session) -> CollectorRegistry:
+    @contextmanager
+    def sessions() -> Iterator[Session]:
+        yield session  # the test's own transaction: what it wrote is what the scrape reads
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CloudctlCollector(sessions, cache_seconds=0))
+    return registry
+
+
+def test_quota_capacity_and_request_families(session: Session) -> None:
+    city: MiniCity = build_mini_city(session, with_cloud=True)
+    compute.capacity(session, ADMIN, "test-cloud")  # the snapshot the exporter reads
+    request = RequestCreate.model_validate({"business_system": city.systems["own"], "cloud": "test-cloud",
+                                            "justification": "业务扩容需要", "items": [{"flavor": "c4m8", "count": 5}]})
+    provisioning.submit_request(session, city.principals["dept"], request)  # 20 vCPU: waits for ops
+    registry = _registry(session)
+    value = registry.get_sample_value
+    assert value("cloudctl_quota_limits_vcpus_max", {"unit": "990100-D01", "cloud": "test-cloud"}) == 32
+    assert value("cloudctl_quota_limits_memory_bytes_max", {"unit": "990100-D01", "cloud": "test-cloud"}) == 64 * 2**30
+    assert value("cloudctl_quota_limits_vcpus_used", {"unit": "990100-D02", "cloud": "test-cloud"}) == 0
+    assert value("cloudctl_cloud_vcpus", {"cloud": "test-cloud", "state": "capacity"}) == 128  # 64 × 2.0
+    assert value("cloudctl_cloud_vcpus", {"cloud": "test-cloud", "state": "allocated"}) == 64
+    assert value("cloudctl_cloud_memory_bytes", {"cloud": "test-cloud", "state": "capacity"}) == (524288 - 4096) * 2**20
+    assert value("cloudctl_resource_requests", {"status": "submitted"}) == 1
+    assert value("cloudctl_resource_requests", {"status": "fulfilled"}) == 0
+    assert value("cloudctl_exporter_collect_failures_total") == 0
+    assert value("cloudctl_exporter_last_success_timestamp_seconds") > 0
+
+
+def test_every_family_is_prefixed_and_follows_the_conventions(session: Session) -> None:
+    build_mini_city(session, with_cloud=True)
+    text = generate_latest(_registry(session)).decode()
+    families = list(text_string_to_metric_families(text))
+    assert families
+    for family in families:
+        assert family.name.startswith("cloudctl_"), family.name
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+        assert not family.name.endswith("_total") or family.type == "counter"
+        for sample in family.samples:
+            # Bounded labels only: no address, MAC or free text ever becomes a label.
+            assert set(sample.labels) <= {"cloud", "state", "unit", "status", "kind", "level", "county", "rule",
+                                          "zone", "le"}, sample
+
+
+def test_a_failing_database_is_counted_not_raised() -> None:
+    @contextmanager
+    def broken() -> Iterator[Session]:
+        raise RuntimeError("the database went away")
+        yield  # pragma: no cover
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CloudctlCollector(broken, cache_seconds=0))
+    assert registry.get_sample_value("cloudctl_exporter_collect_failures_total") == 1
+
+
+def test_metrics_over_http_with_request_counts(session: Session) -> None:
+    city = build_mini_city(session, with_cloud=True)
+    session.commit()
+
+    @contextmanager
+    def sessions() -> Iterator[Session]:
+        yield session
+
+    app = create_app(metrics_sessions=sessions)
+    app.dependency_overrides[get_session] = lambda: session
+    with TestClient(app) as client:
+        assert client.get("/api/v1/units", headers={"Authorization": f"Bearer {city.tokens['ops']}"}).status_code == 200
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(response.text)}
+    assert "cloudctl_api_http_requests" in names
+    assert "cloudctl_quota_limits_vcpus_max" in names
+    assert 'handler="/api/v1/units"' in response.text
