@@ -44,7 +44,7 @@ from cloudctl.extranet.models import (
     Zone,
 )
 from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
-from cloudctl.extranet.service import ipam
+from cloudctl.extranet.service import compliance, ipam
 from cloudctl.org.models import Unit, UnitKind
 
 __all__ = ["BUREAU", "DemoDevice", "WirePlan", "plan_wire", "seed_extranet"]
@@ -404,5 +404,6 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
     rows[stale.name].last_attempt_at = now
     rows[stale.name].last_error = f"{stale.name} ({stale.host}): TCP connection to port 22 timed out"
     session.flush()
-    return {"lines": len(wire.lines), "prefixes": len(wire.blocks), "applications": applications,
+    found = compliance.check(session, principal, now=now)["found"]
+    return {"violations": found, "lines": len(wire.lines), "prefixes": len(wire.blocks), "applications": applications,
             "devices": len(wire.devices), "injected_violations": len(wire.expected)}

@@ -93,4 +93,7 @@ def seed_reclaim(session: Session, principal: Principal, city: DemoCity, seed: i
     summaries = 0
     for back in range(HISTORY_DAYS, 0, -1):
         summaries += service.collect(session, principal, today - timedelta(days=back), cloud="city-cloud")["summaries"]
-    return {**counts, "utilisation_days": HISTORY_DAYS, "utilisation_summaries": summaries}
+    # The first campaign, so the demo city opens with recommendations to look at.
+    campaign = service.analyze(session, principal)
+    return {**counts, "utilisation_days": HISTORY_DAYS, "utilisation_summaries": summaries,
+            "recommendations": campaign.counts["created"]}
