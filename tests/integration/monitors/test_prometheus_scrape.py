@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,52 @@ def test_rules_fire_on_demo_data(prometheus: PrometheusServer) -> None:
     assert _wait(prometheus, 'ALERTS{alertname="Watchdog",alertstate="firing"}')
     pending = _wait(prometheus, 'ALERTS{alertname="CloudctlExtranetAccessBelowTarget",alertstate="pending"}')
     assert {r["metric"]["level"] for r in pending} == {"horizontal", "vertical"}
+
+
+# ---------------------------------------------------------------- dashboards
+
+DASHBOARDS = Path(__file__).resolve().parents[3] / "monitors" / "dashboards"
+
+
+def _boards() -> list[dict[str, Any]]:
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(DASHBOARDS.glob("*.json"))]
+
+
+def test_dashboards_are_valid_and_current() -> None:
+    from monitors.dashboards.build import DASHBOARDS as SPECS
+    from monitors.dashboards.build import dashboard_json
+
+    boards = _boards()
+    assert len(boards) == len(SPECS) >= 4
+    assert sorted(b["uid"] for b in boards) == sorted({b["uid"] for b in boards})  # unique
+    current = {spec.uid: dashboard_json(spec) for spec in SPECS}
+    for board in boards:
+        assert board == current[board["uid"]], f"{board['uid']}.json is stale: run python -m monitors.dashboards.build"
+        cells: set[tuple[int, int]] = set()
+        for panel in board["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] >= 0, panel["title"]
+            assert grid["x"] + grid["w"] <= 24, panel["title"]
+            covered = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                       for y in range(grid["y"], grid["y"] + grid["h"])}
+            assert not covered & cells, f"{panel['title']} overlaps another panel"
+            cells |= covered
+            assert panel["targets"], panel["title"]
+
+
+def test_every_panel_query_returns_data(prometheus: PrometheusServer, demo_api: str) -> None:
+    import httpx
+
+    # A few API requests, scraped twice, so the request-rate and latency panels have something to show.
+    for _ in range(5):
+        httpx.get(f"{demo_api}/healthz", timeout=10)
+    time.sleep(2.5)
+    for _ in range(5):
+        httpx.get(f"{demo_api}/healthz", timeout=10)
+    empty = []
+    for board in _boards():
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                if not _wait(prometheus, target["expr"], timeout=20):
+                    empty.append(f"{board['uid']} / {panel['title']}: {target['expr']}")
+    assert not empty, "\n".join(empty)
