@@ -16,7 +16,7 @@ from cloudctl.core.db import session_factory
 from cloudctl.core.errors import NotAuthenticated
 from cloudctl.org.service import authenticate_token
 
-__all__ = ["PrincipalDep", "SessionDep", "get_principal", "get_session"]
+__all__ = ["PrincipalDep", "SessionDep", "bearer", "get_principal", "get_session"]
 
 
 # A request that holds a database connection (and, on SQLite, the write lock) still needs
@@ -53,13 +53,13 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
-_bearer = HTTPBearer(auto_error=False, description="an API token from `cloudctl token create`")
+bearer = HTTPBearer(auto_error=False, description="an API token from `cloudctl token create`")
 
 
 def get_principal(
     request: Request,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None:
         raise NotAuthenticated("missing bearer token (Authorization: Bearer <token>)")

@@ -1,0 +1,37 @@
+"""The duty room's big screen (值班大屏): the page, and the one JSON answer it reads."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from api.deps import SessionDep, bearer, get_principal
+from cloudctl.core.auth import Principal, Role
+from cloudctl.core.config import get_settings
+from monitors.screen import ScreenSummary, summary
+
+router = APIRouter(tags=["big screen"])
+
+
+def screen_viewer(request: Request, session: SessionDep,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    """The token's principal; without a token, a read-only viewer where the deployment allows a public screen
+    (a closed duty-room network), so the wall display needs no token in its address."""
+    if credentials is None and get_settings().screen_public:
+        return Principal(username="screen", role=Role.AUDITOR, via="system")
+    return get_principal(request, session, credentials)
+
+
+@router.get("/screen", response_class=HTMLResponse, include_in_schema=False)
+def screen_page() -> HTMLResponse:
+    """The page holds no data: open it as /screen?token=VIEW_TOKEN (an auditor's or duty officer's token)."""
+    return HTMLResponse(resources.files("monitors").joinpath("static/screen.html").read_text(encoding="utf-8"))
+
+
+@router.get("/api/v1/screen/summary")
+def screen_summary(session: SessionDep, principal: Annotated[Principal, Depends(screen_viewer)]) -> ScreenSummary:
+    return summary(session, principal)
