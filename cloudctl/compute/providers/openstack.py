@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import openstack
+from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as os_exc
 
 from cloudctl.compute.providers.base import (
@@ -72,6 +73,12 @@ def _translated(func: Callable[P, R]) -> Callable[P, R]:
             raise ProviderError(f"the cloud answered {exc.status_code}: {_message(exc)}", field="cloud") from None
         except os_exc.SDKException as exc:
             raise ProviderError(f"cannot reach the cloud: {exc}", field="cloud") from None
+        # keystoneauth1 fails before openstacksdk sees an answer (a refused password, a Keystone that does not
+        # answer): its exceptions are not SDKExceptions, and must not leave the adapter either.
+        except ks_exc.Unauthorized as exc:
+            raise ProviderError(f"the cloud refused the credentials: {exc}", field="cloud") from None
+        except ks_exc.ClientException as exc:
+            raise ProviderError(f"cannot reach the cloud: {exc}", field="cloud") from None
 
     return call
 
@@ -92,9 +99,12 @@ def _limit(value: Any) -> int | None:
 class OpenStackProvider:
     kind = "openstack"
 
-    def __init__(self, conn: openstack.connection.Connection, *, domain_id: str = "default") -> None:
+    def __init__(self, conn: openstack.connection.Connection, *, domain_id: str = "default",
+                 member_role: str = "member") -> None:
         self.conn = conn
         self.domain_id = domain_id
+        # The role cloudctl's own user takes in each unit's project (Keystone's bootstrap creates "member").
+        self.member_role = member_role
 
     @classmethod
     def from_cloud(cls, cloud: str | None) -> OpenStackProvider:
@@ -118,6 +128,10 @@ class OpenStackProvider:
         except os_exc.NotFoundException:
             project = identity.create_project(name=name, domain_id=self.domain_id,
                                                         description=f"{unit_name} ({unit_code}), cloudctl")
+        # cloudctl builds the unit's servers under a token scoped to its project, so its own user needs a role
+        # there; Keystone takes the same assignment twice without complaint, so a found project gets it too.
+        role = identity.find_role(self.member_role, ignore_missing=False)
+        identity.assign_project_role_to_user(project, self.conn.current_user_id, role)
         return str(project.id)
 
     @_translated
