@@ -104,17 +104,21 @@ def access_rate(session: Session, principal: Principal, *, fresh_hours: float | 
     if scope is not None:
         query = query.where(scope)
     units = session.execute(query.order_by(Unit.code)).all()
-    counties = {f"{uid}": (code, name) for uid, code, name in session.execute(
+    counties = {uid: (code, name) for uid, code, name in session.execute(
         select(Unit.id, Unit.code, Unit.name).where(Unit.kind == UnitKind.COUNTY))}
     groups: dict[str, tuple[str, list[tuple[int, str]]]] = {
         "horizontal": ("横向接入 (市直单位)", []), "vertical": ("纵向接入 (县、乡镇、村)", [])}
+    horizontal, vertical = groups["horizontal"][1], groups["vertical"][1]
     for uid, code, kind, path in units:
-        groups[kind.level][1].append((uid, code))
-        if kind.level == "vertical":
-            # The county is the first vertical ancestor on the path, or the unit itself.
-            county_id = next((part for part in path.strip("/").split("/") if part in counties), str(uid))
-            county_code, county_name = counties.get(county_id, (code, code))
-            groups.setdefault(county_code, (county_name, []))[1].append((uid, code))
+        if kind is UnitKind.DEPARTMENT or kind is UnitKind.MUNICIPAL_UNIT:
+            horizontal.append((uid, code))
+            continue
+        vertical.append((uid, code))
+        # A county hangs under the city ("/city/county/…"): the path's second id is the unit's county.
+        parts = path.split("/", 3)
+        county_id = int(parts[2]) if len(parts) > 2 and parts[2] else uid
+        county_code, county_name = counties.get(county_id, (code, code))
+        groups.setdefault(county_code, (county_name, []))[1].append((uid, code))
     rows = []
     for scope_key, (name, members) in groups.items():
         if not members and scope_key not in ("horizontal", "vertical"):

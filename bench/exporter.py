@@ -1,0 +1,182 @@
+"""How long a scrape of /metrics takes for a province-sized dataset, against a bare generate_latest.
+
+    .venv/bin/python bench/exporter.py [--cities 10] [--runs 7]
+
+Builds, in a throw-away SQLite database, ten cities' worth of data: about 20,000 units, 5,000 VMs a
+city (50,000 in all), a quota per department and cloud, reclaim recommendations, extranet lines,
+devices and violations. Then times, in the same run:
+
+- the collector: ``generate_latest`` over the registry the API serves (every family read from the
+  database with its GROUP BY queries, the cache off);
+- the baseline: ``generate_latest`` over a registry holding the same series already built.
+
+Target: ≤ 250 ms a scrape, within 3× of the baseline. Prints figures, asserts nothing.
+(Security findings join this dataset when the security domain exports its families.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client.core import Metric  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
+
+from cloudctl.compute.models import CapacitySnapshot, Cloud, CloudKind, Quota, Server  # noqa: E402
+from cloudctl.core.config import Settings, reset_settings  # noqa: E402
+from cloudctl.core.db import get_engine  # noqa: E402
+from cloudctl.core.migrate import upgrade  # noqa: E402
+from cloudctl.core.models import utcnow  # noqa: E402
+from cloudctl.extranet.models import (  # noqa: E402
+    AccessLink,
+    LinkRole,
+    LinkStatus,
+    NetworkDevice,
+    Violation,
+    ViolationStatus,
+    Zone,
+)
+from cloudctl.org.models import Unit, UnitKind  # noqa: E402
+from cloudctl.reclaim.models import (  # noqa: E402
+    ReclaimCampaign,
+    Recommendation,
+    RecommendationKind,
+    RecommendationStatus,
+)
+from monitors.exposition import build_registry  # noqa: E402
+
+SHAPE = ((UnitKind.DEPARTMENT, 35), (UnitKind.MUNICIPAL_UNIT, 100), (UnitKind.COUNTY, 8))
+
+
+def _fill(cities: int) -> dict[str, int]:
+    engine = get_engine()
+    now = utcnow()
+    counts = {"units": 0, "servers": 0, "quotas": 0, "recommendations": 0, "violations": 0, "links": 0}
+    uid = sid = 0
+    with engine.begin() as conn:
+        conn.execute(insert(ReclaimCampaign), [{"id": 1, "as_of": date.today() - timedelta(days=1),
+                                                "window_days": 30, "started_at": now, "started_by": "bench",
+                                                "thresholds": {}, "counts": {}}])
+        for c in range(cities):
+            units: list[dict[str, object]] = []
+            uid += 1
+            city_id = uid
+            units.append({"id": uid, "code": f"C{c:02d}", "name": f"城市{c}", "kind": UnitKind.CITY,
+                          "parent_id": None, "path": f"/{uid}/"})
+            departments = []
+            for kind, n in SHAPE:
+                for i in range(n):
+                    uid += 1
+                    units.append({"id": uid, "code": f"C{c:02d}-{kind.value[:1].upper()}{i:03d}",
+                                  "name": f"{kind.label}{i}", "kind": kind, "parent_id": city_id,
+                                  "path": f"/{city_id}/{uid}/"})
+                    if kind is UnitKind.DEPARTMENT:
+                        departments.append(uid)
+                    if kind is UnitKind.COUNTY:
+                        county = uid
+                        for t in range(14):
+                            uid += 1
+                            town = uid
+                            units.append({"id": uid, "code": f"C{c:02d}-T{i}{t:02d}", "name": f"镇{t}",
+                                          "kind": UnitKind.TOWN, "parent_id": county,
+                                          "path": f"/{city_id}/{county}/{uid}/"})
+                            for v in range(13):
+                                uid += 1
+                                units.append({"id": uid, "code": f"C{c:02d}-V{i}{t:02d}{v:02d}", "name": f"村{v}",
+                                              "kind": UnitKind.VILLAGE, "parent_id": town,
+                                              "path": f"/{city_id}/{county}/{town}/{uid}/"})
+            conn.execute(insert(Unit), units)
+            counts["units"] += len(units)
+            conn.execute(insert(Cloud), [{"id": c + 1, "name": f"cloud-{c:02d}", "display_name": f"城市{c}政务云",
+                                          "kind": CloudKind.SIMULATOR, "cpu_allocation_ratio": 1.5,
+                                          "ram_allocation_ratio": 1.0, "enabled": True}])
+            conn.execute(insert(CapacitySnapshot), [
+                {"cloud_id": c + 1, "resource": r, "total": t, "reserved": 0, "allocation_ratio": 1.0, "used": t // 2,
+                 "taken_at": now} for r, t in (("vcpus", 6045), ("ram_mb", 20_480_000), ("disk_gb", 1_000_000))])
+            conn.execute(insert(Quota), [{"unit_id": d, "cloud_id": c + 1, "limit_vcpus": 256, "limit_ram_mb": 524288,
+                                          "limit_disk_gb": 10000, "limit_instances": 200, "used_vcpus": 100}
+                                         for d in departments])
+            counts["quotas"] += len(departments)
+            servers = []
+            for n in range(5000):
+                sid += 1
+                servers.append({"id": sid, "cloud_id": c + 1, "provider_id": f"vm-{sid}",
+                                "name": f"vm-{sid}", "unit_id": departments[n % len(departments)], "flavor": "c4m8",
+                                "vcpus": 4, "ram_mb": 8192, "disk_gb": 40, "status": "ACTIVE"})
+            conn.execute(insert(Server), servers)
+            counts["servers"] += len(servers)
+            recs = [{"server_id": s["id"], "unit_id": s["unit_id"], "kind": RecommendationKind.IDLE,
+                     "status": RecommendationStatus.OPEN, "campaign_id": 1, "evidence": {}, "current_flavor": "c4m8",
+                     "reclaim_vcpus": 4, "reclaim_ram_mb": 8192, "reclaim_disk_gb": 0, "saving_month": 400.0}
+                    for s in servers[::10]]
+            conn.execute(insert(Recommendation), recs)
+            counts["recommendations"] += len(recs)
+            members = [u for u in units if u["kind"] is not UnitKind.CITY]
+            conn.execute(insert(AccessLink), [{"unit_id": u["id"], "carrier": "中国电信", "line_type": "MSTP",
+                                               "bandwidth_mbps": 100, "role": LinkRole.PRIMARY,
+                                               "status": LinkStatus.ACTIVE, "uses_shared_exit": False}
+                                              for u in members])
+            counts["links"] += len(members)
+            conn.execute(insert(NetworkDevice), [{"name": f"{u['code']}-sw1", "host": "10.0.0.1",
+                                                  "device_type": "huawei_vrp", "role": "access", "unit_id": u["id"],
+                                                  "zone": Zone.PUBLIC, "last_success_at": now} for u in members])
+            conn.execute(insert(Violation), [{"rule": 1 + i % 12, "subject": f"C{c}-{i}", "unit_id": u["id"],
+                                              "status": ViolationStatus.OPEN, "evidence": {}, "first_seen": now,
+                                              "last_seen": now} for i, u in enumerate(members[::10])])
+            counts["violations"] += len(members[::10])
+    return counts
+
+
+class _Prebuilt(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cities", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        reset_settings(Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/bench.db"))
+        upgrade(get_engine())
+        started = time.perf_counter()
+        counts = _fill(args.cities)
+        print(f"dataset ({time.perf_counter() - started:.1f}s to build): "
+              + ", ".join(f"{n:,} {k}" for k, n in counts.items()))
+        registry = build_registry(cache_seconds=0)
+        first = generate_latest(registry)
+        series = sum(1 for line in first.decode().splitlines() if line and not line.startswith("#"))
+        prebuilt = CollectorRegistry(auto_describe=False)
+        prebuilt.register(_Prebuilt(list(registry.collect())))
+        scrape, bare = [], []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            generate_latest(registry)
+            scrape.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            generate_latest(prebuilt)
+            bare.append(time.perf_counter() - t0)
+        s, b = statistics.median(scrape), statistics.median(bare)
+        print(f"series exported          {series:,} ({len(first) / 1024:.0f} KiB)")
+        print(f"bare generate_latest     {b * 1000:8.1f} ms  (same series, pre-built registry; baseline)")
+        print(f"scrape (database)        {s * 1000:8.1f} ms  ratio {s / b:.2f}  (targets: ≤ 250 ms, ratio ≤ 3)")
+        reset_settings()
+
+
+if __name__ == "__main__":
+    main()
