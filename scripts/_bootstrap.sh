@@ -6,6 +6,7 @@ DEBIAN_TEST_PACKAGES=(
   postgresql
   prometheus
   chromium fonts-wqy-microhei   # headless browser tests; a CJK font so Chinese labels render
+  nmap                          # the security scans, run against loopback only
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
