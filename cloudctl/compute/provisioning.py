@@ -38,7 +38,7 @@ from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core import audit, jobs
 from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound
+from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
 from cloudctl.org.service import get_system, get_unit, unit_scope
@@ -60,6 +60,7 @@ __all__ = [
     "resize_server",
     "submit_request",
     "sync_servers",
+    "wait_for_status",
     "withdraw_decommission",
 ]
 
@@ -546,8 +547,18 @@ def resize_server(session: Session, principal: Principal, server_id: int, flavor
     provider = providers(server.cloud)
     settings = get_settings()
     info = provider.resize_server(server.provider_id, target.name)
-    info = _wait_while(provider, info, ("RESIZE",), settings.provision_timeout_seconds,
-                       settings.provision_poll_seconds)
+    # Nova answers the resize at once and works in the background: the server shows its old flavor and state
+    # (then RESIZE) until it reaches VERIFY_RESIZE, or ACTIVE on the new flavor where resizes confirm themselves.
+    deadline = time.monotonic() + settings.provision_timeout_seconds
+    while not (info.status in ("VERIFY_RESIZE", "ERROR")
+               or (info.status in ("ACTIVE", "SHUTOFF") and info.flavor == target.name)):
+        if time.monotonic() > deadline:
+            raise Conflict(f"server {server.name} still {info.status} after resizing for "
+                           f"{settings.provision_timeout_seconds:g}s", field="status")
+        time.sleep(settings.provision_poll_seconds)
+        info = provider.get_server(server.provider_id)
+    if info.status == "ERROR":
+        raise ProviderError(f"the cloud could not resize {server.name}: {info.fault or 'ERROR'}", field="flavor")
     if confirm and info.status == "VERIFY_RESIZE":
         info = provider.server_action(server.provider_id, "confirm_resize")
     record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id, info)
@@ -558,6 +569,24 @@ def resize_server(session: Session, principal: Principal, server_id: int, flavor
         if growth != compute.Ask():
             compute.release(session, quota.id, growth)  # it is usage now, which the sync below reads
         compute.sync_quota(session, PROVISIONER, quota.unit_code, quota.cloud_name, providers=providers)
+    return server
+
+
+def wait_for_status(session: Session, server: Server, statuses: tuple[str, ...], *,
+                    providers: ProviderLookup = provider_for) -> Server:
+    """Poll the cloud until the server reaches one of ``statuses`` (real Nova shelves and resizes in the
+    background: the action's answer is the state it started from), and record what it says."""
+    settings = get_settings()
+    provider = providers(server.cloud)
+    deadline = time.monotonic() + settings.provision_timeout_seconds
+    info = provider.get_server(server.provider_id)
+    while info.status not in statuses:
+        if info.status == "ERROR" or time.monotonic() > deadline:
+            raise Conflict(f"server {server.name} is {info.status}, not {' or '.join(statuses)}"
+                           + (f": {info.fault}" if info.fault else ""), field="status")
+        time.sleep(settings.provision_poll_seconds)
+        info = provider.get_server(server.provider_id)
+    record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id, info)
     return server
 
 

@@ -706,9 +706,11 @@ def _act(session: Session, principal: Principal, rec: Recommendation, providers:
     host = server.host
     if server.status != "SHELVED":
         provisioning.operate_server(session, principal, server.id, "shelve", providers=providers)
-    # Nova offloads on its own when shelved_offload_time is 0; the simulator and most clouds wait to be told.
+        provisioning.wait_for_status(session, server, ("SHELVED", "SHELVED_OFFLOADED"), providers=providers)
+    # Nova offloads on its own when shelved_offload_time is 0; clouds that keep shelved servers wait to be told.
     if server.status == "SHELVED":
         provisioning.operate_server(session, principal, server.id, "shelve_offload", providers=providers)
+        provisioning.wait_for_status(session, server, ("SHELVED_OFFLOADED",), providers=providers)
     return f"shelved and offloaded from {host or 'its host'}"
 
 
