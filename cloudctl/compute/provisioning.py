@@ -560,7 +560,9 @@ def resize_server(session: Session, principal: Principal, server_id: int, flavor
     if info.status == "ERROR":
         raise ProviderError(f"the cloud could not resize {server.name}: {info.fault or 'ERROR'}", field="flavor")
     if confirm and info.status == "VERIFY_RESIZE":
-        info = provider.server_action(server.provider_id, "confirm_resize")
+        # The confirmation, too, completes in the background: wait for the server to leave VERIFY_RESIZE.
+        info = _wait_while(provider, provider.server_action(server.provider_id, "confirm_resize"),
+                           ("VERIFY_RESIZE",), settings.provision_timeout_seconds, settings.provision_poll_seconds)
     record_server(session, server.cloud_id, server.unit_id, server.business_system_id, server.request_item_id, info)
     audit.record(session, principal, action="resize", entity="server", entity_id=server.id, before=before,
                  after={"flavor": server.flavor, "vcpus": server.vcpus, "ram_mb": server.ram_mb,
