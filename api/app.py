@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep
 from api.problems import install_problem_handlers
-from api.routers import audit, compute, extranet, jobs, org, reclaim, screen
+from api.routers import audit, compute, extranet, jobs, org, reclaim, screen, security
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import Unavailable
@@ -61,8 +61,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         body = await run_in_threadpool(generate_latest, registry)
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
-    for router in (org.router, compute.router, reclaim.router, extranet.router, audit.router, jobs.router,
-                   screen.router):
+    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, audit.router,
+                   jobs.router, screen.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

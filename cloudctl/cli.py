@@ -19,6 +19,7 @@ from cloudctl.demo.cli import demo_app
 from cloudctl.extranet.cli import extranet_app
 from cloudctl.org.cli import system_app, token_app, unit_app, user_app
 from cloudctl.reclaim.cli import reclaim_app
+from cloudctl.security.cli import security_app
 from monitors.cli import metrics_command, monitors_app
 
 __all__ = ["app", "main"]
@@ -88,6 +89,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(report_app, name="report")
 app.add_typer(reclaim_app, name="reclaim")
 app.add_typer(extranet_app, name="extranet")
+app.add_typer(security_app, name="sec")
 app.add_typer(monitors_app, name="monitors")
 app.command("metrics")(metrics_command)
 app.add_typer(audit_app, name="audit")

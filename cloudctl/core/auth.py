@@ -31,11 +31,12 @@ class Role(LabelledEnum):
 # Patterns are matched with fnmatch; the first domain word names the package.
 ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("*",),
-    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*", "extranet.*"),
+    Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*", "extranet.*",
+                "security.*:read"),
     # Security teams drive compliance violations to rectification, and read the rest of the extranet.
-    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read",
+    Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*",
                   "extranet.violation:write", "extranet.violation:check", "extranet.device:collect"),
-    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read"),
+    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
@@ -43,7 +44,7 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "compute.server:read", "compute.server:decommission", "compute.server:operate",
                 "reclaim.recommendation:read", "reclaim.recommendation:appeal",
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
-                "extranet.device:read", "extranet.violation:read"),
+                "extranet.device:read", "extranet.violation:read", "security.finding:read", "security.ticket:read"),
 }
 
 

@@ -18,6 +18,7 @@ MODEL_MODULES = (
     "cloudctl.compute.models",
     "cloudctl.reclaim.models",
     "cloudctl.extranet.models",
+    "cloudctl.security.models",
 )
 
 

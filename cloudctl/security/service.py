@@ -1,0 +1,245 @@
+"""The rules of security findings (以查促改): imports reconciled by fingerprint, SLA deadlines, tickets that
+close only on re-scan verification.
+
+An import of a scope sorts the report against the scope's findings:
+
+- **created**: a fingerprint the scope has not seen;
+- **untouched**: still there (last seen and evidence refreshed);
+- **reactivated**: there again after a scan had found it gone;
+- **closed**: absent from this report although the report scanned its host (a host the report did not
+  reach says nothing about its findings).
+
+The same file into the same scope twice is one import: the second changes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from cloudctl.core import audit
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import Unit
+from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
+from cloudctl.security.scanners.base import ScanFinding, ScanReport
+from cloudctl.security.scanners.parsers import parse_report
+
+__all__ = ["SLA_DAYS", "ImportOutcome", "get_finding", "import_report", "list_findings", "list_tickets",
+           "open_tickets", "sla_deadline", "store_report"]
+
+# Days to fix, by severity (the bureau's defaults; CLOUDCTL_SECURITY_SLA_DAYS overrides them).
+SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
+# Severities that get a rectification ticket; low and info stay in the findings list.
+TICKETED = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM)
+
+
+def sla_deadline(severity: str, first_seen: datetime) -> date | None:
+    days = {**SLA_DAYS, **get_settings().security_sla_days}.get(severity)
+    return (first_seen + timedelta(days=days)).date() if days is not None else None
+
+
+class ImportOutcome(dict[str, Any]):
+    """created / untouched / closed / reactivated counts, the import's id, and whether it was a repeat."""
+
+
+def _owner(session: Session, ip: str) -> int | None:
+    """The unit whose allocated block holds the address, where the extranet plan knows it."""
+    from cloudctl.extranet.models import Prefix, PrefixStatus
+
+    try:
+        value = int(ipaddress.IPv4Address(ip))
+    except ValueError:
+        return None  # IPv6: the plan is IPv4
+    return session.scalar(select(Prefix.unit_id).where(Prefix.start <= value, Prefix.end >= value,
+                                                       Prefix.status != PrefixStatus.CONTAINER,
+                                                       Prefix.unit_id.is_not(None))
+                          .order_by(Prefix.length.desc()).limit(1))
+
+
+def _assets(session: Session, report: ScanReport) -> dict[str, Asset]:
+    ips = sorted({f.ip for f in report.findings} | set(report.hosts))
+    found = {a.ip: a for a in session.scalars(select(Asset).where(Asset.ip.in_(ips)))} if ips else {}
+    names = {f.ip: f.hostname for f in report.findings if f.hostname}
+    for ip in ips:
+        if ip not in found:
+            found[ip] = Asset(ip=ip, hostname=names.get(ip), unit_id=_owner(session, ip))
+            session.add(found[ip])
+    session.flush()
+    return found
+
+
+def import_report(session: Session, principal: Principal, data: bytes, fmt: str, *, scope: str,
+                  source: str = "upload") -> ImportOutcome:
+    """Parse a report file and reconcile it into the scope (all of it, or nothing on a bad file)."""
+    authorize(principal, "security.finding:import")
+    if fmt not in ("nmap", "nessus", "gvm"):
+        raise InvalidInput("one of nmap, nessus, gvm", field="format")
+    return store_report(session, principal, parse_report(data, fmt), scope=scope, source=source)  # type: ignore[arg-type]
+
+
+def store_report(session: Session, principal: Principal, report: ScanReport, *, scope: str,
+                 source: str) -> ImportOutcome:
+    authorize(principal, "security.finding:import")
+    scope = scope.strip()
+    if not scope or len(scope) > 128:
+        raise InvalidInput("name the scope the report covers (e.g. 2026Q4-unicom-extranet), 1–128 characters",
+                           field="scope")
+    repeat = session.scalar(select(ScanImport).where(ScanImport.scope == scope,
+                                                     ScanImport.file_sha256 == report.file_sha256))
+    if repeat is not None:
+        return ImportOutcome(created=0, untouched=0, closed=0, reactivated=0, import_id=repeat.id, repeat=True)
+    now = utcnow()
+    record = ScanImport(scope=scope, scanner=report.scanner, file_sha256=report.file_sha256, source=source[:255],
+                        started_at=report.started_at, imported_at=now, imported_by=principal.actor,
+                        hosts=list(report.hosts), counts={})
+    session.add(record)
+    session.flush()
+    assets = _assets(session, report)
+    existing = {f.fingerprint: f for f in session.scalars(select(Finding).where(Finding.scope == scope))}
+    counts = {"created": 0, "untouched": 0, "closed": 0, "reactivated": 0}
+    seen: set[str] = set()
+    for item in report.findings:
+        fingerprint = item.fingerprint
+        if fingerprint in seen:
+            continue  # one report naming one finding twice (two NSE outputs of one script)
+        seen.add(fingerprint)
+        finding = existing.get(fingerprint)
+        if finding is None:
+            session.add(_new(item, scope, fingerprint, assets[item.ip], record, now))
+            counts["created"] += 1
+            continue
+        _refresh(finding, item, record, now)
+        if finding.active:
+            counts["untouched"] += 1
+        else:
+            finding.active, finding.mitigated_at = True, None
+            counts["reactivated"] += 1
+    scanned = set(report.hosts) | {f.ip for f in report.findings}
+    for fingerprint, finding in existing.items():
+        if finding.active and fingerprint not in seen and finding.ip in scanned:
+            finding.active, finding.mitigated_at = False, now
+            counts["closed"] += 1
+    session.flush()
+    closed_tickets = _verify_tickets(session, scope, record)
+    record.counts = {**counts, "tickets_closed": closed_tickets}
+    audit.record(session, principal, action="import", entity="security_import", entity_id=record.id,
+                 after={"scope": scope, "scanner": report.scanner, "source": record.source, **record.counts})
+    return ImportOutcome(**counts, tickets_closed=closed_tickets, import_id=record.id, repeat=False)
+
+
+def _new(item: ScanFinding, scope: str, fingerprint: str, asset: Asset, record: ScanImport, now: datetime) -> Finding:
+    return Finding(scope=scope, fingerprint=fingerprint, scanner=item.scanner, plugin_id=item.plugin_id[:128],
+                   title=item.title[:500], severity=Severity(item.severity), asset=asset, asset_id=asset.id,
+                   ip=item.ip, port=item.port, protocol=item.protocol, service=item.service, cve=list(item.cve),
+                   cvss=item.cvss, description=item.description, solution=item.solution, evidence=item.evidence,
+                   first_seen=now, last_seen=now, sla_deadline=sla_deadline(item.severity, now),
+                   last_import_id=record.id)
+
+
+def _refresh(finding: Finding, item: ScanFinding, record: ScanImport, now: datetime) -> None:
+    finding.last_seen, finding.evidence, finding.last_import_id = now, item.evidence, record.id
+    finding.title, finding.cvss, finding.cve = item.title[:500], item.cvss, list(item.cve)
+
+
+def _verify_tickets(session: Session, scope: str, record: ScanImport) -> int:
+    """A ticket closes when this scope's scan no longer shows any of its findings (re-scan verification)."""
+    closed = 0
+    for ticket in session.scalars(select(Ticket).where(Ticket.scope == scope, Ticket.status == TicketStatus.OPEN)):
+        still = session.scalar(select(func.count()).where(Finding.ticket_id == ticket.id, Finding.active.is_(True),
+                                                          Finding.false_positive.is_(False)))
+        if not still:
+            ticket.status, ticket.closed_at, ticket.closed_by_import_id = TicketStatus.CLOSED, utcnow(), record.id
+            closed += 1
+    session.flush()
+    return closed
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _finding_query(principal: Principal) -> Select[Finding]:
+    query = select(Finding).join(Finding.asset).outerjoin(Unit, Asset.unit_id == Unit.id)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    return query
+
+
+def list_findings(session: Session, principal: Principal, *, scope: str | None = None, unit: str | None = None,
+                  severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
+                  limit: int = 50, offset: int = 0) -> tuple[list[Finding], int]:
+    authorize(principal, "security.finding:read")
+    query = _finding_query(principal)
+    if scope is not None:
+        query = query.where(Finding.scope == scope)
+    if unit is not None:
+        owner = get_unit(session, principal, unit, field_name="unit")
+        query = query.where(Unit.path.startswith(owner.path))
+    if severity is not None:
+        query = query.where(Finding.severity == severity)
+    if active is not None:
+        query = query.where(Finding.active.is_(active))
+    if overdue:
+        query = query.where(Finding.sla_deadline < utcnow().date(), Finding.false_positive.is_(False),
+                            Finding.risk_accepted.is_(False))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    order = (Finding.sla_deadline.is_(None), Finding.sla_deadline, Finding.id)
+    return list(session.scalars(query.order_by(*order).limit(limit).offset(offset))), total
+
+
+def get_finding(session: Session, principal: Principal, finding_id: int) -> Finding:
+    authorize(principal, "security.finding:read")
+    row = session.scalar(_finding_query(principal).where(Finding.id == finding_id))
+    if row is None:
+        raise NotFound(f"no finding with id {finding_id}", field="id")
+    return row
+
+
+def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[Ticket]:
+    """Group the scope's active medium-and-worse findings that have no ticket into one ticket per unit."""
+    authorize(principal, "security.ticket:write")
+    loose = list(session.scalars(select(Finding).join(Finding.asset).where(
+        Finding.scope == scope, Finding.active.is_(True), Finding.ticket_id.is_(None),
+        Finding.false_positive.is_(False), Finding.risk_accepted.is_(False), Finding.out_of_scope.is_(False),
+        Finding.severity.in_(TICKETED), Asset.unit_id.is_not(None))))
+    by_unit: dict[int, list[Finding]] = {}
+    for finding in loose:
+        assert finding.asset.unit_id is not None
+        by_unit.setdefault(finding.asset.unit_id, []).append(finding)
+    tickets = []
+    for unit_id, findings in sorted(by_unit.items()):
+        deadlines = [f.sla_deadline for f in findings if f.sla_deadline is not None]
+        ticket = Ticket(unit_id=unit_id, scope=scope, status=TicketStatus.OPEN,
+                        title=f"{scope}: {len(findings)} 项漏洞整改", deadline=min(deadlines) if deadlines
+                        else utcnow().date() + timedelta(days=30), extensions=[])
+        session.add(ticket)
+        session.flush()
+        for finding in findings:
+            finding.ticket_id = ticket.id
+        audit.record(session, principal, action="open", entity="security_ticket", entity_id=ticket.id,
+                     after={"scope": scope, "findings": len(findings), "deadline": ticket.deadline},
+                     unit_id=unit_id)
+        tickets.append(ticket)
+    session.flush()
+    return tickets
+
+
+def list_tickets(session: Session, principal: Principal, *, status: TicketStatus | None = None,
+                 limit: int = 50, offset: int = 0) -> tuple[list[Ticket], int]:
+    authorize(principal, "security.ticket:read")
+    query = select(Ticket).join(Ticket.unit)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return list(session.scalars(query.order_by(Ticket.deadline, Ticket.id).limit(limit).offset(offset))), total
