@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
+from fastapi.responses import PlainTextResponse
 
 from api.deps import PrincipalDep, SessionDep
 from cloudctl.core.schemas import Page
-from cloudctl.security import service
-from cloudctl.security.models import Severity, TicketStatus
-from cloudctl.security.schemas import FindingPublic, TicketPublic
+from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.schemas import (
+    AlertPublic,
+    BlockIn,
+    DutyReportPublic,
+    FindingPublic,
+    StepIn,
+    TicketPublic,
+    VerdictIn,
+)
+from cloudctl.security.service import alerts, duty
+from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
 
@@ -38,3 +48,75 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, status: TicketSta
     rows, total = service.list_tickets(session, principal, status=status, limit=limit, offset=offset)
     return Page[TicketPublic](items=[TicketPublic.model_validate(t) for t in rows], total=total, limit=limit,
                               offset=offset)
+
+
+# ---------------------------------------------------------------- alerts and triage
+
+
+@router.post("/alerts", status_code=status.HTTP_202_ACCEPTED)
+def receive_alerts(payload: dict[str, Any] | list[dict[str, Any]], session: SessionDep,
+                   principal: PrincipalDep) -> list[AlertPublic]:
+    """The generic form ``{"source", "source_ref", "title", "severity", "src_ip", "dst_ip"}`` (or a list of them),
+    or an Alertmanager webhook (``{"version": "4", "alerts": [...]}``)."""
+    return [AlertPublic.model_validate(a) for a in alerts.receive(session, principal, payload)]
+
+
+@router.get("/alerts")
+def list_alerts(session: SessionDep, principal: PrincipalDep, status_: Annotated[AlertStatus | None,
+                Query(alias="status")] = None, verdict: Verdict | None = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                offset: Annotated[int, Query(ge=0)] = 0) -> Page[AlertPublic]:
+    rows, total = alerts.list_alerts(session, principal, status=status_, verdict=verdict, limit=limit, offset=offset)
+    return Page[AlertPublic](items=[AlertPublic.model_validate(a) for a in rows], total=total, limit=limit,
+                             offset=offset)
+
+
+@router.get("/alerts/{alert_id}")
+def read_alert(alert_id: int, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+    return AlertPublic.model_validate(alerts.get_alert(session, principal, alert_id))
+
+
+@router.post("/alerts/{alert_id}/verdict")
+def set_verdict(alert_id: int, body: VerdictIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+    return AlertPublic.model_validate(alerts.set_verdict(session, principal, alert_id, body.verdict, body.note))
+
+
+@router.post("/alerts/{alert_id}/steps/{step}")
+def update_step(alert_id: int, step: str, body: StepIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+    return AlertPublic.model_validate(alerts.update_step(session, principal, alert_id, step,
+                                                         status=StepStatus(body.status), evidence=body.evidence))
+
+
+@router.post("/alerts/{alert_id}/close")
+def close_alert(alert_id: int, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+    return AlertPublic.model_validate(alerts.close_alert(session, principal, alert_id))
+
+
+@router.post("/blocklist", status_code=status.HTTP_201_CREATED)
+def block(body: BlockIn, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    row = alerts.block(session, principal, body.ip, reason=body.reason, expires_at=body.expires_at,
+                       alert_id=body.alert_id)
+    return {"id": row.id, "ip": row.ip, "reason": row.reason, "expires_at": row.expires_at}
+
+
+@router.get("/blocklist")
+def blocklist(session: SessionDep, principal: PrincipalDep,
+              fmt: Annotated[str, Query(alias="format", pattern="^(txt|csv)$")] = "txt") -> PlainTextResponse:
+    """The addresses blocked now, for the firewalls: one per line (txt) or with reason and expiry (csv)."""
+    return PlainTextResponse(alerts.blocklist(session, principal, fmt=fmt),
+                             media_type="text/csv" if fmt == "csv" else "text/plain")
+
+
+# ---------------------------------------------------------------- duty
+
+
+@router.post("/duty/periods/{period_id}/reports", status_code=status.HTTP_201_CREATED)
+def submit_report(period_id: int, body: duty.ReportCreate, session: SessionDep,
+                  principal: PrincipalDep) -> DutyReportPublic:
+    return DutyReportPublic.model_validate(duty.submit_report(session, principal, period_id, body))
+
+
+@router.get("/duty/missing")
+def missing_reports(session: SessionDep, principal: PrincipalDep, period: int | None = None) -> list[duty.Missing]:
+    """Reports owed and not in: overdue, and due in the coming slot."""
+    return duty.missing_reports(session, principal, period_id=period)

@@ -36,7 +36,9 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     # Security teams drive compliance violations to rectification, and read the rest of the extranet.
     Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*",
                   "extranet.violation:write", "extranet.violation:check", "extranet.device:collect"),
-    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read"),
+    # Duty officers take and triage alerts and keep the duty log; the rest of security they read.
+    Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read",
+                "security.alert:*", "security.duty:*"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
@@ -44,7 +46,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "compute.server:read", "compute.server:decommission", "compute.server:operate",
                 "reclaim.recommendation:read", "reclaim.recommendation:appeal",
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
-                "extranet.device:read", "extranet.violation:read", "security.finding:read", "security.ticket:read"),
+                "extranet.device:read", "extranet.violation:read", "security.finding:read", "security.ticket:read",
+                "security.duty:read", "security.duty:report"),
 }
 
 

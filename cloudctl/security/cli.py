@@ -11,9 +11,10 @@ import typer
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_rows
-from cloudctl.security import service
-from cloudctl.security.models import Severity, TicketStatus
-from cloudctl.security.schemas import FindingPublic, TicketPublic
+from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.schemas import AlertPublic, FindingPublic, TicketPublic
+from cloudctl.security.service import alerts, duty
+from cloudctl.security.service import findings as service
 
 __all__ = ["security_app"]
 
@@ -71,3 +72,63 @@ def sec_tickets(open_scope: str | None = typer.Option(None, "--open", help="firs
         ("id", lambda t: t.id), ("unit", lambda t: t.unit_code), ("scope", lambda t: t.scope),
         ("title", lambda t: t.title), ("deadline", lambda t: t.deadline), ("status", lambda t: t.status),
     ], output, title="整改单 tickets", total=total)
+
+
+@security_app.command("alerts")
+def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int = typer.Option(50, min=1, max=10_000),
+               output: OutputFormat = OutputOption) -> None:
+    """Alerts, newest first, with their verdict and how far the response has come."""
+    with unit_of_work() as (session, principal):
+        rows, total = alerts.list_alerts(session, principal, status=status, limit=limit)
+        items = [AlertPublic.model_validate(a) for a in rows]
+    print_rows(items, [
+        ("id", lambda a: a.id), ("severity", lambda a: a.severity), ("title", lambda a: a.title[:40]),
+        ("src", lambda a: a.src_ip), ("unit", lambda a: a.unit_code), ("status", lambda a: a.status),
+        ("verdict", lambda a: a.verdict),
+        ("steps", lambda a: f"{sum(s.status.value != 'pending' for s in a.steps)}/{len(a.steps)}" if a.steps else None),
+    ], output, title="告警 alerts", total=total)
+
+
+@security_app.command("verdict")
+def sec_verdict(alert_id: int = typer.Argument(...), verdict: Verdict = typer.Argument(...),
+                note: str | None = typer.Option(None)) -> None:
+    """Judge an alert: false_positive, attack (opens the six steps) or undetermined."""
+    with unit_of_work() as (session, principal):
+        alert = alerts.set_verdict(session, principal, alert_id, verdict, note)
+        console.print(f"alert {alert.id}: {alert.verdict.label if alert.verdict else ''}")
+
+
+@security_app.command("step")
+def sec_step(alert_id: int = typer.Argument(...), step: str = typer.Argument(..., help="block, respond, investigate, "
+                                                                                     "kill, record, reply"),
+             evidence: str | None = typer.Option(None), skip: bool = typer.Option(False, "--skip")) -> None:
+    """Record a response step done (with evidence), or 查杀 not applicable (--skip)."""
+    with unit_of_work() as (session, principal):
+        alerts.update_step(session, principal, alert_id, step,
+                           status=StepStatus.SKIPPED if skip else StepStatus.DONE, evidence=evidence)
+        console.print(f"alert {alert_id}: {step} {'skipped' if skip else 'done'}")
+
+
+@security_app.command("close")
+def sec_close(alert_id: int = typer.Argument(...)) -> None:
+    """Close an alert (an attack only once every mandatory step is done)."""
+    with unit_of_work() as (session, principal):
+        alerts.close_alert(session, principal, alert_id)
+        console.print(f"alert {alert_id} closed")
+
+
+@security_app.command("blocklist")
+def sec_blocklist(fmt: str = typer.Option("txt", "--format", help="txt or csv")) -> None:
+    """The addresses blocked now, for the firewalls."""
+    with unit_of_work() as (session, principal):
+        sys.stdout.write(alerts.blocklist(session, principal, fmt=fmt))
+
+
+@security_app.command("duty-missing")
+def sec_duty_missing(period: int | None = typer.Option(None), output: OutputFormat = OutputOption) -> None:
+    """Duty reports owed and not in: overdue, and due in the coming slot."""
+    with unit_of_work() as (session, principal):
+        rows = duty.missing_reports(session, principal, period_id=period)
+    print_rows(rows, [("period", lambda m: m.period_id), ("unit", lambda m: m.unit_code),
+                      ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue)], output,
+               title="值班报告缺报 missing duty reports")

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import Unit
 
-__all__ = ["Asset", "Finding", "ScanImport", "Severity", "Ticket", "TicketStatus"]
+__all__ = ["Alert", "AlertStatus", "Asset", "BlockedAddress", "DutyKind", "DutyPeriod", "DutyReport", "DutyShift",
+           "Finding", "ScanImport", "Severity", "StepStatus", "Ticket", "TicketStatus", "TriageStep", "Verdict"]
 
 
 class Severity(LabelledEnum):
@@ -134,3 +135,157 @@ class Finding(TimestampMixin, Base):
     @property
     def unit_code(self) -> str | None:
         return self.asset.unit.code if self.asset.unit is not None else None
+
+
+class Verdict(LabelledEnum):
+    FALSE_POSITIVE = "false_positive", "误报", "bright_black"
+    ATTACK = "attack", "攻击", "red"
+    UNDETERMINED = "undetermined", "待定", "yellow"
+
+
+class AlertStatus(LabelledEnum):
+    NEW = "new", "待研判", "red"
+    TRIAGED = "triaged", "已研判", "yellow"
+    CLOSED = "closed", "已关闭", "green"
+
+
+class Alert(TimestampMixin, Base):
+    """An alert from the situational-awareness, audit or monitoring systems, one per source and reference."""
+
+    __tablename__ = "security_alerts"
+    __table_args__ = (UniqueConstraint("source", "source_ref", name="uq_security_alerts_source_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    source_ref: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(500))
+    severity: Mapped[Severity] = mapped_column(enum_column(Severity, 16), index=True)
+    src_ip: Mapped[str | None] = mapped_column(String(45))
+    dst_ip: Mapped[str | None] = mapped_column(String(45))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
+    received_at: Mapped[datetime]
+    last_received_at: Mapped[datetime]
+    # How many times the source sent it again (a firing Alertmanager alert repeats every group_interval).
+    repeats: Mapped[int] = mapped_column(default=0)
+    status: Mapped[AlertStatus] = mapped_column(enum_column(AlertStatus, 16), index=True)
+    verdict: Mapped[Verdict | None] = mapped_column(enum_column(Verdict, 16))
+    verdict_by: Mapped[str | None] = mapped_column(String(128))
+    verdict_at: Mapped[datetime | None]
+    verdict_note: Mapped[str | None] = mapped_column(String(1000))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    unit: Mapped[Unit | None] = relationship(lazy="joined")
+    steps: Mapped[list[TriageStep]] = relationship(back_populates="alert", lazy="selectin",
+                                                   order_by="TriageStep.position", cascade="all, delete-orphan")
+
+    @property
+    def unit_code(self) -> str | None:
+        return self.unit.code if self.unit is not None else None
+
+    @property
+    def triage_seconds(self) -> float | None:
+        """Time to triage: from the first arrival to the verdict."""
+        return (self.verdict_at - self.received_at).total_seconds() if self.verdict_at is not None else None
+
+
+class StepStatus(LabelledEnum):
+    PENDING = "pending", "待办", "white"
+    DONE = "done", "已完成", "green"
+    SKIPPED = "skipped", "不适用", "bright_black"
+
+
+class TriageStep(Base):
+    """One of the six steps an alert judged an attack goes through: 阻断、响应、排查、查杀、备案、回复."""
+
+    __tablename__ = "security_triage_steps"
+    __table_args__ = (UniqueConstraint("alert_id", "step", name="uq_security_triage_steps_alert_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("security_alerts.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int]
+    mandatory: Mapped[bool]
+    status: Mapped[StepStatus] = mapped_column(enum_column(StepStatus, 16))
+    actor: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    evidence: Mapped[str | None] = mapped_column(Text)
+
+    alert: Mapped[Alert] = relationship(back_populates="steps")
+
+
+class BlockedAddress(Base):
+    """An address on the block list (封禁), with its reason and expiry, exported for the firewalls."""
+
+    __tablename__ = "security_blocklist"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ip: Mapped[str] = mapped_column(String(49), index=True)  # an address or a CIDR
+    reason: Mapped[str] = mapped_column(String(500))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("security_alerts.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    lifted_at: Mapped[datetime | None]
+
+
+class DutyKind(LabelledEnum):
+    DRILL = "drill", "护网值守", "red"
+    HOLIDAY = "holiday", "节假日值守", "yellow"
+    EVENT = "event", "重大活动保障", "magenta"
+
+
+class DutyPeriod(TimestampMixin, Base):
+    """A heightened-duty period (7×24值班): when units report, and whether a quiet period still needs a report."""
+
+    __tablename__ = "security_duty_periods"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[DutyKind] = mapped_column(enum_column(DutyKind, 16))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    # Report times of day in Beijing time ("17:00"), or a report every N hours from the start.
+    report_times: Mapped[list[str]] = mapped_column(JSON, default=list)
+    every_hours: Mapped[int | None]
+    # 零报告: a report is owed every slot, even when nothing happened.
+    zero_reports: Mapped[bool] = mapped_column(default=True, server_default=true())
+    grace_minutes: Mapped[int] = mapped_column(default=30)
+    # Which kinds of unit owe reports (departments and counties by default).
+    reporting_kinds: Mapped[list[str]] = mapped_column(JSON)
+
+
+class DutyShift(Base):
+    """A shift of the duty roster: officer, backup, leader, and the handover note to the next."""
+
+    __tablename__ = "security_duty_shifts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("security_duty_periods.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    officer: Mapped[str] = mapped_column(String(64))
+    backup: Mapped[str | None] = mapped_column(String(64))
+    leader: Mapped[str | None] = mapped_column(String(64))
+    checked_in_at: Mapped[datetime | None]
+    handover_note: Mapped[str | None] = mapped_column(Text)
+
+
+class DutyReport(Base):
+    """A unit's report for one slot of a period: a zero-report, or counts of alerts and incidents."""
+
+    __tablename__ = "security_duty_reports"
+    __table_args__ = (UniqueConstraint("period_id", "unit_id", "slot_at", name="uq_security_duty_reports_slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("security_duty_periods.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    slot_at: Mapped[datetime]
+    submitted_at: Mapped[datetime]
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    zero: Mapped[bool]
+    alerts: Mapped[int] = mapped_column(default=0)
+    incidents: Mapped[int] = mapped_column(default=0)
+    note: Mapped[str | None] = mapped_column(String(2000))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
+
+from pydantic import Field
 
 from cloudctl.core.schemas import Schema
-from cloudctl.security.models import Severity, TicketStatus
+from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
 
-__all__ = ["FindingPublic", "TicketPublic"]
+__all__ = ["AlertPublic", "BlockIn", "DutyReportPublic", "FindingPublic", "StepIn", "TicketPublic", "TriageStepPublic",
+           "VerdictIn"]
 
 
 class FindingPublic(Schema):
@@ -47,3 +51,61 @@ class TicketPublic(Schema):
     status: TicketStatus
     closed_at: datetime | None
     closed_by_import_id: int | None
+
+
+class TriageStepPublic(Schema):
+    step: str
+    position: int
+    mandatory: bool
+    status: StepStatus
+    actor: str | None
+    done_at: datetime | None
+    evidence: str | None
+
+
+class AlertPublic(Schema):
+    id: int
+    source: str
+    source_ref: str
+    title: str
+    severity: Severity
+    src_ip: str | None
+    dst_ip: str | None
+    unit_code: str | None
+    received_at: datetime
+    last_received_at: datetime
+    repeats: int
+    status: AlertStatus
+    verdict: Verdict | None
+    verdict_by: str | None
+    verdict_at: datetime | None
+    triage_seconds: float | None
+    closed_at: datetime | None
+    steps: list[TriageStepPublic]
+
+
+class VerdictIn(Schema):
+    verdict: Verdict
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class StepIn(Schema):
+    status: Literal["done", "skipped"]
+    evidence: str | None = Field(default=None, max_length=4000)
+
+
+class BlockIn(Schema):
+    ip: str = Field(min_length=2, max_length=49)
+    reason: str = Field(min_length=2, max_length=500)
+    expires_at: datetime | None = None
+    alert_id: int | None = None
+
+
+class DutyReportPublic(Schema):
+    id: int
+    period_id: int
+    slot_at: datetime
+    submitted_at: datetime
+    zero: bool
+    alerts: int
+    incidents: int

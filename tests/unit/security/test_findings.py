@@ -13,9 +13,9 @@ from cloudctl.core.errors import InvalidInput, NotFound, PermissionDenied
 from cloudctl.extranet.models import PrefixStatus, Zone
 from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
 from cloudctl.extranet.service import ipam
-from cloudctl.security import service
 from cloudctl.security.models import Finding, ScanImport, TicketStatus
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
+from cloudctl.security.service import findings as service
 from tests.factories import ADMIN, MiniCity, build_mini_city
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "security"

@@ -1,0 +1,277 @@
+"""Alerts and triage (告警研判): by webhook in, deduplicated, judged, and — for an attack — worked through
+阻断、响应、排查、查杀、备案、回复 before they may close; blocked addresses form the firewalls' block list.
+
+Two webhook forms are taken: a generic JSON object ``{"source", "source_ref", "title", "severity",
+"src_ip", "dst_ip"}`` (one, or a list), and the Prometheus Alertmanager webhook (``{"version": "4",
+"alerts": [...]}``), whose fingerprint is the reference. An alert is one per source and reference:
+the same alert sent again counts a repeat instead of opening another.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from cloudctl.core import audit
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import Unit
+from cloudctl.org.service import unit_scope
+from cloudctl.security.models import (
+    Alert,
+    AlertStatus,
+    BlockedAddress,
+    Severity,
+    StepStatus,
+    TriageStep,
+    Verdict,
+)
+from cloudctl.security.service.findings import _owner
+
+__all__ = ["STEPS", "AlertIn", "block", "blocklist", "close_alert", "get_alert", "list_alerts", "receive",
+           "set_verdict", "update_step"]
+
+# The six steps, in order: (key, label, mandatory). 查杀 (malware removal) is done where malware was found,
+# so it may be marked not applicable; the others may not be skipped.
+STEPS: tuple[tuple[str, str, bool], ...] = (
+    ("block", "阻断", True), ("respond", "响应", True), ("investigate", "排查", True), ("kill", "查杀", False),
+    ("record", "备案", True), ("reply", "回复", True),
+)
+ALERTMANAGER_SEVERITY = {"critical": "critical", "page": "critical", "error": "high", "warning": "medium",
+                         "info": "info", "none": "info"}
+
+
+class AlertIn(BaseModel):
+    """The generic webhook form."""
+
+    source: str = Field(min_length=1, max_length=64)
+    source_ref: str = Field(min_length=1, max_length=128)
+    title: str = Field(min_length=1, max_length=500)
+    severity: Severity = Severity.MEDIUM
+    src_ip: str | None = None
+    dst_ip: str | None = None
+
+    @field_validator("src_ip", "dst_ip")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError("not an IP address") from None
+
+
+def _from_alertmanager(payload: Mapping[str, Any]) -> list[tuple[AlertIn, dict[str, Any]]]:
+    out = []
+    receiver = str(payload.get("receiver") or "alertmanager")
+    for n, alert in enumerate(payload.get("alerts") or []):
+        if not isinstance(alert, Mapping):
+            raise InvalidInput("each alert is an object", field=f"alerts.{n}")
+        labels, annotations = dict(alert.get("labels") or {}), dict(alert.get("annotations") or {})
+        ref = alert.get("fingerprint") or labels.get("alertname")
+        if not ref:
+            raise InvalidInput("an Alertmanager alert carries a fingerprint", field=f"alerts.{n}.fingerprint")
+        item = {"source": f"alertmanager/{receiver}"[:64], "source_ref": str(ref),
+                "title": annotations.get("summary") or labels.get("alertname") or "alert",
+                "severity": ALERTMANAGER_SEVERITY.get(str(labels.get("severity", "warning")).lower(), "medium"),
+                "src_ip": labels.get("src_ip"), "dst_ip": labels.get("dst_ip")}
+        out.append((_parse(item, f"alerts.{n}"), dict(alert)))
+    return out
+
+
+def _parse(item: Mapping[str, Any], where: str) -> AlertIn:
+    try:
+        return AlertIn.model_validate(item)
+    except ValidationError as exc:
+        errors = [FieldError(f"{where}.{'.'.join(str(p) for p in e['loc'])}".strip("."), e["msg"])
+                  for e in exc.errors()]
+        raise InvalidInput(f"{len(errors)} invalid field(s)", errors=errors) from None
+
+
+def receive(session: Session, principal: Principal, payload: Mapping[str, Any] | Sequence[Any]) -> list[Alert]:
+    """Take a webhook's alerts: new ones open, known ones count a repeat. All of the payload, or nothing."""
+    authorize(principal, "security.alert:receive")
+    if isinstance(payload, Mapping) and "alerts" in payload:
+        items = _from_alertmanager(payload)
+    elif isinstance(payload, Mapping):
+        items = [(_parse(payload, ""), dict(payload))]
+    else:
+        items = [(_parse(item if isinstance(item, Mapping) else {}, str(n)), dict(item) if isinstance(item, Mapping)
+                  else {}) for n, item in enumerate(payload)]
+    now = utcnow()
+    alerts = []
+    for data, raw in items:
+        alert = session.scalar(select(Alert).where(Alert.source == data.source, Alert.source_ref == data.source_ref))
+        if alert is None:
+            alert = Alert(source=data.source, source_ref=data.source_ref, title=data.title, severity=data.severity,
+                          src_ip=data.src_ip, dst_ip=data.dst_ip,
+                          unit_id=_owner(session, data.dst_ip) if data.dst_ip else None, received_at=now,
+                          last_received_at=now, status=AlertStatus.NEW, raw=raw, repeats=0)
+            session.add(alert)
+            session.flush()
+            audit.record(session, principal, action="receive", entity="security_alert", entity_id=alert.id,
+                         after={"source": alert.source, "ref": alert.source_ref, "severity": alert.severity.value},
+                         unit_id=alert.unit_id)
+        else:
+            alert.repeats += 1
+            alert.last_received_at, alert.raw = now, raw
+        alerts.append(alert)
+    session.flush()
+    return alerts
+
+
+def _query(principal: Principal) -> Select[Alert]:
+    query = select(Alert).outerjoin(Unit, Alert.unit_id == Unit.id)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    return query
+
+
+def get_alert(session: Session, principal: Principal, alert_id: int) -> Alert:
+    authorize(principal, "security.alert:read")
+    alert = session.scalar(_query(principal).where(Alert.id == alert_id))
+    if alert is None:
+        raise NotFound(f"no alert with id {alert_id}", field="id")
+    return alert
+
+
+def list_alerts(session: Session, principal: Principal, *, status: AlertStatus | None = None,
+                verdict: Verdict | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Alert], int]:
+    authorize(principal, "security.alert:read")
+    query = _query(principal)
+    if status is not None:
+        query = query.where(Alert.status == status)
+    if verdict is not None:
+        query = query.where(Alert.verdict == verdict)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return list(session.scalars(query.order_by(Alert.id.desc()).limit(limit).offset(offset))), total
+
+
+def set_verdict(session: Session, principal: Principal, alert_id: int, verdict: Verdict,
+                note: str | None = None) -> Alert:
+    """Judge an alert; an attack opens the six steps, in order."""
+    authorize(principal, "security.alert:triage")
+    alert = get_alert(session, principal, alert_id)
+    if alert.status is AlertStatus.CLOSED:
+        raise Conflict(f"alert {alert.id} is closed", field="status")
+    if alert.verdict is Verdict.ATTACK and verdict is not Verdict.ATTACK and any(
+            s.status is not StepStatus.PENDING for s in alert.steps):
+        raise Conflict("the response to this attack has begun: its verdict stays", field="verdict")
+    before = {"verdict": alert.verdict.value if alert.verdict else None}
+    now = utcnow()
+    alert.verdict, alert.verdict_by, alert.verdict_note = verdict, principal.actor, note
+    alert.verdict_at = alert.verdict_at or now  # time to triage counts the first verdict
+    alert.status = AlertStatus.TRIAGED
+    if verdict is Verdict.ATTACK and not alert.steps:
+        for position, (key, _, mandatory) in enumerate(STEPS):
+            alert.steps.append(TriageStep(step=key, position=position, mandatory=mandatory,
+                                          status=StepStatus.PENDING, started_at=now))
+    session.flush()
+    audit.record(session, principal, action="verdict", entity="security_alert", entity_id=alert.id, before=before,
+                 after={"verdict": verdict.value, "note": note}, unit_id=alert.unit_id)
+    return alert
+
+
+def update_step(session: Session, principal: Principal, alert_id: int, step: str, *, status: StepStatus,
+                evidence: str | None = None) -> Alert:
+    """Mark a step done (with evidence) or not applicable; steps go in order, and only 查杀 may be skipped."""
+    authorize(principal, "security.alert:triage")
+    alert = get_alert(session, principal, alert_id)
+    if alert.verdict is not Verdict.ATTACK:
+        raise Conflict("only an alert judged an attack has response steps", field="verdict")
+    if alert.status is AlertStatus.CLOSED:
+        raise Conflict(f"alert {alert.id} is closed", field="status")
+    found = next((s for s in alert.steps if s.step == step), None)
+    if found is None:
+        raise InvalidInput(f"one of {', '.join(k for k, _, _ in STEPS)}", field="step")
+    if status is StepStatus.PENDING:
+        raise InvalidInput("done or skipped", field="status")
+    if status is StepStatus.SKIPPED and found.mandatory:
+        raise Conflict(f"{found.step} ({dict((k, v) for k, v, _ in STEPS)[found.step]}) cannot be skipped",
+                       field="status")
+    if status is StepStatus.DONE and not (evidence and evidence.strip()):
+        raise InvalidInput("record what was done", field="evidence")
+    earlier = [s for s in alert.steps if s.position < found.position and s.status is StepStatus.PENDING]
+    if earlier:
+        raise Conflict(f"{earlier[0].step} comes first", field="step")
+    found.status, found.actor, found.done_at, found.evidence = status, principal.actor, utcnow(), evidence
+    session.flush()
+    audit.record(session, principal, action=f"step-{step}", entity="security_alert", entity_id=alert.id,
+                 after={"step": step, "status": status.value, "evidence": evidence}, unit_id=alert.unit_id)
+    return alert
+
+
+def close_alert(session: Session, principal: Principal, alert_id: int) -> Alert:
+    authorize(principal, "security.alert:triage")
+    alert = get_alert(session, principal, alert_id)
+    if alert.status is AlertStatus.CLOSED:
+        raise Conflict(f"alert {alert.id} is already closed", field="status")
+    if alert.verdict is None:
+        raise Conflict("judge the alert first (false_positive, attack or undetermined)", field="verdict")
+    if alert.verdict is Verdict.UNDETERMINED:
+        raise Conflict("an undetermined alert is judged before it closes", field="verdict")
+    open_steps = [s.step for s in alert.steps if s.mandatory and s.status is not StepStatus.DONE]
+    if open_steps:
+        raise Conflict(f"steps still open: {', '.join(open_steps)}", field="steps")
+    alert.status, alert.closed_at, alert.closed_by = AlertStatus.CLOSED, utcnow(), principal.actor
+    session.flush()
+    audit.record(session, principal, action="close", entity="security_alert", entity_id=alert.id,
+                 after={"verdict": alert.verdict.value}, unit_id=alert.unit_id)
+    return alert
+
+
+def block(session: Session, principal: Principal, address: str, *, reason: str, expires_at: datetime | None = None,
+          alert_id: int | None = None) -> BlockedAddress:
+    authorize(principal, "security.alert:triage")
+    try:
+        network = ipaddress.ip_network(address.strip(), strict=False)
+    except ValueError:
+        raise InvalidInput(f"{address!r} is not an address or a network", field="ip") from None
+    if network.prefixlen == 0:
+        raise InvalidInput("blocking every address is not a block", field="ip")
+    if len(reason.strip()) < 2:
+        raise InvalidInput("say why it is blocked", field="reason")
+    now = utcnow()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput("the expiry is in the past", field="expires_at")
+    if alert_id is not None:
+        get_alert(session, principal, alert_id)
+    text = str(network.network_address) if network.num_addresses == 1 else str(network)
+    row = BlockedAddress(ip=text, reason=reason.strip(), alert_id=alert_id, created_by=principal.actor,
+                         created_at=now, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    audit.record(session, principal, action="block", entity="blocklist", entity_id=text,
+                 after={"reason": row.reason, "expires_at": expires_at, "alert": alert_id})
+    return row
+
+
+def blocklist(session: Session, principal: Principal, *, fmt: str = "txt") -> str:
+    """The addresses blocked now, for the firewalls: one per line, or CSV with reason and expiry."""
+    authorize(principal, "security.alert:read")
+    now = utcnow()
+    rows = list(session.scalars(select(BlockedAddress).where(
+        BlockedAddress.lifted_at.is_(None), or_(BlockedAddress.expires_at.is_(None), BlockedAddress.expires_at > now))
+        .order_by(BlockedAddress.ip)))
+    if fmt == "txt":
+        return "".join(f"{r.ip}\n" for r in sorted({r.ip: r for r in rows}.values(), key=lambda r: r.ip))
+    if fmt != "csv":
+        raise InvalidInput("txt or csv", field="format")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["ip", "reason", "expires_at", "alert_id", "created_by", "created_at"])
+    for r in rows:
+        writer.writerow([r.ip, r.reason, r.expires_at.isoformat() if r.expires_at else "", r.alert_id or "",
+                         r.created_by, r.created_at.isoformat()])
+    return out.getvalue()

@@ -1,0 +1,230 @@
+"""Duty (7×24值班) during drills, holidays and major events: periods, the roster, and the reports units owe.
+
+A period has report slots — fixed times of day in Beijing time ("17:00"), or every N hours from
+its start. Each reporting unit owes one report per slot: counts of alerts and incidents, or a
+zero-report (零报告) when nothing happened, which a period may require. A slot whose due time plus
+the grace has passed without a report is overdue; the metrics and the big screen show it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cloudctl.core import audit
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import Unit, UnitKind
+from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
+
+__all__ = ["Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "check_in", "create_period", "get_period",
+           "list_periods", "missing_reports", "slots", "submit_report"]
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class PeriodCreate(BaseModel):
+    name: str = Field(min_length=2, max_length=128)
+    kind: DutyKind
+    starts_at: datetime
+    ends_at: datetime
+    report_times: list[str] = Field(default_factory=list, description='times of day, Beijing time: ["09:00", "17:00"]')
+    every_hours: int | None = Field(default=None, ge=1, le=24)
+    zero_reports: bool = True
+    grace_minutes: int = Field(default=30, ge=0, le=720)
+    reporting_kinds: list[UnitKind] = Field(default_factory=lambda: [UnitKind.DEPARTMENT, UnitKind.COUNTY])
+
+    @model_validator(mode="after")
+    def _schedule(self) -> PeriodCreate:
+        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
+            raise ValueError("give times with their zone (…+08:00)")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("the period ends before it starts")
+        if bool(self.report_times) == (self.every_hours is not None):
+            raise ValueError("give report_times or every_hours, one of them")
+        bad = [t for t in self.report_times if not _HHMM.match(t)]
+        if bad:
+            raise ValueError(f"report times are HH:MM: {', '.join(bad)}")
+        return self
+
+
+class ShiftCreate(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    officer: str = Field(min_length=1, max_length=64)
+    backup: str | None = Field(default=None, max_length=64)
+    leader: str | None = Field(default=None, max_length=64)
+
+
+class ReportCreate(BaseModel):
+    zero: bool = False
+    alerts: int = Field(default=0, ge=0, le=100_000)
+    incidents: int = Field(default=0, ge=0, le=10_000)
+    note: str | None = Field(default=None, max_length=2000)
+    slot_at: datetime | None = Field(default=None, description="the slot reported for (default: the one due)")
+    unit_code: str | None = Field(default=None, max_length=32, description="default: the reporter's own unit")
+
+    @model_validator(mode="after")
+    def _zero(self) -> ReportCreate:
+        if self.zero and (self.alerts or self.incidents):
+            raise ValueError("a zero-report counts no alerts and no incidents")
+        return self
+
+
+def create_period(session: Session, principal: Principal, data: PeriodCreate) -> DutyPeriod:
+    authorize(principal, "security.duty:write")
+    period = DutyPeriod(name=data.name, kind=data.kind, starts_at=data.starts_at.astimezone(UTC),
+                        ends_at=data.ends_at.astimezone(UTC), report_times=list(data.report_times),
+                        every_hours=data.every_hours, zero_reports=data.zero_reports, grace_minutes=data.grace_minutes,
+                        reporting_kinds=[k.value for k in data.reporting_kinds])
+    session.add(period)
+    session.flush()
+    audit.record(session, principal, action="create", entity="duty_period", entity_id=period.id,
+                 after={"name": period.name, "kind": period.kind.value, "starts_at": period.starts_at,
+                        "ends_at": period.ends_at})
+    return period
+
+
+def get_period(session: Session, principal: Principal, period_id: int) -> DutyPeriod:
+    authorize(principal, "security.duty:read")
+    period = session.get(DutyPeriod, period_id)
+    if period is None:
+        raise NotFound(f"no duty period with id {period_id}", field="period")
+    return period
+
+
+def list_periods(session: Session, principal: Principal, *, active_at: datetime | None = None) -> list[DutyPeriod]:
+    authorize(principal, "security.duty:read")
+    query = select(DutyPeriod).order_by(DutyPeriod.starts_at.desc())
+    if active_at is not None:
+        query = query.where(DutyPeriod.starts_at <= active_at, DutyPeriod.ends_at >= active_at)
+    return list(session.scalars(query))
+
+
+def slots(period: DutyPeriod, *, until: datetime | None = None) -> list[datetime]:
+    """The period's due times (UTC), up to ``until`` (default: the period's end)."""
+    end = min(period.ends_at, until) if until is not None else period.ends_at
+    out: list[datetime] = []
+    if period.every_hours:
+        at = period.starts_at + timedelta(hours=period.every_hours)
+        while at <= end:
+            out.append(at)
+            at += timedelta(hours=period.every_hours)
+        return out
+    day = period.starts_at.astimezone(BEIJING).date()
+    while True:
+        for text in sorted(period.report_times):
+            hour, minute = (int(x) for x in text.split(":"))
+            at = datetime.combine(day, time(hour, minute), tzinfo=BEIJING).astimezone(UTC)
+            if period.starts_at < at <= end:
+                out.append(at)
+        day += timedelta(days=1)
+        if datetime.combine(day, time(0), tzinfo=BEIJING).astimezone(UTC) > end:
+            return out
+
+
+def add_shift(session: Session, principal: Principal, period_id: int, data: ShiftCreate) -> DutyShift:
+    authorize(principal, "security.duty:write")
+    period = get_period(session, principal, period_id)
+    if data.ends_at <= data.starts_at:
+        raise InvalidInput("the shift ends before it starts", field="ends_at")
+    shift = DutyShift(period_id=period.id, starts_at=data.starts_at.astimezone(UTC),
+                      ends_at=data.ends_at.astimezone(UTC), officer=data.officer, backup=data.backup,
+                      leader=data.leader)
+    session.add(shift)
+    session.flush()
+    return shift
+
+
+def check_in(session: Session, principal: Principal, shift_id: int, *, handover_note: str | None = None) -> DutyShift:
+    """The officer checks in (签到); the note is what the next shift must know (交接班)."""
+    authorize(principal, "security.duty:write")
+    shift = session.get(DutyShift, shift_id)
+    if shift is None:
+        raise NotFound(f"no shift with id {shift_id}", field="shift")
+    shift.checked_in_at = shift.checked_in_at or utcnow()
+    if handover_note is not None:
+        shift.handover_note = handover_note
+    session.flush()
+    return shift
+
+
+def submit_report(session: Session, principal: Principal, period_id: int, data: ReportCreate) -> DutyReport:
+    """A unit's report for a slot: by default the slot due now (within its grace) or the next one."""
+    authorize(principal, "security.duty:report")
+    period = get_period(session, principal, period_id)
+    code = data.unit_code or principal.unit_code
+    if code is None:
+        raise InvalidInput("name the unit the report is for", field="unit_code")
+    unit = get_unit(session, principal, code, field_name="unit_code")
+    if unit.kind.value not in period.reporting_kinds:
+        raise InvalidInput(f"{unit.code} ({unit.kind.label}) does not report in this period", field="unit_code")
+    now = utcnow()
+    grace = timedelta(minutes=period.grace_minutes)
+    every = slots(period)
+    if data.slot_at is not None:
+        slot = data.slot_at.astimezone(UTC)
+        if slot not in every:
+            raise InvalidInput("not a report slot of this period", field="slot_at")
+    else:
+        upcoming = [s for s in every if s + grace >= now]
+        if not upcoming:
+            raise Conflict("the period's last slot has passed", field="slot_at")
+        slot = upcoming[0]
+    if period.zero_reports is False and data.zero:
+        raise InvalidInput("this period takes reports of events only, not zero-reports", field="zero")
+    report = DutyReport(period_id=period.id, unit_id=unit.id, slot_at=slot, submitted_at=now,
+                        submitted_by=principal.actor, zero=data.zero, alerts=data.alerts, incidents=data.incidents,
+                        note=data.note)
+    try:
+        with session.begin_nested():
+            session.add(report)
+    except IntegrityError:
+        raise Conflict(f"{unit.code} already reported for {slot.astimezone(BEIJING):%m-%d %H:%M}",
+                       field="slot_at") from None
+    audit.record(session, principal, action="report", entity="duty_report", entity_id=report.id,
+                 after={"period": period.id, "slot": slot, "zero": data.zero, "alerts": data.alerts,
+                        "incidents": data.incidents}, unit_id=unit.id)
+    return report
+
+
+class Missing(BaseModel):
+    period_id: int
+    unit_code: str
+    slot_at: datetime
+    overdue: bool = Field(description="past its due time and grace; otherwise due soon")
+
+
+def missing_reports(session: Session, principal: Principal, *, now: datetime | None = None,
+                    period_id: int | None = None) -> list[Missing]:
+    """Reports owed and not in: overdue ones, and those due in the coming slot."""
+    authorize(principal, "security.duty:read")
+    now = now or utcnow()
+    periods = [get_period(session, principal, period_id)] if period_id else list_periods(session, principal,
+                                                                                          active_at=now)
+    out: list[Missing] = []
+    for period in periods:
+        query = select(Unit.id, Unit.code).where(Unit.kind.in_([UnitKind(k) for k in period.reporting_kinds]))
+        scope = unit_scope(principal)
+        if scope is not None:
+            query = query.where(scope)
+        units = list(session.execute(query.order_by(Unit.code)))
+        grace = timedelta(minutes=period.grace_minutes)
+        every = slots(period)
+        relevant = [s for s in every if s + grace < now] + [s for s in every if s + grace >= now][:1]
+        done = {(u, s.astimezone(UTC)) for u, s in session.execute(
+            select(DutyReport.unit_id, DutyReport.slot_at).where(DutyReport.period_id == period.id))}
+        for slot in relevant:
+            for unit_id, code in units:
+                if (unit_id, slot) not in done:
+                    out.append(Missing(period_id=period.id, unit_code=code, slot_at=slot, overdue=slot + grace < now))
+    return out

@@ -1,0 +1,105 @@
+"""Alerts and duty over HTTP: webhooks in both forms, the six steps before an attack closes, zero-reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from cloudctl.core.models import utcnow
+from cloudctl.org.models import UnitKind
+from cloudctl.security.models import DutyKind
+from cloudctl.security.service import duty
+from tests.api.conftest import auth
+from tests.factories import ADMIN, MiniCity
+
+GENERIC = {"source": "态势感知", "source_ref": "evt-20261125-0042", "title": "Webshell 上传尝试", "severity": "high",
+           "src_ip": "203.0.113.7", "dst_ip": "10.64.1.20"}
+ALERTMANAGER = {"version": "4", "status": "firing", "receiver": "duty-room", "groupKey": "{}:{}", "alerts": [
+    {"status": "firing", "labels": {"alertname": "CloudctlExporterDown", "severity": "critical"},
+     "annotations": {"summary": "Prometheus cannot scrape cloudctl."}, "startsAt": "2026-11-25T08:00:00Z",
+     "fingerprint": "9f2c1e0b7a6d5c4b"}]}
+
+
+def test_webhooks_deduplicate(client: TestClient, city: MiniCity) -> None:
+    duty_headers = auth(city, "duty")
+    first = client.post("/api/v1/security/alerts", json=GENERIC, headers=duty_headers)
+    assert first.status_code == 202, first.text
+    again = client.post("/api/v1/security/alerts", json=GENERIC, headers=duty_headers).json()
+    assert again[0]["id"] == first.json()[0]["id"]
+    assert again[0]["repeats"] == 1
+    am = client.post("/api/v1/security/alerts", json=ALERTMANAGER, headers=duty_headers).json()
+    assert (am[0]["source"], am[0]["source_ref"], am[0]["severity"]) == ("alertmanager/duty-room",
+                                                                         "9f2c1e0b7a6d5c4b", "critical")
+    bad = client.post("/api/v1/security/alerts", json={**GENERIC, "src_ip": "not-an-ip"}, headers=duty_headers)
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "src_ip"
+    assert client.post("/api/v1/security/alerts", json=GENERIC, headers=auth(city, "dept")).status_code == 403
+
+
+def test_an_attack_cannot_close_with_a_step_open(client: TestClient, city: MiniCity) -> None:
+    headers = auth(city, "duty")
+    alert_id = client.post("/api/v1/security/alerts", json=GENERIC, headers=headers).json()[0]["id"]
+    url = f"/api/v1/security/alerts/{alert_id}"
+    attack = client.post(f"{url}/verdict", json={"verdict": "attack", "note": "源地址在威胁情报黑名单"},
+                         headers=headers)
+    assert attack.status_code == 200
+    body = attack.json()
+    assert [s["step"] for s in body["steps"]] == ["block", "respond", "investigate", "kill", "record", "reply"]
+    assert body["triage_seconds"] is not None
+    out_of_order = client.post(f"{url}/steps/respond", json={"status": "done", "evidence": "已通知单位"},
+                               headers=headers)
+    assert out_of_order.status_code == 409
+    assert out_of_order.json()["errors"][0]["field"] == "step"
+    blocked = client.post("/api/v1/security/blocklist", headers=headers,
+                          json={"ip": "203.0.113.7", "reason": "webshell 上传", "alert_id": alert_id})
+    assert blocked.status_code == 201
+    for step in ("block", "respond", "investigate"):
+        assert client.post(f"{url}/steps/{step}", json={"status": "done", "evidence": f"{step} 完成"},
+                           headers=headers).status_code == 200
+    assert client.post(f"{url}/steps/record", json={"status": "skipped"}, headers=headers).status_code == 409
+    early = client.post(f"{url}/close", headers=headers)
+    assert early.status_code == 409
+    assert early.json()["errors"][0]["field"] == "steps"
+    assert client.post(f"{url}/steps/kill", json={"status": "skipped"}, headers=headers).status_code == 200
+    for step in ("record", "reply"):
+        client.post(f"{url}/steps/{step}", json={"status": "done", "evidence": "已备案/已回复"}, headers=headers)
+    closed = client.post(f"{url}/close", headers=headers)
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    text = client.get("/api/v1/security/blocklist", headers=headers)
+    assert text.text == "203.0.113.7\n"
+    csv_text = client.get("/api/v1/security/blocklist?format=csv", headers=headers).text
+    assert csv_text.splitlines()[0] == "ip,reason,expires_at,alert_id,created_by,created_at"
+
+
+@pytest.fixture
+def period(session: Session, city: MiniCity) -> int:
+    now = utcnow()
+    period = duty.create_period(session, ADMIN, duty.PeriodCreate(
+        name="2026 国庆节假日值守", kind=DutyKind.HOLIDAY, starts_at=now - timedelta(hours=7),
+        ends_at=now + timedelta(days=2), every_hours=2, reporting_kinds=[UnitKind.DEPARTMENT]))
+    session.commit()
+    return period.id
+
+
+def test_zero_reports_and_overdue_slots(client: TestClient, city: MiniCity, period: int) -> None:
+    missing = client.get("/api/v1/security/duty/missing", headers=auth(city, "duty")).json()
+    overdue = [m for m in missing if m["overdue"]]
+    # Slots at +2h, +4h and +6h are past (with 30 min of grace): both departments owe all three.
+    assert len(overdue) == 6
+    assert {m["unit_code"] for m in overdue} == {"990100-D01", "990100-D02"}
+    report = client.post(f"/api/v1/security/duty/periods/{period}/reports", headers=auth(city, "dept"),
+                         json={"zero": True, "note": "本时段无安全事件"})
+    assert report.status_code == 201, report.text
+    twice = client.post(f"/api/v1/security/duty/periods/{period}/reports", headers=auth(city, "dept"),
+                        json={"zero": True})
+    assert twice.status_code == 409
+    wrong = client.post(f"/api/v1/security/duty/periods/{period}/reports", headers=auth(city, "dept"),
+                        json={"zero": True, "alerts": 2})
+    assert wrong.status_code == 422
+    mine = client.get("/api/v1/security/duty/missing", headers=auth(city, "dept")).json()
+    assert {m["unit_code"] for m in mine} == {"990100-D01"}
+    assert not [m for m in mine if not m["overdue"]]  # the coming slot is reported
