@@ -103,6 +103,7 @@ class CloudctlCollector(Collector):
         yield from self._requests(session)
         yield from self._reclaim(session)
         yield from self._extranet(session)
+        yield from self._security(session)
         yield from self._jobs(session)
 
     def _clouds(self, session: Session) -> Iterator[Metric]:
@@ -258,6 +259,76 @@ class CloudctlCollector(Collector):
         for name in ("collected", "failing", "stale"):
             devices.add_metric([name], counts.get(name, 0))
         yield devices
+
+    def _security(self, session: Session) -> Iterator[Metric]:
+        from cloudctl.security.models import Alert, AlertStatus, Asset, BlockedAddress, Finding, Ticket, TicketStatus
+        from cloudctl.security.models import Verdict as AlertVerdict
+        from cloudctl.security.service.duty import missing_reports
+
+        today = utcnow().date()
+        soon = today + timedelta(days=7)
+        sla = case((Finding.sla_deadline.is_(None), "none"), (Finding.sla_deadline < today, "overdue"),
+                   (Finding.sla_deadline <= soon, "due_soon"), else_="within")
+        findings = GaugeMetricFamily("cloudctl_security_findings_open",
+                                     "Active findings (not false positives or accepted risks) by severity, SLA state "
+                                     "(within, due_soon: 7 days, overdue, none) and unit.",
+                                     labels=["finding_severity", "sla", "unit"])
+        for severity, state, code, n in session.execute(
+                select(Finding.severity, sla, func.coalesce(Unit.code, ""), func.count())
+                .join(Asset, Asset.id == Finding.asset_id).outerjoin(Unit, Unit.id == Asset.unit_id)
+                .where(Finding.active.is_(True), Finding.false_positive.is_(False), Finding.risk_accepted.is_(False))
+                .group_by(Finding.severity, sla, Unit.code)):
+            findings.add_metric([severity.value, str(state), str(code)], n)
+        tickets = GaugeMetricFamily("cloudctl_security_tickets_open", "Open rectification tickets (整改单) per unit.",
+                                    labels=["unit"])
+        for code, n in session.execute(select(Unit.code, func.count()).select_from(Ticket)
+                                       .join(Unit, Unit.id == Ticket.unit_id)
+                                       .where(Ticket.status == TicketStatus.OPEN).group_by(Unit.code)):
+            tickets.add_metric([code], n)
+        stages = GaugeMetricFamily("cloudctl_security_alerts_open",
+                                   "Open alerts by stage: new (not yet judged), undetermined, false_positive, or the "
+                                   "response step an attack has reached (block … reply).", labels=["stage"])
+        counts: dict[str, int] = {}
+        oldest_attack: float | None = None
+        for alert in session.scalars(select(Alert).where(Alert.status != AlertStatus.CLOSED)):
+            if alert.verdict is None:
+                stage = "new"
+            elif alert.verdict is AlertVerdict.ATTACK:
+                stage = next((s.step for s in alert.steps if s.status.value == "pending"), "done")
+                since = (alert.verdict_at or alert.received_at).timestamp()
+                oldest_attack = since if oldest_attack is None else min(oldest_attack, since)
+            else:
+                stage = alert.verdict.value
+            counts[stage] = counts.get(stage, 0) + 1
+        for stage in ("new", "undetermined", "false_positive", "block", "respond", "investigate", "kill", "record",
+                      "reply", "done"):
+            stages.add_metric([stage], counts.get(stage, 0))
+        yield from (findings, tickets, stages)
+        if oldest_attack is not None:
+            yield GaugeMetricFamily("cloudctl_security_attack_open_since_timestamp_seconds",
+                                    "When the oldest open attack alert was judged (Unix time); absent when none.",
+                                    value=oldest_attack)
+        now = utcnow()
+        blocked = session.scalar(select(func.count()).select_from(BlockedAddress).where(
+            BlockedAddress.lifted_at.is_(None),
+            (BlockedAddress.expires_at.is_(None)) | (BlockedAddress.expires_at > now))) or 0
+        yield GaugeMetricFamily("cloudctl_security_blocked_addresses", "Addresses and networks on the block list now.",
+                                value=blocked)
+        overdue = GaugeMetricFamily("cloudctl_duty_reports_overdue",
+                                    "Duty reports (零报告 included) past their slot and grace, per unit.",
+                                    labels=["unit"])
+        due = GaugeMetricFamily("cloudctl_duty_reports_due", "Duty reports due in the coming slot, per unit.",
+                                labels=["unit"])
+        late: dict[str, int] = {}
+        coming: dict[str, int] = {}
+        for missing in missing_reports(session, EXPORTER, now=now):
+            target = late if missing.overdue else coming
+            target[missing.unit_code] = target.get(missing.unit_code, 0) + 1
+        for code, n in sorted(late.items()):
+            overdue.add_metric([code], n)
+        for code, n in sorted(coming.items()):
+            due.add_metric([code], n)
+        yield from (overdue, due)
 
     def _jobs(self, session: Session) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("cloudctl_jobs", "Jobs by kind and status.", labels=["kind", "status"])

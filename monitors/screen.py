@@ -2,8 +2,7 @@
 
 The page (``monitors/static/screen.html``) reads this through the API every few seconds; it never
 touches the database itself. Security operations (drill phase, duty officer, reports due, alerts by
-triage step, blocked IPs, critical findings) join this summary when that domain is in place; until
-then the page says so rather than showing zeros.
+triage step, blocked IPs, critical findings, duty reports) come from the security domain's services.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ class ScreenSummary(BaseModel):
     reclaim: dict[str, Any]
     requests_pending: int
     jobs_failed_24h: int
-    security: dict[str, Any] | None
+    security: dict[str, Any]
 
 
 def summary(session: Session, principal: Principal) -> ScreenSummary:
@@ -70,4 +69,26 @@ def summary(session: Session, principal: Principal) -> ScreenSummary:
         generated_at=utcnow().isoformat(timespec="seconds"), city=city, access=access,
         violations_open=sum(by_rule.values()), violations_by_rule=by_rule, clouds=clouds,
         reclaim={"recommendations": int(count), "reclaimable_vcpus": int(vcpus), "saving_month": float(saving)},
-        requests_pending=int(pending), jobs_failed_24h=int(failed), security=None)
+        requests_pending=int(pending), jobs_failed_24h=int(failed), security=_security(session, principal))
+
+
+def _security(session: Session, principal: Principal) -> dict[str, Any]:
+    """Alerts waiting for a verdict, attacks still being answered, blocks, overdue findings and duty reports."""
+    from cloudctl.security.models import Alert, AlertStatus, BlockedAddress, Finding, Severity, Verdict
+    from cloudctl.security.service.duty import list_periods, missing_reports
+
+    now = utcnow()
+    new = session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.NEW)) or 0
+    attacks = session.scalar(select(func.count()).select_from(Alert).where(
+        Alert.status != AlertStatus.CLOSED, Alert.verdict == Verdict.ATTACK)) or 0
+    blocked_today = session.scalar(select(func.count()).select_from(BlockedAddress).where(
+        BlockedAddress.created_at >= now - timedelta(hours=24))) or 0
+    critical_overdue = session.scalar(select(func.count()).select_from(Finding).where(
+        Finding.active.is_(True), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < now.date(),
+        Finding.false_positive.is_(False), Finding.risk_accepted.is_(False))) or 0
+    missing = missing_reports(session, principal, now=now)
+    periods = list_periods(session, principal, active_at=now)
+    return {"alerts_new": int(new), "attacks_open": int(attacks), "blocked_24h": int(blocked_today),
+            "critical_overdue": int(critical_overdue), "duty_overdue": sum(1 for m in missing if m.overdue),
+            "duty_due": sum(1 for m in missing if not m.overdue),
+            "duty_period": periods[0].name if periods else None}

@@ -59,6 +59,7 @@ def test_the_screen_shows_the_demo_city_and_follows_changes(demo: tuple[str, dic
     assert "已接入 132 / 应接入 135" in _text(dom, "h-detail")
     assert "市政务云中心" in dom
     assert _text(dom, "reclaim") != "—"
+    assert _text(dom, "security") == "0 / 0"
     assert _text(dom, "error") == ""
     shot = screenshot(url, artifact_dir() / "big-screen.png", width=1600, height=900)
     assert shot.stat().st_size > 20_000

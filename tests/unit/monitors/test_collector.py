@@ -62,7 +62,7 @@ def test_every_family_is_prefixed_and_follows_the_conventions(session: Session) 
         for sample in family.samples:
             # Bounded labels only: no address, MAC or free text ever becomes a label.
             assert set(sample.labels) <= {"cloud", "state", "unit", "status", "kind", "level", "county", "rule",
-                                          "zone", "le"}, sample
+                                          "zone", "le", "finding_severity", "sla", "stage"}, sample
 
 
 def test_a_failing_database_is_counted_not_raised() -> None:
@@ -95,3 +95,31 @@ def test_metrics_over_http_with_request_counts(session: Session) -> None:
     assert "cloudctl_api_http_requests" in names
     assert "cloudctl_quota_limits_vcpus_max" in names
     assert 'handler="/api/v1/units"' in response.text
+
+
+def test_security_families(session: Session) -> None:
+    from datetime import timedelta
+
+    from cloudctl.core.models import utcnow
+    from cloudctl.security.models import Finding, Verdict
+    from cloudctl.security.scanners.base import ScanFinding, ScanReport
+    from cloudctl.security.service import alerts, findings
+
+    build_mini_city(session)
+    critical = ScanFinding(scanner="nessus", plugin_id="1", title="t", severity="critical", ip="192.0.2.10", port=443,
+                           protocol="tcp", service="www")
+    report = ScanReport(scanner="nessus", started_at=None, finished_at=None, hosts=("192.0.2.10",),
+                        file_sha256="a" * 64, findings=(critical,))
+    findings.store_report(session, ADMIN, report, scope="s", source="s")
+    for finding in session.query(Finding):
+        finding.sla_deadline = utcnow().date() - timedelta(days=1)
+    alert = alerts.receive(session, ADMIN, {"source": "ids", "source_ref": "1", "title": "scan", "severity": "high"})[0]
+    alerts.set_verdict(session, ADMIN, alert.id, Verdict.ATTACK)
+    alerts.receive(session, ADMIN, {"source": "ids", "source_ref": "2", "title": "probe"})
+    alerts.block(session, ADMIN, "203.0.113.0/24", reason="扫描源")
+    value = _registry(session).get_sample_value
+    assert value("cloudctl_security_findings_open", {"finding_severity": "critical", "sla": "overdue", "unit": ""}) == 1
+    assert value("cloudctl_security_alerts_open", {"stage": "block"}) == 1
+    assert value("cloudctl_security_alerts_open", {"stage": "new"}) == 1
+    assert value("cloudctl_security_blocked_addresses") == 1
+    assert value("cloudctl_security_attack_open_since_timestamp_seconds") > 0
