@@ -13,7 +13,7 @@ from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_rows
 from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import AlertPublic, FindingPublic, TicketPublic
-from cloudctl.security.service import alerts, duty
+from cloudctl.security.service import alerts, duty, runs
 from cloudctl.security.service import findings as service
 
 __all__ = ["security_app"]
@@ -132,3 +132,49 @@ def sec_duty_missing(period: int | None = typer.Option(None), output: OutputForm
     print_rows(rows, [("period", lambda m: m.period_id), ("unit", lambda m: m.unit_code),
                       ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue)], output,
                title="值班报告缺报 missing duty reports")
+
+
+def _run_job(job_id: int) -> dict[str, object]:
+    from cloudctl.core import jobs
+    from cloudctl.core.db import get_engine
+
+    jobs.JobRunner(get_engine()).run_once(job_id)
+    with unit_of_work() as (session, principal):
+        job = jobs.get_job(session, principal, job_id)
+        if job.status is not jobs.JobStatus.SUCCEEDED:
+            raise InvalidInput(f"job {job.id} {job.status.value}: {job.error or 'see cloudctl job show'}", field="job")
+        return dict(job.result or {})
+
+
+@security_app.command("scan")
+def sec_scan(targets: list[str] = typer.Argument(..., help="addresses, networks or host names you are allowed to scan"),
+             scope: str = typer.Option(...), ports: str | None = typer.Option(None, help="e.g. 22,80,443 or 1-1024"),
+             output: OutputFormat = OutputOption) -> None:
+    """Scan with nmap -sV (a job) and reconcile the findings into the scope."""
+    with unit_of_work() as (session, principal):
+        job = runs.submit_scan(session, principal, targets, scope=scope, ports=ports)
+        session.flush()
+        job_id = job.id
+    result = _run_job(job_id)
+    if output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    console.print(f"created {result['created']}, untouched {result['untouched']}, closed {result['closed']}, "
+                  f"reactivated {result['reactivated']}")
+
+
+@security_app.command("baseline")
+def sec_baseline(inventory: str = typer.Option(..., help="an Ansible inventory (file, directory or host list)"),
+                 limit: str | None = typer.Option(None), scope: str = typer.Option("mlps-baseline"),
+                 output: OutputFormat = OutputOption) -> None:
+    """Run the MLPS level-3 baseline checks (check-only, a job); failed checks become findings on the host."""
+    with unit_of_work() as (session, principal):
+        job = runs.submit_baseline(session, principal, inventory, limit=limit, scope=scope)
+        session.flush()
+        job_id = job.id
+    result = _run_job(job_id)
+    if output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    console.print(f"{result['passed']} of {result['checks']} checks passed; findings created {result['created']}, "
+                  f"closed {result['closed']}")
