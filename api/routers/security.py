@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, SessionDep
 from cloudctl.core.schemas import Page
-from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
     BlockIn,
@@ -19,7 +20,7 @@ from cloudctl.security.schemas import (
     TicketPublic,
     VerdictIn,
 )
-from cloudctl.security.service import alerts, duty
+from cloudctl.security.service import alerts, drills, duty
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
@@ -120,3 +121,48 @@ def submit_report(period_id: int, body: duty.ReportCreate, session: SessionDep,
 def missing_reports(session: SessionDep, principal: PrincipalDep, period: int | None = None) -> list[duty.Missing]:
     """Reports owed and not in: overdue, and due in the coming slot."""
     return duty.missing_reports(session, principal, period_id=period)
+
+
+# ---------------------------------------------------------------- drills
+
+
+class ItemUpdate(BaseModel):
+    status: ItemStatus
+    evidence: str | None = Field(default=None, max_length=4000)
+
+
+@router.post("/drills", status_code=status.HTTP_201_CREATED)
+def create_drill(body: drills.DrillCreate, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    drill = drills.create_drill(session, principal, body)
+    return {"id": drill.id, "name": drill.name, "phase": drill.phase.value}
+
+
+@router.post("/drills/{drill_id}/phase/{phase}")
+def advance_phase(drill_id: int, phase: DrillPhase, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    drill = drills.advance_phase(session, principal, drill_id, phase)
+    return {"id": drill.id, "phase": drill.phase.value}
+
+
+@router.get("/drills/{drill_id}/progress")
+def drill_progress(drill_id: int, session: SessionDep, principal: PrincipalDep) -> list[drills.ProgressRow]:
+    return drills.progress(session, principal, drill_id)
+
+
+@router.get("/drills/{drill_id}/items")
+def drill_items(drill_id: int, session: SessionDep, principal: PrincipalDep,
+                unit: str | None = None) -> list[dict[str, Any]]:
+    return [{"id": i.id, "unit_code": i.unit_code, "key": i.key, "title": i.title, "phase": i.phase.value,
+             "mandatory": i.mandatory, "due_at": i.due_at, "status": i.status.value, "evidence": i.evidence,
+             "verifier": i.verifier} for i in drills.list_items(session, principal, drill_id, unit=unit)]
+
+
+@router.patch("/drills/{drill_id}/items/{item_id}")
+def update_item(drill_id: int, item_id: int, body: ItemUpdate, session: SessionDep,
+                principal: PrincipalDep) -> dict[str, Any]:
+    item = drills.update_item(session, principal, drill_id, item_id, body.status, body.evidence)
+    return {"id": item.id, "status": item.status.value, "evidence": item.evidence}
+
+
+@router.get("/drills/{drill_id}/summary", response_class=HTMLResponse)
+def drill_summary(drill_id: int, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+    return HTMLResponse(drills.summary_html(session, principal, drill_id))

@@ -47,7 +47,7 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "reclaim.recommendation:read", "reclaim.recommendation:appeal",
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
                 "extranet.device:read", "extranet.violation:read", "security.finding:read", "security.ticket:read",
-                "security.duty:read", "security.duty:report"),
+                "security.duty:read", "security.duty:report", "security.drill:read", "security.drill:item"),
 }
 
 

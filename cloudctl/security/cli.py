@@ -11,9 +11,10 @@ import typer
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_rows
+from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import AlertPublic, FindingPublic, TicketPublic
-from cloudctl.security.service import alerts, duty, runs
+from cloudctl.security.service import alerts, drills, duty, runs
 from cloudctl.security.service import findings as service
 
 __all__ = ["security_app"]
@@ -178,3 +179,41 @@ def sec_baseline(inventory: str = typer.Option(..., help="an Ansible inventory (
         return
     console.print(f"{result['passed']} of {result['checks']} checks passed; findings created {result['created']}, "
                   f"closed {result['closed']}")
+
+
+drill_app = typer.Typer(help="Attack-defence drills (护网): checklists per unit, progress, the summary report.",
+                        no_args_is_help=True)
+security_app.add_typer(drill_app, name="drill")
+
+
+@drill_app.command("create")
+def drill_create(name: str = typer.Option(...), organiser: str = typer.Option(...),
+                 starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-12-01T09:00+08:00"),
+                 ends: str = typer.Option(...),
+                 unit: list[str] = typer.Option(None, "--unit", help="unit codes; default departments, counties")
+                 ) -> None:
+    """Create a drill and give every unit in scope the checklist."""
+    data = parse(drills.DrillCreate, {"name": name, "organiser": organiser, "starts_at": starts, "ends_at": ends,
+                                      "units": unit or []})
+    with unit_of_work() as (session, principal):
+        drill = drills.create_drill(session, principal, data)
+        console.print(f"drill {drill.id} created: {drill.name}")
+
+
+@drill_app.command("progress")
+def drill_progress(drill_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """Checklist progress per unit and phase."""
+    with unit_of_work() as (session, principal):
+        rows = drills.progress(session, principal, drill_id)
+    print_rows(rows, [("unit", lambda r: r.unit_code), ("name", lambda r: r.unit_name), ("phase", lambda r: r.phase),
+                      ("done", lambda r: f"{r.done}/{r.total}"), ("%", lambda r: f"{r.ratio:.0%}"),
+                      ("overdue", lambda r: r.overdue)], output, title="护网进度 drill progress")
+
+
+@drill_app.command("report")
+def drill_report(drill_id: int = typer.Argument(...), out: Path = typer.Option(Path("drill-summary.html"))) -> None:
+    """Write the drill's summary report (HTML)."""
+    with unit_of_work() as (session, principal):
+        text = drills.summary_html(session, principal, drill_id)
+    out.write_text(text, encoding="utf-8")
+    console.print(str(out))

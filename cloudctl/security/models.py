@@ -17,8 +17,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import Unit
 
-__all__ = ["Alert", "AlertStatus", "Asset", "BlockedAddress", "DutyKind", "DutyPeriod", "DutyReport", "DutyShift",
-           "Finding", "ScanImport", "Severity", "StepStatus", "Ticket", "TicketStatus", "TriageStep", "Verdict"]
+__all__ = ["Alert", "AlertStatus", "Asset", "BlockedAddress", "Drill", "DrillItem", "DrillPhase", "DutyKind",
+           "DutyPeriod", "DutyReport", "DutyShift", "Finding", "ItemStatus", "ScanImport", "Severity", "StepStatus",
+           "Ticket", "TicketStatus", "TriageStep", "Verdict"]
 
 
 class Severity(LabelledEnum):
@@ -289,3 +290,60 @@ class DutyReport(Base):
     alerts: Mapped[int] = mapped_column(default=0)
     incidents: Mapped[int] = mapped_column(default=0)
     note: Mapped[str | None] = mapped_column(String(2000))
+
+
+class DrillPhase(LabelledEnum):
+    PREPARE = "prepare", "准备阶段", "white"
+    SELF_CHECK = "self_check", "自查阶段", "cyan"
+    ON_DUTY = "on_duty", "值守阶段", "red"
+    SUMMARY = "summary", "总结阶段", "green"
+
+
+class ItemStatus(LabelledEnum):
+    WAITING = "waiting", "未开始", "white"
+    IN_PROGRESS = "in_progress", "进行中", "yellow"
+    DONE = "done", "已完成", "green"
+    CANCELLED = "cancelled", "已取消", "bright_black"
+
+
+class Drill(TimestampMixin, Base):
+    """An attack-defence drill (护网): organiser, period and phase; its units work through the checklist."""
+
+    __tablename__ = "security_drills"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    organiser: Mapped[str] = mapped_column(String(128))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    phase: Mapped[DrillPhase] = mapped_column(enum_column(DrillPhase, 16))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class DrillItem(Base):
+    """One checklist item of one unit in a drill."""
+
+    __tablename__ = "security_drill_items"
+    __table_args__ = (UniqueConstraint("drill_id", "unit_id", "key", name="uq_security_drill_items_unit_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    drill_id: Mapped[int] = mapped_column(ForeignKey("security_drills.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(255))
+    phase: Mapped[DrillPhase] = mapped_column(enum_column(DrillPhase, 16))
+    position: Mapped[int]
+    mandatory: Mapped[bool]
+    due_at: Mapped[datetime]
+    status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus, 16), index=True)
+    evidence: Mapped[str | None] = mapped_column(Text)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+    done_at: Mapped[datetime | None]
+    verifier: Mapped[str | None] = mapped_column(String(128))
+    verified_at: Mapped[datetime | None]
+
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code

@@ -103,3 +103,36 @@ def test_zero_reports_and_overdue_slots(client: TestClient, city: MiniCity, peri
     mine = client.get("/api/v1/security/duty/missing", headers=auth(city, "dept")).json()
     assert {m["unit_code"] for m in mine} == {"990100-D01"}
     assert not [m for m in mine if not m["overdue"]]  # the coming slot is reported
+
+
+def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: MiniCity) -> None:
+    start = utcnow() + timedelta(days=10)
+    created = client.post("/api/v1/security/drills", headers=auth(city, "secops"), json={
+        "name": "2026 护网行动", "organiser": "市委网信办", "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(days=14)).isoformat(), "units": ["990100-D01", "990100-D02"]})
+    assert created.status_code == 201, created.text
+    drill = created.json()["id"]
+    mine = client.get(f"/api/v1/security/drills/{drill}/items", headers=auth(city, "dept")).json()
+    assert {i["unit_code"] for i in mine} == {"990100-D01"}
+    assert len(mine) == 13
+    inventory = next(i for i in mine if i["key"] == "asset-inventory")
+    url = f"/api/v1/security/drills/{drill}/items/{inventory['id']}"
+    no_evidence = client.patch(url, json={"status": "done"}, headers=auth(city, "dept"))
+    assert no_evidence.status_code == 422
+    assert no_evidence.json()["errors"][0]["field"] == "evidence"
+    done = client.patch(url, json={"status": "done", "evidence": "资产清单 v3（互联网暴露面 12 项）"},
+                        headers=auth(city, "dept"))
+    assert done.status_code == 200
+    mandatory = next(i for i in mine if i["key"] == "weak-passwords")
+    refused = client.patch(f"/api/v1/security/drills/{drill}/items/{mandatory['id']}", json={"status": "cancelled"},
+                           headers=auth(city, "dept"))
+    assert refused.status_code == 409
+    progress = client.get(f"/api/v1/security/drills/{drill}/progress", headers=auth(city, "secops")).json()
+    prepare = next(r for r in progress if r["unit_code"] == "990100-D01" and r["phase"] == "prepare")
+    assert (prepare["done"], prepare["total"]) == (1, 4)
+    assert client.post(f"/api/v1/security/drills/{drill}/phase/on_duty", headers=auth(city, "secops")).status_code \
+        == 409
+    assert client.post(f"/api/v1/security/drills/{drill}/phase/self_check",
+                       headers=auth(city, "secops")).json()["phase"] == "self_check"
+    summary = client.get(f"/api/v1/security/drills/{drill}/summary", headers=auth(city, "secops"))
+    assert "2026 护网行动" in summary.text

@@ -47,3 +47,26 @@ def test_import_twice_and_refuse_hostile_xml(runner: CliRunner) -> None:
     assert hostile.exit_code == 1
     assert hostile.output.strip().startswith("error: file")
     assert len(hostile.output.strip().splitlines()) == 1
+
+
+def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> None:
+    created = demo.invoke(app, ["sec", "drill", "create", "--name", "2026 护网行动", "--organiser", "市网信办",
+                                "--starts", "2026-12-01T09:00+08:00", "--ends", "2026-12-21T18:00+08:00"])
+    assert created.exit_code == 0, created.output
+    drill_id = created.output.split()[1]
+    rows = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "-o", "json"]).output)
+    units = {r["unit_code"] for r in rows}
+    assert len(units) > 1
+    assert {r["phase"] for r in rows} >= {"prepare", "self_check"}
+    assert all(r["done"] == 0 and r["total"] > 0 for r in rows)
+    out = tmp_path / "summary.html"
+    report = demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(out)])
+    assert report.exit_code == 0, report.output
+    text = out.read_text(encoding="utf-8")
+    assert "2026 护网行动" in text
+    assert all(code in text for code in units)
+    naive = demo.invoke(app, ["sec", "drill", "create", "--name", "x drill", "--organiser", "市网信办",
+                              "--starts", "2026-12-01T09:00", "--ends", "2026-12-21T18:00+08:00"])
+    assert naive.exit_code == 1
+    assert "zone" in naive.output
+    assert len(naive.output.strip().splitlines()) == 1
