@@ -104,6 +104,7 @@ class CloudctlCollector(Collector):
         yield from self._reclaim(session)
         yield from self._extranet(session)
         yield from self._security(session)
+        yield from self._drills(session)
         yield from self._jobs(session)
 
     def _clouds(self, session: Session) -> Iterator[Metric]:
@@ -329,6 +330,31 @@ class CloudctlCollector(Collector):
         for code, n in sorted(coming.items()):
             due.add_metric([code], n)
         yield from (overdue, due)
+
+    def _drills(self, session: Session) -> Iterator[Metric]:
+        """Drills not yet in their summary phase: items by phase and status, and what is overdue per unit."""
+        from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
+
+        items = GaugeMetricFamily("cloudctl_drill_checklist_items",
+                                  "Checklist items of running drills (护网) by drill, phase and status.",
+                                  labels=["drill_id", "drill", "phase", "status"])
+        overdue = GaugeMetricFamily("cloudctl_drill_checklist_items_overdue",
+                                    "Checklist items past their due time and not done (cancelled ones left out), "
+                                    "per drill and unit.", labels=["drill_id", "drill", "unit"])
+        running = select(Drill.id).where(Drill.phase != DrillPhase.SUMMARY)
+        for drill_id, name, phase, status, n in session.execute(
+                select(Drill.id, Drill.name, DrillItem.phase, DrillItem.status, func.count()).select_from(DrillItem)
+                .join(Drill, Drill.id == DrillItem.drill_id).where(DrillItem.drill_id.in_(running))
+                .group_by(Drill.id, Drill.name, DrillItem.phase, DrillItem.status)):
+            items.add_metric([str(drill_id), name, phase.value, status.value], n)
+        for drill_id, name, code, n in session.execute(
+                select(Drill.id, Drill.name, Unit.code, func.count()).select_from(DrillItem)
+                .join(Drill, Drill.id == DrillItem.drill_id).join(Unit, Unit.id == DrillItem.unit_id)
+                .where(DrillItem.drill_id.in_(running), DrillItem.due_at < utcnow(),
+                       DrillItem.status.not_in((ItemStatus.DONE, ItemStatus.CANCELLED)))
+                .group_by(Drill.id, Drill.name, Unit.code)):
+            overdue.add_metric([str(drill_id), name, code], n)
+        yield from (items, overdue)
 
     def _jobs(self, session: Session) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("cloudctl_jobs", "Jobs by kind and status.", labels=["kind", "status"])

@@ -14,6 +14,8 @@ from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severi
 from cloudctl.security.schemas import (
     AlertPublic,
     BlockIn,
+    DrillItemPublic,
+    DrillPublic,
     DutyReportPublic,
     FindingPublic,
     StepIn,
@@ -137,6 +139,11 @@ def create_drill(body: drills.DrillCreate, session: SessionDep, principal: Princ
     return {"id": drill.id, "name": drill.name, "phase": drill.phase.value}
 
 
+@router.get("/drills")
+def list_drills(session: SessionDep, principal: PrincipalDep) -> list[DrillPublic]:
+    return [DrillPublic.model_validate(d) for d in drills.list_drills(session, principal)]
+
+
 @router.post("/drills/{drill_id}/phase/{phase}")
 def advance_phase(drill_id: int, phase: DrillPhase, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     drill = drills.advance_phase(session, principal, drill_id, phase)
@@ -150,17 +157,20 @@ def drill_progress(drill_id: int, session: SessionDep, principal: PrincipalDep) 
 
 @router.get("/drills/{drill_id}/items")
 def drill_items(drill_id: int, session: SessionDep, principal: PrincipalDep,
-                unit: str | None = None) -> list[dict[str, Any]]:
-    return [{"id": i.id, "unit_code": i.unit_code, "key": i.key, "title": i.title, "phase": i.phase.value,
-             "mandatory": i.mandatory, "due_at": i.due_at, "status": i.status.value, "evidence": i.evidence,
-             "verifier": i.verifier} for i in drills.list_items(session, principal, drill_id, unit=unit)]
+                unit: str | None = None) -> list[DrillItemPublic]:
+    return [DrillItemPublic.model_validate(i) for i in drills.list_items(session, principal, drill_id, unit=unit)]
 
 
 @router.patch("/drills/{drill_id}/items/{item_id}")
 def update_item(drill_id: int, item_id: int, body: ItemUpdate, session: SessionDep,
-                principal: PrincipalDep) -> dict[str, Any]:
-    item = drills.update_item(session, principal, drill_id, item_id, body.status, body.evidence)
-    return {"id": item.id, "status": item.status.value, "evidence": item.evidence}
+                principal: PrincipalDep) -> DrillItemPublic:
+    return DrillItemPublic.model_validate(drills.update_item(session, principal, drill_id, item_id, body.status,
+                                                             body.evidence))
+
+
+@router.post("/drills/{drill_id}/items/{item_id}/verify")
+def verify_item(drill_id: int, item_id: int, session: SessionDep, principal: PrincipalDep) -> DrillItemPublic:
+    return DrillItemPublic.model_validate(drills.verify_item(session, principal, drill_id, item_id))
 
 
 @router.get("/drills/{drill_id}/summary", response_class=HTMLResponse)

@@ -12,8 +12,8 @@ from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_rows
 from cloudctl.core.schemas import parse
-from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
-from cloudctl.security.schemas import AlertPublic, FindingPublic, TicketPublic
+from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.schemas import AlertPublic, DrillPublic, FindingPublic, TicketPublic
 from cloudctl.security.service import alerts, drills, duty, runs
 from cloudctl.security.service import findings as service
 
@@ -198,6 +198,25 @@ def drill_create(name: str = typer.Option(...), organiser: str = typer.Option(..
     with unit_of_work() as (session, principal):
         drill = drills.create_drill(session, principal, data)
         console.print(f"drill {drill.id} created: {drill.name}")
+
+
+@drill_app.command("list")
+def drill_list(output: OutputFormat = OutputOption) -> None:
+    """Drills, newest first."""
+    with unit_of_work() as (session, principal):
+        rows = [DrillPublic.model_validate(d) for d in drills.list_drills(session, principal)]
+    print_rows(rows, [("id", lambda r: r.id), ("name", lambda r: r.name), ("organiser", lambda r: r.organiser),
+                      ("period", lambda r: f"{r.starts_at:%Y-%m-%d} – {r.ends_at:%Y-%m-%d}"),
+                      ("phase", lambda r: r.phase.label)], output, title="护网 drills")
+
+
+@drill_app.command("phase")
+def drill_phase(drill_id: int = typer.Argument(...),
+                phase: DrillPhase = typer.Argument(..., help="the next phase: self_check, on_duty, summary")) -> None:
+    """Move the drill to its next phase (准备 → 自查 → 值守 → 总结)."""
+    with unit_of_work() as (session, principal):
+        drill = drills.advance_phase(session, principal, drill_id, phase)
+        console.print(f"drill {drill.id} is in {drill.phase.value} ({drill.phase.label})")
 
 
 @drill_app.command("progress")

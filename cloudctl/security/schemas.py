@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import Field
 
 from cloudctl.core.schemas import Schema
-from cloudctl.security.models import AlertStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 
-__all__ = ["AlertPublic", "BlockIn", "DutyReportPublic", "FindingPublic", "StepIn", "TicketPublic", "TriageStepPublic",
-           "VerdictIn"]
+__all__ = ["AlertPublic", "BlockIn", "DrillItemPublic", "DrillPublic", "DutyReportPublic", "FindingPublic", "StepIn",
+           "TicketPublic", "TriageStepPublic", "VerdictIn"]
 
 
 class FindingPublic(Schema):
@@ -39,6 +39,29 @@ class FindingPublic(Schema):
     mitigated_at: datetime | None
     sla_deadline: date | None
     ticket_id: int | None
+
+
+class DrillPublic(Schema):
+    id: int
+    name: str
+    organiser: str
+    starts_at: datetime
+    ends_at: datetime
+    phase: DrillPhase
+
+
+class DrillItemPublic(Schema):
+    id: int
+    unit_code: str
+    key: str
+    title: str
+    phase: DrillPhase
+    mandatory: bool
+    due_at: datetime
+    status: ItemStatus
+    evidence: str | None
+    verifier: str | None
+    verified_at: datetime | None
 
 
 class TicketPublic(Schema):

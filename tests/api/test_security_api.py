@@ -123,6 +123,16 @@ def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: Mini
     done = client.patch(url, json={"status": "done", "evidence": "资产清单 v3（互联网暴露面 12 项）"},
                         headers=auth(city, "dept"))
     assert done.status_code == 200
+    assert done.json()["verifier"] is None
+    assert client.post(f"{url}/verify", headers=auth(city, "dept")).status_code == 403  # units do not self-verify
+    verified = client.post(f"{url}/verify", headers=auth(city, "secops"))
+    assert verified.status_code == 200
+    assert verified.json()["verifier"] is not None
+    waiting = next(i for i in mine if i["key"] == "exposure-reduction")
+    assert client.post(f"/api/v1/security/drills/{drill}/items/{waiting['id']}/verify",
+                       headers=auth(city, "secops")).status_code == 409
+    listed = client.get("/api/v1/security/drills", headers=auth(city, "dept")).json()
+    assert [(d["id"], d["phase"]) for d in listed] == [(drill, "prepare")]
     mandatory = next(i for i in mine if i["key"] == "weak-passwords")
     refused = client.patch(f"/api/v1/security/drills/{drill}/items/{mandatory['id']}", json={"status": "cancelled"},
                            headers=auth(city, "dept"))

@@ -59,6 +59,12 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     assert len(units) > 1
     assert {r["phase"] for r in rows} >= {"prepare", "self_check"}
     assert all(r["done"] == 0 and r["total"] > 0 for r in rows)
+    listed = json.loads(demo.invoke(app, ["sec", "drill", "list", "-o", "json"]).output)
+    assert [d["phase"] for d in listed if str(d["id"]) == drill_id] == ["prepare"]
+    early = demo.invoke(app, ["sec", "drill", "phase", drill_id, "on_duty"])
+    assert early.exit_code == 1
+    assert "next phase is self_check" in early.output
+    assert "自查阶段" in demo.invoke(app, ["sec", "drill", "phase", drill_id, "self_check"]).output
     out = tmp_path / "summary.html"
     report = demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(out)])
     assert report.exit_code == 0, report.output

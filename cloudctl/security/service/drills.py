@@ -23,8 +23,8 @@ from cloudctl.org.models import Unit, UnitKind
 from cloudctl.org.service import get_unit, unit_scope
 from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
 
-__all__ = ["DrillCreate", "ProgressRow", "advance_phase", "create_drill", "get_drill", "list_items", "progress",
-           "summary_html", "template", "update_item", "verify_item"]
+__all__ = ["DrillCreate", "ProgressRow", "advance_phase", "create_drill", "get_drill", "list_drills", "list_items",
+           "progress", "summary_html", "template", "update_item", "verify_item"]
 
 PHASES = list(DrillPhase)
 MOVES = {ItemStatus.WAITING: (ItemStatus.IN_PROGRESS, ItemStatus.DONE, ItemStatus.CANCELLED),
@@ -79,6 +79,12 @@ def create_drill(session: Session, principal: Principal, data: DrillCreate) -> D
     audit.record(session, principal, action="create", entity="drill", entity_id=drill.id,
                  after={"name": drill.name, "units": len(units), "items": len(items) * len(units)})
     return drill
+
+
+def list_drills(session: Session, principal: Principal) -> list[Drill]:
+    """Every drill, newest first: a drill is city-wide, so a unit sees them all (and only its own items)."""
+    authorize(principal, "security.drill:read")
+    return list(session.scalars(select(Drill).order_by(Drill.starts_at.desc(), Drill.id.desc())))
 
 
 def get_drill(session: Session, principal: Principal, drill_id: int) -> Drill:

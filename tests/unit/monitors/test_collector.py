@@ -123,3 +123,32 @@ def test_security_families(session: Session) -> None:
     assert value("cloudctl_security_alerts_open", {"stage": "new"}) == 1
     assert value("cloudctl_security_blocked_addresses") == 1
     assert value("cloudctl_security_attack_open_since_timestamp_seconds") > 0
+
+
+def test_drill_families_count_items_and_name_the_late_units(session: Session) -> None:
+    from datetime import timedelta
+
+    from cloudctl.core.models import utcnow
+    from cloudctl.security.models import DrillPhase, ItemStatus
+    from cloudctl.security.service import drills
+
+    build_mini_city(session)
+    starts = utcnow() + timedelta(days=11)  # items due 12+ days before the start are late already
+    drill = drills.create_drill(session, ADMIN, drills.DrillCreate(
+        name="2026 护网", organiser="市网信办", starts_at=starts, ends_at=starts + timedelta(days=14),
+        units=["990100-D01", "990100-D02"]))
+    late = [i for i in drills.list_items(session, ADMIN, drill.id) if i.due_at < utcnow()]
+    assert {i.key for i in late} == {"asset-inventory", "exposure-reduction", "weak-passwords"}
+    first = next(i for i in late if i.unit_code == "990100-D01")
+    drills.update_item(session, ADMIN, drill.id, first.id, ItemStatus.DONE, evidence="台账已更新")
+    of_drill = {"drill_id": str(drill.id), "drill": "2026 护网"}
+    value = _registry(session).get_sample_value
+    assert value("cloudctl_drill_checklist_items", {**of_drill, "phase": "prepare", "status": "done"}) == 1
+    assert value("cloudctl_drill_checklist_items", {**of_drill, "phase": "self_check",
+                                                    "status": "waiting"}) == 14
+    assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) == 2
+    assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D02"}) == 3
+    for phase in (DrillPhase.SELF_CHECK, DrillPhase.ON_DUTY, DrillPhase.SUMMARY):
+        drills.advance_phase(session, ADMIN, drill.id, phase)
+    value = _registry(session).get_sample_value
+    assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) is None
