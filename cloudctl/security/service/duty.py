@@ -26,7 +26,7 @@ from cloudctl.org.service import get_unit, unit_scope
 from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
 
 __all__ = ["Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "check_in", "create_period", "get_period",
-           "list_periods", "missing_reports", "slots", "submit_report"]
+           "list_periods", "missing_reports", "on_shift", "slots", "submit_report"]
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -143,6 +143,17 @@ def add_shift(session: Session, principal: Principal, period_id: int, data: Shif
     session.add(shift)
     session.flush()
     return shift
+
+
+def on_shift(session: Session, principal: Principal, *, at: datetime | None = None) -> DutyShift | None:
+    """The shift on duty at ``at`` (default now), in a period running then; the latest-starting one if shifts
+    overlap (a handover in progress: the incoming officer is the one to call)."""
+    authorize(principal, "security.duty:read")
+    at = at or utcnow()
+    return session.scalar(select(DutyShift).join(DutyPeriod, DutyPeriod.id == DutyShift.period_id)
+                          .where(DutyShift.starts_at <= at, DutyShift.ends_at > at, DutyPeriod.starts_at <= at,
+                                 DutyPeriod.ends_at >= at)
+                          .order_by(DutyShift.starts_at.desc(), DutyShift.id.desc()).limit(1))
 
 
 def check_in(session: Session, principal: Principal, shift_id: int, *, handover_note: str | None = None) -> DutyShift:
