@@ -7,11 +7,11 @@ triage step, blocked IPs, critical findings, duty reports) come from the securit
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute.models import CapacitySnapshot, Cloud, RequestStatus, ResourceRequest
@@ -75,7 +75,7 @@ def summary(session: Session, principal: Principal) -> ScreenSummary:
 def _security(session: Session, principal: Principal) -> dict[str, Any]:
     """Alerts waiting for a verdict, attacks still being answered, blocks, overdue findings and duty reports."""
     from cloudctl.security.models import Alert, AlertStatus, BlockedAddress, Finding, Severity, Verdict
-    from cloudctl.security.service.duty import list_periods, missing_reports
+    from cloudctl.security.service.duty import list_periods, missing_reports, on_shift
 
     now = utcnow()
     new = session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.NEW)) or 0
@@ -88,7 +88,31 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
         Finding.false_positive.is_(False), Finding.risk_accepted.is_(False))) or 0
     missing = missing_reports(session, principal, now=now)
     periods = list_periods(session, principal, active_at=now)
+    shift = on_shift(session, principal, at=now)
     return {"alerts_new": int(new), "attacks_open": int(attacks), "blocked_24h": int(blocked_today),
             "critical_overdue": int(critical_overdue), "duty_overdue": sum(1 for m in missing if m.overdue),
             "duty_due": sum(1 for m in missing if not m.overdue),
-            "duty_period": periods[0].name if periods else None}
+            "duty_period": periods[0].name if periods else None,
+            "on_shift": None if shift is None else {
+                "officer": shift.officer, "backup": shift.backup, "leader": shift.leader,
+                "checked_in": shift.checked_in_at is not None, "ends_at": shift.ends_at.isoformat()},
+            "drill": _drill(session, now)}
+
+
+def _drill(session: Session, now: datetime) -> dict[str, Any] | None:
+    """The drill the room is working on: the running one, else the next to start (a countdown); not one that is
+    only being summed up."""
+    from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
+
+    drill = session.scalar(select(Drill).where(Drill.phase != DrillPhase.SUMMARY, Drill.ends_at >= now)
+                           .order_by(Drill.starts_at, Drill.id).limit(1))
+    if drill is None:
+        return None
+    is_done = DrillItem.status == ItemStatus.DONE
+    total, done, late = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((is_done, 1), else_=0)), 0),
+               func.coalesce(func.sum(case(((DrillItem.due_at < now) & ~is_done, 1), else_=0)), 0))
+        .select_from(DrillItem).where(DrillItem.drill_id == drill.id, DrillItem.status != ItemStatus.CANCELLED)).one()
+    return {"name": drill.name, "phase": drill.phase.value, "phase_label": drill.phase.label,
+            "starts_at": drill.starts_at.isoformat(), "ends_at": drill.ends_at.isoformat(),
+            "items": int(total), "items_done": int(done), "items_overdue": int(late)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -14,12 +15,15 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from cloudctl.cli import app as cli
+from cloudctl.core.auth import system_principal
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, session_scope
 from cloudctl.core.models import utcnow
 from cloudctl.extranet.models import NetworkDevice, Zone
 from cloudctl.org.models import Unit
+from cloudctl.security.models import DutyKind, ItemStatus
+from cloudctl.security.service import drills, duty
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
 
@@ -74,6 +78,36 @@ def test_the_screen_shows_the_demo_city_and_follows_changes(demo: tuple[str, dic
     dom = dump_dom(url)
     assert _text(dom, "h-rate") == "98.5%"
     assert "已接入 133 / 应接入 135" in _text(dom, "h-detail")
+    assert _text(dom, "drill") == "无进行中的护网"
+    assert _text(dom, "officer") == "无排班"
+
+
+def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
+        demo: tuple[str, dict[str, str], CliRunner]) -> None:
+    base, tokens, _ = demo
+    now = utcnow()
+    with session_scope() as session:
+        admin = system_principal()
+        drill = drills.create_drill(session, admin, drills.DrillCreate(
+            name="2026 护网行动", organiser="市委网信办", starts_at=now + timedelta(days=17, minutes=5),
+            ends_at=now + timedelta(days=30), units=["990100-D01", "990100-D02"]))
+        first = drills.list_items(session, admin, drill.id)[0]
+        drills.update_item(session, admin, drill.id, first.id, ItemStatus.DONE, evidence="资产台账 v3")
+        period = duty.create_period(session, admin, duty.PeriodCreate(
+            name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=16),
+            report_times=["09:00", "17:00"]))
+        duty.add_shift(session, admin, period.id, duty.ShiftCreate(
+            starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="李备班",
+            leader="赵处长"))
+    dom = dump_dom(f"{base}/screen?token={tokens['duty']}&refresh=2")
+    assert re.fullmatch(r"准备阶段 · 距开始 17天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
+    # 13 items a unit; only the one due 20 days before the start is late, for both units, and one of those is done.
+    assert "检查项完成 1 / 26 · 超期未完成 1" in _text(dom, "drill-detail")
+    assert _text(dom, "officer") == "王值班"
+    assert "未签到 · 备班 李备班 · 带班领导 赵处长" in _text(dom, "duty-detail")
+    assert "护网值守" in _text(dom, "duty-detail")
+    screenshot(f"{base}/screen?token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
+               height=900)
 
 
 def test_the_summary_needs_a_token(demo: tuple[str, dict[str, str], CliRunner]) -> None:
