@@ -304,7 +304,17 @@ class CloudctlCollector(Collector):
         for stage in ("new", "undetermined", "false_positive", "block", "respond", "investigate", "kill", "record",
                       "reply", "done"):
             stages.add_metric([stage], counts.get(stage, 0))
-        yield from (findings, tickets, stages)
+        baseline = GaugeMetricFamily("cloudctl_security_baseline_checks",
+                                     "MLPS level-3 baseline checks of each unit's hosts at their last run, by outcome "
+                                     "(passed, failed: errors included; not-applicable ones left out).",
+                                     labels=["unit", "outcome"])
+        for code, checks, passed in session.execute(
+                select(func.coalesce(Unit.code, ""), func.sum(Asset.baseline_checks), func.sum(Asset.baseline_passed))
+                .select_from(Asset).outerjoin(Unit, Unit.id == Asset.unit_id)
+                .where(Asset.baseline_checks.is_not(None)).group_by(Unit.code)):
+            baseline.add_metric([str(code), "passed"], int(passed or 0))
+            baseline.add_metric([str(code), "failed"], int(checks or 0) - int(passed or 0))
+        yield from (findings, tickets, stages, baseline)
         if oldest_attack is not None:
             yield GaugeMetricFamily("cloudctl_security_attack_open_since_timestamp_seconds",
                                     "When the oldest open attack alert was judged (Unix time); absent when none.",

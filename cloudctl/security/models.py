@@ -40,6 +40,10 @@ class Asset(TimestampMixin, Base):
     hostname: Mapped[str | None] = mapped_column(String(255))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
     internet_exposed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The last MLPS baseline run on the host: checks with a verdict (not-applicable ones left out), and passed.
+    baseline_checks: Mapped[int | None]
+    baseline_passed: Mapped[int | None]
+    baseline_checked_at: Mapped[datetime | None]
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")
 
@@ -290,6 +294,12 @@ class DutyReport(Base):
     alerts: Mapped[int] = mapped_column(default=0)
     incidents: Mapped[int] = mapped_column(default=0)
     note: Mapped[str | None] = mapped_column(String(2000))
+
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
 
 
 class DrillPhase(LabelledEnum):

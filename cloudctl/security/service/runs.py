@@ -12,12 +12,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import jobs
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
+from cloudctl.security.models import Asset
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.scanners.nmap import NmapScanner, validate_targets
 from cloudctl.security.service.findings import ImportOutcome, store_report
@@ -73,6 +75,22 @@ def baseline_report(results: Sequence[Any], hosts: Sequence[str]) -> ScanReport:
                       findings=findings, file_sha256=digest)
 
 
+def record_baseline(session: Session, results: Sequence[Any]) -> None:
+    """Each host's pass count from this run, for the pass ratio per unit (a host that errored as a whole counts
+    one check, failed: its baseline is unknown, not passed)."""
+    counts: dict[str, list[int]] = {}
+    for r in results:
+        if r.outcome == "notapplicable":
+            continue
+        tally = counts.setdefault(r.host, [0, 0])
+        tally[0] += 1
+        tally[1] += r.outcome == "pass"
+    now = utcnow()
+    for asset in session.scalars(select(Asset).where(Asset.ip.in_(list(counts)))):
+        asset.baseline_checks, asset.baseline_passed = counts[asset.ip]
+        asset.baseline_checked_at = now
+
+
 @jobs.job_handler(BASELINE_JOB)
 def baseline_job(ctx: jobs.JobContext) -> dict[str, Any]:
     from cloudctl.security.baseline import AnsibleBaselineRunner
@@ -88,6 +106,7 @@ def baseline_job(ctx: jobs.JobContext) -> dict[str, Any]:
     with ctx.session() as session:
         outcome = store_report(session, ctx.principal, baseline_report(run.results, run.hosts),
                                scope=ctx.params["scope"], source=f"baseline {ctx.params['inventory']}")
+        record_baseline(session, run.results)
     passed = sum(1 for r in run.results if r.outcome == "pass")
     ctx.log(f"{passed} of {len(run.results)} checks passed on {len(run.hosts)} host(s): " + _counts(outcome))
     return {**dict(outcome), "checks": len(run.results), "passed": passed}

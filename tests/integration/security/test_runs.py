@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from cloudctl.cli import app
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
-from cloudctl.core.db import dispose_engines
+from cloudctl.core.db import dispose_engines, session_scope
+from cloudctl.security.models import Asset
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +49,10 @@ def test_baseline_failures_become_findings_and_a_rerun_changes_nothing(runner: C
     assert len(findings) == result["created"]
     assert all(f["plugin_id"].startswith("L3-CES1-") for f in findings)
     assert result["created"] <= failed  # not-applicable checks are not findings
+    with session_scope() as session:
+        host = session.scalars(select(Asset)).one()
+        assert host.baseline_passed == result["passed"]
+        assert result["passed"] + result["created"] <= host.baseline_checks <= result["checks"]
     again = json.loads(runner.invoke(app, ["sec", "baseline", "--inventory", inventory, "-o", "json"]).output)
     assert (again["created"], again["closed"], again["untouched"]) == (0, 0, result["created"])
 

@@ -152,3 +152,30 @@ def test_drill_families_count_items_and_name_the_late_units(session: Session) ->
         drills.advance_phase(session, ADMIN, drill.id, phase)
     value = _registry(session).get_sample_value
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) is None
+
+
+def test_baseline_checks_per_unit_from_the_last_run(session: Session) -> None:
+    from cloudctl.security.baseline import BaselineResult
+    from cloudctl.security.models import Asset
+    from cloudctl.security.scanners.base import ScanReport
+    from cloudctl.security.service.findings import store_report
+    from cloudctl.security.service.runs import record_baseline
+
+    build_mini_city(session)
+    hosts = ("192.0.2.21", "192.0.2.22")
+    store_report(session, ADMIN, ScanReport(scanner="baseline", started_at=None, finished_at=None, hosts=hosts,
+                                            file_sha256="b" * 64, findings=()), scope="mlps-baseline", source="t")
+
+    def result(host: str, check: str, outcome: str) -> BaselineResult:
+        return BaselineResult(check_id=check, title=check, host=host, outcome=outcome,  # type: ignore[arg-type]
+                              evidence="", theme="身份鉴别")
+
+    record_baseline(session, [result("192.0.2.21", "L3-CES1-01", "pass"), result("192.0.2.21", "L3-CES1-02", "fail"),
+                              result("192.0.2.21", "L3-CES1-03", "notapplicable"),
+                              result("192.0.2.22", "L3-CES1-01", "pass"), result("192.0.2.22", "L3-CES1-02", "error")])
+    assets = {a.ip: (a.baseline_checks, a.baseline_passed) for a in session.query(Asset)}
+    assert assets == {"192.0.2.21": (2, 1), "192.0.2.22": (2, 1)}
+    value = _registry(session).get_sample_value
+    # TEST-NET addresses are in no unit's block: the unit label is empty, as for findings.
+    assert value("cloudctl_security_baseline_checks", {"unit": "", "outcome": "passed"}) == 2
+    assert value("cloudctl_security_baseline_checks", {"unit": "", "outcome": "failed"}) == 2
