@@ -76,6 +76,7 @@ def dashboard_json(board: Dashboard) -> dict[str, Any]:
 
 
 RED_AMBER = ((None, "green"), (0.8, "orange"), (0.9, "red"))
+ATTACKS = 'sum(cloudctl_security_alerts_open{stage=~"block|respond|investigate|kill|record|reply"})'
 LOW_IS_BAD = ((None, "red"), (0.98, "orange"), (1.0, "green"))
 
 DASHBOARDS = (
@@ -128,6 +129,32 @@ DASHBOARDS = (
             ("sum by (le) (cloudctl_extranet_prefix_utilisation_ratio_bucket)", "≤ {{le}}"),), kind="bargauge",
               w=24, h=8),
     )),
+    Dashboard("cloudctl-security", "安全运营 Security operations", ("cloudctl", "security"), (
+        Panel("待研判告警 alerts to judge", (('sum(cloudctl_security_alerts_open{stage="new"})', "new"),), kind="stat",
+              w=6, thresholds=((None, "green"), (1, "orange"), (10, "red"))),
+        Panel("处置中攻击 attacks in response", ((ATTACKS, "attacks"),), kind="stat", w=6,
+              thresholds=((None, "green"), (1, "red"))),
+        Panel("封禁地址 blocked", (("cloudctl_security_blocked_addresses", "blocked"),), kind="stat", w=6),
+        # `or vector(0)`: no overdue critical finding is a figure (0), not "no data".
+        Panel("超期严重漏洞 critical overdue", (
+            ('sum(cloudctl_security_findings_open{finding_severity="critical",sla="overdue"}) or vector(0)',
+             "critical overdue"),), kind="stat", w=6, thresholds=((None, "green"), (1, "red"))),
+        Panel("漏洞 by severity and SLA", (("sum by (finding_severity, sla) (cloudctl_security_findings_open)",
+                                          "{{finding_severity}} {{sla}}"),), kind="bargauge", w=12, h=10),
+        Panel("整改单最多的单位 open tickets", (("topk(15, cloudctl_security_tickets_open)", "{{unit}}"),),
+              kind="bargauge", w=12, h=10),
+        Panel("告警研判阶段 alerts by stage", (("cloudctl_security_alerts_open", "{{stage}}"),), kind="bargauge", w=12),
+        Panel("基线达标率最低的单位 baseline pass ratio", (
+            ("bottomk(15, unit:cloudctl_security_baseline_pass:ratio)", "{{unit}}"),), kind="bargauge", w=12,
+              unit="percentunit", thresholds=((None, "red"), (0.8, "orange"), (0.95, "green"))),
+        Panel("值班缺报 duty reports overdue", (("topk(15, cloudctl_duty_reports_overdue)", "{{unit}}"),),
+              kind="bargauge", w=12, thresholds=((None, "green"), (1, "red"))),
+        Panel("护网检查项 drill checklist", (("sum by (drill, phase, status) (cloudctl_drill_checklist_items)",
+                                         "{{drill}} {{phase}} {{status}}"),), kind="bargauge", w=12),
+        Panel("护网超期单位 drill items overdue", (
+            ("topk(15, cloudctl_drill_checklist_items_overdue)", "{{drill}} {{unit}}"),), kind="bargauge", w=24,
+              thresholds=((None, "green"), (1, "orange"))),
+    )),
     Dashboard("cloudctl-screen", "值班大屏 Duty screen", ("cloudctl", "duty"), (
         Panel("横向接入率", (('level:cloudctl_extranet_access:ratio{level="horizontal"}', "horizontal"),),
               kind="stat", w=6, unit="percentunit", thresholds=LOW_IS_BAD),
@@ -141,6 +168,14 @@ DASHBOARDS = (
               w=12, unit="percentunit", thresholds=((None, "red"), (0.1, "orange"), (0.2, "green"))),
         Panel("正在告警 firing alerts", (('count by (alertname) (ALERTS{alertstate="firing"})', "{{alertname}}"),),
               kind="bargauge", w=12),
+        Panel("待研判告警", (('sum(cloudctl_security_alerts_open{stage="new"})', "new"),), kind="stat", w=6,
+              thresholds=((None, "green"), (1, "orange"), (10, "red"))),
+        Panel("处置中攻击", ((ATTACKS, "attacks"),), kind="stat", w=6, thresholds=((None, "green"), (1, "red"))),
+        Panel("值班缺报 duty reports overdue", (("sum(cloudctl_duty_reports_overdue) or vector(0)", "overdue"),),
+              kind="stat", w=6, thresholds=((None, "green"), (1, "red"))),
+        Panel("护网超期检查项 drill items overdue", (("sum(cloudctl_drill_checklist_items_overdue) or vector(0)",
+                                                "overdue"),), kind="stat", w=6,
+              thresholds=((None, "green"), (1, "orange"))),
     ), refresh="30s"),
 )
 

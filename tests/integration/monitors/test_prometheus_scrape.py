@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from api.app import create_app
 from cloudctl.cli import app as cli
+from cloudctl.core.auth import system_principal
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
-from cloudctl.core.db import dispose_engines
+from cloudctl.core.db import dispose_engines, session_scope
+from cloudctl.core.models import utcnow
 from tests.support.appserver import serve
 from tests.support.promserver import PrometheusServer
 
 pytestmark = pytest.mark.slow
+DATA = Path(__file__).resolve().parents[2] / "data" / "security"
 RULES = Path(__file__).resolve().parents[3] / "monitors" / "rules"
 
 
@@ -33,10 +39,46 @@ def demo_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
     seeded = runner.invoke(cli, ["demo", "seed", "--tokens-file", str(data / "t.json")])
     assert seeded.exit_code == 0, seeded.output
+    _a_day_of_security_work()
     with serve(create_app()) as base:
         yield base
     reset_settings()
     dispose_engines()
+
+
+def _a_day_of_security_work() -> None:
+    """What the security team does on a day of a drill's preparation, through the services, so the security
+    dashboard has something to show: a Nessus report on two of a department's hosts (findings, a ticket), a
+    baseline run, alerts judged, an address blocked, a duty period owing reports, a drill behind on its checklist."""
+    from cloudctl.extranet.models import Prefix, PrefixStatus
+    from cloudctl.security.baseline import BaselineResult
+    from cloudctl.security.models import DutyKind, Verdict
+    from cloudctl.security.service import alerts, drills, duty, findings, runs
+
+    admin = system_principal()
+    now = utcnow()
+    with session_scope() as session:
+        block = session.scalars(select(Prefix).where(Prefix.status == PrefixStatus.ACTIVE, Prefix.unit_id.is_not(None))
+                                .order_by(Prefix.start).limit(1)).one()
+        first, second = (str(ipaddress.IPv4Address(block.start + n)) for n in (10, 11))
+        report = (DATA / "nessus-small.nessus").read_text(encoding="utf-8")
+        report = report.replace("192.0.2.20", first).replace("198.51.100.7", second)
+        findings.import_report(session, admin, report.encode(), "nessus", scope="2026-Q4 外网资产")
+        assert findings.open_tickets(session, admin, scope="2026-Q4 外网资产")
+        runs.record_baseline(session, [
+            BaselineResult(check_id=f"L3-CES1-{n:02d}", title="", host=first, outcome="pass" if n % 4 else "fail",
+                           evidence="", theme="") for n in range(1, 31)])
+        attack, _ = alerts.receive(session, admin, [
+            {"source": "ids", "source_ref": "a-1", "title": "Web 攻击 SQL 注入", "severity": "high"},
+            {"source": "ids", "source_ref": "a-2", "title": "端口扫描"}])
+        alerts.set_verdict(session, admin, attack.id, Verdict.ATTACK)
+        alerts.block(session, admin, "203.0.113.66", reason="SQL 注入来源")
+        duty.create_period(session, admin, duty.PeriodCreate(
+            name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=3),
+            ends_at=now + timedelta(days=20), every_hours=1, grace_minutes=15))
+        drills.create_drill(session, admin, drills.DrillCreate(
+            name="2026 护网行动", organiser="市委网信办", starts_at=now + timedelta(days=11),
+            ends_at=now + timedelta(days=25)))
 
 
 @pytest.fixture(scope="module")
