@@ -9,14 +9,18 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, SessionDep
+from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import Page
 from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
     BlockIn,
+    CheckInIn,
     DrillItemPublic,
     DrillPublic,
+    DutyPeriodPublic,
     DutyReportPublic,
+    DutyShiftPublic,
     FindingPublic,
     StepIn,
     TicketPublic,
@@ -111,6 +115,54 @@ def blocklist(session: SessionDep, principal: PrincipalDep,
 
 
 # ---------------------------------------------------------------- duty
+
+
+@router.post("/duty/periods", status_code=status.HTTP_201_CREATED)
+def create_period(body: duty.PeriodCreate, session: SessionDep, principal: PrincipalDep) -> DutyPeriodPublic:
+    return DutyPeriodPublic.model_validate(duty.create_period(session, principal, body))
+
+
+@router.get("/duty/periods")
+def list_periods(session: SessionDep, principal: PrincipalDep, active: bool = False) -> list[DutyPeriodPublic]:
+    """Duty periods, latest first; ``active=true`` only those running now."""
+    rows = duty.list_periods(session, principal, active_at=utcnow() if active else None)
+    return [DutyPeriodPublic.model_validate(p) for p in rows]
+
+
+@router.get("/duty/periods/{period_id}")
+def read_period(period_id: int, session: SessionDep, principal: PrincipalDep) -> DutyPeriodPublic:
+    return DutyPeriodPublic.model_validate(duty.get_period(session, principal, period_id))
+
+
+@router.post("/duty/periods/{period_id}/shifts", status_code=status.HTTP_201_CREATED)
+def add_shift(period_id: int, body: duty.ShiftCreate, session: SessionDep, principal: PrincipalDep) -> DutyShiftPublic:
+    return DutyShiftPublic.model_validate(duty.add_shift(session, principal, period_id, body))
+
+
+@router.get("/duty/periods/{period_id}/shifts")
+def list_shifts(period_id: int, session: SessionDep, principal: PrincipalDep) -> list[DutyShiftPublic]:
+    return [DutyShiftPublic.model_validate(s) for s in duty.list_shifts(session, principal, period_id)]
+
+
+@router.post("/duty/shifts/{shift_id}/check-in")
+def check_in(shift_id: int, session: SessionDep, principal: PrincipalDep,
+             body: CheckInIn | None = None) -> DutyShiftPublic:
+    """签到, from 30 minutes before the shift until its end, with an optional handover note (交接班)."""
+    note = body.handover_note if body is not None else None
+    return DutyShiftPublic.model_validate(duty.check_in(session, principal, shift_id, handover_note=note))
+
+
+@router.get("/duty/on-shift")
+def on_shift(session: SessionDep, principal: PrincipalDep) -> DutyShiftPublic | None:
+    """The shift on duty now (the incoming one during a handover), or null."""
+    shift = duty.on_shift(session, principal)
+    return DutyShiftPublic.model_validate(shift) if shift is not None else None
+
+
+@router.get("/duty/periods/{period_id}/reports")
+def list_reports(period_id: int, session: SessionDep, principal: PrincipalDep) -> list[DutyReportPublic]:
+    """The period's reports; a department sees its own unit's."""
+    return [DutyReportPublic.model_validate(r) for r in duty.list_reports(session, principal, period_id)]
 
 
 @router.post("/duty/periods/{period_id}/reports", status_code=status.HTTP_201_CREATED)

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import typer
 
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.output import OutputFormat, console, print_rows
+from cloudctl.core.models import utcnow
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
-from cloudctl.security.schemas import AlertPublic, DrillPublic, FindingPublic, TicketPublic
+from cloudctl.security.schemas import (
+    AlertPublic,
+    DrillPublic,
+    DutyPeriodPublic,
+    DutyShiftPublic,
+    FindingPublic,
+    TicketPublic,
+)
 from cloudctl.security.service import alerts, drills, duty, runs
 from cloudctl.security.service import findings as service
 
@@ -133,6 +143,103 @@ def sec_duty_missing(period: int | None = typer.Option(None), output: OutputForm
     print_rows(rows, [("period", lambda m: m.period_id), ("unit", lambda m: m.unit_code),
                       ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue)], output,
                title="值班报告缺报 missing duty reports")
+
+
+duty_app = typer.Typer(help="7×24 duty (值班): periods, the roster, check-in.", no_args_is_help=True)
+security_app.add_typer(duty_app, name="duty")
+
+
+def _local(at: datetime | None) -> str | None:
+    return f"{at.astimezone(duty.BEIJING):%Y-%m-%d %H:%M}" if at is not None else None
+
+
+_SHIFT_COLUMNS: list[tuple[str, Callable[[DutyShiftPublic], object]]] = [
+    ("id", lambda s: s.id), ("period", lambda s: s.period_id), ("starts", lambda s: _local(s.starts_at)),
+    ("ends", lambda s: _local(s.ends_at)), ("officer", lambda s: s.officer), ("backup", lambda s: s.backup),
+    ("leader", lambda s: s.leader), ("checked in", lambda s: _local(s.checked_in_at)),
+    ("handover", lambda s: (s.handover_note or "")[:40] or None),
+]
+
+
+@duty_app.command("period-create")
+def duty_period_create(
+        name: str = typer.Option(...),
+        kind: str = typer.Option(..., help="drill (护网值守), holiday (节假日值守) or event (重大活动保障)"),
+        starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-10-01T00:00+08:00"),
+        ends: str = typer.Option(...),
+        report_time: list[str] = typer.Option(None, "--report-time", help="HH:MM Beijing time; repeat for more"),
+        every_hours: int | None = typer.Option(None, "--every-hours", help="a report every N hours from the start"),
+        zero_reports: bool = typer.Option(True, "--zero-reports/--no-zero-reports",
+                                          help="a report (零报告) is owed even when nothing happened"),
+        grace_minutes: int = typer.Option(30, "--grace-minutes", help="how late a report may come")) -> None:
+    """Open a duty period, with report times of day (--report-time) or a report every N hours."""
+    data = parse(duty.PeriodCreate, {"name": name, "kind": kind, "starts_at": starts, "ends_at": ends,
+                                     "report_times": report_time or [], "every_hours": every_hours,
+                                     "zero_reports": zero_reports, "grace_minutes": grace_minutes})
+    with unit_of_work() as (session, principal):
+        period = duty.create_period(session, principal, data)
+        console.print(f"duty period {period.id} created: {period.name} ({period.kind.label})")
+
+
+@duty_app.command("periods")
+def duty_periods(active: bool = typer.Option(False, "--active", help="only those running now"),
+                 output: OutputFormat = OutputOption) -> None:
+    """Duty periods, latest first."""
+    with unit_of_work() as (session, principal):
+        rows = [DutyPeriodPublic.model_validate(p) for p in
+                duty.list_periods(session, principal, active_at=utcnow() if active else None)]
+    print_rows(rows, [
+        ("id", lambda p: p.id), ("name", lambda p: p.name), ("kind", lambda p: p.kind),
+        ("starts", lambda p: _local(p.starts_at)), ("ends", lambda p: _local(p.ends_at)),
+        ("reports", lambda p: ", ".join(p.report_times) if p.report_times else f"every {p.every_hours} h"),
+        ("零报告", lambda p: p.zero_reports), ("grace", lambda p: f"{p.grace_minutes} min"),
+    ], output, title="值班 duty periods")
+
+
+@duty_app.command("shift-add")
+def duty_shift_add(period_id: int = typer.Argument(...),
+                   starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-10-01T08:00+08:00"),
+                   ends: str = typer.Option(...), officer: str = typer.Option(..., help="值班员"),
+                   backup: str | None = typer.Option(None, help="备班"),
+                   leader: str | None = typer.Option(None, help="带班领导")) -> None:
+    """Add a shift to the roster: inside the period, overlapping another by at most a 30-minute handover."""
+    data = parse(duty.ShiftCreate, {"starts_at": starts, "ends_at": ends, "officer": officer, "backup": backup,
+                                    "leader": leader})
+    with unit_of_work() as (session, principal):
+        shift = duty.add_shift(session, principal, period_id, data)
+        console.print(f"shift {shift.id} added: {shift.officer}, {_local(shift.starts_at)} – {_local(shift.ends_at)}")
+
+
+@duty_app.command("shifts")
+def duty_shifts(period_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """The period's roster, earliest first."""
+    with unit_of_work() as (session, principal):
+        rows = [DutyShiftPublic.model_validate(s) for s in duty.list_shifts(session, principal, period_id)]
+    print_rows(rows, _SHIFT_COLUMNS, output, title="排班 duty roster")
+
+
+@duty_app.command("check-in")
+def duty_check_in(shift_id: int = typer.Argument(...),
+                  note: str | None = typer.Option(None, "--note", help="the handover note (交接班)")) -> None:
+    """Check in to a shift (签到), from 30 minutes before it starts until it ends."""
+    with unit_of_work() as (session, principal):
+        shift = duty.check_in(session, principal, shift_id, handover_note=note)
+        console.print(f"shift {shift.id}: {shift.officer} checked in at {_local(shift.checked_in_at)}")
+
+
+@duty_app.command("on-shift")
+def duty_on_shift(output: OutputFormat = OutputOption) -> None:
+    """Who is on duty now (the incoming officer during a handover)."""
+    with unit_of_work() as (session, principal):
+        shift = duty.on_shift(session, principal)
+        row = DutyShiftPublic.model_validate(shift) if shift is not None else None
+    if row is None:
+        if output is OutputFormat.JSON:
+            sys.stdout.write("null\n")
+        else:
+            console.print("no one is on shift now")
+        return
+    print_one(row, output, title="当前值班 on shift")
 
 
 def _run_job(job_id: int) -> dict[str, object]:

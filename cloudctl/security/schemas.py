@@ -8,10 +8,20 @@ from typing import Literal
 from pydantic import Field
 
 from cloudctl.core.schemas import Schema
-from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import (
+    AlertStatus,
+    DrillPhase,
+    DutyKind,
+    ItemStatus,
+    Severity,
+    StepStatus,
+    TicketStatus,
+    Verdict,
+)
 
-__all__ = ["AlertPublic", "BlockIn", "DrillItemPublic", "DrillPublic", "DutyReportPublic", "FindingPublic", "StepIn",
-           "TicketPublic", "TriageStepPublic", "VerdictIn"]
+__all__ = ["AlertPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic", "DutyPeriodPublic",
+           "DutyReportPublic", "DutyShiftPublic", "FindingPublic", "StepIn", "TicketPublic", "TriageStepPublic",
+           "VerdictIn"]
 
 
 class FindingPublic(Schema):
@@ -124,11 +134,45 @@ class BlockIn(Schema):
     alert_id: int | None = None
 
 
+class DutyPeriodPublic(Schema):
+    id: int
+    name: str
+    kind: DutyKind
+    starts_at: datetime
+    ends_at: datetime
+    report_times: list[str]
+    every_hours: int | None
+    zero_reports: bool
+    grace_minutes: int
+    reporting_kinds: list[str]
+
+
+class DutyShiftPublic(Schema):
+    id: int
+    period_id: int
+    starts_at: datetime
+    ends_at: datetime
+    officer: str
+    backup: str | None
+    leader: str | None
+    checked_in_at: datetime | None
+    handover_note: str | None
+
+
+class CheckInIn(Schema):
+    """The body of a check-in (签到), optional: what the next shift must know (交接班)."""
+
+    handover_note: str | None = Field(default=None, max_length=4000)
+
+
 class DutyReportPublic(Schema):
     id: int
     period_id: int
+    unit_code: str
     slot_at: datetime
     submitted_at: datetime
+    submitted_by: str
     zero: bool
     alerts: int
     incidents: int
+    note: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
 from cloudctl.core.output import console
+from cloudctl.security.service import duty
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "security"
 
@@ -76,3 +78,52 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     assert naive.exit_code == 1
     assert "zone" in naive.output
     assert len(naive.output.strip().splitlines()) == 1
+
+
+def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
+    now = datetime.now(duty.BEIJING).replace(second=0, microsecond=0)
+
+    def at(hours: float) -> str:
+        return (now + timedelta(hours=hours)).isoformat()
+
+    created = demo.invoke(app, ["sec", "duty", "period-create", "--name", "2026 国庆节假日值守", "--kind", "holiday",
+                                "--starts", at(-2), "--ends", at(48), "--report-time", "09:00",
+                                "--report-time", "17:00", "--no-zero-reports"])
+    assert created.exit_code == 0, created.output
+    period_id = created.output.split()[2]
+    periods = json.loads(demo.invoke(app, ["sec", "duty", "periods", "--active", "-o", "json"]).output)
+    listed = next(p for p in periods if str(p["id"]) == period_id)
+    assert (listed["kind"], listed["report_times"], listed["zero_reports"]) == ("holiday", ["09:00", "17:00"], False)
+
+    added = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
+                              "--officer", "张伟", "--backup", "王芳", "--leader", "陈主任"])
+    assert added.exit_code == 0, added.output
+    shift_id = added.output.split()[1]
+    clash = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(0), "--ends", at(4),
+                              "--officer", "李娜"])
+    assert clash.exit_code == 1
+    assert "handover" in clash.output
+    assert len(clash.output.strip().splitlines()) == 1
+
+    checked = demo.invoke(app, ["sec", "duty", "check-in", shift_id, "--note", "告警已清零"])
+    assert checked.exit_code == 0, checked.output
+    on_shift = json.loads(demo.invoke(app, ["sec", "duty", "on-shift", "-o", "json"]).output)
+    assert (str(on_shift["id"]), on_shift["officer"], on_shift["handover_note"]) == (shift_id, "张伟", "告警已清零")
+    assert on_shift["checked_in_at"] is not None
+    assert "张伟" in demo.invoke(app, ["sec", "duty", "on-shift"]).output
+    roster = json.loads(demo.invoke(app, ["sec", "duty", "shifts", period_id, "-o", "json"]).output)
+    assert [s["officer"] for s in roster] == ["张伟"]
+
+    bad = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", "tomorrow 8am", "--ends", at(6),
+                            "--officer", "赵磊"])
+    assert bad.exit_code == 1
+    assert bad.output.strip().startswith("error:")
+    assert "starts_at" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    bad_time = demo.invoke(app, ["sec", "duty", "period-create", "--name", "x 值守", "--kind", "event",
+                                 "--starts", at(0), "--ends", at(24), "--report-time", "25:00"])
+    assert bad_time.exit_code == 1
+    assert "25:00" in bad_time.output
+    assert len(bad_time.output.strip().splitlines()) == 1
+    # The old command still answers.
+    assert demo.invoke(app, ["sec", "duty-missing"]).exit_code == 0

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,11 +25,16 @@ from cloudctl.org.models import Unit, UnitKind
 from cloudctl.org.service import get_unit, unit_scope
 from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
 
-__all__ = ["Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "check_in", "create_period", "get_period",
-           "list_periods", "missing_reports", "on_shift", "slots", "submit_report"]
+__all__ = ["CHECK_IN_EARLY", "HANDOVER", "Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "add_shift",
+           "check_in", "create_period", "get_period", "get_shift", "list_periods", "list_reports", "list_shifts",
+           "missing_reports", "on_shift", "slots", "submit_report"]
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# Consecutive shifts may overlap by this much, so the outgoing officer hands over in person (交接班).
+HANDOVER = timedelta(minutes=30)
+# An officer may check in this long before the shift starts.
+CHECK_IN_EARLY = timedelta(minutes=30)
 
 
 class PeriodCreate(BaseModel):
@@ -63,6 +68,13 @@ class ShiftCreate(BaseModel):
     officer: str = Field(min_length=1, max_length=64)
     backup: str | None = Field(default=None, max_length=64)
     leader: str | None = Field(default=None, max_length=64)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _zoned(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give times with their zone (…+08:00)")
+        return value
 
 
 class ReportCreate(BaseModel):
@@ -132,16 +144,60 @@ def slots(period: DutyPeriod, *, until: datetime | None = None) -> list[datetime
             return out
 
 
+def _local(at: datetime) -> str:
+    return f"{at.astimezone(BEIJING):%m-%d %H:%M}"
+
+
+def _clash(a: DutyShift, starts_at: datetime, ends_at: datetime) -> bool:
+    """True when a shift and [starts_at, ends_at) overlap by more than a handover: one must start and end
+    before the other does (a shift inside another is never a handover), overlapping by at most HANDOVER."""
+    if a.starts_at >= ends_at or starts_at >= a.ends_at:
+        return False
+    handover = (a.starts_at < starts_at and a.ends_at < ends_at) or (starts_at < a.starts_at and ends_at < a.ends_at)
+    return not handover or min(a.ends_at, ends_at) - max(a.starts_at, starts_at) > HANDOVER
+
+
 def add_shift(session: Session, principal: Principal, period_id: int, data: ShiftCreate) -> DutyShift:
+    """A shift of the roster: inside its period, overlapping another only by a handover of at most 30 minutes."""
     authorize(principal, "security.duty:write")
     period = get_period(session, principal, period_id)
-    if data.ends_at <= data.starts_at:
+    # Lock the period (PostgreSQL) so two shifts added at once cannot both pass the overlap check.
+    session.refresh(period, with_for_update=True)
+    starts_at, ends_at = data.starts_at.astimezone(UTC), data.ends_at.astimezone(UTC)
+    if ends_at <= starts_at:
         raise InvalidInput("the shift ends before it starts", field="ends_at")
-    shift = DutyShift(period_id=period.id, starts_at=data.starts_at.astimezone(UTC),
-                      ends_at=data.ends_at.astimezone(UTC), officer=data.officer, backup=data.backup,
-                      leader=data.leader)
+    if starts_at < period.starts_at:
+        raise InvalidInput(f"the shift starts before its period ({_local(period.starts_at)})", field="starts_at")
+    if ends_at > period.ends_at:
+        raise InvalidInput(f"the shift ends after its period ({_local(period.ends_at)})", field="ends_at")
+    for other in list_shifts(session, principal, period.id):
+        if _clash(other, starts_at, ends_at):
+            raise Conflict(f"overlaps shift {other.id} ({other.officer}, {_local(other.starts_at)}–"
+                           f"{_local(other.ends_at)}) by more than a {HANDOVER.seconds // 60}-minute handover",
+                           field="starts_at")
+    shift = DutyShift(period_id=period.id, starts_at=starts_at, ends_at=ends_at, officer=data.officer,
+                      backup=data.backup, leader=data.leader)
     session.add(shift)
     session.flush()
+    audit.record(session, principal, action="create", entity="duty_shift", entity_id=shift.id,
+                 after={"period": period.id, "starts_at": starts_at, "ends_at": ends_at, "officer": shift.officer,
+                        "backup": shift.backup, "leader": shift.leader})
+    return shift
+
+
+def list_shifts(session: Session, principal: Principal, period_id: int) -> list[DutyShift]:
+    """The period's roster, earliest first."""
+    authorize(principal, "security.duty:read")
+    period = get_period(session, principal, period_id)
+    return list(session.scalars(select(DutyShift).where(DutyShift.period_id == period.id)
+                                .order_by(DutyShift.starts_at, DutyShift.id)))
+
+
+def get_shift(session: Session, principal: Principal, shift_id: int) -> DutyShift:
+    authorize(principal, "security.duty:read")
+    shift = session.get(DutyShift, shift_id)
+    if shift is None:
+        raise NotFound(f"no shift with id {shift_id}", field="shift")
     return shift
 
 
@@ -156,16 +212,25 @@ def on_shift(session: Session, principal: Principal, *, at: datetime | None = No
                           .order_by(DutyShift.starts_at.desc(), DutyShift.id.desc()).limit(1))
 
 
-def check_in(session: Session, principal: Principal, shift_id: int, *, handover_note: str | None = None) -> DutyShift:
-    """The officer checks in (签到); the note is what the next shift must know (交接班)."""
-    authorize(principal, "security.duty:write")
-    shift = session.get(DutyShift, shift_id)
-    if shift is None:
-        raise NotFound(f"no shift with id {shift_id}", field="shift")
-    shift.checked_in_at = shift.checked_in_at or utcnow()
+def check_in(session: Session, principal: Principal, shift_id: int, *, handover_note: str | None = None,
+             at: datetime | None = None) -> DutyShift:
+    """The officer checks in (签到), from 30 minutes before the shift until its end; the note is what the next
+    shift must know (交接班). Checking in again keeps the first time and may update the note."""
+    authorize(principal, "security.duty:check-in")
+    shift = get_shift(session, principal, shift_id)
+    at = at or utcnow()
+    if at < shift.starts_at - CHECK_IN_EARLY:
+        raise Conflict(f"check-in opens at {_local(shift.starts_at - CHECK_IN_EARLY)}, "
+                       f"{CHECK_IN_EARLY.seconds // 60} minutes before the shift", field="shift")
+    if at >= shift.ends_at:
+        raise Conflict(f"the shift ended at {_local(shift.ends_at)}", field="shift")
+    before = {"checked_in_at": shift.checked_in_at, "handover_note": shift.handover_note}
+    shift.checked_in_at = shift.checked_in_at or at
     if handover_note is not None:
         shift.handover_note = handover_note
     session.flush()
+    audit.record(session, principal, action="check_in", entity="duty_shift", entity_id=shift.id, before=before,
+                 after={"checked_in_at": shift.checked_in_at, "handover_note": shift.handover_note})
     return shift
 
 
@@ -193,7 +258,7 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
         slot = upcoming[0]
     if period.zero_reports is False and data.zero:
         raise InvalidInput("this period takes reports of events only, not zero-reports", field="zero")
-    report = DutyReport(period_id=period.id, unit_id=unit.id, slot_at=slot, submitted_at=now,
+    report = DutyReport(period_id=period.id, unit_id=unit.id, unit=unit, slot_at=slot, submitted_at=now,
                         submitted_by=principal.actor, zero=data.zero, alerts=data.alerts, incidents=data.incidents,
                         note=data.note)
     try:
@@ -206,6 +271,17 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
                  after={"period": period.id, "slot": slot, "zero": data.zero, "alerts": data.alerts,
                         "incidents": data.incidents}, unit_id=unit.id)
     return report
+
+
+def list_reports(session: Session, principal: Principal, period_id: int) -> list[DutyReport]:
+    """The period's reports by slot and unit; a department sees its own unit's (subtree) only."""
+    authorize(principal, "security.duty:read")
+    period = get_period(session, principal, period_id)
+    query = select(DutyReport).join(Unit, Unit.id == DutyReport.unit_id).where(DutyReport.period_id == period.id)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    return list(session.scalars(query.order_by(DutyReport.slot_at, Unit.code)))
 
 
 class Missing(BaseModel):

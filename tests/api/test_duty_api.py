@@ -1,0 +1,169 @@
+"""7×24 duty over HTTP: periods, the roster with its handover overlaps, check-in, who is on shift, reports."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from cloudctl.core.models import utcnow
+from cloudctl.security.service import duty
+from tests.api.conftest import auth
+from tests.factories import ADMIN, MiniCity
+
+URL = "/api/v1/security/duty"
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def field_of(response: httpx.Response) -> str:
+    return str(response.json()["errors"][0]["field"])
+
+
+@pytest.fixture
+def period(client: TestClient, city: MiniCity) -> tuple[int, datetime]:
+    """A 重大活动保障 period that began two hours ago and runs two days; its id and the creation time."""
+    now = utcnow()
+    created = client.post(f"{URL}/periods", headers=auth(city, "secops"), json={
+        "name": "2026 重大活动保障", "kind": "event", "starts_at": iso(now - timedelta(hours=2)),
+        "ends_at": iso(now + timedelta(days=2)), "report_times": ["09:00", "17:00"]})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["kind"], body["report_times"], body["zero_reports"]) == ("event", ["09:00", "17:00"], True)
+    return body["id"], now
+
+
+@pytest.mark.parametrize(("role", "expected"), [("admin", 201), ("secops", 201), ("duty", 403), ("ops", 403),
+                                                ("auditor", 403), ("dept", 403)])
+def test_only_the_security_team_opens_periods(client: TestClient, city: MiniCity, role: str, expected: int) -> None:
+    now = utcnow()
+    response = client.post(f"{URL}/periods", headers=auth(city, role), json={
+        "name": "国庆节假日值守", "kind": "holiday", "starts_at": iso(now), "ends_at": iso(now + timedelta(days=7)),
+        "every_hours": 4})
+    assert response.status_code == expected, response.text
+
+
+def test_roster_overlaps_check_in_and_on_shift(client: TestClient, city: MiniCity, session: Session,
+                                               period: tuple[int, datetime]) -> None:
+    period_id, now = period
+    secops, duty_headers = auth(city, "secops"), auth(city, "duty")
+    shifts = f"{URL}/periods/{period_id}/shifts"
+    assert client.get(f"{URL}/on-shift", headers=duty_headers).json() is None
+
+    day = client.post(shifts, headers=secops, json={
+        "starts_at": iso(now - timedelta(hours=1)), "ends_at": iso(now + timedelta(hours=1)), "officer": "张伟",
+        "backup": "王芳", "leader": "陈主任"})
+    assert day.status_code == 201, day.text
+    # The next officer comes 10 minutes early to take over: a handover, allowed.
+    night = client.post(shifts, headers=secops, json={
+        "starts_at": iso(now + timedelta(minutes=50)), "ends_at": iso(now + timedelta(hours=3)), "officer": "李娜"})
+    assert night.status_code == 201, night.text
+
+    overlap = client.post(shifts, headers=secops, json={
+        "starts_at": iso(now + timedelta(hours=2)), "ends_at": iso(now + timedelta(hours=5)), "officer": "赵磊"})
+    assert overlap.status_code == 409
+    assert field_of(overlap) == "starts_at"
+    assert "李娜" in overlap.json()["detail"]
+    # Twenty minutes inside another shift is not a handover, however short.
+    inside = client.post(shifts, headers=secops, json={
+        "starts_at": iso(now - timedelta(minutes=30)), "ends_at": iso(now - timedelta(minutes=10)), "officer": "赵磊"})
+    assert inside.status_code == 409
+    early = client.post(shifts, headers=secops, json={
+        "starts_at": iso(now - timedelta(hours=3)), "ends_at": iso(now - timedelta(hours=1, minutes=30)),
+        "officer": "赵磊"})
+    assert early.status_code == 422
+    assert field_of(early) == "starts_at"
+    late = client.post(shifts, headers=secops, json={
+        "starts_at": iso(now + timedelta(days=1, hours=23)), "ends_at": iso(now + timedelta(days=3)),
+        "officer": "赵磊"})
+    assert late.status_code == 422
+    assert field_of(late) == "ends_at"
+    naive = client.post(shifts, headers=secops, json={
+        "starts_at": "2026-10-01T08:00", "ends_at": iso(now + timedelta(hours=5)), "officer": "赵磊"})
+    assert naive.status_code == 422
+    assert field_of(naive) == "starts_at"
+    assert client.post(shifts, headers=duty_headers, json={
+        "starts_at": iso(now + timedelta(hours=4)), "ends_at": iso(now + timedelta(hours=6)),
+        "officer": "赵磊"}).status_code == 403
+
+    roster = client.get(shifts, headers=duty_headers).json()
+    assert [s["officer"] for s in roster] == ["张伟", "李娜"]
+    assert (roster[0]["backup"], roster[0]["leader"], roster[0]["checked_in_at"]) == ("王芳", "陈主任", None)
+
+    day_id, night_id = day.json()["id"], night.json()["id"]
+    checked = client.post(f"{URL}/shifts/{day_id}/check-in", headers=duty_headers,
+                          json={"handover_note": "态势感知平台告警已清零"})
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["checked_in_at"] is not None
+    assert checked.json()["handover_note"] == "态势感知平台告警已清零"
+    # Without a body too; the first check-in time and the note stay.
+    again = client.post(f"{URL}/shifts/{day_id}/check-in", headers=duty_headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["checked_in_at"] == checked.json()["checked_in_at"]
+    assert again.json()["handover_note"] == "态势感知平台告警已清零"
+    # The night shift opens for check-in at +20 minutes.
+    too_early = client.post(f"{URL}/shifts/{night_id}/check-in", headers=duty_headers)
+    assert too_early.status_code == 409
+    assert field_of(too_early) == "shift"
+    assert client.post(f"{URL}/shifts/{day_id}/check-in", headers=auth(city, "dept")).status_code == 403
+    assert client.post(f"{URL}/shifts/999999/check-in", headers=duty_headers).status_code == 404
+
+    on_shift = client.get(f"{URL}/on-shift", headers=auth(city, "dept"))
+    assert on_shift.status_code == 200
+    assert (on_shift.json()["id"], on_shift.json()["officer"]) == (day_id, "张伟")
+    # During the handover the incoming officer is the one to call.
+    assert duty.on_shift(session, ADMIN, at=now + timedelta(minutes=55)).officer == "李娜"  # type: ignore[union-attr]
+
+    past = duty.add_shift(session, ADMIN, period_id, duty.ShiftCreate(
+        starts_at=now - timedelta(hours=2), ends_at=now - timedelta(hours=1, minutes=20), officer="孙强"))
+    session.commit()
+    ended = client.post(f"{URL}/shifts/{past.id}/check-in", headers=duty_headers)
+    assert ended.status_code == 409
+    assert "ended" in ended.json()["detail"]
+
+
+def test_periods_active_and_read(client: TestClient, city: MiniCity, period: tuple[int, datetime]) -> None:
+    period_id, now = period
+    future = client.post(f"{URL}/periods", headers=auth(city, "admin"), json={
+        "name": "2027 春节值守", "kind": "holiday", "starts_at": iso(now + timedelta(days=30)),
+        "ends_at": iso(now + timedelta(days=37)), "every_hours": 6, "zero_reports": False})
+    assert future.status_code == 201, future.text
+    headers = auth(city, "duty")
+    assert [p["id"] for p in client.get(f"{URL}/periods", headers=headers).json()] == [future.json()["id"], period_id]
+    assert [p["id"] for p in client.get(f"{URL}/periods?active=true", headers=headers).json()] == [period_id]
+    read = client.get(f"{URL}/periods/{period_id}", headers=headers)
+    assert read.status_code == 200
+    assert read.json()["name"] == "2026 重大活动保障"
+    missing = client.get(f"{URL}/periods/999999", headers=headers)
+    assert missing.status_code == 404
+    assert field_of(missing) == "period"
+    neither = client.post(f"{URL}/periods", headers=auth(city, "admin"), json={
+        "name": "x 值守", "kind": "event", "starts_at": iso(now), "ends_at": iso(now + timedelta(days=1))})
+    assert neither.status_code == 422
+
+
+def test_a_department_sees_only_its_own_reports(client: TestClient, city: MiniCity) -> None:
+    now = utcnow()
+    created = client.post(f"{URL}/periods", headers=auth(city, "secops"), json={
+        "name": "2026 国庆节假日值守", "kind": "holiday", "starts_at": iso(now - timedelta(hours=7)),
+        "ends_at": iso(now + timedelta(days=2)), "every_hours": 2, "reporting_kinds": ["department"]})
+    period_id = created.json()["id"]
+    reports = f"{URL}/periods/{period_id}/reports"
+    mine = client.post(reports, headers=auth(city, "dept"), json={"zero": True, "note": "本时段无安全事件"})
+    assert mine.status_code == 201, mine.text
+    other = client.post(reports, headers=auth(city, "admin"),
+                        json={"alerts": 3, "incidents": 1, "unit_code": "990100-D02"})
+    assert other.status_code == 201, other.text
+    assert other.json()["unit_code"] == "990100-D02"
+
+    seen = client.get(reports, headers=auth(city, "dept")).json()
+    assert [(r["unit_code"], r["zero"], r["note"]) for r in seen] == [("990100-D01", True, "本时段无安全事件")]
+    everyone = client.get(reports, headers=auth(city, "duty")).json()
+    assert sorted((r["unit_code"], r["alerts"], r["incidents"]) for r in everyone) == [
+        ("990100-D01", 0, 0), ("990100-D02", 3, 1)]
+    assert client.get(f"{URL}/periods/999999/reports", headers=auth(city, "dept")).status_code == 404
