@@ -1,6 +1,6 @@
 """Importing large scanner reports: findings per second of parse_report, against a bare defusedxml parse.
 
-    .venv/bin/python bench/security_import.py [--findings 50000] [--runs 3] [--per-host 50]
+    .venv/bin/python bench/security.py [--findings 50000] [--runs 3] [--per-host 50]
 
 1. A generated Nessus v2 file of ``--findings`` ReportItems (``--per-host`` per ReportHost), shaped like a real
    export: HostProperties, description, synopsis, solution, CVSS v2/v3, CVEs and a plugin output per item.
@@ -9,7 +9,12 @@
 
 For each, the median over ``--runs`` of ``parse_report`` (findings per second, MB per second), and the baseline in the
 same run over the same bytes: ``defusedxml.ElementTree.fromstring`` alone, with the ratio parse_report / baseline
-(what turning the tree into findings costs on top of reading the XML). Figures are printed, never asserted.
+(what turning the tree into findings costs on top of reading the XML).
+
+3. Then the whole import into a throw-away SQLite database (``import_report``: parse, assets, fingerprints,
+   reconcile, SLA deadlines), and a re-import of the same findings in a new file of the same scope (a later scan
+   that found the same things): findings per second for each, and the re-import's counts, which must be
+   0 created, 0 closed. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +128,32 @@ def measure(label: str, data: bytes, fmt: str, runs: int) -> None:
     print(f"  ratio parse_report / baseline: {parsed / bare:.2f}")
 
 
+def measure_import(label: str, data: bytes, again: bytes, fmt: str) -> None:
+    """One import and one re-import into a fresh database; single runs (a second import of a file is a no-op)."""
+    from cloudctl.core.auth import system_principal
+    from cloudctl.core.config import Settings, reset_settings
+    from cloudctl.core.db import dispose_engines, get_engine, session_scope
+    from cloudctl.core.migrate import upgrade
+    from cloudctl.security.service.findings import import_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reset_settings(Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/bench.db"))
+        upgrade(get_engine())
+        admin = system_principal("bench")
+        print(f"{label} into SQLite:")
+        for name, payload in (("first import", data), ("re-import, same findings", again)):
+            started = time.perf_counter()
+            with session_scope() as session:
+                outcome = import_report(session, admin, payload, fmt, scope="bench")
+            seconds = time.perf_counter() - started
+            seen = outcome["created"] + outcome["untouched"] + outcome["reactivated"]
+            print(f"  {name:<26}{seconds:7.2f} s  {seen / seconds:10,.0f} findings/s  created {outcome['created']:,}"
+                  f"  untouched {outcome['untouched']:,}  closed {outcome['closed']:,}"
+                  f"  reactivated {outcome['reactivated']:,}")
+        dispose_engines()
+        reset_settings()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--findings", type=int, default=50_000, help="findings per generated file (50,000)")
@@ -129,8 +161,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement; the median is printed (3)")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, median of {args.runs} runs")
-    measure("Nessus v2", nessus_file(args.findings, args.per_host), "nessus", args.runs)
-    measure("nmap -oX", nmap_file(args.findings), "nmap", args.runs)
+    nessus, nmap = nessus_file(args.findings, args.per_host), nmap_file(args.findings)
+    measure("Nessus v2", nessus, "nessus", args.runs)
+    measure("nmap -oX", nmap, "nmap", args.runs)
+    # The later scan: the same findings, another file (its hosts' end times moved on an hour).
+    measure_import("Nessus v2", nessus, nessus.replace(b"1741241952", b"1741245552"), "nessus")
+    measure_import("nmap -oX", nmap, nmap.replace(b'endtime="1795620100"', b'endtime="1795623700"'), "nmap")
 
 
 if __name__ == "__main__":
