@@ -265,6 +265,7 @@ class CloudctlCollector(Collector):
         from cloudctl.security.models import Alert, AlertStatus, Asset, BlockedAddress, Finding, Ticket, TicketStatus
         from cloudctl.security.models import Verdict as AlertVerdict
         from cloudctl.security.service.duty import missing_reports
+        from cloudctl.security.service.findings import accepted_now
 
         today = utcnow().date()
         soon = today + timedelta(days=7)
@@ -277,7 +278,7 @@ class CloudctlCollector(Collector):
         for severity, state, code, n in session.execute(
                 select(Finding.severity, sla, func.coalesce(Unit.code, ""), func.count())
                 .join(Asset, Asset.id == Finding.asset_id).outerjoin(Unit, Unit.id == Asset.unit_id)
-                .where(Finding.active.is_(True), Finding.false_positive.is_(False), Finding.risk_accepted.is_(False))
+                .where(Finding.active.is_(True), Finding.false_positive.is_(False), ~accepted_now(today))
                 .group_by(Finding.severity, sla, Unit.code)):
             findings.add_metric([severity.value, str(state), str(code)], n)
         tickets = GaugeMetricFamily("cloudctl_security_tickets_open", "Open rectification tickets (整改单) per unit.",

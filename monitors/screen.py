@@ -76,6 +76,7 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
     """Alerts waiting for a verdict, attacks still being answered, blocks, overdue findings and duty reports."""
     from cloudctl.security.models import Alert, AlertStatus, BlockedAddress, Finding, Severity, Verdict
     from cloudctl.security.service.duty import list_periods, missing_reports, on_shift
+    from cloudctl.security.service.findings import accepted_now
 
     now = utcnow()
     new = session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.NEW)) or 0
@@ -85,7 +86,7 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
         BlockedAddress.created_at >= now - timedelta(hours=24))) or 0
     critical_overdue = session.scalar(select(func.count()).select_from(Finding).where(
         Finding.active.is_(True), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < now.date(),
-        Finding.false_positive.is_(False), Finding.risk_accepted.is_(False))) or 0
+        Finding.false_positive.is_(False), ~accepted_now(now.date()))) or 0
     missing = missing_reports(session, principal, now=now)
     periods = list_periods(session, principal, active_at=now)
     shift = on_shift(session, principal, at=now)

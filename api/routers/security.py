@@ -21,7 +21,10 @@ from cloudctl.security.schemas import (
     DutyPeriodPublic,
     DutyReportPublic,
     DutyShiftPublic,
+    ExtensionIn,
     FindingPublic,
+    ReasonIn,
+    RiskAcceptanceIn,
     StepIn,
     TicketPublic,
     VerdictIn,
@@ -55,6 +58,45 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, status: TicketSta
     rows, total = service.list_tickets(session, principal, status=status, limit=limit, offset=offset)
     return Page[TicketPublic](items=[TicketPublic.model_validate(t) for t in rows], total=total, limit=limit,
                               offset=offset)
+
+
+# Triage is the security team's: a department reads its findings but does not judge them.
+
+
+@router.post("/findings/{finding_id}/false-positive")
+def mark_false_positive(finding_id: int, body: ReasonIn, session: SessionDep,
+                        principal: PrincipalDep) -> FindingPublic:
+    """误报: out of the live findings, and kept out by later scans that still report it."""
+    return FindingPublic.model_validate(service.mark_false_positive(session, principal, finding_id, body.reason))
+
+
+@router.delete("/findings/{finding_id}/false-positive")
+def unmark_false_positive(finding_id: int, session: SessionDep, principal: PrincipalDep,
+                          reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+    return FindingPublic.model_validate(service.unmark_false_positive(session, principal, finding_id, reason))
+
+
+@router.post("/findings/{finding_id}/risk-acceptance")
+def accept_risk(finding_id: int, body: RiskAcceptanceIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+    """Accept the risk until a date: at most 365 days away, 90 for a critical finding."""
+    return FindingPublic.model_validate(service.accept_risk(session, principal, finding_id, body.reason, body.until))
+
+
+@router.delete("/findings/{finding_id}/risk-acceptance")
+def revoke_risk(finding_id: int, session: SessionDep, principal: PrincipalDep,
+                reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+    return FindingPublic.model_validate(service.revoke_risk(session, principal, finding_id, reason))
+
+
+@router.get("/tickets/{ticket_id}")
+def read_ticket(ticket_id: int, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
+    return TicketPublic.model_validate(service.get_ticket(session, principal, ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/extensions")
+def extend_ticket(ticket_id: int, body: ExtensionIn, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
+    """Move an open ticket's deadline later, at most 90 days per extension; each one is kept on the ticket."""
+    return TicketPublic.model_validate(service.extend_ticket(session, principal, ticket_id, body.to, body.reason))
 
 
 # ---------------------------------------------------------------- alerts and triage

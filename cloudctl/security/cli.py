@@ -21,7 +21,10 @@ from cloudctl.security.schemas import (
     DrillPublic,
     DutyPeriodPublic,
     DutyShiftPublic,
+    ExtensionIn,
     FindingPublic,
+    ReasonIn,
+    RiskAcceptanceIn,
     TicketPublic,
 )
 from cloudctl.security.service import alerts, drills, duty, runs
@@ -83,6 +86,50 @@ def sec_tickets(open_scope: str | None = typer.Option(None, "--open", help="firs
         ("id", lambda t: t.id), ("unit", lambda t: t.unit_code), ("scope", lambda t: t.scope),
         ("title", lambda t: t.title), ("deadline", lambda t: t.deadline), ("status", lambda t: t.status),
     ], output, title="整改单 tickets", total=total)
+
+
+@security_app.command("false-positive")
+def sec_false_positive(finding_id: int = typer.Argument(...),
+                       reason: str = typer.Option(..., help="why it is not so (kept in the audit log)"),
+                       undo: bool = typer.Option(False, "--undo", help="it is a real finding after all")) -> None:
+    """Mark a finding a false positive (误报): out of the live findings, and later scans keep it out."""
+    data = parse(ReasonIn, {"reason": reason})
+    with unit_of_work() as (session, principal):
+        if undo:
+            finding = service.unmark_false_positive(session, principal, finding_id, data.reason)
+            state = "active" if finding.active else "closed"
+            console.print(f"finding {finding.id}: no longer a false positive ({state})")
+        else:
+            finding = service.mark_false_positive(session, principal, finding_id, data.reason)
+            console.print(f"finding {finding.id}: false positive")
+
+
+@security_app.command("accept-risk")
+def sec_accept_risk(finding_id: int = typer.Argument(...),
+                    reason: str = typer.Option(..., help="why the risk is borne (kept in the audit log)"),
+                    until: str | None = typer.Option(None, help="YYYY-MM-DD: at most a year away, 90 days if critical"),
+                    revoke: bool = typer.Option(False, "--revoke", help="withdraw the acceptance")) -> None:
+    """Accept a finding's risk until a date (it leaves the SLA and the tickets until then), or --revoke it."""
+    with unit_of_work() as (session, principal):
+        if revoke:
+            data = parse(ReasonIn, {"reason": reason})
+            finding = service.revoke_risk(session, principal, finding_id, data.reason)
+            console.print(f"finding {finding.id}: risk acceptance revoked")
+        else:
+            accepted = parse(RiskAcceptanceIn, {"reason": reason, "until": until})
+            finding = service.accept_risk(session, principal, finding_id, accepted.reason, accepted.until)
+            console.print(f"finding {finding.id}: risk accepted until {finding.risk_accepted_until}")
+
+
+@security_app.command("extend")
+def sec_extend(ticket_id: int = typer.Argument(...),
+               to: str = typer.Option(..., help="YYYY-MM-DD: the new deadline, at most 90 days after the current"),
+               reason: str = typer.Option(..., help="why the unit needs longer (kept on the ticket)")) -> None:
+    """Extend an open rectification ticket's deadline (延期), as its approver."""
+    data = parse(ExtensionIn, {"to": to, "reason": reason})
+    with unit_of_work() as (session, principal):
+        ticket = service.extend_ticket(session, principal, ticket_id, data.to, data.reason)
+        console.print(f"ticket {ticket.id}: deadline {ticket.deadline} ({len(ticket.extensions)} extension(s))")
 
 
 @security_app.command("alerts")

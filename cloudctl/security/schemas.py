@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,8 @@ from cloudctl.security.models import (
 )
 
 __all__ = ["AlertPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic", "DutyPeriodPublic",
-           "DutyReportPublic", "DutyShiftPublic", "FindingPublic", "StepIn", "TicketPublic", "TriageStepPublic",
-           "VerdictIn"]
+           "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn", "RiskAcceptanceIn",
+           "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
 
 
 class FindingPublic(Schema):
@@ -42,7 +42,10 @@ class FindingPublic(Schema):
     active: bool
     verified: bool
     false_positive: bool
+    # As recorded: an acceptance whose risk_accepted_until has passed counts as none.
     risk_accepted: bool
+    risk_accepted_by: str | None
+    risk_accepted_until: date | None
     out_of_scope: bool
     first_seen: datetime
     last_seen: datetime
@@ -82,8 +85,26 @@ class TicketPublic(Schema):
     assignee: str | None
     deadline: date
     status: TicketStatus
+    # Every extension of the deadline: {"from", "to", "by", "reason", "at"}.
+    extensions: list[dict[str, Any]]
     closed_at: datetime | None
     closed_by_import_id: int | None
+
+
+class ReasonIn(Schema):
+    """Why (a false positive marked, an acceptance revoked): kept in the audit log."""
+
+    reason: str = Field(min_length=4, max_length=1000)
+
+
+class RiskAcceptanceIn(Schema):
+    reason: str = Field(min_length=4, max_length=1000)
+    until: date
+
+
+class ExtensionIn(Schema):
+    to: date
+    reason: str = Field(min_length=4, max_length=1000)
 
 
 class TriageStepPublic(Schema):

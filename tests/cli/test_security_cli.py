@@ -127,3 +127,25 @@ def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
     assert len(bad_time.output.strip().splitlines()) == 1
     # The old command still answers.
     assert demo.invoke(app, ["sec", "duty-missing"]).exit_code == 0
+
+
+def test_false_positive_and_a_bad_until(runner: CliRunner) -> None:
+    imported = runner.invoke(app, ["sec", "import", str(DATA / "nmap-localhost.xml"), "--format", "nmap",
+                                   "--scope", "loopback"])
+    assert imported.exit_code == 0, imported.output
+    listed = json.loads(runner.invoke(app, ["sec", "findings", "-o", "json"]).output)
+    finding = str(listed[0]["id"])
+    marked = runner.invoke(app, ["sec", "false-positive", finding, "--reason", "本机回环地址，不对外"])
+    assert marked.exit_code == 0, marked.output
+    assert "false positive" in marked.output
+    after = json.loads(runner.invoke(app, ["sec", "findings", "-o", "json"]).output)
+    assert finding not in {str(f["id"]) for f in after}
+    undone = runner.invoke(app, ["sec", "false-positive", finding, "--reason", "复测确认", "--undo"])
+    assert undone.exit_code == 0, undone.output
+    assert "active" in undone.output
+    for until in ("next week", "2020-01-01"):
+        bad = runner.invoke(app, ["sec", "accept-risk", finding, "--reason", "业务需要", "--until", until])
+        assert bad.exit_code == 1
+        assert bad.output.strip().startswith("error:")
+        assert "until" in bad.output
+        assert len(bad.output.strip().splitlines()) == 1

@@ -10,6 +10,11 @@ An import of a scope sorts the report against the scope's findings:
   reach says nothing about its findings).
 
 The same file into the same scope twice is one import: the second changes nothing.
+
+Triage is the security team's, never the department's: a false positive is taken out of the live findings
+(inactive) and stays out whatever later scans say; an accepted risk stays active but leaves the SLA, the
+tickets and the exporter until its date passes (:func:`accepted_now`); a ticket's deadline moves only by an
+approved extension, each one kept on the ticket.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ import ipaddress
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import InvalidInput, NotFound
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
 from cloudctl.org.service import get_unit, unit_scope
@@ -32,13 +37,29 @@ from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticke
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.scanners.parsers import parse_report
 
-__all__ = ["SLA_DAYS", "ImportOutcome", "get_finding", "import_report", "list_findings", "list_tickets",
-           "open_tickets", "sla_deadline", "store_report"]
+__all__ = ["ACCEPT_CRITICAL_DAYS", "ACCEPT_MAX_DAYS", "EXTEND_MAX_DAYS", "SLA_DAYS", "ImportOutcome",
+           "accept_risk", "accepted_now", "extend_ticket", "get_finding", "get_ticket", "import_report",
+           "list_findings", "list_tickets", "mark_false_positive", "open_tickets", "revoke_risk", "sla_deadline",
+           "store_report", "unmark_false_positive"]
 
 # Days to fix, by severity (the bureau's defaults; CLOUDCTL_SECURITY_SLA_DAYS overrides them).
 SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
 # Severities that get a rectification ticket; low and info stay in the findings list.
 TICKETED = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM)
+# How long a risk may be accepted (a critical one for less), and how far one extension may move a deadline.
+ACCEPT_MAX_DAYS, ACCEPT_CRITICAL_DAYS, EXTEND_MAX_DAYS = 365, 90, 90
+# A reason the audit log can be read by: "ok" or "n/a" is not one.
+REASON_MIN, REASON_MAX = 4, 1000
+
+
+def accepted_now(today: date | None = None) -> ColumnElement[bool]:
+    """Findings whose risk is accepted today: an acceptance past its ``until`` counts as none.
+
+    Every query that leaves accepted risks out (SLA, tickets, exporter, screen) uses this, so expiry needs no job.
+    """
+    today = today or utcnow().date()
+    return and_(Finding.risk_accepted.is_(True),
+                or_(Finding.risk_accepted_until.is_(None), Finding.risk_accepted_until >= today))
 
 
 def sla_deadline(severity: str, first_seen: datetime) -> date | None:
@@ -117,16 +138,25 @@ def store_report(session: Session, principal: Principal, report: ScanReport, *, 
             counts["created"] += 1
             continue
         _refresh(finding, item, record, now)
-        if finding.active:
+        if finding.false_positive:
+            # Sticky: the scanner still says so, the team has judged it is not so. Only mitigated_at (None:
+            # still reported) follows the scans, so un-marking knows whether it is live.
+            finding.mitigated_at = None
+            counts["untouched"] += 1
+        elif finding.active:
             counts["untouched"] += 1
         else:
             finding.active, finding.mitigated_at = True, None
             counts["reactivated"] += 1
     scanned = set(report.hosts) | {f.ip for f in report.findings}
     for fingerprint, finding in existing.items():
-        if finding.active and fingerprint not in seen and finding.ip in scanned:
+        if fingerprint in seen or finding.ip not in scanned:
+            continue
+        if finding.active:
             finding.active, finding.mitigated_at = False, now
             counts["closed"] += 1
+        elif finding.false_positive and finding.mitigated_at is None:
+            finding.mitigated_at = now  # gone from the scan: un-marking it will not make it live
     session.flush()
     closed_tickets = _verify_tickets(session, scope, record)
     record.counts = {**counts, "tickets_closed": closed_tickets}
@@ -189,7 +219,7 @@ def list_findings(session: Session, principal: Principal, *, scope: str | None =
         query = query.where(Finding.active.is_(active))
     if overdue:
         query = query.where(Finding.sla_deadline < utcnow().date(), Finding.false_positive.is_(False),
-                            Finding.risk_accepted.is_(False))
+                            ~accepted_now())
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     order = (Finding.sla_deadline.is_(None), Finding.sla_deadline, Finding.id)
     return list(session.scalars(query.order_by(*order).limit(limit).offset(offset))), total
@@ -208,7 +238,7 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
     authorize(principal, "security.ticket:write")
     loose = list(session.scalars(select(Finding).join(Finding.asset).where(
         Finding.scope == scope, Finding.active.is_(True), Finding.ticket_id.is_(None),
-        Finding.false_positive.is_(False), Finding.risk_accepted.is_(False), Finding.out_of_scope.is_(False),
+        Finding.false_positive.is_(False), ~accepted_now(), Finding.out_of_scope.is_(False),
         Finding.severity.in_(TICKETED), Asset.unit_id.is_not(None))))
     by_unit: dict[int, list[Finding]] = {}
     for finding in loose:
@@ -243,3 +273,123 @@ def list_tickets(session: Session, principal: Principal, *, status: TicketStatus
         query = query.where(Ticket.status == status)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     return list(session.scalars(query.order_by(Ticket.deadline, Ticket.id).limit(limit).offset(offset))), total
+
+
+def get_ticket(session: Session, principal: Principal, ticket_id: int) -> Ticket:
+    authorize(principal, "security.ticket:read")
+    query = select(Ticket).join(Ticket.unit).where(Ticket.id == ticket_id)
+    scope = unit_scope(principal)
+    if scope is not None:
+        query = query.where(scope)
+    row = session.scalar(query)
+    if row is None:
+        raise NotFound(f"no ticket with id {ticket_id}", field="id")
+    return row
+
+
+# ---------------------------------------------------------------- triage (the security team's, not the unit's)
+
+_TRIAGE_FIELDS = ("active", "false_positive", "risk_accepted", "risk_accepted_by", "risk_accepted_until")
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not REASON_MIN <= len(reason) <= REASON_MAX:
+        raise InvalidInput(f"say why, {REASON_MIN}–{REASON_MAX} characters", field="reason")
+    return reason
+
+
+def _triage(session: Session, principal: Principal, finding_id: int) -> Finding:
+    """The finding, for a principal allowed to judge it (a department may not judge its own)."""
+    authorize(principal, "security.finding:write")
+    return get_finding(session, principal, finding_id)
+
+
+def _audit_finding(session: Session, principal: Principal, finding: Finding, action: str,
+                   before: dict[str, Any], reason: str) -> None:
+    after = {**audit.snapshot(finding, _TRIAGE_FIELDS), "reason": reason}
+    audit.record(session, principal, action=action, entity="security_finding", entity_id=finding.id,
+                 before={**before, "reason": None}, after=after, unit_id=finding.asset.unit_id)
+
+
+def mark_false_positive(session: Session, principal: Principal, finding_id: int, reason: str) -> Finding:
+    """误报: out of the live findings, the SLA and the tickets, and kept out by later scans that still report it."""
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    if finding.false_positive:
+        raise Conflict(f"finding {finding.id} is already a false positive", field="false_positive")
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    finding.false_positive, finding.active = True, False
+    session.flush()
+    _audit_finding(session, principal, finding, "false-positive", before, reason)
+    return finding
+
+
+def unmark_false_positive(session: Session, principal: Principal, finding_id: int, reason: str) -> Finding:
+    """Undo a false positive: live again if the last scan of its host still reported it."""
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    if not finding.false_positive:
+        raise Conflict(f"finding {finding.id} is not a false positive", field="false_positive")
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    finding.false_positive, finding.active = False, finding.mitigated_at is None
+    session.flush()
+    _audit_finding(session, principal, finding, "false-positive-undo", before, reason)
+    return finding
+
+
+def accept_risk(session: Session, principal: Principal, finding_id: int, reason: str, until: date) -> Finding:
+    """Accept the risk until a date (at most a year; a critical finding at most 90 days); again to renew."""
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    today = utcnow().date()
+    if until <= today:
+        raise InvalidInput("must be a date after today", field="until")
+    if until > today + timedelta(days=ACCEPT_MAX_DAYS):
+        raise InvalidInput(f"at most {ACCEPT_MAX_DAYS} days away ({today + timedelta(days=ACCEPT_MAX_DAYS)})",
+                           field="until")
+    if finding.severity is Severity.CRITICAL and until > today + timedelta(days=ACCEPT_CRITICAL_DAYS):
+        raise InvalidInput(f"a critical finding's risk is accepted for at most {ACCEPT_CRITICAL_DAYS} days "
+                           f"({today + timedelta(days=ACCEPT_CRITICAL_DAYS)})", field="until")
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    finding.risk_accepted, finding.risk_accepted_by, finding.risk_accepted_until = True, principal.actor, until
+    session.flush()
+    _audit_finding(session, principal, finding, "accept-risk", before, reason)
+    return finding
+
+
+def revoke_risk(session: Session, principal: Principal, finding_id: int, reason: str) -> Finding:
+    """Withdraw a risk acceptance (an expired one too): the finding counts against its SLA again."""
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    if not finding.risk_accepted:
+        raise Conflict(f"finding {finding.id} has no accepted risk", field="risk_accepted")
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    finding.risk_accepted, finding.risk_accepted_by, finding.risk_accepted_until = False, None, None
+    session.flush()
+    _audit_finding(session, principal, finding, "revoke-risk", before, reason)
+    return finding
+
+
+def extend_ticket(session: Session, principal: Principal, ticket_id: int, to: date, reason: str) -> Ticket:
+    """Move an open ticket's deadline later (at most 90 days per extension), approved by the security team."""
+    authorize(principal, "security.ticket:write")
+    ticket = get_ticket(session, principal, ticket_id)
+    reason = _reason(reason)
+    if ticket.status is not TicketStatus.OPEN:
+        raise Conflict(f"ticket {ticket.id} is {ticket.status.value}: only an open ticket is extended",
+                       field="status")
+    if to <= ticket.deadline:
+        raise InvalidInput(f"must be after the current deadline {ticket.deadline}", field="to")
+    if to > ticket.deadline + timedelta(days=EXTEND_MAX_DAYS):
+        raise InvalidInput(f"at most {EXTEND_MAX_DAYS} days after the current deadline "
+                           f"({ticket.deadline + timedelta(days=EXTEND_MAX_DAYS)})", field="to")
+    previous = ticket.deadline
+    entry = {"from": previous.isoformat(), "to": to.isoformat(), "by": principal.actor, "reason": reason,
+             "at": utcnow().isoformat()}
+    ticket.extensions = [*(ticket.extensions or []), entry]  # a new list: SQLAlchemy sees the JSON change
+    ticket.deadline = to
+    session.flush()
+    audit.record(session, principal, action="extend", entity="security_ticket", entity_id=ticket.id,
+                 before={"deadline": previous}, after={"deadline": to, "reason": reason}, unit_id=ticket.unit_id)
+    return ticket

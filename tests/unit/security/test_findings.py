@@ -121,3 +121,22 @@ def test_a_department_sees_only_its_own_findings(session: Session, city: MiniCit
         service.get_finding(session, dept, other.id)
     with pytest.raises(PermissionDenied):
         service.store_report(session, dept, _report("9" * 64), scope="d2", source="d")
+
+
+def test_a_false_positive_follows_the_scans_without_coming_back(session: Session, city: MiniCity) -> None:
+    secops = city.principals["secops"]
+    a = _finding(OWN, 443, "10001")
+    service.store_report(session, secops, _report("a" * 64, a, hosts=(OWN,)), scope="fp", source="fp")
+    finding = service.list_findings(session, ADMIN, scope="fp")[0][0]
+    service.mark_false_positive(session, secops, finding.id, "WAF 拦截页")
+    again = service.store_report(session, secops, _report("b" * 64, a, hosts=(OWN,)), scope="fp", source="fp2")
+    assert (again["reactivated"], again["untouched"]) == (0, 1)
+    assert (finding.active, finding.false_positive, finding.mitigated_at) == (False, True, None)
+    # Gone from a later scan of its host, then un-marked: it stays closed, not live.
+    gone = service.store_report(session, secops, _report("c" * 64, hosts=(OWN,)), scope="fp", source="fp3")
+    assert gone["closed"] == 0
+    assert finding.mitigated_at is not None
+    service.unmark_false_positive(session, secops, finding.id, "复测确认")
+    assert (finding.active, finding.false_positive) == (False, False)
+    with pytest.raises(PermissionDenied):
+        service.mark_false_positive(session, city.principals["dept"], finding.id, "不是漏洞")
