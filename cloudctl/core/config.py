@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     extranet_collect_workers: int = Field(default=32, ge=1, le=512)
     # Days to fix a finding, by severity, over the defaults (critical 7, high 30, medium 90, low 120).
     security_sla_days: dict[str, int] = Field(default_factory=dict)
+    # Count those days as working days (weekends, holidays and 调休 from security/data/holidays-cn.yml).
+    security_sla_working_days: bool = False
     # The big screen's summary without a token: only on a closed duty-room network.
     screen_public: bool = False
 

@@ -33,6 +33,7 @@ from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
 from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.security.calendar import BEIJING, add_working_days, china
 from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.scanners.parsers import parse_report
@@ -63,8 +64,14 @@ def accepted_now(today: date | None = None) -> ColumnElement[bool]:
 
 
 def sla_deadline(severity: str, first_seen: datetime) -> date | None:
-    days = {**SLA_DAYS, **get_settings().security_sla_days}.get(severity)
-    return (first_seen + timedelta(days=days)).date() if days is not None else None
+    """The date a finding must be fixed by; in working days, counted from its Beijing date, when so configured."""
+    settings = get_settings()
+    days = {**SLA_DAYS, **settings.security_sla_days}.get(severity)
+    if days is None:
+        return None
+    if settings.security_sla_working_days:
+        return add_working_days(first_seen.astimezone(BEIJING).date(), days, china())
+    return (first_seen + timedelta(days=days)).date()
 
 
 class ImportOutcome(dict[str, Any]):
