@@ -97,7 +97,27 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
             "on_shift": None if shift is None else {
                 "officer": shift.officer, "backup": shift.backup, "leader": shift.leader,
                 "checked_in": shift.checked_in_at is not None, "ends_at": shift.ends_at.isoformat()},
-            "drill": _drill(session, now)}
+            "drill": _drill(session, now), "units": _units_to_chase(session, now)}
+
+
+def _units_to_chase(session: Session, now: datetime, top: int = 8) -> list[dict[str, Any]]:
+    """The units with the most overdue rectification tickets, then open critical findings: whom to call."""
+    from cloudctl.security.models import Asset, Finding, Severity, Ticket, TicketStatus
+    from cloudctl.security.service.findings import accepted_now
+
+    rows: dict[str, dict[str, Any]] = {}
+    for code, name, n in session.execute(
+            select(Unit.code, Unit.name, func.count()).select_from(Finding)
+            .join(Asset, Asset.id == Finding.asset_id).join(Unit, Unit.id == Asset.unit_id)
+            .where(Finding.active.is_(True), Finding.severity == Severity.CRITICAL,
+                   Finding.false_positive.is_(False), ~accepted_now(now.date()))
+            .group_by(Unit.code, Unit.name)):
+        rows[code] = {"unit": code, "name": name, "critical": int(n), "tickets_overdue": 0}
+    for code, name, n in session.execute(
+            select(Unit.code, Unit.name, func.count()).select_from(Ticket).join(Unit, Unit.id == Ticket.unit_id)
+            .where(Ticket.status == TicketStatus.OPEN, Ticket.deadline < now.date()).group_by(Unit.code, Unit.name)):
+        rows.setdefault(code, {"unit": code, "name": name, "critical": 0, "tickets_overdue": 0})["tickets_overdue"] = n
+    return sorted(rows.values(), key=lambda r: (-r["tickets_overdue"], -r["critical"], r["unit"]))[:top]
 
 
 def _drill(session: Session, now: datetime) -> dict[str, Any] | None:

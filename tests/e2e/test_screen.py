@@ -3,6 +3,7 @@ API, shows new numbers after the data changes, and a screenshot is kept as a tes
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -20,10 +21,11 @@ from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, session_scope
 from cloudctl.core.models import utcnow
-from cloudctl.extranet.models import NetworkDevice, Zone
+from cloudctl.extranet.models import NetworkDevice, Prefix, PrefixStatus, Zone
 from cloudctl.org.models import Unit
 from cloudctl.security.models import DutyKind, ItemStatus
-from cloudctl.security.service import drills, duty
+from cloudctl.security.scanners.base import ScanFinding, ScanReport
+from cloudctl.security.service import drills, duty, findings
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
 
@@ -99,6 +101,19 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
         duty.add_shift(session, admin, period.id, duty.ShiftCreate(
             starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="李备班",
             leader="赵处长"))
+        # A critical finding on a department's host, ticketed, and the ticket past its deadline.
+        block = session.scalars(select(Prefix).where(Prefix.status == PrefixStatus.ACTIVE, Prefix.unit_id.is_not(None))
+                                .order_by(Prefix.start).limit(1)).one()
+        host = str(ipaddress.IPv4Address(block.start + 20))
+        critical = ScanFinding(scanner="nessus", plugin_id="97833", title="MS17-010", severity="critical", ip=host,
+                               port=445, protocol="tcp", service="cifs")
+        findings.store_report(session, admin, ScanReport(scanner="nessus", started_at=None, finished_at=None,
+                                                         hosts=(host,), file_sha256="e" * 64, findings=(critical,)),
+                              scope="screen", source="test")
+        ticket = findings.open_tickets(session, admin, scope="screen")[0]
+        ticket.deadline = now.date() - timedelta(days=1)
+        assert block.unit is not None
+        chased = block.unit.code
     dom = dump_dom(f"{base}/screen?token={tokens['duty']}&refresh=2")
     assert re.fullmatch(r"准备阶段 · 距开始 17天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
     # 13 items a unit; only the one due 20 days before the start is late, for both units, and one of those is done.
@@ -106,6 +121,10 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
     assert _text(dom, "officer") == "王值班"
     assert "未签到 · 备班 李备班 · 带班领导 赵处长" in _text(dom, "duty-detail")
     assert "护网值守" in _text(dom, "duty-detail")
+    row = re.search(rf"<tr><td>{chased}</td>.*?</tr>", dom, re.S)
+    assert row, dom[-2000:]
+    assert "超期整改单 1" in row.group(0)
+    assert "严重漏洞 1" in row.group(0)
     screenshot(f"{base}/screen?token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
                height=900)
 
