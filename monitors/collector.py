@@ -265,7 +265,7 @@ class CloudctlCollector(Collector):
         from cloudctl.security.models import Alert, AlertStatus, Asset, BlockedAddress, Finding, Ticket, TicketStatus
         from cloudctl.security.models import Verdict as AlertVerdict
         from cloudctl.security.service.duty import missing_reports
-        from cloudctl.security.service.findings import accepted_now
+        from cloudctl.security.service.findings import open_now
 
         today = utcnow().date()
         soon = today + timedelta(days=7)
@@ -278,7 +278,7 @@ class CloudctlCollector(Collector):
         for severity, state, code, n in session.execute(
                 select(Finding.severity, sla, func.coalesce(Unit.code, ""), func.count())
                 .join(Asset, Asset.id == Finding.asset_id).outerjoin(Unit, Unit.id == Asset.unit_id)
-                .where(Finding.active.is_(True), Finding.false_positive.is_(False), ~accepted_now(today))
+                .where(open_now(today))
                 .group_by(Finding.severity, sla, Unit.code)):
             findings.add_metric([severity.value, str(state), str(code)], n)
         tickets = GaugeMetricFamily("cloudctl_security_tickets_open", "Open rectification tickets (整改单) per unit.",
@@ -344,7 +344,8 @@ class CloudctlCollector(Collector):
 
     def _drills(self, session: Session) -> Iterator[Metric]:
         """Drills not yet in their summary phase: items by phase and status, and what is overdue per unit."""
-        from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
+        from cloudctl.security.models import Drill, DrillItem, DrillPhase
+        from cloudctl.security.service.drills import late_items
 
         items = GaugeMetricFamily("cloudctl_drill_checklist_items",
                                   "Checklist items of running drills (护网) by drill, phase and status.",
@@ -361,8 +362,7 @@ class CloudctlCollector(Collector):
         for drill_id, name, code, n in session.execute(
                 select(Drill.id, Drill.name, Unit.code, func.count()).select_from(DrillItem)
                 .join(Drill, Drill.id == DrillItem.drill_id).join(Unit, Unit.id == DrillItem.unit_id)
-                .where(DrillItem.drill_id.in_(running), DrillItem.due_at < utcnow(),
-                       DrillItem.status.not_in((ItemStatus.DONE, ItemStatus.CANCELLED)))
+                .where(DrillItem.drill_id.in_(running), late_items(utcnow()))
                 .group_by(Drill.id, Drill.name, Unit.code)):
             overdue.add_metric([str(drill_id), name, code], n)
         yield from (items, overdue)

@@ -76,7 +76,7 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
     """Alerts waiting for a verdict, attacks still being answered, blocks, overdue findings and duty reports."""
     from cloudctl.security.models import Alert, AlertStatus, BlockedAddress, Finding, Severity, Verdict
     from cloudctl.security.service.duty import list_periods, missing_reports, on_shift
-    from cloudctl.security.service.findings import accepted_now
+    from cloudctl.security.service.findings import open_now
 
     now = utcnow()
     new = session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.NEW)) or 0
@@ -85,8 +85,7 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
     blocked_today = session.scalar(select(func.count()).select_from(BlockedAddress).where(
         BlockedAddress.created_at >= now - timedelta(hours=24))) or 0
     critical_overdue = session.scalar(select(func.count()).select_from(Finding).where(
-        Finding.active.is_(True), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < now.date(),
-        Finding.false_positive.is_(False), ~accepted_now(now.date()))) or 0
+        open_now(now.date()), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < now.date())) or 0
     missing = missing_reports(session, principal, now=now)
     periods = list_periods(session, principal, active_at=now)
     shift = on_shift(session, principal, at=now)
@@ -103,14 +102,13 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
 def _units_to_chase(session: Session, now: datetime, top: int = 8) -> list[dict[str, Any]]:
     """The units with the most overdue rectification tickets, then open critical findings: whom to call."""
     from cloudctl.security.models import Asset, Finding, Severity, Ticket, TicketStatus
-    from cloudctl.security.service.findings import accepted_now
+    from cloudctl.security.service.findings import open_now
 
     rows: dict[str, dict[str, Any]] = {}
     for code, name, n in session.execute(
             select(Unit.code, Unit.name, func.count()).select_from(Finding)
             .join(Asset, Asset.id == Finding.asset_id).join(Unit, Unit.id == Asset.unit_id)
-            .where(Finding.active.is_(True), Finding.severity == Severity.CRITICAL,
-                   Finding.false_positive.is_(False), ~accepted_now(now.date()))
+            .where(open_now(now.date()), Finding.severity == Severity.CRITICAL)
             .group_by(Unit.code, Unit.name)):
         rows[code] = {"unit": code, "name": name, "critical": int(n), "tickets_overdue": 0}
     for code, name, n in session.execute(
@@ -124,6 +122,7 @@ def _drill(session: Session, now: datetime) -> dict[str, Any] | None:
     """The drill the room is working on: the running one, else the next to start (a countdown); not one that is
     only being summed up."""
     from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
+    from cloudctl.security.service.drills import late_items
 
     drill = session.scalar(select(Drill).where(Drill.phase != DrillPhase.SUMMARY, Drill.ends_at >= now)
                            .order_by(Drill.starts_at, Drill.id).limit(1))
@@ -132,7 +131,7 @@ def _drill(session: Session, now: datetime) -> dict[str, Any] | None:
     is_done = DrillItem.status == ItemStatus.DONE
     total, done, late = session.execute(
         select(func.count(), func.coalesce(func.sum(case((is_done, 1), else_=0)), 0),
-               func.coalesce(func.sum(case(((DrillItem.due_at < now) & ~is_done, 1), else_=0)), 0))
+               func.coalesce(func.sum(case((late_items(now), 1), else_=0)), 0))
         .select_from(DrillItem).where(DrillItem.drill_id == drill.id, DrillItem.status != ItemStatus.CANCELLED)).one()
     return {"name": drill.name, "phase": drill.phase.value, "phase_label": drill.phase.label,
             "starts_at": drill.starts_at.isoformat(), "ends_at": drill.ends_at.isoformat(),

@@ -41,7 +41,7 @@ from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_system, get_unit, unit_scope
+from cloudctl.org.service import get_system, get_unit, scoped
 
 __all__ = [
     "PROVISION_JOB",
@@ -108,10 +108,7 @@ def list_requests(
     limit: int = 50, offset: int = 0,
 ) -> tuple[list[ResourceRequest], int]:
     authorize(principal, "compute.request:read")
-    query = select(ResourceRequest).join(ResourceRequest.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(ResourceRequest).join(ResourceRequest.unit), principal)
     if unit is not None:
         query = query.where(ResourceRequest.unit_id == get_unit(session, principal, unit, field_name="unit").id)
     if status is not None:
@@ -444,10 +441,7 @@ def list_servers(
     status: str | None = None, orphans: bool = False, limit: int = 50, offset: int = 0,
 ) -> tuple[list[Server], int]:
     authorize(principal, "compute.server:read")
-    query = select(Server).outerjoin(Server.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(Server).outerjoin(Server.unit), principal)
     if unit is not None:
         query = query.where(Server.unit_id == get_unit(session, principal, unit, field_name="unit").id)
     if cloud is not None:

@@ -22,7 +22,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 
 __all__ = [
     "Ask",
@@ -171,10 +171,7 @@ def list_quotas(
     limit: int = 50, offset: int = 0,
 ) -> tuple[list[Quota], int]:
     authorize(principal, "compute.quota:read")
-    query = select(Quota).join(Quota.unit).join(Quota.cloud)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(Quota).join(Quota.unit).join(Quota.cloud), principal)
     if unit is not None:
         query = query.where(Quota.unit_id == get_unit(session, principal, unit, field_name="unit").id)
     if cloud is not None:

@@ -19,7 +19,7 @@ from cloudctl.compute.models import Server
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput
-from cloudctl.org.service import unit_scope
+from cloudctl.org.service import scoped
 
 __all__ = ["Prices", "ShowbackLine", "month_bounds", "price_servers", "showback"]
 
@@ -88,9 +88,7 @@ def showback(session: Session, principal: Principal, month: str, *, unit: str | 
     start, end = month_bounds(month)
     settings = get_settings()
     query = select(Server).outerjoin(Server.unit).where(Server.status != "DELETED", Server.unit_id.is_not(None))
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(query, principal)
     lines = price_servers(session.scalars(query), start, end,
                           Prices(settings.price_vcpu_month, settings.price_ram_gb_month, settings.price_disk_gb_month))
     return [line for line in lines if unit is None or line.unit_code == unit]

@@ -11,8 +11,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +50,7 @@ __all__ = [
     "list_users",
     "principal_for_user",
     "revoke_token",
+    "scoped",
     "unit_scope",
     "update_system",
     "update_unit",
@@ -65,6 +67,9 @@ TOKEN_PREFIX = "cct_"
 # ---------------------------------------------------------------- scope
 
 
+ScopedQuery = TypeVar("ScopedQuery", bound="Select[*tuple[Any, ...]]")
+
+
 def unit_scope(principal: Principal) -> ColumnElement[bool] | None:
     """The filter that keeps a scoped principal inside its unit's subtree; None for everyone else."""
     if not principal.is_scoped:
@@ -73,6 +78,12 @@ def unit_scope(principal: Principal) -> ColumnElement[bool] | None:
         # A dept user whose unit was never set sees nothing rather than everything.
         return Unit.id == -1
     return Unit.path.startswith(principal.unit_path)
+
+
+def scoped(query: ScopedQuery, principal: Principal) -> ScopedQuery:
+    """``query`` kept inside the principal's unit subtree (it must join ``Unit``); unchanged for the unscoped."""
+    scope = unit_scope(principal)
+    return query if scope is None else query.where(scope)
 
 
 def _in_scope(principal: Principal, unit: Unit) -> bool:
@@ -120,10 +131,7 @@ def list_units(
 ) -> tuple[list[Unit], int]:
     authorize(principal, "org.unit:read")
     limit, offset = _page(limit, offset)
-    query = select(Unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(Unit), principal)
     if kind is not None:
         query = query.where(Unit.kind == kind)
     if parent is not None:
@@ -341,10 +349,7 @@ def list_systems(
 ) -> tuple[list[BusinessSystem], int]:
     authorize(principal, "org.system:read")
     limit, offset = _page(limit, offset)
-    query = select(BusinessSystem).join(BusinessSystem.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(BusinessSystem).join(BusinessSystem.unit), principal)
     if unit is not None:
         owner = get_unit(session, principal, unit, field_name="unit")
         query = query.where(BusinessSystem.unit_id == owner.id)

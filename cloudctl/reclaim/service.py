@@ -33,7 +33,7 @@ from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import BusinessSystem, Unit
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 from cloudctl.reclaim import analysis
 from cloudctl.reclaim.models import (
     AppealStatus,
@@ -479,11 +479,7 @@ def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int)
 
 
 def _query(principal: Principal) -> Select[Recommendation]:
-    query = select(Recommendation).join(Recommendation.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(Recommendation).join(Recommendation.unit), principal)
 
 
 def list_recommendations(
@@ -730,9 +726,7 @@ def rollup(session: Session, principal: Principal, *, by: str = "unit") -> list[
     live = Server.status.not_in(("DELETED",))
     base = (select(Server).join(Unit, Server.unit_id == Unit.id).join(Cloud, Server.cloud_id == Cloud.id)
             .outerjoin(BusinessSystem, Server.business_system_id == BusinessSystem.id).where(live))
-    scope = unit_scope(principal)
-    if scope is not None:
-        base = base.where(scope)
+    base = scoped(base, principal)
     allocated = session.execute(
         base.with_only_columns(key, name, func.count(Server.id), func.sum(Server.vcpus), func.sum(Server.ram_mb))
         .group_by(key, name)).all()

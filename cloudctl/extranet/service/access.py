@@ -20,7 +20,7 @@ from cloudctl.core.models import utcnow
 from cloudctl.extranet.models import AccessLink, LinkStatus, NetworkDevice
 from cloudctl.extranet.schemas import AccessRateRow, LinkCreate, LinkUpdate
 from cloudctl.org.models import Unit, UnitKind
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 
 __all__ = ["REQUIRED_KINDS", "access_rate", "connected_units", "create_link", "get_link", "list_links",
            "update_link"]
@@ -47,10 +47,7 @@ def create_link(session: Session, principal: Principal, data: LinkCreate) -> Acc
 
 def get_link(session: Session, principal: Principal, link_id: int) -> AccessLink:
     authorize(principal, "extranet.link:read")
-    query = select(AccessLink).join(AccessLink.unit).where(AccessLink.id == link_id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(AccessLink).join(AccessLink.unit).where(AccessLink.id == link_id), principal)
     link = session.scalar(query)
     if link is None:
         raise NotFound(f"no access link with id {link_id}", field="id")
@@ -60,10 +57,7 @@ def get_link(session: Session, principal: Principal, link_id: int) -> AccessLink
 def list_links(session: Session, principal: Principal, *, unit: str | None = None,
                status: LinkStatus | None = None, limit: int = 50, offset: int = 0) -> tuple[list[AccessLink], int]:
     authorize(principal, "extranet.link:read")
-    query = select(AccessLink).join(AccessLink.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(AccessLink).join(AccessLink.unit), principal)
     if unit is not None:
         owner = get_unit(session, principal, unit, field_name="unit")
         query = query.where(Unit.path.startswith(owner.path))
@@ -103,9 +97,7 @@ def access_rate(session: Session, principal: Principal, *, fresh_hours: float | 
     # Every unit of the city passes through here (17,000 in a province's ten cities): the kind is read as its
     # stored text and the rows through Core, not the ORM, which halves the time of the exporter's scrape.
     query = select(Unit.id, Unit.code, type_coerce(Unit.kind, String), Unit.path).where(Unit.kind.in_(REQUIRED_KINDS))
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(query, principal)
     units = session.connection().execute(query.order_by(Unit.code)).all()
     counties = {uid: (code, name) for uid, code, name in session.execute(
         select(Unit.id, Unit.code, Unit.name).where(Unit.kind == UnitKind.COUNTY))}

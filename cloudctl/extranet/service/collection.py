@@ -26,7 +26,7 @@ from cloudctl.core.models import utcnow
 from cloudctl.extranet.devices import Device, DeviceCollector, DeviceTables, load_inventory
 from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
 from cloudctl.org.models import Unit
-from cloudctl.org.service import unit_scope
+from cloudctl.org.service import scoped
 
 __all__ = ["COLLECT_JOB", "is_uplink", "list_devices", "store_tables", "submit_collection", "sync_devices"]
 
@@ -109,10 +109,7 @@ def _record_failure(session: Session, device: NetworkDevice, error: str, now: da
 def list_devices(session: Session, principal: Principal, *, unit: str | None = None, failing: bool = False,
                  limit: int = 50, offset: int = 0) -> tuple[list[NetworkDevice], int]:
     authorize(principal, "extranet.device:read")
-    query = select(NetworkDevice).join(NetworkDevice.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(NetworkDevice).join(NetworkDevice.unit), principal)
     if unit is not None:
         query = query.where(Unit.code == unit)
     if failing:

@@ -42,7 +42,7 @@ from cloudctl.extranet.models import (
 from cloudctl.extranet.schemas import ScorecardRow, ViolationUpdate
 from cloudctl.extranet.service.access import REQUIRED_KINDS, connected_units
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 
 __all__ = ["RECTIFY_DAYS", "Inputs", "check", "get_violation", "list_violations", "load_inputs", "scorecard",
            "update_violation"]
@@ -257,11 +257,7 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
 
 
 def _query(principal: Principal) -> Select[Violation]:
-    query = select(Violation).outerjoin(Violation.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(Violation).outerjoin(Violation.unit), principal)
 
 
 def list_violations(session: Session, principal: Principal, *, rule: int | None = None, unit: str | None = None,
@@ -314,10 +310,7 @@ def update_violation(session: Session, principal: Principal, violation_id: int, 
 def scorecard(session: Session, principal: Principal, *, unit: str | None = None) -> list[ScorecardRow]:
     """评估 per unit: access (40), device collection (20) and violations (40 less 10 per open one); lowest first."""
     authorize(principal, "extranet.violation:read")
-    query = select(Unit).where(Unit.kind.in_(REQUIRED_KINDS))
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(Unit).where(Unit.kind.in_(REQUIRED_KINDS)), principal)
     if unit is not None:
         owner = get_unit(session, principal, unit, field_name="unit")
         query = query.where(Unit.path.startswith(owner.path))

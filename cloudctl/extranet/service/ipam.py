@@ -37,7 +37,7 @@ from cloudctl.extranet.models import (
 )
 from cloudctl.extranet.schemas import AddressCreate, AggregateCreate, ApplicationCreate, PrefixCreate, PrefixPublic
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 
 __all__ = [
     "COMMITMENT_TEXT",
@@ -182,11 +182,7 @@ def describe_prefixes(session: Session, prefixes: Sequence[Prefix]) -> list[Pref
 
 
 def _prefix_query(principal: Principal) -> Select[Prefix]:
-    query = select(Prefix).outerjoin(Prefix.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(Prefix).outerjoin(Prefix.unit), principal)
 
 
 def list_prefixes(
@@ -325,9 +321,7 @@ def export_plan(session: Session, principal: Principal) -> list[dict[str, Any]]:
                      "status": p.status.value, "unit_code": p.unit_code, "vlan": p.vlan,
                      "description": p.description})
     addresses = select(IPAddress).join(IPAddress.prefix).outerjoin(Unit, IPAddress.unit_id == Unit.id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        addresses = addresses.where(scope)
+    addresses = scoped(addresses, principal)
     for a in session.scalars(addresses.order_by(IPAddress.value)):
         rows.append({"kind": "address", "address": a.address, "role": a.role.value, "mac": a.mac,
                      "vrf": a.prefix.vrf, "zone": a.prefix.zone.value, "description": a.description})
@@ -362,11 +356,7 @@ def submit_application(session: Session, principal: Principal, data: Application
 
 
 def _application_query(principal: Principal) -> Select[IPApplication]:
-    query = select(IPApplication).join(IPApplication.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(IPApplication).join(IPApplication.unit), principal)
 
 
 def get_application(session: Session, principal: Principal, app_id: int) -> IPApplication:

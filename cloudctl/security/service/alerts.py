@@ -25,7 +25,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
-from cloudctl.org.service import unit_scope
+from cloudctl.org.service import scoped
 from cloudctl.security.models import (
     Alert,
     AlertStatus,
@@ -131,11 +131,7 @@ def receive(session: Session, principal: Principal, payload: Mapping[str, Any] |
 
 
 def _query(principal: Principal) -> Select[Alert]:
-    query = select(Alert).outerjoin(Unit, Alert.unit_id == Unit.id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(Alert).outerjoin(Unit, Alert.unit_id == Unit.id), principal)
 
 
 def get_alert(session: Session, principal: Principal, alert_id: int) -> Alert:

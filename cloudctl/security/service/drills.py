@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit
@@ -20,16 +20,21 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit, UnitKind
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
 
-__all__ = ["DrillCreate", "ProgressRow", "advance_phase", "create_drill", "get_drill", "list_drills", "list_items",
-           "progress", "summary_html", "template", "update_item", "verify_item"]
+__all__ = ["DrillCreate", "ProgressRow", "advance_phase", "create_drill", "get_drill", "late_items", "list_drills",
+           "list_items", "progress", "summary_html", "template", "update_item", "verify_item"]
 
 PHASES = list(DrillPhase)
 MOVES = {ItemStatus.WAITING: (ItemStatus.IN_PROGRESS, ItemStatus.DONE, ItemStatus.CANCELLED),
          ItemStatus.IN_PROGRESS: (ItemStatus.DONE, ItemStatus.CANCELLED, ItemStatus.WAITING),
          ItemStatus.DONE: (ItemStatus.IN_PROGRESS,), ItemStatus.CANCELLED: (ItemStatus.WAITING,)}
+
+
+def late_items(now: datetime) -> ColumnElement[bool]:
+    """Items past their due time that are neither done nor cancelled."""
+    return (DrillItem.due_at < now) & DrillItem.status.not_in((ItemStatus.DONE, ItemStatus.CANCELLED))
 
 
 def template() -> list[dict[str, Any]]:
@@ -111,11 +116,7 @@ def advance_phase(session: Session, principal: Principal, drill_id: int, to: Dri
 
 
 def _items(principal: Principal, drill_id: int) -> Select[DrillItem]:
-    query = select(DrillItem).join(DrillItem.unit).where(DrillItem.drill_id == drill_id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(DrillItem).join(DrillItem.unit).where(DrillItem.drill_id == drill_id), principal)
 
 
 def list_items(session: Session, principal: Principal, drill_id: int, *, unit: str | None = None) -> list[DrillItem]:
@@ -181,13 +182,11 @@ def progress(session: Session, principal: Principal, drill_id: int) -> list[Prog
     now = utcnow()
     query = (select(Unit.code, Unit.name, DrillItem.phase, func.count(),
                     func.sum(case((DrillItem.status == ItemStatus.DONE, 1), else_=0)),
-                    func.sum(case(((DrillItem.status != ItemStatus.DONE) & (DrillItem.due_at < now), 1), else_=0)))
+                    func.sum(case((late_items(now), 1), else_=0)))
              .join(Unit, Unit.id == DrillItem.unit_id)
              .where(DrillItem.drill_id == drill_id, DrillItem.status != ItemStatus.CANCELLED)
              .group_by(Unit.code, Unit.name, DrillItem.phase).order_by(Unit.code, DrillItem.phase))
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(query, principal)
     rows = []
     for code, name, phase, total, done, overdue in session.execute(query):
         rows.append(ProgressRow(unit_code=code, unit_name=name, phase=phase.value, total=int(total),

@@ -22,7 +22,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit, UnitKind
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
 
 __all__ = ["CHECK_IN_EARLY", "HANDOVER", "Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "add_shift",
@@ -278,9 +278,7 @@ def list_reports(session: Session, principal: Principal, period_id: int) -> list
     authorize(principal, "security.duty:read")
     period = get_period(session, principal, period_id)
     query = select(DutyReport).join(Unit, Unit.id == DutyReport.unit_id).where(DutyReport.period_id == period.id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(query, principal)
     return list(session.scalars(query.order_by(DutyReport.slot_at, Unit.code)))
 
 
@@ -301,9 +299,7 @@ def missing_reports(session: Session, principal: Principal, *, now: datetime | N
     out: list[Missing] = []
     for period in periods:
         query = select(Unit.id, Unit.code).where(Unit.kind.in_([UnitKind(k) for k in period.reporting_kinds]))
-        scope = unit_scope(principal)
-        if scope is not None:
-            query = query.where(scope)
+        query = scoped(query, principal)
         units = list(session.execute(query.order_by(Unit.code)))
         grace = timedelta(minutes=period.grace_minutes)
         every = slots(period)

@@ -32,7 +32,7 @@ from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, unit_scope
+from cloudctl.org.service import get_unit, scoped
 from cloudctl.security.calendar import BEIJING, add_working_days, china
 from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
@@ -40,8 +40,8 @@ from cloudctl.security.scanners.parsers import parse_report
 
 __all__ = ["ACCEPT_CRITICAL_DAYS", "ACCEPT_MAX_DAYS", "EXTEND_MAX_DAYS", "SLA_DAYS", "ImportOutcome",
            "accept_risk", "accepted_now", "extend_ticket", "get_finding", "get_ticket", "import_report",
-           "list_findings", "list_tickets", "mark_false_positive", "open_tickets", "revoke_risk", "sla_deadline",
-           "store_report", "unmark_false_positive"]
+           "list_findings", "list_tickets", "mark_false_positive", "open_now", "open_tickets", "revoke_risk",
+           "sla_deadline", "store_report", "unmark_false_positive"]
 
 # Days to fix, by severity (the bureau's defaults; CLOUDCTL_SECURITY_SLA_DAYS overrides them).
 SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
@@ -61,6 +61,11 @@ def accepted_now(today: date | None = None) -> ColumnElement[bool]:
     today = today or utcnow().date()
     return and_(Finding.risk_accepted.is_(True),
                 or_(Finding.risk_accepted_until.is_(None), Finding.risk_accepted_until >= today))
+
+
+def open_now(today: date | None = None) -> ColumnElement[bool]:
+    """The findings that count against a unit today: live, not a false positive, no risk accepted today."""
+    return and_(Finding.active.is_(True), Finding.false_positive.is_(False), ~accepted_now(today))
 
 
 def sla_deadline(severity: str, first_seen: datetime) -> date | None:
@@ -203,11 +208,7 @@ def _verify_tickets(session: Session, scope: str, record: ScanImport) -> int:
 
 
 def _finding_query(principal: Principal) -> Select[Finding]:
-    query = select(Finding).join(Finding.asset).outerjoin(Unit, Asset.unit_id == Unit.id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
-    return query
+    return scoped(select(Finding).join(Finding.asset).outerjoin(Unit, Asset.unit_id == Unit.id), principal)
 
 
 def list_findings(session: Session, principal: Principal, *, scope: str | None = None, unit: str | None = None,
@@ -272,10 +273,7 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
 def list_tickets(session: Session, principal: Principal, *, status: TicketStatus | None = None,
                  limit: int = 50, offset: int = 0) -> tuple[list[Ticket], int]:
     authorize(principal, "security.ticket:read")
-    query = select(Ticket).join(Ticket.unit)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(Ticket).join(Ticket.unit), principal)
     if status is not None:
         query = query.where(Ticket.status == status)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
@@ -284,10 +282,7 @@ def list_tickets(session: Session, principal: Principal, *, status: TicketStatus
 
 def get_ticket(session: Session, principal: Principal, ticket_id: int) -> Ticket:
     authorize(principal, "security.ticket:read")
-    query = select(Ticket).join(Ticket.unit).where(Ticket.id == ticket_id)
-    scope = unit_scope(principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = scoped(select(Ticket).join(Ticket.unit).where(Ticket.id == ticket_id), principal)
     row = session.scalar(query)
     if row is None:
         raise NotFound(f"no ticket with id {ticket_id}", field="id")
