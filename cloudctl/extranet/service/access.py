@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import String, func, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, case, func, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from cloudctl.core import audit
 from cloudctl.core.auth import Principal, authorize
@@ -28,7 +28,8 @@ __all__ = ["REQUIRED_KINDS", "access_rate", "connected_units", "create_link", "g
 LINK_AUDIT = ("unit_code", "carrier", "line_type", "bandwidth_mbps", "role", "status", "uses_shared_exit")
 # Every unit of these kinds must connect: municipal units horizontally, counties and below vertically.
 REQUIRED_KINDS = (UnitKind.DEPARTMENT, UnitKind.MUNICIPAL_UNIT, UnitKind.COUNTY, UnitKind.TOWN, UnitKind.VILLAGE)
-HORIZONTAL_KINDS = frozenset((UnitKind.DEPARTMENT.value, UnitKind.MUNICIPAL_UNIT.value))
+HORIZONTAL_KINDS = (UnitKind.DEPARTMENT, UnitKind.MUNICIPAL_UNIT)
+HORIZONTAL_GROUP = 0  # no unit has id 0
 
 
 def create_link(session: Session, principal: Principal, data: LinkCreate) -> AccessLink:
@@ -81,46 +82,57 @@ def update_link(session: Session, principal: Principal, link_id: int, data: Link
     return link
 
 
-def connected_units(session: Session, *, fresh_hours: float | None = None) -> set[int]:
-    """Ids of the units with an active line and a device that answered a collection recently."""
+def _connected(fresh_hours: float | None) -> Select[tuple[int]]:
     hours = get_settings().extranet_fresh_hours if fresh_hours is None else fresh_hours
     since = utcnow() - timedelta(hours=hours)
     with_line = select(AccessLink.unit_id).where(AccessLink.status == LinkStatus.ACTIVE)
     answered = select(NetworkDevice.unit_id).where(NetworkDevice.last_success_at >= since)
-    return set(session.connection().scalars(with_line.intersect(answered)))
+    return select(with_line.intersect(answered).subquery().c[0])
 
 
-def access_rate(session: Session, principal: Principal, *, fresh_hours: float | None = None) -> list[AccessRateRow]:
-    """Rows for horizontal and vertical access, then one per county (its towns and villages with it)."""
+def connected_units(session: Session, *, fresh_hours: float | None = None) -> set[int]:
+    """Ids of the units with an active line and a device that answered a collection recently."""
+    return set(session.connection().scalars(_connected(fresh_hours)))
+
+
+def access_rate(session: Session, principal: Principal, *, fresh_hours: float | None = None,
+                with_missing: bool = True) -> list[AccessRateRow]:
+    """Rows for horizontal and vertical access, then one per county (its towns and villages with it).
+
+    Counted in SQL, one GROUP BY over the units (17,000 in a province's ten cities, which the exporter
+    reads on every refresh): municipal units form one group, every other unit is grouped under its
+    county: itself, its parent or its grandparent, as ALLOWED_PARENTS has it (town under county,
+    village under town). Only the units still missing are read row by row, and only when
+    ``with_missing`` (the exporter needs counts only).
+    """
     authorize(principal, "extranet.link:read")
-    connected = connected_units(session, fresh_hours=fresh_hours)
-    # Every unit of the city passes through here (17,000 in a province's ten cities): the kind is read as its
-    # stored text and the rows through Core, not the ORM, which halves the time of the exporter's scrape.
-    query = select(Unit.id, Unit.code, type_coerce(Unit.kind, String), Unit.path).where(Unit.kind.in_(REQUIRED_KINDS))
-    query = scoped(query, principal)
-    units = session.connection().execute(query.order_by(Unit.code)).all()
+    parent = aliased(Unit)
+    county = case((Unit.kind == UnitKind.COUNTY, Unit.id), (Unit.kind == UnitKind.TOWN, Unit.parent_id),
+                  else_=parent.parent_id)
+    group = case((Unit.kind.in_(HORIZONTAL_KINDS), literal(HORIZONTAL_GROUP)), else_=county).label("group_key")
+    is_connected = Unit.id.in_(_connected(fresh_hours))
+    required = (select(group, func.count(), func.sum(case((is_connected, 1), else_=0))).select_from(Unit)
+                .outerjoin(parent, parent.id == Unit.parent_id).where(Unit.kind.in_(REQUIRED_KINDS)))
+    counts = {key: (int(n), int(up or 0)) for key, n, up in
+              session.execute(scoped(required, principal).group_by(group))}
+    missing: dict[int, list[str]] = {}
+    if with_missing:
+        absent = (select(group, Unit.code).select_from(Unit).outerjoin(parent, parent.id == Unit.parent_id)
+                  .where(Unit.kind.in_(REQUIRED_KINDS), ~is_connected))
+        for key, code in session.execute(scoped(absent, principal).order_by(Unit.code)):
+            missing.setdefault(key, []).append(code)
     counties = {uid: (code, name) for uid, code, name in session.execute(
         select(Unit.id, Unit.code, Unit.name).where(Unit.kind == UnitKind.COUNTY))}
-    groups: dict[str, tuple[str, list[tuple[int, str]]]] = {
-        "horizontal": ("横向接入 (市直单位)", []), "vertical": ("纵向接入 (县、乡镇、村)", [])}
-    horizontal, vertical = groups["horizontal"][1], groups["vertical"][1]
-    for uid, code, kind, path in units:
-        if kind in HORIZONTAL_KINDS:
-            horizontal.append((uid, code))
-            continue
-        vertical.append((uid, code))
-        # A county hangs under the city ("/city/county/…"): the path's second id is the unit's county.
-        parts = path.split("/", 3)
-        county_id = int(parts[2]) if len(parts) > 2 and parts[2] else uid
-        county_code, county_name = counties.get(county_id, (code, code))
-        groups.setdefault(county_code, (county_name, []))[1].append((uid, code))
-    rows = []
-    for scope_key, (name, members) in groups.items():
-        if not members and scope_key not in ("horizontal", "vertical"):
-            continue
-        missing = [code for uid, code in members if uid not in connected]
-        required = len(members)
-        rows.append(AccessRateRow(scope=scope_key, name=name, required=required, connected=required - len(missing),
-                                  rate=round((required - len(missing)) / required, 4) if required else 1.0,
-                                  missing=missing))
+
+    def row(scope: str, name: str, keys: list[int]) -> AccessRateRow:
+        total = sum(counts[k][0] for k in keys)
+        up = sum(counts[k][1] for k in keys)
+        return AccessRateRow(scope=scope, name=name, required=total, connected=up,
+                             rate=round(up / total, 4) if total else 1.0,
+                             missing=sorted(code for k in keys for code in missing.get(k, ())))
+
+    vertical = sorted((counties[k], k) for k in counts if k != HORIZONTAL_GROUP)
+    rows = [row("horizontal", "横向接入 (市直单位)", [HORIZONTAL_GROUP] if HORIZONTAL_GROUP in counts else []),
+            row("vertical", "纵向接入 (县、乡镇、村)", [k for _, k in vertical])]
+    rows += [row(code, name, [k]) for (code, name), k in vertical]
     return rows
