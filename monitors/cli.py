@@ -21,7 +21,7 @@ def metrics_command() -> None:
     """Print the current Prometheus exposition of every domain."""
     with unit_of_work():
         pass  # the same schema check every command makes: a stale database says so, not a stack trace
-    sys.stdout.write(generate_latest(build_registry(cache_seconds=0)).decode())
+    sys.stdout.write(generate_latest(build_registry(refresh_seconds=0)).decode())
 
 
 @monitors_app.command("serve")

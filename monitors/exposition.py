@@ -24,8 +24,13 @@ def database_sessions() -> Iterator[Session]:
             session.rollback()
 
 
-def build_registry(sessions: SessionFactory = database_sessions, *, cache_seconds: float = 5.0) -> CollectorRegistry:
-    """A registry of its own (not prometheus_client's global one): every app and test gets a fresh one."""
+def build_registry(sessions: SessionFactory = database_sessions, *,
+                   refresh_seconds: float = 10.0) -> CollectorRegistry:
+    """A registry of its own (not prometheus_client's global one): every app and test gets a fresh one.
+
+    ``refresh_seconds=0`` reads the database on every scrape; otherwise scrapes are answered from the
+    last reading, refreshed in the background (see :class:`CloudctlCollector`).
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CloudctlCollector(sessions, cache_seconds=cache_seconds))
+    registry.register(CloudctlCollector(sessions, refresh_seconds=refresh_seconds))
     return registry

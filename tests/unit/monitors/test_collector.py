@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
@@ -25,7 +29,7 @@ def _registry(session: Session) -> CollectorRegistry:
         yield session  # the test's own transaction: what it wrote is what the scrape reads
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CloudctlCollector(sessions, cache_seconds=0))
+    registry.register(CloudctlCollector(sessions, refresh_seconds=0))
     return registry
 
 
@@ -72,7 +76,7 @@ def test_a_failing_database_is_counted_not_raised() -> None:
         yield  # pragma: no cover
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CloudctlCollector(broken, cache_seconds=0))
+    registry.register(CloudctlCollector(broken, refresh_seconds=0))
     assert registry.get_sample_value("cloudctl_exporter_collect_failures_total") == 1
 
 
@@ -179,3 +183,74 @@ def test_baseline_checks_per_unit_from_the_last_run(session: Session) -> None:
     # TEST-NET addresses are in no unit's block: the unit label is empty, as for findings.
     assert value("cloudctl_security_baseline_checks", {"unit": "", "outcome": "passed"}) == 2
     assert value("cloudctl_security_baseline_checks", {"unit": "", "outcome": "failed"}) == 2
+
+
+# ---------------------------------------------------------------- the reading, off the scrape's path
+
+class _Counting(CloudctlCollector):
+    """The collector's refresh machinery over a stand-in reading: one gauge holding how many readings ran."""
+
+    def __init__(self, **options: Any) -> None:
+        @contextmanager
+        def sessions() -> Iterator[Session]:
+            yield cast(Session, None)
+
+        super().__init__(sessions, **options)
+        self.readings = 0
+        self.release = threading.Event()
+        self.release.set()
+
+    def _families(self, session: Session) -> Iterator[Metric]:
+        assert self.release.wait(10), "the test never let the reading finish"
+        self.readings += 1
+        yield GaugeMetricFamily("cloudctl_test_readings", "Readings so far.", value=self.readings)
+
+
+def _scrape(collector: _Counting) -> float | None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry.get_sample_value("cloudctl_test_readings")
+
+
+def test_a_scrape_is_answered_from_the_last_reading_and_refreshes_it_in_the_background() -> None:
+    now = [1000.0]
+    collector = _Counting(refresh_seconds=10, max_age_seconds=120, clock=lambda: now[0])
+    assert _scrape(collector) == 1  # nothing read yet: the first scrape waits for a reading
+    now[0] += 5
+    assert _scrape(collector) == 1  # fresh: served as it is, nothing read
+    assert collector.readings == 1
+    now[0] += 10  # stale: served the last reading at once, the next one is read in the background
+    collector.release.clear()
+    assert _scrape(collector) == 1
+    assert _scrape(collector) == 1  # a second scraper while the reading runs starts no other
+    collector.release.set()
+    collector.wait_for_refresh(10)
+    assert collector.readings == 2
+    assert _scrape(collector) == 2
+
+
+def test_a_reading_too_old_is_taken_before_answering() -> None:
+    now = [1000.0]
+    collector = _Counting(refresh_seconds=10, max_age_seconds=60, clock=lambda: now[0])
+    assert _scrape(collector) == 1
+    now[0] += 61  # nobody scraped for a while: today's numbers, not a minute-old reading
+    assert _scrape(collector) == 2
+    assert collector.readings == 2
+
+
+def test_refresh_seconds_zero_reads_on_every_scrape() -> None:
+    collector = _Counting(refresh_seconds=0)
+    assert [_scrape(collector) for _ in range(3)] == [1, 2, 3]
+
+
+def test_a_slow_database_does_not_hold_the_scrape() -> None:
+    now = [1000.0]
+    collector = _Counting(refresh_seconds=10, clock=lambda: now[0])
+    _scrape(collector)
+    now[0] += 11
+    collector.release.clear()  # the background reading hangs on the database
+    started = time.monotonic()
+    assert _scrape(collector) == 1
+    assert time.monotonic() - started < 5  # answered without the reading (which waits up to 10 s)
+    collector.release.set()
+    collector.wait_for_refresh(10)
