@@ -412,22 +412,24 @@ class CloudctlCollector(Collector):
         yield from (overdue, due)
 
     def _drills(self, session: Session) -> Iterator[Metric]:
-        """Drills not yet in their summary phase: items by phase and status, and what is overdue per unit."""
+        """Drills not yet in their summary phase: items per unit by phase and status, and what is overdue."""
         from cloudctl.security.models import Drill, DrillItem, DrillPhase
         from cloudctl.security.service.drills import late_items
 
         items = GaugeMetricFamily("cloudctl_drill_checklist_items",
-                                  "Checklist items of running drills (护网) by drill, phase and status.",
-                                  labels=["drill_id", "drill", "phase", "status"])
+                                  "Checklist items of running drills (护网) by drill, unit (departments and counties "
+                                  "in the drill's scope), phase and status.",
+                                  labels=["drill_id", "drill", "unit", "phase", "status"])
         overdue = GaugeMetricFamily("cloudctl_drill_checklist_items_overdue",
                                     "Checklist items past their due time and not done (cancelled ones left out), "
                                     "per drill and unit.", labels=["drill_id", "drill", "unit"])
         running = select(Drill.id).where(Drill.phase != DrillPhase.SUMMARY)
-        for drill_id, name, phase, status, n in session.execute(
-                select(Drill.id, Drill.name, DrillItem.phase, DrillItem.status, func.count()).select_from(DrillItem)
-                .join(Drill, Drill.id == DrillItem.drill_id).where(DrillItem.drill_id.in_(running))
-                .group_by(Drill.id, Drill.name, DrillItem.phase, DrillItem.status)):
-            items.add_metric([str(drill_id), name, phase.value, status.value], n)
+        for drill_id, name, code, phase, status, n in session.execute(
+                select(Drill.id, Drill.name, Unit.code, DrillItem.phase, DrillItem.status, func.count())
+                .select_from(DrillItem).join(Drill, Drill.id == DrillItem.drill_id)
+                .join(Unit, Unit.id == DrillItem.unit_id).where(DrillItem.drill_id.in_(running))
+                .group_by(Drill.id, Drill.name, Unit.code, DrillItem.phase, DrillItem.status)):
+            items.add_metric([str(drill_id), name, code, phase.value, status.value], n)
         for drill_id, name, code, n in session.execute(
                 select(Drill.id, Drill.name, Unit.code, func.count()).select_from(DrillItem)
                 .join(Drill, Drill.id == DrillItem.drill_id).join(Unit, Unit.id == DrillItem.unit_id)

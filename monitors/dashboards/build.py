@@ -151,8 +151,11 @@ DASHBOARDS = (
               kind="bargauge", w=12, thresholds=((None, "green"), (1, "red"))),
         Panel("护网检查项 drill checklist", (("sum by (drill, phase, status) (cloudctl_drill_checklist_items)",
                                          "{{drill}} {{phase}} {{status}}"),), kind="bargauge", w=12),
+        Panel("护网检查项完成率最低的单位 drill checklist progress", (
+            ("bottomk(15, drill_unit:cloudctl_drill_checklist_done:ratio)", "{{drill}} {{unit}}"),), kind="bargauge",
+              w=12, unit="percentunit", thresholds=((None, "red"), (0.5, "orange"), (0.9, "green"))),
         Panel("护网超期单位 drill items overdue", (
-            ("topk(15, cloudctl_drill_checklist_items_overdue)", "{{drill}} {{unit}}"),), kind="bargauge", w=24,
+            ("topk(15, cloudctl_drill_checklist_items_overdue)", "{{drill}} {{unit}}"),), kind="bargauge", w=12,
               thresholds=((None, "green"), (1, "orange"))),
     )),
     Dashboard("cloudctl-screen", "值班大屏 Duty screen", ("cloudctl", "duty"), (

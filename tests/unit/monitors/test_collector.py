@@ -147,9 +147,11 @@ def test_drill_families_count_items_and_name_the_late_units(session: Session) ->
     drills.update_item(session, ADMIN, drill.id, first.id, ItemStatus.DONE, evidence="台账已更新")
     of_drill = {"drill_id": str(drill.id), "drill": "2026 护网"}
     value = _registry(session).get_sample_value
-    assert value("cloudctl_drill_checklist_items", {**of_drill, "phase": "prepare", "status": "done"}) == 1
-    assert value("cloudctl_drill_checklist_items", {**of_drill, "phase": "self_check",
-                                                    "status": "waiting"}) == 14
+    d01, d02 = {**of_drill, "unit": "990100-D01"}, {**of_drill, "unit": "990100-D02"}
+    assert value("cloudctl_drill_checklist_items", {**d01, "phase": "prepare", "status": "done"}) == 1
+    assert value("cloudctl_drill_checklist_items", {**d02, "phase": "prepare", "status": "done"}) is None
+    assert value("cloudctl_drill_checklist_items", {**d01, "phase": "self_check", "status": "waiting"}) == 7
+    assert value("cloudctl_drill_checklist_items", {**d02, "phase": "self_check", "status": "waiting"}) == 7
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) == 2
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D02"}) == 3
     for phase in (DrillPhase.SELF_CHECK, DrillPhase.ON_DUTY, DrillPhase.SUMMARY):
