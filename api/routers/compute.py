@@ -121,11 +121,12 @@ def list_servers(
     cloud: Annotated[str | None, Query(description="cloud name")] = None,
     status: Annotated[str | None, Query(description="ACTIVE, SHUTOFF, ERROR …")] = None,
     orphans: bool = False,
+    ip: Annotated[str | None, Query(description="the server holding this address (fixed or floating)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[ServerPublic]:
     rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
-                                            orphans=orphans, limit=limit, offset=offset)
+                                            orphans=orphans, ip=ip, limit=limit, offset=offset)
     return Page[ServerPublic](items=[ServerPublic.model_validate(s) for s in rows], total=total, limit=limit,
                               offset=offset)
 

@@ -14,6 +14,8 @@ from cloudctl.core.schemas import Page
 from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
+    AssetLevelIn,
+    AssetPublic,
     BlockIn,
     CheckInIn,
     DrillItemPublic,
@@ -29,19 +31,48 @@ from cloudctl.security.schemas import (
     TicketPublic,
     VerdictIn,
 )
-from cloudctl.security.service import alerts, drills, duty
+from cloudctl.security.service import alerts, assets, drills, duty
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
 
 
+@router.get("/assets")
+def list_assets(session: SessionDep, principal: PrincipalDep, unit: str | None = None,
+                business_system: Annotated[int | None, Query(description="business system id")] = None,
+                mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
+                linked: Annotated[bool | None, Query(description="on a cloud server (true) or not (false)")] = None,
+                ip: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                offset: Annotated[int, Query(ge=0)] = 0) -> Page[AssetPublic]:
+    """Scanned addresses with their unit, cloud server, business system and MLPS level; a department sees its own."""
+    rows, total = assets.list_assets(session, principal, unit=unit, business_system=business_system,
+                                     mlps_level=mlps_level, linked=linked, ip=ip, limit=limit, offset=offset)
+    return Page[AssetPublic](items=[AssetPublic.model_validate(a) for a in rows], total=total, limit=limit,
+                             offset=offset)
+
+
+@router.get("/assets/{asset_id}")
+def read_asset(asset_id: int, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
+    return AssetPublic.model_validate(assets.get_asset(session, principal, asset_id))
+
+
+@router.put("/assets/{asset_id}/mlps-level")
+def set_mlps_level(asset_id: int, body: AssetLevelIn, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
+    """Set the MLPS level by hand (later links keep it), or null to follow the business system again."""
+    return AssetPublic.model_validate(assets.set_mlps_level(session, principal, asset_id, body.mlps_level,
+                                                            body.reason))
+
+
 @router.get("/findings")
 def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: str | None = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
+                  business_system: Annotated[int | None, Query(description="business system id")] = None,
+                  mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                   offset: Annotated[int, Query(ge=0)] = 0) -> Page[FindingPublic]:
     rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity, active=active,
-                                        overdue=overdue, limit=limit, offset=offset)
+                                        overdue=overdue, business_system=business_system, mlps_level=mlps_level,
+                                        limit=limit, offset=offset)
     return Page[FindingPublic](items=[FindingPublic.model_validate(f) for f in rows], total=total, limit=limit,
                                offset=offset)
 

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cloudctl.compute import provisioning, service, showback
-from cloudctl.compute.models import CloudKind, RequestStatus
+from cloudctl.compute.models import AddressKind, CloudKind, RequestStatus
 from cloudctl.compute.providers.base import ServerAction
 from cloudctl.compute.schemas import (
     CapacityRow,
@@ -259,7 +259,12 @@ SERVER_COLUMNS = [
     ("id", lambda s: s.id), ("name", lambda s: s.name), ("unit", lambda s: s.unit_code or "[red]orphan 无主[/]"),
     ("system 业务系统", lambda s: s.business_system), ("cloud", lambda s: s.cloud), ("flavor", lambda s: s.flavor),
     ("status", lambda s: s.status), ("host", lambda s: s.host),
+    ("addresses 地址", lambda s: _addresses(s) or None),
 ]
+
+
+def _addresses(server: ServerPublic) -> str:
+    return ", ".join(a.ip + (" (浮动)" if a.kind is AddressKind.FLOATING else "") for a in server.addresses)
 
 
 @server_app.command("list")
@@ -268,6 +273,7 @@ def server_list(
     cloud: str | None = typer.Option(None),
     status: str | None = typer.Option(None, help="Nova's words: ACTIVE, SHUTOFF, ERROR …"),
     orphans: bool = typer.Option(False, "--orphans", help="only servers whose project maps to no unit"),
+    ip: str | None = typer.Option(None, "--ip", help="the server holding this address (fixed or floating)"),
     limit: int = typer.Option(50, min=1, max=1000),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
@@ -275,7 +281,7 @@ def server_list(
     """Servers in the inventory."""
     with unit_of_work() as (session, principal):
         rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
-                                                orphans=orphans, limit=limit, offset=offset)
+                                                orphans=orphans, ip=ip, limit=limit, offset=offset)
         items = [ServerPublic.model_validate(s) for s in rows]
     print_rows(items, SERVER_COLUMNS, output, title="云主机 servers", total=total)
 
@@ -285,7 +291,7 @@ def server_show(server_id: int = typer.Argument(...), output: OutputFormat = Out
     """One server."""
     with unit_of_work() as (session, principal):
         server = ServerPublic.model_validate(provisioning.get_server(session, principal, server_id))
-    print_one(server, output, title=f"云主机 {server.name}")
+    print_one(server, output, title=f"云主机 {server.name}", table_only={"addresses": _addresses(server) or None})
 
 
 @server_app.command("sync")

@@ -11,6 +11,7 @@ from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import BusinessSystem, Unit
 
 __all__ = [
+    "AddressKind",
     "CapacitySnapshot",
     "Cloud",
     "CloudKind",
@@ -21,6 +22,7 @@ __all__ = [
     "RequestStatus",
     "ResourceRequest",
     "Server",
+    "ServerAddress",
     "UnitProject",
 ]
 
@@ -225,6 +227,27 @@ class RequestItem(Base):
     request: Mapped[ResourceRequest] = relationship(back_populates="items")
 
 
+class AddressKind(LabelledEnum):
+    FIXED = "fixed", "固定地址", "white"
+    FLOATING = "floating", "浮动地址", "yellow"
+
+
+class ServerAddress(Base):
+    """An address of a server as its cloud last reported it (Nova's fixed and floating), searchable by IP.
+
+    Replaced as a set whenever the server is recorded; a deleted server keeps none, since the cloud hands
+    its addresses to the next VM.
+    """
+
+    __tablename__ = "server_addresses"
+    __table_args__ = (UniqueConstraint("server_id", "ip", name="uq_server_addresses_server_id_ip"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    ip: Mapped[str] = mapped_column(String(45), index=True)
+    kind: Mapped[AddressKind] = mapped_column(enum_column(AddressKind, 16))
+
+
 class Server(TimestampMixin, Base):
     """A VM as cloudctl knows it: created by a request or found by a sync. Status in Nova's words."""
 
@@ -260,6 +283,9 @@ class Server(TimestampMixin, Base):
     unit: Mapped[Unit | None] = relationship(lazy="joined")
     cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
     business_system: Mapped[BusinessSystem | None] = relationship(lazy="joined")
+    # In the order the cloud reports them (the row id keeps it: a set is replaced whole).
+    addresses: Mapped[list[ServerAddress]] = relationship(lazy="selectin", order_by="ServerAddress.id",
+                                                          cascade="all, delete-orphan", passive_deletes=True)
 
     @property
     def orphan(self) -> bool:

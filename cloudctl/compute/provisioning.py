@@ -11,16 +11,18 @@ created instead of creating it twice.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
 from cloudctl.compute.models import (
+    AddressKind,
     Cloud,
     CloudKind,
     Flavor,
@@ -30,6 +32,7 @@ from cloudctl.compute.models import (
     RequestStatus,
     ResourceRequest,
     Server,
+    ServerAddress,
     UnitProject,
 )
 from cloudctl.compute.providers import provider_for
@@ -430,7 +433,25 @@ def record_server(session: Session, cloud_id: int, unit_id: int | None, system_i
     server.launched_at = server.launched_at or info.created_at
     server.synced_at = utcnow()
     session.flush()
+    floating = set(info.floating)
+    _set_addresses(session, server, [(ip, AddressKind.FLOATING if ip in floating else AddressKind.FIXED)
+                                     for ip in info.addresses])
     return server
+
+
+def _set_addresses(session: Session, server: Server, wanted: list[tuple[str, AddressKind]]) -> None:
+    """Replace the server's addresses by what the cloud reports, if they changed.
+
+    Deleted first, in SQL, then added: the ORM's own flush would insert before it deletes, and an
+    address kept across the change would meet its old row in the (server, ip) unique constraint.
+    """
+    if [(a.ip, a.kind) for a in server.addresses] == wanted:
+        return
+    session.execute(delete(ServerAddress).where(ServerAddress.server_id == server.id)
+                    .execution_options(synchronize_session=False))
+    session.expire(server, ["addresses"])
+    session.add_all(ServerAddress(server_id=server.id, ip=ip, kind=kind) for ip, kind in wanted)
+    session.flush()
 
 
 # ---------------------------------------------------------------- inventory
@@ -438,10 +459,16 @@ def record_server(session: Session, cloud_id: int, unit_id: int | None, system_i
 
 def list_servers(
     session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
-    status: str | None = None, orphans: bool = False, limit: int = 50, offset: int = 0,
+    status: str | None = None, orphans: bool = False, ip: str | None = None, limit: int = 50, offset: int = 0,
 ) -> tuple[list[Server], int]:
     authorize(principal, "compute.server:read")
     query = scoped(select(Server).outerjoin(Server.unit), principal)
+    if ip is not None:
+        try:
+            address = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            raise InvalidInput(f"{ip!r} is not an IP address", field="ip") from None
+        query = query.where(Server.addresses.any(ServerAddress.ip == address))
     if unit is not None:
         query = query.where(Server.unit_id == get_unit(session, principal, unit, field_name="unit").id)
     if cloud is not None:
@@ -485,8 +512,14 @@ def sync_servers(session: Session, principal: Principal, cloud_name: str,
     for server in session.scalars(select(Server).where(Server.cloud_id == cloud.id, Server.status != "DELETED")):
         if server.provider_id not in seen:
             server.status = "DELETED"
+            _set_addresses(session, server, [])  # the cloud gives them to the next VM
             counts["gone"] += 1
     session.flush()
+    # The security assets on this cloud's addresses follow the servers now there (a local import: security
+    # builds on compute, not the other way round).
+    from cloudctl.security.service.assets import link_assets
+
+    counts["assets_linked"] = link_assets(session, principal)
     return counts
 
 
@@ -637,6 +670,7 @@ def delete_due_servers(session: Session, principal: Principal, *, now: datetime 
         with contextlib.suppress(NotFound):
             providers(server.cloud).delete_server(server.provider_id)
         server.status, server.host = "DELETED", None
+        _set_addresses(session, server, [])
         audit.record(session, principal, action="delete", entity="server", entity_id=server.id,
                      before={"status": "SHUTOFF"}, after={"status": "DELETED"}, unit_id=server.unit_id)
         if server.unit is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from cloudctl.compute.models import CloudKind, ItemStatus, RequestStatus
+from cloudctl.compute.models import AddressKind, CloudKind, ItemStatus, RequestStatus
 from cloudctl.core.schemas import Schema
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "RequestItemCreate",
     "RequestItemPublic",
     "RequestPublic",
+    "ServerAddressPublic",
     "ServerPublic",
     "ServerResize",
 ]
@@ -208,6 +209,11 @@ class RequestPublic(Schema):
     updated_at: datetime
 
 
+class ServerAddressPublic(Schema):
+    ip: str
+    kind: AddressKind
+
+
 class ServerPublic(Schema):
     id: int
     name: str
@@ -224,6 +230,8 @@ class ServerPublic(Schema):
     status_since: datetime | None
     host: str | None
     fault: str | None
+    # Fixed and floating, as the cloud last reported them.
+    addresses: list[ServerAddressPublic]
     orphan: bool
     request_item_id: int | None
     launched_at: datetime | None

@@ -47,7 +47,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "compute.server:read", "compute.server:decommission", "compute.server:operate",
                 "reclaim.recommendation:read", "reclaim.recommendation:appeal",
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
-                "extranet.device:read", "extranet.violation:read", "security.finding:read", "security.ticket:read",
+                "extranet.device:read", "extranet.violation:read", "security.asset:read", "security.finding:read",
+                "security.ticket:read",
                 "security.duty:read", "security.duty:report", "security.drill:read", "security.drill:item"),
 }
 

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "LabelledEnum", "TimestampMixin", "UTCDateTime", "utcnow"]
+__all__ = ["BEIJING", "Base", "LabelledEnum", "TimestampMixin", "UTCDateTime", "beijing_today", "utcnow"]
+
+# The city's (and China's one) time zone: what "today" means to the bureau, its deadlines and its holidays.
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def beijing_today(now: datetime | None = None) -> date:
+    """Today's date in Beijing (at ``now``, an aware time; the present by default).
+
+    Deadlines, expiries and holidays are Beijing dates: ``utcnow().date()`` is still yesterday
+    between 00:00 and 08:00 Beijing time.
+    """
+    now = now or utcnow()
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: give the time with its zone")
+    return now.astimezone(BEIJING).date()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

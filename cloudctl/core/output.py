@@ -70,8 +70,11 @@ def print_rows(
 
 
 def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,
-              extra: dict[str, Any] | None = None) -> None:
-    """One record: a JSON object, or a two-column table of its fields."""
+              extra: dict[str, Any] | None = None, table_only: dict[str, Any] | None = None) -> None:
+    """One record: a JSON object, or a two-column table of its fields.
+
+    ``table_only`` replaces fields in the table by a text for people (a list as one line); JSON keeps them whole.
+    """
     data = record.model_dump(mode="json")
     if fmt is OutputFormat.JSON:
         _json({**data, **(extra or {})})
@@ -80,7 +83,8 @@ def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,
     table.add_column(style="bold cyan")
     table.add_column()
     for name in data:
-        table.add_row(name, _cell(getattr(record, name, data[name])))
+        shown = table_only[name] if table_only and name in table_only else getattr(record, name, data[name])
+        table.add_row(name, _cell(shown))
     for name, value in (extra or {}).items():
         table.add_row(name, _cell(value))
     console.print(table)

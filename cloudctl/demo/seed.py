@@ -36,7 +36,8 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
 }
 
 # Domains that add to the demo city; importing one registers its step.
-DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo")
+DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo",
+                "cloudctl.security.demo")
 
 DemoStep = Callable[[Session, Principal, DemoCity, int], dict[str, int]]
 _steps: list[tuple[str, DemoStep]] = []

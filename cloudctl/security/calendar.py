@@ -14,13 +14,12 @@ from datetime import date, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
 
-__all__ = ["BEIJING", "HolidayCalendar", "add_working_days", "china", "parse"]
+__all__ = ["HolidayCalendar", "add_working_days", "china", "parse"]
 
-BEIJING = ZoneInfo("Asia/Shanghai")  # holidays are Beijing dates
+# Holidays are Beijing dates: count from cloudctl.core.models.beijing_today(), never from a UTC date.
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,14 @@ import typer
 
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
+    AssetLevelIn,
+    AssetPublic,
     DrillPublic,
     DutyPeriodPublic,
     DutyShiftPublic,
@@ -27,7 +29,7 @@ from cloudctl.security.schemas import (
     RiskAcceptanceIn,
     TicketPublic,
 )
-from cloudctl.security.service import alerts, drills, duty, runs
+from cloudctl.security.service import alerts, assets, drills, duty, runs
 from cloudctl.security.service import findings as service
 
 __all__ = ["security_app"]
@@ -59,17 +61,77 @@ def sec_findings(scope: str | None = typer.Option(None), unit: str | None = type
                  severity: Severity | None = typer.Option(None, case_sensitive=False),
                  closed: bool = typer.Option(False, "--closed", help="the closed ones instead of the active"),
                  overdue: bool = typer.Option(False, "--overdue", help="past their SLA deadline"),
+                 system: int | None = typer.Option(None, "--system", help="business system id (业务系统)"),
+                 mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
                  limit: int = typer.Option(100, min=1, max=100_000), output: OutputFormat = OutputOption) -> None:
     """Findings, earliest deadline first."""
     with unit_of_work() as (session, principal):
         rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity,
-                                            active=not closed, overdue=overdue, limit=limit)
+                                            active=not closed, overdue=overdue, business_system=system,
+                                            mlps_level=mlps_level, limit=limit)
         items = [FindingPublic.model_validate(f) for f in rows]
     print_rows(items, [
         ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("ip", lambda f: f.ip),
         ("port", lambda f: f"{f.port}/{f.protocol}" if f.port else None), ("title", lambda f: f.title[:50]),
-        ("unit", lambda f: f.unit_code), ("deadline", lambda f: f.sla_deadline), ("ticket", lambda f: f.ticket_id),
+        ("unit", lambda f: f.unit_code), ("等保", lambda f: f.mlps_level), ("deadline", lambda f: f.sla_deadline),
+        ("ticket", lambda f: f.ticket_id),
     ], output, title="漏洞 findings", total=total)
+
+
+asset_app = typer.Typer(help="Assets (资产): scanned addresses, their unit, cloud server, business system and "
+                             "MLPS level.", no_args_is_help=True)
+security_app.add_typer(asset_app, name="asset")
+
+
+def _level(asset: AssetPublic) -> str | None:
+    if asset.mlps_level is None:
+        return None
+    source = asset.mlps_level_source
+    return f"{asset.mlps_level} ({source.label})" if source is not None else str(asset.mlps_level)
+
+
+@asset_app.command("list")
+def asset_list(unit: str | None = typer.Option(None),
+               system: int | None = typer.Option(None, "--system", help="business system id (业务系统)"),
+               mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
+               linked: bool | None = typer.Option(None, "--linked/--unlinked",
+                                                  help="only those on a cloud server, or only those not"),
+               ip: str | None = typer.Option(None, "--ip"), limit: int = typer.Option(100, min=1, max=100_000),
+               offset: int = typer.Option(0, min=0), output: OutputFormat = OutputOption) -> None:
+    """Assets; a department sees its own unit's."""
+    with unit_of_work() as (session, principal):
+        rows, total = assets.list_assets(session, principal, unit=unit, business_system=system,
+                                         mlps_level=mlps_level, linked=linked, ip=ip, limit=limit, offset=offset)
+        items = [AssetPublic.model_validate(a) for a in rows]
+    print_rows(items, [
+        ("id", lambda a: a.id), ("ip", lambda a: a.ip), ("host", lambda a: a.hostname), ("unit", lambda a: a.unit_code),
+        ("server 云主机", lambda a: a.server_name), ("system 业务系统", lambda a: a.business_system),
+        ("等保", _level), ("internet", lambda a: a.internet_exposed),
+        ("baseline", lambda a: f"{a.baseline_passed}/{a.baseline_checks}" if a.baseline_checks else None),
+    ], output, title="资产 assets", total=total)
+
+
+@asset_app.command("show")
+def asset_show(asset_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """One asset."""
+    with unit_of_work() as (session, principal):
+        asset = AssetPublic.model_validate(assets.get_asset(session, principal, asset_id))
+    print_one(asset, output, title=f"资产 {asset.ip}")
+
+
+@asset_app.command("level")
+def asset_level(asset_id: int = typer.Argument(...),
+                level: int | None = typer.Argument(None, help="1–4; leave out with --system to follow the system"),
+                follow_system: bool = typer.Option(False, "--system", help="follow the business system's level again"),
+                reason: str = typer.Option(..., help="why (kept in the audit log)")) -> None:
+    """Set an asset's MLPS level (等保级别) by hand; later links to the cloud keep it."""
+    if (level is None) != follow_system:
+        raise InvalidInput("give a level, or --system to follow the business system's", field="mlps_level")
+    data = parse(AssetLevelIn, {"mlps_level": level, "reason": reason})
+    with unit_of_work() as (session, principal):
+        asset = assets.set_mlps_level(session, principal, asset_id, data.mlps_level, data.reason)
+        source = asset.mlps_level_source.label if asset.mlps_level_source is not None else "未定级"
+        console.print(f"asset {asset.id} ({asset.ip}): MLPS level {asset.mlps_level or '–'} ({source})")
 
 
 @security_app.command("tickets")
@@ -197,7 +259,7 @@ security_app.add_typer(duty_app, name="duty")
 
 
 def _local(at: datetime | None) -> str | None:
-    return f"{at.astimezone(duty.BEIJING):%Y-%m-%d %H:%M}" if at is not None else None
+    return f"{at.astimezone(BEIJING):%Y-%m-%d %H:%M}" if at is not None else None
 
 
 _SHIFT_COLUMNS: list[tuple[str, Callable[[DutyShiftPublic], object]]] = [

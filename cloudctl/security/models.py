@@ -11,14 +11,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, Float, ForeignKey, String, Text, UniqueConstraint, false, true
+from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from cloudctl.compute.models import Server
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
-from cloudctl.org.models import Unit
+from cloudctl.org.models import BusinessSystem, Unit
 
 __all__ = ["Alert", "AlertStatus", "Asset", "BlockedAddress", "Drill", "DrillItem", "DrillPhase", "DutyKind",
-           "DutyPeriod", "DutyReport", "DutyShift", "Finding", "ItemStatus", "ScanImport", "Severity", "StepStatus",
+           "DutyPeriod", "DutyReport", "DutyShift", "Finding", "ItemStatus", "LevelSource", "ScanImport", "Severity",
+           "StepStatus",
            "Ticket", "TicketStatus", "TriageStep", "Verdict"]
 
 
@@ -30,15 +32,31 @@ class Severity(LabelledEnum):
     INFO = "info", "信息", "bright_black"
 
 
+class LevelSource(LabelledEnum):
+    """Where an asset's MLPS level (等保级别) comes from."""
+
+    SYSTEM = "system", "随业务系统", "cyan"
+    MANUAL = "manual", "人工认定", "magenta"
+
+
 class Asset(TimestampMixin, Base):
-    """An address the scanners report on, tied to its unit where the extranet plan says whose it is."""
+    """An address the scanners report on, tied to its unit, and to the cloud server (with its business system
+    and MLPS level) that holds the address where the cloud says so."""
 
     __tablename__ = "security_assets"
+    # MLPS levels as business systems have them (1–4); in practice 2 or 3.
+    __table_args__ = (CheckConstraint("mlps_level BETWEEN 1 AND 4", name="mlps_level_range"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ip: Mapped[str] = mapped_column(String(45), unique=True)
     hostname: Mapped[str | None] = mapped_column(String(255))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="SET NULL"), index=True)
+    business_system_id: Mapped[int | None] = mapped_column(ForeignKey("business_systems.id", ondelete="SET NULL"),
+                                                           index=True)
+    mlps_level: Mapped[int | None]
+    # SYSTEM: follows the linked business system; MANUAL: set by the security team, which links never touch.
+    mlps_level_source: Mapped[LevelSource | None] = mapped_column(enum_column(LevelSource, 16))
     internet_exposed: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The last MLPS baseline run on the host: checks with a verdict (not-applicable ones left out), and passed.
     baseline_checks: Mapped[int | None]
@@ -46,6 +64,21 @@ class Asset(TimestampMixin, Base):
     baseline_checked_at: Mapped[datetime | None]
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")
+    # Loaded on demand (the asset queries ask for them): a findings listing joins assets and needs neither.
+    server: Mapped[Server | None] = relationship()
+    business_system: Mapped[BusinessSystem | None] = relationship()
+
+    @property
+    def unit_code(self) -> str | None:
+        return self.unit.code if self.unit is not None else None
+
+    @property
+    def server_name(self) -> str | None:
+        return self.server.name if self.server is not None else None
+
+    @property
+    def business_system_name(self) -> str | None:
+        return self.business_system.name if self.business_system is not None else None
 
 
 class ScanImport(Base):
@@ -140,6 +173,14 @@ class Finding(TimestampMixin, Base):
     @property
     def unit_code(self) -> str | None:
         return self.asset.unit.code if self.asset.unit is not None else None
+
+    @property
+    def business_system_id(self) -> int | None:
+        return self.asset.business_system_id
+
+    @property
+    def mlps_level(self) -> int | None:
+        return self.asset.mlps_level
 
 
 class Verdict(LabelledEnum):

@@ -13,15 +13,44 @@ from cloudctl.security.models import (
     DrillPhase,
     DutyKind,
     ItemStatus,
+    LevelSource,
     Severity,
     StepStatus,
     TicketStatus,
     Verdict,
 )
 
-__all__ = ["AlertPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic", "DutyPeriodPublic",
-           "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn", "RiskAcceptanceIn",
-           "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+__all__ = ["AlertPublic", "AssetLevelIn", "AssetPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic",
+           "DutyPeriodPublic", "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn",
+           "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+
+
+class AssetPublic(Schema):
+    id: int
+    ip: str
+    hostname: str | None
+    unit_code: str | None
+    # The cloud server holding the address, and its business system (null: no cloud claims the address).
+    server_id: int | None
+    server_name: str | None
+    business_system_id: int | None
+    business_system: str | None = Field(validation_alias="business_system_name")
+    mlps_level: int | None
+    # system: the business system's level; manual: set by the security team, kept by later links.
+    mlps_level_source: LevelSource | None
+    internet_exposed: bool
+    baseline_checks: int | None
+    baseline_passed: int | None
+    baseline_checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssetLevelIn(Schema):
+    """Set an asset's MLPS level by hand; null hands it back to its business system's level."""
+
+    mlps_level: int | None = Field(ge=1, le=4)
+    reason: str = Field(min_length=4, max_length=1000)
 
 
 class FindingPublic(Schema):
@@ -37,6 +66,8 @@ class FindingPublic(Schema):
     protocol: str | None
     service: str | None
     unit_code: str | None
+    business_system_id: int | None
+    mlps_level: int | None
     cve: list[str]
     cvss: float | None
     active: bool

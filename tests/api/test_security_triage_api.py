@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.core.audit import AuditEntry
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import beijing_today
 from cloudctl.extranet.models import PrefixStatus, Zone
 from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
 from cloudctl.extranet.service import ipam
@@ -61,7 +61,7 @@ def _open_ids(client: TestClient, city: MiniCity, **params: str) -> set[int]:
 def test_a_department_judges_nothing(client: TestClient, city: MiniCity, found: dict[str, int],
                                      session: Session) -> None:
     dept, finding = auth(city, "dept"), found["high"]
-    until = (utcnow().date() + timedelta(days=30)).isoformat()
+    until = (beijing_today() + timedelta(days=30)).isoformat()
     assert client.get(f"{FINDINGS}/{finding}", headers=dept).status_code == 200  # it reads its own
     assert client.post(f"{FINDINGS}/{finding}/false-positive", json={"reason": "不是漏洞"},
                        headers=dept).status_code == 403
@@ -117,7 +117,8 @@ def test_a_false_positive_leaves_the_open_list_and_stays_out_after_a_rescan(
 
 def test_accepted_risk_has_limits_and_expires(client: TestClient, city: MiniCity, found: dict[str, int],
                                              session: Session) -> None:
-    headers, today = auth(city, "secops"), utcnow().date()
+    # The service's "today" is the Beijing date (a UTC date is a day behind from 16:00 UTC).
+    headers, today = auth(city, "secops"), beijing_today()
     high, critical = found["high"], found["critical"]
 
     def accept(finding: int, days: int) -> dict[str, object]:

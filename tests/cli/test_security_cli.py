@@ -14,8 +14,8 @@ from cloudctl.cli import app
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
+from cloudctl.core.models import BEIJING
 from cloudctl.core.output import console
-from cloudctl.security.service import duty
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "security"
 
@@ -81,7 +81,7 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
 
 
 def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
-    now = datetime.now(duty.BEIJING).replace(second=0, microsecond=0)
+    now = datetime.now(BEIJING).replace(second=0, microsecond=0)
 
     def at(hours: float) -> str:
         return (now + timedelta(hours=hours)).isoformat()
@@ -129,6 +129,48 @@ def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
     assert demo.invoke(app, ["sec", "duty-missing"]).exit_code == 0
 
 
+def test_demo_assets_on_cloud_servers_list_show_and_grade(demo: CliRunner) -> None:
+    def run(*args: str) -> str:
+        result = demo.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    linked = json.loads(run("sec", "asset", "list", "--linked", "--limit", "1000", "-o", "json"))
+    assert len(linked) == 60  # the demo scan's cloud hosts
+    assert all(a["server_id"] and a["business_system"] and a["mlps_level"] in (1, 2, 3) for a in linked)
+    assert {a["mlps_level_source"] for a in linked} == {"system", "manual"}  # one graded by hand
+    terminals = json.loads(run("sec", "asset", "list", "--unlinked", "--limit", "1000", "-o", "json"))
+    assert len(terminals) == 20
+    assert all(a["server_id"] is None and a["mlps_level"] is None for a in terminals)
+
+    asset = next(a for a in linked if a["mlps_level_source"] == "system")
+    shown = run("sec", "asset", "show", str(asset["id"]))
+    assert asset["server_name"] in shown
+    assert asset["business_system"] in shown
+    server = run("server", "show", str(asset["server_id"]))
+    assert asset["ip"] in server
+    by_ip = json.loads(run("server", "list", "--ip", asset["ip"], "-o", "json"))
+    assert [s["id"] for s in by_ip] == [asset["server_id"]]
+    assert by_ip[0]["addresses"] == [{"ip": asset["ip"], "kind": "fixed"}]
+
+    dept = "dept-" + asset["unit_code"].rsplit("-", 1)[-1].lower()
+    own = json.loads(run("--as", dept, "sec", "asset", "list", "--limit", "1000", "-o", "json"))
+    assert own
+    assert {a["unit_code"] for a in own} == {asset["unit_code"]}
+
+    level = 2 if asset["mlps_level"] == 3 else 3
+    assert f"MLPS level {level}" in run("sec", "asset", "level", str(asset["id"]), str(level), "--reason",
+                                        "按实际承载业务定级")
+    again = json.loads(run("sec", "asset", "show", str(asset["id"]), "-o", "json"))
+    assert (again["mlps_level"], again["mlps_level_source"]) == (level, "manual")
+    refused = demo.invoke(app, ["sec", "asset", "level", str(asset["id"]), "--reason", "没给级别"])
+    assert refused.exit_code == 1
+    findings = json.loads(run("sec", "findings", "--system", str(asset["business_system_id"]), "--limit", "1000",
+                              "-o", "json"))
+    assert findings
+    assert {f["business_system_id"] for f in findings} == {asset["business_system_id"]}
+
+
 def test_false_positive_and_a_bad_until(runner: CliRunner) -> None:
     imported = runner.invoke(app, ["sec", "import", str(DATA / "nmap-localhost.xml"), "--format", "nmap",
                                    "--scope", "loopback"])
@@ -149,3 +191,4 @@ def test_false_positive_and_a_bad_until(runner: CliRunner) -> None:
         assert bad.output.strip().startswith("error:")
         assert "until" in bad.output
         assert len(bad.output.strip().splitlines()) == 1
+

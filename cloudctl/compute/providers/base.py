@@ -87,6 +87,10 @@ class ServerInfo:
     host: str | None = None
     created_at: datetime | None = None
     fault: str | None = None
+    # Every address the cloud reports, fixed and floating, IPv4 and IPv6, each once, in the cloud's order;
+    # ``floating`` names those of them that are floating IPs (the rest are fixed).
+    addresses: tuple[str, ...] = ()
+    floating: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ SDK exceptions never leave this module: each call's errors become cloudctl's.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -31,7 +32,7 @@ from cloudctl.compute.providers.base import (
 )
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 
-__all__ = ["OpenStackProvider", "project_name"]
+__all__ = ["OpenStackProvider", "addresses_of", "project_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,6 +87,29 @@ def _translated(func: Callable[P, R]) -> Callable[P, R]:
 def _message(exc: os_exc.SDKException) -> str:
     details = getattr(exc, "details", None)
     return str(details or getattr(exc, "message", None) or exc)
+
+
+def addresses_of(addresses: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """All of a server's addresses and its floating ones, from Nova's ``addresses``.
+
+    Nova answers ``{network: [{"addr", "version", "OS-EXT-IPS:type": "fixed" | "floating", …}]}``; each
+    address is taken once (the first time it appears), in Nova's order, in its canonical form (IPv6
+    compressed, as scanners report it). An entry without a usable address is skipped, not fatal.
+    """
+    found: list[str] = []
+    floating: list[str] = []
+    for entries in (addresses or {}).values():
+        for entry in entries or []:
+            try:
+                ip = str(ipaddress.ip_address(str((entry or {}).get("addr") or "").strip()))
+            except ValueError:
+                continue
+            if ip in found:
+                continue
+            found.append(ip)
+            if entry.get("OS-EXT-IPS:type") == "floating":
+                floating.append(ip)
+    return tuple(found), tuple(floating)
 
 
 def _limit(value: Any) -> int | None:
@@ -181,6 +205,7 @@ class OpenStackProvider:
         flavor = server.flavor or {}
         tags = list(server.tags or [])
         created = server.created_at
+        addresses, floating = addresses_of(getattr(server, "addresses", None))
         return ServerInfo(
             provider_id=str(server.id), name=str(server.name), project=str(server.project_id),
             status=str(server.status), flavor=str(flavor.get("original_name") or flavor.get("name") or ""),
@@ -190,6 +215,7 @@ class OpenStackProvider:
             host=getattr(server, "compute_host", None),
             created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
             fault=(server.fault or {}).get("message") if getattr(server, "fault", None) else None,
+            addresses=addresses, floating=floating,
         )
 
     @_translated

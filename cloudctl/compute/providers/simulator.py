@@ -10,11 +10,15 @@ idempotency tags and reconciliation testable. Its rules follow Nova's:
   stopped and shelved ones included, and refuses a limit below usage;
 - a stopped server still holds its host's vCPU and RAM; only shelve-offload frees them;
 - servers pass through BUILD before ACTIVE; resize waits in VERIFY_RESIZE for confirmation;
+- a placed server gets the next fixed address of its cloud's tenant network (a /16 of 10.192.0.0/11 per
+  cloud, taken in order of first use: deterministic for a fresh store), never handed out twice;
+  a floating IP is attached by the cloud's admin;
 - faults can be injected: the next N creates fail, a host disappears.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, ForeignKey, String, UniqueConstraint, delete, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, object_session
 
 from cloudctl.compute.providers.base import (
     Flavor,
@@ -36,7 +40,8 @@ from cloudctl.compute.providers.base import (
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import UTCDateTime, utcnow
 
-__all__ = ["WORKLOAD_PROFILES", "SimHost", "SimWorkload", "SimulatorProvider", "SimulatorStore"]
+__all__ = ["NETWORK_POOL", "WORKLOAD_PROFILES", "SimAddress", "SimHost", "SimNetwork", "SimWorkload",
+           "SimulatorProvider", "SimulatorStore"]
 
 
 class SimBase(DeclarativeBase):
@@ -107,6 +112,30 @@ class SimServer(SimBase):
     deleted: Mapped[bool] = mapped_column(default=False)
 
 
+class SimNetwork(SimBase):
+    """A cloud's tenant network: the range its servers' fixed addresses come from."""
+
+    __tablename__ = "sim_networks"
+
+    cloud: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Which /16 of NETWORK_POOL: the lowest one no other cloud holds.
+    slot: Mapped[int] = mapped_column(unique=True)
+    cidr: Mapped[str] = mapped_column(String(49))
+
+
+class SimAddress(SimBase):
+    """An address of a server (a Neutron port's fixed IP, or a floating IP associated with it)."""
+
+    __tablename__ = "sim_addresses"
+    __table_args__ = (UniqueConstraint("cloud", "ip"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("sim_servers.id"), index=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    ip: Mapped[str] = mapped_column(String(45))
+    kind: Mapped[str] = mapped_column(String(16))  # fixed | floating
+
+
 class SimWorkload(SimBase):
     """What a simulated server's guest does, which its telemetry follows (the demo plants these).
 
@@ -159,6 +188,12 @@ class SimulatorStore:
 
 WORKLOAD_PROFILES = ("busy", "office", "batch", "steady", "idle")
 
+# The private range the clouds' tenant networks are cut from, one /16 each; clear of the extranet plan's 10.64/12.
+NETWORK_POOL = ipaddress.IPv4Network("10.192.0.0/11")
+NETWORK_PREFIX = 16
+# Fixed addresses start here in each network (.1 is the gateway, the rest of the first ten the DHCP agents').
+FIRST_HOST = 10
+
 # Servers in these states hold a place on their host.
 ON_HOST = ("BUILD", "ACTIVE", "SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED", "VERIFY_RESIZE", "ERROR")
 
@@ -195,7 +230,7 @@ class SimulatorProvider:
     def reset(self) -> None:
         """Forget everything of this cloud (a fresh demo over an old simulator store)."""
         with self.store.session() as s:
-            for table in (SimWorkload, SimServer, SimProject, SimFlavor, SimHost, SimFault):
+            for table in (SimAddress, SimNetwork, SimWorkload, SimServer, SimProject, SimFlavor, SimHost, SimFault):
                 s.execute(delete(table).where(table.cloud == self.cloud))
 
     def add_host(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int, reserved_ram_mb: int = 4096) -> None:
@@ -234,6 +269,18 @@ class SimulatorProvider:
                 for workload, status in rows:
                     found[workload.server_id] = (workload, status)
         return found
+
+    def add_floating_ip(self, provider_id: str, ip: str) -> None:
+        """Associate a floating IP with a server (the cloud admin's ``openstack server add floating ip``)."""
+        try:
+            address = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise InvalidInput(f"{ip!r} is not an IP address", field="ip") from None
+        with self.store.session() as s:
+            self._server(s, provider_id)
+            if s.scalar(select(SimAddress.id).where(SimAddress.cloud == self.cloud, SimAddress.ip == address)):
+                raise Conflict(f"{address} is already in use on {self.cloud}", field="ip")
+            s.add(SimAddress(server_id=provider_id, cloud=self.cloud, ip=address, kind="floating"))
 
     def inject_fault(self, kind: str, *, times: int = 1, message: str = "simulated fault") -> None:
         """``create_fails``: the next ``times`` creates go to ERROR with ``message``."""
@@ -318,6 +365,15 @@ class SimulatorProvider:
                     server.host = host.name
             s.add(server)
             s.flush()
+            if server.host is not None:
+                address = self._next_address(s)
+                if address is None:
+                    # Neutron's IpAddressGenerationFailure: Nova gives up on the server.
+                    server.status, server.host = "ERROR", None
+                    server.fault = "No more IP addresses available on network"
+                else:
+                    s.add(SimAddress(server_id=server.id, cloud=self.cloud, ip=address, kind="fixed"))
+                    s.flush()
             return self._info(server)
 
     def find_server_by_tag(self, project: str, tag: str) -> ServerInfo | None:
@@ -334,7 +390,13 @@ class SimulatorProvider:
             query = select(SimServer).where(SimServer.cloud == self.cloud, SimServer.deleted.is_(False))
             if project is not None:
                 query = query.where(SimServer.project_id == project)
-            return [self._info(server) for server in s.scalars(query.order_by(SimServer.created_at, SimServer.id))]
+            # One query for the addresses of the whole listing, not one per server.
+            addresses: dict[str, list[SimAddress]] = {}
+            for address in s.scalars(select(SimAddress).where(SimAddress.cloud == self.cloud)
+                                     .order_by(SimAddress.id)):
+                addresses.setdefault(address.server_id, []).append(address)
+            return [self._info(server, addresses.get(server.id, []))
+                    for server in s.scalars(query.order_by(SimServer.created_at, SimServer.id))]
 
     def server_action(self, provider_id: str, action: ServerAction) -> ServerInfo:
         with self.store.session() as s:
@@ -415,11 +477,40 @@ class SimulatorProvider:
         if server.status == "BUILD" and self.clock() >= server.ready_at:
             server.status = "ACTIVE"
 
-    def _info(self, server: SimServer) -> ServerInfo:
+    def _info(self, server: SimServer, addresses: list[SimAddress] | None = None) -> ServerInfo:
         self._advance(server)
+        if addresses is None:
+            s = object_session(server)
+            assert s is not None
+            addresses = list(s.scalars(select(SimAddress).where(SimAddress.server_id == server.id)
+                                       .order_by(SimAddress.id)))
         return ServerInfo(provider_id=server.id, name=server.name, project=server.project_id, status=server.status,
                           flavor=server.flavor, vcpus=server.vcpus, ram_mb=server.ram_mb, disk_gb=server.disk_gb,
-                          tag=server.tag, host=server.host, created_at=server.created_at, fault=server.fault)
+                          tag=server.tag, host=server.host, created_at=server.created_at, fault=server.fault,
+                          addresses=tuple(a.ip for a in addresses),
+                          floating=tuple(a.ip for a in addresses if a.kind == "floating"))
+
+    def _network(self, s: Session) -> ipaddress.IPv4Network:
+        """The cloud's tenant network, taken from the pool on the first server (the lowest free /16)."""
+        network = s.get(SimNetwork, self.cloud)
+        if network is None:
+            taken = set(s.scalars(select(SimNetwork.slot)))
+            subnets = list(NETWORK_POOL.subnets(new_prefix=NETWORK_PREFIX))
+            slot = next((n for n in range(len(subnets)) if n not in taken), None)
+            if slot is None:
+                raise Conflict(f"the simulator has no tenant network left for {self.cloud}", field="cloud")
+            network = SimNetwork(cloud=self.cloud, slot=slot, cidr=str(subnets[slot]))
+            s.add(network)
+            s.flush()
+        return ipaddress.IPv4Network(network.cidr)
+
+    def _next_address(self, s: Session) -> str | None:
+        """The next fixed address of the cloud's network: in order, and never one a server had before."""
+        network = self._network(s)
+        given = s.scalar(select(func.count(SimAddress.id)).where(SimAddress.cloud == self.cloud,
+                                                                 SimAddress.kind == "fixed")) or 0
+        address = network.network_address + FIRST_HOST + given
+        return str(address) if address < network.broadcast_address else None
 
     def _project(self, s: Session, project: str, *, lock: bool = False) -> SimProject:
         # Locking the project row serialises two creates in one project, as Nova's quota recheck does.

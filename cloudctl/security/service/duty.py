@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 from cloudctl.core import audit
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.org.models import Unit, UnitKind
 from cloudctl.org.service import get_unit, scoped
 from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
@@ -29,7 +28,6 @@ __all__ = ["CHECK_IN_EARLY", "HANDOVER", "Missing", "PeriodCreate", "ReportCreat
            "check_in", "create_period", "get_period", "get_shift", "list_periods", "list_reports", "list_shifts",
            "missing_reports", "on_shift", "slots", "submit_report"]
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 # Consecutive shifts may overlap by this much, so the outgoing officer hands over in person (交接班).
 HANDOVER = timedelta(minutes=30)

@@ -19,7 +19,6 @@ approved extension, each one kept on the ticket.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -30,13 +29,14 @@ from cloudctl.core import audit
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.org.models import Unit
 from cloudctl.org.service import get_unit, scoped
-from cloudctl.security.calendar import BEIJING, add_working_days, china
+from cloudctl.security.calendar import add_working_days, china
 from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.scanners.parsers import parse_report
+from cloudctl.security.service.assets import link_assets, owner_in_plan
 
 __all__ = ["ACCEPT_CRITICAL_DAYS", "ACCEPT_MAX_DAYS", "EXTEND_MAX_DAYS", "SLA_DAYS", "ImportOutcome",
            "accept_risk", "accepted_now", "extend_ticket", "get_finding", "get_ticket", "import_report",
@@ -58,7 +58,7 @@ def accepted_now(today: date | None = None) -> ColumnElement[bool]:
 
     Every query that leaves accepted risks out (SLA, tickets, exporter, screen) uses this, so expiry needs no job.
     """
-    today = today or utcnow().date()
+    today = today or beijing_today()
     return and_(Finding.risk_accepted.is_(True),
                 or_(Finding.risk_accepted_until.is_(None), Finding.risk_accepted_until >= today))
 
@@ -69,43 +69,33 @@ def open_now(today: date | None = None) -> ColumnElement[bool]:
 
 
 def sla_deadline(severity: str, first_seen: datetime) -> date | None:
-    """The date a finding must be fixed by; in working days, counted from its Beijing date, when so configured."""
+    """The date a finding must be fixed by, counted from its Beijing date (the date it is later compared with):
+    in calendar days, or in working days when so configured."""
     settings = get_settings()
     days = {**SLA_DAYS, **settings.security_sla_days}.get(severity)
     if days is None:
         return None
     if settings.security_sla_working_days:
-        return add_working_days(first_seen.astimezone(BEIJING).date(), days, china())
-    return (first_seen + timedelta(days=days)).date()
+        return add_working_days(beijing_today(first_seen), days, china())
+    return beijing_today(first_seen) + timedelta(days=days)
 
 
 class ImportOutcome(dict[str, Any]):
     """created / untouched / closed / reactivated counts, the import's id, and whether it was a repeat."""
 
 
-def _owner(session: Session, ip: str) -> int | None:
-    """The unit whose allocated block holds the address, where the extranet plan knows it."""
-    from cloudctl.extranet.models import Prefix, PrefixStatus
-
-    try:
-        value = int(ipaddress.IPv4Address(ip))
-    except ValueError:
-        return None  # IPv6: the plan is IPv4
-    return session.scalar(select(Prefix.unit_id).where(Prefix.start <= value, Prefix.end >= value,
-                                                       Prefix.status != PrefixStatus.CONTAINER,
-                                                       Prefix.unit_id.is_not(None))
-                          .order_by(Prefix.length.desc()).limit(1))
-
-
-def _assets(session: Session, report: ScanReport) -> dict[str, Asset]:
+def _assets(session: Session, principal: Principal, report: ScanReport) -> dict[str, Asset]:
+    """The report's assets, new ones owned where the extranet plan says, all linked to the cloud servers
+    holding their addresses (which outranks the plan: see :mod:`.assets`)."""
     ips = sorted({f.ip for f in report.findings} | set(report.hosts))
     found = {a.ip: a for a in session.scalars(select(Asset).where(Asset.ip.in_(ips)))} if ips else {}
     names = {f.ip: f.hostname for f in report.findings if f.hostname}
     for ip in ips:
         if ip not in found:
-            found[ip] = Asset(ip=ip, hostname=names.get(ip), unit_id=_owner(session, ip))
+            found[ip] = Asset(ip=ip, hostname=names.get(ip), unit_id=owner_in_plan(session, ip))
             session.add(found[ip])
     session.flush()
+    link_assets(session, principal, ips=ips)
     return found
 
 
@@ -135,7 +125,7 @@ def store_report(session: Session, principal: Principal, report: ScanReport, *, 
                         hosts=list(report.hosts), counts={})
     session.add(record)
     session.flush()
-    assets = _assets(session, report)
+    assets = _assets(session, principal, report)
     existing = {f.fingerprint: f for f in session.scalars(select(Finding).where(Finding.scope == scope))}
     counts = {"created": 0, "untouched": 0, "closed": 0, "reactivated": 0}
     seen: set[str] = set()
@@ -213,6 +203,7 @@ def _finding_query(principal: Principal) -> Select[Finding]:
 
 def list_findings(session: Session, principal: Principal, *, scope: str | None = None, unit: str | None = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
+                  business_system: int | None = None, mlps_level: int | None = None,
                   limit: int = 50, offset: int = 0) -> tuple[list[Finding], int]:
     authorize(principal, "security.finding:read")
     query = _finding_query(principal)
@@ -223,10 +214,15 @@ def list_findings(session: Session, principal: Principal, *, scope: str | None =
         query = query.where(Unit.path.startswith(owner.path))
     if severity is not None:
         query = query.where(Finding.severity == severity)
+    # By the asset's business system and MLPS level (see .assets: taken from the cloud server it is on).
+    if business_system is not None:
+        query = query.where(Asset.business_system_id == business_system)
+    if mlps_level is not None:
+        query = query.where(Asset.mlps_level == mlps_level)
     if active is not None:
         query = query.where(Finding.active.is_(active))
     if overdue:
-        query = query.where(Finding.sla_deadline < utcnow().date(), Finding.false_positive.is_(False),
+        query = query.where(Finding.sla_deadline < beijing_today(), Finding.false_positive.is_(False),
                             ~accepted_now())
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     order = (Finding.sla_deadline.is_(None), Finding.sla_deadline, Finding.id)
@@ -257,7 +253,7 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
         deadlines = [f.sla_deadline for f in findings if f.sla_deadline is not None]
         ticket = Ticket(unit_id=unit_id, scope=scope, status=TicketStatus.OPEN,
                         title=f"{scope}: {len(findings)} 项漏洞整改", deadline=min(deadlines) if deadlines
-                        else utcnow().date() + timedelta(days=30), extensions=[])
+                        else beijing_today() + timedelta(days=30), extensions=[])
         session.add(ticket)
         session.flush()
         for finding in findings:
@@ -344,7 +340,7 @@ def accept_risk(session: Session, principal: Principal, finding_id: int, reason:
     """Accept the risk until a date (at most a year; a critical finding at most 90 days); again to renew."""
     finding = _triage(session, principal, finding_id)
     reason = _reason(reason)
-    today = utcnow().date()
+    today = beijing_today()
     if until <= today:
         raise InvalidInput("must be a date after today", field="until")
     if until > today + timedelta(days=ACCEPT_MAX_DAYS):

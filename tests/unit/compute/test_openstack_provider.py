@@ -139,3 +139,36 @@ def test_capacity_comes_from_placement(cloud: tuple[OpenStackProvider, requests_
     assert (rows["vcpus"].total, rows["vcpus"].allocation_ratio, rows["vcpus"].usable, rows["vcpus"].used) == (
         128, 4.0, 512, 30)
     assert (rows["ram_mb"].reserved, rows["ram_mb"].usable) == (8192, 2 * (262144 - 4096))
+
+
+def test_addresses_come_from_novas_addresses_fixed_and_floating_v4_and_v6(
+        cloud: tuple[OpenStackProvider, requests_mock.Mocker]) -> None:
+    provider, m = cloud
+    body = nova_server("7c1d", "ACTIVE")
+    # Nova's GET /servers/{id} shape: network name → ports' addresses, a floating IP listed with its fixed one.
+    body["addresses"] = {
+        "gov-public": [
+            {"version": 4, "addr": "10.192.3.17", "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:5d:2a:01"},
+            {"version": 6, "addr": "2001:DB8:0:0::17", "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:5d:2a:01"},
+            {"version": 4, "addr": "59.110.8.21", "OS-EXT-IPS:type": "floating",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:5d:2a:01"},
+        ],
+        "gov-storage": [
+            {"version": 4, "addr": "10.210.0.5", "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:5d:2a:02"},
+            # The same address twice (a second port on the same subnet seen through two networks): kept once.
+            {"version": 4, "addr": "10.192.3.17", "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:5d:2a:03"},
+        ],
+    }
+    m.get(f"{NOVA}/servers/7c1d", json={"server": body})
+    info = provider.get_server("7c1d")
+    assert info.addresses == ("10.192.3.17", "2001:db8::17", "59.110.8.21", "10.210.0.5")
+    assert info.floating == ("59.110.8.21",)
+
+    m.get(re.compile(rf"^{NOVA}/servers/detail"), json={"servers": [nova_server("9f0e", "ACTIVE"), body]})
+    listed = {s.provider_id: s for s in provider.list_servers()}
+    assert listed["9f0e"].addresses == ()  # a server on no network ("networks": "none")
+    assert listed["7c1d"].addresses == info.addresses

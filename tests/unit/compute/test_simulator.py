@@ -130,3 +130,43 @@ def test_injected_faults(sim: SimulatorProvider) -> None:
     sim.lose_host(ok.host)
     assert sim.get_server(ok.provider_id).status == "ERROR"
     assert all(s.host != ok.host for s in [sim.create_server(project, ServerSpec("h", "c4m8", tag="h"))])
+
+
+def test_servers_get_fixed_addresses_in_their_clouds_network_in_order(sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    first = sim.create_server(project, ServerSpec("a", "c4m8", tag="t:a"))
+    second = sim.create_server(project, ServerSpec("b", "c4m8", tag="t:b"))
+    # The first cloud of a fresh store takes the first /16 of the pool; addresses start at .10.
+    assert (first.addresses, second.addresses) == (("10.192.0.10",), ("10.192.0.11",))
+    assert first.floating == ()
+    # A retried create returns the same server with the same address; a deleted server's is not handed out again.
+    assert sim.create_server(project, ServerSpec("a", "c4m8", tag="t:a")).addresses == ("10.192.0.10",)
+    sim.delete_server(first.provider_id)
+    third = sim.create_server(project, ServerSpec("c", "c4m8", tag="t:c"))
+    assert third.addresses == ("10.192.0.12",)
+
+    sim.add_floating_ip(second.provider_id, "59.110.8.21")
+    assert sim.get_server(second.provider_id).addresses == ("10.192.0.11", "59.110.8.21")
+    assert sim.get_server(second.provider_id).floating == ("59.110.8.21",)
+    with pytest.raises(Conflict):
+        sim.add_floating_ip(third.provider_id, "59.110.8.21")
+    listed = {s.name: (s.addresses, s.floating) for s in sim.list_servers()}
+    assert listed == {"b": (("10.192.0.11", "59.110.8.21"), ("59.110.8.21",)), "c": (("10.192.0.12",), ())}
+
+    # Another cloud in the same store has its own network.
+    other = SimulatorProvider(sim.store, "unicom-cloud", build_seconds=0)
+    other.add_host("cn01", vcpus=8, ram_mb=36864, disk_gb=500)
+    other.add_flavor("c4m8", vcpus=4, ram_mb=8192, disk_gb=40)
+    elsewhere = other.create_server(other.ensure_project("990100-D01", "市公安局"), ServerSpec("x", "c4m8", tag="t:x"))
+    assert elsewhere.addresses == ("10.193.0.10",)
+
+
+def test_a_server_in_error_at_create_gets_no_address(sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    sim.inject_fault("create_fails", message="port binding failed")
+    failed = sim.create_server(project, ServerSpec("a", "c4m8", tag="t:a"))
+    assert (failed.status, failed.addresses) == ("ERROR", ())
+    sim.lose_host("cn01")
+    sim.lose_host("cn02")
+    nowhere = sim.create_server(project, ServerSpec("b", "c4m8", tag="t:b"))
+    assert (nowhere.status, nowhere.addresses) == ("ERROR", ())

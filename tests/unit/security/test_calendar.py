@@ -51,4 +51,4 @@ def test_sla_deadlines_in_working_days_from_the_beijing_date(tmp_path: Path) -> 
         assert sla_deadline("info", found) is None
     finally:
         reset_settings()
-    assert sla_deadline("critical", found) == date(2026, 2, 18)  # calendar days, the default
+    assert sla_deadline("critical", found) == date(2026, 2, 19)  # calendar days (the default), from the 12th

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core.errors import InvalidInput, NotFound, PermissionDenied
+from cloudctl.core.models import beijing_today
 from cloudctl.extranet.models import PrefixStatus, Zone
 from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
 from cloudctl.extranet.service import ipam
@@ -140,3 +141,36 @@ def test_a_false_positive_follows_the_scans_without_coming_back(session: Session
     assert (finding.active, finding.false_positive) == (False, False)
     with pytest.raises(PermissionDenied):
         service.mark_false_positive(session, city.principals["dept"], finding.id, "不是漏洞")
+
+
+def test_today_is_the_beijing_date(session: Session, city: MiniCity, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 2026-12-03 23:30 UTC it is already 12-04 in Beijing: deadlines and acceptances count from the 4th."""
+    import cloudctl.core.models
+
+    at = datetime(2026, 12, 3, 23, 30, tzinfo=UTC)
+    assert (at.date(), beijing_today(at)) == (date(2026, 12, 3), date(2026, 12, 4))
+    monkeypatch.setattr(cloudctl.core.models, "utcnow", lambda: at)
+    monkeypatch.setattr(service, "utcnow", lambda: at)
+    assert beijing_today() == date(2026, 12, 4)
+
+    secops = city.principals["secops"]
+    service.store_report(session, secops, _report("d" * 64, _finding(OWN, 443, "1"), _finding(OWN, 80, "2")),
+                         scope="bj", source="bj")
+    due, accepted = service.list_findings(session, ADMIN, scope="bj")[0]
+    # A deadline of the 3rd has passed on the 4th; on the UTC date (still the 3rd) it would not have.
+    due.sla_deadline = date(2026, 12, 3)
+    assert [f.id for f in service.list_findings(session, ADMIN, scope="bj", overdue=True)[0]] == [due.id]
+    # "After today" means after the 4th.
+    with pytest.raises(InvalidInput) as caught:
+        service.accept_risk(session, secops, accepted.id, "系统月底下线", date(2026, 12, 4))
+    assert caught.value.field == "until"
+    service.accept_risk(session, secops, accepted.id, "系统月底下线", date(2026, 12, 5))
+    # An acceptance until the 3rd has run out on the 4th: the finding counts again.
+    accepted.risk_accepted_until, accepted.sla_deadline = date(2026, 12, 3), date(2026, 12, 1)
+    session.flush()
+    assert {f.id for f in service.list_findings(session, ADMIN, scope="bj", overdue=True)[0]} == {due.id,
+                                                                                                  accepted.id}
+    assert session.scalar(select(func.count()).select_from(Finding).where(
+        Finding.scope == "bj", service.accepted_now())) == 0
+    assert session.scalar(select(func.count()).select_from(Finding).where(
+        Finding.scope == "bj", service.accepted_now(date(2026, 12, 3)))) == 1
