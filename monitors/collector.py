@@ -28,7 +28,7 @@ from cloudctl.compute.models import CapacitySnapshot, Cloud, Quota, RequestStatu
 from cloudctl.core.auth import system_principal
 from cloudctl.core.config import get_settings
 from cloudctl.core.jobs import Job, JobStatus
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.extranet.models import IPAddress, NetworkDevice, Prefix, PrefixStatus, Violation, ViolationStatus
 from cloudctl.extranet.service.access import access_rate
 from cloudctl.org.models import Unit, UnitKind
@@ -328,7 +328,7 @@ class CloudctlCollector(Collector):
         from cloudctl.security.service.duty import missing_reports
         from cloudctl.security.service.findings import open_now
 
-        today = utcnow().date()
+        today = beijing_today()  # SLA deadlines are Beijing dates
         soon = today + timedelta(days=7)
         sla = case((Finding.sla_deadline.is_(None), "none"), (Finding.sla_deadline < today, "overdue"),
                    (Finding.sla_deadline <= soon, "due_soon"), else_="within")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from cloudctl.compute.models import CapacitySnapshot, Cloud, RequestStatus, ResourceRequest
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.jobs import Job, JobStatus
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.extranet.models import Violation, ViolationStatus
 from cloudctl.extranet.service.access import access_rate
 from cloudctl.org.models import Unit, UnitKind
@@ -84,8 +84,9 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
         Alert.status != AlertStatus.CLOSED, Alert.verdict == Verdict.ATTACK)) or 0
     blocked_today = session.scalar(select(func.count()).select_from(BlockedAddress).where(
         BlockedAddress.created_at >= now - timedelta(hours=24))) or 0
+    today = beijing_today(now)  # deadlines are Beijing dates
     critical_overdue = session.scalar(select(func.count()).select_from(Finding).where(
-        open_now(now.date()), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < now.date())) or 0
+        open_now(today), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < today)) or 0
     missing = missing_reports(session, principal, now=now)
     periods = list_periods(session, principal, active_at=now)
     shift = on_shift(session, principal, at=now)
@@ -104,16 +105,17 @@ def _units_to_chase(session: Session, now: datetime, top: int = 8) -> list[dict[
     from cloudctl.security.models import Asset, Finding, Severity, Ticket, TicketStatus
     from cloudctl.security.service.findings import open_now
 
+    today = beijing_today(now)
     rows: dict[str, dict[str, Any]] = {}
     for code, name, n in session.execute(
             select(Unit.code, Unit.name, func.count()).select_from(Finding)
             .join(Asset, Asset.id == Finding.asset_id).join(Unit, Unit.id == Asset.unit_id)
-            .where(open_now(now.date()), Finding.severity == Severity.CRITICAL)
+            .where(open_now(today), Finding.severity == Severity.CRITICAL)
             .group_by(Unit.code, Unit.name)):
         rows[code] = {"unit": code, "name": name, "critical": int(n), "tickets_overdue": 0}
     for code, name, n in session.execute(
             select(Unit.code, Unit.name, func.count()).select_from(Ticket).join(Unit, Unit.id == Ticket.unit_id)
-            .where(Ticket.status == TicketStatus.OPEN, Ticket.deadline < now.date()).group_by(Unit.code, Unit.name)):
+            .where(Ticket.status == TicketStatus.OPEN, Ticket.deadline < today).group_by(Unit.code, Unit.name)):
         rows.setdefault(code, {"unit": code, "name": name, "critical": 0, "tickets_overdue": 0})["tickets_overdue"] = n
     return sorted(rows.values(), key=lambda r: (-r["tickets_overdue"], -r["critical"], r["unit"]))[:top]
 
