@@ -369,6 +369,10 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
             with ctx.session() as session:
                 if info is not None:
                     record_server(session, cloud.id, unit.id, system_id, item_id, info)
+                    if info.addresses:  # an address scanned before (a VM's recycled one) now has its owner
+                        from cloudctl.security.service.assets import link_assets
+
+                        link_assets(session, ips=info.addresses)
                 item = session.get(RequestItem, item_id)
                 assert item is not None
                 item.provisioned += 0 if reason else 1

@@ -35,7 +35,7 @@ from cloudctl.security.models import (
     TriageStep,
     Verdict,
 )
-from cloudctl.security.service.assets import owner_in_plan
+from cloudctl.security.service.assets import owner
 
 __all__ = ["STEPS", "AlertIn", "block", "blocklist", "close_alert", "get_alert", "list_alerts", "receive",
            "set_verdict", "update_step"]
@@ -115,7 +115,7 @@ def receive(session: Session, principal: Principal, payload: Mapping[str, Any] |
         if alert is None:
             alert = Alert(source=data.source, source_ref=data.source_ref, title=data.title, severity=data.severity,
                           src_ip=data.src_ip, dst_ip=data.dst_ip,
-                          unit_id=owner_in_plan(session, data.dst_ip) if data.dst_ip else None, received_at=now,
+                          unit_id=owner(session, data.dst_ip) if data.dst_ip else None, received_at=now,
                           last_received_at=now, status=AlertStatus.NEW, raw=raw, repeats=0)
             session.add(alert)
             session.flush()

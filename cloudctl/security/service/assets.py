@@ -34,7 +34,7 @@ from cloudctl.org.models import BusinessSystem, Unit
 from cloudctl.org.service import get_unit, scoped
 from cloudctl.security.models import Asset, LevelSource
 
-__all__ = ["MLPS_LEVELS", "get_asset", "link_assets", "list_assets", "owner_in_plan", "set_mlps_level"]
+__all__ = ["MLPS_LEVELS", "get_asset", "link_assets", "list_assets", "owner", "owner_in_plan", "set_mlps_level"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,23 @@ def owner_in_plan(session: Session, ip: str) -> int | None:
                                                        Prefix.status != PrefixStatus.CONTAINER,
                                                        Prefix.unit_id.is_not(None))
                           .order_by(Prefix.length.desc()).limit(1))
+
+
+def owner(session: Session, ip: str) -> int | None:
+    """Whose the address is: the unit of the live cloud server holding it, else the extranet plan's guess.
+
+    The same precedence as :func:`link_assets`, for records that are not assets (an alert's target):
+    the cloud's record of a VM's unit wins; an address on servers of two units (private ranges repeated
+    across clouds) is not guessed from the cloud.
+    """
+    try:
+        address = str(ipaddress.ip_address(ip.strip()))
+    except ValueError:
+        return None
+    holders = set(session.scalars(
+        select(Server.unit_id).join(ServerAddress, ServerAddress.server_id == Server.id)
+        .where(ServerAddress.ip == address, Server.status != "DELETED", Server.unit_id.is_not(None))))
+    return holders.pop() if len(holders) == 1 else owner_in_plan(session, address)
 
 
 # ---------------------------------------------------------------- linking to the cloud

@@ -288,3 +288,28 @@ def test_operating_a_server_records_what_the_cloud_says(committed: tuple[Engine,
         assert provisioning.operate_server(session, dept, servers[0].id, "start").status == "ACTIVE"
         with pytest.raises(PermissionDenied):
             provisioning.operate_server(session, city.principals["auditor"], servers[0].id, "stop")
+
+
+def test_a_built_vm_claims_the_asset_already_scanned_on_its_address(committed: tuple[Engine, MiniCity]) -> None:
+    from cloudctl.security.models import Asset
+    from cloudctl.security.scanners.base import ScanFinding, ScanReport
+    from cloudctl.security.service import findings
+
+    engine, city = committed
+    address = "10.192.0.10"  # the simulator's first fixed address: scanned while nothing held it
+    with Session(engine) as session:
+        findings.store_report(session, ADMIN, ScanReport(
+            scanner="nessus", started_at=None, finished_at=None, hosts=(address,), file_sha256="c" * 64,
+            findings=(ScanFinding(scanner="nessus", plugin_id="1", title="t", severity="high", ip=address, port=22,
+                                  protocol="tcp", service="ssh"),)), scope="pre", source="pre")
+        session.commit()
+    _submit(engine, city, 1)
+    job = JobRunner(engine).run_once()
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    with Session(engine) as session:
+        server = session.scalars(select(Server)).one()
+        asset = session.scalars(select(Asset).where(Asset.ip == address)).one()
+        assert [a.ip for a in server.addresses] == [address]
+        assert (asset.server_id, asset.business_system_id, asset.unit_id) == (
+            server.id, city.systems["own"], server.unit_id)

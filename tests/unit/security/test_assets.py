@@ -201,3 +201,14 @@ def test_a_department_sees_only_its_own_assets_and_grades_none(session: Session,
         assets.get_asset(session, dept, theirs.id)
     with pytest.raises(PermissionDenied):
         assets.set_mlps_level(session, dept, mine[0].id, 2, "我们觉得是二级")
+
+
+def test_an_alert_belongs_to_the_unit_of_the_server_it_targets(session: Session, city: MiniCity) -> None:
+    from cloudctl.security.service import alerts
+
+    received = alerts.receive(session, ADMIN, [
+        {"source": "ids", "source_ref": "c-1", "title": "SQL 注入", "dst_ip": DB},  # 市人社局's cloud database
+        {"source": "ids", "source_ref": "c-2", "title": "端口扫描", "dst_ip": PLAN_D01},  # a 市公安局 terminal
+        {"source": "ids", "source_ref": "c-3", "title": "探测", "dst_ip": "203.0.113.9"}])  # nobody's
+    assert [a.unit_code for a in received] == ["990100-D02", "990100-D01", None]
+    assert assets.owner(session, "not an address") is None
