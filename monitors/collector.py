@@ -138,9 +138,10 @@ class CloudctlCollector(Collector):
     def _own(self) -> Iterator[Metric]:
         with self._lock:
             duration, success, failures = self._last_duration, self._last_success, self._failures
+        when = ("read on every scrape" if self.refresh_seconds <= 0 else
+                f"read in the background, at most every {self.refresh_seconds:g}s; a scrape does not wait for it")
         yield GaugeMetricFamily("cloudctl_exporter_collect_duration_seconds",
-                                "Seconds the last reading of the database took (read in the background, at most "
-                                f"every {self.refresh_seconds:g}s; a scrape does not wait for it).", value=duration)
+                                f"Seconds the last reading of the database took ({when}).", value=duration)
         yield GaugeMetricFamily("cloudctl_exporter_last_success_timestamp_seconds",
                                 "When the values served were read from the database (Unix time).", value=success)
         yield CounterMetricFamily("cloudctl_exporter_collect_failures", "Readings of the database that failed.",
