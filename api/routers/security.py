@@ -107,6 +107,31 @@ def unmark_false_positive(finding_id: int, session: SessionDep, principal: Princ
     return FindingPublic.model_validate(service.unmark_false_positive(session, principal, finding_id, reason))
 
 
+@router.post("/findings/{finding_id}/verified")
+def verify_finding(finding_id: int, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+    """已验证: a person confirmed the finding is real (counts do not change)."""
+    return FindingPublic.model_validate(service.set_verified(session, principal, finding_id, body.reason))
+
+
+@router.delete("/findings/{finding_id}/verified")
+def unverify_finding(finding_id: int, session: SessionDep, principal: PrincipalDep,
+                     reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+    return FindingPublic.model_validate(service.set_verified(session, principal, finding_id, reason, verified=False))
+
+
+@router.post("/findings/{finding_id}/out-of-scope")
+def set_out_of_scope(finding_id: int, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+    """不在范围: not the bureau's to fix; out of the SLA, the tickets and the counts, still followed by the scans."""
+    return FindingPublic.model_validate(service.set_out_of_scope(session, principal, finding_id, body.reason))
+
+
+@router.delete("/findings/{finding_id}/out-of-scope")
+def unset_out_of_scope(finding_id: int, session: SessionDep, principal: PrincipalDep,
+                       reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+    return FindingPublic.model_validate(service.set_out_of_scope(session, principal, finding_id, reason,
+                                                                 out_of_scope=False))
+
+
 @router.post("/findings/{finding_id}/risk-acceptance")
 def accept_risk(finding_id: int, body: RiskAcceptanceIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
     """Accept the risk until a date: at most 365 days away, 90 for a critical finding."""

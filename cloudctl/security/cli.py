@@ -166,6 +166,29 @@ def sec_false_positive(finding_id: int = typer.Argument(...),
             console.print(f"finding {finding.id}: false positive")
 
 
+@security_app.command("verify")
+def sec_verify(finding_id: int = typer.Argument(...),
+               reason: str = typer.Option(..., help="how it was confirmed (kept in the audit log)"),
+               undo: bool = typer.Option(False, "--undo", help="take the verification back")) -> None:
+    """Mark a finding verified (已验证): a person confirmed it is real. Counts do not change."""
+    data = parse(ReasonIn, {"reason": reason})
+    with unit_of_work() as (session, principal):
+        finding = service.set_verified(session, principal, finding_id, data.reason, verified=not undo)
+        console.print(f"finding {finding.id}: {'verified' if finding.verified else 'no longer verified'}")
+
+
+@security_app.command("out-of-scope")
+def sec_out_of_scope(finding_id: int = typer.Argument(...),
+                     reason: str = typer.Option(..., help="why it is not the bureau's to fix (kept in the audit log)"),
+                     undo: bool = typer.Option(False, "--undo", help="it is in scope after all")) -> None:
+    """Mark a finding out of scope (不在范围): out of the SLA, the tickets and the counts; scans still follow it."""
+    data = parse(ReasonIn, {"reason": reason})
+    with unit_of_work() as (session, principal):
+        finding = service.set_out_of_scope(session, principal, finding_id, data.reason, out_of_scope=not undo)
+        state = "out of scope" if finding.out_of_scope else f"in scope ({'active' if finding.active else 'closed'})"
+        console.print(f"finding {finding.id}: {state}")
+
+
 @security_app.command("accept-risk")
 def sec_accept_risk(finding_id: int = typer.Argument(...),
                     reason: str = typer.Option(..., help="why the risk is borne (kept in the audit log)"),

@@ -194,3 +194,28 @@ def test_a_ticket_extension_is_kept_and_bounded(client: TestClient, city: MiniCi
                          headers=headers)
     assert closed.status_code == 409
     assert closed.json()["errors"][0]["field"] == "status"
+
+
+def test_verified_and_out_of_scope_over_http(client: TestClient, city: MiniCity, found: dict[str, int],
+                                             session: Session) -> None:
+    headers, finding = auth(city, "secops"), found["critical"]
+    verified = client.post(f"{FINDINGS}/{finding}/verified", json={"reason": "人工复测确认"}, headers=headers)
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["verified"] is True
+    assert client.post(f"{FINDINGS}/{finding}/verified", json={"reason": "人工复测确认"},
+                       headers=headers).json()["errors"][0]["field"] == "verified"  # 409, named
+    out = client.post(f"{FINDINGS}/{finding}/out-of-scope", json={"reason": "已移交省级单位管理"}, headers=headers)
+    assert out.status_code == 200, out.text
+    assert (out.json()["out_of_scope"], out.json()["active"]) == (True, True)
+    assert client.post(f"{FINDINGS}/{finding}/out-of-scope", json={"reason": "不归我们"},
+                       headers=auth(city, "dept")).status_code == 403
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.entity == "security_finding",
+                                                    AuditEntry.entity_id == str(finding),
+                                                    AuditEntry.action == "out-of-scope"))
+    assert entry is not None
+    assert entry.after["reason"] == "已移交省级单位管理"  # type: ignore[index]
+    back = client.delete(f"{FINDINGS}/{finding}/out-of-scope", params={"reason": "收回本单位管理"}, headers=headers)
+    assert back.status_code == 200, back.text
+    assert back.json()["out_of_scope"] is False
+    unverified = client.delete(f"{FINDINGS}/{finding}/verified", params={"reason": "复核有误"}, headers=headers)
+    assert unverified.json()["verified"] is False

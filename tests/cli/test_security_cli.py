@@ -191,4 +191,13 @@ def test_false_positive_and_a_bad_until(runner: CliRunner) -> None:
         assert bad.output.strip().startswith("error:")
         assert "until" in bad.output
         assert len(bad.output.strip().splitlines()) == 1
+    verified = runner.invoke(app, ["sec", "verify", finding, "--reason", "人工复测确认"])
+    assert (verified.exit_code, "verified" in verified.output) == (0, True), verified.output
+    twice = runner.invoke(app, ["sec", "verify", finding, "--reason", "人工复测确认"])
+    assert twice.exit_code == 1
+    assert twice.output.strip().startswith("error: verified:"), twice.output
+    out = runner.invoke(app, ["sec", "out-of-scope", finding, "--reason", "回环地址不在本次范围"])
+    assert (out.exit_code, "out of scope" in out.output) == (0, True), out.output
+    back = runner.invoke(app, ["sec", "out-of-scope", finding, "--reason", "纳入范围", "--undo"])
+    assert (back.exit_code, "in scope (active)" in back.output) == (0, True), back.output
 

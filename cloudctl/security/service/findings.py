@@ -41,7 +41,7 @@ from cloudctl.security.service.assets import link_assets, owner_in_plan
 __all__ = ["ACCEPT_CRITICAL_DAYS", "ACCEPT_MAX_DAYS", "EXTEND_MAX_DAYS", "SLA_DAYS", "ImportOutcome",
            "accept_risk", "accepted_now", "extend_ticket", "get_finding", "get_ticket", "import_report",
            "list_findings", "list_tickets", "mark_false_positive", "open_now", "open_tickets", "revoke_risk",
-           "sla_deadline", "store_report", "unmark_false_positive"]
+           "set_out_of_scope", "set_verified", "sla_deadline", "store_report", "unmark_false_positive"]
 
 # Days to fix, by severity (the bureau's defaults; CLOUDCTL_SECURITY_SLA_DAYS overrides them).
 SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 120}
@@ -64,8 +64,10 @@ def accepted_now(today: date | None = None) -> ColumnElement[bool]:
 
 
 def open_now(today: date | None = None) -> ColumnElement[bool]:
-    """The findings that count against a unit today: live, not a false positive, no risk accepted today."""
-    return and_(Finding.active.is_(True), Finding.false_positive.is_(False), ~accepted_now(today))
+    """The findings that count against a unit today: live, not a false positive, not out of scope, no risk
+    accepted today."""
+    return and_(Finding.active.is_(True), Finding.false_positive.is_(False), Finding.out_of_scope.is_(False),
+                ~accepted_now(today))
 
 
 def sla_deadline(severity: str, first_seen: datetime) -> date | None:
@@ -185,8 +187,10 @@ def _verify_tickets(session: Session, scope: str, record: ScanImport) -> int:
     """A ticket closes when this scope's scan no longer shows any of its findings (re-scan verification)."""
     closed = 0
     for ticket in session.scalars(select(Ticket).where(Ticket.scope == scope, Ticket.status == TicketStatus.OPEN)):
+        # Accepted risks still hold a ticket open: accepting defers the fix, it does not verify it.
         still = session.scalar(select(func.count()).where(Finding.ticket_id == ticket.id, Finding.active.is_(True),
-                                                          Finding.false_positive.is_(False)))
+                                                          Finding.false_positive.is_(False),
+                                                          Finding.out_of_scope.is_(False)))
         if not still:
             ticket.status, ticket.closed_at, ticket.closed_by_import_id = TicketStatus.CLOSED, utcnow(), record.id
             closed += 1
@@ -221,9 +225,9 @@ def list_findings(session: Session, principal: Principal, *, scope: str | None =
         query = query.where(Asset.mlps_level == mlps_level)
     if active is not None:
         query = query.where(Finding.active.is_(active))
-    if overdue:
-        query = query.where(Finding.sla_deadline < beijing_today(), Finding.false_positive.is_(False),
-                            ~accepted_now())
+    if overdue:  # past the deadline and still counting against the unit, as the exporter counts it
+        today = beijing_today()
+        query = query.where(Finding.sla_deadline < today, open_now(today))
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     order = (Finding.sla_deadline.is_(None), Finding.sla_deadline, Finding.id)
     return list(session.scalars(query.order_by(*order).limit(limit).offset(offset))), total
@@ -241,9 +245,8 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
     """Group the scope's active medium-and-worse findings that have no ticket into one ticket per unit."""
     authorize(principal, "security.ticket:write")
     loose = list(session.scalars(select(Finding).join(Finding.asset).where(
-        Finding.scope == scope, Finding.active.is_(True), Finding.ticket_id.is_(None),
-        Finding.false_positive.is_(False), ~accepted_now(), Finding.out_of_scope.is_(False),
-        Finding.severity.in_(TICKETED), Asset.unit_id.is_not(None))))
+        Finding.scope == scope, open_now(), Finding.ticket_id.is_(None), Finding.severity.in_(TICKETED),
+        Asset.unit_id.is_not(None))))
     by_unit: dict[int, list[Finding]] = {}
     for finding in loose:
         assert finding.asset.unit_id is not None
@@ -287,7 +290,8 @@ def get_ticket(session: Session, principal: Principal, ticket_id: int) -> Ticket
 
 # ---------------------------------------------------------------- triage (the security team's, not the unit's)
 
-_TRIAGE_FIELDS = ("active", "false_positive", "risk_accepted", "risk_accepted_by", "risk_accepted_until")
+_TRIAGE_FIELDS = ("active", "verified", "false_positive", "out_of_scope", "risk_accepted", "risk_accepted_by",
+                  "risk_accepted_until")
 
 
 def _reason(reason: str) -> str:
@@ -333,6 +337,42 @@ def unmark_false_positive(session: Session, principal: Principal, finding_id: in
     finding.false_positive, finding.active = False, finding.mitigated_at is None
     session.flush()
     _audit_finding(session, principal, finding, "false-positive-undo", before, reason)
+    return finding
+
+
+def set_verified(session: Session, principal: Principal, finding_id: int, reason: str, *,
+                 verified: bool = True) -> Finding:
+    """Verified (已验证): a person confirmed the scanner's finding is real (or, ``verified=False``, takes that back).
+
+    It changes no count: a scanner's finding counts against its unit from the start; verification is what the
+    rectification notice can stand on.
+    """
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    if finding.verified is verified:
+        raise Conflict(f"finding {finding.id} is {'already' if verified else 'not'} verified", field="verified")
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    finding.verified = verified
+    session.flush()
+    _audit_finding(session, principal, finding, "verify" if verified else "verify-undo", before, reason)
+    return finding
+
+
+def set_out_of_scope(session: Session, principal: Principal, finding_id: int, reason: str, *,
+                     out_of_scope: bool = True) -> Finding:
+    """Out of scope (不在范围): not the bureau's to fix (a host outside the government networks a carrier's scan
+    reached, a system handed over to another authority). It leaves the SLA, the tickets and the counts while
+    ``active`` keeps following the scans, so taking it back (``out_of_scope=False``) shows it as it is now."""
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    if finding.out_of_scope is out_of_scope:
+        raise Conflict(f"finding {finding.id} is {'already' if out_of_scope else 'not'} out of scope",
+                       field="out_of_scope")
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    finding.out_of_scope = out_of_scope
+    session.flush()
+    _audit_finding(session, principal, finding, "out-of-scope" if out_of_scope else "out-of-scope-undo", before,
+                   reason)
     return finding
 
 

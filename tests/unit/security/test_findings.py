@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core.errors import InvalidInput, NotFound, PermissionDenied
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from cloudctl.core.models import beijing_today
 from cloudctl.extranet.models import PrefixStatus, Zone
 from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
@@ -174,3 +174,41 @@ def test_today_is_the_beijing_date(session: Session, city: MiniCity, monkeypatch
         Finding.scope == "bj", service.accepted_now())) == 0
     assert session.scalar(select(func.count()).select_from(Finding).where(
         Finding.scope == "bj", service.accepted_now(date(2026, 12, 3)))) == 1
+
+
+def test_verified_counts_the_same_and_out_of_scope_leaves_the_sla_tickets_and_counts(
+        session: Session, city: MiniCity) -> None:
+    secops = city.principals["secops"]
+    a, b = _finding(OWN, 443, "20001"), _finding(OWN, 80, "20002")
+    service.store_report(session, secops, _report("f" * 64, a, b, hosts=(OWN,)), scope="oos", source="oos")
+    web, plain = sorted(service.list_findings(session, ADMIN, scope="oos")[0], key=lambda f: -(f.port or 0))
+
+    def counted() -> set[int]:
+        return set(session.scalars(select(Finding.id).where(Finding.scope == "oos", service.open_now())))
+
+    service.set_verified(session, secops, web.id, "人工复核确认可利用")
+    assert web.verified
+    assert counted() == {web.id, plain.id}
+    with pytest.raises(Conflict):
+        service.set_verified(session, secops, web.id, "再次确认")
+    ticket = service.open_tickets(session, secops, scope="oos")[0]
+    assert {f.id for f in session.scalars(select(Finding).where(Finding.ticket_id == ticket.id))} == {web.id, plain.id}
+
+    service.set_out_of_scope(session, secops, plain.id, "运营商扫到的非本单位主机")
+    assert counted() == {web.id}
+    for finding in (web, plain):
+        finding.sla_deadline = beijing_today() - timedelta(days=1)
+    session.flush()
+    assert [f.id for f in service.list_findings(session, ADMIN, scope="oos", overdue=True)[0]] == [web.id]
+    # The next scan no longer shows the in-scope one: the ticket closes, though the scan still shows the other.
+    again = service.store_report(session, secops, _report("g" * 64, b, hosts=(OWN,)), scope="oos", source="oos2")
+    assert (again["closed"], again["untouched"]) == (1, 1)
+    assert (plain.active, plain.out_of_scope) == (True, True)  # the scans still follow it
+    assert ticket.status is TicketStatus.CLOSED
+
+    service.set_out_of_scope(session, secops, plain.id, "核实属本单位资产", out_of_scope=False)
+    assert counted() == {plain.id}
+    with pytest.raises(PermissionDenied):
+        service.set_out_of_scope(session, city.principals["dept"], plain.id, "不归我们管")
+    with pytest.raises(PermissionDenied):
+        service.set_verified(session, city.principals["dept"], web.id, "我们确认了")
