@@ -340,6 +340,20 @@ def unmark_false_positive(session: Session, principal: Principal, finding_id: in
     return finding
 
 
+def _set_flag(session: Session, principal: Principal, finding_id: int, reason: str, flag: str, value: bool, *,
+              label: str, action: str) -> Finding:
+    """Set one of the team's yes/no judgements on a finding, audited as ``action`` (``action-undo`` when cleared)."""
+    finding = _triage(session, principal, finding_id)
+    reason = _reason(reason)
+    if getattr(finding, flag) is value:
+        raise Conflict(f"finding {finding.id} is {'already' if value else 'not'} {label}", field=flag)
+    before = audit.snapshot(finding, _TRIAGE_FIELDS)
+    setattr(finding, flag, value)
+    session.flush()
+    _audit_finding(session, principal, finding, action if value else f"{action}-undo", before, reason)
+    return finding
+
+
 def set_verified(session: Session, principal: Principal, finding_id: int, reason: str, *,
                  verified: bool = True) -> Finding:
     """Verified (已验证): a person confirmed the scanner's finding is real (or, ``verified=False``, takes that back).
@@ -347,15 +361,8 @@ def set_verified(session: Session, principal: Principal, finding_id: int, reason
     It changes no count: a scanner's finding counts against its unit from the start; verification is what the
     rectification notice can stand on.
     """
-    finding = _triage(session, principal, finding_id)
-    reason = _reason(reason)
-    if finding.verified is verified:
-        raise Conflict(f"finding {finding.id} is {'already' if verified else 'not'} verified", field="verified")
-    before = audit.snapshot(finding, _TRIAGE_FIELDS)
-    finding.verified = verified
-    session.flush()
-    _audit_finding(session, principal, finding, "verify" if verified else "verify-undo", before, reason)
-    return finding
+    return _set_flag(session, principal, finding_id, reason, "verified", verified, label="verified",
+                     action="verify")
 
 
 def set_out_of_scope(session: Session, principal: Principal, finding_id: int, reason: str, *,
@@ -363,17 +370,8 @@ def set_out_of_scope(session: Session, principal: Principal, finding_id: int, re
     """Out of scope (不在范围): not the bureau's to fix (a host outside the government networks a carrier's scan
     reached, a system handed over to another authority). It leaves the SLA, the tickets and the counts while
     ``active`` keeps following the scans, so taking it back (``out_of_scope=False``) shows it as it is now."""
-    finding = _triage(session, principal, finding_id)
-    reason = _reason(reason)
-    if finding.out_of_scope is out_of_scope:
-        raise Conflict(f"finding {finding.id} is {'already' if out_of_scope else 'not'} out of scope",
-                       field="out_of_scope")
-    before = audit.snapshot(finding, _TRIAGE_FIELDS)
-    finding.out_of_scope = out_of_scope
-    session.flush()
-    _audit_finding(session, principal, finding, "out-of-scope" if out_of_scope else "out-of-scope-undo", before,
-                   reason)
-    return finding
+    return _set_flag(session, principal, finding_id, reason, "out_of_scope", out_of_scope, label="out of scope",
+                     action="out-of-scope")
 
 
 def accept_risk(session: Session, principal: Principal, finding_id: int, reason: str, until: date) -> Finding:
