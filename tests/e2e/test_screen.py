@@ -4,7 +4,6 @@ API, shows new numbers after the data changes, and a screenshot is kept as a tes
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,23 +27,20 @@ from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.service import drills, duty, findings
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
+from tests.support.democity import DemoCityFiles
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
-    data = tmp_path_factory.mktemp("screen")
-    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
+def demo(demo_city: DemoCityFiles,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
+    city = demo_city.copy_to(tmp_path_factory.mktemp("screen"))
+    reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0))
     cli_state.schema_checked = False
-    runner = CliRunner()
-    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    seeded = runner.invoke(cli, ["demo", "seed", "--tokens-file", str(data / "t.json")])
-    assert seeded.exit_code == 0, seeded.output
-    tokens = json.loads((data / "t.json").read_text())["tokens"]
     with serve(create_app()) as base:
-        yield base, tokens, runner
+        yield base, city.tokens, CliRunner()
     reset_settings()
     dispose_engines()
 

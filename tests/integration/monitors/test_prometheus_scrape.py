@@ -12,16 +12,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from api.app import create_app
-from cloudctl.cli import app as cli
 from cloudctl.core.auth import system_principal
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, session_scope
 from cloudctl.core.models import utcnow
 from tests.support.appserver import serve
+from tests.support.democity import DemoCityFiles
 from tests.support.promserver import PrometheusServer
 
 pytestmark = pytest.mark.slow
@@ -30,15 +29,11 @@ RULES = Path(__file__).resolve().parents[3] / "monitors" / "rules"
 
 
 @pytest.fixture(scope="module")
-def demo_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("scrape")
-    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
+def demo_api(demo_city: DemoCityFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    city = demo_city.copy_to(tmp_path_factory.mktemp("scrape"))
+    reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0))
     cli_state.schema_checked = False
-    runner = CliRunner()
-    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    seeded = runner.invoke(cli, ["demo", "seed", "--tokens-file", str(data / "t.json")])
-    assert seeded.exit_code == 0, seeded.output
     _a_day_of_security_work()
     with serve(create_app()) as base:
         yield base
