@@ -17,7 +17,7 @@ The rule:
   panel by panel which is which (``monitors/screen.py``).
 
 The unit tree lives in :mod:`cloudctl.org`, above this package: org registers how "a unit and everything under
-it" is expressed in SQL (:func:`register_unit_tree`), so core never imports it.
+it" is expressed in SQL (:func:`register_unit_tree`, from ``cloudctl.org.models``), so core never imports it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def subtree(path: str, unit: SQLColumnExpression[Any]) -> ColumnElement[bool]:
     """``unit`` names the unit at ``path`` or one below it: what every ``unit`` filter means."""
     if _tree is None:
         # Fail closed: without the tree nothing could be scoped, and nothing is shown unscoped by accident.
-        raise RuntimeError("no unit tree registered: import cloudctl.org.service before reading scoped records")
+        raise RuntimeError("no unit tree registered: cloudctl.org.models registers it when loaded")
     return _tree(path, unit)
 
 

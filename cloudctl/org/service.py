@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, Role, authorize, can
@@ -64,15 +64,6 @@ TOKEN_PREFIX = "cct_"
 
 
 # ---------------------------------------------------------------- scope
-
-
-def _subtree(path: str, unit: SQLColumnExpression[Any]) -> ColumnElement[bool]:
-    # An alias, so the subquery never correlates with a units table the outer query reads.
-    tree = aliased(Unit)
-    return unit.in_(select(tree.id).where(tree.path.startswith(path)))
-
-
-read.register_unit_tree(_subtree)
 
 
 def under(session: Session, principal: Principal, code: str, unit: SQLColumnExpression[Any], *,
