@@ -138,3 +138,19 @@ def test_the_summary_needs_a_token(demo: tuple[str, dict[str, str], CliRunner]) 
                        timeout=10)
     assert answer.status_code == 200
     assert answer.json()["access"]["horizontal"]["required"] == 135
+
+
+def test_a_department_screen_shows_its_own_figures_and_no_city_panel(
+        demo: tuple[str, dict[str, str], CliRunner]) -> None:
+    base, tokens, _ = demo
+    summary = httpx.get(f"{base}/api/v1/screen/summary", headers={"Authorization": f"Bearer {tokens['dept-d01']}"},
+                        timeout=10).json()
+    assert summary["unit"] == "990100-D01"
+    dom = dump_dom(f"{base}/screen?token={tokens['dept-d01']}&refresh=2")
+    assert _text(dom, "error") == ""
+    assert _text(dom, "title") == f"{summary['unit_name']} 值班大屏"
+    # Its own figures; the panels of the whole city (alerts it may not read, the duty officer) show a dash.
+    assert _text(dom, "violations") == str(summary["violations_open"])
+    assert _text(dom, "security") == "— / —"
+    assert _text(dom, "officer") == "—"
+    assert "市政务云中心" not in dom
