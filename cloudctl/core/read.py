@@ -109,7 +109,8 @@ def page(session: Session, query: Select[T], *, limit: int, offset: int,
 
 def every(lister: Callable[..., tuple[Sequence[T], int]], *, size: int | None = None) -> Iterator[T]:
     """Every row of a list function, fetched a page at a time: ``every(partial(list_units, session, principal,
-    kind=...))``. Offsets move on by the page size, so rows added meanwhile may shift one across a page edge."""
+    kind=...))``, or of a query: ``every(partial(page, session, query, order_by=(Job.id,)))``. Offsets move on by
+    the page size, so a row added or removed meanwhile may shift one across a page edge."""
     size = size or get_settings().api_page_limit_max
     offset = 0
     while True:

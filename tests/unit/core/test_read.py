@@ -100,6 +100,9 @@ def test_every_walks_a_list_page_by_page(session: Session) -> None:
     assert calls == [(3, 0), (3, 3), (3, 6)]
     # Through partial, as callers use it, with the configured page size.
     assert [u.code for u in read.every(partial(org.list_units, session, ADMIN))] == codes
+    # And of a query, through page.
+    assert [u.code for u in read.every(partial(read.page, session, select(Unit), order_by=(Unit.code,)), size=2)] \
+        == codes
 
 
 def test_within_keeps_a_scoped_principal_in_its_subtree(session: Session) -> None:
