@@ -7,6 +7,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,10 +33,10 @@ from tests.support.democity import DemoCityFiles
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo(demo_city: DemoCityFiles,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
-    city = demo_city.copy_to(tmp_path_factory.mktemp("screen"))
+@pytest.fixture
+def demo(demo_city: DemoCityFiles, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
+    """The demo city served for this test alone: what one test plants (a drill, findings), the next never sees."""
+    city = demo_city.copy_to(tmp_path / "screen")
     reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0))
     cli_state.schema_checked = False
