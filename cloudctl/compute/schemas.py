@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from cloudctl.compute.models import AddressKind, CloudKind, ItemStatus, RequestStatus
+from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import Schema
 
 __all__ = [
@@ -154,7 +155,7 @@ class RequestItemCreate(Schema):
 
 
 class RequestCreate(Schema):
-    business_system: int = Field(description="id of the business system (业务系统) the VMs serve")
+    business_system: Id = Field(description="id of the business system (业务系统) the VMs serve")
     cloud: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
         default="any", description="a cloud name, or 'any' for the cloud with room under the unit's quota")
     justification: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=2000)]

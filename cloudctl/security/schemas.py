@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import Schema
 from cloudctl.security.models import (
     AlertStatus,
@@ -183,7 +184,7 @@ class BlockIn(Schema):
     ip: str = Field(min_length=2, max_length=49)
     reason: str = Field(min_length=2, max_length=500)
     expires_at: datetime | None = None
-    alert_id: int | None = None
+    alert_id: Id | None = None
 
 
 class DutyPeriodPublic(Schema):
