@@ -57,7 +57,7 @@ def _text(dom: str, element_id: str) -> str:
 
 def test_the_screen_shows_the_demo_city_and_follows_changes(demo: tuple[str, dict[str, str], CliRunner]) -> None:
     base, tokens, runner = demo
-    url = f"{base}/screen?token={tokens['duty']}&refresh=2"
+    url = f"{base}/screen?refresh=2#token={tokens['duty']}"
     dom = dump_dom(url)
     assert _text(dom, "h-rate") == "97.8%"
     assert _text(dom, "v-rate") == "98.0%"
@@ -119,7 +119,7 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
         ticket.deadline = now.date() - timedelta(days=1)
         assert block.unit is not None
         chased = block.unit.code
-    dom = dump_dom(f"{base}/screen?token={tokens['duty']}&refresh=2")
+    dom = dump_dom(f"{base}/screen?refresh=2#token={tokens['duty']}")
     assert re.fullmatch(r"准备阶段 · 距开始 17天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
     # 13 items a unit; only the one due 20 days before the start is late, for both units, and one of those is done.
     assert "检查项完成 1 / 26 · 超期未完成 1" in _text(dom, "drill-detail")
@@ -130,7 +130,7 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
     assert row, dom[-2000:]
     assert "超期整改单 1" in row.group(0)
     assert f"严重漏洞 {critical_before + 1}" in row.group(0)
-    screenshot(f"{base}/screen?token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
+    screenshot(f"{base}/screen#token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
                height=900)
 
 
