@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.deps import PrincipalDep, SessionDep
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import Page
+from cloudctl.core.text import FreeText, NoControlMultiline
 from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
@@ -36,6 +37,8 @@ from cloudctl.security.service import alerts, assets, drills, duty
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
+# Why a flag is taken back (DELETE carries no body): kept in the audit log as a body's reason would be.
+QueryReason = Annotated[str, Query(min_length=4, max_length=1000), NoControlMultiline]
 
 
 @router.get("/assets")
@@ -104,7 +107,7 @@ def mark_false_positive(finding_id: Id, body: ReasonIn, session: SessionDep,
 
 @router.delete("/findings/{finding_id}/false-positive")
 def unmark_false_positive(finding_id: Id, session: SessionDep, principal: PrincipalDep,
-                          reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+                          reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.unmark_false_positive(session, principal, finding_id, reason))
 
 
@@ -116,7 +119,7 @@ def verify_finding(finding_id: Id, body: ReasonIn, session: SessionDep, principa
 
 @router.delete("/findings/{finding_id}/verified")
 def unverify_finding(finding_id: Id, session: SessionDep, principal: PrincipalDep,
-                     reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+                     reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.set_verified(session, principal, finding_id, reason, verified=False))
 
 
@@ -128,7 +131,7 @@ def set_out_of_scope(finding_id: Id, body: ReasonIn, session: SessionDep, princi
 
 @router.delete("/findings/{finding_id}/out-of-scope")
 def unset_out_of_scope(finding_id: Id, session: SessionDep, principal: PrincipalDep,
-                       reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+                       reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.set_out_of_scope(session, principal, finding_id, reason,
                                                                  out_of_scope=False))
 
@@ -141,7 +144,7 @@ def accept_risk(finding_id: Id, body: RiskAcceptanceIn, session: SessionDep, pri
 
 @router.delete("/findings/{finding_id}/risk-acceptance")
 def revoke_risk(finding_id: Id, session: SessionDep, principal: PrincipalDep,
-                reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+                reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.revoke_risk(session, principal, finding_id, reason))
 
 
@@ -190,7 +193,8 @@ def set_verdict(alert_id: Id, body: VerdictIn, session: SessionDep, principal: P
 @router.post("/alerts/{alert_id}/steps/{step}")
 def update_step(alert_id: Id, step: str, body: StepIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.update_step(session, principal, alert_id, step,
-                                                         status=StepStatus(body.status), evidence=body.evidence))
+                                                         status=StepStatus(body.status), evidence=body.evidence,
+                                                         block_addresses=body.block, override=body.override))
 
 
 @router.post("/alerts/{alert_id}/close")
@@ -201,7 +205,7 @@ def close_alert(alert_id: Id, session: SessionDep, principal: PrincipalDep) -> A
 @router.post("/blocklist", status_code=status.HTTP_201_CREATED)
 def block(body: BlockIn, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     row = alerts.block(session, principal, body.ip, reason=body.reason, expires_at=body.expires_at,
-                       alert_id=body.alert_id)
+                       alert_id=body.alert_id, override=body.override)
     return {"id": row.id, "ip": row.ip, "reason": row.reason, "expires_at": row.expires_at}
 
 
@@ -281,7 +285,7 @@ def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | N
 
 class ItemUpdate(BaseModel):
     status: ItemStatus
-    evidence: str | None = Field(default=None, max_length=4000)
+    evidence: FreeText | None = None
 
 
 @router.post("/drills", status_code=status.HTTP_201_CREATED)
