@@ -164,3 +164,37 @@ def test_query_string_credentials_never_reach_the_access_log() -> None:
     assert "s3cret" not in record.getMessage()
     assert "Token=REDACTED" in record.getMessage()
     assert any(isinstance(f, RedactCredentials) for f in logging.getLogger("uvicorn.access").filters)
+
+
+@pytest.mark.parametrize("bad", ["市公安局\x1b[2J", "市公安\x00局", "市公安局\u202e", "市公安\n局", "市\x9b公安局"])
+def test_names_and_codes_refuse_control_characters(client: TestClient, city: MiniCity, bad: str) -> None:
+    """ESC, NUL, a bidi override, a newline, a C1 control: refused naming the field, on both databases alike."""
+    admin = auth(city, "admin")
+    cases = [
+        ("POST", "/api/v1/units", {"code": "990100-D09", "name": bad, "kind": "department", "parent": "990100"},
+         admin, "name"),
+        ("POST", "/api/v1/business-systems", {"unit_code": "990100-D01", "name": bad, "mlps_level": 3}, admin,
+         "name"),
+        ("PATCH", f"/api/v1/business-systems/{city.systems['own']}", {"contact_name": bad}, admin, "contact_name"),
+        ("POST", "/api/v1/security/alerts", {**GENERIC, "title": bad}, auth(city, "duty"), "title"),
+        ("POST", "/api/v1/extranet/links", {"unit_code": "990100-D01", "carrier": bad, "line_type": "MSTP",
+                                            "bandwidth_mbps": 100}, admin, "carrier"),
+    ]
+    for method, url, body, headers, field in cases:
+        answer = client.request(method, url, json=body, headers=headers)
+        assert answer.status_code == 422, (url, answer.text)
+        assert answer.json()["errors"][0]["field"] == field
+        assert "control characters" in answer.json()["errors"][0]["reason"]
+
+
+def test_free_text_keeps_its_line_breaks(client: TestClient, city: MiniCity) -> None:
+    system = client.patch(f"/api/v1/business-systems/{city.systems['own']}", headers=auth(city, "admin"),
+                          json={"description": "视频联网平台\n\t二期建设中"})
+    assert system.status_code == 200, system.text
+    refused = client.patch(f"/api/v1/business-systems/{city.systems['own']}", headers=auth(city, "admin"),
+                           json={"description": "视频联网平台\x1b]8;;http://x\x07"})
+    assert refused.status_code == 422
+    reason = client.delete("/api/v1/security/findings/1/verified", headers=auth(city, "secops"),
+                           params={"reason": "复核\x1b[31m"})
+    assert reason.status_code == 422
+    assert reason.json()["errors"][0]["field"] == "reason"

@@ -119,7 +119,8 @@ class ReportCreate(BaseModel):
     incidents: int = Field(default=0, ge=0, le=10_000)
     note: Annotated[str, StringConstraints(max_length=2000), NoControlMultiline] | None = None
     slot_at: datetime | None = Field(default=None, description="the slot reported for (default: the one due)")
-    unit_code: str | None = Field(default=None, max_length=32, description="default: the reporter's own unit")
+    unit_code: Annotated[str, StringConstraints(max_length=32), NoControl] | None = Field(
+        default=None, description="default: the reporter's own unit")
 
     @model_validator(mode="after")
     def _zero(self) -> ReportCreate:
