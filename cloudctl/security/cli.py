@@ -13,7 +13,7 @@ import typer
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
@@ -288,7 +288,7 @@ def sec_close(alert_id: int = typer.Argument(...)) -> None:
 def sec_blocklist(fmt: str = typer.Option("txt", "--format", help="txt or csv")) -> None:
     """The addresses blocked now, for the firewalls."""
     with unit_of_work() as (session, principal):
-        sys.stdout.write(alerts.blocklist(session, principal, fmt=fmt))
+        write_text(alerts.blocklist(session, principal, fmt=fmt))
 
 
 @security_app.command("duty-missing")

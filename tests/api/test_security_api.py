@@ -222,3 +222,12 @@ def test_the_block_step_blocks_through_the_same_guard(client: TestClient, city: 
                             json={"status": "done", "evidence": "已响应", "block": ["198.51.100.1"]})
     assert elsewhere.status_code == 422
     assert elsewhere.json()["errors"][0]["field"] == "block"
+
+
+def test_the_block_list_csv_neutralises_formulas(client: TestClient, city: MiniCity) -> None:
+    headers = auth(city, "duty")
+    assert client.post("/api/v1/security/blocklist", headers=headers,
+                       json={"ip": "203.0.113.8", "reason": "=cmd|' /C calc'!A0"}).status_code == 201
+    text = client.get("/api/v1/security/blocklist?format=csv", headers=headers)
+    assert text.headers["content-type"].startswith("text/csv")
+    assert "203.0.113.8,'=cmd|' /C calc'!A0," in text.text

@@ -9,8 +9,6 @@ the same alert sent again counts a repeat instead of opening another.
 
 from __future__ import annotations
 
-import csv
-import io
 import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -24,6 +22,7 @@ from cloudctl.core import audit
 from cloudctl.core.auth import Principal, authorize, can
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from cloudctl.core.export import csv_text
 from cloudctl.core.models import utcnow
 from cloudctl.core.text import NoControl
 from cloudctl.org.models import Unit
@@ -346,10 +345,6 @@ def blocklist(session: Session, principal: Principal, *, fmt: str = "txt") -> st
         return "".join(f"{r.ip}\n" for r in sorted({r.ip: r for r in rows}.values(), key=lambda r: r.ip))
     if fmt != "csv":
         raise InvalidInput("txt or csv", field="format")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["ip", "reason", "expires_at", "alert_id", "created_by", "created_at"])
-    for r in rows:
-        writer.writerow([r.ip, r.reason, r.expires_at.isoformat() if r.expires_at else "", r.alert_id or "",
-                         r.created_by, r.created_at.isoformat()])
-    return out.getvalue()
+    return csv_text(["ip", "reason", "expires_at", "alert_id", "created_by", "created_at"],
+                    [[r.ip, r.reason, r.expires_at.isoformat() if r.expires_at else "", r.alert_id or "",
+                      r.created_by, r.created_at.isoformat()] for r in rows])
