@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from api import hardening
+from api.contract import install_contract
 from api.deps import SessionDep
 from api.docs import install_docs
 from api.problems import install_problem_handlers
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     )
     install_problem_handlers(app)
     install_docs(app)
+    install_contract(app)
     limits = get_settings()
     hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth)
     # One registry per app: the domains' collector, and request counts and latency from a well-kept library.

@@ -97,6 +97,18 @@ def json_depth(data: bytes, limit: int) -> bool:
     return True
 
 
+def _json_refusal(body: bytes, max_depth: int) -> str | None:
+    """Why a JSON body is refused before the parser sees it, or None."""
+    try:
+        # JSON between systems is UTF-8 (RFC 8259); anything else would reach the parser as a 400.
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8 text"
+    if not json_depth(body, max_depth):
+        return f"JSON nested deeper than {max_depth} levels"
+    return None
+
+
 def _is_json(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name.lower() == b"content-type":
@@ -106,7 +118,8 @@ def _is_json(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 
 class BodyLimit:
-    """Refuse a request body over ``max_bytes`` (413) and JSON nested deeper than ``max_depth`` (422).
+    """Refuse a request body over ``max_bytes`` (413), and JSON that is not UTF-8 or is nested deeper than
+    ``max_depth`` (422).
 
     The body is read here, up to the limit, and handed to the app whole: a declared Content-Length
     over the limit is refused before a byte is read, a chunked body as soon as it passes the limit.
@@ -146,11 +159,12 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and _is_json(headers) and not json_depth(body, self.max_depth):
-            reason = f"JSON nested deeper than {self.max_depth} levels"
-            await _send_problem(scope, send, 422, "Invalid input", f"body: {reason}", "invalid-input",
-                                [{"field": "body", "reason": reason}])
-            return
+        if body and _is_json(headers):
+            reason = _json_refusal(body, self.max_depth)
+            if reason is not None:
+                await _send_problem(scope, send, 422, "Invalid input", f"body: {reason}", "invalid-input",
+                                    [{"field": "body", "reason": reason}])
+                return
 
         delivered = False
 

@@ -209,7 +209,9 @@ def block(body: BlockIn, session: SessionDep, principal: PrincipalDep) -> dict[s
     return {"id": row.id, "ip": row.ip, "reason": row.reason, "expires_at": row.expires_at}
 
 
-@router.get("/blocklist")
+@router.get("/blocklist", response_class=PlainTextResponse, responses={200: {
+    "description": "one address or network per line (txt), or CSV with reason and expiry (csv)",
+    "content": {"text/plain": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}})
 def blocklist(session: SessionDep, principal: PrincipalDep,
               fmt: Annotated[str, Query(alias="format", pattern="^(txt|csv)$")] = "txt") -> PlainTextResponse:
     """The addresses blocked now, for the firewalls: one per line (txt) or with reason and expiry (csv)."""
