@@ -163,6 +163,9 @@ def test_query_string_credentials_never_reach_the_access_log() -> None:
     assert RedactCredentials().filter(record)
     assert "s3cret" not in record.getMessage()
     assert "Token=REDACTED" in record.getMessage()
+    from api.app import create_app
+
+    create_app()
     assert any(isinstance(f, RedactCredentials) for f in logging.getLogger("uvicorn.access").filters)
 
 
@@ -198,3 +201,43 @@ def test_free_text_keeps_its_line_breaks(client: TestClient, city: MiniCity) -> 
                            params={"reason": "复核\x1b[31m"})
     assert reason.status_code == 422
     assert reason.json()["errors"][0]["field"] == "reason"
+
+
+def test_uvicorns_access_log_keeps_no_token(tmp_path: Any) -> None:
+    """The real server's access log, as `cloudctl serve` writes it: a token in a query string is redacted."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+    from tests.support.appserver import free_port
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="info",
+                                           access_log=True))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    keep = Keep()
+    access = logging.getLogger("uvicorn.access")
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        access.addHandler(keep)
+        httpx.get(f"http://127.0.0.1:{port}/screen?token=cc_s3cr3t-view-token&refresh=5")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        access.removeHandler(keep)
+    screen = [line for line in lines if "/screen" in line]
+    assert screen, lines
+    assert "cc_s3cr3t-view-token" not in "\n".join(lines)
+    assert "token=REDACTED&refresh=5" in screen[0]
