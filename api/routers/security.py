@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import Page
@@ -42,7 +42,7 @@ QueryReason = Annotated[str, Query(min_length=4, max_length=1000), NoControlMult
 
 
 @router.get("/assets")
-def list_assets(session: SessionDep, principal: PrincipalDep, unit: str | None = None,
+def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
                 business_system: Annotated[Id | None, Query(description="business system id")] = None,
                 mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
                 linked: Annotated[bool | None, Query(description="on a cloud server (true) or not (false)")] = None,
@@ -68,7 +68,7 @@ def set_mlps_level(asset_id: Id, body: AssetLevelIn, session: SessionDep, princi
 
 
 @router.get("/findings")
-def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: str | None = None,
+def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: UnitFilter = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
                   business_system: Annotated[Id | None, Query(description="business system id")] = None,
                   mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
@@ -314,7 +314,7 @@ def drill_progress(drill_id: Id, session: SessionDep, principal: PrincipalDep) -
 
 @router.get("/drills/{drill_id}/items")
 def drill_items(drill_id: Id, session: SessionDep, principal: PrincipalDep,
-                unit: str | None = None) -> list[DrillItemPublic]:
+                unit: UnitFilter = None) -> list[DrillItemPublic]:
     return [DrillItemPublic.model_validate(i) for i in drills.list_items(session, principal, drill_id, unit=unit)]
 
 
