@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, seed, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -27,8 +28,11 @@ from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, get_engine, session_scope
 from cloudctl.core.migrate import upgrade
 from tests.factories import build_mini_city
+from tests.support.sandbox import SANDBOX
 
 pytestmark = pytest.mark.slow
+# Hypothesis keeps a cache beside the working directory; the run's own home holds it instead.
+set_hypothesis_home_dir(SANDBOX / "hypothesis")
 
 EXAMPLES = 6
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
