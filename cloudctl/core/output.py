@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -11,14 +12,26 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cloudctl.core.config import get_settings
 from cloudctl.core.models import LabelledEnum
+from cloudctl.core.text import escape_json_controls, visible
 
-__all__ = ["Column", "OutputFormat", "console", "err_console", "print_one", "print_rows"]
+__all__ = ["Column", "OutputFormat", "console", "err_console", "print_json", "print_one", "print_rows", "write_text"]
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """A Rich console that shows control characters in the text it is given (␛ for ESC) instead of passing them
+    to the terminal: a name stored with an escape sequence cannot clear the operator's screen or recolour it.
+    Every string a command prints, and every table cell, becomes text here; Rich's own styling comes after."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 class OutputFormat(str, enum.Enum):
@@ -41,9 +54,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _json(data: Any) -> None:
-    # ensure_ascii=False: unit names are Chinese and must stay readable.
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+def print_json(data: Any) -> None:
+    """JSON for programs. ensure_ascii=False: unit names are Chinese and must stay readable; control characters
+    are escaped (json escapes C0, we escape DEL, C1 and bidi controls)."""
+    print(escape_json_controls(json.dumps(data, ensure_ascii=False, indent=2)))
+
+
+def write_text(text: str) -> None:
+    """Text a command writes as it is (a block list, CSV): line breaks kept, every other control character shown."""
+    sys.stdout.write(visible(text, keep="\n\r\t"))
 
 
 def print_rows(
@@ -56,7 +75,7 @@ def print_rows(
 ) -> None:
     """JSON prints every row as an array; the table shows the named columns."""
     if fmt is OutputFormat.JSON:
-        _json([row.model_dump(mode="json") for row in rows])
+        print_json([row.model_dump(mode="json") for row in rows])
         return
     table = Table(title=title, header_style="bold")
     for header, _ in columns:
@@ -77,7 +96,7 @@ def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,
     """
     data = record.model_dump(mode="json")
     if fmt is OutputFormat.JSON:
-        _json({**data, **(extra or {})})
+        print_json({**data, **(extra or {})})
         return
     table = Table(title=title, show_header=False, box=None)
     table.add_column(style="bold cyan")

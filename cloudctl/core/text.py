@@ -9,13 +9,14 @@ and tabs, nothing else of the kind. SQLite and PostgreSQL then refuse the same s
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, StringConstraints
 
 __all__ = ["BIDI_CONTROLS", "FreeText", "Line", "NoControl", "NoControlMultiline", "control_character",
-           "refuse_control"]
+           "escape_json_controls", "refuse_control", "visible"]
 
 # Unicode's explicit directional formatting characters (UAX #9): they reorder what a reader sees, the
 # "Trojan Source" trick. Zero-width joiners and other format characters stay: Chinese and emoji text uses them.
@@ -60,3 +61,34 @@ NoControlMultiline = AfterValidator(_multi_line)
 # The common shapes, so schemas read ``note: FreeText`` rather than repeating constraints.
 Line = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), NoControl]
 FreeText = Annotated[str, StringConstraints(max_length=4000), NoControlMultiline]
+
+
+# What a terminal must never receive raw: C0 (but the breaks a caller keeps), DEL, C1, bidi controls, line and
+# paragraph separators, lone surrogates. Text stored before names were checked may still hold them.
+_UNSHOWN = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff"
+_UNSHOWN_KEEPING = {keep: re.compile(f"[{_UNSHOWN}]" if not keep else
+                                     f"(?![{re.escape(keep)}])[{_UNSHOWN}]") for keep in ("", "\n\t", "\n\r\t")}
+
+
+def _picture(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # Unicode's control pictures (␛ for ESC, ␀ for NUL): one character for one, so table widths stay.
+    if code < 0x20:
+        return chr(0x2400 + code)
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def visible(value: str, *, keep: Literal["", "\n\t", "\n\r\t"] = "\n\t") -> str:
+    """``value`` with every control character a terminal would act on replaced by a visible stand-in
+    (U+241B for ESC, U+FFFD for C1 and bidi controls), except the breaks in ``keep`` ("", "\\n\\t" or
+    "\\n\\r\\t")."""
+    return _UNSHOWN_KEEPING[keep].sub(_picture, value)
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def escape_json_controls(text: str) -> str:
+    """JSON text (``json.dumps(..., ensure_ascii=False)``, which escapes only C0) with DEL, C1 and bidi
+    controls escaped as ``\\uXXXX`` too: still the same JSON, and nothing in it a terminal acts on."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

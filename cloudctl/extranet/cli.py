@@ -17,7 +17,8 @@ from cloudctl.core import jobs
 from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.export import csv_text
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
 from cloudctl.extranet.models import ApplicationStatus, LinkRole, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
     AddressCreate,
@@ -177,9 +178,7 @@ def prefix_export(fmt: str = typer.Option("yaml", "--format", help="yaml or csv"
         sys.stdout.write(yaml.safe_dump(rows, allow_unicode=True, sort_keys=False))
         return
     columns = ["kind", "prefix", "address", "zone", "vrf", "status", "unit_code", "vlan", "role", "mac", "description"]
-    writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+    write_text(csv_text(columns, [[row.get(c) for c in columns] for row in rows]))
 
 
 def _read_rows(file: Path) -> list[dict[str, Any]]:

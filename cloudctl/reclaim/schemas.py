@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from cloudctl.core.schemas import Schema
+from cloudctl.core.text import NoControl, NoControlMultiline
 from cloudctl.reclaim.models import AppealStatus, RecommendationKind, RecommendationStatus
 
 __all__ = [
@@ -24,7 +25,8 @@ __all__ = [
 class SummaryRow(BaseModel):
     """One CSV row of a daily summary import (the columns `cloudctl reclaim import` reads)."""
 
-    server: str = Field(min_length=1, max_length=128, description="server id, provider id or name")
+    server: Annotated[str, StringConstraints(min_length=1, max_length=128), NoControl] = Field(
+        description="server id, provider id or name")
     day: date
     metric: Literal["cpu", "mem", "net_rx", "net_tx"]
     p95: float = Field(ge=0)
@@ -79,12 +81,13 @@ class CampaignPublic(Schema):
 
 
 class AppealCreate(Schema):
-    reason: str = Field(min_length=4, max_length=1000, description="why the server must keep its resources")
+    reason: Annotated[str, StringConstraints(min_length=4, max_length=1000), NoControlMultiline] = Field(
+        description="why the server must keep its resources")
 
 
 class AppealDecision(Schema):
     accept: bool
-    note: str | None = Field(default=None, max_length=500)
+    note: Annotated[str, StringConstraints(max_length=500), NoControlMultiline] | None = None
     exempt_until: date | None = Field(default=None, description="with accept: exempt until this day")
 
 

@@ -13,13 +13,14 @@ import typer
 from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
     AssetPublic,
+    BlockIn,
     DrillPublic,
     DutyPeriodPublic,
     DutyShiftPublic,
@@ -27,6 +28,7 @@ from cloudctl.security.schemas import (
     FindingPublic,
     ReasonIn,
     RiskAcceptanceIn,
+    StepIn,
     TicketPublic,
 )
 from cloudctl.security.service import alerts, assets, drills, duty, runs
@@ -244,12 +246,34 @@ def sec_verdict(alert_id: int = typer.Argument(...), verdict: Verdict = typer.Ar
 @security_app.command("step")
 def sec_step(alert_id: int = typer.Argument(...), step: str = typer.Argument(..., help="block, respond, investigate, "
                                                                                      "kill, record, reply"),
-             evidence: str | None = typer.Option(None), skip: bool = typer.Option(False, "--skip")) -> None:
+             evidence: str | None = typer.Option(None), skip: bool = typer.Option(False, "--skip"),
+             block: list[str] = typer.Option([], "--block", help="阻断: an address or network it blocked "
+                                                                 "(repeatable), put on the block list"),
+             override: bool = typer.Option(False, "--override", help="an administrator blocks inside the city's "
+                                                                     "own space")) -> None:
     """Record a response step done (with evidence), or 查杀 not applicable (--skip)."""
+    data = parse(StepIn, {"status": "skipped" if skip else "done", "evidence": evidence, "block": block,
+                          "override": override})
     with unit_of_work() as (session, principal):
-        alerts.update_step(session, principal, alert_id, step,
-                           status=StepStatus.SKIPPED if skip else StepStatus.DONE, evidence=evidence)
+        alerts.update_step(session, principal, alert_id, step, status=StepStatus(data.status),
+                           evidence=data.evidence, block_addresses=data.block, override=data.override)
         console.print(f"alert {alert_id}: {step} {'skipped' if skip else 'done'}")
+
+
+@security_app.command("block")
+def sec_block(address: str = typer.Argument(..., help="an address or a network (at most /16, IPv6 /48)"),
+              reason: str = typer.Option(..., help="why: kept with the entry and in the audit log"),
+              expires: datetime | None = typer.Option(None, help="lift it then (with a zone, e.g. …+08:00)"),
+              alert: int | None = typer.Option(None, help="the alert it answers"),
+              override: bool = typer.Option(False, "--override", help="an administrator blocks an address inside "
+                                                                      "the extranet plan or a cloud's space")) -> None:
+    """Put an address on the firewalls' block list (封禁); never loopback, link-local, multicast or a broad range."""
+    data = parse(BlockIn, {"ip": address, "reason": reason, "expires_at": expires, "alert_id": alert,
+                           "override": override})
+    with unit_of_work() as (session, principal):
+        row = alerts.block(session, principal, data.ip, reason=data.reason, expires_at=data.expires_at,
+                           alert_id=data.alert_id, override=data.override)
+        console.print(f"blocked {row.ip}")
 
 
 @security_app.command("close")
@@ -264,7 +288,7 @@ def sec_close(alert_id: int = typer.Argument(...)) -> None:
 def sec_blocklist(fmt: str = typer.Option("txt", "--format", help="txt or csv")) -> None:
     """The addresses blocked now, for the firewalls."""
     with unit_of_work() as (session, principal):
-        sys.stdout.write(alerts.blocklist(session, principal, fmt=fmt))
+        write_text(alerts.blocklist(session, principal, fmt=fmt))
 
 
 @security_app.command("duty-missing")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
+from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import Schema
+from cloudctl.core.text import FreeText, NoControl, NoControlMultiline
 from cloudctl.security.models import (
     AlertStatus,
     DrillPhase,
@@ -23,6 +25,10 @@ from cloudctl.security.models import (
 __all__ = ["AlertPublic", "AssetLevelIn", "AssetPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic",
            "DutyPeriodPublic", "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn",
            "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+
+
+# Why a finding, an asset or a ticket is treated so: kept in the audit log, and may run over several lines.
+Reason = Annotated[str, StringConstraints(min_length=4, max_length=1000), NoControlMultiline]
 
 
 class AssetPublic(Schema):
@@ -50,7 +56,7 @@ class AssetLevelIn(Schema):
     """Set an asset's MLPS level by hand; null hands it back to its business system's level."""
 
     mlps_level: int | None = Field(ge=1, le=4)
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
 
 
 class FindingPublic(Schema):
@@ -125,17 +131,17 @@ class TicketPublic(Schema):
 class ReasonIn(Schema):
     """Why (a false positive marked, an acceptance revoked): kept in the audit log."""
 
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
 
 
 class RiskAcceptanceIn(Schema):
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
     until: date
 
 
 class ExtensionIn(Schema):
     to: date
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
 
 
 class TriageStepPublic(Schema):
@@ -171,19 +177,25 @@ class AlertPublic(Schema):
 
 class VerdictIn(Schema):
     verdict: Verdict
-    note: str | None = Field(default=None, max_length=1000)
+    note: Annotated[str, StringConstraints(max_length=1000), NoControlMultiline] | None = None
 
 
 class StepIn(Schema):
     status: Literal["done", "skipped"]
-    evidence: str | None = Field(default=None, max_length=4000)
+    evidence: FreeText | None = None
+    block: list[Annotated[str, StringConstraints(min_length=2, max_length=49), NoControl]] = Field(
+        default_factory=list, max_length=32,
+        description="阻断 done: the addresses or networks blocked, put on the block list with the evidence as reason")
+    override: bool = Field(default=False, description="an administrator blocks inside the city's own space")
 
 
 class BlockIn(Schema):
-    ip: str = Field(min_length=2, max_length=49)
-    reason: str = Field(min_length=2, max_length=500)
+    ip: Annotated[str, StringConstraints(min_length=2, max_length=49), NoControl]
+    reason: Annotated[str, StringConstraints(min_length=2, max_length=500), NoControlMultiline]
     expires_at: datetime | None = None
-    alert_id: int | None = None
+    alert_id: Id | None = None
+    override: bool = Field(default=False, description="an administrator's explicit block of an address inside the "
+                                                      "city's extranet plan or a cloud's address space")
 
 
 class DutyPeriodPublic(Schema):
@@ -214,7 +226,7 @@ class DutyShiftPublic(Schema):
 class CheckInIn(Schema):
     """The body of a check-in (签到), optional: what the next shift must know (交接班)."""
 
-    handover_note: str | None = Field(default=None, max_length=4000)
+    handover_note: FreeText | None = None
 
 
 class DutyReportPublic(Schema):

@@ -88,3 +88,47 @@ def test_resize_a_demo_server_and_refuse_a_bad_flavor(demo: CliRunner) -> None:
     assert result.exit_code == 1
     assert result.output.strip().startswith("error: flavor")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_showback_csv_neutralises_formulas_and_the_cli_prints_no_raw_control_characters(demo: CliRunner) -> None:
+    """A department names its system like a formula: the CSV (opened in Excel) shows it as text. A name stored
+    with an escape sequence before names were checked prints as ␛, never as ESC."""
+    import csv
+    import io
+
+    from sqlalchemy import select
+
+    from cloudctl.compute.models import Server
+    from cloudctl.core.db import session_scope
+    from cloudctl.org.models import BusinessSystem
+
+    with session_scope() as session:
+        system = session.scalar(select(BusinessSystem).join(Server, Server.business_system_id == BusinessSystem.id)
+                                .order_by(BusinessSystem.id).limit(1))
+        assert system is not None
+        system_id, original = system.id, system.name
+    formula = '=HYPERLINK("http://evil.example/x","详情")'
+    invoke(demo, "system", "update", str(system_id), "--name", formula)
+    try:
+        rows = list(csv.DictReader(io.StringIO(invoke(demo, "report", "showback", "--month", "2026-11", "-o",
+                                                      "csv"))))
+        cells = {r["business_system"] for r in rows}
+        assert "'" + formula in cells
+        assert formula not in cells
+        assert all(not str(v).startswith(("=", "+", "@")) for r in rows for v in r.values())
+    finally:
+        invoke(demo, "system", "update", str(system_id), "--name", original)
+
+    with session_scope() as session:
+        stored = session.get(BusinessSystem, system_id)
+        assert stored is not None
+        stored.description = "二期\x1b[2J\x1b]0;pwned\x07\u202e建设"
+    shown = invoke(demo, "system", "show", str(system_id))
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert "\u202e" not in shown
+    assert "␛[2J" in shown
+    as_json = invoke(demo, "system", "show", str(system_id), "-o", "json")
+    assert "\x1b" not in as_json
+    assert "\u202e" not in as_json
+    assert json.loads(as_json)["description"] == "二期\x1b[2J\x1b]0;pwned\x07\u202e建设"
