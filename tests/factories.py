@@ -109,7 +109,7 @@ def build_mini_city(session: Session, *, with_cloud: bool = False) -> MiniCity:
     city.systems["own"] = make_system(session, "990100-D01", "城市视频监控联网平台", 3).id
     city.systems["other"] = make_system(session, "990100-D02", "社会保障卡管理系统", 3).id
     for role in Role:
-        unit = "990100-D01" if role is Role.DEPT else None
+        unit = "990100-D01" if role in (Role.DEPT, Role.DEPT_LEADER) else None
         user = make_user(session, f"{role.value}-user", role, unit)
         _, secret = service.create_token(session, ADMIN, user.username)
         city.tokens[role.value] = secret

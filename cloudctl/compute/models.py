@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
@@ -154,6 +155,8 @@ class Quota(_OwnedOnCloud, TimestampMixin, Base):
 
 
 class RequestStatus(LabelledEnum):
+    # Waiting for the department's own leader (部门负责人审批), before the bureau's ops.
+    AWAITING_LEADER = "awaiting_leader", "待部门负责人审批", "magenta"
     SUBMITTED = "submitted", "已提交", "white"
     APPROVED = "approved", "已批准", "cyan"
     REJECTED = "rejected", "已驳回", "red"
@@ -191,6 +194,10 @@ class ResourceRequest(_OwnedOnCloud, TimestampMixin, Base):
     decision_reason: Mapped[str | None] = mapped_column(String(500))
     auto_approved: Mapped[bool] = mapped_column(default=False)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # 临时资源: the lease's last day (Beijing date); past it, its servers become reclaim recommendations.
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    # The approval chain as it went: [{"step": "leader"|"ops", "decision", "by", "at", "note"}].
+    approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
     cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
@@ -279,6 +286,8 @@ class Server(TimestampMixin, Base):
     # Decommissioning (下线): stopped at once, deleted when the grace period ends unless withdrawn.
     decommission_at: Mapped[datetime | None] = mapped_column(index=True)
     decommission_by: Mapped[str | None] = mapped_column(String(128))
+    # The lease of the request that built it (租期): the last day it is wanted.
+    lease_ends_on: Mapped[date | None] = mapped_column(Date, index=True)
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")
     cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)

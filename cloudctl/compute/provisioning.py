@@ -1,7 +1,11 @@
 """Resource requests (资源申请) from submission to running VMs, and the server inventory.
 
-submitted → approved | rejected → provisioning → fulfilled | partially_failed | failed;
-cancelled before provisioning. Approval reserves the whole request against the unit's
+[awaiting_leader →] submitted → approved | rejected → provisioning → fulfilled | partially_failed | failed;
+cancelled before provisioning. A department's request from ``leader_approval_min_vcpus`` (or ``…_ram_gb``) on,
+and every quota increase it asks for, waits first for the department's own leader (``dept_leader``, 部门负责人审批),
+then for the bureau's ops; each step is kept on the request (``approvals``), audited and told to the people
+concerned. A request may carry a lease's last day (``ends_on``, 临时资源): its servers carry it, and reclaim opens a
+recommendation of its own kind when it has passed. Approval reserves the whole request against the unit's
 quota in one conditional UPDATE, or refuses it with a conflict: a request is never
 half-admitted. Provisioning is a job; every VM carries the tag
 ``cloudctl:r<request>:i<item>:<n>``, so a retried or resumed job finds what it already
@@ -35,11 +39,12 @@ from cloudctl.compute.models import (
     ServerAddress,
     UnitProject,
 )
+from cloudctl.compute.notices import request_event
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core import audit, jobs, read
-from cloudctl.core.auth import Principal, authorize, system_principal
+from cloudctl.core.auth import Principal, Role, authorize, can, system_principal
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 from cloudctl.core.models import utcnow
@@ -148,12 +153,22 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
                                  status=ItemStatus.PENDING))
     request = ResourceRequest(unit=unit, unit_id=unit.id, business_system_id=system.id, cloud=cloud,
                               cloud_id=cloud.id, status=RequestStatus.SUBMITTED, justification=data.justification,
-                              submitted_by=principal.actor, items=items)
+                              submitted_by=principal.actor, items=items, ends_on=data.ends_on, approvals=[])
+    leader_first = _needs_leader(principal, request)
+    if leader_first:
+        request.status = RequestStatus.AWAITING_LEADER
+    elif principal.role is Role.DEPT_LEADER:
+        # The leader's own request carries the leader's approval already.
+        request.approvals = [_step("leader", "approved", principal, "由部门负责人本人提交")]
     session.add(request)
     session.flush()
     audit.record(session, principal, action="submit", entity="resource_request", entity_id=request.id,
-                 after={"business_system": system.name, "cloud": cloud.name,
-                        "items": [_describe(i) for i in items]}, unit_id=unit.id)
+                 after={"business_system": system.name, "cloud": cloud.name, "ends_on": data.ends_on,
+                        "status": request.status.value, "items": [_describe(i) for i in items]}, unit_id=unit.id)
+    request_event(session, request, "compute.request.submitted", system=system.name)
+    if leader_first:
+        request_event(session, request, "compute.request.needs_approval", step="leader", approver="部门负责人")
+        return request
     # More quota is always the bureau's decision; small VM requests within quota are not.
     if not data.is_quota_increase and _within_auto_tier(request):
         try:
@@ -163,7 +178,26 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
             # No room under the quota: it waits for ops like any other request. The status was moved
             # with a Core UPDATE, which a savepoint rollback does not expire: read it back.
             session.refresh(request)
+    if request.status is RequestStatus.SUBMITTED:
+        request_event(session, request, "compute.request.needs_approval", step="ops", approver="运维")
     return request
+
+
+def _needs_leader(principal: Principal, request: ResourceRequest) -> bool:
+    """A department's request (not its leader's own) that is a quota increase or reaches the leader's tier."""
+    if principal.role is not Role.DEPT:
+        return False
+    if _is_quota_increase(request):
+        return True
+    settings = get_settings()
+    ask = request_ask(request)
+    return (ask.vcpus >= settings.leader_approval_min_vcpus
+            or ask.ram_mb >= settings.leader_approval_min_ram_gb * 1024)
+
+
+def _step(step: str, decision: str, principal: Principal, note: str | None) -> dict[str, Any]:
+    return {"step": step, "decision": decision, "by": principal.actor, "role": principal.role.value,
+            "at": utcnow().isoformat(), "note": note}
 
 
 def _describe(item: RequestItem) -> str:
@@ -237,6 +271,7 @@ def _approve(session: Session, principal: Principal, request: ResourceRequest, *
     for item in request.items:
         item.status = ItemStatus.RESERVED
     request.auto_approved = auto
+    request.approvals = [*(request.approvals or []), _step("ops", "approved", decider, reason)]
     job = jobs.submit_job(session, principal, PROVISION_JOB, {"request_id": request.id},
                           idempotency_key=f"provision-request-{request.id}", unit_id=request.unit_id)
     session.flush()
@@ -244,6 +279,8 @@ def _approve(session: Session, principal: Principal, request: ResourceRequest, *
     audit.record(session, principal, action="auto-approve" if auto else "approve", entity="resource_request",
                  entity_id=request.id, before={"status": "submitted"}, after={"status": "approved", "job": job.id},
                  unit_id=request.unit_id)
+    request_event(session, request, "compute.request.approved", step="ops",
+                  approver="系统（小额自动审批）" if auto else "运维", note=reason or "")
 
 
 def _raise_quota(session: Session, principal: Principal, request: ResourceRequest, reason: str | None) -> None:
@@ -271,28 +308,65 @@ def _raise_quota(session: Session, principal: Principal, request: ResourceReques
     for item in request.items:
         item.status = ItemStatus.DONE
     request.status = RequestStatus.FULFILLED
+    request.approvals = [*(request.approvals or []), _step("ops", "approved", principal, reason)]
     audit.record(session, principal, action="approve", entity="resource_request", entity_id=request.id,
                  before={"status": "submitted"}, after={"status": "fulfilled", "quota": given},
                  unit_id=request.unit_id)
+    request_event(session, request, "compute.request.approved", step="ops", approver="运维", note=reason or "")
+    request_event(session, request, "compute.request.fulfilled")
+
+
+def _gate(session: Session, principal: Principal, request_id: int) -> tuple[ResourceRequest, str]:
+    """The request and whose step it is now: the leader's (``lead-approve``) or ops' (``approve``)."""
+    if not (can(principal, "compute.request:approve") or can(principal, "leader.request:approve")):
+        authorize(principal, "compute.request:approve")
+    request = get_request(session, principal, request_id)
+    if request.status is RequestStatus.AWAITING_LEADER:
+        if not can(principal, "leader.request:approve"):
+            if can(principal, "compute.request:approve"):
+                raise Conflict(f"request {request.id} waits for its department leader's approval (部门负责人审批) "
+                               "first", field="status")
+            authorize(principal, "leader.request:approve")
+        return request, "leader"
+    authorize(principal, "compute.request:approve")
+    return request, "ops"
 
 
 def approve_request(session: Session, principal: Principal, request_id: int,
                     reason: str | None = None) -> ResourceRequest:
-    authorize(principal, "compute.request:approve")
-    request = get_request(session, principal, request_id)
+    """The step due now: the department leader's (then it waits for ops), or ops' (reserve and provision)."""
+    request, step = _gate(session, principal, request_id)
+    if step == "leader":
+        _decide(session, request, RequestStatus.SUBMITTED, principal, reason,
+                allowed=(RequestStatus.AWAITING_LEADER,))
+        request.approvals = [*(request.approvals or []), _step("leader", "approved", principal, reason)]
+        session.flush()
+        audit.record(session, principal, action="leader-approve", entity="resource_request", entity_id=request.id,
+                     before={"status": "awaiting_leader"}, after={"status": "submitted", "note": reason},
+                     unit_id=request.unit_id)
+        request_event(session, request, "compute.request.approved", step="leader", approver="部门负责人",
+                      note="已转运维审批。")
+        request_event(session, request, "compute.request.needs_approval", step="ops", approver="运维")
+        return request
     _approve(session, principal, request, auto=False, reason=reason)
     return request
 
 
 def reject_request(session: Session, principal: Principal, request_id: int, reason: str | None) -> ResourceRequest:
-    authorize(principal, "compute.request:approve")
+    """Refuse the request at the step due now, with the reason the requester reads."""
+    request, step = _gate(session, principal, request_id)
     if not reason:
         raise InvalidInput("say why the request is rejected; the department reads it", field="reason")
-    request = get_request(session, principal, request_id)
-    _decide(session, request, RequestStatus.REJECTED, principal, reason, allowed=(RequestStatus.SUBMITTED,))
-    audit.record(session, principal, action="reject", entity="resource_request", entity_id=request.id,
-                 before={"status": "submitted"}, after={"status": "rejected", "reason": reason},
-                 unit_id=request.unit_id)
+    was = request.status
+    _decide(session, request, RequestStatus.REJECTED, principal, reason,
+            allowed=(RequestStatus.AWAITING_LEADER,) if step == "leader" else (RequestStatus.SUBMITTED,))
+    request.approvals = [*(request.approvals or []), _step(step, "rejected", principal, reason)]
+    session.flush()
+    audit.record(session, principal, action="leader-reject" if step == "leader" else "reject",
+                 entity="resource_request", entity_id=request.id, before={"status": was.value},
+                 after={"status": "rejected", "reason": reason}, unit_id=request.unit_id)
+    request_event(session, request, "compute.request.rejected", approver="部门负责人" if step == "leader" else "运维",
+                  reason=reason)
     return request
 
 
@@ -302,7 +376,7 @@ def cancel_request(session: Session, principal: Principal, request_id: int) -> R
     request = get_request(session, principal, request_id)
     was = request.status
     _decide(session, request, RequestStatus.CANCELLED, principal, None,
-            allowed=(RequestStatus.SUBMITTED, RequestStatus.APPROVED))
+            allowed=(RequestStatus.AWAITING_LEADER, RequestStatus.SUBMITTED, RequestStatus.APPROVED))
     if was is RequestStatus.APPROVED:
         compute.release(session, _quota(session, request).id, request_ask(request))
         if request.job_id is not None:
@@ -343,6 +417,7 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
         provider = providers(cloud)
         project = compute.ensure_project(session, unit, cloud, provider)
         plan = [(item.id, item.flavor, item.count, item.image, item.network, item.settled) for item in request.items]
+        lease = request.ends_on
         system_id, quota_id = request.business_system_id, _quota(session, request).id
         total = sum(p[2] for p in plan)
         finished = sum(p[5] for p in plan)
@@ -365,7 +440,8 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                 reason = str(exc)
             with ctx.session() as session:
                 if info is not None:
-                    record_server(session, cloud.id, unit.id, system_id, item_id, info)
+                    built_server = record_server(session, cloud.id, unit.id, system_id, item_id, info)
+                    built_server.lease_ends_on = lease
                     if info.addresses:  # an address scanned before (a VM's recycled one) now has its owner
                         from cloudctl.security.service.assets import link_assets
 
@@ -396,6 +472,8 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
         request.status = (RequestStatus.FULFILLED if built == total else RequestStatus.FAILED if built == 0
                           else RequestStatus.PARTIALLY_FAILED)
         unit_code, cloud_name = request.unit_code, request.cloud_name
+        request_event(session, request, "compute.request.fulfilled" if built == total else "compute.request.failed",
+                      built=built, failed=total - built)
     # Usage now comes from the provider itself, as in any sync.
     with ctx.session() as session:
         compute.sync_quota(session, PROVISIONER, unit_code, cloud_name, providers=providers)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
 from cloudctl.compute.models import AddressKind, CloudKind, ItemStatus, RequestStatus
 from cloudctl.core.bounds import Id
+from cloudctl.core.models import beijing_today
 from cloudctl.core.schemas import Schema
 from cloudctl.core.text import NoControl, NoControlMultiline
 
@@ -166,11 +167,19 @@ class RequestCreate(Schema):
     justification: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=2000),
                              NoControlMultiline]
     items: Annotated[list[RequestItemCreate], Field(min_length=1, max_length=20)]
+    ends_on: date | None = Field(default=None, description="临时资源: the last day the VMs are wanted (Beijing date); "
+                                                         "after it they are recommended for reclaim")
 
     @model_validator(mode="after")
     def _one_kind(self) -> RequestCreate:
         if len({item.kind for item in self.items}) > 1:
             raise ValueError("a request asks either for VMs or for more quota, not both")
+        if self.ends_on is not None:
+            today = beijing_today()
+            if self.items[0].kind == "quota":
+                raise ValueError("a lease (ends_on) is for VMs, not for quota")
+            if not today < self.ends_on <= today + timedelta(days=3 * 366):
+                raise ValueError("ends_on must be after today and within three years")
         return self
 
     @property
@@ -211,6 +220,9 @@ class RequestPublic(Schema):
     decision_reason: str | None
     auto_approved: bool
     job_id: int | None
+    ends_on: date | None
+    # Each step of the approval chain: {"step": "leader"|"ops", "decision", "by", "role", "at", "note"}.
+    approvals: list[dict[str, Any]]
     items: list[RequestItemPublic]
     created_at: datetime
     updated_at: datetime
@@ -245,6 +257,7 @@ class ServerPublic(Schema):
     synced_at: datetime | None
     decommission_at: datetime | None
     decommission_by: str | None
+    lease_ends_on: date | None
 
 
 class ServerResize(Schema):

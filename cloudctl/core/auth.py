@@ -26,20 +26,24 @@ class Role(LabelledEnum):
     DUTY = "duty", "值班员", "yellow"
     AUDITOR = "auditor", "审计员(只读)", "blue"
     DEPT = "dept", "部门用户", "green"
+    # 部门负责人: a department's own leader, bound to its unit like a dept user, who approves its requests first.
+    DEPT_LEADER = "dept_leader", "部门负责人", "bright_green"
 
 
 # Patterns are matched with fnmatch; the first domain word names the package.
 ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("*",),
     Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*", "extranet.*",
-                "security.*:read"),
+                "security.*:read", "notify.*", "attachment:read"),
     # Security teams drive compliance violations to rectification, and read the rest of the extranet.
     Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*",
-                  "extranet.violation:write", "extranet.violation:check", "extranet.device:collect"),
+                  "extranet.violation:write", "extranet.violation:check", "extranet.device:collect",
+                  "notify.*:read", "notify.subscription:write", "attachment:read"),
     # Duty officers take and triage alerts, check in to their shifts and report; the rest of security they read.
     # The duty periods and the roster are the security team's (security.duty:write).
     Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read",
-                "security.alert:*", "security.duty:read", "security.duty:report", "security.duty:check-in"),
+                "security.alert:*", "security.duty:read", "security.duty:report", "security.duty:check-in",
+                "notify.*:read", "attachment:read"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
@@ -49,8 +53,15 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
                 "extranet.device:read", "extranet.violation:read", "security.asset:read", "security.finding:read",
                 "security.ticket:read",
-                "security.duty:read", "security.duty:report", "security.drill:read", "security.drill:item"),
+                "security.duty:read", "security.duty:report", "security.drill:read", "security.drill:item",
+                # The department's side of each loop: what concerns its own assets (read-only), progress reports
+                # with evidence on its tickets and violations, extension requests, who hears what in its unit.
+                "security.alert:read", "security.ticket:progress", "extranet.violation:progress",
+                "notify.notification:read", "notify.subscription:read", "notify.subscription:write",
+                "notify.channel:read", "attachment:read", "attachment:write"),
 }
+# A leader holds a department's rights and approves its requests before the bureau's ops do.
+ROLE_GRANTS[Role.DEPT_LEADER] = (*ROLE_GRANTS[Role.DEPT], "leader.request:approve")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,7 @@ class Principal:
     @property
     def is_scoped(self) -> bool:
         """True when every record this principal touches must belong to its unit."""
-        return self.role is Role.DEPT
+        return self.role in (Role.DEPT, Role.DEPT_LEADER)
 
     @property
     def actor(self) -> str:

@@ -95,6 +95,30 @@ class Settings(BaseSettings):
     # The block list (封禁): the broadest network one entry may block (IPv4 /16, IPv6 /48 by default).
     blocklist_min_prefix_v4: int = Field(default=16, ge=1, le=32)
     blocklist_min_prefix_v6: int = Field(default=48, ge=1, le=128)
+    # Notifications (通知): how often the sender and the reminders (催办) sweep, how often and how patiently a
+    # message is retried, when non-urgent messages wait (quiet hours and the daily digest, Beijing time), and the
+    # console's address that messages link to.
+    notify_send_seconds: float = Field(default=10, gt=0)
+    notify_remind_minutes: float = Field(default=15, gt=0)
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_backoff_seconds: float = Field(default=30, ge=0)
+    notify_timeout_seconds: float = Field(default=10, gt=0)
+    notify_quiet_hours: str = Field(default="22:00-07:00",
+                                    pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+    notify_digest_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    notify_base_url: str = "http://127.0.0.1:8000"
+    # Evidence files (佐证材料): where they are kept (default: attachments/ in the data dir), how large one may be,
+    # and which types are taken (recognised by their content, not by the name or the type the client claims).
+    attachments_dir: Path | None = None
+    attachment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    attachment_types: list[str] = Field(default_factory=lambda: [
+        "image/png", "image/jpeg", "application/pdf", "text/plain", "application/zip",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"])
+    # A resource request needs its department leader's approval (部门负责人审批) before ops' from this size on
+    # (in total); a quota increase always does.
+    leader_approval_min_vcpus: int = Field(default=17, ge=0)
+    leader_approval_min_ram_gb: int = Field(default=33, ge=0)
 
     @field_validator("display_timezone")
     @classmethod

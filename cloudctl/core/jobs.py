@@ -10,6 +10,11 @@ Claiming is one conditional UPDATE, so any number of workers (threads in the API
 Handlers should commit their own work in short transactions (``ctx.session()``)
 and report progress between them: on SQLite a progress write waits for any open
 write transaction.
+
+A job may wait until a time (``run_after``). A *periodic* kind (``job_handler(kind, every=...)``) is one row
+that runs again and again: when it finishes, the runner queues the same row for ``every`` later, so sweeps
+(the notification sender, reminders) need no scheduler of their own and leave no trail of rows behind.
+Cancelling that row pauses the sweep until ``ensure_periodic`` (every runner's start) queues it again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "JobRunner",
     "JobStatus",
     "cancel_job",
+    "ensure_periodic",
     "get_job",
     "job_handler",
     "job_log",
@@ -94,6 +100,8 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    # Not claimed before this time (a periodic job's next run, a retry's backoff).
+    run_after: Mapped[datetime | None] = mapped_column(index=True)
 
     @property
     def fraction(self) -> float | None:
@@ -118,16 +126,47 @@ class JobCancelled(Exception):
 
 JobHandler = Callable[["JobContext"], dict[str, Any] | None]
 _handlers: dict[str, JobHandler] = {}
+_periodic: dict[str, timedelta] = {}
 
 
-def job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
-    """Register the function that runs jobs of this kind."""
+def job_handler(kind: str, *, every: timedelta | None = None) -> Callable[[JobHandler], JobHandler]:
+    """Register the function that runs jobs of this kind; with ``every``, a periodic sweep (see the module)."""
 
     def register(func: JobHandler) -> JobHandler:
         _handlers[kind] = func
+        if every is not None:
+            _periodic[kind] = every
         return func
 
     return register
+
+
+def periodic_key(kind: str) -> str:
+    return f"periodic:{kind}"
+
+
+def ensure_periodic(session: Session, *, now: datetime | None = None) -> list[Job]:
+    """Queue every periodic kind's row (one per kind, by its key) unless it is queued or running already.
+
+    A row an operator cancelled is queued again here: the next runner start resumes the sweep."""
+    now = now or utcnow()
+    rows = []
+    for kind in sorted(_periodic):
+        job = session.scalar(select(Job).where(Job.idempotency_key == periodic_key(kind)))
+        if job is None:
+            job = submit_job(session, system_principal_for_jobs(), kind, idempotency_key=periodic_key(kind),
+                             max_attempts=1)
+            job.run_after = now
+        elif job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            job.status, job.run_after, job.attempts, job.error = JobStatus.QUEUED, now, 0, None
+        rows.append(job)
+    session.flush()
+    return rows
+
+
+def system_principal_for_jobs() -> Principal:
+    # cloudctl's own sweeps act for the bureau (an import here would be circular at module load).
+    return Principal(username="scheduler", role=Role.ADMIN, via="system")
 
 
 def registered_kinds() -> list[str]:
@@ -326,7 +365,7 @@ class JobRunner:
         with self._factory() as session:
             query = select(Job.id).where(
                 or_(
-                    Job.status == JobStatus.QUEUED,
+                    (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
                     (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
                 )
             )
@@ -342,7 +381,7 @@ class JobRunner:
                     .where(
                         Job.id == candidate,
                         or_(
-                            Job.status == JobStatus.QUEUED,
+                            (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
                             (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
                         ),
                     )
@@ -393,6 +432,8 @@ class JobRunner:
         if job.attempts > job.max_attempts:
             self._log(job.id, f"given up after {job.max_attempts} attempts", "error")
             self._finish(job.id, status=JobStatus.FAILED, error=f"abandoned after {job.max_attempts} attempts")
+            if job.kind in _periodic:
+                self._requeue(job.id, _periodic[job.kind])
             return
         if job.attempts > 1:
             self._log(job.id, f"attempt {job.attempts}: taken over by {self.owner}"
@@ -418,6 +459,17 @@ class JobRunner:
         finally:
             beat_stop.set()
             beat.join()
+            if job.kind in _periodic:
+                self._requeue(job.id, _periodic[job.kind])
+
+    def _requeue(self, job_id: int, every: timedelta) -> None:
+        """A periodic row runs again ``every`` from now, whatever this run's outcome (but a cancel)."""
+        with self._factory() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED)))
+                .values(status=JobStatus.QUEUED, run_after=utcnow() + every, attempts=0, lease_owner=None)
+            )
+            session.commit()
 
     def _beat(self, ctx: JobContext, stop: threading.Event) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.05)
@@ -434,6 +486,9 @@ class JobRunner:
     def start(self) -> None:
         if self._thread is not None:
             return
+        with self._factory() as session:
+            ensure_periodic(session)
+            session.commit()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=f"cloudctl-jobs-{self.owner}", daemon=True)
         self._thread.start()

@@ -314,6 +314,8 @@ class Violation(TimestampMixin, Base):
     deadline: Mapped[date | None] = mapped_column(Date)
     note: Mapped[str | None] = mapped_column(String(500))
     resolved_at: Mapped[datetime | None]
+    # The unit's last word on it: in_progress or fixed (please verify); the next check still decides.
+    progress: Mapped[str | None] = mapped_column(String(16))
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")
 

@@ -386,14 +386,15 @@ def create_user(session: Session, principal: Principal, data: UserCreate) -> Use
     if session.scalar(select(User.id).where(User.username == data.username)) is not None:
         raise Conflict(f"a user named {data.username!r} already exists", field="username")
     unit = None
-    if data.role is Role.DEPT:
+    if data.role in (Role.DEPT, Role.DEPT_LEADER):
         if data.unit is None:
-            raise InvalidInput("a dept user must be bound to a unit (--unit CODE)", field="unit")
+            raise InvalidInput(f"a {data.role.value} user must be bound to a unit (--unit CODE)", field="unit")
         unit = _unit_by_code(session, data.unit)
         if unit is None:
             raise InvalidInput(f"no unit with code {data.unit!r}", field="unit")
     elif data.unit is not None:
-        raise InvalidInput(f"only dept users are bound to a unit, not {data.role.value}", field="unit")
+        raise InvalidInput(f"only dept and dept_leader users are bound to a unit, not {data.role.value}",
+                           field="unit")
     user = User(username=data.username, role=data.role, unit=unit, unit_id=unit.id if unit else None,
                 display_name=data.display_name)
     session.add(user)

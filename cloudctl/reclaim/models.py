@@ -45,6 +45,8 @@ class RecommendationKind(LabelledEnum):
     IDLE = "idle", "闲置", "yellow"
     OVERSIZED = "oversized", "配置过高", "cyan"
     ZOMBIE = "zombie", "僵尸主机", "red"
+    # The lease the department asked for has ended (到期回收): not a finding of the analysis.
+    LEASE = "lease", "租期届满", "magenta"
 
 
 class RecommendationStatus(LabelledEnum):
@@ -94,7 +96,9 @@ class Recommendation(TimestampMixin, Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
     kind: Mapped[RecommendationKind] = mapped_column(enum_column(RecommendationKind, 16))
     status: Mapped[RecommendationStatus] = mapped_column(enum_column(RecommendationStatus, 16), index=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("reclaim_campaigns.id", ondelete="RESTRICT"), index=True)
+    # The analysis that found it; none for a lease that ended.
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("reclaim_campaigns.id", ondelete="RESTRICT"),
+                                                    index=True)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     current_flavor: Mapped[str] = mapped_column(String(64))
     recommended_flavor: Mapped[str | None] = mapped_column(String(64))

@@ -120,6 +120,8 @@ class Ticket(TimestampMixin, Base):
     # [{"from", "to", "by", "reason", "at"}]: every extension, with who approved it.
     extensions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     evidence: Mapped[str | None] = mapped_column(Text)
+    # The department's last word on it: in_progress (整改中) or fixed (已整改，请复核); a re-scan still decides.
+    progress: Mapped[str | None] = mapped_column(String(16))
     closed_at: Mapped[datetime | None]
     closed_by_import_id: Mapped[int | None] = mapped_column(ForeignKey("security_imports.id", ondelete="SET NULL"))
 
@@ -335,6 +337,8 @@ class DutyReport(Base):
     alerts: Mapped[int] = mapped_column(default=0)
     incidents: Mapped[int] = mapped_column(default=0)
     note: Mapped[str | None] = mapped_column(String(2000))
+    # Filed after its slot's due time and grace (补报).
+    late: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
 

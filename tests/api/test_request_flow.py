@@ -39,13 +39,21 @@ def test_department_request_to_active_servers(live: tuple[TestClient, MiniCity],
     submitted = client.post("/api/v1/requests", json=body, headers=dept)
     assert submitted.status_code == 201, submitted.text
     request = submitted.json()
-    assert (request["status"], request["unit_code"], request["items"][0]["vcpus"]) == ("submitted", "990100-D01", 4)
-    # Another department cannot see it; ops can, and approve it.
+    # 20 vCPU: the department's leader approves first (部门负责人审批), then ops.
+    assert (request["status"], request["unit_code"], request["items"][0]["vcpus"]) == ("awaiting_leader",
+                                                                                       "990100-D01", 4)
     other = client.get("/api/v1/requests", headers=auth(city, "dept"))
     assert other.json()["total"] == 1
     assert client.post(f"/api/v1/requests/{request['id']}/approve", headers=dept).status_code == 403
+    early = client.post(f"/api/v1/requests/{request['id']}/approve", headers=ops)
+    assert (early.status_code, early.json()["errors"][0]["field"]) == (409, "status")
+    led = client.post(f"/api/v1/requests/{request['id']}/approve", headers=auth(city, "dept_leader"),
+                      json={"reason": "同意，报运维"})
+    assert led.json()["status"] == "submitted", led.text
     approved = client.post(f"/api/v1/requests/{request['id']}/approve", headers=ops, json={"reason": "同意"})
     assert approved.json()["status"] == "approved"
+    steps = [(a["step"], a["decision"], a["role"]) for a in approved.json()["approvals"]]
+    assert steps == [("leader", "approved", "dept_leader"), ("ops", "approved", "ops")]
     again = client.post(f"/api/v1/requests/{request['id']}/approve", headers=ops)
     assert again.status_code == 409
     assert again.json()["errors"][0]["field"] == "status"
@@ -93,8 +101,9 @@ def test_quota_increase_through_the_api(live: tuple[TestClient, MiniCity]) -> No
     body = {"business_system": city.systems["own"], "cloud": "test-cloud", "justification": "新增视频分析模块",
             "items": [{"kind": "quota", "vcpus": 8, "ram_gb": 16}]}
     submitted = client.post("/api/v1/requests", json=body, headers=auth(city, "dept")).json()
-    assert submitted["status"] == "submitted"
+    assert submitted["status"] == "awaiting_leader"  # a quota increase always needs the leader and ops
     assert submitted["items"][0]["kind"] == "quota"
+    client.post(f"/api/v1/requests/{submitted['id']}/approve", headers=auth(city, "dept_leader"))
     done = client.post(f"/api/v1/requests/{submitted['id']}/approve", headers=auth(city, "ops")).json()
     assert done["status"] == "fulfilled"
     quota = client.get("/api/v1/quotas", headers=auth(city, "dept")).json()["items"][0]

@@ -53,9 +53,11 @@ def test_small_request_within_quota_is_approved_at_once(session: Session, city: 
 
 def test_large_request_waits_for_ops_and_is_refused_whole_if_it_does_not_fit(session: Session,
                                                                              city: MiniCity) -> None:
-    big = provisioning.submit_request(session, city.principals["dept"], ask(city, count=5))  # 20 vCPU > tier
+    # Filed by the department's leader: the leader's step is taken, ops' is not (20 vCPU > the auto tier).
+    leader = city.principals["dept_leader"]
+    big = provisioning.submit_request(session, leader, ask(city, count=5))
     assert big.status is RequestStatus.SUBMITTED
-    too_big = provisioning.submit_request(session, city.principals["dept"], ask(city, count=9))
+    too_big = provisioning.submit_request(session, leader, ask(city, count=9))
     with pytest.raises(Conflict) as caught, session.begin_nested():
         provisioning.approve_request(session, city.principals["ops"], too_big.id)
     assert caught.value.field in ("vcpus", "instances")
@@ -85,14 +87,20 @@ def test_bad_requests_name_the_field(session: Session, city: MiniCity) -> None:
         provisioning.approve_request(session, dept, 1)
 
 
-def test_quota_increase_goes_to_ops_and_raises_the_limits(session: Session, city: MiniCity) -> None:
+def test_quota_increase_needs_the_leader_then_ops_and_raises_the_limits(session: Session, city: MiniCity) -> None:
     data = RequestCreate.model_validate({
         "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "新增系统需要更多配额",
         "items": [{"kind": "quota", "vcpus": 16, "ram_gb": 32, "instances": 4}]})
     request = provisioning.submit_request(session, city.principals["dept"], data)
-    assert request.status is RequestStatus.SUBMITTED  # never automatic, however small
+    assert request.status is RequestStatus.AWAITING_LEADER  # never automatic, however small: both approve
     with pytest.raises(PermissionDenied):
         provisioning.approve_request(session, city.principals["dept"], request.id)
+    with pytest.raises(Conflict), session.begin_nested():
+        provisioning.approve_request(session, city.principals["ops"], request.id)  # the leader comes first
+    led = provisioning.approve_request(session, city.principals["dept_leader"], request.id, "同意")
+    assert led.status is RequestStatus.SUBMITTED
+    with pytest.raises(PermissionDenied):
+        provisioning.approve_request(session, city.principals["dept_leader"], request.id)  # ops' step is not theirs
     done = provisioning.approve_request(session, city.principals["ops"], request.id, "同意扩容")
     assert done.status is RequestStatus.FULFILLED
     quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
@@ -119,7 +127,7 @@ def test_any_cloud_picks_the_one_with_room(session: Session, city: MiniCity) -> 
 
 
 def test_reject_needs_a_reason_and_cancel_gives_back_the_reservation(session: Session, city: MiniCity) -> None:
-    big = provisioning.submit_request(session, city.principals["dept"], ask(city, count=5))
+    big = provisioning.submit_request(session, city.principals["dept_leader"], ask(city, count=5))
     with pytest.raises(InvalidInput) as caught:
         provisioning.reject_request(session, city.principals["ops"], big.id, None)
     assert caught.value.field == "reason"
