@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
@@ -18,7 +18,8 @@ from api.contract import install_contract
 from api.deps import SessionDep
 from api.docs import install_docs
 from api.problems import install_problem_handlers
-from api.routers import audit, compute, extranet, jobs, org, reclaim, screen, security
+from api.queries import refuse_unknown_query
+from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import Unavailable
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         # Served by install_docs from this package's own files: FastAPI's pages load theirs from a CDN.
         docs_url=None,
         redoc_url=None,
+        # A filter an operation does not know is refused, never silently ignored (api/queries.py).
+        dependencies=[Depends(refuse_unknown_query)],
     )
     install_problem_handlers(app)
     install_docs(app)
@@ -71,8 +74,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         body = await run_in_threadpool(generate_latest, registry)
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
-    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, audit.router,
-                   jobs.router, screen.router):
+    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, notify.router,
+                   attachments.router, audit.router, jobs.router, screen.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

@@ -17,6 +17,7 @@ from cloudctl.core.errors import CloudctlError
 from cloudctl.core.output import err_console
 from cloudctl.demo.cli import demo_app
 from cloudctl.extranet.cli import extranet_app
+from cloudctl.notify.cli import notify_app
 from cloudctl.org.cli import system_app, token_app, unit_app, user_app
 from cloudctl.reclaim.cli import reclaim_app
 from cloudctl.security.cli import security_app
@@ -90,6 +91,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(reclaim_app, name="reclaim")
 app.add_typer(extranet_app, name="extranet")
 app.add_typer(security_app, name="sec")
+app.add_typer(notify_app, name="notify")
 app.add_typer(monitors_app, name="monitors")
 app.command("metrics")(metrics_command)
 app.add_typer(audit_app, name="audit")

@@ -8,7 +8,13 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.bounds import Id, Offset
-from cloudctl.core.schemas import Page
+from cloudctl.core.schemas import (
+    ExtensionDecisionIn,
+    ExtensionRequestIn,
+    Page,
+    ProgressIn,
+    RectificationUpdatePublic,
+)
 from cloudctl.extranet.models import ApplicationStatus, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
     AccessRateRow,
@@ -24,7 +30,7 @@ from cloudctl.extranet.schemas import (
     ViolationPublic,
     ViolationUpdate,
 )
-from cloudctl.extranet.service import access, collection, compliance, ipam
+from cloudctl.extranet.service import access, collection, compliance, ipam, rectification
 
 router = APIRouter(prefix="/api/v1/extranet", tags=["extranet"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -131,6 +137,35 @@ def read_violation(violation_id: Id, session: SessionDep, principal: PrincipalDe
 def update_violation(violation_id: Id, body: ViolationUpdate, session: SessionDep,
                      principal: PrincipalDep) -> ViolationPublic:
     return ViolationPublic.model_validate(compliance.update_violation(session, principal, violation_id, body))
+
+
+@router.get("/violations/{violation_id}/updates")
+def violation_updates(violation_id: Id, session: SessionDep,
+                      principal: PrincipalDep) -> list[RectificationUpdatePublic]:
+    return [RectificationUpdatePublic.model_validate(u)
+            for u in rectification.violation_updates(session, principal, violation_id)]
+
+
+@router.post("/violations/{violation_id}/progress", status_code=status.HTTP_201_CREATED)
+def report_progress(violation_id: Id, body: ProgressIn, session: SessionDep,
+                    principal: PrincipalDep) -> RectificationUpdatePublic:
+    """整改进展 with evidence: in_progress, or fixed (please verify). The next check resolves the violation."""
+    return RectificationUpdatePublic.model_validate(rectification.report_progress(
+        session, principal, violation_id, status=body.status, note=body.note, evidence=body.attachments))
+
+
+@router.post("/violations/{violation_id}/extension-requests", status_code=status.HTTP_201_CREATED)
+def request_extension(violation_id: Id, body: ExtensionRequestIn, session: SessionDep,
+                      principal: PrincipalDep) -> RectificationUpdatePublic:
+    return RectificationUpdatePublic.model_validate(rectification.request_extension(
+        session, principal, violation_id, to=body.to, reason=body.reason))
+
+
+@router.post("/violations/{violation_id}/extension-requests/{extension_id}/decision")
+def decide_extension(violation_id: Id, extension_id: Id, body: ExtensionDecisionIn, session: SessionDep,
+                     principal: PrincipalDep) -> RectificationUpdatePublic:
+    return RectificationUpdatePublic.model_validate(rectification.decide_extension(
+        session, principal, violation_id, extension_id, grant=body.grant, note=body.note))
 
 
 @router.get("/scorecard")

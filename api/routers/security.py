@@ -11,7 +11,13 @@ from pydantic import BaseModel
 from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
-from cloudctl.core.schemas import Page
+from cloudctl.core.schemas import (
+    ExtensionDecisionIn,
+    ExtensionRequestIn,
+    Page,
+    ProgressIn,
+    RectificationUpdatePublic,
+)
 from cloudctl.core.text import FreeText, NoControlMultiline
 from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
@@ -33,7 +39,7 @@ from cloudctl.security.schemas import (
     TicketPublic,
     VerdictIn,
 )
-from cloudctl.security.service import alerts, assets, drills, duty
+from cloudctl.security.service import alerts, assets, drills, duty, rectification
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
@@ -72,11 +78,13 @@ def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | Non
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
                   business_system: Annotated[Id | None, Query(description="business system id")] = None,
                   mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
+                  ticket: Annotated[Id | None, Query(description="the findings of one rectification ticket")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                   offset: Offset = 0) -> Page[FindingPublic]:
+    """Findings with the scanner's description and solution; a department sees its own."""
     rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity, active=active,
                                         overdue=overdue, business_system=business_system, mlps_level=mlps_level,
-                                        limit=limit, offset=offset)
+                                        ticket=ticket, limit=limit, offset=offset)
     return Page[FindingPublic](items=[FindingPublic.model_validate(f) for f in rows], total=total, limit=limit,
                                offset=offset)
 
@@ -151,6 +159,36 @@ def revoke_risk(finding_id: Id, session: SessionDep, principal: PrincipalDep,
 @router.get("/tickets/{ticket_id}")
 def read_ticket(ticket_id: Id, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
     return TicketPublic.model_validate(service.get_ticket(session, principal, ticket_id))
+
+
+@router.get("/tickets/{ticket_id}/updates")
+def ticket_updates(ticket_id: Id, session: SessionDep, principal: PrincipalDep) -> list[RectificationUpdatePublic]:
+    """The department's progress reports and extension requests, with the security team's decisions."""
+    return [RectificationUpdatePublic.model_validate(u)
+            for u in rectification.ticket_updates(session, principal, ticket_id)]
+
+
+@router.post("/tickets/{ticket_id}/progress", status_code=status.HTTP_201_CREATED)
+def report_progress(ticket_id: Id, body: ProgressIn, session: SessionDep,
+                    principal: PrincipalDep) -> RectificationUpdatePublic:
+    """整改进展 with evidence (attached first): in_progress, or fixed (please verify). A re-scan closes the ticket."""
+    return RectificationUpdatePublic.model_validate(rectification.report_progress(
+        session, principal, ticket_id, status=body.status, note=body.note, evidence=body.attachments))
+
+
+@router.post("/tickets/{ticket_id}/extension-requests", status_code=status.HTTP_201_CREATED)
+def request_extension(ticket_id: Id, body: ExtensionRequestIn, session: SessionDep,
+                      principal: PrincipalDep) -> RectificationUpdatePublic:
+    """The department asks for a later deadline; the security team grants or refuses it."""
+    return RectificationUpdatePublic.model_validate(rectification.request_extension(
+        session, principal, ticket_id, to=body.to, reason=body.reason))
+
+
+@router.post("/tickets/{ticket_id}/extension-requests/{extension_id}/decision")
+def decide_extension(ticket_id: Id, extension_id: Id, body: ExtensionDecisionIn, session: SessionDep,
+                     principal: PrincipalDep) -> RectificationUpdatePublic:
+    return RectificationUpdatePublic.model_validate(rectification.decide_extension(
+        session, principal, ticket_id, extension_id, grant=body.grant, note=body.note))
 
 
 @router.post("/tickets/{ticket_id}/extensions")

@@ -138,15 +138,21 @@ def _seed_servers(session: Session, principal: Principal, city: DemoCity,
 
 
 def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random) -> int:
-    """A few requests waiting in the ops queue, submitted by departments."""
+    """A few requests waiting in the ops queue, submitted by department leaders (so past the leader's step), and
+    one of a department user still waiting for its leader (部门负责人审批)."""
+    from cloudctl.core.auth import Role
     from cloudctl.org.models import User
     from cloudctl.org.service import principal_for_user
 
     pending = 0
-    # Three that fit their quota but exceed the auto-approval tier, and one larger than what is left.
-    sizes = [("c4m16", 3), ("c4m16", 3), ("c8m16", 3), ("c16m64", 6)]
-    for code, (flavor, count) in zip(rng.sample(list(city.departments), 4), sizes, strict=True):
-        user = session.scalar(select(User).where(User.unit.has(code=code)))
+    # Three that fit their quota but exceed the auto-approval tier, and one larger than what is left; then one
+    # that waits for the department's leader.
+    sizes = [("c4m16", 3), ("c4m16", 3), ("c8m16", 3), ("c16m64", 6), ("c8m16", 3)]
+    chosen = rng.sample(list(city.departments), 4)
+    chosen.append(next(code for code in city.departments if code not in chosen))
+    for n, (code, (flavor, count)) in enumerate(zip(chosen, sizes, strict=True)):
+        role = Role.DEPT_LEADER if n < 4 else Role.DEPT
+        user = session.scalar(select(User).where(User.unit.has(code=code), User.role == role))
         system = session.scalar(select(BusinessSystem).where(BusinessSystem.unit.has(code=code)))
         if user is None or system is None:
             continue

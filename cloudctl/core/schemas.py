@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from datetime import date, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from cloudctl.core.bounds import Id
 from cloudctl.core.errors import FieldError, InvalidInput
 from cloudctl.core.jobs import JobStatus
+from cloudctl.core.rectification import Progress, UpdateKind
+from cloudctl.core.text import NoControlMultiline
 
-__all__ = ["AuditEntryPublic", "JobDetail", "JobLogLinePublic", "JobPublic", "Page", "Schema", "field_errors", "parse"]
+__all__ = ["AttachmentPublic", "AuditEntryPublic", "ExtensionDecisionIn", "ExtensionRequestIn", "JobDetail",
+           "JobLogLinePublic", "JobPublic", "Page", "ProgressIn", "RectificationUpdatePublic", "Schema",
+           "field_errors", "parse"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -91,3 +96,53 @@ class JobPublic(Schema):
 
 class JobDetail(JobPublic):
     log: list[JobLogLinePublic]
+
+
+# ---------------------------------------------------------------- the department's side of rectification
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=2000), NoControlMultiline]
+
+
+class AttachmentPublic(Schema):
+    id: int
+    entity: str
+    entity_id: str
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    uploaded_by: str
+    uploaded_at: datetime
+
+
+class ProgressIn(Schema):
+    """整改进展: in_progress, or fixed (please verify: the next scan or check decides), with the evidence attached
+    to the record before (``POST /api/v1/attachments``)."""
+
+    status: Progress
+    note: Note
+    attachments: list[Id] = Field(default_factory=list, max_length=20)
+
+
+class ExtensionRequestIn(Schema):
+    to: date = Field(description="the deadline asked for")
+    reason: Note
+
+
+class ExtensionDecisionIn(Schema):
+    grant: bool
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), NoControlMultiline] | None = None
+
+
+class RectificationUpdatePublic(Schema):
+    id: int
+    kind: UpdateKind
+    status: str
+    note: str
+    requested_to: date | None
+    attachments: list[int]
+    by: str
+    at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None

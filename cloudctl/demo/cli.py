@@ -74,7 +74,9 @@ def demo_main(
         tokens = _reuse_tokens(session, path)
         if tokens is None:
             wanted = [*STAFF_USERS, *(dept_username(code) for code in _department_codes(session))]
-            existing = set(session.scalars(select(User.username).where(User.username.in_(wanted))))
+            existing = set(session.scalars(select(User.username)))
+            # Every demo user: staff and departments first, then leaders and county duty users.
+            wanted += sorted(existing - set(wanted))
             tokens = issue_demo_tokens(session, principal, [u for u in wanted if u in existing])
     base_url = f"http://{host}:{port}"
     write_tokens_file(path, tokens, base_url=base_url)

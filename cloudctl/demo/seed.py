@@ -37,7 +37,7 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
 
 # Domains that add to the demo city; importing one registers its step.
 DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo",
-                "cloudctl.security.demo")
+                "cloudctl.security.demo", "cloudctl.notify.demo")
 
 DemoStep = Callable[[Session, Principal, DemoCity, int], dict[str, int]]
 _steps: list[tuple[str, DemoStep]] = []
@@ -63,6 +63,16 @@ class DemoSeedResult:
 def dept_username(code: str) -> str:
     # "990100-D01" → "dept-d01": short and typeable at a terminal.
     return "dept-" + code.rsplit("-", 1)[-1].lower()
+
+
+def leader_username(code: str) -> str:
+    # The department's leader (部门负责人), who approves its requests first: "leader-d01".
+    return "leader-" + code.rsplit("-", 1)[-1].lower()
+
+
+def county_duty_username(code: str) -> str:
+    # A county's own duty user, who files its zero-reports (零报告): "duty-990102".
+    return f"duty-{code}"
 
 
 def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> DemoSeedResult:
@@ -103,6 +113,10 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> De
     names = {u.code: u.name for u in city.units}
     users += [{"username": dept_username(code), "role": Role.DEPT, "display_name": names[code],
                "unit_id": ids[code]} for code in city.departments]
+    users += [{"username": leader_username(code), "role": Role.DEPT_LEADER, "display_name": f"{names[code]}负责人",
+               "unit_id": ids[code]} for code in city.departments]
+    users += [{"username": county_duty_username(u.code), "role": Role.DEPT, "display_name": f"{u.name}值班员",
+               "unit_id": ids[u.code]} for u in city.units if u.kind == "county"]
     session.execute(insert(User), users)
 
     for module in DEMO_MODULES:

@@ -246,6 +246,8 @@ class ViolationPublic(Schema):
     deadline: date | None
     note: str | None
     resolved_at: datetime | None
+    # The unit's last progress report: in_progress or fixed (please verify); the next check decides.
+    progress: str | None
 
 
 class ViolationUpdate(Schema):

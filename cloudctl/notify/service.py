@@ -38,7 +38,8 @@ from cloudctl.org.models import Unit
 from cloudctl.org.service import get_unit, under
 
 __all__ = ["create_channel", "create_subscription", "delete_subscription", "emit", "get_channel",
-           "get_delivery", "list_channels", "list_deliveries", "list_subscriptions", "local", "public_config",
+           "get_delivery", "list_channels", "list_deliveries", "list_subscriptions", "list_templates", "local",
+           "public_config",
            "render", "retry_delivery", "send_after", "set_template", "template_for", "update_channel"]
 
 BUREAU_ROLES = frozenset({Role.OPS.value, Role.SECOPS.value, Role.DUTY.value, Role.ADMIN.value})
@@ -367,3 +368,15 @@ def delete_subscription(session: Session, principal: Principal, subscription_id:
                  unit_id=sub.unit_id)
     session.delete(sub)
     session.flush()
+
+
+def list_templates(session: Session, principal: Principal) -> list[dict[str, Any]]:
+    """Every event kind with the wording in force (the operator's or the built-in one)."""
+    authorize(principal, "notify.template:read")
+    own = {t.kind: t for t in session.scalars(select(Template))}
+    rows = []
+    for kind, spec in sorted(EVENTS.items()):
+        subject, body = (own[kind].subject, own[kind].body) if kind in own else (spec.subject, spec.body)
+        rows.append({"kind": kind, "label": spec.label, "urgent": spec.urgent, "roles": list(spec.roles),
+                     "subject": subject, "body": body, "custom": kind in own})
+    return rows

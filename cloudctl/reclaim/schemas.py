@@ -45,7 +45,7 @@ class RecommendationPublic(Schema):
     cloud: str = Field(validation_alias="cloud_name")
     kind: RecommendationKind
     status: RecommendationStatus
-    campaign_id: int
+    campaign_id: int | None
     current_flavor: str
     recommended_flavor: str | None
     reclaim_vcpus: int

@@ -28,10 +28,12 @@ from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
 from cloudctl.core import audit, jobs, read
-from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import beijing_today, utcnow
+from cloudctl.notify.sender import reminder
+from cloudctl.notify.service import emit
 from cloudctl.org.models import BusinessSystem, Unit
 from cloudctl.org.service import under
 from cloudctl.reclaim import analysis
@@ -78,7 +80,7 @@ ACTIVE = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, Recommendati
 STOPPED_STATES = ("SHUTOFF", "SUSPENDED", "PAUSED")
 # What execution does to each kind: shelve-offload is the only thing that frees a host's vCPU and RAM.
 ACTIONS = {RecommendationKind.IDLE: "shelve_offload", RecommendationKind.ZOMBIE: "shelve_offload",
-           RecommendationKind.OVERSIZED: "resize"}
+           RecommendationKind.OVERSIZED: "resize", RecommendationKind.LEASE: "shelve_offload"}
 KINDS = {analysis.Verdict.IDLE: RecommendationKind.IDLE, analysis.Verdict.OVERSIZED: RecommendationKind.OVERSIZED,
          analysis.Verdict.ZOMBIE: RecommendationKind.ZOMBIE}
 # Numbers that bound bad input: a CPU or memory fraction past 1 is a unit mistake (percent, or cores).
@@ -330,8 +332,10 @@ def analyze(session: Session, principal: Principal, *, as_of: date | None = None
     result = analysis.classify(window, facts, tables, limits, price)
 
     counts: dict[str, int] = {**result.counts(), "created": 0, "updated": 0, "reopened": 0, "dismissed": 0}
+    # A lease's recommendation is not the analysis's to update or dismiss (see open_lease_recommendations).
     existing = {(r.server_id, r.kind): r for r in session.scalars(
-        select(Recommendation).where(Recommendation.server_id.in_([s.id for s, _ in servers])))} if servers else {}
+        select(Recommendation).where(Recommendation.server_id.in_([s.id for s, _ in servers]),
+                                     Recommendation.kind != RecommendationKind.LEASE))} if servers else {}
     flagged: set[tuple[int, RecommendationKind]] = set()
     now = utcnow()
     for i, (server, _) in enumerate(servers):
@@ -554,8 +558,24 @@ def notify(session: Session, principal: Principal, rec_ids: Sequence[int] | None
         rec.status, rec.notified_at, rec.due_at = RecommendationStatus.NOTIFIED, now, now + timedelta(days=grace)
         audit.record(session, principal, action="notify", entity="reclaim_recommendation", entity_id=rec.id,
                      before=before, after=_snapshot(rec), unit_id=rec.unit_id)
+        _tell(session, rec, "reclaim.notice", f"{rec.id}:{now.isoformat()}", deadline=rec.due_at)
     session.flush()
     return recs
+
+
+_REASONS = {RecommendationKind.IDLE: "长期闲置", RecommendationKind.OVERSIZED: "配置过高",
+            RecommendationKind.ZOMBIE: "长期关机", RecommendationKind.LEASE: "租期已满"}
+
+
+def _tell(session: Session, rec: Recommendation, kind: str, occurrence: str, **extra: Any) -> None:
+    """Tell the owning department (and, for what the kind names, the bureau) about a recommendation."""
+    action = f"缩容至 {rec.recommended_flavor}" if ACTIONS[rec.kind] == "resize" else "搁置下线（shelve-offload）"
+    deadline = extra.pop("deadline", None)
+    emit(session, kind, unit_id=rec.unit_id, entity="reclaim_recommendation", entity_id=rec.id,
+                key=f"{kind}:{occurrence}", deadline=deadline, link=f"/api/v1/reclaim/recommendations/{rec.id}",
+                data={"server": rec.server.name, "reason": _REASONS[rec.kind], "action": action,
+                      "vcpus": rec.reclaim_vcpus, "ram_gb": rec.reclaim_ram_mb // 1024, "note": "", "detail": "",
+                      **extra})
 
 
 def appeal(session: Session, principal: Principal, rec_id: int, reason: str, *,
@@ -606,6 +626,9 @@ def decide_appeal(session: Session, principal: Principal, rec_id: int, *, accept
     audit.record(session, principal, action="accept-appeal" if accept else "reject-appeal",
                  entity="reclaim_recommendation", entity_id=rec.id, before=before,
                  after={**_snapshot(rec), "note": note}, unit_id=rec.unit_id)
+    decision = f"已通过，豁免至 {exempt_until}" if accept else "未通过，回收将按期执行"
+    _tell(session, rec, "reclaim.appeal.decided", f"{rec.id}:{rec.appeal_at.isoformat() if rec.appeal_at else ''}",
+          decision=decision, note=f"说明：{note}" if note else "")
     return rec
 
 
@@ -674,6 +697,7 @@ def execute(session: Session, principal: Principal, *, dry_run: bool = False, no
         audit.record(session, principal, action="execute", entity="reclaim_recommendation", entity_id=rec.id,
                      before=before, after={**_snapshot(rec), "action": action, "detail": detail},
                      unit_id=rec.unit_id)
+        _tell(session, rec, "reclaim.execution.done", f"{rec.id}:{rec.executed_at.isoformat()}", detail=detail)
         steps.append(step("skipped" if detail.startswith("already") else "done", detail))
     session.flush()
     return steps
@@ -760,3 +784,63 @@ def rollup(session: Session, principal: Principal, *, by: str = "unit") -> list[
                               recommendations=recs))
     rows.sort(key=lambda r: (-r.reclaimable_vcpus, -r.saving_month, r.key))
     return rows
+
+
+# ---------------------------------------------------------------- leases (租期) and reminders
+
+
+def open_lease_recommendations(session: Session, principal: Principal, *, today: date | None = None,
+                               grace_days: int | None = None) -> list[Recommendation]:
+    """Every live server whose lease ended before ``today`` (Beijing) gets a recommendation of its own kind, at
+    once notified: the department appeals as for any other (a project extended), else it is shelved."""
+    authorize(principal, "reclaim.recommendation:write")
+    today = today or beijing_today()
+    ended = list(session.scalars(select(Server).where(
+        Server.lease_ends_on < today, Server.status.not_in(("DELETED", "SHELVED_OFFLOADED")),
+        Server.unit_id.is_not(None)).order_by(Server.id)))
+    if not ended:
+        return []
+    have = {r.server_id: r for r in session.scalars(select(Recommendation).where(
+        Recommendation.kind == RecommendationKind.LEASE, Recommendation.server_id.in_([s.id for s in ended])))}
+    opened = []
+    for server in ended:
+        rec = have.get(server.id)
+        if rec is not None and rec.status is not RecommendationStatus.EXECUTED:
+            continue  # still being worked, exempted (the lease prolonged by appeal) or dismissed
+        assert server.unit_id is not None
+        price = prices()
+        values = {"unit_id": server.unit_id, "current_flavor": server.flavor, "recommended_flavor": None,
+                  "evidence": {"lease_ends_on": server.lease_ends_on.isoformat() if server.lease_ends_on else None},
+                  "reclaim_vcpus": server.vcpus, "reclaim_ram_mb": server.ram_mb, "reclaim_disk_gb": 0,
+                  "saving_month": round(server.vcpus * price.vcpu_month + server.ram_mb / 1024
+                                        * price.ram_gb_month, 2)}
+        if rec is None:
+            rec = Recommendation(server_id=server.id, server=server, kind=RecommendationKind.LEASE,
+                                 status=RecommendationStatus.OPEN, campaign_id=None, **values)
+            session.add(rec)
+        else:  # executed before, and the server is live again past its lease
+            for key, value in values.items():
+                setattr(rec, key, value)
+            _reopen(rec)
+        session.flush()
+        audit.record(session, principal, action="lease-ended", entity="reclaim_recommendation", entity_id=rec.id,
+                     after={"server": server.name, "lease_ends_on": server.lease_ends_on}, unit_id=rec.unit_id)
+        opened.append(rec)
+    notify(session, principal, [r.id for r in opened], grace_days=grace_days)
+    return opened
+
+
+@reminder("reclaim")
+def remind_reclaim(session: Session, now: datetime) -> int:
+    """Leases that ended become recommendations; an execution due within a day is told to the department."""
+    opened = open_lease_recommendations(session, system_principal("reclaim-reminder"), today=beijing_today(now))
+    soon = session.scalars(select(Recommendation).where(
+        Recommendation.status == RecommendationStatus.NOTIFIED, Recommendation.due_at > now,
+        Recommendation.due_at <= now + timedelta(days=1),
+        or_(Recommendation.appeal_status.is_(None), Recommendation.appeal_status == AppealStatus.REJECTED)))
+    told = 0
+    for rec in soon:
+        due = rec.due_at.isoformat() if rec.due_at else ""
+        _tell(session, rec, "reclaim.execution.scheduled", f"{rec.id}:{due}", deadline=rec.due_at)
+        told += 1
+    return len(opened) + told

@@ -76,6 +76,9 @@ class FindingPublic(Schema):
     mlps_level: int | None
     cve: list[str]
     cvss: float | None
+    # What the scanner says the weakness is and how to fix it: what the department acts on.
+    description: str
+    solution: str
     active: bool
     verified: bool
     false_positive: bool
@@ -124,6 +127,8 @@ class TicketPublic(Schema):
     status: TicketStatus
     # Every extension of the deadline: {"from", "to", "by", "reason", "at"}.
     extensions: list[dict[str, Any]]
+    # The department's last progress report: in_progress or fixed (please verify); the re-scan decides.
+    progress: str | None
     closed_at: datetime | None
     closed_by_import_id: int | None
 
@@ -240,3 +245,5 @@ class DutyReportPublic(Schema):
     alerts: int
     incidents: int
     note: str | None
+    # Filed after its slot's due time and grace (补报).
+    late: bool

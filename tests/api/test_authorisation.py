@@ -40,7 +40,10 @@ from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.org.models import Unit
 from tests.factories import ADMIN, build_reclaim_fleet, make_server
 
-ROLES = ("admin", "ops", "secops", "duty", "auditor", "dept", "anonymous")
+# A department's leader (dept_leader) is bound to 市公安局 as the dept user is: it answers as the department does
+# unless a row says otherwise.
+ROLES = ("admin", "ops", "secops", "duty", "auditor", "dept", "dept_leader", "anonymous")
+DEPARTMENT_ROLES = ("dept", "dept_leader")
 DEPT_SEES = {"990100-D01", "990100-M001"}
 CITY = "990100"
 
@@ -76,21 +79,33 @@ def _build(session: Session) -> World:
     from cloudctl.compute import provisioning
     from cloudctl.compute import service as compute
     from cloudctl.compute.schemas import QuotaSet, RequestCreate
+    from cloudctl.core import attachments
     from cloudctl.extranet.devices import ArpEntry, DeviceTables, MacEntry
     from cloudctl.extranet.models import NetworkDevice, PrefixStatus, Violation, Zone
     from cloudctl.extranet.schemas import AggregateCreate, ApplicationCreate, LinkCreate, PrefixCreate
     from cloudctl.extranet.service import access, collection, compliance, ipam
+    from cloudctl.extranet.service import rectification as extranet_rectification
+    from cloudctl.notify import service as notices
+    from cloudctl.notify.models import ChannelKind, Delivery, DeliveryStatus
     from cloudctl.reclaim import service as reclaim
     from cloudctl.reclaim.models import Recommendation
     from cloudctl.security.models import Asset, DutyKind, Finding, ItemStatus, Ticket, Verdict
     from cloudctl.security.scanners.base import ScanFinding, ScanReport
     from cloudctl.security.service import alerts, drills, duty, findings
+    from cloudctl.security.service import rectification as security_rectification
 
     fleet = build_reclaim_fleet(session)
     city = fleet.city
     units = {u.code: u for u in session.scalars(select(Unit))}
     own: dict[str, str] = {"unit": "990100-D01", "system": str(city.systems["own"])}
     other: dict[str, str] = {"unit": "990100-D02", "system": str(city.systems["other"])}
+
+    # Notifications: the bureau's mail server, and each department's contact subscribed, so what follows is told.
+    notices.create_channel(session, ADMIN, name="matrix-mail", kind=ChannelKind.SMTP,
+                           config={"host": "127.0.0.1", "port": 9, "security": "none", "sender": "noc@example.gov.cn"})
+    for target, code in ((own, "990100-D01"), (other, "990100-D02")):
+        target["subscription"] = str(notices.create_subscription(
+            session, ADMIN, channel="matrix-mail", unit=code, address=f"{code.lower()}@example.gov.cn").id)
 
     # The government cloud: room for a request that waits for ops, and one server due for deletion each.
     for code in ("990100-D01", "990100-D02"):
@@ -186,6 +201,21 @@ def _build(session: Session) -> World:
         drills.update_item(session, ADMIN, drill.id, done.id, ItemStatus.DONE, evidence="资产台账 v3")
         target["done_item"], target["item"] = str(done.id), str(waiting.id)
 
+    # Evidence on each ticket, an extension request waiting on each ticket and violation, a failed message each.
+    for target, code in ((own, "990100-D01"), (other, "990100-D02")):
+        ticket_id, violation_id = int(target["ticket"]), int(target["violation"])
+        target["attachment"] = str(attachments.add_attachment(session, ADMIN, "security_ticket", ticket_id,
+                                                              "补丁安装记录".encode(), filename="补丁.txt").id)
+        target["extension"] = str(security_rectification.request_extension(
+            session, ADMIN, ticket_id, to=beijing_today() + timedelta(days=60), reason="等待厂商补丁").id)
+        target["vextension"] = str(extranet_rectification.request_extension(
+            session, ADMIN, violation_id, to=beijing_today() + timedelta(days=60), reason="设备采购中").id)
+        delivery = session.scalars(select(Delivery).where(Delivery.unit_id == units[code].id)
+                                   .order_by(Delivery.id)).first()
+        assert delivery is not None
+        delivery.status = DeliveryStatus.FAILED
+        target["notification"] = str(delivery.id)
+
     own_jobs = set()
     for target, code in ((own, "990100-D01"), (other, "990100-D02")):
         job = jobs.submit_job(session, ADMIN, "test.api", unit_id=units[code].id)
@@ -198,7 +228,8 @@ def _build(session: Session) -> World:
               "attack": str(attack.id), "judged": str(judged.id), "action": "start", "step": "block",
               "phase": "self_check", "next_shift": (shift.ends_at + timedelta(hours=1)).isoformat(),
               "next_shift_ends": (shift.ends_at + timedelta(hours=9)).isoformat(),
-              "later": (beijing_today() + timedelta(days=30)).isoformat()}
+              "later": (beijing_today() + timedelta(days=30)).isoformat(), "channel": "matrix-mail",
+              "template_kind": "reclaim.notice"}
     own |= common
     other |= common
     foreign = {code for code in units if code not in DEPT_SEES | {CITY}}
@@ -293,8 +324,12 @@ class Probe:
 
 def may(*roles: str, ok: int = 200, **special: int) -> dict[str, int]:
     """``ok`` for the roles named (every role with a token when none is), 403 for the others, 401 without a token;
-    ``special`` overrides one role's answer."""
-    allowed = roles or ROLES[:-1]
+    ``special`` overrides one role's answer. A department's leader answers as the department unless named."""
+    allowed = set(roles or ROLES[:-1])
+    if "dept" in allowed:
+        allowed.add("dept_leader")
+    if "dept" in special:
+        special.setdefault("dept_leader", special["dept"])
     answers = {role: ok if role in allowed else 403 for role in ROLES[:-1]} | {"anonymous": 401}
     return answers | special
 
@@ -307,7 +342,9 @@ PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "s
               "rec_id": "rec", "app_id": "app", "link_id": "link", "violation_id": "violation", "asset_id": "asset",
               "finding_id": "finding", "ticket_id": "ticket", "alert_id": "alert", "period_id": "period",
               "shift_id": "shift", "drill_id": "drill", "item_id": "item", "job_id": "job", "name": "cloud",
-              "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase"}
+              "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase",
+              "notification_id": "notification", "subscription_id": "subscription", "extension_id": "extension",
+              "attachment_id": "attachment", "kind": "template_kind"}
 
 
 def _units_only_own(body: Any, world: World) -> None:
@@ -327,7 +364,7 @@ def _screen_is_the_department(body: Any, world: World) -> None:
     assert body["clouds"] is None
     assert body["security"]["on_shift"] is None
     assert body["security"]["blocked_24h"] is None
-    assert body["security"]["alerts_new"] is None
+    assert body["security"]["alerts_new"] == 1  # its own asset's alert; the city has more
     assert {u["unit"] for u in body["security"]["units"]} <= DEPT_SEES
     assert body["requests_pending"] == 1  # its own request only; the city has two
 
@@ -340,8 +377,10 @@ def scoped(probe: Probe, **other: int) -> list[Probe]:
     """The probe against the department's own record and against another unit's: there a department that may call
     the route answers 404, everyone else as on its own (``other`` overrides a role's answer there: another
     unit's record in another state, a body naming another unit)."""
-    dept = 404 if probe.expect["dept"] != 403 else 403
-    return [probe, replace(probe, target="other", expect=probe.expect | {"dept": dept} | other)]
+    hidden = {role: 404 if probe.expect[role] != 403 else 403 for role in DEPARTMENT_ROLES}
+    if "dept" in other:
+        other.setdefault("dept_leader", other["dept"])
+    return [probe, replace(probe, target="other", expect=probe.expect | hidden | other)]
 
 
 def lists(route: str, *, expect: dict[str, int] | None = None, unit_filter: bool = True,
@@ -396,8 +435,10 @@ PROBES: list[Probe] = [
                   body={"business_system": "{system}", "cloud": "test-cloud", "justification": "业务扩容",
                         "items": [{"flavor": "c2m4"}]}), dept=422),
     *scoped(Probe("GET", "/api/v1/requests/{request_id}", may())),
-    *scoped(Probe("POST", "/api/v1/requests/{request_id}/approve", may(*WRITE))),
-    *scoped(Probe("POST", "/api/v1/requests/{request_id}/reject", may(*WRITE), body={"reason": "预算不足"})),
+    # A leader passes the gate of the leader's step: another unit's request is not found, its own is past that step.
+    *scoped(Probe("POST", "/api/v1/requests/{request_id}/approve", may(*WRITE)), dept_leader=404),
+    *scoped(Probe("POST", "/api/v1/requests/{request_id}/reject", may(*WRITE), body={"reason": "预算不足"}),
+            dept_leader=404),
     *scoped(Probe("POST", "/api/v1/requests/{request_id}/cancel", may(*WRITE, "dept"))),
     *lists("/api/v1/servers"),
     *scoped(Probe("GET", "/api/v1/servers/{server_id}", may())),
@@ -447,6 +488,13 @@ PROBES: list[Probe] = [
     *scoped(Probe("GET", "/api/v1/extranet/violations/{violation_id}", may())),
     *scoped(Probe("PATCH", "/api/v1/extranet/violations/{violation_id}", may(*WRITE, "secops"),
                   body={"status": "rectifying", "note": "已安排整改"})),
+    *scoped(Probe("GET", "/api/v1/extranet/violations/{violation_id}/updates", may())),
+    *scoped(Probe("POST", "/api/v1/extranet/violations/{violation_id}/progress", may("admin", "ops", "dept", ok=201),
+                  body={"status": "in_progress", "note": "已下线违规终端"})),
+    *scoped(Probe("POST", "/api/v1/extranet/violations/{violation_id}/extension-requests",
+                  may("admin", "ops", "dept", ok=409), body={"to": "{later}", "reason": "设备采购中"})),
+    *scoped(Probe("POST", "/api/v1/extranet/violations/{violation_id}/extension-requests/{extension_id}/decision",
+                  may(*WRITE, "secops"), body={"grant": True}, params={"extension_id": "vextension"})),
     *lists("/api/v1/extranet/scorecard"),
     # ------------------------------------------------------------ security: assets, findings, tickets
     *lists("/api/v1/security/assets"),
@@ -454,6 +502,10 @@ PROBES: list[Probe] = [
     *scoped(Probe("PUT", "/api/v1/security/assets/{asset_id}/mlps-level", may(*SECURITY),
                   body={"mlps_level": 3, "reason": "承载核心业务"})),
     *lists("/api/v1/security/findings"),
+    *scoped(Probe("GET", "/api/v1/security/findings", may(), query="?ticket={ticket}", label="of a ticket")),
+    # Refused for its shape before anyone is asked for a token (the parameters are in the public OpenAPI document).
+    Probe("GET", "/api/v1/security/findings", may(ok=422, anonymous=422), query="?unti=990100-D01",
+          label="an unknown filter"),
     *scoped(Probe("GET", "/api/v1/security/findings/{finding_id}", may())),
     Probe("GET", "/api/v1/security/tickets", may()),
     *scoped(Probe("GET", "/api/v1/security/tickets/{ticket_id}", may())),
@@ -468,12 +520,46 @@ PROBES: list[Probe] = [
           body={"reason": "业务无法停机", "until": "{later}"}),
     Probe("DELETE", "/api/v1/security/findings/{finding_id}/risk-acceptance", may(*SECURITY, ok=409),
           query="?reason=人工复核"),
+    # The department's side of a ticket: progress with evidence, extension requests; the security team decides.
+    *scoped(Probe("GET", "/api/v1/security/tickets/{ticket_id}/updates", may())),
+    *scoped(Probe("POST", "/api/v1/security/tickets/{ticket_id}/progress", may("admin", "secops", "dept", ok=201),
+                  body={"status": "fixed", "note": "已安装补丁，请复测", "attachments": ["{attachment}"]})),
+    # One request already waits on each ticket: a rule's 409 for those who may ask.
+    *scoped(Probe("POST", "/api/v1/security/tickets/{ticket_id}/extension-requests",
+                  may("admin", "secops", "dept", ok=409), body={"to": "{later}", "reason": "等待厂商补丁"})),
+    *scoped(Probe("POST", "/api/v1/security/tickets/{ticket_id}/extension-requests/{extension_id}/decision",
+                  may(*SECURITY), body={"grant": False, "note": "请按期整改"})),
+    # ------------------------------------------------------------ evidence files
+    *scoped(Probe("GET", "/api/v1/attachments", may(), query="?entity=security_ticket&entity_id={ticket}")),
+    *scoped(Probe("POST", "/api/v1/attachments", may("admin", "dept", ok=201),
+                  query="?entity=security_ticket&entity_id={ticket}&filename=整改说明.txt",
+                  body={"说明": "已整改"})),
+    *scoped(Probe("GET", "/api/v1/attachments/{attachment_id}", may())),
+    *scoped(Probe("GET", "/api/v1/attachments/{attachment_id}/content", may(), media="text/plain")),
+    # ------------------------------------------------------------ notifications
+    *lists("/api/v1/notifications"),
+    *scoped(Probe("GET", "/api/v1/notifications/{notification_id}", may())),
+    *scoped(Probe("POST", "/api/v1/notifications/{notification_id}/retry", may(*WRITE))),
+    Probe("GET", "/api/v1/notify/channels", may()),
+    Probe("POST", "/api/v1/notify/channels", may(*WRITE, ok=201),
+          body={"name": "matrix-robot", "kind": "wecom", "config": {"url": "http://127.0.0.1:9/hook"}}),
+    Probe("PATCH", "/api/v1/notify/channels/{name}", may(*WRITE), body={"enabled": True},
+          params={"name": "channel"}),
+    *lists("/api/v1/notify/subscriptions"),
+    *scoped(Probe("POST", "/api/v1/notify/subscriptions", may(*WRITE, "secops", "dept", ok=201),
+                  body={"channel": "matrix-mail", "unit": "{unit}", "events": "security.duty.*",
+                        "address": "duty@example.gov.cn", "name": "值班联系人"})),
+    *scoped(Probe("DELETE", "/api/v1/notify/subscriptions/{subscription_id}", may(*WRITE, "secops", "dept",
+                                                                                   ok=204))),
+    Probe("GET", "/api/v1/notify/templates", may(dept=403)),
+    Probe("PUT", "/api/v1/notify/templates/{kind}", may(*WRITE), body={"subject": "【回收通知】$unit_name $server"}),
     # ------------------------------------------------------------ alerts and the block list
     Probe("POST", "/api/v1/security/alerts", may(*TRIAGE, ok=202),
           body={"source": "态势感知", "source_ref": "evt-new", "title": "暴力破解", "severity": "high",
                 "src_ip": "203.0.113.10"}),
-    Probe("GET", "/api/v1/security/alerts", may(dept=403)),
-    *scoped(Probe("GET", "/api/v1/security/alerts/{alert_id}", may(dept=403))),
+    # A department reads the alerts on its own assets (read-only).
+    *lists("/api/v1/security/alerts", unit_filter=False),
+    *scoped(Probe("GET", "/api/v1/security/alerts/{alert_id}", may())),
     Probe("POST", "/api/v1/security/alerts/{alert_id}/verdict", may(*TRIAGE), body={"verdict": "false_positive"}),
     Probe("POST", "/api/v1/security/alerts/{alert_id}/steps/{step}", may(*TRIAGE),
           body={"status": "done", "evidence": "防火墙已封禁"}, params={"alert_id": "attack"}),
@@ -593,7 +679,7 @@ def test_matrix(world: tuple[World, Connection], shared_client: TestClient, prob
         return
     if probe.media is not None:
         assert content_type.startswith(probe.media), content_type
-    if role != "dept" or probe.expect["anonymous"] == 200:
+    if role not in DEPARTMENT_ROLES or probe.expect["anonymous"] == 200:
         return  # what needs no token does not depend on whose the token is (the network guards /metrics)
     data = json.loads(response.text) if content_type.startswith("application/json") else None
     _no_other_unit_in(response.text, data, built)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -85,15 +85,22 @@ def period(session: Session, city: MiniCity) -> int:
     return period.id
 
 
-def test_zero_reports_and_overdue_slots(client: TestClient, city: MiniCity, period: int) -> None:
+def test_zero_reports_and_overdue_slots(client: TestClient, session: Session, city: MiniCity, period: int) -> None:
     missing = client.get("/api/v1/security/duty/missing", headers=auth(city, "duty")).json()
     overdue = [m for m in missing if m["overdue"]]
     # Slots at +2h, +4h and +6h are past (with 30 min of grace): both departments owe all three.
     assert len(overdue) == 6
     assert {m["unit_code"] for m in overdue} == {"990100-D01", "990100-D02"}
+    # Filed now, the report is for the slot that has just passed (+6h, past its grace: late), not the next one.
     report = client.post(f"/api/v1/security/duty/periods/{period}/reports", headers=auth(city, "dept"),
                          json={"zero": True, "note": "本时段无安全事件"})
     assert report.status_code == 201, report.text
+    slots = duty.slots(duty.get_period(session, ADMIN, period))
+    assert (datetime.fromisoformat(report.json()["slot_at"]), report.json()["late"]) == (slots[2], True)
+    # That one reported, the next report is the coming slot's, filed early; a third has no slot left to take.
+    early = client.post(f"/api/v1/security/duty/periods/{period}/reports", headers=auth(city, "dept"),
+                        json={"zero": True})
+    assert (datetime.fromisoformat(early.json()["slot_at"]), early.json()["late"]) == (slots[3], False)
     twice = client.post(f"/api/v1/security/duty/periods/{period}/reports", headers=auth(city, "dept"),
                         json={"zero": True})
     assert twice.status_code == 409

@@ -41,6 +41,7 @@ from cloudctl.extranet.models import (
 )
 from cloudctl.extranet.schemas import ScorecardRow, ViolationUpdate
 from cloudctl.extranet.service.access import REQUIRED_KINDS, connected_units
+from cloudctl.notify.service import emit
 from cloudctl.org.models import Unit
 from cloudctl.org.service import under
 
@@ -219,6 +220,7 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
     existing = {(v.rule, v.subject): v for v in session.scalars(select(Violation))}
     counts = {"opened": 0, "updated": 0, "reopened": 0, "resolved": 0}
     seen: set[tuple[int, str]] = set()
+    told: list[Violation] = []
     for rule, subject, unit, evidence, first, last in found:
         key = (rule, subject)
         if key in seen:
@@ -228,15 +230,18 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
         last_seen = datetime.fromtimestamp(last, now.tzinfo) if math.isfinite(last) else now
         row = existing.get(key)
         if row is None:
-            session.add(Violation(rule=rule, subject=subject, unit_id=unit, status=ViolationStatus.OPEN,
-                                  evidence=evidence, first_seen=first_seen, last_seen=last_seen,
-                                  deadline=(now + timedelta(days=RECTIFY_DAYS.get(rule, 15))).date()))
+            row = Violation(rule=rule, subject=subject, unit_id=unit, status=ViolationStatus.OPEN,
+                            evidence=evidence, first_seen=first_seen, last_seen=last_seen,
+                            deadline=(now + timedelta(days=RECTIFY_DAYS.get(rule, 15))).date())
+            session.add(row)
+            told.append(row)
             counts["opened"] += 1
             continue
         row.evidence, row.last_seen, row.unit_id = evidence, max(row.last_seen, last_seen), unit
         if row.status is ViolationStatus.RESOLVED:
-            row.status, row.resolved_at = ViolationStatus.OPEN, None
+            row.status, row.resolved_at, row.progress = ViolationStatus.OPEN, None, None
             row.deadline = (now + timedelta(days=RECTIFY_DAYS.get(rule, 15))).date()
+            told.append(row)
             counts["reopened"] += 1
         else:
             counts["updated"] += 1
@@ -247,6 +252,11 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
             row.note = row.note[-500:]
             counts["resolved"] += 1
     session.flush()
+    for row in told:
+        if row.unit_id is not None:
+            emit(session, "extranet.violation.opened", unit_id=row.unit_id, entity="extranet_violation",
+                 entity_id=row.id, key=f"extranet.violation.opened:{row.id}:{row.deadline}", deadline=row.deadline,
+                 link=f"/api/v1/extranet/violations/{row.id}", data={"title": row.title, "subject": row.subject})
     by_rule: dict[str, int] = {}
     for rule, *_ in found:
         by_rule[str(rule)] = by_rule.get(str(rule), 0) + 1

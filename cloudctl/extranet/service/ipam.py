@@ -36,6 +36,7 @@ from cloudctl.extranet.models import (
     Zone,
 )
 from cloudctl.extranet.schemas import AddressCreate, AggregateCreate, ApplicationCreate, PrefixCreate, PrefixPublic
+from cloudctl.notify.service import emit
 from cloudctl.org.service import get_unit, under
 
 __all__ = [
@@ -399,6 +400,9 @@ def approve_application(session: Session, principal: Principal, app_id: int,
     audit.record(session, principal, action="approve", entity="ip_application", entity_id=app.id,
                  before={"status": "submitted"}, after={"status": "approved", "allocated": allocated},
                  unit_id=app.unit_id)
+    emit(session, "extranet.application.decided", unit_id=app.unit_id, entity="ip_application", entity_id=app.id,
+         link=f"/api/v1/extranet/ip-applications/{app.id}",
+         data={"application": app.id, "decision": "已批准", "detail": "分配：" + "、".join(allocated)})
     return app
 
 
@@ -491,6 +495,9 @@ def reject_application(session: Session, principal: Principal, app_id: int, reas
     _decide(session, principal, app, ApplicationStatus.REJECTED, reason.strip())
     audit.record(session, principal, action="reject", entity="ip_application", entity_id=app.id,
                  before={"status": "submitted"}, after={"status": "rejected", "reason": reason}, unit_id=app.unit_id)
+    emit(session, "extranet.application.decided", unit_id=app.unit_id, entity="ip_application", entity_id=app.id,
+         link=f"/api/v1/extranet/ip-applications/{app.id}",
+         data={"application": app.id, "decision": "未获批准", "detail": f"理由：{reason.strip()}"})
     return app
 
 

@@ -25,6 +25,7 @@ from cloudctl.core.errors import Conflict, FieldError, InvalidInput, PermissionD
 from cloudctl.core.export import csv_text
 from cloudctl.core.models import utcnow
 from cloudctl.core.text import NoControl
+from cloudctl.notify.service import emit
 from cloudctl.security.models import (
     Alert,
     AlertStatus,
@@ -171,6 +172,12 @@ def set_verdict(session: Session, principal: Principal, alert_id: int, verdict: 
     session.flush()
     audit.record(session, principal, action="verdict", entity="security_alert", entity_id=alert.id, before=before,
                  after={"verdict": verdict.value, "note": note}, unit_id=alert.unit_id)
+    if verdict is Verdict.ATTACK and alert.unit_id is not None:
+        # An attack on a unit's asset: the unit and the duty officer hear it at once, day or night.
+        emit(session, "security.alert.attack", unit_id=alert.unit_id, entity="security_alert", entity_id=alert.id,
+             link=f"/api/v1/security/alerts/{alert.id}",
+             data={"alert": alert.id, "title": alert.title, "severity": alert.severity.label,
+                   "ip": alert.dst_ip or ""})
     return alert
 
 
@@ -330,7 +337,7 @@ def block(session: Session, principal: Principal, address: str, *, reason: str, 
 
 def blocklist(session: Session, principal: Principal, *, fmt: str = "txt") -> str:
     """The addresses blocked now, for the firewalls: one per line, or CSV with reason and expiry."""
-    authorize(principal, "security.alert:read")
+    authorize(principal, "security.blocklist:read")
     now = utcnow()
     rows = list(session.scalars(select(BlockedAddress).where(
         BlockedAddress.lifted_at.is_(None), or_(BlockedAddress.expires_at.is_(None), BlockedAddress.expires_at > now))

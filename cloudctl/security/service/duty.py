@@ -314,8 +314,27 @@ def check_in(session: Session, principal: Principal, shift_id: int, *, handover_
     return shift
 
 
+def _default_slot(session: Session, period: DutyPeriod, unit_id: int, now: datetime) -> datetime:
+    """The slot that has just passed, unless this unit reported it already: then the coming one (filed early).
+
+    Never silently the next one for a slot that was missed: a late report counts against the slot it is for."""
+    window = max(timedelta(days=1, hours=1), timedelta(hours=period.every_hours or 0))
+    passed = slots(period, since=max(period.starts_at, now - window), until=min(now, period.ends_at))
+    if passed:
+        last = passed[-1]
+        if session.scalar(select(DutyReport.id).where(DutyReport.period_id == period.id,
+                                                      DutyReport.unit_id == unit_id,
+                                                      DutyReport.slot_at == last)) is None:
+            return last
+    upcoming = next_slot(period, now + timedelta(microseconds=1))
+    if upcoming is None:
+        raise Conflict("the period's last slot has passed and was reported", field="slot_at")
+    return upcoming
+
+
 def submit_report(session: Session, principal: Principal, period_id: int, data: ReportCreate) -> DutyReport:
-    """A unit's report for a slot: by default the slot due now (within its grace) or the next one."""
+    """A unit's report for a slot: by default the slot that has just passed (late if after its grace), or the coming
+    one when that was reported already. A report after its slot's due time and grace is marked late (补报)."""
     authorize(principal, "security.duty:report")
     period = get_period(session, principal, period_id)
     code = data.unit_code or principal.unit_code
@@ -331,15 +350,12 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
         if not is_slot(period, slot):
             raise InvalidInput("not a report slot of this period", field="slot_at")
     else:
-        upcoming = next_slot(period, now - grace)
-        if upcoming is None:
-            raise Conflict("the period's last slot has passed", field="slot_at")
-        slot = upcoming
+        slot = _default_slot(session, period, unit.id, now)
     if period.zero_reports is False and data.zero:
         raise InvalidInput("this period takes reports of events only, not zero-reports", field="zero")
     report = DutyReport(period_id=period.id, unit_id=unit.id, unit=unit, slot_at=slot, submitted_at=now,
                         submitted_by=principal.actor, zero=data.zero, alerts=data.alerts, incidents=data.incidents,
-                        note=data.note)
+                        note=data.note, late=now > slot + grace)
     try:
         with session.begin_nested():
             session.add(report)
@@ -348,7 +364,7 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
                        field="slot_at") from None
     audit.record(session, principal, action="report", entity="duty_report", entity_id=report.id,
                  after={"period": period.id, "slot": slot, "zero": data.zero, "alerts": data.alerts,
-                        "incidents": data.incidents}, unit_id=unit.id)
+                        "incidents": data.incidents, "late": report.late}, unit_id=unit.id)
     return report
 
 

@@ -30,6 +30,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import beijing_today, utcnow
+from cloudctl.notify.service import emit
 from cloudctl.org.service import under
 from cloudctl.security.calendar import add_working_days, china
 from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
@@ -192,6 +193,9 @@ def _verify_tickets(session: Session, scope: str, record: ScanImport) -> int:
                                                           Finding.out_of_scope.is_(False)))
         if not still:
             ticket.status, ticket.closed_at, ticket.closed_by_import_id = TicketStatus.CLOSED, utcnow(), record.id
+            emit(session, "security.ticket.closed", unit_id=ticket.unit_id, entity="security_ticket",
+                 entity_id=ticket.id, link=f"/api/v1/security/tickets/{ticket.id}",
+                 data={"ticket": ticket.id, "title": ticket.title})
             closed += 1
     session.flush()
     return closed
@@ -206,10 +210,12 @@ def _finding_query(principal: Principal) -> Select[Finding]:
 
 def list_findings(session: Session, principal: Principal, *, scope: str | None = None, unit: str | None = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
-                  business_system: int | None = None, mlps_level: int | None = None,
+                  business_system: int | None = None, mlps_level: int | None = None, ticket: int | None = None,
                   limit: int = 50, offset: int = 0) -> tuple[list[Finding], int]:
     authorize(principal, "security.finding:read")
     query = _finding_query(principal)
+    if ticket is not None:  # the findings of one ticket, the principal's to see
+        query = query.where(Finding.ticket_id == get_ticket(session, principal, ticket).id)
     if scope is not None:
         query = query.where(Finding.scope == scope)
     if unit is not None:
@@ -259,6 +265,9 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
         audit.record(session, principal, action="open", entity="security_ticket", entity_id=ticket.id,
                      after={"scope": scope, "findings": len(findings), "deadline": ticket.deadline},
                      unit_id=unit_id)
+        emit(session, "security.ticket.opened", unit_id=unit_id, entity="security_ticket", entity_id=ticket.id,
+             deadline=ticket.deadline, link=f"/api/v1/security/tickets/{ticket.id}",
+             data={"ticket": ticket.id, "title": ticket.title, "count": len(findings)})
         tickets.append(ticket)
     session.flush()
     return tickets

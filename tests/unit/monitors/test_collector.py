@@ -37,7 +37,7 @@ def test_quota_capacity_and_request_families(session: Session) -> None:
     compute.capacity(session, ADMIN, "test-cloud")  # the snapshot the exporter reads
     request = RequestCreate.model_validate({"business_system": city.systems["own"], "cloud": "test-cloud",
                                             "justification": "业务扩容需要", "items": [{"flavor": "c4m8", "count": 5}]})
-    provisioning.submit_request(session, city.principals["dept"], request)  # 20 vCPU: waits for ops
+    provisioning.submit_request(session, city.principals["dept_leader"], request)  # 20 vCPU: waits for ops
     registry = _registry(session)
     value = registry.get_sample_value
     assert value("cloudctl_quota_limits_vcpus_max", {"unit": "990100-D01", "cloud": "test-cloud"}) == 32
