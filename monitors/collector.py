@@ -157,6 +157,7 @@ class CloudctlCollector(Collector):
         yield from self._extranet(session)
         yield from self._security(session)
         yield from self._drills(session)
+        yield from self._notifications(session)
         yield from self._jobs(session)
 
     def _clouds(self, session: Session) -> Iterator[Metric]:
@@ -438,6 +439,27 @@ class CloudctlCollector(Collector):
                 .group_by(Drill.id, Drill.name, Unit.code)):
             overdue.add_metric([str(drill_id), name, code], n)
         yield from (items, overdue)
+
+    def _notifications(self, session: Session) -> Iterator[Metric]:
+        """The outbox: messages per channel and status, and how long the oldest one due has waited."""
+        from cloudctl.notify.models import Channel, Delivery, DeliveryStatus
+
+        messages = GaugeMetricFamily("cloudctl_notifications", "Messages in the outbox by channel and status "
+                                     "(pending includes those waiting out quiet hours or a retry's backoff).",
+                                     labels=["channel", "status"])
+        for channel, status, n in session.execute(
+                select(Channel.name, Delivery.status, func.count()).join(Channel, Channel.id == Delivery.channel_id)
+                .group_by(Channel.name, Delivery.status)):
+            messages.add_metric([channel, status.value], n)
+        now = utcnow()
+        oldest = session.scalar(select(func.min(Delivery.created_at)).where(
+            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)), Delivery.send_after <= now))
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=now.tzinfo)  # an aggregate comes back without the column's type
+        age = GaugeMetricFamily("cloudctl_notifications_oldest_pending_age_seconds",
+                                "Seconds the oldest message that is due and not yet sent has waited (0: none).")
+        age.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+        yield from (messages, age)
 
     def _jobs(self, session: Session) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("cloudctl_jobs", "Jobs by kind and status.", labels=["kind", "status"])
