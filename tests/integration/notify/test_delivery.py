@@ -111,7 +111,8 @@ def test_every_channel_delivers_once_with_its_format_and_signature(world: sessio
         notice = next(m for m in mails if "资源回收通知" in m["Subject"])
         text = notice.get_content()
         assert notice["X-Cloudctl-Unit"] == "990100-D01"
-        assert "市公安局" in text and "d01-app-3" in text
+        assert "市公安局" in text
+        assert "d01-app-3" in text
         assert service.local(deadline) in text
         assert "http://127.0.0.1:8000/api/v1/reclaim/recommendations/7" in text
         # The robots checked the platforms' signatures; each was sent what concerns its role, once.
@@ -120,8 +121,10 @@ def test_every_channel_delivers_once_with_its_format_and_signature(world: sessio
         assert len(robots.accepted("feishu")) == 1  # the duty officer: the attack
         assert len(robots.accepted("sms")) == 1  # the department's security contact: the attack
         hooks = robots.accepted("webhook")
-        assert len(hooks) == 1 and hooks[0].body["event"] == "reclaim.notice"
-        assert hooks[0].body["unit"] == "990100-D01" and hooks[0].headers["idempotency-key"]
+        assert len(hooks) == 1
+        assert hooks[0].body["event"] == "reclaim.notice"
+        assert hooks[0].body["unit"] == "990100-D01"
+        assert hooks[0].headers["idempotency-key"]
         assert [r for r in robots.received if not r.verified] == []
         with world() as session:
             statuses = set(session.scalars(select(Delivery.status)))
@@ -196,11 +199,13 @@ def test_the_sender_is_a_periodic_job(world: sessionmaker[Session], fresh_engine
             session.commit()
         runner = jobs.JobRunner(fresh_engine, kinds=[sender.SEND_JOB])
         done = runner.run_once()
-        assert done is not None and done.result == {"sent": 2, "retried": 0, "failed": 0, "interrupted": 0}
+        assert done is not None
+        assert done.result == {"sent": 2, "retried": 0, "failed": 0, "interrupted": 0}
         with world() as session:
             again = session.scalars(select(jobs.Job).where(jobs.Job.kind == sender.SEND_JOB)).one()
             # The same row, queued again for its next round.
             assert (again.id, again.status) == (done.id, jobs.JobStatus.QUEUED)
-            assert again.run_after is not None and again.run_after > utcnow()
+            assert again.run_after is not None
+            assert again.run_after > utcnow()
         assert runner.run_once() is None  # not before its time
         assert len(mail.to("zhang@d01.example")) == 1
