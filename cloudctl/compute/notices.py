@@ -37,9 +37,8 @@ def request_event(session: Session, request: ResourceRequest, kind: str, *, step
         values["lease"] = f"租期至 {request.ends_on}，到期后将进入回收流程。"
     notify.emit(session, kind, unit_id=request.unit_id, entity="resource_request", entity_id=request.id,
                 key=f"{kind}:{request.id}{':' + step if step else ''}", data=values,
-                link=f"/api/v1/requests/{request.id}", roles=() if kind != "compute.request.needs_approval"
-                or step == "leader" else ("ops",),
-                deadline=None)
+                link=f"/api/v1/requests/{request.id}",
+                roles=("ops",) if kind == "compute.request.needs_approval" and step == "ops" else ())
 
 
 @reminder("compute.quota")

@@ -34,6 +34,7 @@ from cloudctl.extranet.schemas import (
     ViolationUpdate,
 )
 from cloudctl.extranet.service import access, collection, compliance, ipam
+from cloudctl.extranet.service import rectification as _rectification  # noqa: F401  (its reminders: job workers)
 
 __all__ = ["extranet_app"]
 

@@ -33,7 +33,7 @@ DEMO_CHANNELS: dict[str, tuple[ChannelKind, dict[str, Any]]] = {
 def seed_notify(session: Session, principal: Principal, city: DemoCity, seed: int) -> dict[str, int]:
     session.execute(insert(Channel), [{"name": name, "kind": kind, "config": config, "enabled": False,
                                        "unit_id": None} for name, (kind, config) in DEMO_CHANNELS.items()])
-    channel = dict(session.execute(select(Channel.name, Channel.id)).tuples().all())
+    channel: dict[str, int] = {name: id_ for name, id_ in session.execute(select(Channel.name, Channel.id))}
     rows: list[dict[str, Any]] = [
         {"unit_id": None, "role": "ops", "events": "*", "channel_id": channel["ops-dingtalk"], "address": "",
          "name": "运维值守群", "digest": False, "enabled": True},

@@ -37,7 +37,8 @@ EVENTS: dict[str, EventKind] = {k.key: k for k in (
     _kind("compute.request.submitted", "资源申请已提交", "$unit_name 申请 $summary",
           "$unit_name 为业务系统「$system」提交了资源申请 #$request：$summary。\n申请理由：$justification"),
     _kind("compute.request.needs_approval", "资源申请待审批", "$unit_name 的资源申请 #$request 待$approver审批",
-          "$unit_name 的资源申请 #$request（$summary）等待$approver审批。", roles=("ops",)),
+          # Ops hear it at their step only (the emitter names the role): the leader's step is the unit's.
+          "$unit_name 的资源申请 #$request（$summary）等待$approver审批。"),
     _kind("compute.request.approved", "资源申请已批准", "资源申请 #$request 已由$approver批准",
           "$unit_name 的资源申请 #$request（$summary）已由$approver批准。$note"),
     _kind("compute.request.rejected", "资源申请被驳回", "资源申请 #$request 被驳回",
@@ -90,7 +91,7 @@ EVENTS: dict[str, EventKind] = {k.key: k for k in (
     # Duty (7×24值班) and drills (护网)
     _kind("security.duty.due", "值班报告提醒", "$unit_name 请于 $deadline 前报送值班报告",
           "$period：$unit_name 应于 $deadline 报送值班报告（无事件请报零报告）。" + _DEADLINE),
-    _kind("security.duty.overdue", "值班报告逾期", "$unit_name 值班报告逾期未报",
+    _kind("security.duty.overdue", "值班报告逾期", "$unit_name $deadline 的值班报告逾期未报",
           "$period：$unit_name 应于 $deadline 报送的值班报告逾期未报，请立即补报。" + _DEADLINE,
           roles=("duty",), urgent=True),
     _kind("security.drill.due", "演练任务提醒", "$unit_name：$title 将于 $deadline 到期",

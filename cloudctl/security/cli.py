@@ -33,6 +33,7 @@ from cloudctl.security.schemas import (
 )
 from cloudctl.security.service import alerts, assets, drills, duty, runs
 from cloudctl.security.service import findings as service
+from cloudctl.security.service import rectification as _rectification  # noqa: F401  (its reminders: job workers)
 
 __all__ = ["security_app"]
 

@@ -24,7 +24,9 @@ def test_seed_writes_the_city_and_scopes_its_departments(session: Session, tmp_p
     assert result.counts["units"] == 1757
     assert result.counts["business_systems"] == 70
     assert result.counts["units.village"] == 1503
-    assert session.scalar(select(func.count(User.id)).where(User.role == "dept")) == 35
+    # A user per department, and one per county for its duty reports; a leader per department.
+    assert session.scalar(select(func.count(User.id)).where(User.role == "dept")) == 35 + 8
+    assert session.scalar(select(func.count(User.id)).where(User.role == "dept_leader")) == 35
     # Paths were written for every unit: a village's path runs through its town and county.
     village = session.scalars(select(Unit).where(Unit.kind == UnitKind.VILLAGE).limit(1)).one()
     town = service.get_unit(session, ADMIN, village.parent_code or "")
