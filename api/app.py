@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     install_docs(app)
     install_contract(app)
     limits = get_settings()
-    hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth)
+    hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth,
+                      uploads={"/api/v1/attachments": limits.attachment_max_bytes})
     # One registry per app: the domains' collector, and request counts and latency from a well-kept library.
     registry = build_registry(metrics_sessions)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(

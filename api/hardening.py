@@ -125,15 +125,20 @@ class BodyLimit:
     over the limit is refused before a byte is read, a chunked body as soon as it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int,
+                 uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        # Paths that take a file as their body (evidence uploads), with a limit of their own.
+        self.uploads = dict(uploads or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.uploads.get(scope.get("path", ""), self.max_bytes) if scope.get("method") == "POST" \
+            else self.max_bytes
         headers = scope.get("headers") or []
         for name, value in headers:
             if name.lower() == b"content-length":
@@ -141,8 +146,8 @@ class BodyLimit:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._too_large(scope, send)
+                if declared > limit:
+                    await self._too_large(scope, send, limit)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -152,8 +157,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, send)
+            if size > limit:
+                await self._too_large(scope, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -177,10 +182,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
         await _send_problem(scope, send, 413, "Content too large",
-                            f"the request body is larger than {self.max_bytes} bytes", "content-too-large",
-                            [{"field": "body", "reason": f"at most {self.max_bytes} bytes"}])
+                            f"the request body is larger than {limit} bytes", "content-too-large",
+                            [{"field": "body", "reason": f"at most {limit} bytes"}])
 
 
 class SecurityHeaders:
@@ -236,10 +241,10 @@ class RedactCredentials(logging.Filter):
         return True
 
 
-def install(app: FastAPI, *, max_body_bytes: int, max_json_depth: int) -> None:
+def install(app: FastAPI, *, max_body_bytes: int, max_json_depth: int, uploads: dict[str, int] | None = None) -> None:
     """Add the middleware (the body limit innermost, so even a refusal carries the security headers) and the
     access-log filter."""
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, max_depth=max_json_depth)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, max_depth=max_json_depth, uploads=uploads)
     app.add_middleware(SecurityHeaders)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactCredentials) for f in access_log.filters):
