@@ -15,12 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, make_engine
 from cloudctl.core.migrate import upgrade
+
+# Property-based tests: the same examples on every run (CI is stable), few enough to keep each test to seconds,
+# and no per-example deadline on a shared, noisy machine. The database fixtures are reused across examples on
+# purpose: each example cleans up after itself inside the test's transaction.
+hypothesis_settings.register_profile("cloudctl", derandomize=True, max_examples=60, deadline=None,
+                                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                            HealthCheck.too_slow])
+hypothesis_settings.load_profile(os.environ.get("CLOUDCTL_HYPOTHESIS_PROFILE", "cloudctl"))
 
 DATABASES = [name.strip() for name in os.environ.get("CLOUDCTL_TEST_DATABASES", "sqlite,postgresql").split(",")
              if name.strip()]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 import yaml
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cloudctl.core import jobs
+from cloudctl.core import jobs, tabular
 from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
@@ -153,12 +152,15 @@ def prefix_add(prefix: str = typer.Argument(...), zone: Zone = typer.Option(...)
 
 
 @prefix_app.command("import")
-def prefix_import(file: Path = typer.Argument(..., help="CSV or YAML rows of kind aggregate, prefix, address"),
+def prefix_import(file: Path = typer.Argument(..., help="CSV, .xlsx or YAML rows of kind aggregate, prefix, address"),
+                  encoding: str | None = typer.Option(None, help="the CSV's encoding (default: UTF-8, else GB18030 "
+                                                                 "detected)"),
                   output: OutputFormat = OutputOption) -> None:
     """Import a plan: every row valid, or nothing imported."""
-    rows = _read_rows(file)
-    with unit_of_work() as (session, principal):
-        result = ipam.import_plan(session, principal, rows)
+    with tabular.in_file(file):
+        rows = _read_rows(file, encoding)
+        with unit_of_work() as (session, principal):
+            result = ipam.import_plan(session, principal, rows)
     counts = {"aggregates": result.aggregates, "prefixes": result.prefixes, "addresses": result.addresses}
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps(counts) + "\n")
@@ -182,19 +184,12 @@ def prefix_export(fmt: str = typer.Option("yaml", "--format", help="yaml or csv"
     writer.writerows(rows)
 
 
-def _read_rows(file: Path) -> list[dict[str, Any]]:
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}", field="file")
-    text = file.read_text(encoding="utf-8-sig")
-    if file.suffix.lower() in (".yml", ".yaml"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InvalidInput(f"not YAML: {exc}", field="file") from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise InvalidInput("a YAML plan is a list of rows", field="file")
-        return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in data]
-    return list(csv.DictReader(io.StringIO(text)))
+def _read_rows(file: Path, encoding: str | None) -> list[tabular.Row]:
+    if file.suffix.lower() in (".yml", ".yaml", ".json"):
+        data = tabular.load_document(tabular.decode(tabular.read_bytes(file), encoding=encoding)[0],
+                                     "json" if file.suffix.lower() == ".json" else "yaml")
+        return tabular.rows_of_records(data, ipam.PLAN_COLUMNS)
+    return tabular.read_table(file, ipam.PLAN_COLUMNS, encoding=encoding).rows
 
 
 @address_app.command("add")
