@@ -54,7 +54,8 @@ class CloudctlError(Exception):
 
     def __str__(self) -> str:
         text = self.detail
-        if self.field and not self.detail.startswith(self.field):
+        # "units.csv: rows.3.name: …", but "units.csv: the file is empty" rather than "units.csv: file: …".
+        if self.field and not self.detail.startswith(self.field) and not (self.source and self.field == "file"):
             text = f"{self.field}: {self.detail}"
         return f"{self.source}: {text}" if self.source else text
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, StringConstraints
 
 __all__ = ["BIDI_CONTROLS", "FreeText", "Line", "NoControl", "NoControlMultiline", "control_character",
-           "refuse_control"]
+           "escape_control", "refuse_control"]
 
 # Unicode's explicit directional formatting characters (UAX #9): they reorder what a reader sees, the
 # "Trojan Source" trick. Zero-width joiners and other format characters stay: Chinese and emoji text uses them.
@@ -43,6 +43,18 @@ def refuse_control(value: str, *, multiline: bool = False) -> str:
     if found is not None:
         raise ValueError(f"must not contain control characters (found {found})")
     return value
+
+
+def escape_control(value: str, *, multiline: bool = True) -> str:
+    """``value`` with every character :func:`control_character` would name written as its escape (``\\x1b``).
+
+    For evidence kept from outside (a scanner's plugin output quoting a banner): refusing a whole report for one
+    escape sequence in it would lose more than it protects, and the escape still shows what was there.
+    """
+    if control_character(value, multiline=multiline) is None:
+        return value
+    return "".join(char if control_character(char, multiline=multiline) is None
+                   else char.encode("unicode_escape").decode("ascii") for char in value)
 
 
 def _single_line(value: Any) -> Any:

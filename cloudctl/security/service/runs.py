@@ -20,7 +20,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.security.models import Asset
-from cloudctl.security.scanners.base import ScanFinding, ScanReport
+from cloudctl.security.scanners.base import ScanFinding, ScanReport, canonical_ip
 from cloudctl.security.scanners.nmap import NmapScanner, validate_targets
 from cloudctl.security.service.findings import ImportOutcome, store_report
 
@@ -82,12 +82,12 @@ def record_baseline(session: Session, results: Sequence[Any]) -> None:
     for r in results:
         if r.outcome == "notapplicable":
             continue
-        tally = counts.setdefault(r.host, [0, 0])
+        tally = counts.setdefault(canonical_ip(r.host) or r.host, [0, 0])
         tally[0] += 1
         tally[1] += r.outcome == "pass"
     now = utcnow()
     for asset in session.scalars(select(Asset).where(Asset.ip.in_(list(counts)))):
-        asset.baseline_checks, asset.baseline_passed = counts[asset.ip]
+        asset.baseline_checks, asset.baseline_passed = counts[asset.ip or ""]
         asset.baseline_checked_at = now
 
 
