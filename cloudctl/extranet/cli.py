@@ -17,6 +17,7 @@ from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.extranet.devices import COMMANDS
 from cloudctl.extranet.models import ApplicationStatus, LinkRole, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
     AddressCreate,
@@ -308,18 +309,34 @@ def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory
                   f"{result.get('mac_new', 0)} new MAC entries")
 
 
+def _read(counts: dict[str, dict[str, int]] | None, which: int, device_type: str) -> str | None:
+    """"209/1": rows parsed / skipped by the last collection of the device's ARP (0) or MAC (1) command."""
+    commands = COMMANDS.get(device_type)
+    found = (counts or {}).get(commands[which]) if commands else None
+    return f"{found.get('parsed', 0)}/{found.get('skipped', 0)}" if found else None
+
+
 @extranet_app.command("devices")
 def extranet_devices(unit: str | None = typer.Option(None), failing: bool = typer.Option(False),
+                     skipped: bool = typer.Option(False, "--skipped", help="print the rows the last collection "
+                                                                          "skipped, with their raw lines"),
                      limit: int = typer.Option(100, min=1, max=100_000), output: OutputFormat = OutputOption) -> None:
-    """Devices and their last collection (coverage)."""
+    """Devices and their last collection (coverage): rows parsed / skipped per command."""
     with unit_of_work() as (session, principal):
         rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit)
         items = [DevicePublic.model_validate(d) for d in rows]
     print_rows(items, [
         ("name", lambda d: d.name), ("host", lambda d: d.host), ("type", lambda d: d.device_type),
         ("unit", lambda d: d.unit_code), ("last success", lambda d: d.last_success_at),
+        ("ARP read/skipped", lambda d: _read(d.parse_counts, 0, d.device_type)),
+        ("MAC read/skipped", lambda d: _read(d.parse_counts, 1, d.device_type)),
         ("error", lambda d: d.last_error),
     ], output, title="网络设备 devices", total=total)
+    if skipped and output is not OutputFormat.JSON:
+        for item in items:
+            for row in item.skipped_rows or []:
+                console.print(f"{item.name} · {row['command']} · {row['reason']}: {row['line']}", markup=False,
+                              soft_wrap=True)
 
 
 @extranet_app.command("check")

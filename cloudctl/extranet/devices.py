@@ -31,6 +31,7 @@ __all__ = [
     "DeviceCollector",
     "DeviceTables",
     "MacEntry",
+    "SkippedRow",
     "load_inventory",
     "normalise_mac",
 ]
@@ -99,10 +100,25 @@ class MacEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """A line of a command's output that gave no entry: the template could not read it, or the entry it gave is
+    unusable (a MAC entry without a port, an ARP entry without a MAC). Kept for the operator, raw."""
+
+    command: str
+    line: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceTables:
+    """One device's tables; ``counts`` per command ({"parsed", "skipped"}) and the ``skipped`` rows, when the
+    collector parsed text (a simulated device has none)."""
+
     device: str
     arp: list[ArpEntry]
     mac: list[MacEntry]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: list[SkippedRow] = field(default_factory=list)
 
 
 class DeviceCollector(Protocol):

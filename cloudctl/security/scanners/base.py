@@ -9,7 +9,6 @@ address, port, protocol and service, and never what changes between two runs (ev
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from cloudctl.core.addresses import canonical_ip
 from cloudctl.core.text import control_character
 
 __all__ = [
@@ -101,22 +101,6 @@ def trim_evidence(text: str, limit: int = EVIDENCE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}\n… [{len(text) - limit} more characters not kept]"
-
-
-def canonical_ip(text: str) -> str | None:
-    """One spelling per address (IPv6 compressed and lower-case, IPv4 without leading zeros), or None."""
-    text = text.strip()
-    try:
-        return ipaddress.ip_address(text).compressed
-    except ValueError:
-        pass
-    # 010.001.002.003: Python refuses leading zeros (they mean octal to some parsers); scanners and devices
-    # that print them mean decimal.
-    if re.fullmatch(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", text):
-        octets = [int(part) for part in text.split(".")]
-        if all(octet <= 255 for octet in octets):
-            return ".".join(map(str, octets))
-    return None
 
 
 def _canonical_ip(ip: str) -> str:
