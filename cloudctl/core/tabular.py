@@ -48,6 +48,7 @@ __all__ = [
     "Row",
     "Table",
     "decode",
+    "ensure_file",
     "in_file",
     "load_document",
     "numbered",
@@ -123,11 +124,18 @@ def in_file(path: Path | str) -> Iterator[None]:
 # -- bytes and text ----------------------------------------------------------------------------------------------
 
 
+def ensure_file(path: Path) -> None:
+    """InvalidInput unless ``path`` is a file: "a directory, not a file", or "no such file"."""
+    if Path(path).is_dir():
+        raise InvalidInput(f"{path} is a directory, not a file", field="file")
+    if not Path(path).exists():
+        raise InvalidInput(f"no such file: {path}", field="file")
+
+
 def read_bytes(path: Path, *, max_bytes: int = MAX_BYTES) -> bytes:
     """The file's bytes; a missing file, a directory, an unreadable or oversized file is InvalidInput."""
     path = Path(path)
-    if path.is_dir():
-        raise InvalidInput(f"{path} is a directory, not a file", field="file")
+    ensure_file(path)
     try:
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)
@@ -354,9 +362,9 @@ def _checked(value: str, column: str, number: int, max_field: int) -> str:
 # -- YAML and JSON -----------------------------------------------------------------------------------------------
 
 
-def load_document(text: str, kind: str) -> Any:
+def load_document(text: str, kind: str, *, max_depth: int = MAX_DEPTH) -> Any:
     """A YAML or JSON document (``kind`` "yaml" or "json"), refused when it is malformed, deeper than
-    ``MAX_DEPTH`` or holds an integer of more than a few dozen digits."""
+    ``max_depth`` or holds an integer of more than a few dozen digits."""
 
     def small_int(digits: str) -> int:
         if len(digits.lstrip("-")) > _MAX_DIGITS:
@@ -367,16 +375,16 @@ def load_document(text: str, kind: str) -> Any:
     try:
         document = json.loads(text, parse_int=small_int) if kind == "json" else yaml.safe_load(text)
     except RecursionError:
-        raise InvalidInput(f"the file nests deeper than {MAX_DEPTH} levels", field="file") from None
+        raise InvalidInput(f"the file nests deeper than {max_depth} levels", field="file") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InvalidInput(f"not valid {kind.upper()}: {_first_line(str(exc))}", field="file") from None
     except ValueError as exc:  # YAML integers past Python's digit limit
         raise InvalidInput(f"not valid {kind.upper()}: {_first_line(str(exc))}", field="file") from None
-    _bounded(document)
+    _bounded(document, max_depth)
     return document
 
 
-def _bounded(document: Any) -> None:
+def _bounded(document: Any, max_depth: int) -> None:
     """Depth and integer size of a loaded document, walked without recursion (YAML aliases are visited once)."""
     stack: list[tuple[Any, int]] = [(document, 1)]
     seen: set[int] = set()
@@ -386,8 +394,8 @@ def _bounded(document: Any) -> None:
             raise InvalidInput("the file holds a number larger than any field takes", field="file")
         if not isinstance(node, dict | list):
             continue
-        if depth > MAX_DEPTH:
-            raise InvalidInput(f"the file nests deeper than {MAX_DEPTH} levels", field="file")
+        if depth > max_depth:
+            raise InvalidInput(f"the file nests deeper than {max_depth} levels", field="file")
         if id(node) in seen:
             continue
         seen.add(id(node))

@@ -141,6 +141,7 @@ def read_unit_rows(path: Path, *, encoding: str | None = None) -> list[tuple[int
     """Read a CSV or .xlsx (header: code,name,kind,parent,contact_name,contact_phone,contact_email, or their
     Chinese names), YAML or JSON file. Every row is checked before anything is written; the error names the
     row and the field."""
+    tabular.ensure_file(path)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml", ".json"):
         raw = tabular.load_document(tabular.decode(tabular.read_bytes(path), encoding=encoding)[0],
