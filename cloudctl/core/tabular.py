@@ -113,7 +113,7 @@ def numbered(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[s
 
 @contextmanager
 def in_file(path: Path | str) -> Iterator[None]:
-    """Name the file in every cloudctl error raised inside: ``units.csv: row 3: name: …``."""
+    """Name the file in every cloudctl error raised inside: ``units.csv: rows.3.name: …``."""
     try:
         yield
     except CloudctlError as exc:

@@ -23,6 +23,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput, NotFound
 from cloudctl.core.models import utcnow
+from cloudctl.core.text import escape_control
 from cloudctl.extranet.devices import COMMANDS, Device, DeviceCollector, DeviceTables, load_inventory
 from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
 from cloudctl.org.models import Unit
@@ -113,8 +114,10 @@ def record_parse(session: Session, device: NetworkDevice, tables: DeviceTables) 
     counts = tables.counts or {arp_command: {"parsed": len(tables.arp), "skipped": 0},
                                mac_command: {"parsed": len(tables.mac), "skipped": 0}}
     device.parse_counts = counts
-    device.skipped_rows = [{"command": row.command, "line": row.line[:300], "reason": row.reason[:300]}
-                           for row in tables.skipped[:SKIPPED_KEPT]] or None
+    # A device's output may hold terminal escapes: kept as their escapes, so that printing them shows, not acts.
+    kept = tables.skipped[:SKIPPED_KEPT]
+    device.skipped_rows = [{"command": row.command, "line": escape_control(row.line[:300]),
+                            "reason": escape_control(row.reason[:300])} for row in kept] or None
     session.flush()
     return sum(c.get("skipped", 0) for c in counts.values())
 
