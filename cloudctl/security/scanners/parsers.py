@@ -431,7 +431,7 @@ def _nessus(root: Element, digest: str) -> ScanReport:
                 bucket.append(when)
         for i, item in enumerate(report_host.iter("ReportItem"), 1):
             at = f"{where}/ReportItem[{i}]"
-            findings.append(_checked(at, replace(_nessus_item(item, ip, hostname, at), url=url)))
+            findings.append(_checked(at, _nessus_item(item, ip, hostname, at, url)))
     return ScanReport(scanner="nessus", started_at=min(starts, default=None), finished_at=max(ends, default=None),
                       hosts=_unique(hosts), findings=tuple(findings), file_sha256=digest)
 
@@ -446,7 +446,7 @@ def _nessus_time(text: str | None) -> datetime | None:
         return None
 
 
-def _nessus_item(item: Element, ip: str, hostname: str | None, where: str) -> ScanFinding:
+def _nessus_item(item: Element, ip: str, hostname: str | None, where: str, url: str | None) -> ScanFinding:
     fields: dict[str, str] = {}
     cve_texts: list[str] = []
     for child in item:  # one pass over the children: a 50,000-item file is read once
@@ -478,7 +478,7 @@ def _nessus_item(item: Element, ip: str, hostname: str | None, where: str) -> Sc
         cve=cves_in(*cve_texts), cvss=cvss,
         description="\n\n".join(part for part in (synopsis, description) if part),
         solution="" if solution.lower() == "n/a" else solution,
-        evidence=trim_evidence(fields.get("plugin_output", "")), hostname=hostname)
+        evidence=trim_evidence(fields.get("plugin_output", "")), hostname=hostname, url=url)
 
 
 # -- Greenbone ----------------------------------------------------------------------------------------------------
