@@ -150,3 +150,29 @@ def test_the_parse_counts_and_skipped_rows_are_kept_per_device(session: Session)
                                   "show mac address-table": {"parsed": 3, "skipped": 1}}
     assert shown.skipped_rows == [{"command": "show mac address-table", "line": "20    a0b4.3910.20ff    STATIC",
                                    "reason": "the template cannot read this line"}]
+
+
+_YAML = st.recursive(st.none() | st.booleans() | st.integers() | _LINE,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                         st.sampled_from(["all", "hosts", "vars", "children", "ansible_host", "device_type", "unit",
+                                          "role", "username", "password_env", "timeout", "sw1", "g"]), inner,
+                         max_size=4), max_leaves=20)
+
+
+@given(document=_YAML, raw=st.binary(max_size=200))
+def test_any_inventory_gives_devices_or_invalid_input(tmp_path_factory: pytest.TempPathFactory, document: object,
+                                                      raw: bytes) -> None:
+    import yaml
+
+    from cloudctl.core.errors import InvalidInput
+    from cloudctl.extranet.devices import load_inventory
+
+    folder = tmp_path_factory.mktemp("inventory")
+    for name, data in (("doc.yml", yaml.safe_dump(document, allow_unicode=True).encode()), ("raw.yml", raw)):
+        path = folder / name
+        path.write_bytes(data)
+        try:
+            devices = load_inventory(path, environ={"P": "secret"})
+        except InvalidInput:
+            continue
+        assert all(device.device_type in COMMANDS for device in devices)
