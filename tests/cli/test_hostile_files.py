@@ -104,6 +104,8 @@ def test_a_hostile_table_gets_one_line(cli: CliRunner, tmp_path: Path, hostile: 
      "rows.1.name: must not contain control characters (found U+0000"),
     ("bidi.json", '[{"code": "990100-X", "name": "市\\u202e局", "kind": "department", "parent": "990100"}]',
      "U+202E"),
+    ("long-email.json", '[{"code": "990100-X", "name": "市局", "kind": "department", "parent": "990100", '
+     '"contact_email": "' + "a" * 60 + "@" + "b" * 60 + '.example.com"}]', "rows.1.contact_email: must be at most 128"),
     ("long-name.json", '[{"code": "990100-X", "name": "' + "局" * 65 + '", "kind": "department", "parent": "990100"}]',
      "rows.1.name: String should have at most 64 characters"),
 ])
