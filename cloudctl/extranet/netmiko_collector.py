@@ -146,7 +146,6 @@ class NetmikoCollector:
         return match.group("body").replace("\r", "") if match else ""
 
 
-
 def read_tables(name: str, device_type: str, arp_output: str, mac_output: str) -> DeviceTables:
     """Both commands' output → the device's tables, every unusable row skipped and kept; ProviderError only when
     nothing of either output can be read."""
@@ -199,8 +198,8 @@ def _rows(device_type: str, command: str, output: str) -> tuple[list[dict[str, A
         line = output[refusal.start():].strip().splitlines()[0]
         raise ProviderError(f"the device refused {command!r}: {line}", field="device_type")
     parsed = parse_table(device_type, command, output)
-    if parsed.rows or not output.strip() or _looks_empty(output):
-        # blank output is an empty answer too: a stray prompt ended it, and the other command may still read
+    # Blank output is no table at all (a stray prompt ended the read); headers and totals alone are an empty one.
+    if parsed.rows or (output.strip() and _looks_empty(output)):
         return parsed.rows, parsed.unreadable
     if parsed.unreadable:
         return [], parsed.unreadable

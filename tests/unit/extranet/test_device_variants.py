@@ -113,6 +113,11 @@ def test_a_device_fails_only_when_nothing_can_be_read() -> None:
     assert "refused" in half.skipped[0].reason
     with pytest.raises(ProviderError):
         read_tables("sw", "huawei_vrp", refused, refused)
+    # Blank output is a read cut short, not an empty table: counted against the command, fatal only for both.
+    blank = read_tables("sw", "cisco_ios", "", render("cisco_ios", "mac", mac_rows("cisco_ios", 2)))
+    assert blank.counts["show ip arp"] == {"parsed": 0, "skipped": 1}
+    with pytest.raises(ProviderError):
+        read_tables("sw", "cisco_ios", "", "\n")
     empty = read_tables("sw", "cisco_ios", render("cisco_ios", "arp", []), render("cisco_ios", "mac", []))
     assert (empty.arp, empty.mac, empty.skipped) == ([], [], [])
 
