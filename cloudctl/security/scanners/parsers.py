@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -419,7 +420,11 @@ def _nessus(root: Element, digest: str) -> ScanReport:
         # Web application scanners name the host by its URL (and may give no host-ip): the address when there is
         # one, else the host name, with the URL kept.
         target = _target(where, properties.get("host-ip") or name)
-        named = _target(where, name) if name else target
+        named = target
+        if name and name != properties.get("host-ip"):
+            # The address is what counts; a name that is neither a host name nor a URL (a label) is not kept.
+            with suppress(ValueError):
+                named = scan_target(name)
         ip = target.key
         hosts.append(ip)
         hostname = (properties.get("host-fqdn") or properties.get("hostname") or properties.get("netbios-name")

@@ -214,3 +214,12 @@ def test_arbitrary_values_in_every_format_give_stored_findings_or_a_refusal(sess
         session.flush()
         assert outcome["created"] == len(merge_findings(report.findings))
         savepoint.rollback()
+
+
+def test_a_nessus_host_with_an_address_and_an_odd_name_keeps_the_address() -> None:
+    data = (b'<NessusClientData_v2><Report><ReportHost name="FINANCE PC 01"><HostProperties>'
+            b'<tag name="host-ip">192.0.2.44</tag></HostProperties><ReportItem port="445" severity="1" pluginID="1" '
+            b'pluginName="SMB"/></ReportHost></Report></NessusClientData_v2>')
+    report = parse_report(data, "nessus")
+    assert report.hosts == ("192.0.2.44",)
+    assert report.findings[0].hostname is None
