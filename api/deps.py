@@ -7,7 +7,7 @@ from typing import Annotated
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from cloudctl.core.db import session_factory
 from cloudctl.core.errors import NotAuthenticated
 from cloudctl.org.service import authenticate_token
 
-__all__ = ["PrincipalDep", "SessionDep", "bearer", "get_principal", "get_session"]
+__all__ = ["PrincipalDep", "SessionDep", "UnitFilter", "bearer", "get_principal", "get_session"]
 
 
 # A request that holds a database connection (and, on SQLite, the write lock) still needs
@@ -69,3 +69,7 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+# What ``unit`` means in every list that filters by it (cloudctl.core.read): the unit and every unit under it.
+UnitFilter = Annotated[str | None, Query(description="a unit code: that unit and every unit under it")]

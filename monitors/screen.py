@@ -1,21 +1,44 @@
-"""What the duty room's big screen (值班大屏) shows, gathered from the domains' services for one JSON answer.
+"""What the duty room's big screen (值班大屏) shows, gathered from the domains' records for one JSON answer.
 
 The page (``monitors/static/screen.html``) reads this through the API every few seconds; it never
-touches the database itself. Security operations (drill phase, duty officer, reports due, alerts by
-triage step, blocked IPs, critical findings, duty reports) come from the security domain's services.
+touches the database itself.
+
+Who sees what on the screen is the read kit's rule (:mod:`cloudctl.core.read`), panel by panel in
+:data:`PANELS`: a panel is shown to a principal whose role may read its records; a department's (or a
+county's) figures are its own subtree's; the city-wide panels are only for the roles that see the whole
+city. A panel that is not shown is ``null`` in the answer (not zero: nothing is claimed about it).
+
+==================  ==========================  ===========  =============================================
+panel               needs                       city-wide    a scoped principal (dept) sees
+==================  ==========================  ===========  =============================================
+access              extranet.link:read          no           its subtree's units required and connected
+violations          extranet.violation:read     no           its subtree's open violations, by rule
+clouds              compute.capacity:read       yes          —
+reclaim             reclaim.recommendation:read no           its recommendations' vCPU and saving
+requests_pending    compute.request:read        no           its subtree's requests waiting for approval
+jobs_failed_24h     job:read                    no           its subtree's failed jobs
+alerts              security.alert:read         no           — (its role may not read alerts)
+blocked_24h         security.alert:read         yes          —
+critical_overdue    security.finding:read       no           its subtree's overdue critical findings
+duty                security.duty:read          no           its subtree's reports due and overdue
+on_shift            security.duty:read          yes          —
+drill               security.drill:read         no           the drill, with its subtree's items only
+units               security.ticket:read        no           its subtree's units to chase
+==================  ==========================  ===========  =============================================
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import case, func, select
+from sqlalchemy import SQLColumnExpression, case, func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute.models import CapacitySnapshot, Cloud, RequestStatus, ResourceRequest
-from cloudctl.core.auth import Principal, authorize
+from cloudctl.core import read
+from cloudctl.core.auth import Principal, authorize, can
 from cloudctl.core.jobs import Job, JobStatus
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.extranet.models import Violation, ViolationStatus
@@ -23,31 +46,97 @@ from cloudctl.extranet.service.access import access_rate
 from cloudctl.org.models import Unit, UnitKind
 from cloudctl.reclaim.models import Recommendation, RecommendationStatus
 
-__all__ = ["ScreenSummary", "summary"]
+__all__ = ["PANELS", "Panel", "ScreenSummary", "shows", "summary"]
+
+
+class Panel(NamedTuple):
+    permission: str
+    # Figures of the whole city that a subtree cannot have a share of (the clouds, the duty officer, the firewall).
+    city_wide: bool = False
+
+
+PANELS: dict[str, Panel] = {
+    "access": Panel("extranet.link:read"),
+    "violations": Panel("extranet.violation:read"),
+    "clouds": Panel("compute.capacity:read", city_wide=True),
+    "reclaim": Panel("reclaim.recommendation:read"),
+    "requests_pending": Panel("compute.request:read"),
+    "jobs_failed_24h": Panel("job:read"),
+    "alerts": Panel("security.alert:read"),
+    "blocked_24h": Panel("security.alert:read", city_wide=True),
+    "critical_overdue": Panel("security.finding:read"),
+    "duty": Panel("security.duty:read"),
+    "on_shift": Panel("security.duty:read", city_wide=True),
+    "drill": Panel("security.drill:read"),
+    "units": Panel("security.ticket:read"),
+}
+
+
+def shows(principal: Principal, panel: str) -> bool:
+    """Whether ``panel`` is on ``principal``'s screen."""
+    rule = PANELS[panel]
+    return can(principal, rule.permission) and not (rule.city_wide and principal.is_scoped)
 
 
 class ScreenSummary(BaseModel):
     generated_at: str
     city: str
-    access: dict[str, dict[str, Any]]
-    violations_open: int
-    violations_by_rule: dict[str, int]
-    clouds: list[dict[str, Any]]
-    reclaim: dict[str, Any]
-    requests_pending: int
-    jobs_failed_24h: int
+    # The unit whose subtree the figures are of; None: the whole city.
+    unit: str | None
+    unit_name: str | None
+    access: dict[str, dict[str, Any]] | None
+    violations_open: int | None
+    violations_by_rule: dict[str, int] | None
+    clouds: list[dict[str, Any]] | None
+    reclaim: dict[str, Any] | None
+    requests_pending: int | None
+    jobs_failed_24h: int | None
     security: dict[str, Any]
+
+
+def _count(session: Session, principal: Principal, query: Any, unit: SQLColumnExpression[Any]) -> int:
+    return int(session.scalar(read.within(query, principal, unit=unit)) or 0)
 
 
 def summary(session: Session, principal: Principal) -> ScreenSummary:
     authorize(principal, "compute.cloud:read")
     city = session.scalar(select(Unit.name).where(Unit.kind == UnitKind.CITY)) or ""
-    access = {row.scope: {"required": row.required, "connected": row.connected, "rate": row.rate,
-                          "missing": len(row.missing)}
-              for row in access_rate(session, principal) if row.scope in ("horizontal", "vertical")}
-    by_rule = {str(rule): n for rule, n in session.execute(
-        select(Violation.rule, func.count()).where(Violation.status.in_(
-            (ViolationStatus.OPEN, ViolationStatus.RECTIFYING))).group_by(Violation.rule).order_by(Violation.rule))}
+    unit_name = session.scalar(select(Unit.name).where(Unit.code == principal.unit_code)) \
+        if principal.is_scoped and principal.unit_code else None
+    access = None
+    if shows(principal, "access"):
+        access = {row.scope: {"required": row.required, "connected": row.connected, "rate": row.rate,
+                              "missing": len(row.missing)}
+                  for row in access_rate(session, principal) if row.scope in ("horizontal", "vertical")}
+    by_rule = None
+    if shows(principal, "violations"):
+        open_ = Violation.status.in_((ViolationStatus.OPEN, ViolationStatus.RECTIFYING))
+        by_rule = {str(rule): n for rule, n in session.execute(read.within(
+            select(Violation.rule, func.count()).where(open_).group_by(Violation.rule).order_by(Violation.rule),
+            principal, unit=Violation.unit_id))}
+    reclaim = None
+    if shows(principal, "reclaim"):
+        active = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, RecommendationStatus.SCHEDULED)
+        count, vcpus, saving = session.execute(read.within(
+            select(func.count(), func.coalesce(func.sum(Recommendation.reclaim_vcpus), 0),
+                   func.coalesce(func.sum(Recommendation.saving_month), 0)).where(Recommendation.status.in_(active)),
+            principal, unit=Recommendation.unit_id)).one()
+        reclaim = {"recommendations": int(count), "reclaimable_vcpus": int(vcpus), "saving_month": float(saving)}
+    pending = _count(session, principal, select(func.count()).select_from(ResourceRequest).where(
+        ResourceRequest.status == RequestStatus.SUBMITTED), ResourceRequest.unit_id) \
+        if shows(principal, "requests_pending") else None
+    failed = _count(session, principal, select(func.count()).select_from(Job).where(
+        Job.status == JobStatus.FAILED, Job.finished_at >= utcnow() - timedelta(hours=24)), Job.unit_id) \
+        if shows(principal, "jobs_failed_24h") else None
+    return ScreenSummary(
+        generated_at=utcnow().isoformat(timespec="seconds"), city=city,
+        unit=principal.unit_code if principal.is_scoped else None, unit_name=unit_name, access=access,
+        violations_open=sum(by_rule.values()) if by_rule is not None else None, violations_by_rule=by_rule,
+        clouds=_clouds(session) if shows(principal, "clouds") else None, reclaim=reclaim, requests_pending=pending,
+        jobs_failed_24h=failed, security=_security(session, principal))
+
+
+def _clouds(session: Session) -> list[dict[str, Any]]:
     clouds = []
     for name, display, total, reserved, ratio, used in session.execute(
             select(Cloud.name, Cloud.display_name, CapacitySnapshot.total,
@@ -57,72 +146,73 @@ def summary(session: Session, principal: Principal) -> ScreenSummary:
         capacity = int((total - reserved) * ratio)
         clouds.append({"cloud": name, "name": display, "vcpu_capacity": capacity, "vcpu_used": used,
                        "headroom": round(1 - used / capacity, 4) if capacity else None})
-    active = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, RecommendationStatus.SCHEDULED)
-    count, vcpus, saving = session.execute(
-        select(func.count(), func.coalesce(func.sum(Recommendation.reclaim_vcpus), 0),
-               func.coalesce(func.sum(Recommendation.saving_month), 0))
-        .where(Recommendation.status.in_(active))).one()
-    pending = session.scalar(select(func.count()).where(ResourceRequest.status == RequestStatus.SUBMITTED)) or 0
-    failed = session.scalar(select(func.count()).select_from(Job).where(
-        Job.status == JobStatus.FAILED, Job.finished_at >= utcnow() - timedelta(hours=24))) or 0
-    return ScreenSummary(
-        generated_at=utcnow().isoformat(timespec="seconds"), city=city, access=access,
-        violations_open=sum(by_rule.values()), violations_by_rule=by_rule, clouds=clouds,
-        reclaim={"recommendations": int(count), "reclaimable_vcpus": int(vcpus), "saving_month": float(saving)},
-        requests_pending=int(pending), jobs_failed_24h=int(failed), security=_security(session, principal))
+    return clouds
 
 
 def _security(session: Session, principal: Principal) -> dict[str, Any]:
     """Alerts waiting for a verdict, attacks still being answered, blocks, overdue findings and duty reports."""
-    from cloudctl.security.models import Alert, AlertStatus, BlockedAddress, Finding, Severity, Verdict
+    from cloudctl.security.models import Alert, AlertStatus, Asset, BlockedAddress, Finding, Severity, Verdict
     from cloudctl.security.service.duty import list_periods, missing_reports, on_shift
     from cloudctl.security.service.findings import open_now
 
     now = utcnow()
-    new = session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.NEW)) or 0
-    attacks = session.scalar(select(func.count()).select_from(Alert).where(
-        Alert.status != AlertStatus.CLOSED, Alert.verdict == Verdict.ATTACK)) or 0
-    blocked_today = session.scalar(select(func.count()).select_from(BlockedAddress).where(
-        BlockedAddress.created_at >= now - timedelta(hours=24))) or 0
     today = beijing_today(now)  # deadlines are Beijing dates
-    critical_overdue = session.scalar(select(func.count()).select_from(Finding).where(
-        open_now(today), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < today)) or 0
-    missing = missing_reports(session, principal, now=now)
-    periods = list_periods(session, principal, active_at=now)
-    shift = on_shift(session, principal, at=now)
-    return {"alerts_new": int(new), "attacks_open": int(attacks), "blocked_24h": int(blocked_today),
-            "critical_overdue": int(critical_overdue), "duty_overdue": sum(1 for m in missing if m.overdue),
-            "duty_due": sum(1 for m in missing if not m.overdue),
-            "duty_period": periods[0].name if periods else None,
-            "on_shift": None if shift is None else {
-                "officer": shift.officer, "backup": shift.backup, "leader": shift.leader,
-                "checked_in": shift.checked_in_at is not None, "ends_at": shift.ends_at.isoformat()},
-            "drill": _drill(session, now), "units": _units_to_chase(session, now)}
+    out: dict[str, Any] = dict.fromkeys(("alerts_new", "attacks_open", "blocked_24h", "critical_overdue",
+                                         "duty_overdue", "duty_due", "duty_period", "on_shift", "drill", "units"))
+    if shows(principal, "alerts"):
+        out["alerts_new"] = _count(session, principal, select(func.count()).select_from(Alert).where(
+            Alert.status == AlertStatus.NEW), Alert.unit_id)
+        out["attacks_open"] = _count(session, principal, select(func.count()).select_from(Alert).where(
+            Alert.status != AlertStatus.CLOSED, Alert.verdict == Verdict.ATTACK), Alert.unit_id)
+    if shows(principal, "blocked_24h"):
+        out["blocked_24h"] = int(session.scalar(select(func.count()).select_from(BlockedAddress).where(
+            BlockedAddress.created_at >= now - timedelta(hours=24))) or 0)
+    if shows(principal, "critical_overdue"):
+        out["critical_overdue"] = _count(session, principal, select(func.count()).select_from(Finding).join(
+            Asset, Asset.id == Finding.asset_id).where(
+            open_now(today), Finding.severity == Severity.CRITICAL, Finding.sla_deadline < today), Asset.unit_id)
+    if shows(principal, "duty"):
+        missing = missing_reports(session, principal, now=now)
+        periods = list_periods(session, principal, active_at=now)
+        out["duty_overdue"] = sum(1 for m in missing if m.overdue)
+        out["duty_due"] = sum(1 for m in missing if not m.overdue)
+        out["duty_period"] = periods[0].name if periods else None
+    if shows(principal, "on_shift"):
+        shift = on_shift(session, principal, at=now)
+        out["on_shift"] = None if shift is None else {
+            "officer": shift.officer, "backup": shift.backup, "leader": shift.leader,
+            "checked_in": shift.checked_in_at is not None, "ends_at": shift.ends_at.isoformat()}
+    if shows(principal, "drill"):
+        out["drill"] = _drill(session, principal, now)
+    if shows(principal, "units"):
+        out["units"] = _units_to_chase(session, principal, now)
+    return out
 
 
-def _units_to_chase(session: Session, now: datetime, top: int = 8) -> list[dict[str, Any]]:
+def _units_to_chase(session: Session, principal: Principal, now: datetime, top: int = 8) -> list[dict[str, Any]]:
     """The units with the most overdue rectification tickets, then open critical findings: whom to call."""
     from cloudctl.security.models import Asset, Finding, Severity, Ticket, TicketStatus
     from cloudctl.security.service.findings import open_now
 
     today = beijing_today(now)
     rows: dict[str, dict[str, Any]] = {}
-    for code, name, n in session.execute(
+    for code, name, n in session.execute(read.within(
             select(Unit.code, Unit.name, func.count()).select_from(Finding)
             .join(Asset, Asset.id == Finding.asset_id).join(Unit, Unit.id == Asset.unit_id)
             .where(open_now(today), Finding.severity == Severity.CRITICAL)
-            .group_by(Unit.code, Unit.name)):
+            .group_by(Unit.code, Unit.name), principal, unit=Asset.unit_id)):
         rows[code] = {"unit": code, "name": name, "critical": int(n), "tickets_overdue": 0}
-    for code, name, n in session.execute(
+    for code, name, n in session.execute(read.within(
             select(Unit.code, Unit.name, func.count()).select_from(Ticket).join(Unit, Unit.id == Ticket.unit_id)
-            .where(Ticket.status == TicketStatus.OPEN, Ticket.deadline < today).group_by(Unit.code, Unit.name)):
+            .where(Ticket.status == TicketStatus.OPEN, Ticket.deadline < today).group_by(Unit.code, Unit.name),
+            principal, unit=Ticket.unit_id)):
         rows.setdefault(code, {"unit": code, "name": name, "critical": 0, "tickets_overdue": 0})["tickets_overdue"] = n
     return sorted(rows.values(), key=lambda r: (-r["tickets_overdue"], -r["critical"], r["unit"]))[:top]
 
 
-def _drill(session: Session, now: datetime) -> dict[str, Any] | None:
+def _drill(session: Session, principal: Principal, now: datetime) -> dict[str, Any] | None:
     """The drill the room is working on: the running one, else the next to start (a countdown); not one that is
-    only being summed up."""
+    only being summed up. Its items are the principal's."""
     from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
     from cloudctl.security.service.drills import late_items
 
@@ -131,10 +221,11 @@ def _drill(session: Session, now: datetime) -> dict[str, Any] | None:
     if drill is None:
         return None
     is_done = DrillItem.status == ItemStatus.DONE
-    total, done, late = session.execute(
+    total, done, late = session.execute(read.within(
         select(func.count(), func.coalesce(func.sum(case((is_done, 1), else_=0)), 0),
                func.coalesce(func.sum(case((late_items(now), 1), else_=0)), 0))
-        .select_from(DrillItem).where(DrillItem.drill_id == drill.id, DrillItem.status != ItemStatus.CANCELLED)).one()
+        .select_from(DrillItem).where(DrillItem.drill_id == drill.id, DrillItem.status != ItemStatus.CANCELLED),
+        principal, unit=DrillItem.unit_id)).one()
     return {"name": drill.name, "phase": drill.phase.value, "phase_label": drill.phase.label,
             "starts_at": drill.starts_at.isoformat(), "ends_at": drill.ends_at.isoformat(),
             "items": int(total), "items_done": int(done), "items_overdue": int(late)}

@@ -76,6 +76,7 @@ def make_server(session: Session, unit_code: str, system_id: int | None, flavor:
     from cloudctl.compute.models import Cloud
     from cloudctl.compute.providers import provider_for
     from cloudctl.compute.providers.base import ServerSpec
+    from cloudctl.core.errors import NotFound
 
     cloud = session.scalar(select(Cloud).where(Cloud.name == cloud_name))
     unit = session.scalar(select(Unit).where(Unit.code == unit_code))
@@ -87,8 +88,11 @@ def make_server(session: Session, unit_code: str, system_id: int | None, flavor:
     info = provider.create_server(project, ServerSpec(name=name, flavor=flavor, tag=f"test:{name}"))
     server = provisioning.record_server(session, cloud.id, unit.id, system_id, None,
                                         provider.get_server(info.provider_id))
-    if compute.list_quotas(session, ADMIN, unit=unit_code, cloud=cloud_name)[1]:
-        compute.sync_quota(session, ADMIN, unit_code, cloud_name)
+    try:
+        compute.get_quota(session, ADMIN, unit_code, cloud_name)
+    except NotFound:
+        return server
+    compute.sync_quota(session, ADMIN, unit_code, cloud_name)
     return server
 
 

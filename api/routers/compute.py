@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.compute import provisioning, service
 from cloudctl.compute.models import RequestStatus
 from cloudctl.compute.providers.base import ServerAction
@@ -51,7 +51,7 @@ def read_capacity(name: str, session: SessionDep, principal: PrincipalDep) -> li
 def list_quotas(
     session: SessionDep,
     principal: PrincipalDep,
-    unit: Annotated[str | None, Query(description="unit code")] = None,
+    unit: UnitFilter = None,
     cloud: Annotated[str | None, Query(description="cloud name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -78,7 +78,7 @@ def submit_request(data: RequestCreate, response: Response, session: SessionDep,
 def list_requests(
     session: SessionDep,
     principal: PrincipalDep,
-    unit: Annotated[str | None, Query(description="unit code")] = None,
+    unit: UnitFilter = None,
     status: RequestStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -117,7 +117,7 @@ def cancel_request(request_id: int, session: SessionDep, principal: PrincipalDep
 def list_servers(
     session: SessionDep,
     principal: PrincipalDep,
-    unit: Annotated[str | None, Query(description="unit code")] = None,
+    unit: UnitFilter = None,
     cloud: Annotated[str | None, Query(description="cloud name")] = None,
     status: Annotated[str | None, Query(description="ACTIVE, SHUTOFF, ERROR …")] = None,
     orphans: bool = False,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.schemas import Page
 from cloudctl.extranet.models import ApplicationStatus, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
@@ -36,7 +36,7 @@ def access_rate(session: SessionDep, principal: PrincipalDep) -> list[AccessRate
 
 
 @router.get("/links")
-def list_links(session: SessionDep, principal: PrincipalDep, unit: str | None = None,
+def list_links(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
                status: LinkStatus | None = None, limit: Limit = 50, offset: Offset = 0) -> Page[LinkPublic]:
     rows, total = access.list_links(session, principal, unit=unit, status=status, limit=limit, offset=offset)
     return Page[LinkPublic](items=[LinkPublic.model_validate(r) for r in rows], total=total, limit=limit,
@@ -54,7 +54,7 @@ def update_link(link_id: int, body: LinkUpdate, session: SessionDep, principal: 
 
 
 @router.get("/prefixes")
-def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | None = None, unit: str | None = None,
+def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | None = None, unit: UnitFilter = None,
                   status: PrefixStatus | None = None, contains: str | None = None, limit: Limit = 50,
                   offset: Offset = 0) -> Page[PrefixPublic]:
     rows, total = ipam.list_prefixes(session, principal, zone=zone, unit=unit, status=status, contains=contains,
@@ -64,7 +64,7 @@ def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | Non
 
 @router.get("/ip-applications")
 def list_applications(session: SessionDep, principal: PrincipalDep, status: ApplicationStatus | None = None,
-                      unit: str | None = None, limit: Limit = 50, offset: Offset = 0) -> Page[ApplicationPublic]:
+                      unit: UnitFilter = None, limit: Limit = 50, offset: Offset = 0) -> Page[ApplicationPublic]:
     rows, total = ipam.list_applications(session, principal, status=status, unit=unit, limit=limit, offset=offset)
     return Page[ApplicationPublic](items=[ApplicationPublic.model_validate(a) for a in rows], total=total,
                                    limit=limit, offset=offset)
@@ -104,7 +104,7 @@ def release_application(app_id: int, session: SessionDep, principal: PrincipalDe
 
 
 @router.get("/devices")
-def list_devices(session: SessionDep, principal: PrincipalDep, unit: str | None = None, failing: bool = False,
+def list_devices(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None, failing: bool = False,
                  limit: Limit = 50, offset: Offset = 0) -> Page[DevicePublic]:
     rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit, offset=offset)
     return Page[DevicePublic](items=[DevicePublic.model_validate(d) for d in rows], total=total, limit=limit,
@@ -113,7 +113,7 @@ def list_devices(session: SessionDep, principal: PrincipalDep, unit: str | None 
 
 @router.get("/violations")
 def list_violations(session: SessionDep, principal: PrincipalDep,
-                    rule: Annotated[int | None, Query(ge=1, le=12)] = None, unit: str | None = None,
+                    rule: Annotated[int | None, Query(ge=1, le=12)] = None, unit: UnitFilter = None,
                     status: ViolationStatus | None = None, limit: Limit = 50,
                     offset: Offset = 0) -> Page[ViolationPublic]:
     rows, total = compliance.list_violations(session, principal, rule=rule, unit=unit, status=status, limit=limit,
@@ -134,5 +134,5 @@ def update_violation(violation_id: int, body: ViolationUpdate, session: SessionD
 
 
 @router.get("/scorecard")
-def scorecard(session: SessionDep, principal: PrincipalDep, unit: str | None = None) -> list[ScorecardRow]:
+def scorecard(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None) -> list[ScorecardRow]:
     return compliance.scorecard(session, principal, unit=unit)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.schemas import Page
 from cloudctl.org import service
 from cloudctl.org.models import UnitKind
@@ -77,7 +77,7 @@ def update_unit(code: str, data: UnitUpdate, session: SessionDep, principal: Pri
 def list_systems(
     session: SessionDep,
     principal: PrincipalDep,
-    unit: Annotated[str | None, Query(description="owning unit code")] = None,
+    unit: UnitFilter = None,
     mlps_level: Annotated[int | None, Query(ge=1, le=4, description="等保级别")] = None,
     q: Annotated[str | None, Query(description="part of the name")] = None,
     limit: Limit = 50,

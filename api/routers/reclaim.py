@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.schemas import Page
 from cloudctl.reclaim import service
 from cloudctl.reclaim.models import RecommendationKind, RecommendationStatus
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/v1/reclaim", tags=["reclaim"])
 def list_recommendations(
     session: SessionDep,
     principal: PrincipalDep,
-    unit: Annotated[str | None, Query(description="unit code (its subtree)")] = None,
+    unit: UnitFilter = None,
     kind: RecommendationKind | None = None,
     status: RecommendationStatus | None = None,
     cloud: str | None = None,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import Page
 from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
@@ -38,7 +38,7 @@ router = APIRouter(prefix="/api/v1/security", tags=["security"])
 
 
 @router.get("/assets")
-def list_assets(session: SessionDep, principal: PrincipalDep, unit: str | None = None,
+def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
                 business_system: Annotated[int | None, Query(description="business system id")] = None,
                 mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
                 linked: Annotated[bool | None, Query(description="on a cloud server (true) or not (false)")] = None,
@@ -64,7 +64,7 @@ def set_mlps_level(asset_id: int, body: AssetLevelIn, session: SessionDep, princ
 
 
 @router.get("/findings")
-def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: str | None = None,
+def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: UnitFilter = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
                   business_system: Annotated[int | None, Query(description="business system id")] = None,
                   mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
@@ -307,7 +307,7 @@ def drill_progress(drill_id: int, session: SessionDep, principal: PrincipalDep) 
 
 @router.get("/drills/{drill_id}/items")
 def drill_items(drill_id: int, session: SessionDep, principal: PrincipalDep,
-                unit: str | None = None) -> list[DrillItemPublic]:
+                unit: UnitFilter = None) -> list[DrillItemPublic]:
     return [DrillItemPublic.model_validate(i) for i in drills.list_items(session, principal, drill_id, unit=unit)]
 
 

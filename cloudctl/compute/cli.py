@@ -25,7 +25,7 @@ from cloudctl.compute.schemas import (
     RequestPublic,
     ServerPublic,
 )
-from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
@@ -133,9 +133,9 @@ def _limit(value: int | None) -> str:
 
 @quota_app.command("show")
 def quota_show(
-    unit: str | None = typer.Option(None, help="one unit's quotas"),
+    unit: str | None = UnitFilter,
     cloud: str | None = typer.Option(None, help="one cloud's quotas"),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -167,7 +167,7 @@ def quota_set(
 
 @quota_app.command("sync")
 def quota_sync(
-    unit: str | None = typer.Argument(None, help="unit code; default: every quota"),
+    unit: str | None = typer.Argument(None, help="unit code (and the units under it); default: every quota"),
     cloud: str | None = typer.Argument(None, help="cloud name; default: every cloud"),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -203,9 +203,9 @@ def _item_text(item: RequestItemPublic) -> str:
 
 @request_app.command("list")
 def request_list(
-    unit: str | None = typer.Option(None),
+    unit: str | None = UnitFilter,
     status: RequestStatus | None = typer.Option(None, case_sensitive=False),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -269,12 +269,12 @@ def _addresses(server: ServerPublic) -> str:
 
 @server_app.command("list")
 def server_list(
-    unit: str | None = typer.Option(None),
+    unit: str | None = UnitFilter,
     cloud: str | None = typer.Option(None),
     status: str | None = typer.Option(None, help="Nova's words: ACTIVE, SHUTOFF, ERROR …"),
     orphans: bool = typer.Option(False, "--orphans", help="only servers whose project maps to no unit"),
     ip: str | None = typer.Option(None, "--ip", help="the server holding this address (fixed or floating)"),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -311,7 +311,7 @@ report_app = typer.Typer(help="Reports for the bureau and the departments.", no_
 @report_app.command("showback")
 def report_showback(
     month: str = typer.Option(..., help="YYYY-MM"),
-    unit: str | None = typer.Option(None, help="one unit"),
+    unit: str | None = UnitFilter,
     output: str = typer.Option("table", "--output", "-o", help="table, json or csv"),
 ) -> None:
     """Monthly cost (费用) per unit and business system at the configured unit prices."""

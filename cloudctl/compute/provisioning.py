@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
@@ -38,13 +38,13 @@ from cloudctl.compute.models import (
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
-from cloudctl.core import audit, jobs
+from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_system, get_unit, scoped
+from cloudctl.org.service import get_system, under
 
 __all__ = [
     "PROVISION_JOB",
@@ -100,10 +100,9 @@ def _quota(session: Session, request: ResourceRequest) -> Quota:
 
 def get_request(session: Session, principal: Principal, request_id: int) -> ResourceRequest:
     authorize(principal, "compute.request:read")
-    request = session.get(ResourceRequest, request_id)
-    if request is None or (principal.is_scoped and not request.unit.path.startswith(principal.unit_path or "-")):
-        raise NotFound(f"no request with id {request_id}", field="id")
-    return request
+    query = read.within(select(ResourceRequest).where(ResourceRequest.id == request_id), principal,
+                        unit=ResourceRequest.unit_id)
+    return read.one(session, query, missing=f"no request with id {request_id}")
 
 
 def list_requests(
@@ -111,14 +110,12 @@ def list_requests(
     limit: int = 50, offset: int = 0,
 ) -> tuple[list[ResourceRequest], int]:
     authorize(principal, "compute.request:read")
-    query = scoped(select(ResourceRequest).join(ResourceRequest.unit), principal)
+    query = read.within(select(ResourceRequest), principal, unit=ResourceRequest.unit_id)
     if unit is not None:
-        query = query.where(ResourceRequest.unit_id == get_unit(session, principal, unit, field_name="unit").id)
+        query = query.where(under(session, principal, unit, ResourceRequest.unit_id))
     if status is not None:
         query = query.where(ResourceRequest.status == status)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(ResourceRequest.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(ResourceRequest.id.desc(),))
 
 
 # ---------------------------------------------------------------- submitting and deciding
@@ -466,7 +463,7 @@ def list_servers(
     status: str | None = None, orphans: bool = False, ip: str | None = None, limit: int = 50, offset: int = 0,
 ) -> tuple[list[Server], int]:
     authorize(principal, "compute.server:read")
-    query = scoped(select(Server).outerjoin(Server.unit), principal)
+    query = read.within(select(Server), principal, unit=Server.unit_id)
     if ip is not None:
         try:
             address = str(ipaddress.ip_address(ip.strip()))
@@ -474,25 +471,20 @@ def list_servers(
             raise InvalidInput(f"{ip!r} is not an IP address", field="ip") from None
         query = query.where(Server.addresses.any(ServerAddress.ip == address))
     if unit is not None:
-        query = query.where(Server.unit_id == get_unit(session, principal, unit, field_name="unit").id)
+        query = query.where(under(session, principal, unit, Server.unit_id))
     if cloud is not None:
         query = query.where(Server.cloud_id == compute.get_cloud(session, principal, cloud).id)
     if status is not None:
         query = query.where(Server.status == status.upper())
     if orphans:
         query = query.where(Server.unit_id.is_(None))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Server.id).limit(limit).offset(offset))
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Server.id,))
 
 
 def get_server(session: Session, principal: Principal, server_id: int) -> Server:
     authorize(principal, "compute.server:read")
-    server = session.get(Server, server_id)
-    if server is None or (principal.is_scoped and (
-            server.unit is None or not server.unit.path.startswith(principal.unit_path or "-"))):
-        raise NotFound(f"no server with id {server_id}", field="id")
-    return server
+    query = read.within(select(Server).where(Server.id == server_id), principal, unit=Server.unit_id)
+    return read.one(session, query, missing=f"no server with id {server_id}")
 
 
 def sync_servers(session: Session, principal: Principal, cloud_name: str,

@@ -17,12 +17,12 @@ from cloudctl.compute.models import CapacitySnapshot, Cloud, Flavor, Quota, Unit
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import CloudProvider, QuotaLimits
 from cloudctl.compute.schemas import CapacityRow, CloudCreate, CloudUpdate, QuotaSet
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import get_unit, under
 
 __all__ = [
     "Ask",
@@ -56,10 +56,8 @@ ProviderLookup = Callable[[Cloud], CloudProvider]
 
 def get_cloud(session: Session, principal: Principal, name: str, *, field_name: str = "cloud") -> Cloud:
     authorize(principal, "compute.cloud:read")
-    cloud = session.scalar(select(Cloud).where(Cloud.name == name))
-    if cloud is None:
-        raise NotFound(f"no cloud named {name!r}", field=field_name)
-    return cloud
+    return read.one(session, select(Cloud).where(Cloud.name == name), missing=f"no cloud named {name!r}",
+                    field=field_name)
 
 
 def list_clouds(session: Session, principal: Principal, *, enabled: bool | None = None) -> list[Cloud]:
@@ -171,14 +169,12 @@ def list_quotas(
     limit: int = 50, offset: int = 0,
 ) -> tuple[list[Quota], int]:
     authorize(principal, "compute.quota:read")
-    query = scoped(select(Quota).join(Quota.unit).join(Quota.cloud), principal)
+    query = read.within(select(Quota).join(Quota.unit).join(Quota.cloud), principal, unit=Quota.unit_id)
     if unit is not None:
-        query = query.where(Quota.unit_id == get_unit(session, principal, unit, field_name="unit").id)
+        query = query.where(under(session, principal, unit, Quota.unit_id))
     if cloud is not None:
         query = query.where(Quota.cloud_id == get_cloud(session, principal, cloud).id)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Unit.code, Cloud.name).limit(limit).offset(offset))
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code, Cloud.name))
 
 
 def set_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str, data: QuotaSet,
@@ -246,7 +242,7 @@ def sync_quotas(session: Session, principal: Principal, *, unit: str | None = No
     authorize(principal, "compute.quota:write")
     query = select(Quota).join(Quota.unit).join(Quota.cloud).where(Cloud.enabled.is_(True))
     if unit is not None:
-        query = query.where(Unit.code == unit)
+        query = query.where(under(session, principal, unit, Quota.unit_id))
     if cloud is not None:
         query = query.where(Cloud.name == cloud)
     pairs = [(q.unit.code, q.cloud.name) for q in session.scalars(query.order_by(Unit.code, Cloud.name))]

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute.models import Server
+from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput
-from cloudctl.org.service import scoped
+from cloudctl.org.service import under
 
 __all__ = ["Prices", "ShowbackLine", "month_bounds", "price_servers", "showback"]
 
@@ -84,11 +85,13 @@ def price_servers(servers: Iterable[Server], start: datetime, end: datetime, pri
 
 
 def showback(session: Session, principal: Principal, month: str, *, unit: str | None = None) -> list[ShowbackLine]:
+    """The month's lines of the units the principal sees (of ``unit`` and the units under it, if given)."""
     authorize(principal, "compute.server:read")
     start, end = month_bounds(month)
     settings = get_settings()
-    query = select(Server).outerjoin(Server.unit).where(Server.status != "DELETED", Server.unit_id.is_not(None))
-    query = scoped(query, principal)
-    lines = price_servers(session.scalars(query), start, end,
-                          Prices(settings.price_vcpu_month, settings.price_ram_gb_month, settings.price_disk_gb_month))
-    return [line for line in lines if unit is None or line.unit_code == unit]
+    query = select(Server).where(Server.status != "DELETED", Server.unit_id.is_not(None))
+    query = read.within(query, principal, unit=Server.unit_id)
+    if unit is not None:
+        query = query.where(under(session, principal, unit, Server.unit_id))
+    return price_servers(session.scalars(query), start, end,
+                         Prices(settings.price_vcpu_month, settings.price_ram_gb_month, settings.price_disk_gb_month))

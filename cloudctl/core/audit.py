@@ -8,9 +8,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, func, select
+from sqlalchemy import JSON, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.models import Base, utcnow
 
@@ -107,6 +108,4 @@ def list_audit(
         query = query.where(AuditEntry.actor.contains(actor))
     if since:
         query = query.where(AuditEntry.at >= since)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(AuditEntry.id.desc(),))

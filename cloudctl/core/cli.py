@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from cloudctl.core import jobs
 from cloudctl.core.audit import list_audit
-from cloudctl.core.cli_support import OutputOption, cli_state, unit_of_work
+from cloudctl.core.cli_support import OutputOption, cli_state, limit_option, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.migrate import current_revision, head_revision, upgrade
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
@@ -49,7 +49,7 @@ def audit_list(
     entity_id: str | None = typer.Option(None, "--id", help="the record's code or id"),
     actor: str | None = typer.Option(None, help="part of the actor, e.g. a username"),
     since: datetime | None = typer.Option(None, help="only changes at or after this UTC time"),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -78,7 +78,7 @@ def _compact(data: dict[str, object] | None) -> str | None:
 def job_list(
     status: jobs.JobStatus | None = typer.Option(None, case_sensitive=False),
     kind: str | None = typer.Option(None),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from sqlalchemy import select
@@ -16,9 +17,18 @@ from cloudctl.core.errors import CloudctlError, NotFound
 from cloudctl.core.migrate import current_revision, head_revision
 from cloudctl.core.output import OutputFormat
 
-__all__ = ["OutputOption", "SchemaOutOfDate", "cli_state", "unit_of_work"]
+__all__ = ["OutputOption", "SchemaOutOfDate", "UnitFilter", "cli_state", "limit_option", "unit_of_work"]
 
 OutputOption = typer.Option(OutputFormat.TABLE, "--output", "-o", help="table (Rich) or json", case_sensitive=False)
+
+
+# What --unit means in every command that filters by it (cloudctl.core.read): the unit and all below it.
+UnitFilter = typer.Option(None, "--unit", help="a unit code: that unit and every unit under it")
+
+
+def limit_option(default: int = 50) -> Any:
+    """``--limit``: rows of one page; the read kit refuses more than the configured ``api_page_limit_max``."""
+    return typer.Option(default, min=1, help="rows per page (at most the configured api_page_limit_max)")
 
 
 class SchemaOutOfDate(CloudctlError):

@@ -29,9 +29,10 @@ from sqlalchemy import JSON, Engine, ForeignKey, String, Text, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from cloudctl.core import read
 from cloudctl.core.auth import Principal, Role, authorize
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import CloudctlError, InvalidInput, NotFound
+from cloudctl.core.errors import CloudctlError, InvalidInput
 from cloudctl.core.models import Base, LabelledEnum, enum_column, utcnow
 
 __all__ = [
@@ -175,16 +176,10 @@ def submit_job(
     return job
 
 
-def _visible(principal: Principal, job: Job) -> bool:
-    return not principal.is_scoped or (job.unit_id is not None and job.unit_id == principal.unit_id)
-
-
 def get_job(session: Session, principal: Principal, job_id: int) -> Job:
     authorize(principal, "job:read")
-    job = session.get(Job, job_id)
-    if job is None or not _visible(principal, job):
-        raise NotFound(f"no job with id {job_id}", field="id")
-    return job
+    query = read.within(select(Job).where(Job.id == job_id), principal, unit=Job.unit_id)
+    return read.one(session, query, missing=f"no job with id {job_id}")
 
 
 def list_jobs(
@@ -197,16 +192,12 @@ def list_jobs(
     offset: int = 0,
 ) -> tuple[list[Job], int]:
     authorize(principal, "job:read")
-    query = select(Job)
-    if principal.is_scoped:
-        query = query.where(Job.unit_id == principal.unit_id)
+    query = read.within(select(Job), principal, unit=Job.unit_id)
     if status is not None:
         query = query.where(Job.status == status)
     if kind is not None:
         query = query.where(Job.kind == kind)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Job.id.desc(),))
 
 
 def job_log(session: Session, principal: Principal, job_id: int, *, after_id: int = 0) -> list[JobLogLine]:

@@ -13,7 +13,7 @@ import yaml
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cloudctl.core import jobs, tabular
-from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
@@ -75,8 +75,8 @@ def extranet_rate(output: OutputFormat = OutputOption,
 
 
 @link_app.command("list")
-def link_list(unit: str | None = typer.Option(None), status: LinkStatus | None = typer.Option(None),
-              limit: int = typer.Option(100, min=1, max=10_000), offset: int = typer.Option(0, min=0),
+def link_list(unit: str | None = UnitFilter, status: LinkStatus | None = typer.Option(None),
+              limit: int = limit_option(100), offset: int = typer.Option(0, min=0),
               output: OutputFormat = OutputOption) -> None:
     """Lines, by unit."""
     with unit_of_work() as (session, principal):
@@ -125,10 +125,10 @@ PREFIX_COLUMNS = [
 
 
 @prefix_app.command("list")
-def prefix_list(zone: Zone | None = typer.Option(None), unit: str | None = typer.Option(None),
+def prefix_list(zone: Zone | None = typer.Option(None), unit: str | None = UnitFilter,
                 status: PrefixStatus | None = typer.Option(None),
                 contains: str | None = typer.Option(None, help="blocks holding this address"),
-                limit: int = typer.Option(100, min=1, max=100_000), offset: int = typer.Option(0, min=0),
+                limit: int = limit_option(100), offset: int = typer.Option(0, min=0),
                 output: OutputFormat = OutputOption) -> None:
     """Prefixes with their honest utilisation."""
     with unit_of_work() as (session, principal):
@@ -218,8 +218,8 @@ APPLICATION_COLUMNS = [
 
 @extranet_app.command("applications")
 def extranet_applications(
-    status: ApplicationStatus | None = typer.Option(None), unit: str | None = typer.Option(None),
-    limit: int = typer.Option(100, min=1, max=10_000), output: OutputFormat = OutputOption,
+    status: ApplicationStatus | None = typer.Option(None), unit: str | None = UnitFilter,
+    limit: int = limit_option(100), output: OutputFormat = OutputOption,
 ) -> None:
     """IP applications (IP地址申请), newest first."""
     with unit_of_work() as (session, principal):
@@ -317,10 +317,10 @@ def _read(counts: dict[str, dict[str, int]] | None, which: int, device_type: str
 
 
 @extranet_app.command("devices")
-def extranet_devices(unit: str | None = typer.Option(None), failing: bool = typer.Option(False),
+def extranet_devices(unit: str | None = UnitFilter, failing: bool = typer.Option(False),
                      skipped: bool = typer.Option(False, "--skipped", help="print the rows the last collection "
                                                                           "skipped, with their raw lines"),
-                     limit: int = typer.Option(100, min=1, max=100_000), output: OutputFormat = OutputOption) -> None:
+                     limit: int = limit_option(100), output: OutputFormat = OutputOption) -> None:
     """Devices and their last collection (coverage): rows parsed / skipped per command."""
     with unit_of_work() as (session, principal):
         rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit)
@@ -352,8 +352,8 @@ def extranet_check(output: OutputFormat = OutputOption) -> None:
 
 @extranet_app.command("violations")
 def extranet_violations(
-    rule: int | None = typer.Option(None, min=1, max=12), unit: str | None = typer.Option(None),
-    status: ViolationStatus | None = typer.Option(None), limit: int = typer.Option(1000, min=1, max=100_000),
+    rule: int | None = typer.Option(None, min=1, max=12), unit: str | None = UnitFilter,
+    status: ViolationStatus | None = typer.Option(None), limit: int = limit_option(1000),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Compliance violations, each with its rule, unit and evidence."""
@@ -383,7 +383,7 @@ def extranet_violation(violation_id: int = typer.Argument(...),
 
 
 @extranet_app.command("scorecard")
-def extranet_scorecard(unit: str | None = typer.Option(None), limit: int = typer.Option(50, min=1, max=100_000),
+def extranet_scorecard(unit: str | None = UnitFilter, limit: int = typer.Option(50, min=1, max=100_000),
                        output: OutputFormat = OutputOption) -> None:
     """The unit scorecard (评估): access, collection, violations and rectification, lowest score first."""
     with unit_of_work() as (session, principal):

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from cloudctl.core import tabular
 from cloudctl.core.auth import Role
-from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import field_errors, parse
@@ -63,7 +63,7 @@ def unit_list(
     kind: UnitKind | None = typer.Option(None, case_sensitive=False, help="city, department, county, …"),
     parent: str | None = typer.Option(None, help="only the children of this unit code"),
     q: str | None = typer.Option(None, "--q", "-q", help="part of the name or code"),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -195,10 +195,10 @@ def unit_import(
 
 @system_app.command("list")
 def system_list(
-    unit: str | None = typer.Option(None, help="only this unit's systems"),
+    unit: str | None = UnitFilter,
     mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
     q: str | None = typer.Option(None, "--q", "-q", help="part of the name"),
-    limit: int = typer.Option(50, min=1, max=1000),
+    limit: int = limit_option(),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -285,7 +285,7 @@ def user_create(
 @user_app.command("list")
 def user_list(
     role: Role | None = typer.Option(None, case_sensitive=False),
-    unit: str | None = typer.Option(None),
+    unit: str | None = UnitFilter,
     output: OutputFormat = OutputOption,
 ) -> None:
     """List users."""

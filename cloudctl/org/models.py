@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    SQLColumnExpression,
+    String,
+    Text,
+    UniqueConstraint,
+    exists,
+    false,
+)
+from sqlalchemy.orm import Mapped, aliased, mapped_column, relationship
 
+from cloudctl.core import read
 from cloudctl.core.auth import Role
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column, utcnow
 
-__all__ = ["ALLOWED_PARENTS", "ApiToken", "BusinessSystem", "Unit", "UnitKind", "User"]
+__all__ = ["ALLOWED_PARENTS", "ApiToken", "BusinessSystem", "Unit", "UnitKind", "User", "in_subtree"]
 
 
 class UnitKind(LabelledEnum):
@@ -64,6 +77,21 @@ class Unit(TimestampMixin, Base):
     @property
     def parent_code(self) -> str | None:
         return self.parent.code if self.parent is not None else None
+
+
+def in_subtree(path: str, unit: SQLColumnExpression[Any]) -> ColumnElement[bool]:
+    """``unit`` (a unit id column) names the unit at ``path`` or one below it."""
+    if unit is Unit.id:
+        # The units table itself (or a query joined to it): its own path, without a subquery.
+        return Unit.path.startswith(path)
+    # The record's own unit looked up by its key, correlated to the record (never to a units table the outer
+    # query reads: hence the alias): one key lookup per row, as a join would be.
+    tree = aliased(Unit)
+    return exists().where(tree.id == unit, tree.path.startswith(path))
+
+
+# The read kit in core scopes every query with this; it cannot import the units table itself.
+read.register_unit_tree(in_subtree)
 
 
 class BusinessSystem(TimestampMixin, Base):

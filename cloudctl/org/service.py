@@ -11,13 +11,13 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, Role, authorize, can
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
@@ -50,8 +50,7 @@ __all__ = [
     "list_users",
     "principal_for_user",
     "revoke_token",
-    "scoped",
-    "unit_scope",
+    "under",
     "update_system",
     "update_unit",
 ]
@@ -67,56 +66,28 @@ TOKEN_PREFIX = "cct_"
 # ---------------------------------------------------------------- scope
 
 
-ScopedQuery = TypeVar("ScopedQuery", bound="Select[*tuple[Any, ...]]")
-
-
-def unit_scope(principal: Principal) -> ColumnElement[bool] | None:
-    """The filter that keeps a scoped principal inside its unit's subtree; None for everyone else."""
-    if not principal.is_scoped:
-        return None
-    if principal.unit_path is None:
-        # A dept user whose unit was never set sees nothing rather than everything.
-        return Unit.id == -1
-    return Unit.path.startswith(principal.unit_path)
-
-
-def scoped(query: ScopedQuery, principal: Principal) -> ScopedQuery:
-    """``query`` kept inside the principal's unit subtree (it must join ``Unit``); unchanged for the unscoped."""
-    scope = unit_scope(principal)
-    return query if scope is None else query.where(scope)
-
-
-def _in_scope(principal: Principal, unit: Unit) -> bool:
-    return not principal.is_scoped or (
-        principal.unit_path is not None and unit.path.startswith(principal.unit_path)
-    )
-
-
-def _page(limit: int, offset: int) -> tuple[int, int]:
-    cap = get_settings().api_page_limit_max
-    if limit < 1 or limit > cap:
-        raise InvalidInput(f"must be between 1 and {cap}", field="limit")
-    if offset < 0:
-        raise InvalidInput("must not be negative", field="offset")
-    return limit, offset
+def under(session: Session, principal: Principal, code: str, unit: SQLColumnExpression[Any], *,
+          field_name: str = "unit") -> ColumnElement[bool]:
+    """The ``unit`` filter of every list: ``unit`` names the unit ``code`` or one below it. A unit the principal
+    may not see is not found, on the filter's field."""
+    return read.subtree(get_unit(session, principal, code, field_name=field_name).path, unit)
 
 
 # ---------------------------------------------------------------- units
 
 
+def _unit_query(principal: Principal, code: str) -> Select[Unit]:
+    return read.within(select(Unit).where(Unit.code == code), principal, unit=Unit.id)
+
+
 def find_unit(session: Session, principal: Principal, code: str) -> Unit | None:
     authorize(principal, "org.unit:read")
-    unit = session.scalar(select(Unit).where(Unit.code == code))
-    if unit is None or not _in_scope(principal, unit):
-        return None
-    return unit
+    return session.scalar(_unit_query(principal, code))
 
 
 def get_unit(session: Session, principal: Principal, code: str, *, field_name: str = "code") -> Unit:
-    unit = find_unit(session, principal, code)
-    if unit is None:
-        raise NotFound(f"no unit with code {code!r}", field=field_name)
-    return unit
+    authorize(principal, "org.unit:read")
+    return read.one(session, _unit_query(principal, code), missing=f"no unit with code {code!r}", field=field_name)
 
 
 def list_units(
@@ -130,8 +101,7 @@ def list_units(
     offset: int = 0,
 ) -> tuple[list[Unit], int]:
     authorize(principal, "org.unit:read")
-    limit, offset = _page(limit, offset)
-    query = scoped(select(Unit), principal)
+    query = read.within(select(Unit), principal, unit=Unit.id)
     if kind is not None:
         query = query.where(Unit.kind == kind)
     if parent is not None:
@@ -139,9 +109,7 @@ def list_units(
         query = query.where(Unit.parent_id == parent_unit.id)
     if q:
         query = query.where(Unit.name.contains(q, autoescape=True) | Unit.code.contains(q, autoescape=True))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Unit.code).limit(limit).offset(offset)).all()
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code,))
 
 
 def _check_parent(kind: UnitKind, parent: Unit | None) -> None:
@@ -334,10 +302,9 @@ def _parents_first(rows: Sequence[UnitCreate]) -> list[int]:
 
 def get_system(session: Session, principal: Principal, system_id: int) -> BusinessSystem:
     authorize(principal, "org.system:read")
-    system = session.get(BusinessSystem, system_id)
-    if system is None or not _in_scope(principal, system.unit):
-        raise NotFound(f"no business system with id {system_id}", field="id")
-    return system
+    query = read.within(select(BusinessSystem).where(BusinessSystem.id == system_id), principal,
+                        unit=BusinessSystem.unit_id)
+    return read.one(session, query, missing=f"no business system with id {system_id}")
 
 
 def list_systems(
@@ -351,18 +318,14 @@ def list_systems(
     offset: int = 0,
 ) -> tuple[list[BusinessSystem], int]:
     authorize(principal, "org.system:read")
-    limit, offset = _page(limit, offset)
-    query = scoped(select(BusinessSystem).join(BusinessSystem.unit), principal)
+    query = read.within(select(BusinessSystem), principal, unit=BusinessSystem.unit_id)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(BusinessSystem.unit_id == owner.id)
+        query = query.where(under(session, principal, unit, BusinessSystem.unit_id))
     if mlps_level is not None:
         query = query.where(BusinessSystem.mlps_level == mlps_level)
     if q:
         query = query.where(BusinessSystem.name.contains(q, autoescape=True))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(BusinessSystem.id).limit(limit).offset(offset)).all()
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(BusinessSystem.id,))
 
 
 def create_system(session: Session, principal: Principal, data: BusinessSystemCreate) -> BusinessSystem:
@@ -449,7 +412,7 @@ def list_users(
     if role is not None:
         query = query.where(User.role == role)
     if unit is not None:
-        query = query.join(User.unit).where(Unit.code == unit)
+        query = query.where(under(session, principal, unit, User.unit_id))
     return list(session.scalars(query).all())
 
 

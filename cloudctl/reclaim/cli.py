@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from cloudctl.core import jobs, tabular
-from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
@@ -111,11 +111,11 @@ def reclaim_analyze(
 
 @reclaim_app.command("list")
 def reclaim_list(
-    unit: str | None = typer.Option(None),
+    unit: str | None = UnitFilter,
     kind: RecommendationKind | None = typer.Option(None, case_sensitive=False),
     status: RecommendationStatus | None = typer.Option(None, case_sensitive=False),
     cloud: str | None = typer.Option(None),
-    limit: int = typer.Option(1000, min=1, max=100_000),
+    limit: int = limit_option(1000),
     offset: int = typer.Option(0, min=0),
     output: OutputFormat = OutputOption,
 ) -> None:

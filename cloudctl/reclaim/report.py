@@ -18,6 +18,7 @@ import html
 import io
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
 from cloudctl.compute.models import Cloud, Server
+from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError
@@ -73,7 +75,7 @@ class ReclaimReport:
 def build_report(session: Session, principal: Principal) -> ReclaimReport:
     authorize(principal, "reclaim.recommendation:read")
     campaign = service.latest_campaign(session, principal)
-    recs, _ = service.list_recommendations(session, principal, limit=100_000)
+    recs = read.every(partial(service.list_recommendations, session, principal))
     # Pending (still to be reclaimed) and executed; dismissed and exempted ones are not reclaimable.
     live = [RecommendationPublic.model_validate(r) for r in recs
             if r.status not in (RecommendationStatus.DISMISSED, RecommendationStatus.EXEMPTED)]
@@ -81,7 +83,8 @@ def build_report(session: Session, principal: Principal) -> ReclaimReport:
         as_of=campaign.as_of if campaign else utcnow().date(), campaign_id=campaign.id if campaign else None,
         units=service.rollup(session, principal, by="unit"), systems=service.rollup(session, principal, by="system"),
         plan=_plan(session, principal), recommendations=live,
-        cpu_histogram=_histogram(session, "cpu", "p95"), mem_histogram=_histogram(session, "mem", "max"))
+        cpu_histogram=_histogram(session, principal, "cpu", "p95"),
+        mem_histogram=_histogram(session, principal, "mem", "max"))
 
 
 def _plan(session: Session, principal: Principal) -> list[PlanRow]:
@@ -105,14 +108,14 @@ def _plan(session: Session, principal: Principal) -> list[PlanRow]:
     return rows
 
 
-def _histogram(session: Session, metric: str, stat: str) -> list[int]:
-    """Servers per bucket of their highest daily value over the last 30 days."""
+def _histogram(session: Session, principal: Principal, metric: str, stat: str) -> list[int]:
+    """The principal's servers per bucket of their highest daily value over the last 30 days."""
     since = utcnow().date() - timedelta(days=30)
     column = getattr(UtilisationDay, stat)
-    peaks = session.scalars(select(func.max(column)).join(Server, Server.id == UtilisationDay.server_id)
-                            .where(UtilisationDay.metric == metric, UtilisationDay.day >= since,
-                                   Server.status != "DELETED")
-                            .group_by(UtilisationDay.server_id)).all()
+    query = (select(func.max(column)).join(Server, Server.id == UtilisationDay.server_id)
+             .where(UtilisationDay.metric == metric, UtilisationDay.day >= since, Server.status != "DELETED")
+             .group_by(UtilisationDay.server_id))
+    peaks = session.scalars(read.within(query, principal, unit=Server.unit_id)).all()
     counts = [0] * (len(BUCKETS) - 1)
     for peak in peaks:
         for i in range(len(BUCKETS) - 1):

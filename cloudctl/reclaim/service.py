@@ -27,15 +27,15 @@ from cloudctl.compute import provisioning
 from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
-from cloudctl.core import audit, jobs
+from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput, NotFound
+from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import field_errors
 from cloudctl.core.tabular import Column, numbered
 from cloudctl.org.models import BusinessSystem, Unit
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import under
 from cloudctl.reclaim import analysis
 from cloudctl.reclaim.models import (
     AppealStatus,
@@ -45,7 +45,7 @@ from cloudctl.reclaim.models import (
     RecommendationStatus,
     UtilisationDay,
 )
-from cloudctl.reclaim.schemas import ExecutionStep, RollupRow, SummaryRow
+from cloudctl.reclaim.schemas import CampaignPublic, ExecutionStep, RollupRow, SummaryRow
 from cloudctl.reclaim.sources.base import DailySummary, UtilisationSource
 
 __all__ = [
@@ -503,7 +503,7 @@ def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int)
 
 
 def _query(principal: Principal) -> Select[Recommendation]:
-    return scoped(select(Recommendation).join(Recommendation.unit), principal)
+    return read.within(select(Recommendation).join(Recommendation.unit), principal, unit=Recommendation.unit_id)
 
 
 def list_recommendations(
@@ -513,39 +513,40 @@ def list_recommendations(
     authorize(principal, "reclaim.recommendation:read")
     query = _query(principal)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Unit.path.startswith(owner.path))
+        query = query.where(under(session, principal, unit, Recommendation.unit_id))
     if kind is not None:
         query = query.where(Recommendation.kind == kind)
     if status is not None:
         query = query.where(Recommendation.status == status)
     if cloud is not None:
         query = query.join(Recommendation.server).join(Server.cloud).where(Cloud.name == cloud)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Recommendation.saving_month.desc(), Recommendation.id)
-                           .limit(limit).offset(offset))
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset,
+                     order_by=(Recommendation.saving_month.desc(), Recommendation.id))
 
 
 def get_recommendation(session: Session, principal: Principal, rec_id: int) -> Recommendation:
     authorize(principal, "reclaim.recommendation:read")
-    rec = session.scalar(_query(principal).where(Recommendation.id == rec_id))
-    if rec is None:
-        raise NotFound(f"no recommendation with id {rec_id}", field="id")
-    return rec
+    return read.one(session, _query(principal).where(Recommendation.id == rec_id),
+                    missing=f"no recommendation with id {rec_id}")
 
 
-def get_campaign(session: Session, principal: Principal, campaign_id: int) -> ReclaimCampaign:
+def _campaign(principal: Principal, campaign: ReclaimCampaign) -> CampaignPublic:
+    # A campaign's counts are the whole city's servers by verdict: figures for the roles that see the city.
+    public = CampaignPublic.model_validate(campaign)
+    return public.model_copy(update={"counts": {}}) if principal.is_scoped else public
+
+
+def get_campaign(session: Session, principal: Principal, campaign_id: int) -> CampaignPublic:
     authorize(principal, "reclaim.recommendation:read")
-    campaign = session.get(ReclaimCampaign, campaign_id)
-    if campaign is None:
-        raise NotFound(f"no campaign with id {campaign_id}", field="campaign")
-    return campaign
+    campaign = read.one(session, select(ReclaimCampaign).where(ReclaimCampaign.id == campaign_id),
+                        missing=f"no campaign with id {campaign_id}", field="campaign")
+    return _campaign(principal, campaign)
 
 
-def latest_campaign(session: Session, principal: Principal) -> ReclaimCampaign | None:
+def latest_campaign(session: Session, principal: Principal) -> CampaignPublic | None:
     authorize(principal, "reclaim.recommendation:read")
-    return session.scalar(select(ReclaimCampaign).order_by(ReclaimCampaign.id.desc()).limit(1))
+    campaign = session.scalar(select(ReclaimCampaign).order_by(ReclaimCampaign.id.desc()).limit(1))
+    return None if campaign is None else _campaign(principal, campaign)
 
 
 # ---------------------------------------------------------------- workflow
@@ -750,7 +751,7 @@ def rollup(session: Session, principal: Principal, *, by: str = "unit") -> list[
     live = Server.status.not_in(("DELETED",))
     base = (select(Server).join(Unit, Server.unit_id == Unit.id).join(Cloud, Server.cloud_id == Cloud.id)
             .outerjoin(BusinessSystem, Server.business_system_id == BusinessSystem.id).where(live))
-    base = scoped(base, principal)
+    base = read.within(base, principal, unit=Server.unit_id)
     allocated = session.execute(
         base.with_only_columns(key, name, func.count(Server.id), func.sum(Server.vcpus), func.sum(Server.ram_mb))
         .group_by(key, name)).all()

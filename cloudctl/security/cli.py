@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from cloudctl.core import tabular
-from cloudctl.core.cli_support import OutputOption, unit_of_work
+from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
@@ -59,13 +59,13 @@ def sec_import(file: Path = typer.Argument(..., help="an nmap XML, Nessus .nessu
 
 
 @security_app.command("findings")
-def sec_findings(scope: str | None = typer.Option(None), unit: str | None = typer.Option(None),
+def sec_findings(scope: str | None = typer.Option(None), unit: str | None = UnitFilter,
                  severity: Severity | None = typer.Option(None, case_sensitive=False),
                  closed: bool = typer.Option(False, "--closed", help="the closed ones instead of the active"),
                  overdue: bool = typer.Option(False, "--overdue", help="past their SLA deadline"),
                  system: int | None = typer.Option(None, "--system", help="business system id (业务系统)"),
                  mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
-                 limit: int = typer.Option(100, min=1, max=100_000), output: OutputFormat = OutputOption) -> None:
+                 limit: int = limit_option(100), output: OutputFormat = OutputOption) -> None:
     """Findings, earliest deadline first."""
     with unit_of_work() as (session, principal):
         rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity,
@@ -93,12 +93,12 @@ def _level(asset: AssetPublic) -> str | None:
 
 
 @asset_app.command("list")
-def asset_list(unit: str | None = typer.Option(None),
+def asset_list(unit: str | None = UnitFilter,
                system: int | None = typer.Option(None, "--system", help="business system id (业务系统)"),
                mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
                linked: bool | None = typer.Option(None, "--linked/--unlinked",
                                                   help="only those on a cloud server, or only those not"),
-               ip: str | None = typer.Option(None, "--ip"), limit: int = typer.Option(100, min=1, max=100_000),
+               ip: str | None = typer.Option(None, "--ip"), limit: int = limit_option(100),
                offset: int = typer.Option(0, min=0), output: OutputFormat = OutputOption) -> None:
     """Assets; a department sees its own unit's."""
     with unit_of_work() as (session, principal):
@@ -221,7 +221,7 @@ def sec_extend(ticket_id: int = typer.Argument(...),
 
 
 @security_app.command("alerts")
-def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int = typer.Option(50, min=1, max=10_000),
+def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int = limit_option(),
                output: OutputFormat = OutputOption) -> None:
     """Alerts, newest first, with their verdict and how far the response has come."""
     with unit_of_work() as (session, principal):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -21,10 +22,20 @@ def city(session: Session) -> MiniCity:
     return city
 
 
-@pytest.fixture
-def client(session: Session) -> Iterator[TestClient]:
-    app = create_app()
+@pytest.fixture(scope="session")
+def api_app() -> FastAPI:
+    """One app for the whole run: building its routes and middleware stack costs more than most tests."""
+    return create_app()
 
+
+@pytest.fixture(scope="session")
+def api_client(api_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(api_app) as client:
+        yield client
+
+
+@pytest.fixture
+def client(session: Session, api_app: FastAPI, api_client: TestClient) -> Iterator[TestClient]:
     def test_session() -> Iterator[Session]:
         # The request commits to a savepoint of the test's transaction, rolled back after the test.
         try:
@@ -34,9 +45,12 @@ def client(session: Session) -> Iterator[TestClient]:
             session.rollback()
             raise
 
-    app.dependency_overrides[get_session] = test_session
-    with TestClient(app) as client:
-        yield client
+    api_app.dependency_overrides[get_session] = test_session
+    api_client.cookies.clear()
+    try:
+        yield api_client
+    finally:
+        api_app.dependency_overrides.pop(get_session, None)
 
 
 def auth(city: MiniCity, role: str) -> dict[str, str]:

@@ -1,9 +1,9 @@
-"""A seeded demo city for CLI tests: one per module, on SQLite, as an operator's laptop would have it."""
+"""A seeded demo city for CLI tests: a copy per test, on SQLite, as an operator's laptop would have it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,23 +13,19 @@ from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
 from cloudctl.core.output import console
+from tests.support.democity import DemoCityFiles
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliRunner]:
-    """The demo city seeded into a fresh database: seeding takes a few seconds, so once per module."""
-    data = tmp_path_factory.mktemp("demo")
-    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
+@pytest.fixture
+def demo(demo_city: DemoCityFiles, tmp_path: Path) -> Iterator[CliRunner]:
+    """A CLI runner on a copy of the demo city of this test's own: what one test changes, the next never sees."""
+    city = demo_city.copy_to(tmp_path / "demo")
+    reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0, provision_poll_seconds=0.01))
     cli_state.schema_checked = False
+    cli_state.act_as = None
     console.width = 200
-    runner = CliRunner()
-    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    seeded = runner.invoke(app, ["demo", "seed", "--tokens-file", str(data / "t.json"), "-o", "json"])
-    assert seeded.exit_code == 0, seeded.output
-    counts = json.loads(seeded.output)["counts"]
-    assert (counts["compute.clouds"], counts["compute.hosts"], counts["reclaim.utilisation_days"]) == (4, 50, 30)
-    yield runner
+    yield CliRunner()
     cli_state.act_as = None
     reset_settings()
     dispose_engines()

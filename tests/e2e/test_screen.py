@@ -4,7 +4,6 @@ API, shows new numbers after the data changes, and a screenshot is kept as a tes
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,23 +27,20 @@ from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.service import drills, duty, findings
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
+from tests.support.democity import DemoCityFiles
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
-    data = tmp_path_factory.mktemp("screen")
-    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
+def demo(demo_city: DemoCityFiles,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
+    city = demo_city.copy_to(tmp_path_factory.mktemp("screen"))
+    reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0))
     cli_state.schema_checked = False
-    runner = CliRunner()
-    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    seeded = runner.invoke(cli, ["demo", "seed", "--tokens-file", str(data / "t.json")])
-    assert seeded.exit_code == 0, seeded.output
-    tokens = json.loads((data / "t.json").read_text())["tokens"]
     with serve(create_app()) as base:
-        yield base, tokens, runner
+        yield base, city.tokens, CliRunner()
     reset_settings()
     dispose_engines()
 
@@ -142,3 +138,19 @@ def test_the_summary_needs_a_token(demo: tuple[str, dict[str, str], CliRunner]) 
                        timeout=10)
     assert answer.status_code == 200
     assert answer.json()["access"]["horizontal"]["required"] == 135
+
+
+def test_a_department_screen_shows_its_own_figures_and_no_city_panel(
+        demo: tuple[str, dict[str, str], CliRunner]) -> None:
+    base, tokens, _ = demo
+    summary = httpx.get(f"{base}/api/v1/screen/summary", headers={"Authorization": f"Bearer {tokens['dept-d01']}"},
+                        timeout=10).json()
+    assert summary["unit"] == "990100-D01"
+    dom = dump_dom(f"{base}/screen?token={tokens['dept-d01']}&refresh=2")
+    assert _text(dom, "error") == ""
+    assert _text(dom, "title") == f"{summary['unit_name']} 值班大屏"
+    # Its own figures; the panels of the whole city (alerts it may not read, the duty officer) show a dash.
+    assert _text(dom, "violations") == str(summary["violations_open"])
+    assert _text(dom, "security") == "— / —"
+    assert _text(dom, "officer") == "—"
+    assert "市政务云中心" not in dom

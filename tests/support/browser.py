@@ -15,7 +15,6 @@ from pathlib import Path
 
 __all__ = ["artifact_dir", "chromium", "dump_dom", "screenshot"]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def chromium() -> str:
@@ -28,8 +27,11 @@ def chromium() -> str:
 
 
 def artifact_dir() -> Path:
-    """Where tests leave what a person may want to look at afterwards (screenshots); kept after the run."""
-    path = Path(os.environ.get("CLOUDCTL_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    """Where tests leave what a person may want to look at afterwards (screenshots); kept after the run.
+
+    Under the temporary directory unless ``CLOUDCTL_TEST_ARTIFACTS`` names another: tests write nowhere else.
+    """
+    path = Path(os.environ.get("CLOUDCTL_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "cloudctl-test-artifacts")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

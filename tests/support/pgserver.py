@@ -186,11 +186,15 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
-    def create_database(self, name: str) -> str:
-        """A new, empty UTF-8 database; returns its SQLAlchemy URL."""
+    def create_database(self, name: str, *, template: str = "template0") -> str:
+        """A new UTF-8 database, empty or a copy of ``template``; returns its SQLAlchemy URL.
+
+        A template must have no open connections (PostgreSQL copies it at file level).
+        """
         with psycopg.connect(host=self.host, port=self.port, user=SUPERUSER, dbname="postgres",
                              autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)))
         return self.url_for(name)
 
     def __enter__(self) -> PostgresServer:

@@ -12,15 +12,15 @@ from datetime import timedelta
 from sqlalchemy import Select, case, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import InvalidInput, NotFound
+from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.extranet.models import AccessLink, LinkStatus, NetworkDevice
 from cloudctl.extranet.schemas import AccessRateRow, LinkCreate, LinkUpdate
 from cloudctl.org.models import Unit, UnitKind
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import get_unit, under
 
 __all__ = ["REQUIRED_KINDS", "access_rate", "connected_units", "create_link", "get_link", "list_links",
            "update_link"]
@@ -48,24 +48,19 @@ def create_link(session: Session, principal: Principal, data: LinkCreate) -> Acc
 
 def get_link(session: Session, principal: Principal, link_id: int) -> AccessLink:
     authorize(principal, "extranet.link:read")
-    query = scoped(select(AccessLink).join(AccessLink.unit).where(AccessLink.id == link_id), principal)
-    link = session.scalar(query)
-    if link is None:
-        raise NotFound(f"no access link with id {link_id}", field="id")
-    return link
+    query = read.within(select(AccessLink).where(AccessLink.id == link_id), principal, unit=AccessLink.unit_id)
+    return read.one(session, query, missing=f"no access link with id {link_id}")
 
 
 def list_links(session: Session, principal: Principal, *, unit: str | None = None,
                status: LinkStatus | None = None, limit: int = 50, offset: int = 0) -> tuple[list[AccessLink], int]:
     authorize(principal, "extranet.link:read")
-    query = scoped(select(AccessLink).join(AccessLink.unit), principal)
+    query = read.within(select(AccessLink).join(AccessLink.unit), principal, unit=AccessLink.unit_id)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Unit.path.startswith(owner.path))
+        query = query.where(under(session, principal, unit, AccessLink.unit_id))
     if status is not None:
         query = query.where(AccessLink.status == status)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return list(session.scalars(query.order_by(Unit.code, AccessLink.id).limit(limit).offset(offset))), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code, AccessLink.id))
 
 
 def update_link(session: Session, principal: Principal, link_id: int, data: LinkUpdate) -> AccessLink:
@@ -114,12 +109,12 @@ def access_rate(session: Session, principal: Principal, *, fresh_hours: float | 
     required = (select(group, func.count(), func.sum(case((is_connected, 1), else_=0))).select_from(Unit)
                 .outerjoin(parent, parent.id == Unit.parent_id).where(Unit.kind.in_(REQUIRED_KINDS)))
     counts = {key: (int(n), int(up or 0)) for key, n, up in
-              session.execute(scoped(required, principal).group_by(group))}
+              session.execute(read.within(required, principal, unit=Unit.id).group_by(group))}
     missing: dict[int, list[str]] = {}
     if with_missing:
         absent = (select(group, Unit.code).select_from(Unit).outerjoin(parent, parent.id == Unit.parent_id)
                   .where(Unit.kind.in_(REQUIRED_KINDS), ~is_connected))
-        for key, code in session.execute(scoped(absent, principal).order_by(Unit.code)):
+        for key, code in session.execute(read.within(absent, principal, unit=Unit.id).order_by(Unit.code)):
             missing.setdefault(key, []).append(code)
     counties = {uid: (code, name) for uid, code, name in session.execute(
         select(Unit.id, Unit.code, Unit.name).where(Unit.kind == UnitKind.COUNTY))}

@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit, jobs
+from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput, NotFound
@@ -27,7 +27,7 @@ from cloudctl.core.text import escape_control
 from cloudctl.extranet.devices import COMMANDS, Device, DeviceCollector, DeviceTables, load_inventory
 from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
 from cloudctl.org.models import Unit
-from cloudctl.org.service import scoped
+from cloudctl.org.service import under
 
 __all__ = ["COLLECT_JOB", "SKIPPED_KEPT", "is_uplink", "list_devices", "record_parse", "store_tables",
            "submit_collection", "sync_devices"]
@@ -130,13 +130,12 @@ def _record_failure(session: Session, device: NetworkDevice, error: str, now: da
 def list_devices(session: Session, principal: Principal, *, unit: str | None = None, failing: bool = False,
                  limit: int = 50, offset: int = 0) -> tuple[list[NetworkDevice], int]:
     authorize(principal, "extranet.device:read")
-    query = scoped(select(NetworkDevice).join(NetworkDevice.unit), principal)
+    query = read.within(select(NetworkDevice), principal, unit=NetworkDevice.unit_id)
     if unit is not None:
-        query = query.where(Unit.code == unit)
+        query = query.where(under(session, principal, unit, NetworkDevice.unit_id))
     if failing:
         query = query.where(NetworkDevice.last_error.is_not(None))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return list(session.scalars(query.order_by(NetworkDevice.name).limit(limit).offset(offset))), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(NetworkDevice.name, NetworkDevice.id))
 
 
 def submit_collection(session: Session, principal: Principal, *, inventory: Path | None = None,

@@ -16,10 +16,10 @@ import numpy as np
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import InvalidInput, NotFound
+from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.extranet import rules
 from cloudctl.extranet.models import (
@@ -42,7 +42,7 @@ from cloudctl.extranet.models import (
 from cloudctl.extranet.schemas import ScorecardRow, ViolationUpdate
 from cloudctl.extranet.service.access import REQUIRED_KINDS, connected_units
 from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import under
 
 __all__ = ["RECTIFY_DAYS", "Inputs", "check", "get_violation", "list_violations", "load_inputs", "scorecard",
            "update_violation"]
@@ -257,7 +257,7 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
 
 
 def _query(principal: Principal) -> Select[Violation]:
-    return scoped(select(Violation).outerjoin(Violation.unit), principal)
+    return read.within(select(Violation), principal, unit=Violation.unit_id)
 
 
 def list_violations(session: Session, principal: Principal, *, rule: int | None = None, unit: str | None = None,
@@ -270,21 +270,17 @@ def list_violations(session: Session, principal: Principal, *, rule: int | None 
             raise InvalidInput("a rule number from 1 to 12", field="rule")
         query = query.where(Violation.rule == rule)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Unit.path.startswith(owner.path))
+        query = query.where(under(session, principal, unit, Violation.unit_id))
     if status is not None:
         query = query.where(Violation.status == status)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Violation.rule, Violation.subject).limit(limit).offset(offset))
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset,
+                     order_by=(Violation.rule, Violation.subject, Violation.id))
 
 
 def get_violation(session: Session, principal: Principal, violation_id: int) -> Violation:
     authorize(principal, "extranet.violation:read")
-    row = session.scalar(_query(principal).where(Violation.id == violation_id))
-    if row is None:
-        raise NotFound(f"no violation with id {violation_id}", field="id")
-    return row
+    return read.one(session, _query(principal).where(Violation.id == violation_id),
+                    missing=f"no violation with id {violation_id}")
 
 
 def update_violation(session: Session, principal: Principal, violation_id: int, data: ViolationUpdate) -> Violation:
@@ -310,23 +306,24 @@ def update_violation(session: Session, principal: Principal, violation_id: int, 
 def scorecard(session: Session, principal: Principal, *, unit: str | None = None) -> list[ScorecardRow]:
     """评估 per unit: access (40), device collection (20) and violations (40 less 10 per open one); lowest first."""
     authorize(principal, "extranet.violation:read")
-    query = scoped(select(Unit).where(Unit.kind.in_(REQUIRED_KINDS)), principal)
+    query = read.within(select(Unit).where(Unit.kind.in_(REQUIRED_KINDS)), principal, unit=Unit.id)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Unit.path.startswith(owner.path))
+        query = query.where(under(session, principal, unit, Unit.id))
     units = list(session.scalars(query.order_by(Unit.code)))
     connected = connected_units(session)
     fresh = utcnow() - timedelta(hours=get_settings().extranet_fresh_hours)
     links: dict[int, list[tuple[LinkRole, LinkStatus]]] = {}
-    for unit_id, role, status in session.execute(select(AccessLink.unit_id, AccessLink.role, AccessLink.status)):
+    for unit_id, role, status in session.execute(read.within(
+            select(AccessLink.unit_id, AccessLink.role, AccessLink.status), principal, unit=AccessLink.unit_id)):
         links.setdefault(unit_id, []).append((role, status))
     devices: dict[int, list[datetime | None]] = {}
-    for unit_id, last in session.execute(select(NetworkDevice.unit_id, NetworkDevice.last_success_at)):
+    for unit_id, last in session.execute(read.within(
+            select(NetworkDevice.unit_id, NetworkDevice.last_success_at), principal, unit=NetworkDevice.unit_id)):
         devices.setdefault(unit_id, []).append(last)
     violations: dict[int, dict[ViolationStatus, int]] = {}
-    for owner_id, v_status, n in session.execute(select(Violation.unit_id, Violation.status, func.count())
-                                                 .where(Violation.unit_id.is_not(None))
-                                                 .group_by(Violation.unit_id, Violation.status)):
+    counted = (select(Violation.unit_id, Violation.status, func.count()).where(Violation.unit_id.is_not(None))
+               .group_by(Violation.unit_id, Violation.status))
+    for owner_id, v_status, n in session.execute(read.within(counted, principal, unit=Violation.unit_id)):
         if owner_id is not None:
             violations.setdefault(owner_id, {})[v_status] = n
     rows = []

@@ -20,7 +20,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
@@ -38,8 +38,7 @@ from cloudctl.extranet.models import (
     Zone,
 )
 from cloudctl.extranet.schemas import AddressCreate, AggregateCreate, ApplicationCreate, PrefixCreate, PrefixPublic
-from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import get_unit, under
 
 __all__ = [
     "COMMITMENT_TEXT",
@@ -185,7 +184,7 @@ def describe_prefixes(session: Session, prefixes: Sequence[Prefix]) -> list[Pref
 
 
 def _prefix_query(principal: Principal) -> Select[Prefix]:
-    return scoped(select(Prefix).outerjoin(Prefix.unit), principal)
+    return read.within(select(Prefix), principal, unit=Prefix.unit_id)
 
 
 def list_prefixes(
@@ -202,18 +201,15 @@ def list_prefixes(
     if status is not None:
         query = query.where(Prefix.status == status)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Prefix.unit_id == owner.id)
+        query = query.where(under(session, principal, unit, Prefix.unit_id))
     if contains is not None:
         try:
             value = int(ipaddress.IPv4Address(contains))
         except ValueError:
             raise InvalidInput(f"{contains!r} is not an IPv4 address", field="contains") from None
         query = query.where(Prefix.start <= value, Prefix.end >= value)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Prefix.zone, Prefix.vrf, Prefix.start, Prefix.length)
-                           .limit(limit).offset(offset))
-    return list(rows), total
+    return read.page(session, query, limit=limit, offset=offset,
+                     order_by=(Prefix.zone, Prefix.vrf, Prefix.start, Prefix.length, Prefix.id))
 
 
 def _covering(session: Session, value: int, zone: Zone | None, vrf: str) -> Prefix | None:
@@ -340,8 +336,7 @@ def export_plan(session: Session, principal: Principal) -> list[dict[str, Any]]:
         rows.append({"kind": "prefix", "prefix": p.prefix, "zone": p.zone.value, "vrf": p.vrf,
                      "status": p.status.value, "unit_code": p.unit_code, "vlan": p.vlan,
                      "description": p.description})
-    addresses = select(IPAddress).join(IPAddress.prefix).outerjoin(Unit, IPAddress.unit_id == Unit.id)
-    addresses = scoped(addresses, principal)
+    addresses = read.within(select(IPAddress).join(IPAddress.prefix), principal, unit=IPAddress.unit_id)
     for a in session.scalars(addresses.order_by(IPAddress.value)):
         rows.append({"kind": "address", "address": a.address, "role": a.role.value, "mac": a.mac,
                      "vrf": a.prefix.vrf, "zone": a.prefix.zone.value, "description": a.description})
@@ -376,15 +371,13 @@ def submit_application(session: Session, principal: Principal, data: Application
 
 
 def _application_query(principal: Principal) -> Select[IPApplication]:
-    return scoped(select(IPApplication).join(IPApplication.unit), principal)
+    return read.within(select(IPApplication), principal, unit=IPApplication.unit_id)
 
 
 def get_application(session: Session, principal: Principal, app_id: int) -> IPApplication:
     authorize(principal, "extranet.application:read")
-    row = session.scalar(_application_query(principal).where(IPApplication.id == app_id))
-    if row is None:
-        raise NotFound(f"no IP application with id {app_id}", field="id")
-    return row
+    return read.one(session, _application_query(principal).where(IPApplication.id == app_id),
+                    missing=f"no IP application with id {app_id}")
 
 
 def list_applications(session: Session, principal: Principal, *, status: ApplicationStatus | None = None,
@@ -394,10 +387,8 @@ def list_applications(session: Session, principal: Principal, *, status: Applica
     if status is not None:
         query = query.where(IPApplication.status == status)
     if unit is not None:
-        query = query.where(IPApplication.unit_id == get_unit(session, principal, unit, field_name="unit").id)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(IPApplication.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+        query = query.where(under(session, principal, unit, IPApplication.unit_id))
+    return read.page(session, query, limit=limit, offset=offset, order_by=(IPApplication.id.desc(),))
 
 
 def _decide(session: Session, principal: Principal, app: IPApplication, to: ApplicationStatus,

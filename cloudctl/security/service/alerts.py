@@ -17,15 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from cloudctl.core.errors import Conflict, FieldError, InvalidInput
 from cloudctl.core.models import utcnow
-from cloudctl.org.models import Unit
-from cloudctl.org.service import scoped
 from cloudctl.security.models import (
     Alert,
     AlertStatus,
@@ -131,15 +129,12 @@ def receive(session: Session, principal: Principal, payload: Mapping[str, Any] |
 
 
 def _query(principal: Principal) -> Select[Alert]:
-    return scoped(select(Alert).outerjoin(Unit, Alert.unit_id == Unit.id), principal)
+    return read.within(select(Alert), principal, unit=Alert.unit_id)
 
 
 def get_alert(session: Session, principal: Principal, alert_id: int) -> Alert:
     authorize(principal, "security.alert:read")
-    alert = session.scalar(_query(principal).where(Alert.id == alert_id))
-    if alert is None:
-        raise NotFound(f"no alert with id {alert_id}", field="id")
-    return alert
+    return read.one(session, _query(principal).where(Alert.id == alert_id), missing=f"no alert with id {alert_id}")
 
 
 def list_alerts(session: Session, principal: Principal, *, status: AlertStatus | None = None,
@@ -150,8 +145,7 @@ def list_alerts(session: Session, principal: Principal, *, status: AlertStatus |
         query = query.where(Alert.status == status)
     if verdict is not None:
         query = query.where(Alert.verdict == verdict)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return list(session.scalars(query.order_by(Alert.id.desc()).limit(limit).offset(offset))), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Alert.id.desc(),))
 
 
 def set_verdict(session: Session, principal: Principal, alert_id: int, verdict: Verdict,

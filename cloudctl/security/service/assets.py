@@ -23,15 +23,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from cloudctl.compute.models import Server, ServerAddress
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize, system_principal
-from cloudctl.core.errors import InvalidInput, NotFound
-from cloudctl.org.models import BusinessSystem, Unit
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.core.errors import InvalidInput
+from cloudctl.org.models import BusinessSystem
+from cloudctl.org.service import under
 from cloudctl.security.models import Asset, LevelSource
 from cloudctl.security.scanners.base import canonical_ip
 
@@ -168,9 +168,8 @@ def link_assets(session: Session, principal: Principal | None = None, *, ips: Co
 
 
 def _asset_query(principal: Principal) -> Select[Asset]:
-    query = select(Asset).outerjoin(Unit, Asset.unit_id == Unit.id).options(
-        selectinload(Asset.server), joinedload(Asset.business_system))
-    return scoped(query, principal)
+    query = select(Asset).options(selectinload(Asset.server), joinedload(Asset.business_system))
+    return read.within(query, principal, unit=Asset.unit_id)
 
 
 def list_assets(session: Session, principal: Principal, *, unit: str | None = None,
@@ -180,8 +179,7 @@ def list_assets(session: Session, principal: Principal, *, unit: str | None = No
     authorize(principal, "security.asset:read")
     query = _asset_query(principal)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Unit.path.startswith(owner.path))
+        query = query.where(under(session, principal, unit, Asset.unit_id))
     if business_system is not None:
         query = query.where(Asset.business_system_id == business_system)
     if mlps_level is not None:
@@ -191,16 +189,13 @@ def list_assets(session: Session, principal: Principal, *, unit: str | None = No
     if ip is not None:
         # 2001:DB8::1 finds 2001:db8::1: assets are kept in one spelling; a name finds a host asset.
         query = query.where(or_(Asset.ip == (canonical_ip(ip) or ip.strip()), Asset.hostname == ip.strip().lower()))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return list(session.scalars(query.order_by(Asset.id).limit(limit).offset(offset))), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Asset.id,))
 
 
 def get_asset(session: Session, principal: Principal, asset_id: int) -> Asset:
     authorize(principal, "security.asset:read")
-    row = session.scalar(_asset_query(principal).where(Asset.id == asset_id))
-    if row is None:
-        raise NotFound(f"no asset with id {asset_id}", field="id")
-    return row
+    return read.one(session, _asset_query(principal).where(Asset.id == asset_id),
+                    missing=f"no asset with id {asset_id}")
 
 
 # ---------------------------------------------------------------- the security team's grading

@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit, UnitKind
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import get_unit, under
 from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
 
 __all__ = ["DrillCreate", "ProgressRow", "advance_phase", "create_drill", "get_drill", "late_items", "list_drills",
@@ -94,10 +94,8 @@ def list_drills(session: Session, principal: Principal) -> list[Drill]:
 
 def get_drill(session: Session, principal: Principal, drill_id: int) -> Drill:
     authorize(principal, "security.drill:read")
-    drill = session.get(Drill, drill_id)
-    if drill is None:
-        raise NotFound(f"no drill with id {drill_id}", field="drill")
-    return drill
+    return read.one(session, select(Drill).where(Drill.id == drill_id), missing=f"no drill with id {drill_id}",
+                    field="drill")
 
 
 def advance_phase(session: Session, principal: Principal, drill_id: int, to: DrillPhase) -> Drill:
@@ -116,15 +114,21 @@ def advance_phase(session: Session, principal: Principal, drill_id: int, to: Dri
 
 
 def _items(principal: Principal, drill_id: int) -> Select[DrillItem]:
-    return scoped(select(DrillItem).join(DrillItem.unit).where(DrillItem.drill_id == drill_id), principal)
+    return read.within(select(DrillItem).join(DrillItem.unit).where(DrillItem.drill_id == drill_id), principal,
+                       unit=DrillItem.unit_id)
+
+
+def _item(session: Session, principal: Principal, drill_id: int, item_id: int) -> DrillItem:
+    return read.one(session, _items(principal, drill_id).where(DrillItem.id == item_id),
+                    missing=f"no item {item_id} in drill {drill_id}", field="item")
 
 
 def list_items(session: Session, principal: Principal, drill_id: int, *, unit: str | None = None) -> list[DrillItem]:
     get_drill(session, principal, drill_id)
     query = _items(principal, drill_id)
     if unit is not None:
-        query = query.where(DrillItem.unit_id == get_unit(session, principal, unit, field_name="unit").id)
-    return list(session.scalars(query.order_by(Unit.code, DrillItem.position)))
+        query = query.where(under(session, principal, unit, DrillItem.unit_id))
+    return list(session.scalars(query.order_by(Unit.code, DrillItem.position, DrillItem.id)))
 
 
 def update_item(session: Session, principal: Principal, drill_id: int, item_id: int, status: ItemStatus,
@@ -132,9 +136,7 @@ def update_item(session: Session, principal: Principal, drill_id: int, item_id: 
     """A unit moves its own item on; done needs the evidence (截图、报告、记录)."""
     authorize(principal, "security.drill:item")
     get_drill(session, principal, drill_id)
-    item = session.scalar(_items(principal, drill_id).where(DrillItem.id == item_id))
-    if item is None:
-        raise NotFound(f"no item {item_id} in drill {drill_id}", field="item")
+    item = _item(session, principal, drill_id, item_id)
     if status not in MOVES[item.status]:
         raise Conflict(f"an item {item.status.value} does not become {status.value}", field="status")
     if status is ItemStatus.DONE and not (evidence and evidence.strip()):
@@ -155,9 +157,7 @@ def update_item(session: Session, principal: Principal, drill_id: int, item_id: 
 def verify_item(session: Session, principal: Principal, drill_id: int, item_id: int) -> DrillItem:
     """The security team confirms a done item (核验)."""
     authorize(principal, "security.drill:write")
-    item = session.scalar(_items(principal, drill_id).where(DrillItem.id == item_id))
-    if item is None:
-        raise NotFound(f"no item {item_id} in drill {drill_id}", field="item")
+    item = _item(session, principal, drill_id, item_id)
     if item.status is not ItemStatus.DONE:
         raise Conflict("only a done item is verified", field="status")
     item.verifier, item.verified_at = principal.actor, utcnow()
@@ -186,7 +186,7 @@ def progress(session: Session, principal: Principal, drill_id: int) -> list[Prog
              .join(Unit, Unit.id == DrillItem.unit_id)
              .where(DrillItem.drill_id == drill_id, DrillItem.status != ItemStatus.CANCELLED)
              .group_by(Unit.code, Unit.name, DrillItem.phase).order_by(Unit.code, DrillItem.phase))
-    query = scoped(query, principal)
+    query = read.within(query, principal, unit=DrillItem.unit_id)
     rows = []
     for code, name, phase, total, done, overdue in session.execute(query):
         rows.append(ProgressRow(unit_code=code, unit_name=name, phase=phase.value, total=int(total),

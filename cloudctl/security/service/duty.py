@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.org.models import Unit, UnitKind
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import get_unit
 from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
 
 __all__ = ["CHECK_IN_EARLY", "HANDOVER", "Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "add_shift",
@@ -106,10 +106,8 @@ def create_period(session: Session, principal: Principal, data: PeriodCreate) ->
 
 def get_period(session: Session, principal: Principal, period_id: int) -> DutyPeriod:
     authorize(principal, "security.duty:read")
-    period = session.get(DutyPeriod, period_id)
-    if period is None:
-        raise NotFound(f"no duty period with id {period_id}", field="period")
-    return period
+    return read.one(session, select(DutyPeriod).where(DutyPeriod.id == period_id),
+                    missing=f"no duty period with id {period_id}", field="period")
 
 
 def list_periods(session: Session, principal: Principal, *, active_at: datetime | None = None) -> list[DutyPeriod]:
@@ -193,10 +191,8 @@ def list_shifts(session: Session, principal: Principal, period_id: int) -> list[
 
 def get_shift(session: Session, principal: Principal, shift_id: int) -> DutyShift:
     authorize(principal, "security.duty:read")
-    shift = session.get(DutyShift, shift_id)
-    if shift is None:
-        raise NotFound(f"no shift with id {shift_id}", field="shift")
-    return shift
+    return read.one(session, select(DutyShift).where(DutyShift.id == shift_id), missing=f"no shift with id {shift_id}",
+                    field="shift")
 
 
 def on_shift(session: Session, principal: Principal, *, at: datetime | None = None) -> DutyShift | None:
@@ -276,7 +272,7 @@ def list_reports(session: Session, principal: Principal, period_id: int) -> list
     authorize(principal, "security.duty:read")
     period = get_period(session, principal, period_id)
     query = select(DutyReport).join(Unit, Unit.id == DutyReport.unit_id).where(DutyReport.period_id == period.id)
-    query = scoped(query, principal)
+    query = read.within(query, principal, unit=DutyReport.unit_id)
     return list(session.scalars(query.order_by(DutyReport.slot_at, Unit.code)))
 
 
@@ -297,7 +293,7 @@ def missing_reports(session: Session, principal: Principal, *, now: datetime | N
     out: list[Missing] = []
     for period in periods:
         query = select(Unit.id, Unit.code).where(Unit.kind.in_([UnitKind(k) for k in period.reporting_kinds]))
-        query = scoped(query, principal)
+        query = read.within(query, principal, unit=Unit.id)
         units = list(session.execute(query.order_by(Unit.code)))
         grace = timedelta(minutes=period.grace_minutes)
         every = slots(period)

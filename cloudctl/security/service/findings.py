@@ -25,14 +25,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
-from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.core.text import control_character
-from cloudctl.org.models import Unit
-from cloudctl.org.service import get_unit, scoped
+from cloudctl.org.service import under
 from cloudctl.security.calendar import add_working_days, china
 from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
 from cloudctl.security.scanners.base import ScanFinding, ScanReport, Target, merge_findings, scan_target
@@ -237,7 +236,7 @@ def _verify_tickets(session: Session, scope: str, record: ScanImport) -> int:
 
 
 def _finding_query(principal: Principal) -> Select[Finding]:
-    return scoped(select(Finding).join(Finding.asset).outerjoin(Unit, Asset.unit_id == Unit.id), principal)
+    return read.within(select(Finding).join(Finding.asset), principal, unit=Asset.unit_id)
 
 
 def list_findings(session: Session, principal: Principal, *, scope: str | None = None, unit: str | None = None,
@@ -249,8 +248,7 @@ def list_findings(session: Session, principal: Principal, *, scope: str | None =
     if scope is not None:
         query = query.where(Finding.scope == scope)
     if unit is not None:
-        owner = get_unit(session, principal, unit, field_name="unit")
-        query = query.where(Unit.path.startswith(owner.path))
+        query = query.where(under(session, principal, unit, Asset.unit_id))
     if severity is not None:
         query = query.where(Finding.severity == severity)
     # By the asset's business system and MLPS level (see .assets: taken from the cloud server it is on).
@@ -263,17 +261,14 @@ def list_findings(session: Session, principal: Principal, *, scope: str | None =
     if overdue:  # past the deadline and still counting against the unit, as the exporter counts it
         today = beijing_today()
         query = query.where(Finding.sla_deadline < today, open_now(today))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    order = (Finding.sla_deadline.is_(None), Finding.sla_deadline, Finding.id)
-    return list(session.scalars(query.order_by(*order).limit(limit).offset(offset))), total
+    return read.page(session, query, limit=limit, offset=offset,
+                     order_by=(Finding.sla_deadline.is_(None), Finding.sla_deadline, Finding.id))
 
 
 def get_finding(session: Session, principal: Principal, finding_id: int) -> Finding:
     authorize(principal, "security.finding:read")
-    row = session.scalar(_finding_query(principal).where(Finding.id == finding_id))
-    if row is None:
-        raise NotFound(f"no finding with id {finding_id}", field="id")
-    return row
+    return read.one(session, _finding_query(principal).where(Finding.id == finding_id),
+                    missing=f"no finding with id {finding_id}")
 
 
 def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[Ticket]:
@@ -307,20 +302,16 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
 def list_tickets(session: Session, principal: Principal, *, status: TicketStatus | None = None,
                  limit: int = 50, offset: int = 0) -> tuple[list[Ticket], int]:
     authorize(principal, "security.ticket:read")
-    query = scoped(select(Ticket).join(Ticket.unit), principal)
+    query = read.within(select(Ticket), principal, unit=Ticket.unit_id)
     if status is not None:
         query = query.where(Ticket.status == status)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return list(session.scalars(query.order_by(Ticket.deadline, Ticket.id).limit(limit).offset(offset))), total
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Ticket.deadline, Ticket.id))
 
 
 def get_ticket(session: Session, principal: Principal, ticket_id: int) -> Ticket:
     authorize(principal, "security.ticket:read")
-    query = scoped(select(Ticket).join(Ticket.unit).where(Ticket.id == ticket_id), principal)
-    row = session.scalar(query)
-    if row is None:
-        raise NotFound(f"no ticket with id {ticket_id}", field="id")
-    return row
+    query = read.within(select(Ticket).where(Ticket.id == ticket_id), principal, unit=Ticket.unit_id)
+    return read.one(session, query, missing=f"no ticket with id {ticket_id}")
 
 
 # ---------------------------------------------------------------- triage (the security team's, not the unit's)

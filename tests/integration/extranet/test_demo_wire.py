@@ -24,6 +24,7 @@ from cloudctl.core.output import console
 from cloudctl.demo.city import generate_city
 from cloudctl.extranet.demo import WirePlan, plan_wire
 from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
+from tests.support.democity import DemoCityFiles
 from tests.support.devicesim import ArpRow, DeviceSimulator, MacRow, SimDevice
 
 pytestmark = pytest.mark.slow
@@ -36,17 +37,13 @@ def wire() -> WirePlan:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, wire: WirePlan) -> Iterator[tuple[CliRunner, Path]]:
-    data = tmp_path_factory.mktemp("wire")
-    reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
+def demo(demo_city: DemoCityFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CliRunner, Path]]:
+    city = demo_city.copy_to(tmp_path_factory.mktemp("wire"))
+    reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0))
     cli_state.schema_checked = False
     console.width = 200
-    runner = CliRunner()
-    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    seeded = runner.invoke(app, ["demo", "seed", "--tokens-file", str(data / "t.json"), "-o", "json"])
-    assert seeded.exit_code == 0, seeded.output
-    yield runner, data
+    yield CliRunner(), city.directory
     reset_settings()
     dispose_engines()
 

@@ -19,7 +19,7 @@ import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from cloudctl.compute.providers.base import CloudProvider, QuotaLimits, ServerInfo, ServerSpec
+from cloudctl.compute.providers.base import QuotaLimits, ServerInfo, ServerSpec
 from cloudctl.compute.providers.openstack import OpenStackProvider, project_name
 from cloudctl.core.errors import Conflict, NotFound, ProviderError
 
@@ -93,10 +93,6 @@ def _gone(provider: OpenStackProvider, server_id: str) -> bool:
 
 
 # -------------------------------------------------------------------------- projects
-
-
-def test_it_is_a_cloud_provider(provider: OpenStackProvider) -> None:
-    assert isinstance(provider, CloudProvider)
 
 
 def test_ensure_project_creates_the_units_project_once(provider: OpenStackProvider, admin: Any) -> None:

@@ -46,10 +46,12 @@ def test_reclaim_executes_on_real_servers(session: Session, db_url: str, opensta
     unit = session.scalar(select(Unit).where(Unit.code == "990100-D01"))
     assert unit is not None
     project = compute.ensure_project(session, unit, cloud, provider)
+    # All four asked for first, then waited for: Nova builds them side by side.
+    built = {name: provider.create_server(project, ServerSpec(name=f"reclaim-{name}", flavor=flavor,
+                                                              tag=f"rc:{name}", image=openstack_cloud["image_id"]))
+             for name, flavor in (("idle", SMALL), ("zombie", SMALL), ("oversized", MEDIUM), ("shelved", SMALL))}
     servers: dict[str, Server] = {}
-    for name, flavor in (("idle", SMALL), ("zombie", SMALL), ("oversized", MEDIUM), ("shelved", SMALL)):
-        info = provider.create_server(project, ServerSpec(name=f"reclaim-{name}", flavor=flavor, tag=f"rc:{name}",
-                                                          image=openstack_cloud["image_id"]))
+    for name, info in built.items():
         _settle(provider, info.provider_id, "ACTIVE")
         servers[name] = provisioning.record_server(session, cloud.id, unit.id, city.systems["own"], None,
                                                    provider.get_server(info.provider_id))

@@ -15,6 +15,7 @@ from cloudctl.core.errors import Conflict
 from cloudctl.demo.seed import issue_demo_tokens, seed_demo, write_tokens_file
 from cloudctl.org import service
 from cloudctl.org.models import Unit, UnitKind, User
+from cloudctl.org.schemas import UnitCreate
 from tests.factories import ADMIN
 
 
@@ -49,8 +50,11 @@ def test_seed_writes_the_city_and_scopes_its_departments(session: Session, tmp_p
     assert seeded.after["units"] == 1757
 
 
-def test_seeding_twice_is_refused(session: Session) -> None:
-    seed_demo(session, ADMIN)
+def test_seeding_a_database_that_has_a_city_is_refused(session: Session) -> None:
+    # Any city will do: the guard looks for one, whatever seeded it.
+    service.create_unit(session, ADMIN, UnitCreate(code="990100", name="临江市", kind=UnitKind.CITY))
+    units = session.scalar(select(func.count(Unit.id)))
     with pytest.raises(Conflict) as caught:
         seed_demo(session, ADMIN)
     assert caught.value.field == "database"
+    assert session.scalar(select(func.count(Unit.id))) == units

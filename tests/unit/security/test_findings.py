@@ -88,8 +88,9 @@ def test_sla_deadlines_follow_severity(session: Session, city: MiniCity) -> None
                                                  _finding(OWN, 80, "2", "low"), _finding(OWN, 81, "3", "info")),
                          scope="s", source="s")
     rows = {f.severity.value: f for f in service.list_findings(session, ADMIN, scope="s")[0]}
-    assert rows["critical"].sla_deadline == (rows["critical"].first_seen + timedelta(days=7)).date()
-    assert rows["low"].sla_deadline == (rows["low"].first_seen + timedelta(days=120)).date()
+    # Days count from the Beijing date the finding was first seen (after 16:00 UTC that is the next day).
+    assert rows["critical"].sla_deadline == beijing_today(rows["critical"].first_seen) + timedelta(days=7)
+    assert rows["low"].sla_deadline == beijing_today(rows["low"].first_seen) + timedelta(days=120)
     assert rows["info"].sla_deadline is None
 
 
