@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -47,7 +48,9 @@ DATABASES = [name.strip() for name in os.environ.get("CLOUDCTL_TEST_DATABASES", 
 hypothesis_settings.register_profile("cloudctl", derandomize=True, database=None, max_examples=60, deadline=None,
                                      suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                             HealthCheck.too_slow])
-hypothesis_settings.load_profile(os.environ.get("CLOUDCTL_HYPOTHESIS_PROFILE", "cloudctl"))
+hypothesis_settings.load_profile("cloudctl")
+# Its caches (constants found in the code under test, scratch files) go to the sandbox, not the checkout.
+set_hypothesis_home_dir(str(sandbox.SANDBOX / "hypothesis"))
 
 
 # ---------------------------------------------------------------- the sandbox's guard
