@@ -23,12 +23,14 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput, NotFound
 from cloudctl.core.models import utcnow
-from cloudctl.extranet.devices import Device, DeviceCollector, DeviceTables, load_inventory
+from cloudctl.core.text import escape_control
+from cloudctl.extranet.devices import COMMANDS, Device, DeviceCollector, DeviceTables, load_inventory
 from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
 from cloudctl.org.models import Unit
 from cloudctl.org.service import under
 
-__all__ = ["COLLECT_JOB", "is_uplink", "list_devices", "store_tables", "submit_collection", "sync_devices"]
+__all__ = ["COLLECT_JOB", "SKIPPED_KEPT", "is_uplink", "list_devices", "record_parse", "store_tables",
+           "submit_collection", "sync_devices"]
 
 COLLECT_JOB = "extranet.collect"
 # Ports that carry many MACs by design (uplinks, trunks, aggregations), by the vendors' own names for them.
@@ -101,6 +103,25 @@ def store_tables(session: Session, device: NetworkDevice, tables: DeviceTables, 
     return added_arp, added_mac
 
 
+# Skipped rows kept per device for the operator to read; the counts are always complete.
+SKIPPED_KEPT = 50
+
+
+def record_parse(session: Session, device: NetworkDevice, tables: DeviceTables) -> int:
+    """What the collection read of each command (parsed and skipped rows) and the skipped rows themselves, raw;
+    the number skipped."""
+    arp_command, mac_command = COMMANDS.get(device.device_type, ("arp", "mac"))
+    counts = tables.counts or {arp_command: {"parsed": len(tables.arp), "skipped": 0},
+                               mac_command: {"parsed": len(tables.mac), "skipped": 0}}
+    device.parse_counts = counts
+    # A device's output may hold terminal escapes: kept as their escapes, so that printing them shows, not acts.
+    kept = tables.skipped[:SKIPPED_KEPT]
+    device.skipped_rows = [{"command": row.command, "line": escape_control(row.line[:300]),
+                            "reason": escape_control(row.reason[:300])} for row in kept] or None
+    session.flush()
+    return sum(c.get("skipped", 0) for c in counts.values())
+
+
 def _record_failure(session: Session, device: NetworkDevice, error: str, now: datetime) -> None:
     device.last_attempt_at, device.last_error = now, error[:500]
     session.flush()
@@ -160,7 +181,7 @@ def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
     devices, collector = _devices_and_collector(ctx)
     with ctx.session() as session:
         ids = {name: row.id for name, row in sync_devices(session, ctx.principal, devices).items()}
-    counts = {"devices": len(devices), "succeeded": 0, "failed": 0, "arp_new": 0, "mac_new": 0}
+    counts = {"devices": len(devices), "succeeded": 0, "failed": 0, "arp_new": 0, "mac_new": 0, "rows_skipped": 0}
     done = 0
 
     def on_result(device: Device, tables: DeviceTables | None, error: str | None) -> None:
@@ -175,6 +196,10 @@ def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
                 counts["succeeded"] += 1
                 counts["arp_new"] += arp_new
                 counts["mac_new"] += mac_new
+                skipped = record_parse(session, row, tables)
+                counts["rows_skipped"] += skipped
+                if skipped:
+                    ctx.log(f"{device.name}: {skipped} row(s) skipped (extranet devices --skipped)", level="warning")
             else:
                 _record_failure(session, row, error or "unknown failure", now)
                 counts["failed"] += 1
