@@ -37,6 +37,7 @@ import yaml
 from charset_normalizer import from_bytes
 
 from cloudctl.core.errors import CloudctlError, InvalidInput
+from cloudctl.core.export import read_cell
 from cloudctl.core.text import control_character
 
 __all__ = [
@@ -289,7 +290,7 @@ def _rows(cells: Iterable[tuple[int, list[str]]], columns: Sequence[Column], *, 
             raise InvalidInput(f"the file holds more than {max_rows:,} rows: split it", field="file")
         row: dict[str, str] = {}
         for name, value in zip(names, values, strict=False):
-            text = _checked(value.strip(), name, number, max_field)
+            text = _checked(read_cell(value.strip()), name, number, max_field)
             if text:
                 row[name] = text
         rows.append(Row(row, number))

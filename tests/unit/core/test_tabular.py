@@ -14,6 +14,7 @@ from openpyxl import Workbook
 
 from cloudctl.core import tabular
 from cloudctl.core.errors import InvalidInput
+from cloudctl.core.export import csv_text
 from cloudctl.core.tabular import Column
 
 COLUMNS = (Column("code", ("编码", "单位编码"), required=True), Column("name", ("名称",), required=True),
@@ -200,3 +201,12 @@ def test_arbitrary_documents_give_rows_or_a_refusal(document: object) -> None:
         except InvalidInput:
             continue
         assert all(isinstance(v, str) for row in rows for v in row.values())
+
+
+def test_a_cell_our_exports_neutralised_reads_back_as_it_was(tmp_path: Path) -> None:
+    # What `extranet prefix export --format csv` writes for a formula-shaped description, imported again.
+    path = tmp_path / "plan.csv"
+    path.write_text(csv_text(["code", "name", "description"], [["990100-D01", "市公安局", "=SUM(1,2)"],
+                                                               ["990100-D02", "-2+3", "'plain"]]), encoding="utf-8")
+    rows = tabular.read_table(path, COLUMNS).rows
+    assert [(r["name"], r["description"]) for r in rows] == [("市公安局", "=SUM(1,2)"), ("-2+3", "'plain")]
