@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, delete, func, insert, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning
@@ -29,6 +29,7 @@ from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.bulk import insert_rows
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
 from cloudctl.core.models import utcnow
@@ -56,6 +57,7 @@ __all__ = [
     "analyze",
     "appeal",
     "collect",
+    "collect_days",
     "decide_appeal",
     "dismiss",
     "execute",
@@ -145,31 +147,44 @@ def source_for(cloud: Cloud) -> UtilisationSource | None:
 
 def store_summaries(session: Session, summaries: Iterable[tuple[int, DailySummary]], *, source: str) -> int:
     """Write (server id, summary) rows, replacing what was stored for the same server, day and metric."""
-    rows: list[dict[str, Any]] = [
-        {"server_id": server_id, "day": s.day, "metric": s.metric, "p95": s.p95, "p99": s.p99, "max": s.max,
-         "mean": s.mean, "samples": s.samples, "source": source} for server_id, s in summaries]
+    return _store(session, [(server_id, s.day, s.metric, s.p95, s.p99, s.max, s.mean, s.samples, source)
+                            for server_id, s in summaries])
+
+
+_SUMMARY_COLUMNS = ("server_id", "day", "metric", "p95", "p99", "max", "mean", "samples", "source")
+
+
+def _store(session: Session, rows: list[tuple[int, date, str, float, float, float, float, int, str]]) -> int:
+    """Rows of utilisation_daily (the columns of _SUMMARY_COLUMNS), replacing those of their server, day and metric."""
     if not rows:
         return 0
     # Delete-then-insert by (day, metric): one statement per pair instead of an upsert per row, on both databases,
     # and only the (server, day, metric) triples given, so a CPU-only file leaves the day's network rows alone.
     by_key: dict[tuple[date, str], set[int]] = {}
     for row in rows:
-        by_key.setdefault((row["day"], row["metric"]), set()).add(row["server_id"])
+        by_key.setdefault((row[1], row[2]), set()).add(row[0])
     for (day, metric), server_ids in by_key.items():
         ids = sorted(server_ids)
         for start in range(0, len(ids), 500):
             session.execute(delete(UtilisationDay).where(UtilisationDay.day == day, UtilisationDay.metric == metric,
                                                          UtilisationDay.server_id.in_(ids[start:start + 500])))
-    session.execute(insert(UtilisationDay), rows)
-    return len(rows)
+    return insert_rows(session, UtilisationDay, _SUMMARY_COLUMNS, rows)
 
 
 def collect(session: Session, principal: Principal, day: date, *, cloud: str | None = None,
             sources: SourceLookup = source_for) -> dict[str, int]:
     """Read one UTC day's summaries of every server (of one cloud) from its source and store them."""
+    return collect_days(session, principal, [day], cloud=cloud, sources=sources)
+
+
+def collect_days(session: Session, principal: Principal, days: Sequence[date], *, cloud: str | None = None,
+                 sources: SourceLookup = source_for) -> dict[str, int]:
+    """:func:`collect` for several UTC days: each cloud's source and servers are read once for all of them."""
     authorize(principal, "reclaim.utilisation:write")
-    if day >= utcnow().date():
-        raise InvalidInput(f"{day} is not over yet (UTC): collect a finished day", field="day")
+    today = utcnow().date()
+    late = [d for d in days if d >= today]
+    if late:
+        raise InvalidInput(f"{late[0]} is not over yet (UTC): collect a finished day", field="day")
     query = select(Cloud).where(Cloud.enabled.is_(True)).order_by(Cloud.name)
     if cloud is not None:
         query = query.where(Cloud.name == cloud)
@@ -181,11 +196,12 @@ def collect(session: Session, principal: Principal, day: date, *, cloud: str | N
             continue
         servers = dict(session.execute(select(Server.provider_id, Server.id).where(
             Server.cloud_id == row.id, Server.status != "DELETED")).all())
-        summaries = source.daily_summaries(day, sorted(servers))
+        asked = sorted(servers)
         counts["servers"] += len(servers)
-        counts["summaries"] += store_summaries(
-            session, ((servers[s.server], s) for s in summaries if s.server in servers),
-            source="simulator" if row.kind == CloudKind.SIMULATOR else "prometheus")
+        kind = "simulator" if row.kind == CloudKind.SIMULATOR else "prometheus"
+        counts["summaries"] += _store(session, [
+            (servers[s.server], s.day, s.metric, s.p95, s.p99, s.max, s.mean, s.samples, kind)
+            for day in days for s in source.daily_summaries(day, asked) if s.server in servers])
     return counts
 
 
