@@ -1,8 +1,10 @@
 """Write the demo city into a database: units, business systems, a user per role and their tokens.
 
-The seeder inserts in bulk (one statement per table, not one service call per unit)
-and audits the seeding once, so a fresh demo is ready in about a second.
-Later domains extend the demo by registering a step with :func:`demo_step`.
+The seeder works in steps: the organisation (units, systems, users), then one step per domain
+that extends the demo, registered with :func:`demo_step` (compute, reclaim, extranet, security).
+Each writes in bulk (one statement per table, the services' batch paths) and is audited as one
+row saying what it built; the seeding as a whole gets one more with the counts. A caller may
+follow the steps as they run (the CLI's progress display) through :class:`SeedProgress`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -25,7 +29,8 @@ from cloudctl.demo.city import DemoCity, generate_city
 from cloudctl.org import service
 from cloudctl.org.models import BusinessSystem, Unit, UnitKind, User
 
-__all__ = ["DemoSeedResult", "demo_step", "issue_demo_tokens", "seed_demo", "write_tokens_file"]
+__all__ = ["STEPS", "DemoSeedResult", "SeedProgress", "demo_step", "issue_demo_tokens", "seed_demo",
+           "write_tokens_file"]
 
 STAFF_USERS: dict[str, tuple[Role, str]] = {
     "admin": (Role.ADMIN, "系统管理员"),
@@ -53,11 +58,25 @@ def demo_step(name: str) -> Callable[[DemoStep], DemoStep]:
     return register
 
 
+# The steps in the order they run: the organisation first, then each domain's.
+STEPS = ("organisation", "compute", "reclaim", "extranet", "security")
+
+
+class SeedProgress(Protocol):
+    """Told when each step starts and how long it took."""
+
+    def started(self, step: str) -> None: ...
+
+    def finished(self, step: str, seconds: float) -> None: ...
+
+
 @dataclass
 class DemoSeedResult:
     city: str
     counts: dict[str, int] = field(default_factory=dict)
     users: list[str] = field(default_factory=list)
+    # Wall-clock seconds per step, in the order they ran.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def dept_username(code: str) -> str:
@@ -65,14 +84,46 @@ def dept_username(code: str) -> str:
     return "dept-" + code.rsplit("-", 1)[-1].lower()
 
 
-def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> DemoSeedResult:
+def seed_demo(session: Session, principal: Principal, *, seed: int = 2026,
+              progress: SeedProgress | None = None) -> DemoSeedResult:
     authorize(principal, "org.unit:write")
     authorize(principal, "org.user:write")
     if session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)) is not None:
         raise Conflict("this database already has a city; seed the demo into a fresh database", field="database")
+    for module in DEMO_MODULES:
+        importlib.import_module(module)
     city = generate_city(seed)
+    result = DemoSeedResult(city=city.name)
 
-    # Units: parents come before children in the generator, so ids can be assigned level by level.
+    @contextmanager
+    def step(name: str) -> Iterator[dict[str, Any]]:
+        if progress is not None:
+            progress.started(name)
+        started = time.perf_counter()
+        with audit.batch(session, principal, action=f"demo.seed.{name}", entity="city",
+                         entity_id=city.units[0].code) as summary:
+            yield summary
+        session.flush()
+        result.seconds[name] = time.perf_counter() - started
+        if progress is not None:
+            progress.finished(name, result.seconds[name])
+
+    with step("organisation") as summary:
+        summary.update(_seed_organisation(session, city))
+        result.users = summary.pop("usernames")
+        result.counts.update(summary)
+    for name, seed_step in _steps:
+        with step(name) as summary:
+            summary.update(seed_step(session, principal, city, seed))
+            result.counts.update({f"{name}.{key}": value for key, value in summary.items()})
+    audit.record(session, principal, action="demo.seed", entity="city", entity_id=city.units[0].code,
+                 after={"seed": seed, "name": city.name, **result.counts})
+    session.flush()
+    return result
+
+
+def _seed_organisation(session: Session, city: DemoCity) -> dict[str, Any]:
+    """Units (level by level, so parents have ids first), business systems, a user per role and department."""
     ids: dict[str, int] = {}
     for depth_units in _by_depth(city):
         rows = [
@@ -99,27 +150,20 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> De
     ])
 
     users: list[dict[str, Any]] = [{"username": name, "role": role, "display_name": label, "unit_id": None}
-             for name, (role, label) in STAFF_USERS.items()]
+                                   for name, (role, label) in STAFF_USERS.items()]
     names = {u.code: u.name for u in city.units}
     users += [{"username": dept_username(code), "role": Role.DEPT, "display_name": names[code],
                "unit_id": ids[code]} for code in city.departments]
     session.execute(insert(User), users)
 
-    for module in DEMO_MODULES:
-        importlib.import_module(module)
-    counts: dict[str, int] = {}
+    counts: dict[str, Any] = {}
     for unit in city.units:
         counts[f"units.{unit.kind}"] = counts.get(f"units.{unit.kind}", 0) + 1
     counts["units"] = len(city.units)
     counts["business_systems"] = len(city.systems)
     counts["users"] = len(users)
-    for name, step in _steps:
-        for key, value in step(session, principal, city, seed).items():
-            counts[f"{name}.{key}"] = value
-    audit.record(session, principal, action="demo.seed", entity="city", entity_id=city.units[0].code,
-                 after={"seed": seed, "name": city.name, **counts})
-    session.flush()
-    return DemoSeedResult(city=city.name, counts=counts, users=[u["username"] for u in users])
+    counts["usernames"] = [u["username"] for u in users]
+    return counts
 
 
 def _by_depth(city: DemoCity) -> list[list[Any]]:
@@ -135,8 +179,11 @@ def _by_depth(city: DemoCity) -> list[list[Any]]:
 
 
 def issue_demo_tokens(session: Session, principal: Principal, usernames: list[str]) -> dict[str, str]:
-    """A fresh token for each demo user: username → secret."""
-    return {name: service.create_token(session, principal, name, description="demo")[1] for name in usernames}
+    """A fresh token for each demo user: username → secret, audited as one row."""
+    with audit.batch(session, principal, action="demo.tokens", entity="api_token", entity_id="demo") as summary:
+        tokens = {name: service.create_token(session, principal, name, description="demo")[1] for name in usernames}
+        summary["users"] = sorted(tokens)
+    return tokens
 
 
 def write_tokens_file(path: Path, tokens: dict[str, str], *, base_url: str | None = None) -> Path:
