@@ -233,24 +233,29 @@ def set_quota(session: Session, principal: Principal, unit_code: str, cloud_name
 
 def set_quotas(session: Session, principal: Principal, items: Sequence[tuple[str, str, QuotaSet]],
                *, providers: ProviderLookup = provider_for) -> list[Quota]:
-    """:func:`set_quota` for many (unit code, cloud name, limits) in order, each audited: all set, or none."""
+    """:func:`set_quota` for many (unit code, cloud name, limits), each audited.
+
+    Every item is checked before any limit is pushed to a provider; then they are pushed in order.
+    """
     authorize(principal, "compute.quota:write")
     given_of = [data.model_dump(exclude_unset=True, exclude_none=True) for _, _, data in items]
     if any(not given for given in given_of):
         raise InvalidInput("give at least one of vcpus, ram_gb, disk_gb, instances", field="limits")
     pairs = _units_and_clouds(session, principal, [(code, cloud) for code, cloud, _ in items])
     quotas = _quota_rows(session, pairs)
-    provider_of = _provider_cache(providers)
-    projects = ensure_projects(session, pairs, provider_of)
-    done: list[Quota] = []
+    wanted_of: list[dict[str, int | None]] = []
+    # A quota named twice: the second item starts from the limits the first one sets, as two calls would.
+    planned: dict[tuple[int, int], dict[str, int | None]] = {}
     for (unit, cloud), given in zip(pairs, given_of, strict=True):
         quota = quotas[(unit.id, cloud.id)]
-        before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
-        wanted = {
-            "vcpus": given.get("vcpus", quota.limit_vcpus),
-            "ram_mb": given["ram_gb"] * 1024 if "ram_gb" in given else quota.limit_ram_mb,
-            "disk_gb": given.get("disk_gb", quota.limit_disk_gb),
-            "instances": given.get("instances", quota.limit_instances),
+        now = planned.get((unit.id, cloud.id)) or {"vcpus": quota.limit_vcpus, "ram_mb": quota.limit_ram_mb,
+                                                   "disk_gb": quota.limit_disk_gb,
+                                                   "instances": quota.limit_instances}
+        wanted = planned[(unit.id, cloud.id)] = {
+            "vcpus": given.get("vcpus", now["vcpus"]),
+            "ram_mb": given["ram_gb"] * 1024 if "ram_gb" in given else now["ram_mb"],
+            "disk_gb": given.get("disk_gb", now["disk_gb"]),
+            "instances": given.get("instances", now["instances"]),
         }
         for resource, limit in wanted.items():
             held = getattr(quota, f"used_{resource}") + getattr(quota, f"reserved_{resource}")
@@ -259,6 +264,13 @@ def set_quotas(session: Session, principal: Principal, items: Sequence[tuple[str
                 raise Conflict(f"{unit.code} already uses or has reserved {held}{unit_word} of {resource} on "
                                f"{cloud.name}; the limit cannot go below it",
                                field="ram_gb" if resource == "ram_mb" else resource)
+        wanted_of.append(wanted)
+    provider_of = _provider_cache(providers)
+    projects = ensure_projects(session, pairs, provider_of)
+    done: list[Quota] = []
+    for (unit, cloud), wanted in zip(pairs, wanted_of, strict=True):
+        quota = quotas[(unit.id, cloud.id)]
+        before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
         # The provider refuses a limit under its own usage (never forced, unlike set_compute_quotas).
         provider_of(cloud).set_quota(projects[(unit.id, cloud.id)], QuotaLimits(
             wanted["vcpus"], wanted["ram_mb"], wanted["disk_gb"], wanted["instances"]))
