@@ -117,7 +117,7 @@ class SimulatorTelemetry:
         summaries: list[DailySummary] = []
         samples = fleet_samples(running, day)
         for metric in METRICS:
-            if metric not in samples:
+            if metric not in samples or not samples[metric][0]:
                 continue
             rows, values = samples[metric]
             summary = summarise_samples(values)
