@@ -37,7 +37,7 @@ from cloudctl.demo.seed import (
 from cloudctl.org.models import Unit, UnitKind, User
 from cloudctl.org.service import authenticate_token
 
-__all__ = ["demo_app"]
+__all__ = ["StepLines", "demo_app"]
 
 demo_app = typer.Typer(
     help="The demo city (演示城市): `cloudctl demo` migrates, seeds and serves it; `demo seed` only seeds.",
