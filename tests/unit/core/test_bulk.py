@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core.bulk import insert_rows
+from cloudctl.core.bulk import insert_rows, insert_rows_with_ids
 from cloudctl.extranet.models import NetworkDevice, Violation, ViolationStatus, Zone
 from cloudctl.org.models import Unit, UnitKind
 from tests.factories import make_unit
@@ -71,3 +71,18 @@ def test_json_documents_and_dates_round_trip(session: Session) -> None:
                 [(6, "d01-sw1:GigabitEthernet0/0/7", ViolationStatus.OPEN, evidence, seen, seen, date(2026, 11, 10))])
     stored = session.scalars(select(Violation)).one()
     assert (stored.evidence, stored.status, stored.deadline) == (evidence, ViolationStatus.OPEN, date(2026, 11, 10))
+
+
+def test_rows_with_ids_get_the_ids_the_database_would_have_given(session: Session) -> None:
+    unit = make_unit(session, "990100", "临江市", UnitKind.CITY)
+    session.execute(insert(NetworkDevice), [dict(zip(COLUMNS, row, strict=True)) for row in _devices(unit.id, "a")])
+    last = session.scalar(select(func.max(NetworkDevice.id)))
+    assert last is not None
+    ids = insert_rows_with_ids(session, NetworkDevice, COLUMNS, _devices(unit.id, "b"))
+    assert ids == list(range(last + 1, last + 6))
+    assert [session.scalars(select(NetworkDevice.name).where(NetworkDevice.id == id_)).one() for id_ in ids] == [
+        f"b-sw{i}" for i in range(1, 6)]
+    # The next row the database numbers itself comes after them: the sequence (PostgreSQL) moved on too.
+    session.execute(insert(NetworkDevice), [dict(zip(COLUMNS, row, strict=True)) for row in _devices(unit.id, "c")])
+    assert session.scalar(select(func.min(NetworkDevice.id)).where(NetworkDevice.name.startswith("c-"))) == ids[-1] + 1
+    assert insert_rows_with_ids(session, NetworkDevice, COLUMNS, []) == []
