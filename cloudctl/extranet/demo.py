@@ -22,12 +22,12 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.core.auth import Principal
-from cloudctl.core.bulk import insert_rows
-from cloudctl.core.models import Base, utcnow
+from cloudctl.core.bulk import insert_rows, insert_rows_with_ids
+from cloudctl.core.models import utcnow
 from cloudctl.demo.city import DemoCity
 from cloudctl.demo.seed import demo_step
 from cloudctl.extranet.devices import ArpEntry, DeviceTables, MacEntry
@@ -365,27 +365,27 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
     # The plan as the bureau's approvals left it, written as it stands, past create_prefix's checks and the
     # approval flow: the approvals are years old, and the legacy block is the plan error the check finds.
     owned = [block for block in wire.blocks if block.unit_code]
-    applications: list[dict[str, Any]] = []
+    applications: list[tuple[Any, ...]] = []
     for block in owned:
         name, decided = units[str(block.unit_code)][1], now - timedelta(days=block.decided_days_ago)
-        applications.append({
-            "unit_id": unit_id(block.unit_code), "zone": block.zone, "vrf": block.vrf,
-            "prefix_length": ipaddress.IPv4Network(block.prefix).prefixlen, "count": None,
-            "purpose": f"{name}接入电子政务外网", "commitment_signer": f"{name}网络安全负责人",
-            "commitment_signed_on": decided.date(), "commitment_accepted": True,
-            "commitment_text": ipam.COMMITMENT_TEXT, "status": ApplicationStatus.APPROVED,
-            "submitted_by": f"demo:{block.unit_code}", "decided_by": "demo:ops", "decided_at": decided,
-            "allocated": [block.prefix]})
-    application_of = dict(zip(map(id, owned), _inserted_ids(session, IPApplication, applications), strict=True))
-    prefixes: list[dict[str, Any]] = []
+        applications.append((
+            unit_id(block.unit_code), block.zone, block.vrf, ipaddress.IPv4Network(block.prefix).prefixlen,
+            f"{name}接入电子政务外网", f"{name}网络安全负责人", decided.date(), True, ipam.COMMITMENT_TEXT,
+            ApplicationStatus.APPROVED, f"demo:{block.unit_code}", "demo:ops", decided, [block.prefix]))
+    application_ids = insert_rows_with_ids(session, IPApplication, (
+        "unit_id", "zone", "vrf", "prefix_length", "purpose", "commitment_signer", "commitment_signed_on",
+        "commitment_accepted", "commitment_text", "status", "submitted_by", "decided_by", "decided_at", "allocated",
+    ), applications)
+    application_of = dict(zip(map(id, owned), application_ids, strict=True))
+    prefixes: list[tuple[Any, ...]] = []
     for block in wire.blocks:
         net = ipaddress.IPv4Network(block.prefix)
-        prefixes.append({"prefix": block.prefix, "start": int(net.network_address), "end": int(net.broadcast_address),
-                         "length": net.prefixlen, "zone": block.zone, "vrf": block.vrf, "status": block.status,
-                         "unit_id": unit_id(block.unit_code), "vlan": block.vlan,
-                         "application_id": application_of.get(id(block)),
-                         "description": "旧台账遗留" if block.legacy else None})
-    prefix_ids = _inserted_ids(session, Prefix, prefixes)
+        prefixes.append((block.prefix, int(net.network_address), int(net.broadcast_address), net.prefixlen,
+                         block.zone, block.vrf, block.status, unit_id(block.unit_code), block.vlan,
+                         application_of.get(id(block)), "旧台账遗留" if block.legacy else None))
+    prefix_ids = insert_rows_with_ids(session, Prefix, (
+        "prefix", "start", "end", "length", "zone", "vrf", "status", "unit_id", "vlan", "application_id",
+        "description"), prefixes)
     insert_rows(session, IPAddress, ("address", "value", "prefix_id", "unit_id", "role", "mac", "application_id"), (
         (address, int(ipaddress.IPv4Address(address)), prefix_id, unit_id(block.unit_code), role, mac,
          application_of.get(id(block)))
@@ -394,9 +394,9 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
                                       "commissioned_on", "uses_shared_exit"), (
         (unit_id(line.unit_code), line.carrier, line.line_type, line.bandwidth_mbps, line.role, line.status,
          line.commissioned_on, line.uses_shared_exit) for line in wire.lines))
-    device_ids = dict(zip((d.name for d in wire.devices), _inserted_ids(session, NetworkDevice, [
-        {"name": d.name, "host": d.host, "device_type": d.vendor, "role": d.role, "unit_id": unit_id(d.unit_code),
-         "zone": Zone.PUBLIC} for d in wire.devices]), strict=True))
+    device_ids = dict(zip((d.name for d in wire.devices), insert_rows_with_ids(
+        session, NetworkDevice, ("name", "host", "device_type", "role", "unit_id", "zone"),
+        [(d.name, d.host, d.vendor, d.role, unit_id(d.unit_code), Zone.PUBLIC) for d in wire.devices]), strict=True))
     store_simulated(simulator_store(), ((d.name, d.vendor, d.reachable, d.tables) for d in wire.devices))
     # What the devices showed before today: the quiet block's last users, and the stale switch's last answer.
     for name, tables, days in wire.history:
@@ -411,12 +411,3 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
     return {"violations": found, "lines": len(wire.lines), "prefixes": len(wire.blocks),
             "applications": len(applications), "devices": len(wire.devices), "injected_violations": len(wire.expected)}
 
-
-def _inserted_ids(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` in one statement (batched by the driver) and return their new ids, in the order given."""
-    if not rows:
-        return []
-    table = model.__table__
-    assert isinstance(table, Table)
-    inserted = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
-    return [int(id_) for id_ in inserted.scalars()]
