@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Enum, Table, TypeDecorator, func, select, text
+from sqlalchemy import Column, Date, DateTime, Enum, Table, TypeDecorator, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ColumnDefault
 
-__all__ = ["insert_rows", "insert_rows_with_ids"]
+__all__ = ["insert_rows", "insert_rows_with_ids", "reserve_ids"]
 
 
 def insert_rows(session: Session, target: Table | type[Any], columns: Sequence[str],
@@ -74,33 +74,47 @@ def insert_rows(session: Session, target: Table | type[Any], columns: Sequence[s
 
 def insert_rows_with_ids(session: Session, target: Table | type[Any], columns: Sequence[str],
                          rows: Sequence[Sequence[Any]]) -> list[int]:
-    """:func:`insert_rows`, returning the new rows' ids in the order given: the ids the database would give them.
+    """:func:`insert_rows`, returning the new rows' ids in the order given (see :func:`reserve_ids`).
 
-    They come from the table's own sequence on PostgreSQL, and on SQLite after the highest id, which
-    no one else can take while this transaction holds the database's write lock (``BEGIN IMMEDIATE``).
     An ``INSERT … RETURNING`` in order costs ten times as much on PostgreSQL.
     """
     table = _table(target)
-    keys = list(table.primary_key.columns)
-    if len(keys) != 1 or keys[0].type.python_type is not int:
-        raise ValueError(f"{table.name} has no single integer key")
-    key = keys[0]
-    if not rows:
+    ids = reserve_ids(session, table, len(rows))
+    insert_rows(session, table, (_key(table).name, *columns),
+                ((id_, *row) for id_, row in zip(ids, rows, strict=True)))
+    return ids
+
+
+def reserve_ids(session: Session, target: Table | type[Any], count: int) -> list[int]:
+    """The ids the database would give the next ``count`` rows of a table, in order, for rows written with them.
+
+    They come from the table's own sequence on PostgreSQL, and on SQLite after the highest id, which no
+    one else can take while this transaction holds the database's write lock (``BEGIN IMMEDIATE``).
+    For rows that name each other (a unit's parent) before any of them is written.
+    """
+    table = _table(target)
+    key = _key(table)
+    if count <= 0:
         return []
     session.flush()
     connection = session.connection()
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        ids = list(connection.execute(
+        ids = connection.execute(
             text("SELECT nextval(pg_get_serial_sequence(:table, :key)) FROM generate_series(1, :count) ORDER BY 1"),
-            {"table": table.fullname, "key": key.name, "count": len(rows)}).scalars())
-    elif dialect == "sqlite":
+            {"table": table.fullname, "key": key.name, "count": count}).scalars()
+        return [int(id_) for id_ in ids]
+    if dialect == "sqlite":
         top = connection.execute(select(func.max(key))).scalar() or 0
-        ids = list(range(top + 1, top + 1 + len(rows)))
-    else:
-        raise NotImplementedError(f"ids in bulk on {dialect}")
-    insert_rows(session, table, (key.name, *columns), ((id_, *row) for id_, row in zip(ids, rows, strict=True)))
-    return [int(id_) for id_ in ids]
+        return list(range(top + 1, top + 1 + count))
+    raise NotImplementedError(f"ids in bulk on {dialect}")
+
+
+def _key(table: Table) -> Column[Any]:
+    keys = list(table.primary_key.columns)
+    if len(keys) != 1 or keys[0].type.python_type is not int:
+        raise ValueError(f"{table.name} has no single integer key")
+    return keys[0]
 
 
 def _table(target: Table | type[Any]) -> Table:

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit
 from cloudctl.core.auth import Principal, Role, authorize
+from cloudctl.core.bulk import insert_rows, reserve_ids
 from cloudctl.core.errors import Conflict
 from cloudctl.demo.city import DemoCity, generate_city
 from cloudctl.org import service
@@ -123,25 +124,17 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026,
 
 
 def _seed_organisation(session: Session, city: DemoCity) -> dict[str, Any]:
-    """Units (level by level, so parents have ids first), business systems, a user per role and department."""
-    ids: dict[str, int] = {}
-    for depth_units in _by_depth(city):
-        rows = [
-            {"code": u.code, "name": u.name, "kind": u.kind, "parent_id": ids.get(u.parent_code or ""),
-             "path": "/", "contact_name": u.contact_name, "contact_phone": u.contact_phone,
-             "contact_email": u.contact_email}
-            for u in depth_units
-        ]
-        session.execute(insert(Unit), rows)
-        codes = [u.code for u in depth_units]
-        ids.update({code: id_ for code, id_ in session.execute(select(Unit.code, Unit.id).where(Unit.code.in_(codes)))})
+    """Units, business systems, a user per role and department."""
+    # The units' ids are taken first, so each row is written whole: its parent and its path in the tree.
+    # The generator lists parents before their children, so the ids are the ones the rows would get in turn.
+    ids = dict(zip((u.code for u in city.units), reserve_ids(session, Unit, len(city.units)), strict=True))
     paths: dict[str, str] = {}
     for unit in city.units:
         paths[unit.code] = f"{paths[unit.parent_code] if unit.parent_code else '/'}{ids[unit.code]}/"
-    session.execute(
-        update(Unit),
-        [{"id": ids[code], "path": path} for code, path in paths.items()],
-    )
+    insert_rows(session, Unit, ("id", "code", "name", "kind", "parent_id", "path", "contact_name", "contact_phone",
+                                "contact_email"), (
+        (ids[u.code], u.code, u.name, u.kind, ids[u.parent_code] if u.parent_code else None, paths[u.code],
+         u.contact_name, u.contact_phone, u.contact_email) for u in city.units))
 
     session.execute(insert(BusinessSystem), [
         {"unit_id": ids[s.unit_code], "name": s.name, "mlps_level": s.mlps_level,
@@ -164,18 +157,6 @@ def _seed_organisation(session: Session, city: DemoCity) -> dict[str, Any]:
     counts["users"] = len(users)
     counts["usernames"] = [u["username"] for u in users]
     return counts
-
-
-def _by_depth(city: DemoCity) -> list[list[Any]]:
-    depth: dict[str, int] = {}
-    levels: list[list[Any]] = []
-    for unit in city.units:
-        d = depth[unit.parent_code] + 1 if unit.parent_code else 0
-        depth[unit.code] = d
-        while len(levels) <= d:
-            levels.append([])
-        levels[d].append(unit)
-    return levels
 
 
 def issue_demo_tokens(session: Session, principal: Principal, usernames: list[str]) -> dict[str, str]:
