@@ -284,17 +284,17 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
     tickets = []
     for unit_id, findings in sorted(by_unit.items()):
         deadlines = [f.sla_deadline for f in findings if f.sla_deadline is not None]
-        ticket = Ticket(unit_id=unit_id, scope=scope, status=TicketStatus.OPEN,
-                        title=f"{scope}: {len(findings)} 项漏洞整改", deadline=min(deadlines) if deadlines
-                        else beijing_today() + timedelta(days=30), extensions=[])
-        session.add(ticket)
-        session.flush()
+        tickets.append(Ticket(unit_id=unit_id, scope=scope, status=TicketStatus.OPEN,
+                              title=f"{scope}: {len(findings)} 项漏洞整改", deadline=min(deadlines) if deadlines
+                              else beijing_today() + timedelta(days=30), extensions=[]))
+    session.add_all(tickets)
+    session.flush()  # one flush gives every ticket its id, in the order added
+    for ticket, (unit_id, findings) in zip(tickets, sorted(by_unit.items()), strict=True):
         for finding in findings:
             finding.ticket_id = ticket.id
         audit.record(session, principal, action="open", entity="security_ticket", entity_id=ticket.id,
                      after={"scope": scope, "findings": len(findings), "deadline": ticket.deadline},
                      unit_id=unit_id)
-        tickets.append(ticket)
     session.flush()
     return tickets
 
