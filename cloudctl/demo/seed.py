@@ -41,7 +41,7 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
     "auditor": (Role.AUDITOR, "审计员"),
 }
 
-# Domains that add to the demo city; importing one registers its step.
+# Domains that add to the demo city, in the order their steps run; importing one registers its step.
 DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo",
                 "cloudctl.security.demo")
 
@@ -113,7 +113,7 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026,
         summary.update(_seed_organisation(session, city))
         result.users = summary.pop("usernames")
         result.counts.update(summary)
-    for name, seed_step in _steps:
+    for name, seed_step in _in_order(_steps):
         with step(name) as summary:
             summary.update(seed_step(session, principal, city, seed))
             result.counts.update({f"{name}.{key}": value for key, value in summary.items()})
@@ -121,6 +121,16 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026,
                  after={"seed": seed, "name": city.name, **result.counts})
     session.flush()
     return result
+
+
+def _in_order(steps: list[tuple[str, DemoStep]]) -> list[tuple[str, DemoStep]]:
+    """The domains' steps in the order of DEMO_MODULES (a later one builds on an earlier one's records),
+    whichever module some other code happened to import first; steps of other modules come last."""
+    def position(entry: tuple[str, DemoStep]) -> int:
+        module = entry[1].__module__
+        return DEMO_MODULES.index(module) if module in DEMO_MODULES else len(DEMO_MODULES)
+
+    return sorted(steps, key=position)
 
 
 def _seed_organisation(session: Session, city: DemoCity) -> dict[str, Any]:
