@@ -110,9 +110,9 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026,
             progress.finished(name, result.seconds[name])
 
     with step("organisation") as summary:
-        summary.update(_seed_organisation(session, city))
-        result.users = summary.pop("usernames")
-        result.counts.update(summary)
+        counts, result.users = _seed_organisation(session, city)
+        summary.update(counts)
+        result.counts.update(counts)
     for name, seed_step in _in_order(_steps):
         with step(name) as summary:
             summary.update(seed_step(session, principal, city, seed))
@@ -133,8 +133,8 @@ def _in_order(steps: list[tuple[str, DemoStep]]) -> list[tuple[str, DemoStep]]:
     return sorted(steps, key=position)
 
 
-def _seed_organisation(session: Session, city: DemoCity) -> dict[str, Any]:
-    """Units, business systems, a user per role and department."""
+def _seed_organisation(session: Session, city: DemoCity) -> tuple[dict[str, int], list[str]]:
+    """Units, business systems, a user per role and department: the counts, and the users' names."""
     # The units' ids are taken first, so each row is written whole: its parent and its path in the tree.
     # The generator lists parents before their children, so the ids are the ones the rows would get in turn.
     ids = dict(zip((u.code for u in city.units), reserve_ids(session, Unit, len(city.units)), strict=True))
@@ -159,14 +159,13 @@ def _seed_organisation(session: Session, city: DemoCity) -> dict[str, Any]:
                "unit_id": ids[code]} for code in city.departments]
     session.execute(insert(User), users)
 
-    counts: dict[str, Any] = {}
+    counts: dict[str, int] = {}
     for unit in city.units:
         counts[f"units.{unit.kind}"] = counts.get(f"units.{unit.kind}", 0) + 1
     counts["units"] = len(city.units)
     counts["business_systems"] = len(city.systems)
     counts["users"] = len(users)
-    counts["usernames"] = [u["username"] for u in users]
-    return counts
+    return counts, [u["username"] for u in users]
 
 
 def issue_demo_tokens(session: Session, principal: Principal, usernames: list[str]) -> dict[str, str]:
