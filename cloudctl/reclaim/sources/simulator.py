@@ -53,7 +53,8 @@ def workload_samples(workload: SimWorkload, day: date) -> dict[str, npt.NDArray[
 
 def fleet_samples(workloads: Sequence[SimWorkload], day: date
                   ) -> dict[str, tuple[list[int], npt.NDArray[np.float32]]]:
-    """A day of samples of many workloads at once: metric → (positions in ``workloads``, (rows, samples)).
+    """A day of samples of many workloads at once: metric → (the rows' positions in ``workloads``, a
+    (rows, samples) array). A metric a workload does not report (memory without an agent) has no row.
 
     Each workload's noise still comes from its own generator, seeded by server and day, drawn in
     the same order as for one workload alone, so a server's numbers never depend on the others.
@@ -95,14 +96,16 @@ class SimulatorTelemetry:
 
     def __init__(self, provider: SimulatorProvider) -> None:
         self.provider = provider
+        self._asked: set[str] = set()
         self._read: dict[str, tuple[SimWorkload, str]] = {}
 
     def daily_summaries(self, day: date, servers: Sequence[str]) -> list[DailySummary]:
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         end = start + timedelta(days=1)
-        unread = [s for s in servers if s not in self._read]
+        unread = [s for s in servers if s not in self._asked]
         if unread:
             self._read.update(self.provider.workloads(unread))
+            self._asked.update(unread)
         wanted = set(servers)
         running: list[SimWorkload] = []
         for server_id, (workload, status) in self._read.items():
@@ -123,7 +126,7 @@ class SimulatorTelemetry:
             summary = summarise_samples(values)
             p95, p99, peak, mean = (summary.p95.tolist(), summary.p99.tolist(), summary.max.tolist(),
                                     summary.mean.tolist())
-            # Positional: a quarter of a million of these in the demo city's first month.
+            # Positional arguments: tens of thousands of these in the demo city's first month.
             summaries += [DailySummary(running[i].server_id, day, metric, p95[k], p99[k], peak[k], mean[k],
                                        summary.samples) for k, i in enumerate(rows)]
         return summaries
