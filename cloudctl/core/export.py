@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["FORMULA_TRIGGERS", "csv_text", "safe_cell"]
+__all__ = ["FORMULA_TRIGGERS", "csv_text", "read_cell", "safe_cell"]
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -24,6 +24,14 @@ def safe_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
         return "'" + value
     return value
+
+
+def read_cell(text: str) -> str:
+    """A cell as :func:`safe_cell` wrote it, read back: the apostrophe before a formula trigger taken off, so an
+    export imported again (``extranet prefix export`` → ``prefix import``) round-trips."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_TRIGGERS):
+        return text[1:]
+    return text
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -16,26 +16,29 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, StringConstraints
 
 __all__ = ["BIDI_CONTROLS", "FreeText", "Line", "NoControl", "NoControlMultiline", "control_character",
-           "escape_json_controls", "refuse_control", "visible"]
+           "escape_control", "escape_json_controls", "refuse_control", "visible"]
 
 # Unicode's explicit directional formatting characters (UAX #9): they reorder what a reader sees, the
 # "Trojan Source" trick. Zero-width joiners and other format characters stay: Chinese and emoji text uses them.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_LINE_BREAKS = frozenset("\n\r\t")
+
+
+# Cc: C0, DEL and C1 controls (NUL and ESC among them); Cs: a lone surrogate, which no database encodes;
+# Zl/Zp: line and paragraph separators, which break a one-line name as a newline would. One character class per
+# case, so that a 4 KB scanner output is searched in C rather than character by character.
+_BIDI_CLASS = "".join(f"\\u{ord(char):04x}" for char in sorted(BIDI_CONTROLS))
+_MULTILINE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_BIDI_CLASS}]")
+_SINGLE_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff\\u2028\\u2029{_BIDI_CLASS}]")
 
 
 def control_character(value: str, *, multiline: bool = False) -> str | None:
     """The first character of ``value`` that text may not hold, described (``U+001B``), or None."""
-    for char in value:
-        if multiline and char in _LINE_BREAKS:
-            continue
-        category = unicodedata.category(char)
-        # Cc: C0, DEL and C1 controls (NUL and ESC among them); Cs: a lone surrogate, which no database encodes;
-        # Zl/Zp: line and paragraph separators, which break a one-line name as a newline would.
-        if category in ("Cc", "Cs") or char in BIDI_CONTROLS or (not multiline and category in ("Zl", "Zp")):
-            name = unicodedata.name(char, "")
-            return f"U+{ord(char):04X}" + (f" {name}" if name else "")
-    return None
+    found = (_MULTILINE if multiline else _SINGLE_LINE).search(value)
+    if found is None:
+        return None
+    char = found.group(0)
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
 
 
 def refuse_control(value: str, *, multiline: bool = False) -> str:
@@ -44,6 +47,18 @@ def refuse_control(value: str, *, multiline: bool = False) -> str:
     if found is not None:
         raise ValueError(f"must not contain control characters (found {found})")
     return value
+
+
+def escape_control(value: str, *, multiline: bool = True) -> str:
+    """``value`` with every character :func:`control_character` would name written as its escape (``\\x1b``).
+
+    For evidence kept from outside (a scanner's plugin output quoting a banner): refusing a whole report for one
+    escape sequence in it would lose more than it protects, and the escape still shows what was there.
+    """
+    if control_character(value, multiline=multiline) is None:
+        return value
+    return "".join(char if control_character(char, multiline=multiline) is None
+                   else char.encode("unicode_escape").decode("ascii") for char in value)
 
 
 def _single_line(value: Any) -> Any:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -13,12 +11,13 @@ import typer
 import yaml
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cloudctl.core import jobs
+from cloudctl.core import jobs, tabular
 from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.export import csv_text
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
+from cloudctl.extranet.devices import COMMANDS
 from cloudctl.extranet.models import ApplicationStatus, LinkRole, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
     AddressCreate,
@@ -155,12 +154,15 @@ def prefix_add(prefix: str = typer.Argument(...), zone: Zone = typer.Option(...)
 
 
 @prefix_app.command("import")
-def prefix_import(file: Path = typer.Argument(..., help="CSV or YAML rows of kind aggregate, prefix, address"),
+def prefix_import(file: Path = typer.Argument(..., help="CSV, .xlsx or YAML rows of kind aggregate, prefix, address"),
+                  encoding: str | None = typer.Option(None, help="the CSV's encoding (default: UTF-8, else GB18030 "
+                                                                 "detected)"),
                   output: OutputFormat = OutputOption) -> None:
     """Import a plan: every row valid, or nothing imported."""
-    rows = _read_rows(file)
-    with unit_of_work() as (session, principal):
-        result = ipam.import_plan(session, principal, rows)
+    with tabular.in_file(file):
+        rows = _read_rows(file, encoding)
+        with unit_of_work() as (session, principal):
+            result = ipam.import_plan(session, principal, rows)
     counts = {"aggregates": result.aggregates, "prefixes": result.prefixes, "addresses": result.addresses}
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps(counts) + "\n")
@@ -182,19 +184,12 @@ def prefix_export(fmt: str = typer.Option("yaml", "--format", help="yaml or csv"
     write_text(csv_text(columns, [[row.get(c) for c in columns] for row in rows]))
 
 
-def _read_rows(file: Path) -> list[dict[str, Any]]:
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}", field="file")
-    text = file.read_text(encoding="utf-8-sig")
-    if file.suffix.lower() in (".yml", ".yaml"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InvalidInput(f"not YAML: {exc}", field="file") from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise InvalidInput("a YAML plan is a list of rows", field="file")
-        return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in data]
-    return list(csv.DictReader(io.StringIO(text)))
+def _read_rows(file: Path, encoding: str | None) -> list[tabular.Row]:
+    if file.suffix.lower() in (".yml", ".yaml", ".json"):
+        data = tabular.load_document(tabular.decode(tabular.read_bytes(file), encoding=encoding)[0],
+                                     "json" if file.suffix.lower() == ".json" else "yaml")
+        return tabular.rows_of_records(data, ipam.PLAN_COLUMNS)
+    return tabular.read_table(file, ipam.PLAN_COLUMNS, encoding=encoding).rows
 
 
 @address_app.command("add")
@@ -313,18 +308,34 @@ def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory
                   f"{result.get('mac_new', 0)} new MAC entries")
 
 
+def _read(counts: dict[str, dict[str, int]] | None, which: int, device_type: str) -> str | None:
+    """"209/1": rows parsed / skipped by the last collection of the device's ARP (0) or MAC (1) command."""
+    commands = COMMANDS.get(device_type)
+    found = (counts or {}).get(commands[which]) if commands else None
+    return f"{found.get('parsed', 0)}/{found.get('skipped', 0)}" if found else None
+
+
 @extranet_app.command("devices")
 def extranet_devices(unit: str | None = UnitFilter, failing: bool = typer.Option(False),
+                     skipped: bool = typer.Option(False, "--skipped", help="print the rows the last collection "
+                                                                          "skipped, with their raw lines"),
                      limit: int = limit_option(100), output: OutputFormat = OutputOption) -> None:
-    """Devices and their last collection (coverage)."""
+    """Devices and their last collection (coverage): rows parsed / skipped per command."""
     with unit_of_work() as (session, principal):
         rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit)
         items = [DevicePublic.model_validate(d) for d in rows]
     print_rows(items, [
         ("name", lambda d: d.name), ("host", lambda d: d.host), ("type", lambda d: d.device_type),
         ("unit", lambda d: d.unit_code), ("last success", lambda d: d.last_success_at),
+        ("ARP read/skipped", lambda d: _read(d.parse_counts, 0, d.device_type)),
+        ("MAC read/skipped", lambda d: _read(d.parse_counts, 1, d.device_type)),
         ("error", lambda d: d.last_error),
     ], output, title="网络设备 devices", total=total)
+    if skipped and output is not OutputFormat.JSON:
+        for item in items:
+            for row in item.skipped_rows or []:
+                console.print(f"{item.name} · {row['command']} · {row['reason']}: {row['line']}", markup=False,
+                              soft_wrap=True)
 
 
 @extranet_app.command("check")

@@ -231,6 +231,10 @@ class DevicePublic(Schema):
     last_attempt_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
+    parse_counts: dict[str, dict[str, int]] | None = Field(
+        default=None, description="the last collection per command: rows parsed and rows skipped")
+    skipped_rows: list[dict[str, str]] | None = Field(
+        default=None, description="the rows it skipped (the first 50), each with command, raw line and reason")
 
 
 class ViolationPublic(Schema):

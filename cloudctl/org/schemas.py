@@ -42,6 +42,12 @@ def _phone(value: str) -> str:
     return value
 
 
+def _email_fits(value: str) -> str:
+    if len(value) > 128:
+        raise ValueError(f"must be at most 128 characters, not {len(value)}")
+    return value
+
+
 UnitCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=CODE_PATTERN)]
 UnitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
                      AfterValidator(_not_blank), NoControl]
@@ -58,7 +64,8 @@ MlpsLevel = Annotated[int, Field(ge=1, le=4, description="等保级别 1–4 (GB
 class Contacts(Schema):
     contact_name: PersonName | None = None
     contact_phone: Phone | None = None
-    contact_email: EmailStr | None = None
+    # An address may be 254 characters; the column holds 128, and PostgreSQL alone would refuse a longer one.
+    contact_email: Annotated[EmailStr, AfterValidator(_email_fits)] | None = None
 
 
 class UnitCreate(Contacts):

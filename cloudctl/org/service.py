@@ -235,18 +235,21 @@ class ImportResult:
 
 
 def import_units(
-    session: Session, principal: Principal, rows: Sequence[UnitCreate], *, update_existing: bool = False
+    session: Session, principal: Principal, rows: Sequence[UnitCreate], *, update_existing: bool = False,
+    numbers: Sequence[int] | None = None,
 ) -> ImportResult:
     """Create (and optionally update) many units in one transaction: all rows land or none.
 
-    Rows may come in any order; a parent that is itself in the file is created first.
+    Rows may come in any order; a parent that is itself in the file is created first. ``numbers`` are the rows
+    as the file numbers them (a spreadsheet's header is row 1), for the errors; by default 1, 2, 3…
     """
+    number = list(numbers) if numbers is not None else list(range(1, len(rows) + 1))
     authorize(principal, "org.unit:write")
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         if row.code in seen:
             raise InvalidInput(
-                f"row {index + 1}: code {row.code!r} also on row {seen[row.code] + 1}", field="code"
+                f"row {number[index]}: code {row.code!r} also on row {number[seen[row.code]]}", field="code"
             )
         seen[row.code] = index
     result = ImportResult()
@@ -266,7 +269,7 @@ def import_units(
             else:
                 raise Conflict(f"a unit with code {row.code!r} already exists", field="code")
         except (InvalidInput, Conflict, NotFound) as exc:
-            raise type(exc)(f"row {index + 1} ({row.code}): {exc.detail}", errors=exc.errors) from None
+            raise type(exc)(f"row {number[index]} ({row.code}): {exc.detail}", errors=exc.errors) from None
     return result
 
 
@@ -285,7 +288,7 @@ def _parents_first(rows: Sequence[UnitCreate]) -> list[int]:
             j = index_of.get(parent) if parent is not None else None
             if j is not None and state.get(j) != 2:
                 if state.get(j) == 1:
-                    raise InvalidInput(f"row {i + 1} ({rows[i].code}): the parents in the file form a cycle",
+                    raise InvalidInput(f"the parents in the file form a cycle (through {rows[i].code})",
                                        field="parent")
                 state[i] = 1
                 stack.append(j)

@@ -29,10 +29,11 @@ class SummaryRow(BaseModel):
         description="server id, provider id or name")
     day: date
     metric: Literal["cpu", "mem", "net_rx", "net_tx"]
-    p95: float = Field(ge=0)
-    p99: float = Field(ge=0)
-    max: float = Field(ge=0)
-    mean: float = Field(ge=0)
+    # Finite: "inf" and "nan" parse as floats, and PostgreSQL and SQLite would each store them differently.
+    p95: float = Field(ge=0, allow_inf_nan=False)
+    p99: float = Field(ge=0, allow_inf_nan=False)
+    max: float = Field(ge=0, allow_inf_nan=False)
+    mean: float = Field(ge=0, allow_inf_nan=False)
     samples: int = Field(ge=1, le=1_000_000)
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import typer
 
+from cloudctl.core import tabular
 from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.scanners.parsers import MAX_REPORT_BYTES
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
@@ -47,10 +49,10 @@ def sec_import(file: Path = typer.Argument(..., help="an nmap XML, Nessus .nessu
                scope: str = typer.Option(..., help="what the report covers, e.g. 2026Q4-unicom-extranet"),
                output: OutputFormat = OutputOption) -> None:
     """Import a report: prints created / untouched / closed / reactivated; the same file twice does nothing."""
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}", field="file")
-    with unit_of_work() as (session, principal):
-        outcome = service.import_report(session, principal, file.read_bytes(), fmt, scope=scope, source=file.name)
+    with tabular.in_file(file):
+        data = tabular.read_bytes(file, max_bytes=MAX_REPORT_BYTES)
+        with unit_of_work() as (session, principal):
+            outcome = service.import_report(session, principal, data, fmt, scope=scope, source=file.name)
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps(dict(outcome)) + "\n")
         return
@@ -74,7 +76,7 @@ def sec_findings(scope: str | None = typer.Option(None), unit: str | None = Unit
                                             mlps_level=mlps_level, limit=limit)
         items = [FindingPublic.model_validate(f) for f in rows]
     print_rows(items, [
-        ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("ip", lambda f: f.ip),
+        ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("target", lambda f: f.target),
         ("port", lambda f: f"{f.port}/{f.protocol}" if f.port else None), ("title", lambda f: f.title[:50]),
         ("unit", lambda f: f.unit_code), ("等保", lambda f: f.mlps_level), ("deadline", lambda f: f.sla_deadline),
         ("ticket", lambda f: f.ticket_id),
@@ -107,7 +109,8 @@ def asset_list(unit: str | None = UnitFilter,
                                          mlps_level=mlps_level, linked=linked, ip=ip, limit=limit, offset=offset)
         items = [AssetPublic.model_validate(a) for a in rows]
     print_rows(items, [
-        ("id", lambda a: a.id), ("ip", lambda a: a.ip), ("host", lambda a: a.hostname), ("unit", lambda a: a.unit_code),
+        ("id", lambda a: a.id), ("ip", lambda a: a.ip or a.url), ("host", lambda a: a.hostname),
+        ("unit", lambda a: a.unit_code),
         ("server 云主机", lambda a: a.server_name), ("system 业务系统", lambda a: a.business_system),
         ("等保", _level), ("internet", lambda a: a.internet_exposed),
         ("baseline", lambda a: f"{a.baseline_passed}/{a.baseline_checks}" if a.baseline_checks else None),
@@ -119,7 +122,7 @@ def asset_show(asset_id: int = typer.Argument(...), output: OutputFormat = Outpu
     """One asset."""
     with unit_of_work() as (session, principal):
         asset = AssetPublic.model_validate(assets.get_asset(session, principal, asset_id))
-    print_one(asset, output, title=f"资产 {asset.ip}")
+    print_one(asset, output, title=f"资产 {asset.target}")
 
 
 @asset_app.command("level")
@@ -134,7 +137,7 @@ def asset_level(asset_id: int = typer.Argument(...),
     with unit_of_work() as (session, principal):
         asset = assets.set_mlps_level(session, principal, asset_id, data.mlps_level, data.reason)
         source = asset.mlps_level_source.label if asset.mlps_level_source is not None else "未定级"
-        console.print(f"asset {asset.id} ({asset.ip}): MLPS level {asset.mlps_level or '–'} ({source})")
+        console.print(f"asset {asset.id} ({asset.target}): MLPS level {asset.mlps_level or '–'} ({source})")
 
 
 @security_app.command("tickets")

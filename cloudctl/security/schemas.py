@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import Schema
@@ -24,7 +24,7 @@ from cloudctl.security.models import (
 
 __all__ = ["AlertPublic", "AssetLevelIn", "AssetPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic",
            "DutyPeriodPublic", "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn",
-           "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+           "ReportItem", "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
 
 
 # Why a finding, an asset or a ticket is treated so: kept in the audit log, and may run over several lines.
@@ -33,8 +33,12 @@ Reason = Annotated[str, StringConstraints(min_length=4, max_length=1000), NoCont
 
 class AssetPublic(Schema):
     id: int
-    ip: str
+    # ip: an address; host: a host name a scanner gave without an address; web: a web application (its URL).
+    kind: Literal["ip", "host", "web"]
+    ip: str | None
     hostname: str | None
+    url: str | None
+    target: str = Field(description="the address, else the host name")
     unit_code: str | None
     # The cloud server holding the address, and its business system (null: no cloud claims the address).
     server_id: int | None
@@ -67,7 +71,8 @@ class FindingPublic(Schema):
     plugin_id: str
     title: str
     severity: Severity
-    ip: str
+    ip: str | None = Field(description="the asset's address; null for a host a scanner named without one")
+    target: str = Field(description="the address, else the host name")
     port: int | None
     protocol: str | None
     service: str | None
@@ -247,3 +252,19 @@ class DutyReportPublic(Schema):
     note: str | None
     # Filed after its slot's due time and grace (补报).
     late: bool
+
+
+class ReportItem(BaseModel):
+    """One finding of a scanner file, checked against the columns it is stored in before anything is written,
+    so that SQLite and PostgreSQL refuse the same files (PostgreSQL alone enforces a VARCHAR's length)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin_id: Annotated[str, StringConstraints(max_length=128), NoControl]
+    title: Annotated[str, StringConstraints(max_length=500), NoControl]
+    port: int | None = Field(ge=0, le=65535)
+    protocol: Literal["tcp", "udp"] | None
+    service: Annotated[str, StringConstraints(max_length=64), NoControl] | None
+    hostname: Annotated[str, StringConstraints(max_length=255), NoControl] | None
+    cve: list[Annotated[str, StringConstraints(max_length=32)]] = Field(max_length=10_000)
+    cvss: float | None = Field(ge=0, le=10, allow_inf_nan=False)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import jobs
@@ -20,7 +20,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.security.models import Asset
-from cloudctl.security.scanners.base import ScanFinding, ScanReport
+from cloudctl.security.scanners.base import ScanFinding, ScanReport, canonical_ip
 from cloudctl.security.scanners.nmap import NmapScanner, validate_targets
 from cloudctl.security.service.findings import ImportOutcome, store_report
 
@@ -82,12 +82,15 @@ def record_baseline(session: Session, results: Sequence[Any]) -> None:
     for r in results:
         if r.outcome == "notapplicable":
             continue
-        tally = counts.setdefault(r.host, [0, 0])
+        # The asset's key: the address, or (an inventory name such as "localhost") the host name, lower-case.
+        tally = counts.setdefault(canonical_ip(r.host) or r.host.strip().lower(), [0, 0])
         tally[0] += 1
         tally[1] += r.outcome == "pass"
     now = utcnow()
-    for asset in session.scalars(select(Asset).where(Asset.ip.in_(list(counts)))):
-        asset.baseline_checks, asset.baseline_passed = counts[asset.ip]
+    keys = list(counts)
+    for asset in session.scalars(select(Asset).where(or_(Asset.ip.in_(keys),
+                                                         and_(Asset.kind != "ip", Asset.hostname.in_(keys))))):
+        asset.baseline_checks, asset.baseline_passed = counts[asset.ip or asset.hostname or ""]
         asset.baseline_checked_at = now
 
 

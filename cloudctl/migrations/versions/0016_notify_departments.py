@@ -1,7 +1,7 @@
 """notifications outbox, attachments, rectification updates, leader approval and leases
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-05 10:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import cloudctl.core.models
 
-revision: str = '0015'
-down_revision: str | None = '0014'
+revision: str = '0016'
+down_revision: str | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
