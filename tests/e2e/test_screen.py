@@ -150,8 +150,9 @@ def test_a_department_screen_shows_its_own_figures_and_no_city_panel(
     dom = dump_dom(f"{base}/screen?refresh=2#token={tokens['dept-d01']}")
     assert _text(dom, "error") == ""
     assert _text(dom, "title") == f"{summary['unit_name']} 值班大屏"
-    # Its own figures; the panels of the whole city (alerts it may not read, the duty officer) show a dash.
+    # Its own figures (the alerts on its own assets too); the panels of the whole city (the duty officer) show a dash.
     assert _text(dom, "violations") == str(summary["violations_open"])
-    assert _text(dom, "security") == "— / —"
+    security = summary["security"]
+    assert _text(dom, "security") == f"{security['alerts_new']} / {security['attacks_open']}"
     assert _text(dom, "officer") == "—"
     assert "市政务云中心" not in dom
