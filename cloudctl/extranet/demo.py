@@ -362,8 +362,9 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
         net = ipaddress.IPv4Network(block.prefix)
         unit = units[block.unit_code] if block.unit_code else None
         application = None
+        # Allocated when approved; the legacy block came in with the old ledger, as long ago.
+        decided = now - timedelta(days=block.decided_days_ago)
         if unit is not None:
-            decided = now - timedelta(days=block.decided_days_ago)
             application = IPApplication(
                 unit_id=unit.id, zone=block.zone, vrf=block.vrf, prefix_length=net.prefixlen, count=None,
                 purpose=f"{unit.name}接入电子政务外网", commitment_signer=f"{unit.name}网络安全负责人",
@@ -376,7 +377,7 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
         prefix = Prefix(prefix=block.prefix, start=int(net.network_address), end=int(net.broadcast_address),
                         length=net.prefixlen, zone=block.zone, vrf=block.vrf, status=block.status,
                         unit_id=unit.id if unit else None, vlan=block.vlan, application=application,
-                        description="旧台账遗留" if block.legacy else None)
+                        description="旧台账遗留" if block.legacy else None, created_at=decided, updated_at=decided)
         session.add(prefix)
         for address, role, mac in block.addresses:
             session.add(IPAddress(address=address, value=int(ipaddress.IPv4Address(address)), prefix=prefix,

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.core.models import utcnow
 from cloudctl.extranet.devices import ArpEntry, DeviceTables, MacEntry
-from cloudctl.extranet.models import NetworkDevice, PrefixStatus, Zone
+from cloudctl.extranet.models import ArpObservation, NetworkDevice, PrefixStatus, Zone
 from cloudctl.extranet.schemas import AddressCreate, AggregateCreate, LinkCreate, PrefixCreate
 from cloudctl.extranet.service import access, collection, compliance, ipam
 from cloudctl.org.models import Unit
@@ -80,6 +80,20 @@ def test_apply_approve_once(client: TestClient, plan: MiniCity) -> None:
     other = client.post("/api/v1/extranet/ip-applications", headers=auth(plan, "dept"),
                         json={**APPLY, "unit_code": "990100-D02"})
     assert other.status_code == 404  # another unit is not found, never forbidden
+
+
+def test_a_fresh_approval_is_not_flagged_by_the_next_check(client: TestClient, plan: MiniCity,
+                                                           session: Session) -> None:
+    # The switches have been read for sixty days; the block is allocated now.
+    session.execute(update(ArpObservation).values(first_seen=utcnow() - timedelta(days=60)))
+    session.commit()
+    created = client.post("/api/v1/extranet/ip-applications", headers=auth(plan, "dept"), json=APPLY).json()
+    approved = client.post(f"/api/v1/extranet/ip-applications/{created['id']}/approve", headers=auth(plan, "ops"))
+    block = approved.json()["allocated"][0]
+    compliance.check(session, ADMIN)
+    session.commit()
+    quiet = client.get("/api/v1/extranet/violations", params={"rule": 11}, headers=auth(plan, "dept")).json()
+    assert block not in {v["subject"] for v in quiet["items"]}
 
 
 def test_violations_are_scoped_to_the_department(client: TestClient, plan: MiniCity) -> None:

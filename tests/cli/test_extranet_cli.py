@@ -70,6 +70,10 @@ def test_apply_approve_and_refusals(demo: CliRunner) -> None:
     prefixes = json.loads(invoke(demo, "extranet", "prefix", "list", "--unit", "990100-D03", "-o", "json"))
     assert block in {p["prefix"] for p in prefixes}
     assert all(0 <= p["utilisation"] <= 1 for p in prefixes)
+    # The wire has been watched for forty days, but the block is a day old: not "unused for 30 days".
+    invoke(demo, "extranet", "check")
+    quiet = json.loads(invoke(demo, "--as", "dept-d03", "extranet", "violations", "--rule", "11", "-o", "json"))
+    assert block not in {v["subject"] for v in quiet}
 
 
 def test_plan_export_and_import_round_trip(demo: CliRunner, tmp_path: Path) -> None:
