@@ -66,12 +66,16 @@ def extranet_rate(output: OutputFormat = OutputOption,
         return
     print_rows(rows, [
         ("scope", lambda r: r.scope), ("name", lambda r: r.name), ("required", lambda r: r.required),
-        ("connected", lambda r: r.connected), ("rate", lambda r: f"{r.rate:.1%}"),
+        ("connected", lambda r: r.connected),
+        ("rate", lambda r: f"{r.rate:.1%}" if r.rate is not None else "[dim]n/a 不适用[/]"),
         ("missing", lambda r: len(r.missing)),
     ], output, title="电子政务外网接入率 access rate")
+    if any(r.rate is None for r in rows):
+        console.print(f"[dim]n/a: {access.NOT_APPLICABLE}[/]")
     if show_missing:
-        for row in rows[:2]:
-            console.print(f"[bold]{row.name}[/] missing: " + (", ".join(row.missing) or "none"))
+        for row in rows[:2]:  # horizontal and vertical: every required unit is in one of them
+            names = [f"{code} {name}" for code, name in zip(row.missing, row.missing_names, strict=True)]
+            console.print(f"[bold]{row.name}[/] missing: " + ("; ".join(names) or "none"))
 
 
 @link_app.command("list")
