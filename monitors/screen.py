@@ -126,7 +126,8 @@ def summary(session: Session, principal: Principal) -> ScreenSummary:
         ResourceRequest.status == RequestStatus.SUBMITTED), ResourceRequest.unit_id) \
         if shows(principal, "requests_pending") else None
     failed = _count(session, principal, select(func.count()).select_from(Job).where(
-        Job.status == JobStatus.FAILED, Job.finished_at >= utcnow() - timedelta(hours=24)), Job.unit_id) \
+        Job.status.in_((JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)),
+        Job.finished_at >= utcnow() - timedelta(hours=24)), Job.unit_id) \
         if shows(principal, "jobs_failed_24h") else None
     return ScreenSummary(
         generated_at=utcnow().isoformat(timespec="seconds"), city=city,

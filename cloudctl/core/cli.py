@@ -140,7 +140,7 @@ def job_watch(
                 console.print(f"job {job_id} still {status.value} after {timeout:g}s")
                 raise typer.Exit(2)
             time.sleep(interval)
-    colour = "green" if status is jobs.JobStatus.SUCCEEDED else "red"
+    colour = {jobs.JobStatus.SUCCEEDED: "green", jobs.JobStatus.PARTIALLY_FAILED: "yellow"}.get(status, "red")
     console.print(f"[{colour}]job {job_id} {status.value} ({status.label})[/]" + (f": {error}" if error else ""))
     if status is not jobs.JobStatus.SUCCEEDED:
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ from rich.table import Table
 from cloudctl.core.config import get_settings
 from cloudctl.core.models import LabelledEnum
 
-__all__ = ["Column", "OutputFormat", "console", "err_console", "print_one", "print_rows"]
+__all__ = ["Column", "OutputFormat", "console", "err_console", "print_json", "print_one", "print_rows"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -41,8 +41,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _json(data: Any) -> None:
-    # ensure_ascii=False: unit names are Chinese and must stay readable.
+def print_json(data: Any) -> None:
+    """JSON for programs. ensure_ascii=False: unit names are Chinese and must stay readable."""
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
@@ -56,7 +56,7 @@ def print_rows(
 ) -> None:
     """JSON prints every row as an array; the table shows the named columns."""
     if fmt is OutputFormat.JSON:
-        _json([row.model_dump(mode="json") for row in rows])
+        print_json([row.model_dump(mode="json") for row in rows])
         return
     table = Table(title=title, header_style="bold")
     for header, _ in columns:
@@ -77,7 +77,7 @@ def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,
     """
     data = record.model_dump(mode="json")
     if fmt is OutputFormat.JSON:
-        _json({**data, **(extra or {})})
+        print_json({**data, **(extra or {})})
         return
     table = Table(title=title, show_header=False, box=None)
     table.add_column(style="bold cyan")

@@ -7,13 +7,14 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.output import OutputFormat, console, print_json, print_one, print_rows
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
@@ -374,16 +375,22 @@ def duty_on_shift(output: OutputFormat = OutputOption) -> None:
     print_one(row, output, title="当前值班 on shift")
 
 
-def _run_job(job_id: int) -> dict[str, object]:
+def _run_job(job_id: int, output: OutputFormat, summary: Callable[[dict[str, Any]], str]) -> None:
+    """Run a job against hosts here and report it: the summary of what it did, then, when some or all of its hosts
+    were not reached, the job's error as the red line and exit 1 (a run that reached nothing never succeeds)."""
     from cloudctl.core import jobs
     from cloudctl.core.db import get_engine
 
     jobs.JobRunner(get_engine()).run_once(job_id)
     with unit_of_work() as (session, principal):
         job = jobs.get_job(session, principal, job_id)
-        if job.status is not jobs.JobStatus.SUCCEEDED:
-            raise InvalidInput(f"job {job.id} {job.status.value}: {job.error or 'see cloudctl job show'}", field="job")
-        return dict(job.result or {})
+        status, error, result = job.status, job.error, dict(job.result or {})
+    if output is OutputFormat.JSON:
+        print_json({**result, "job": job_id, "status": status.value, "error": error})
+    elif result:
+        console.print(summary(result))
+    if status is not jobs.JobStatus.SUCCEEDED:
+        raise InvalidInput(f"job {job_id} {status.value}: {error or 'see cloudctl job show'}", field="job")
 
 
 @security_app.command("scan")
@@ -395,12 +402,9 @@ def sec_scan(targets: list[str] = typer.Argument(..., help="addresses, networks 
         job = runs.submit_scan(session, principal, targets, scope=scope, ports=ports)
         session.flush()
         job_id = job.id
-    result = _run_job(job_id)
-    if output is OutputFormat.JSON:
-        sys.stdout.write(json.dumps(result) + "\n")
-        return
-    console.print(f"created {result['created']}, untouched {result['untouched']}, closed {result['closed']}, "
-                  f"reactivated {result['reactivated']}")
+    _run_job(job_id, output, lambda r: (
+        f"{len(r['targets']['reached'])} of {len(targets)} target(s) reached, {r['hosts']} host(s) up; findings "
+        f"created {r['created']}, untouched {r['untouched']}, closed {r['closed']}, reactivated {r['reactivated']}"))
 
 
 @security_app.command("baseline")
@@ -412,12 +416,16 @@ def sec_baseline(inventory: str = typer.Option(..., help="an Ansible inventory (
         job = runs.submit_baseline(session, principal, inventory, limit=limit, scope=scope)
         session.flush()
         job_id = job.id
-    result = _run_job(job_id)
-    if output is OutputFormat.JSON:
-        sys.stdout.write(json.dumps(result) + "\n")
-        return
-    console.print(f"{result['passed']} of {result['checks']} checks passed; findings created {result['created']}, "
-                  f"closed {result['closed']}")
+
+    def summary(r: dict[str, Any]) -> str:
+        hosts = r["hosts"]
+        reached = len(hosts["reached"])
+        total = reached + len(hosts["unreachable"]) + len(hosts["failed"])
+        return (f"{reached} of {total} host(s) checked ({len(hosts['unreachable'])} unreachable, "
+                f"{len(hosts['failed'])} failed); {r['passed']} of {r['checks']} checks passed; findings created "
+                f"{r['created']}, closed {r['closed']}")
+
+    _run_job(job_id, output, summary)
 
 
 drill_app = typer.Typer(help="Attack-defence drills (护网): checklists per unit, progress, the summary report.",

@@ -182,6 +182,7 @@ def _bad_file(fmt: ReportFormat, what: str) -> InvalidInput:
 
 def _nmap(root: Element, digest: str) -> ScanReport:
     hosts: list[str] = []
+    names: list[tuple[str, str]] = []
     findings: list[ScanFinding] = []
     for host in root.iter("host"):
         status = host.find("status")
@@ -191,6 +192,8 @@ def _nmap(root: Element, digest: str) -> ScanReport:
         if ip is None:
             continue
         hosts.append(ip)
+        names += [(ip, name.get("name", "")) for name in host.findall("hostnames/hostname")
+                  if name.get("type") == "user" and name.get("name")]
         hostname = _nmap_hostname(host)
         for port in host.findall("ports/port"):
             state = port.find("state")
@@ -210,7 +213,7 @@ def _nmap(root: Element, digest: str) -> ScanReport:
     finished = root.find("runstats/finished")
     return ScanReport(scanner="nmap", started_at=_epoch(root.get("start")),
                       finished_at=_epoch(finished.get("time") if finished is not None else None),
-                      hosts=_unique(hosts), findings=tuple(findings), file_sha256=digest)
+                      hosts=_unique(hosts), findings=tuple(findings), file_sha256=digest, names=tuple(names))
 
 
 def _nmap_address(host: Element) -> str | None:
