@@ -121,7 +121,7 @@ def build_mini_city(session: Session, *, with_cloud: bool = False) -> MiniCity:
 
         make_cloud(session)
         for code in ("990100-D01", "990100-D02"):
-            compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=32, ram_gb=64, instances=8))
+            compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=32, ram_gib=64, instances=8))
     session.flush()
     return city
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -183,24 +184,23 @@ def set_quota(session: Session, principal: Principal, unit_code: str, cloud_name
     authorize(principal, "compute.quota:write")
     given = data.model_dump(exclude_unset=True, exclude_none=True)
     if not given:
-        raise InvalidInput("give at least one of vcpus, ram_gb, disk_gb, instances", field="limits")
+        raise InvalidInput("give at least one of vcpus, ram_gib, disk_gib, instances", field="limits")
     unit = get_unit(session, principal, unit_code, field_name="unit")
     cloud = get_cloud(session, principal, cloud_name)
     quota = _quota_row(session, unit, cloud)
     before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
     wanted = {
         "vcpus": given.get("vcpus", quota.limit_vcpus),
-        "ram_mb": given["ram_gb"] * 1024 if "ram_gb" in given else quota.limit_ram_mb,
-        "disk_gb": given.get("disk_gb", quota.limit_disk_gb),
+        "ram_mb": given["ram_gib"] * 1024 if "ram_gib" in given else quota.limit_ram_mb,
+        "disk_gb": given.get("disk_gib", quota.limit_disk_gb),
         "instances": given.get("instances", quota.limit_instances),
     }
     for resource, limit in wanted.items():
         held = getattr(quota, f"used_{resource}") + getattr(quota, f"reserved_{resource}")
         if limit is not None and limit < held:
-            unit_word = " MiB" if resource == "ram_mb" else ""
-            raise Conflict(f"{unit_code} already uses or has reserved {held}{unit_word} of {resource} on "
-                           f"{cloud_name}; the limit cannot go below it",
-                           field="ram_gb" if resource == "ram_mb" else resource)
+            field, amount = _edge(resource, held)
+            raise Conflict(f"{unit_code} already uses or has reserved {amount} on {cloud_name}; the limit cannot go "
+                           f"below it", field=field)
     provider = providers(cloud)
     project = ensure_project(session, unit, cloud, provider)
     # The provider refuses a limit under its own usage (never forced, unlike set_compute_quotas).
@@ -287,11 +287,22 @@ def reserve(session: Session, quota_id: int, ask: Ask) -> None:
                  if getattr(quota, f"limit_{r}") is not None and getattr(quota, f"used_{r}")
                  + getattr(quota, f"reserved_{r}") + getattr(ask, r) > getattr(quota, f"limit_{r}")]
         detail = ", ".join(
-            f"{r} asks {getattr(ask, r)} with {getattr(quota, f'used_{r}')} used and "
-            f"{getattr(quota, f'reserved_{r}')} reserved of {getattr(quota, f'limit_{r}')}" for r in short)
+            f"{_edge(r, 0)[0]} asks {_edge(r, getattr(ask, r))[1]} with {_edge(r, getattr(quota, f'used_{r}'))[1]} "
+            f"used and {_edge(r, getattr(quota, f'reserved_{r}'))[1]} reserved of "
+            f"{_edge(r, getattr(quota, f'limit_{r}'))[1]}" for r in short)
         raise Conflict(f"does not fit {quota.unit_code}'s quota on {quota.cloud_name}: {detail}",
-                       field=short[0] if short else "quota")
+                       field=_edge(short[0], 0)[0] if short else "quota")
     session.expire_all()
+
+
+def _edge(resource: str, amount: int) -> tuple[str, str]:
+    """A quota column's resource and amount as people (and every option and field) name them: ``ram_gib``, "640 GiB"
+    (the column counts MiB), ``vcpus``, "12 vCPU"."""
+    if resource == "ram_mb":
+        return "ram_gib", f"{amount / 1024:g} GiB"
+    if resource == "disk_gb":
+        return "disk_gib", f"{amount} GiB"
+    return resource, f"{amount} {'vCPU' if resource == 'vcpus' else 'instances'}"
 
 
 def release(session: Session, quota_id: int, ask: Ask) -> None:
@@ -336,11 +347,17 @@ def capacity(session: Session, principal: Principal, name: str,
         snapshot.total, snapshot.reserved, snapshot.allocation_ratio = res.total, res.reserved, res.allocation_ratio
         snapshot.used, snapshot.taken_at = res.used, utcnow()
         session.add(snapshot)
+        # The clouds count RAM in MiB; people (and every edge of cloudctl) in GiB.
+        resource, unit, scale = _EDGE_RESOURCES[res.resource]
         rows.append(CapacityRow(
-            cloud=cloud.name, resource=res.resource, total=res.total, reserved=res.reserved,
-            allocation_ratio=res.allocation_ratio, capacity=usable, allocated=allocated.get(res.resource, 0),
-            used=res.used, headroom=res.headroom,
+            cloud=cloud.name, resource=resource, unit=unit, total=res.total * scale, reserved=res.reserved * scale,
+            allocation_ratio=res.allocation_ratio, capacity=usable * scale,
+            allocated=allocated.get(res.resource, 0) * scale, used=res.used * scale, headroom=res.headroom * scale,
             allocated_ratio=round(allocated.get(res.resource, 0) / usable, 4) if usable else None,
             used_ratio=round(res.used / usable, 4) if usable else None,
         ))
     return rows
+
+
+_EDGE_RESOURCES: dict[str, tuple[Literal["vcpus", "ram", "disk"], Literal["vCPU", "GiB"], float]] = {
+    "vcpus": ("vcpus", "vCPU", 1), "ram_mb": ("ram", "GiB", 1 / 1024), "disk_gb": ("disk", "GiB", 1)}

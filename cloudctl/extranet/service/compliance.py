@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.extranet import rules
@@ -247,7 +248,7 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
     for key, row in existing.items():
         if key not in seen and row.status in (ViolationStatus.OPEN, ViolationStatus.RECTIFYING):
             row.status, row.resolved_at = ViolationStatus.RESOLVED, now
-            row.note = (f"{row.note}; " if row.note else "") + f"no longer found by the check of {now:%Y-%m-%d %H:%M}"
+            row.note = (f"{row.note}; " if row.note else "") + f"no longer found by the check of {local_time(now)}"
             row.note = row.note[-500:]
             counts["resolved"] += 1
     session.flush()
@@ -255,8 +256,8 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
     for rule, *_ in found:
         by_rule[str(rule)] = by_rule.get(str(rule), 0) + 1
     result = {**counts, "found": len(seen), "by_rule": by_rule}
-    audit.record(session, principal, action="check", entity="extranet_compliance", entity_id=f"{now:%Y-%m-%d %H:%M}",
-                 after=result)
+    audit.record(session, principal, action="check", entity="extranet_compliance",
+                 entity_id=now.isoformat(timespec="minutes"), after=result)
     return result
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.org.models import Unit, UnitKind
@@ -141,7 +142,7 @@ def slots(period: DutyPeriod, *, until: datetime | None = None) -> list[datetime
 
 
 def _local(at: datetime) -> str:
-    return f"{at.astimezone(BEIJING):%m-%d %H:%M}"
+    return local_time(at)
 
 
 def _clash(a: DutyShift, starts_at: datetime, ends_at: datetime) -> bool:
@@ -259,7 +260,7 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
         with session.begin_nested():
             session.add(report)
     except IntegrityError:
-        raise Conflict(f"{unit.code} already reported for {slot.astimezone(BEIJING):%m-%d %H:%M}",
+        raise Conflict(f"{unit.code} already reported for {_local(slot)}",
                        field="slot_at") from None
     audit.record(session, principal, action="report", entity="duty_report", entity_id=report.id,
                  after={"period": period.id, "slot": slot, "zero": data.zero, "alerts": data.alerts,
