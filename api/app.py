@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from api import strict
 from api.deps import SessionDep
 from api.problems import install_problem_handlers
 from api.routers import audit, compute, extranet, jobs, org, reclaim, screen, security
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         title="cloudctl",
         summary="Government cloud (政务云) and e-government extranet (电子政务外网) operations API",
         version=version("cloudctl"),
+        dependencies=strict.DEPENDENCIES,  # an unknown query parameter is refused, never ignored
         lifespan=lifespan,
     )
     install_problem_handlers(app)

@@ -36,7 +36,7 @@ from cloudctl.compute.models import (
     UnitProject,
 )
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, ServerAction, ServerInfo, ServerSpec
+from cloudctl.compute.providers.base import SERVER_STATES, CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize, system_principal
@@ -476,9 +476,12 @@ def list_servers(
     if unit is not None:
         query = query.where(under(session, principal, unit, Server.unit_id))
     if cloud is not None:
-        query = query.where(Server.cloud_id == compute.get_cloud(session, principal, cloud).id)
+        query = query.where(Server.cloud_id == compute.cloud_filter(session, principal, cloud).id)
     if status is not None:
-        query = query.where(Server.status == status.upper())
+        if status.strip().upper() not in SERVER_STATES:
+            raise InvalidInput(f"{status!r} is not a server state; one of: {', '.join(SERVER_STATES)}",
+                               field="status")
+        query = query.where(Server.status == status.strip().upper())
     if orphans:
         query = query.where(Server.unit_id.is_(None))
     return read.page(session, query, limit=limit, offset=offset, order_by=(Server.id,))

@@ -61,6 +61,16 @@ def get_cloud(session: Session, principal: Principal, name: str, *, field_name: 
                     field=field_name)
 
 
+def cloud_filter(session: Session, principal: Principal, name: str) -> Cloud:
+    """The cloud a ``cloud`` filter names; an unknown name is refused with the names there are (a filter that
+    matches nothing because it was misspelt must not read as "none of these")."""
+    found = session.scalar(select(Cloud).where(Cloud.name == name))
+    if found is None:
+        names = ", ".join(session.scalars(select(Cloud.name).order_by(Cloud.name)))
+        raise InvalidInput(f"no cloud named {name!r}; one of: {names or 'none registered'}", field="cloud")
+    return found
+
+
 def list_clouds(session: Session, principal: Principal, *, enabled: bool | None = None) -> list[Cloud]:
     authorize(principal, "compute.cloud:read")
     query = select(Cloud).order_by(Cloud.name)
@@ -174,7 +184,7 @@ def list_quotas(
     if unit is not None:
         query = query.where(under(session, principal, unit, Quota.unit_id))
     if cloud is not None:
-        query = query.where(Quota.cloud_id == get_cloud(session, principal, cloud).id)
+        query = query.where(Quota.cloud_id == cloud_filter(session, principal, cloud).id)
     return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code, Cloud.name))
 
 

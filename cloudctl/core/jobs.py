@@ -218,6 +218,8 @@ def list_jobs(
     if status is not None:
         query = query.where(Job.status == status)
     if kind is not None:
+        if kind not in _handlers:
+            raise InvalidInput(f"no job kind {kind!r}; one of: {', '.join(registered_kinds())}", field="kind")
         query = query.where(Job.kind == kind)
     return read.page(session, query, limit=limit, offset=offset, order_by=(Job.id.desc(),))
 

@@ -24,6 +24,7 @@ from sqlalchemy import Select, and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning
+from cloudctl.compute import service as compute
 from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
@@ -496,7 +497,8 @@ def list_recommendations(
     if status is not None:
         query = query.where(Recommendation.status == status)
     if cloud is not None:
-        query = query.join(Recommendation.server).join(Server.cloud).where(Cloud.name == cloud)
+        query = query.join(Recommendation.server).where(
+            Server.cloud_id == compute.cloud_filter(session, principal, cloud).id)
     return read.page(session, query, limit=limit, offset=offset,
                      order_by=(Recommendation.saving_month.desc(), Recommendation.id))
 

@@ -67,3 +67,15 @@ def test_times_a_person_reads_are_in_the_display_zone_with_the_zone(demo: CliRun
     assert "UTC+08:00" not in shown
     result = demo.invoke(app, ["reclaim", "notify", str(rec["id"])])
     assert "UTC" not in result.output or "UTC+05:30" in result.output
+
+
+def test_an_unknown_filter_value_is_refused_naming_the_accepted_ones(demo: CliRunner) -> None:
+    for args, named in ((["server", "list", "--status", "RUNNING"], "SHUTOFF"),
+                        (["job", "list", "--kind", "provison"], "compute.provision"),
+                        (["quota", "show", "--cloud", "city-clod"], "city-cloud"),
+                        (["reclaim", "list", "--cloud", "city-clod"], "city-cloud")):
+        refused = demo.invoke(app, args)
+        assert refused.exit_code == 1, args
+        assert named in refused.output, refused.output
+    # A misspelt option is Click's to refuse, as it always was.
+    assert demo.invoke(app, ["request", "list", "--tiket", "50"]).exit_code == 2
