@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl.core import read
 from cloudctl.core.auth import Principal, system_principal
+from cloudctl.core.config import get_settings
 from cloudctl.core.db import get_engine, session_scope
 from cloudctl.core.errors import CloudctlError, NotFound
 from cloudctl.core.migrate import current_revision, head_revision
@@ -70,7 +71,7 @@ def print_list(lister: Lister, public: type[BaseModel] | Callable[[Sequence[Any]
         start = offset
         print_json_rows(read.every(pages))
         return
-    rows, total = lister(limit=limit or TABLE_PAGE, offset=offset)
+    rows, total = lister(limit=limit or min(TABLE_PAGE, get_settings().api_page_limit_max), offset=offset)
     print_rows(shown(rows), columns, output, title=title, total=total, offset=offset)
 
 
