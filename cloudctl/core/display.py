@@ -7,11 +7,11 @@ is shown without its zone.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from cloudctl.core.config import get_settings
 
-__all__ = ["local_date", "local_time", "zone_label"]
+__all__ = ["local_time", "zone_label"]
 
 
 def zone_label(at: datetime | None = None) -> str:
@@ -26,10 +26,3 @@ def local_time(at: datetime, *, zone: bool = True, seconds: bool = False) -> str
     elsewhere (a table's caption)."""
     shown = at.astimezone(get_settings().tz).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
     return f"{shown} {zone_label(at)}" if zone else shown
-
-
-def local_date(at: datetime | date) -> date:
-    """The day ``at`` falls on in the display zone (a date is already one)."""
-    if isinstance(at, datetime):
-        return at.astimezone(get_settings().tz).date()
-    return at

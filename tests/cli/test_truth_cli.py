@@ -6,25 +6,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from cloudctl.cli import app
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, session_scope
-from cloudctl.core.models import utcnow
 from cloudctl.core.output import console
-from cloudctl.extranet.devices import ArpEntry, DeviceTables
-from cloudctl.extranet.models import NetworkDevice, PrefixStatus, Zone
-from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
-from cloudctl.extranet.service import collection, ipam
-from cloudctl.org.models import Unit
-from tests.factories import ADMIN, build_mini_city, make_server
+from tests.factories import build_mini_city, make_server, watched_plan
 
 PAGE = 3  # a page smaller than the city, so every list crosses page edges
 
@@ -41,17 +33,7 @@ def cli(fresh_url: str, tmp_path: Path) -> Iterator[CliRunner]:
     with session_scope() as session:
         city = build_mini_city(session, with_cloud=True)
         make_server(session, "990100-D01", city.systems["own"], "c4m8")
-        ipam.create_aggregate(session, ADMIN, AggregateCreate(prefix="10.64.0.0/12"))
-        ipam.create_prefix(session, ADMIN, PrefixCreate(prefix="10.64.0.0/14", zone=Zone.PUBLIC,
-                                                        status=PrefixStatus.CONTAINER))
-        unit = session.scalars(select(Unit).where(Unit.code == "990100-D01")).one()
-        device = NetworkDevice(name="d01-sw1", host="127.0.0.1", device_type="huawei_vrp", role="access",
-                               unit_id=unit.id, zone=Zone.PUBLIC)
-        session.add(device)
-        session.flush()
-        tables = DeviceTables("d01-sw1", arp=[ArpEntry("10.64.9.9", "02:00:00:00:09:09", "Vlanif10", 10)], mac=[])
-        for days_ago in (60, 0):
-            collection.store_tables(session, device, tables, utcnow() - timedelta(days=days_ago))
+        watched_plan(session, terminal="10.64.9.9")
     yield CliRunner()
     cli_state.act_as = None
     reset_settings()

@@ -9,31 +9,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.core.models import utcnow
-from cloudctl.extranet.devices import ArpEntry, DeviceTables
-from cloudctl.extranet.models import NetworkDevice, Prefix, PrefixStatus, Violation, ViolationStatus, Zone
-from cloudctl.extranet.schemas import AggregateCreate, ApplicationCreate, PrefixCreate
-from cloudctl.extranet.service import collection, compliance, ipam
-from cloudctl.org.models import Unit
-from tests.factories import ADMIN, MiniCity, build_mini_city
+from cloudctl.extranet.models import Prefix, Violation, ViolationStatus, Zone
+from cloudctl.extranet.schemas import ApplicationCreate, PrefixCreate
+from cloudctl.extranet.service import compliance, ipam
+from tests.factories import ADMIN, MiniCity, build_mini_city, watched_plan
 
 
 @pytest.fixture
 def city(session: Session) -> MiniCity:
     """A plan with a pool, and 市公安局's switch watched for sixty days (one terminal on its own block)."""
     city = build_mini_city(session)
-    ipam.create_aggregate(session, ADMIN, AggregateCreate(prefix="10.64.0.0/12"))
-    ipam.create_prefix(session, ADMIN, PrefixCreate(prefix="10.64.0.0/14", zone=Zone.PUBLIC,
-                                                    status=PrefixStatus.CONTAINER))
+    watched_plan(session, terminal="10.65.1.20")
     ipam.create_prefix(session, ADMIN, PrefixCreate(prefix="10.65.1.0/24", zone=Zone.PUBLIC,
                                                     unit_code="990100-D01", vlan=10))
-    unit = session.scalars(select(Unit).where(Unit.code == "990100-D01")).one()
-    device = NetworkDevice(name="d01-sw1", host="127.0.0.1", device_type="huawei_vrp", role="access",
-                           unit_id=unit.id, zone=Zone.PUBLIC)
-    session.add(device)
-    session.flush()
-    tables = DeviceTables("d01-sw1", arp=[ArpEntry("10.65.1.20", "02:00:00:00:01:20", "Vlanif10", 10)], mac=[])
-    for days_ago in (60, 0):
-        collection.store_tables(session, device, tables, utcnow() - timedelta(days=days_ago))
     return city
 
 
