@@ -13,11 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from api import strict
+from api import hardening, strict
+from api.contract import install_contract
 from api.deps import SessionDep
+from api.docs import install_docs
 from api.problems import install_problem_handlers
 from api.routers import audit, compute, extranet, jobs, org, reclaim, screen, security
-from cloudctl.core.config import Settings, reset_settings
+from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import Unavailable
 from cloudctl.core.jobs import JobRunner
@@ -50,8 +52,15 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         version=version("cloudctl"),
         dependencies=strict.DEPENDENCIES,  # an unknown query parameter is refused, never ignored
         lifespan=lifespan,
+        # Served by install_docs from this package's own files: FastAPI's pages load theirs from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
+    install_docs(app)
+    install_contract(app)
+    limits = get_settings()
+    hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth)
     # One registry per app: the domains' collector, and request counts and latency from a well-kept library.
     registry = build_registry(metrics_sessions)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(

@@ -6,11 +6,9 @@ import sys
 import threading
 
 import typer
-from prometheus_client import generate_latest, start_http_server
 
 from cloudctl.core.cli_support import unit_of_work
 from cloudctl.core.output import console
-from monitors.exposition import build_registry
 
 __all__ = ["metrics_command", "monitors_app"]
 
@@ -19,6 +17,11 @@ monitors_app = typer.Typer(help="Monitoring: the Prometheus exporter outside the
 
 def metrics_command() -> None:
     """Print the current Prometheus exposition of every domain."""
+    # Imported here, not with the CLI: every other command would pay for the exporter's import.
+    from prometheus_client import generate_latest
+
+    from monitors.exposition import build_registry
+
     with unit_of_work():
         pass  # the same schema check every command makes: a stale database says so, not a stack trace
     sys.stdout.write(generate_latest(build_registry(refresh_seconds=0)).decode())
@@ -28,6 +31,10 @@ def metrics_command() -> None:
 def monitors_serve(port: int = typer.Option(9464, min=1, max=65535),
                    host: str = typer.Option("127.0.0.1", help="address to listen on")) -> None:
     """Serve /metrics for Prometheus in a process of its own (threaded: a scrape never waits on another)."""
+    from prometheus_client import start_http_server
+
+    from monitors.exposition import build_registry
+
     with unit_of_work():
         pass
     server, thread = start_http_server(port, addr=host, registry=build_registry())

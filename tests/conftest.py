@@ -28,6 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -39,15 +42,15 @@ from tests.support.democity import DemoCityFiles, seed_demo_files
 DATABASES = [name.strip() for name in os.environ.get("CLOUDCTL_TEST_DATABASES", "sqlite,postgresql").split(",")
              if name.strip()]
 
-try:  # Hypothesis (property-based tests): the same examples every run, and no example database in the checkout.
-    from hypothesis import HealthCheck
-    from hypothesis import settings as hypothesis_settings
-
-    hypothesis_settings.register_profile("cloudctl", derandomize=True, database=None, deadline=None,
-                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    hypothesis_settings.load_profile("cloudctl")
-except ImportError:  # pragma: no cover - hypothesis is a dev dependency
-    pass
+# Property-based tests: the same examples on every run (CI is stable) and no example database in the checkout,
+# few enough to keep each test to seconds, and no per-example deadline on a shared, noisy machine. The database
+# fixtures are reused across examples on purpose: each example cleans up inside the test's transaction.
+hypothesis_settings.register_profile("cloudctl", derandomize=True, database=None, max_examples=60, deadline=None,
+                                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                            HealthCheck.too_slow])
+hypothesis_settings.load_profile("cloudctl")
+# Its caches (constants found in the code under test, scratch files) go to the sandbox, not the checkout.
+set_hypothesis_home_dir(str(sandbox.SANDBOX / "hypothesis"))
 
 
 # ---------------------------------------------------------------- the sandbox's guard

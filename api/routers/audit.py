@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import PrincipalDep, SessionDep
 from cloudctl.core.audit import list_audit
+from cloudctl.core.bounds import Offset
 from cloudctl.core.schemas import AuditEntryPublic, Page
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -23,7 +24,7 @@ def read_audit(
     actor: str | None = None,
     since: Annotated[datetime | None, Query(description="ISO 8601 with a zone")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[AuditEntryPublic]:
     rows, total = list_audit(session, principal, entity=entity, entity_id=entity_id, actor=actor, since=since,
                              limit=limit, offset=offset)

@@ -22,6 +22,7 @@ from cloudctl.compute.schemas import (
     ServerPublic,
     ServerResize,
 )
+from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["government cloud"])
@@ -54,7 +55,7 @@ def list_quotas(
     unit: UnitFilter = None,
     cloud: Annotated[str | None, Query(description="cloud name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[QuotaPublic]:
     rows, total = service.list_quotas(session, principal, unit=unit, cloud=cloud, limit=limit, offset=offset)
     return Page[QuotaPublic](items=[QuotaPublic.model_validate(q) for q in rows], total=total, limit=limit,
@@ -81,7 +82,7 @@ def list_requests(
     unit: UnitFilter = None,
     status: RequestStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[RequestPublic]:
     rows, total = provisioning.list_requests(session, principal, unit=unit, status=status, limit=limit,
                                              offset=offset)
@@ -90,26 +91,26 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}")
-def read_request(request_id: int, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
+def read_request(request_id: Id, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
     return RequestPublic.model_validate(provisioning.get_request(session, principal, request_id))
 
 
 @router.post("/requests/{request_id}/approve")
-def approve_request(request_id: int, session: SessionDep, principal: PrincipalDep,
+def approve_request(request_id: Id, session: SessionDep, principal: PrincipalDep,
                     decision: RequestDecision | None = None) -> RequestPublic:
     reason = decision.reason if decision else None
     return RequestPublic.model_validate(provisioning.approve_request(session, principal, request_id, reason))
 
 
 @router.post("/requests/{request_id}/reject")
-def reject_request(request_id: int, decision: RequestDecision, session: SessionDep,
+def reject_request(request_id: Id, decision: RequestDecision, session: SessionDep,
                    principal: PrincipalDep) -> RequestPublic:
     return RequestPublic.model_validate(provisioning.reject_request(session, principal, request_id,
                                                                     decision.reason))
 
 
 @router.post("/requests/{request_id}/cancel")
-def cancel_request(request_id: int, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
+def cancel_request(request_id: Id, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
     return RequestPublic.model_validate(provisioning.cancel_request(session, principal, request_id))
 
 
@@ -123,7 +124,7 @@ def list_servers(
     orphans: bool = False,
     ip: Annotated[str | None, Query(description="the server holding this address (fixed or floating)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[ServerPublic]:
     rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
                                             orphans=orphans, ip=ip, limit=limit, offset=offset)
@@ -132,28 +133,28 @@ def list_servers(
 
 
 @router.get("/servers/{server_id}")
-def read_server(server_id: int, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+def read_server(server_id: Id, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.get_server(session, principal, server_id))
 
 
 @router.post("/servers/{server_id}/decommission")
-def decommission_server(server_id: int, session: SessionDep, principal: PrincipalDep,
+def decommission_server(server_id: Id, session: SessionDep, principal: PrincipalDep,
                         grace_days: Annotated[int, Query(ge=0, le=90)] = 7) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.decommission_server(session, principal, server_id,
                                                                         grace_days=grace_days))
 
 
 @router.delete("/servers/{server_id}/decommission")
-def withdraw_decommission(server_id: int, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+def withdraw_decommission(server_id: Id, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.withdraw_decommission(session, principal, server_id))
 
 
 @router.post("/servers/{server_id}/actions/{action}")
-def operate_server(server_id: int, action: ServerAction, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+def operate_server(server_id: Id, action: ServerAction, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.operate_server(session, principal, server_id, action))
 
 
 @router.post("/servers/{server_id}/resize")
-def resize_server(server_id: int, body: ServerResize, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
+def resize_server(server_id: Id, body: ServerResize, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.resize_server(session, principal, server_id, body.flavor,
                                                                   confirm=body.confirm))

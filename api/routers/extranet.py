@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
+from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.extranet.models import ApplicationStatus, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
@@ -27,7 +28,6 @@ from cloudctl.extranet.service import access, collection, compliance, ipam
 
 router = APIRouter(prefix="/api/v1/extranet", tags=["extranet"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("/access-rate")
@@ -49,7 +49,7 @@ def create_link(body: LinkCreate, session: SessionDep, principal: PrincipalDep) 
 
 
 @router.patch("/links/{link_id}")
-def update_link(link_id: int, body: LinkUpdate, session: SessionDep, principal: PrincipalDep) -> LinkPublic:
+def update_link(link_id: Id, body: LinkUpdate, session: SessionDep, principal: PrincipalDep) -> LinkPublic:
     return LinkPublic.model_validate(access.update_link(session, principal, link_id, body))
 
 
@@ -76,30 +76,30 @@ def submit_application(body: ApplicationCreate, session: SessionDep, principal: 
 
 
 @router.get("/ip-applications/{app_id}")
-def read_application(app_id: int, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+def read_application(app_id: Id, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
     return ApplicationPublic.model_validate(ipam.get_application(session, principal, app_id))
 
 
 @router.post("/ip-applications/{app_id}/approve")
-def approve_application(app_id: int, session: SessionDep, principal: PrincipalDep,
+def approve_application(app_id: Id, session: SessionDep, principal: PrincipalDep,
                         body: ApplicationDecision | None = None) -> ApplicationPublic:
     return ApplicationPublic.model_validate(ipam.approve_application(session, principal, app_id,
                                                                      body.reason if body else None))
 
 
 @router.post("/ip-applications/{app_id}/reject")
-def reject_application(app_id: int, body: ApplicationDecision, session: SessionDep,
+def reject_application(app_id: Id, body: ApplicationDecision, session: SessionDep,
                        principal: PrincipalDep) -> ApplicationPublic:
     return ApplicationPublic.model_validate(ipam.reject_application(session, principal, app_id, body.reason))
 
 
 @router.post("/ip-applications/{app_id}/cancel")
-def cancel_application(app_id: int, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+def cancel_application(app_id: Id, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
     return ApplicationPublic.model_validate(ipam.cancel_application(session, principal, app_id))
 
 
 @router.post("/ip-applications/{app_id}/release")
-def release_application(app_id: int, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
+def release_application(app_id: Id, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
     return ApplicationPublic.model_validate(ipam.release_application(session, principal, app_id))
 
 
@@ -123,12 +123,12 @@ def list_violations(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/violations/{violation_id}")
-def read_violation(violation_id: int, session: SessionDep, principal: PrincipalDep) -> ViolationPublic:
+def read_violation(violation_id: Id, session: SessionDep, principal: PrincipalDep) -> ViolationPublic:
     return ViolationPublic.model_validate(compliance.get_violation(session, principal, violation_id))
 
 
 @router.patch("/violations/{violation_id}")
-def update_violation(violation_id: int, body: ViolationUpdate, session: SessionDep,
+def update_violation(violation_id: Id, body: ViolationUpdate, session: SessionDep,
                      principal: PrincipalDep) -> ViolationPublic:
     return ViolationPublic.model_validate(compliance.update_violation(session, principal, violation_id, body))
 

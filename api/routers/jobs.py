@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import PrincipalDep, SessionDep
 from cloudctl.core import jobs
+from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import JobDetail, JobLogLinePublic, JobPublic, Page
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -22,7 +23,7 @@ def list_jobs(
     status: jobs.JobStatus | None = None,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[JobPublic]:
     rows, total = jobs.list_jobs(session, principal, status=status, kind=kind, limit=limit, offset=offset)
     return Page[JobPublic](items=[JobPublic.model_validate(j) for j in rows], total=total, limit=limit,
@@ -30,7 +31,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}")
-def read_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> JobDetail:
+def read_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> JobDetail:
     job = jobs.get_job(session, principal, job_id)
     lines = jobs.job_log(session, principal, job_id)[-LOG_LINES_SHOWN:]
     return JobDetail.model_validate({**JobPublic.model_validate(job).model_dump(),
@@ -38,5 +39,5 @@ def read_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> JobDe
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(job_id: int, session: SessionDep, principal: PrincipalDep) -> JobPublic:
+def cancel_job(job_id: Id, session: SessionDep, principal: PrincipalDep) -> JobPublic:
     return JobPublic.model_validate(jobs.cancel_job(session, principal, job_id))

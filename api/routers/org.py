@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
+from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.org import service
 from cloudctl.org.models import UnitKind
@@ -23,7 +24,6 @@ from cloudctl.org.schemas import (
 router = APIRouter(prefix="/api/v1")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="rows to skip")]
 
 
 @router.get("/me", tags=["identity"])
@@ -99,12 +99,12 @@ def create_system(
 
 
 @router.get("/business-systems/{system_id}", tags=["business systems"])
-def read_system(system_id: int, session: SessionDep, principal: PrincipalDep) -> BusinessSystemPublic:
+def read_system(system_id: Id, session: SessionDep, principal: PrincipalDep) -> BusinessSystemPublic:
     return BusinessSystemPublic.model_validate(service.get_system(session, principal, system_id))
 
 
 @router.patch("/business-systems/{system_id}", tags=["business systems"])
 def update_system(
-    system_id: int, data: BusinessSystemUpdate, session: SessionDep, principal: PrincipalDep
+    system_id: Id, data: BusinessSystemUpdate, session: SessionDep, principal: PrincipalDep
 ) -> BusinessSystemPublic:
     return BusinessSystemPublic.model_validate(service.update_system(session, principal, system_id, data))

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
+from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.reclaim import service
 from cloudctl.reclaim.models import RecommendationKind, RecommendationStatus
@@ -30,7 +31,7 @@ def list_recommendations(
     status: RecommendationStatus | None = None,
     cloud: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[RecommendationPublic]:
     rows, total = service.list_recommendations(session, principal, unit=unit, kind=kind, status=status, cloud=cloud,
                                                limit=limit, offset=offset)
@@ -39,24 +40,24 @@ def list_recommendations(
 
 
 @router.get("/recommendations/{rec_id}")
-def read_recommendation(rec_id: int, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
+def read_recommendation(rec_id: Id, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
     return RecommendationPublic.model_validate(service.get_recommendation(session, principal, rec_id))
 
 
 @router.post("/recommendations/{rec_id}/appeal")
-def appeal(rec_id: int, body: AppealCreate, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
+def appeal(rec_id: Id, body: AppealCreate, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
     return RecommendationPublic.model_validate(service.appeal(session, principal, rec_id, body.reason))
 
 
 @router.post("/recommendations/{rec_id}/appeal/decision")
-def decide_appeal(rec_id: int, body: AppealDecision, session: SessionDep,
+def decide_appeal(rec_id: Id, body: AppealDecision, session: SessionDep,
                   principal: PrincipalDep) -> RecommendationPublic:
     return RecommendationPublic.model_validate(service.decide_appeal(
         session, principal, rec_id, accept=body.accept, exempt_until=body.exempt_until, note=body.note))
 
 
 @router.post("/recommendations/{rec_id}/notify")
-def notify(rec_id: int, session: SessionDep, principal: PrincipalDep,
+def notify(rec_id: Id, session: SessionDep, principal: PrincipalDep,
            grace_days: Annotated[int | None, Query(ge=0, le=90)] = None) -> RecommendationPublic:
     return RecommendationPublic.model_validate(service.notify(session, principal, [rec_id], grace_days=grace_days)[0])
 

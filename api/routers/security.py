@@ -6,11 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
+from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import Page
+from cloudctl.core.text import FreeText, NoControlMultiline
 from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.schemas import (
     AlertPublic,
@@ -35,15 +37,17 @@ from cloudctl.security.service import alerts, assets, drills, duty
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
+# Why a flag is taken back (DELETE carries no body): kept in the audit log as a body's reason would be.
+QueryReason = Annotated[str, Query(min_length=4, max_length=1000), NoControlMultiline]
 
 
 @router.get("/assets")
 def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
-                business_system: Annotated[int | None, Query(description="business system id")] = None,
+                business_system: Annotated[Id | None, Query(description="business system id")] = None,
                 mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
                 linked: Annotated[bool | None, Query(description="on a cloud server (true) or not (false)")] = None,
                 ip: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                offset: Annotated[int, Query(ge=0)] = 0) -> Page[AssetPublic]:
+                offset: Offset = 0) -> Page[AssetPublic]:
     """Scanned addresses with their unit, cloud server, business system and MLPS level; a department sees its own."""
     rows, total = assets.list_assets(session, principal, unit=unit, business_system=business_system,
                                      mlps_level=mlps_level, linked=linked, ip=ip, limit=limit, offset=offset)
@@ -52,12 +56,12 @@ def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter =
 
 
 @router.get("/assets/{asset_id}")
-def read_asset(asset_id: int, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
+def read_asset(asset_id: Id, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
     return AssetPublic.model_validate(assets.get_asset(session, principal, asset_id))
 
 
 @router.put("/assets/{asset_id}/mlps-level")
-def set_mlps_level(asset_id: int, body: AssetLevelIn, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
+def set_mlps_level(asset_id: Id, body: AssetLevelIn, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
     """Set the MLPS level by hand (later links keep it), or null to follow the business system again."""
     return AssetPublic.model_validate(assets.set_mlps_level(session, principal, asset_id, body.mlps_level,
                                                             body.reason))
@@ -66,10 +70,10 @@ def set_mlps_level(asset_id: int, body: AssetLevelIn, session: SessionDep, princ
 @router.get("/findings")
 def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: UnitFilter = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
-                  business_system: Annotated[int | None, Query(description="business system id")] = None,
+                  business_system: Annotated[Id | None, Query(description="business system id")] = None,
                   mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> Page[FindingPublic]:
+                  offset: Offset = 0) -> Page[FindingPublic]:
     rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity, active=active,
                                         overdue=overdue, business_system=business_system, mlps_level=mlps_level,
                                         limit=limit, offset=offset)
@@ -78,14 +82,14 @@ def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | Non
 
 
 @router.get("/findings/{finding_id}")
-def read_finding(finding_id: int, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+def read_finding(finding_id: Id, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
     return FindingPublic.model_validate(service.get_finding(session, principal, finding_id))
 
 
 @router.get("/tickets")
 def list_tickets(session: SessionDep, principal: PrincipalDep, status: TicketStatus | None = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> Page[TicketPublic]:
+                 offset: Offset = 0) -> Page[TicketPublic]:
     rows, total = service.list_tickets(session, principal, status=status, limit=limit, offset=offset)
     return Page[TicketPublic](items=[TicketPublic.model_validate(t) for t in rows], total=total, limit=limit,
                               offset=offset)
@@ -95,62 +99,62 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, status: TicketSta
 
 
 @router.post("/findings/{finding_id}/false-positive")
-def mark_false_positive(finding_id: int, body: ReasonIn, session: SessionDep,
+def mark_false_positive(finding_id: Id, body: ReasonIn, session: SessionDep,
                         principal: PrincipalDep) -> FindingPublic:
     """误报: out of the live findings, and kept out by later scans that still report it."""
     return FindingPublic.model_validate(service.mark_false_positive(session, principal, finding_id, body.reason))
 
 
 @router.delete("/findings/{finding_id}/false-positive")
-def unmark_false_positive(finding_id: int, session: SessionDep, principal: PrincipalDep,
-                          reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+def unmark_false_positive(finding_id: Id, session: SessionDep, principal: PrincipalDep,
+                          reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.unmark_false_positive(session, principal, finding_id, reason))
 
 
 @router.post("/findings/{finding_id}/verified")
-def verify_finding(finding_id: int, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+def verify_finding(finding_id: Id, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
     """已验证: a person confirmed the finding is real (counts do not change)."""
     return FindingPublic.model_validate(service.set_verified(session, principal, finding_id, body.reason))
 
 
 @router.delete("/findings/{finding_id}/verified")
-def unverify_finding(finding_id: int, session: SessionDep, principal: PrincipalDep,
-                     reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+def unverify_finding(finding_id: Id, session: SessionDep, principal: PrincipalDep,
+                     reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.set_verified(session, principal, finding_id, reason, verified=False))
 
 
 @router.post("/findings/{finding_id}/out-of-scope")
-def set_out_of_scope(finding_id: int, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+def set_out_of_scope(finding_id: Id, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
     """不在范围: not the bureau's to fix; out of the SLA, the tickets and the counts, still followed by the scans."""
     return FindingPublic.model_validate(service.set_out_of_scope(session, principal, finding_id, body.reason))
 
 
 @router.delete("/findings/{finding_id}/out-of-scope")
-def unset_out_of_scope(finding_id: int, session: SessionDep, principal: PrincipalDep,
-                       reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+def unset_out_of_scope(finding_id: Id, session: SessionDep, principal: PrincipalDep,
+                       reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.set_out_of_scope(session, principal, finding_id, reason,
                                                                  out_of_scope=False))
 
 
 @router.post("/findings/{finding_id}/risk-acceptance")
-def accept_risk(finding_id: int, body: RiskAcceptanceIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
+def accept_risk(finding_id: Id, body: RiskAcceptanceIn, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
     """Accept the risk until a date: at most 365 days away, 90 for a critical finding."""
     return FindingPublic.model_validate(service.accept_risk(session, principal, finding_id, body.reason, body.until))
 
 
 @router.delete("/findings/{finding_id}/risk-acceptance")
-def revoke_risk(finding_id: int, session: SessionDep, principal: PrincipalDep,
-                reason: Annotated[str, Query(min_length=4, max_length=1000)]) -> FindingPublic:
+def revoke_risk(finding_id: Id, session: SessionDep, principal: PrincipalDep,
+                reason: QueryReason) -> FindingPublic:
     return FindingPublic.model_validate(service.revoke_risk(session, principal, finding_id, reason))
 
 
 @router.get("/tickets/{ticket_id}")
-def read_ticket(ticket_id: int, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
+def read_ticket(ticket_id: Id, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
     return TicketPublic.model_validate(service.get_ticket(session, principal, ticket_id))
 
 
 @router.post("/tickets/{ticket_id}/extensions")
-def extend_ticket(ticket_id: int, body: ExtensionIn, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
+def extend_ticket(ticket_id: Id, body: ExtensionIn, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
     """Move an open ticket's deadline later, at most 90 days per extension; each one is kept on the ticket."""
     return TicketPublic.model_validate(service.extend_ticket(session, principal, ticket_id, body.to, body.reason))
 
@@ -170,41 +174,44 @@ def receive_alerts(payload: dict[str, Any] | list[dict[str, Any]], session: Sess
 def list_alerts(session: SessionDep, principal: PrincipalDep, status_: Annotated[AlertStatus | None,
                 Query(alias="status")] = None, verdict: Verdict | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                offset: Annotated[int, Query(ge=0)] = 0) -> Page[AlertPublic]:
+                offset: Offset = 0) -> Page[AlertPublic]:
     rows, total = alerts.list_alerts(session, principal, status=status_, verdict=verdict, limit=limit, offset=offset)
     return Page[AlertPublic](items=[AlertPublic.model_validate(a) for a in rows], total=total, limit=limit,
                              offset=offset)
 
 
 @router.get("/alerts/{alert_id}")
-def read_alert(alert_id: int, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+def read_alert(alert_id: Id, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.get_alert(session, principal, alert_id))
 
 
 @router.post("/alerts/{alert_id}/verdict")
-def set_verdict(alert_id: int, body: VerdictIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+def set_verdict(alert_id: Id, body: VerdictIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.set_verdict(session, principal, alert_id, body.verdict, body.note))
 
 
 @router.post("/alerts/{alert_id}/steps/{step}")
-def update_step(alert_id: int, step: str, body: StepIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+def update_step(alert_id: Id, step: str, body: StepIn, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.update_step(session, principal, alert_id, step,
-                                                         status=StepStatus(body.status), evidence=body.evidence))
+                                                         status=StepStatus(body.status), evidence=body.evidence,
+                                                         block_addresses=body.block, override=body.override))
 
 
 @router.post("/alerts/{alert_id}/close")
-def close_alert(alert_id: int, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
+def close_alert(alert_id: Id, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.close_alert(session, principal, alert_id))
 
 
 @router.post("/blocklist", status_code=status.HTTP_201_CREATED)
 def block(body: BlockIn, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     row = alerts.block(session, principal, body.ip, reason=body.reason, expires_at=body.expires_at,
-                       alert_id=body.alert_id)
+                       alert_id=body.alert_id, override=body.override)
     return {"id": row.id, "ip": row.ip, "reason": row.reason, "expires_at": row.expires_at}
 
 
-@router.get("/blocklist")
+@router.get("/blocklist", response_class=PlainTextResponse, responses={200: {
+    "description": "one address or network per line (txt), or CSV with reason and expiry (csv)",
+    "content": {"text/plain": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}}})
 def blocklist(session: SessionDep, principal: PrincipalDep,
               fmt: Annotated[str, Query(alias="format", pattern="^(txt|csv)$")] = "txt") -> PlainTextResponse:
     """The addresses blocked now, for the firewalls: one per line (txt) or with reason and expiry (csv)."""
@@ -228,22 +235,22 @@ def list_periods(session: SessionDep, principal: PrincipalDep, active: bool = Fa
 
 
 @router.get("/duty/periods/{period_id}")
-def read_period(period_id: int, session: SessionDep, principal: PrincipalDep) -> DutyPeriodPublic:
+def read_period(period_id: Id, session: SessionDep, principal: PrincipalDep) -> DutyPeriodPublic:
     return DutyPeriodPublic.model_validate(duty.get_period(session, principal, period_id))
 
 
 @router.post("/duty/periods/{period_id}/shifts", status_code=status.HTTP_201_CREATED)
-def add_shift(period_id: int, body: duty.ShiftCreate, session: SessionDep, principal: PrincipalDep) -> DutyShiftPublic:
+def add_shift(period_id: Id, body: duty.ShiftCreate, session: SessionDep, principal: PrincipalDep) -> DutyShiftPublic:
     return DutyShiftPublic.model_validate(duty.add_shift(session, principal, period_id, body))
 
 
 @router.get("/duty/periods/{period_id}/shifts")
-def list_shifts(period_id: int, session: SessionDep, principal: PrincipalDep) -> list[DutyShiftPublic]:
+def list_shifts(period_id: Id, session: SessionDep, principal: PrincipalDep) -> list[DutyShiftPublic]:
     return [DutyShiftPublic.model_validate(s) for s in duty.list_shifts(session, principal, period_id)]
 
 
 @router.post("/duty/shifts/{shift_id}/check-in")
-def check_in(shift_id: int, session: SessionDep, principal: PrincipalDep,
+def check_in(shift_id: Id, session: SessionDep, principal: PrincipalDep,
              body: CheckInIn | None = None) -> DutyShiftPublic:
     """签到, from 30 minutes before the shift until its end, with an optional handover note (交接班)."""
     note = body.handover_note if body is not None else None
@@ -258,19 +265,19 @@ def on_shift(session: SessionDep, principal: PrincipalDep) -> DutyShiftPublic | 
 
 
 @router.get("/duty/periods/{period_id}/reports")
-def list_reports(period_id: int, session: SessionDep, principal: PrincipalDep) -> list[DutyReportPublic]:
+def list_reports(period_id: Id, session: SessionDep, principal: PrincipalDep) -> list[DutyReportPublic]:
     """The period's reports; a department sees its own unit's."""
     return [DutyReportPublic.model_validate(r) for r in duty.list_reports(session, principal, period_id)]
 
 
 @router.post("/duty/periods/{period_id}/reports", status_code=status.HTTP_201_CREATED)
-def submit_report(period_id: int, body: duty.ReportCreate, session: SessionDep,
+def submit_report(period_id: Id, body: duty.ReportCreate, session: SessionDep,
                   principal: PrincipalDep) -> DutyReportPublic:
     return DutyReportPublic.model_validate(duty.submit_report(session, principal, period_id, body))
 
 
 @router.get("/duty/missing")
-def missing_reports(session: SessionDep, principal: PrincipalDep, period: int | None = None) -> list[duty.Missing]:
+def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | None = None) -> list[duty.Missing]:
     """Reports owed and not in: overdue, and due in the coming slot."""
     return duty.missing_reports(session, principal, period_id=period)
 
@@ -280,7 +287,7 @@ def missing_reports(session: SessionDep, principal: PrincipalDep, period: int | 
 
 class ItemUpdate(BaseModel):
     status: ItemStatus
-    evidence: str | None = Field(default=None, max_length=4000)
+    evidence: FreeText | None = None
 
 
 @router.post("/drills", status_code=status.HTTP_201_CREATED)
@@ -295,34 +302,34 @@ def list_drills(session: SessionDep, principal: PrincipalDep) -> list[DrillPubli
 
 
 @router.post("/drills/{drill_id}/phase/{phase}")
-def advance_phase(drill_id: int, phase: DrillPhase, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def advance_phase(drill_id: Id, phase: DrillPhase, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     drill = drills.advance_phase(session, principal, drill_id, phase)
     return {"id": drill.id, "phase": drill.phase.value}
 
 
 @router.get("/drills/{drill_id}/progress")
-def drill_progress(drill_id: int, session: SessionDep, principal: PrincipalDep) -> list[drills.ProgressRow]:
+def drill_progress(drill_id: Id, session: SessionDep, principal: PrincipalDep) -> list[drills.ProgressRow]:
     return drills.progress(session, principal, drill_id)
 
 
 @router.get("/drills/{drill_id}/items")
-def drill_items(drill_id: int, session: SessionDep, principal: PrincipalDep,
+def drill_items(drill_id: Id, session: SessionDep, principal: PrincipalDep,
                 unit: UnitFilter = None) -> list[DrillItemPublic]:
     return [DrillItemPublic.model_validate(i) for i in drills.list_items(session, principal, drill_id, unit=unit)]
 
 
 @router.patch("/drills/{drill_id}/items/{item_id}")
-def update_item(drill_id: int, item_id: int, body: ItemUpdate, session: SessionDep,
+def update_item(drill_id: Id, item_id: Id, body: ItemUpdate, session: SessionDep,
                 principal: PrincipalDep) -> DrillItemPublic:
     return DrillItemPublic.model_validate(drills.update_item(session, principal, drill_id, item_id, body.status,
                                                              body.evidence))
 
 
 @router.post("/drills/{drill_id}/items/{item_id}/verify")
-def verify_item(drill_id: int, item_id: int, session: SessionDep, principal: PrincipalDep) -> DrillItemPublic:
+def verify_item(drill_id: Id, item_id: Id, session: SessionDep, principal: PrincipalDep) -> DrillItemPublic:
     return DrillItemPublic.model_validate(drills.verify_item(session, principal, drill_id, item_id))
 
 
 @router.get("/drills/{drill_id}/summary", response_class=HTMLResponse)
-def drill_summary(drill_id: int, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+def drill_summary(drill_id: Id, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
     return HTMLResponse(drills.summary_html(session, principal, drill_id))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import sys
 from functools import partial
 from typing import cast, get_args
 
@@ -29,7 +26,8 @@ from cloudctl.compute.schemas import (
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.export import csv_text
+from cloudctl.core.output import OutputFormat, console, print_json, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
 
 __all__ = ["cloud_app", "quota_app", "report_app", "request_app", "server_app"]
@@ -322,14 +320,11 @@ def report_showback(
     with unit_of_work() as (session, principal):
         lines = showback.showback(session, principal, month, unit=unit)
     if output == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gib_months",
-                         "disk_gib_months", "cost_cny"])
-        for line in lines:
-            writer.writerow(dataclasses.astuple(line))
+        write_text(csv_text(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gib_months",
+                             "disk_gib_months", "cost_cny"], [dataclasses.astuple(line) for line in lines]))
         return
     if output == "json":
-        print(json.dumps([dataclasses.asdict(line) for line in lines], ensure_ascii=False, indent=2))
+        print_json([dataclasses.asdict(line) for line in lines])
         return
     table = Table(title=f"费用 showback {month}", header_style="bold")
     for header in ("unit", "单位", "业务系统", "VMs", "vCPU·月", "RAM GiB·月", "disk GiB·月", "费用 CNY"):

@@ -8,7 +8,7 @@ container cloud stand beside it (simulator-backed in the demo).
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from cloudctl.compute import service
 from cloudctl.compute.models import CloudKind
 from cloudctl.compute.providers import provider_for, simulator_store
-from cloudctl.compute.providers.base import ServerSpec
+from cloudctl.compute.providers.base import ServerInfo, ServerSpec
 from cloudctl.compute.providers.simulator import SimulatorProvider
-from cloudctl.compute.provisioning import record_server, submit_request
+from cloudctl.compute.provisioning import record_servers, submit_request
 from cloudctl.compute.schemas import CloudCreate, QuotaSet, RequestCreate
 from cloudctl.core.auth import Principal
 from cloudctl.core.models import utcnow
@@ -45,44 +45,46 @@ FLAVORS = (("c1m2", 1, 2), ("c2m4", 2, 4), ("c2m8", 2, 8), ("c4m8", 4, 8), ("c4m
 def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     hosts = 0
-    for name, display_name, groups, cpu_ratio in CLOUDS:
-        cloud = service.create_cloud(session, principal, CloudCreate(
-            name=name, display_name=display_name, kind=CloudKind.SIMULATOR, region="RegionOne",
-            cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=1.0, default_image="kylin-v10-sp3",
-            default_network="gov-public"))
-        provider = provider_for(cloud)
-        assert isinstance(provider, SimulatorProvider)
-        provider.reset()
-        for group, (count, threads, ram_gb) in enumerate(groups):
-            for i in range(count):
-                provider.add_host(f"{name}-cn{group}{i + 1:02d}", vcpus=threads, ram_mb=ram_gb * GB, disk_gb=7680)
-                hosts += 1
-        for flavor, vcpus, ram_gb in FLAVORS:
-            provider.add_flavor(flavor, vcpus=vcpus, ram_mb=ram_gb * GB, disk_gb=40 if vcpus < 8 else 100)
-        service.sync_flavors(session, principal, name)
+    # The simulator's side of the whole step in one transaction of its store.
+    with simulator_store().batch():
+        for name, display_name, groups, cpu_ratio in CLOUDS:
+            cloud = service.create_cloud(session, principal, CloudCreate(
+                name=name, display_name=display_name, kind=CloudKind.SIMULATOR, region="RegionOne",
+                cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=1.0, default_image="kylin-v10-sp3",
+                default_network="gov-public"))
+            provider = provider_for(cloud)
+            assert isinstance(provider, SimulatorProvider)
+            provider.reset()
+            for group, (count, threads, ram_gb) in enumerate(groups):
+                for i in range(count):
+                    provider.add_host(f"{name}-cn{group}{i + 1:02d}", vcpus=threads, ram_mb=ram_gb * GB,
+                                      disk_gb=7680)
+                    hosts += 1
+            for flavor, vcpus, ram_gb in FLAVORS:
+                provider.add_flavor(flavor, vcpus=vcpus, ram_mb=ram_gb * GB, disk_gb=40 if vcpus < 8 else 100)
+            service.sync_flavors(session, principal, name)
 
-    plan = _plan_servers(session, rng)
-    # Every department's quota on the city cloud covers its VMs with room to grow; a few also hold
-    # a quota on a carrier cloud.
-    flavors = {name: (vcpus, ram_gb) for name, vcpus, ram_gb in FLAVORS}
-    quotas = 0
-    for code in city.departments:
-        mine = [flavors[f] for system, planned in plan if system.unit.code == code for f in planned]
-        vcpus, ram_gb = sum(v for v, _ in mine), sum(r for _, r in mine)
-        service.set_quota(session, principal, code, "city-cloud", QuotaSet(
-            vcpus=_round_up(vcpus * 1.3 + 16, 16), ram_gib=_round_up(ram_gb * 1.3 + 32, 32),
-            disk_gib=_round_up(len(mine) * 100 * 1.3 + 500, 500), instances=len(mine) + 8))
-        quotas += 1
-        if rng.random() < 0.2:
-            carrier = rng.choice(("unicom-cloud", "mobile-cloud"))
-            service.set_quota(session, principal, code, carrier, QuotaSet(vcpus=32, ram_gib=64, disk_gib=1000,
-                                                                          instances=8))
-            quotas += 1
-    servers = _seed_servers(session, principal, city, plan, rng)
-    pending = _seed_pending_requests(session, city, rng)
-    for name, *_ in CLOUDS:
-        service.capacity(session, principal, name)  # the snapshot the exporter reads
-    return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": quotas, "servers": servers, "pending_requests": pending}
+        plan = _plan_servers(session, rng)
+        # Every department's quota on the city cloud covers its VMs with room to grow; a few also hold
+        # a quota on a carrier cloud.
+        flavors = {name: (vcpus, ram_gb) for name, vcpus, ram_gb in FLAVORS}
+        quotas: list[tuple[str, str, QuotaSet]] = []
+        for code in city.departments:
+            mine = [flavors[f] for system, planned in plan if system.unit.code == code for f in planned]
+            vcpus, ram_gb = sum(v for v, _ in mine), sum(r for _, r in mine)
+            quotas.append((code, "city-cloud", QuotaSet(
+                vcpus=_round_up(vcpus * 1.3 + 16, 16), ram_gib=_round_up(ram_gb * 1.3 + 32, 32),
+                disk_gib=_round_up(len(mine) * 100 * 1.3 + 500, 500), instances=len(mine) + 8)))
+            if rng.random() < 0.2:
+                carrier = rng.choice(("unicom-cloud", "mobile-cloud"))
+                quotas.append((code, carrier, QuotaSet(vcpus=32, ram_gib=64, disk_gib=1000, instances=8)))
+        service.set_quotas(session, principal, quotas)
+        servers = _seed_servers(session, principal, plan, rng)
+        pending = _seed_pending_requests(session, city, rng)
+        for name, *_ in CLOUDS:
+            service.capacity(session, principal, name)  # the snapshot the exporter reads
+    return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": len(quotas), "servers": servers,
+            "pending_requests": pending}
 
 
 # Flavors VMs of a government system usually get, weighted: mostly small application servers.
@@ -107,8 +109,8 @@ def _plan_servers(session: Session, rng: random.Random) -> list[tuple[BusinessSy
             for system, count in zip(systems, per_system, strict=True)]
 
 
-def _seed_servers(session: Session, principal: Principal, city: DemoCity,
-                  plan: list[tuple[BusinessSystem, list[str]]], rng: random.Random) -> int:
+def _seed_servers(session: Session, principal: Principal, plan: list[tuple[BusinessSystem, list[str]]],
+                  rng: random.Random) -> int:
     """Build the planned VMs on the city cloud, as if provisioned over the years.
 
     Some are stopped (SHUTOFF) and forgotten: the zombies the reclaim work will find.
@@ -117,24 +119,30 @@ def _seed_servers(session: Session, principal: Principal, city: DemoCity,
     # These servers were built long ago: no BUILD phase to wait through.
     provider = SimulatorProvider(simulator_store(), cloud.name, cpu_allocation_ratio=cloud.cpu_allocation_ratio,
                                  ram_allocation_ratio=cloud.ram_allocation_ratio, build_seconds=0)
-    created = 0
+    projects = service.ensure_projects(session, [(unit, cloud) for unit in dict.fromkeys(s.unit for s, _ in plan)],
+                                       lambda _: provider)
+    wanted: list[tuple[str, ServerSpec]] = []
+    owners: list[tuple[int, int]] = []
     for system, flavors in plan:
         unit = system.unit
-        project = service.ensure_project(session, unit, cloud, provider)
         for n, flavor in enumerate(flavors):
-            info = provider.create_server(project, ServerSpec(
-                name=f"{unit.code.lower()}-s{system.id}-{n + 1:02d}", flavor=flavor, tag=f"demo:s{system.id}:{n}"))
-            if info.status == "ERROR":
-                continue
-            if rng.random() < 0.06:
-                info = provider.server_action(info.provider_id, "stop") if info.status == "ACTIVE" else info
-            server = record_server(session, cloud.id, unit.id, system.id, None, info)
-            # Built over the years the city has run its cloud.
-            server.launched_at = utcnow() - timedelta(days=rng.randint(20, 1500))
-            created += 1
-    for code in city.departments:
-        service.sync_quota(session, principal, code, "city-cloud")
-    return created
+            wanted.append((projects[(unit.id, cloud.id)], ServerSpec(
+                name=f"{unit.code.lower()}-s{system.id}-{n + 1:02d}", flavor=flavor, tag=f"demo:s{system.id}:{n}")))
+            owners.append((unit.id, system.id))
+    found: list[tuple[int | None, int | None, int | None, ServerInfo]] = []
+    launched: list[datetime] = []
+    for (unit_id, system_id), info in zip(owners, provider.create_servers(wanted), strict=True):
+        if info.status == "ERROR":
+            continue
+        if rng.random() < 0.06 and info.status == "ACTIVE":
+            info = provider.server_action(info.provider_id, "stop")
+        found.append((unit_id, system_id, None, info))
+        # Built over the years the city has run its cloud.
+        launched.append(utcnow() - timedelta(days=rng.randint(20, 1500)))
+    for server, at in zip(record_servers(session, cloud.id, found), launched, strict=True):
+        server.launched_at = at
+    service.sync_quotas(session, principal, cloud=cloud.name)
+    return len(found)
 
 
 def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random) -> int:

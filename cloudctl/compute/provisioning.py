@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
@@ -59,6 +59,7 @@ __all__ = [
     "list_servers",
     "operate_server",
     "record_server",
+    "record_servers",
     "reject_request",
     "request_ask",
     "resize_server",
@@ -422,40 +423,71 @@ def _wait_while(provider: CloudProvider, info: ServerInfo, states: tuple[str, ..
 
 
 def record_server(session: Session, cloud_id: int, unit_id: int | None, system_id: int | None,
-                   item_id: int | None, info: ServerInfo) -> Server:
-    server = session.scalar(select(Server).where(Server.cloud_id == cloud_id, Server.provider_id == info.provider_id))
-    if server is None:
-        server = Server(cloud_id=cloud_id, provider_id=info.provider_id, unit_id=unit_id, business_system_id=system_id,
-                        request_item_id=item_id, name=info.name, flavor=info.flavor, vcpus=info.vcpus,
-                        ram_mb=info.ram_mb, disk_gb=info.disk_gb, status=info.status, tag=info.tag)
-        session.add(server)
-    if server.status_since is None or server.status != info.status:
-        server.status_since = utcnow()
-    server.name, server.flavor, server.status, server.host, server.fault = (info.name, info.flavor, info.status,
-                                                                             info.host, info.fault)
-    server.vcpus, server.ram_mb, server.disk_gb = info.vcpus, info.ram_mb, info.disk_gb
-    server.launched_at = server.launched_at or info.created_at
-    server.synced_at = utcnow()
+                  item_id: int | None, info: ServerInfo) -> Server:
+    return record_servers(session, cloud_id, [(unit_id, system_id, item_id, info)])[0]
+
+
+def record_servers(session: Session, cloud_id: int,
+                   found: Sequence[tuple[int | None, int | None, int | None, ServerInfo]]) -> list[Server]:
+    """Write what the cloud reports of its servers, (unit id, system id, request item id, info) each, in order.
+
+    A server already known keeps its owner and gets the cloud's view (status, host, flavor, addresses);
+    a new one is added with the owner given. One query finds the known ones, one flush writes them all.
+    """
+    wanted = [info.provider_id for *_, info in found]
+    known: dict[str, Server] = {}
+    for start in range(0, len(wanted), 500):
+        known.update((server.provider_id, server) for server in session.scalars(select(Server).where(
+            Server.cloud_id == cloud_id, Server.provider_id.in_(wanted[start:start + 500]))))
+    servers: list[Server] = []
+    for unit_id, system_id, item_id, info in found:
+        server = known.get(info.provider_id)
+        if server is None:
+            server = known[info.provider_id] = Server(
+                cloud_id=cloud_id, provider_id=info.provider_id, unit_id=unit_id, business_system_id=system_id,
+                request_item_id=item_id, name=info.name, flavor=info.flavor, vcpus=info.vcpus, ram_mb=info.ram_mb,
+                disk_gb=info.disk_gb, status=info.status, tag=info.tag, addresses=[])
+            session.add(server)
+        if server.status_since is None or server.status != info.status:
+            server.status_since = utcnow()
+        server.name, server.flavor, server.status, server.host, server.fault = (info.name, info.flavor, info.status,
+                                                                                 info.host, info.fault)
+        server.vcpus, server.ram_mb, server.disk_gb = info.vcpus, info.ram_mb, info.disk_gb
+        server.launched_at = server.launched_at or info.created_at
+        server.synced_at = utcnow()
+        servers.append(server)
     session.flush()
+    _set_addresses(session, [(server, _addresses(info)) for server, (*_, info) in zip(servers, found, strict=True)])
+    return servers
+
+
+def _addresses(info: ServerInfo) -> list[tuple[str, AddressKind]]:
     floating = set(info.floating)
-    _set_addresses(session, server, [(ip, AddressKind.FLOATING if ip in floating else AddressKind.FIXED)
-                                     for ip in info.addresses])
-    return server
+    return [(ip, AddressKind.FLOATING if ip in floating else AddressKind.FIXED) for ip in info.addresses]
 
 
-def _set_addresses(session: Session, server: Server, wanted: list[tuple[str, AddressKind]]) -> None:
-    """Replace the server's addresses by what the cloud reports, if they changed.
+def _set_addresses(session: Session, reported: Sequence[tuple[Server, list[tuple[str, AddressKind]]]]) -> None:
+    """Replace each server's addresses by the ones given (what the cloud reports), where they changed.
 
     Deleted first, in SQL, then added: the ORM's own flush would insert before it deletes, and an
     address kept across the change would meet its old row in the (server, ip) unique constraint.
     """
-    if [(a.ip, a.kind) for a in server.addresses] == wanted:
+    changed: dict[int, tuple[Server, list[tuple[str, AddressKind]]]] = {}
+    for server, wanted in reported:
+        if [(a.ip, a.kind) for a in server.addresses] != wanted:
+            changed[server.id] = (server, wanted)
+    if not changed:
         return
-    session.execute(delete(ServerAddress).where(ServerAddress.server_id == server.id)
-                    .execution_options(synchronize_session=False))
-    session.expire(server, ["addresses"])
-    session.add_all(ServerAddress(server_id=server.id, ip=ip, kind=kind) for ip, kind in wanted)
-    session.flush()
+    ids = sorted(changed)
+    for start in range(0, len(ids), 500):
+        session.execute(delete(ServerAddress).where(ServerAddress.server_id.in_(ids[start:start + 500]))
+                        .execution_options(synchronize_session=False))
+    rows = [{"server_id": server.id, "ip": ip, "kind": kind}
+            for server, wanted in changed.values() for ip, kind in wanted]
+    if rows:
+        session.execute(insert(ServerAddress), rows)
+    for server, _ in changed.values():
+        session.expire(server, ["addresses"])
 
 
 # ---------------------------------------------------------------- inventory
@@ -514,7 +546,7 @@ def sync_servers(session: Session, principal: Principal, cloud_name: str,
     for server in session.scalars(select(Server).where(Server.cloud_id == cloud.id, Server.status != "DELETED")):
         if server.provider_id not in seen:
             server.status = "DELETED"
-            _set_addresses(session, server, [])  # the cloud gives them to the next VM
+            _set_addresses(session, [(server, [])])  # the cloud gives them to the next VM
             counts["gone"] += 1
     session.flush()
     # The security assets on this cloud's addresses follow the servers now there (a local import: security
@@ -672,7 +704,7 @@ def delete_due_servers(session: Session, principal: Principal, *, now: datetime 
         with contextlib.suppress(NotFound):
             providers(server.cloud).delete_server(server.provider_id)
         server.status, server.host = "DELETED", None
-        _set_addresses(session, server, [])
+        _set_addresses(session, [(server, [])])
         audit.record(session, principal, action="delete", entity="server", entity_id=server.id,
                      before={"status": "SHUTOFF"}, after={"status": "DELETED"}, unit_id=server.unit_id)
         if server.unit is not None:

@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from cloudctl.compute.models import AddressKind, CloudKind, ItemStatus, RequestStatus
+from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import GiB, Schema
+from cloudctl.core.text import NoControl, NoControlMultiline
 
 __all__ = [
     "CapacityRow",
@@ -28,6 +30,8 @@ __all__ = [
     "ServerResize",
 ]
 
+# A display name, a flavor, a cloud: one line a person reads.
+ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoControl]
 CloudName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64,
                                              pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Ratio = Annotated[float, Field(gt=0, le=32, description="over-commit ratio, as Nova's allocation ratios")]
@@ -37,26 +41,26 @@ Limit = Annotated[int, Field(ge=0, le=1_000_000)]
 
 class CloudCreate(Schema):
     name: CloudName
-    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    display_name: ShortName
     kind: CloudKind
-    connection: str | None = Field(default=None, max_length=255,
-                                   description="clouds.yaml cloud name, or kubeconfig context")
-    region: str | None = Field(default=None, max_length=64)
+    connection: Annotated[str, StringConstraints(max_length=255), NoControl] | None = Field(
+        default=None, description="clouds.yaml cloud name, or kubeconfig context")
+    region: Annotated[str, StringConstraints(max_length=64), NoControl] | None = None
     cpu_allocation_ratio: Ratio = 4.0
     ram_allocation_ratio: Ratio = 1.0
-    default_image: str | None = Field(default=None, max_length=128)
-    default_network: str | None = Field(default=None, max_length=128)
+    default_image: Annotated[str, StringConstraints(max_length=128), NoControl] | None = None
+    default_network: Annotated[str, StringConstraints(max_length=128), NoControl] | None = None
     enabled: bool = True
 
 
 class CloudUpdate(Schema):
-    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
-    connection: str | None = Field(default=None, max_length=255)
-    region: str | None = Field(default=None, max_length=64)
+    display_name: ShortName | None = None
+    connection: Annotated[str, StringConstraints(max_length=255), NoControl] | None = None
+    region: Annotated[str, StringConstraints(max_length=64), NoControl] | None = None
     cpu_allocation_ratio: Ratio | None = None
     ram_allocation_ratio: Ratio | None = None
-    default_image: str | None = Field(default=None, max_length=128)
-    default_network: str | None = Field(default=None, max_length=128)
+    default_image: Annotated[str, StringConstraints(max_length=128), NoControl] | None = None
+    default_network: Annotated[str, StringConstraints(max_length=128), NoControl] | None = None
     enabled: bool | None = None
 
 
@@ -132,10 +136,12 @@ class RequestItemCreate(Schema):
     """A line of a request: ``vm`` (count VMs of a flavor) or ``quota`` (raise the unit's limits by these)."""
 
     kind: Literal["vm", "quota"] = "vm"
-    flavor: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    flavor: ShortName | None = None
     count: Annotated[int, Field(ge=1, le=100)] = 1
-    image: str | None = Field(default=None, max_length=128, description="default: the cloud's default image")
-    network: str | None = Field(default=None, max_length=128, description="default: the cloud's default network")
+    image: Annotated[str, StringConstraints(max_length=128), NoControl] | None = Field(
+        default=None, description="default: the cloud's default image")
+    network: Annotated[str, StringConstraints(max_length=128), NoControl] | None = Field(
+        default=None, description="default: the cloud's default network")
     vcpus: Annotated[int, Field(ge=0, le=100_000)] = 0
     ram_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     disk_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
@@ -158,10 +164,11 @@ class RequestItemCreate(Schema):
 
 
 class RequestCreate(Schema):
-    business_system: int = Field(description="id of the business system (业务系统) the VMs serve")
-    cloud: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
+    business_system: Id = Field(description="id of the business system (业务系统) the VMs serve")
+    cloud: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoControl] = Field(
         default="any", description="a cloud name, or 'any' for the cloud with room under the unit's quota")
-    justification: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=2000)]
+    justification: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=2000),
+                             NoControlMultiline]
     items: Annotated[list[RequestItemCreate], Field(min_length=1, max_length=20)]
 
     @model_validator(mode="after")
@@ -176,7 +183,7 @@ class RequestCreate(Schema):
 
 
 class RequestDecision(Schema):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), NoControlMultiline] | None = None
 
 
 class RequestItemPublic(Schema):
@@ -245,5 +252,6 @@ class ServerPublic(Schema):
 
 
 class ServerResize(Schema):
-    flavor: str = Field(min_length=1, max_length=64, description="a flavor of the server's cloud")
+    flavor: Annotated[str, StringConstraints(min_length=1, max_length=64), NoControl] = Field(
+        description="a flavor of the server's cloud")
     confirm: bool = Field(default=True, description="confirm the resize (Nova's VERIFY_RESIZE) at once")

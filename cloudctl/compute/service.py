@@ -7,7 +7,7 @@ its share before the provider has built anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +30,7 @@ __all__ = [
     "capacity",
     "create_cloud",
     "ensure_project",
+    "ensure_projects",
     "get_cloud",
     "get_quota",
     "list_clouds",
@@ -38,6 +39,7 @@ __all__ = [
     "release",
     "reserve",
     "set_quota",
+    "set_quotas",
     "sync_flavors",
     "sync_quota",
     "sync_quotas",
@@ -145,24 +147,70 @@ def list_flavors(session: Session, principal: Principal, name: str) -> list[Flav
 
 def ensure_project(session: Session, unit: Unit, cloud: Cloud, provider: CloudProvider) -> str:
     """The unit's project on the cloud, created at the provider on first use and remembered."""
-    mapped = session.scalar(select(UnitProject).where(UnitProject.unit_id == unit.id,
-                                                      UnitProject.cloud_id == cloud.id))
-    if mapped is not None:
-        return mapped.project_id
-    project_id = provider.ensure_project(unit.code, unit.name)
-    session.add(UnitProject(unit_id=unit.id, cloud_id=cloud.id, project_id=project_id))
-    session.flush()
-    return project_id
+    return ensure_projects(session, [(unit, cloud)], lambda _: provider)[(unit.id, cloud.id)]
 
 
-def _quota_row(session: Session, unit: Unit, cloud: Cloud) -> Quota:
-    quota = session.scalar(select(Quota).where(Quota.unit_id == unit.id, Quota.cloud_id == cloud.id))
-    if quota is None:
-        quota = Quota(unit=unit, unit_id=unit.id, cloud=cloud, cloud_id=cloud.id, limit_vcpus=None,
-                      limit_ram_mb=None, limit_disk_gb=None, limit_instances=None)
-        session.add(quota)
+def ensure_projects(session: Session, pairs: Sequence[tuple[Unit, Cloud]],
+                    provider_of: Callable[[Cloud], CloudProvider]) -> dict[tuple[int, int], str]:
+    """:func:`ensure_project` for many (unit, cloud) pairs, in order: (unit id, cloud id) → project id."""
+    unit_ids = sorted({unit.id for unit, _ in pairs})
+    cloud_ids = sorted({cloud.id for _, cloud in pairs})
+    projects: dict[tuple[int, int], str] = {}
+    for start in range(0, len(unit_ids), 500):
+        projects.update(((unit_id, cloud_id), project_id) for unit_id, cloud_id, project_id in session.execute(
+            select(UnitProject.unit_id, UnitProject.cloud_id, UnitProject.project_id)
+            .where(UnitProject.cloud_id.in_(cloud_ids), UnitProject.unit_id.in_(unit_ids[start:start + 500]))))
+    added = False
+    for unit, cloud in pairs:
+        if (unit.id, cloud.id) not in projects:
+            project_id = projects[(unit.id, cloud.id)] = provider_of(cloud).ensure_project(unit.code, unit.name)
+            session.add(UnitProject(unit_id=unit.id, cloud_id=cloud.id, project_id=project_id))
+            added = True
+    if added:
         session.flush()
-    return quota
+    return projects
+
+
+def _quota_rows(session: Session, pairs: Sequence[tuple[Unit, Cloud]]) -> dict[tuple[int, int], Quota]:
+    """The quota rows of these (unit, cloud) pairs, created (no limits) where there is none yet."""
+    unit_ids = sorted({unit.id for unit, _ in pairs})
+    cloud_ids = sorted({cloud.id for _, cloud in pairs})
+    rows: dict[tuple[int, int], Quota] = {}
+    for start in range(0, len(unit_ids), 500):
+        rows.update(((q.unit_id, q.cloud_id), q) for q in session.scalars(select(Quota).where(
+            Quota.cloud_id.in_(cloud_ids), Quota.unit_id.in_(unit_ids[start:start + 500]))))
+    added = False
+    for unit, cloud in pairs:
+        if (unit.id, cloud.id) not in rows:
+            rows[(unit.id, cloud.id)] = quota = Quota(unit=unit, unit_id=unit.id, cloud=cloud, cloud_id=cloud.id,
+                                                      limit_vcpus=None, limit_ram_mb=None, limit_disk_gb=None,
+                                                      limit_instances=None)
+            session.add(quota)
+            added = True
+    if added:
+        session.flush()
+    return rows
+
+
+def _units_and_clouds(session: Session, principal: Principal, pairs: Sequence[tuple[str, str]]
+                      ) -> list[tuple[Unit, Cloud]]:
+    """(unit code, cloud name) pairs as rows, each unit looked up as :func:`get_unit` would (scoped)."""
+    authorize(principal, "org.unit:read")
+    codes = sorted({code for code, _ in pairs})
+    units: dict[str, Unit] = {}
+    for start in range(0, len(codes), 500):
+        units.update((u.code, u) for u in session.scalars(read.within(
+            select(Unit).where(Unit.code.in_(codes[start:start + 500])), principal, unit=Unit.id)))
+    clouds: dict[str, Cloud] = {}
+    found: list[tuple[Unit, Cloud]] = []
+    for code, cloud_name in pairs:
+        unit = units.get(code)
+        if unit is None:
+            raise NotFound(f"no unit with code {code!r}", field="unit")
+        if cloud_name not in clouds:
+            clouds[cloud_name] = get_cloud(session, principal, cloud_name)
+        found.append((unit, clouds[cloud_name]))
+    return found
 
 
 def get_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str) -> Quota:
@@ -191,59 +239,65 @@ def list_quotas(
 def set_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str, data: QuotaSet,
               *, providers: ProviderLookup = provider_for) -> Quota:
     """Set limits and push them to the provider. A limit below what is used or reserved is refused."""
+    return set_quotas(session, principal, [(unit_code, cloud_name, data)], providers=providers)[0]
+
+
+def set_quotas(session: Session, principal: Principal, items: Sequence[tuple[str, str, QuotaSet]],
+               *, providers: ProviderLookup = provider_for) -> list[Quota]:
+    """:func:`set_quota` for many (unit code, cloud name, limits), each audited.
+
+    Every item is checked before any limit is pushed to a provider; then they are pushed in order.
+    """
     authorize(principal, "compute.quota:write")
-    given = data.model_dump(exclude_unset=True, exclude_none=True)
-    if not given:
+    given_of = [data.model_dump(exclude_unset=True, exclude_none=True) for _, _, data in items]
+    if any(not given for given in given_of):
         raise InvalidInput("give at least one of vcpus, ram_gib, disk_gib, instances", field="limits")
-    unit = get_unit(session, principal, unit_code, field_name="unit")
-    cloud = get_cloud(session, principal, cloud_name)
-    quota = _quota_row(session, unit, cloud)
-    before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
-    wanted = {
-        "vcpus": given.get("vcpus", quota.limit_vcpus),
-        "ram_mb": given["ram_gib"] * 1024 if "ram_gib" in given else quota.limit_ram_mb,
-        "disk_gb": given.get("disk_gib", quota.limit_disk_gb),
-        "instances": given.get("instances", quota.limit_instances),
-    }
-    for resource, limit in wanted.items():
-        held = getattr(quota, f"used_{resource}") + getattr(quota, f"reserved_{resource}")
-        if limit is not None and limit < held:
-            field, amount = _edge(resource, held)
-            raise Conflict(f"{unit_code} already uses or has reserved {amount} on {cloud_name}; the limit cannot go "
-                           f"below it", field=field)
-    provider = providers(cloud)
-    project = ensure_project(session, unit, cloud, provider)
-    # The provider refuses a limit under its own usage (never forced, unlike set_compute_quotas).
-    provider.set_quota(project, QuotaLimits(wanted["vcpus"], wanted["ram_mb"], wanted["disk_gb"],
-                                            wanted["instances"]))
-    quota.limit_vcpus, quota.limit_ram_mb = wanted["vcpus"], wanted["ram_mb"]
-    quota.limit_disk_gb, quota.limit_instances = wanted["disk_gb"], wanted["instances"]
+    pairs = _units_and_clouds(session, principal, [(code, cloud) for code, cloud, _ in items])
+    quotas = _quota_rows(session, pairs)
+    wanted_of: list[dict[str, int | None]] = []
+    # A quota named twice: the second item starts from the limits the first one sets, as two calls would.
+    planned: dict[tuple[int, int], dict[str, int | None]] = {}
+    for (unit, cloud), given in zip(pairs, given_of, strict=True):
+        quota = quotas[(unit.id, cloud.id)]
+        now = planned.get((unit.id, cloud.id)) or {"vcpus": quota.limit_vcpus, "ram_mb": quota.limit_ram_mb,
+                                                   "disk_gb": quota.limit_disk_gb,
+                                                   "instances": quota.limit_instances}
+        wanted = planned[(unit.id, cloud.id)] = {
+            "vcpus": given.get("vcpus", now["vcpus"]),
+            "ram_mb": given["ram_gib"] * 1024 if "ram_gib" in given else now["ram_mb"],
+            "disk_gb": given.get("disk_gib", now["disk_gb"]),
+            "instances": given.get("instances", now["instances"]),
+        }
+        for resource, limit in wanted.items():
+            held = getattr(quota, f"used_{resource}") + getattr(quota, f"reserved_{resource}")
+            if limit is not None and limit < held:
+                field, amount = _edge(resource, held)
+                raise Conflict(f"{unit.code} already uses or has reserved {amount} on {cloud.name}; the limit "
+                               f"cannot go below it", field=field)
+        wanted_of.append(wanted)
+    provider_of = _provider_cache(providers)
+    projects = ensure_projects(session, pairs, provider_of)
+    done: list[Quota] = []
+    for (unit, cloud), wanted in zip(pairs, wanted_of, strict=True):
+        quota = quotas[(unit.id, cloud.id)]
+        before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
+        # The provider refuses a limit under its own usage (never forced, unlike set_compute_quotas).
+        provider_of(cloud).set_quota(projects[(unit.id, cloud.id)], QuotaLimits(
+            wanted["vcpus"], wanted["ram_mb"], wanted["disk_gb"], wanted["instances"]))
+        quota.limit_vcpus, quota.limit_ram_mb = wanted["vcpus"], wanted["ram_mb"]
+        quota.limit_disk_gb, quota.limit_instances = wanted["disk_gb"], wanted["instances"]
+        audit.record(session, principal, action="update", entity="quota", entity_id=f"{unit.code}@{cloud.name}",
+                     before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
+        done.append(quota)
     session.flush()
-    audit.record(session, principal, action="update", entity="quota", entity_id=f"{unit_code}@{cloud_name}",
-                 before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
-    return quota
+    return done
 
 
 def sync_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str,
                *, providers: ProviderLookup = provider_for) -> Quota:
     """Read limits and usage back from the provider (someone may have changed them there)."""
     authorize(principal, "compute.quota:write")
-    unit = get_unit(session, principal, unit_code, field_name="unit")
-    cloud = get_cloud(session, principal, cloud_name)
-    provider = providers(cloud)
-    project = ensure_project(session, unit, cloud, provider)
-    limits, usage = provider.get_quota(project)
-    quota = _quota_row(session, unit, cloud)
-    before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
-    quota.limit_vcpus, quota.limit_ram_mb = limits.vcpus, limits.ram_mb
-    quota.limit_disk_gb, quota.limit_instances = limits.disk_gb, limits.instances
-    quota.used_vcpus, quota.used_ram_mb = usage.vcpus, usage.ram_mb
-    quota.used_disk_gb, quota.used_instances = usage.disk_gb, usage.instances
-    quota.synced_at = utcnow()
-    session.flush()
-    audit.record(session, principal, action="sync", entity="quota", entity_id=f"{unit_code}@{cloud_name}",
-                 before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
-    return quota
+    return _sync(session, principal, _units_and_clouds(session, principal, [(unit_code, cloud_name)]), providers)[0]
 
 
 def sync_quotas(session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
@@ -255,8 +309,43 @@ def sync_quotas(session: Session, principal: Principal, *, unit: str | None = No
         query = query.where(under(session, principal, unit, Quota.unit_id))
     if cloud is not None:
         query = query.where(Cloud.name == cloud)
-    pairs = [(q.unit.code, q.cloud.name) for q in session.scalars(query.order_by(Unit.code, Cloud.name))]
-    return [sync_quota(session, principal, u, c, providers=providers) for u, c in pairs]
+    return _sync(session, principal, [(q.unit, q.cloud) for q in session.scalars(query.order_by(Unit.code,
+                                                                                                Cloud.name))],
+                 providers)
+
+
+def _sync(session: Session, principal: Principal, pairs: Sequence[tuple[Unit, Cloud]],
+          providers: ProviderLookup) -> list[Quota]:
+    provider_of = _provider_cache(providers)
+    projects = ensure_projects(session, pairs, provider_of)
+    quotas = _quota_rows(session, pairs)
+    done: list[Quota] = []
+    for unit, cloud in pairs:
+        limits, usage = provider_of(cloud).get_quota(projects[(unit.id, cloud.id)])
+        quota = quotas[(unit.id, cloud.id)]
+        before = audit.snapshot(quota, QUOTA_AUDIT_FIELDS)
+        quota.limit_vcpus, quota.limit_ram_mb = limits.vcpus, limits.ram_mb
+        quota.limit_disk_gb, quota.limit_instances = limits.disk_gb, limits.instances
+        quota.used_vcpus, quota.used_ram_mb = usage.vcpus, usage.ram_mb
+        quota.used_disk_gb, quota.used_instances = usage.disk_gb, usage.instances
+        quota.synced_at = utcnow()
+        audit.record(session, principal, action="sync", entity="quota", entity_id=f"{unit.code}@{cloud.name}",
+                     before=before, after=audit.snapshot(quota, QUOTA_AUDIT_FIELDS), unit_id=unit.id)
+        done.append(quota)
+    session.flush()
+    return done
+
+
+def _provider_cache(providers: ProviderLookup) -> Callable[[Cloud], CloudProvider]:
+    """One provider adapter per cloud for the length of a call (an adapter may hold a connection)."""
+    made: dict[int, CloudProvider] = {}
+
+    def provider_of(cloud: Cloud) -> CloudProvider:
+        if cloud.id not in made:
+            made[cloud.id] = providers(cloud)
+        return made[cloud.id]
+
+    return provider_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,15 @@
-"""The audit log: one row per change, written in the same transaction as the change."""
+"""The audit log: one row per change, written in the same transaction as the change.
+
+Work in bulk that a person starts as one act (seeding the demo city) may be audited as one row
+instead: inside :func:`batch`, the changes the services record are counted, and the batch writes
+one row saying what was done and how many changes of each kind it made.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +21,9 @@ from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.models import Base, utcnow
 
-__all__ = ["AuditEntry", "jsonable", "list_audit", "record", "snapshot"]
+__all__ = ["AuditEntry", "batch", "jsonable", "list_audit", "record", "snapshot"]
+
+_BATCH = "cloudctl.audit.batch"
 
 
 class AuditEntry(Base):
@@ -72,6 +80,11 @@ def record(
             return None
         before = {k: before.get(k) for k in sorted(changed)}
         after = {k: after.get(k) for k in sorted(changed)}
+    counted: dict[str, int] | None = session.info.get(_BATCH)
+    if counted is not None:
+        key = f"{entity}.{action}"
+        counted[key] = counted.get(key, 0) + 1
+        return None
     entry = AuditEntry(
         actor=principal.actor,
         actor_role=principal.role.value,
@@ -84,6 +97,29 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+@contextmanager
+def batch(session: Session, principal: Principal, *, action: str, entity: str, entity_id: object,
+          unit_id: int | None = None) -> Iterator[dict[str, Any]]:
+    """Audit everything recorded in the block as one row, ``after`` = what the caller puts in the yielded
+    dict plus ``changes``: how many changes of each kind (``"quota.update": 43``) the block recorded.
+
+    Nothing is written if the block fails. A batch inside a batch is counted by the outer one as one change.
+    """
+    outer: dict[str, int] | None = session.info.get(_BATCH)
+    counted: dict[str, int] = {}
+    summary: dict[str, Any] = {}
+    session.info[_BATCH] = counted
+    try:
+        yield summary
+    finally:
+        if outer is None:
+            session.info.pop(_BATCH, None)
+        else:
+            session.info[_BATCH] = outer
+    record(session, principal, action=action, entity=entity, entity_id=entity_id, unit_id=unit_id,
+           after={**summary, "changes": dict(sorted(counted.items()))})
 
 
 def list_audit(

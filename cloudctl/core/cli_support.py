@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import typer
 from pydantic import BaseModel
@@ -34,6 +34,7 @@ UnitFilter = typer.Option(None, "--unit", help="a unit code: that unit and every
 TABLE_PAGE = 50
 OffsetOption = typer.Option(0, "--offset", min=0, help="rows to skip")
 Lister = Callable[..., tuple[Sequence[Any], int]]
+M = TypeVar("M", bound=BaseModel)
 
 
 def limit_option() -> Any:
@@ -48,31 +49,36 @@ def rows_of(rows: Sequence[Any]) -> Lister:
     return lambda *, limit, offset: (rows[offset:offset + limit], len(rows))
 
 
-def print_list(lister: Lister, public: type[BaseModel] | Callable[[Sequence[Any]], Sequence[BaseModel]],
+def print_list(lister: Lister, public: type[M] | Callable[[Sequence[Any]], Sequence[M]],
                columns: Sequence[Column], output: OutputFormat, *, limit: int | None, offset: int = 0,
-               title: str | None = None) -> None:
+               title: str | None = None) -> Sequence[M]:
     """A list command's output, the same in every command, inside its unit of work.
 
     ``lister(limit=, offset=)`` answers ``(rows, total)`` (a service's list function with its filters bound);
     ``public`` turns rows into what is shown (a schema, or a function over a page of rows). ``--output json``
     without ``--limit`` prints every matching row, read and written a page at a time; with it, that page. A
     table shows one page (``--limit``, default :data:`TABLE_PAGE`) and says "showing N of M".
+
+    Answers the page it printed, for a command that shows more about those rows below the table (nothing when
+    every row was streamed as JSON).
     """
-    def shown(rows: Sequence[Any]) -> Sequence[BaseModel]:
+    def shown(rows: Sequence[Any]) -> Sequence[M]:
         if isinstance(public, type) and issubclass(public, BaseModel):
             return [public.model_validate(row) for row in rows]
-        return cast(Callable[[Sequence[Any]], Sequence[BaseModel]], public)(rows)
+        return cast(Callable[[Sequence[Any]], Sequence[M]], public)(rows)
 
     if output is OutputFormat.JSON and limit is None:
-        def pages(*, limit: int, offset: int) -> tuple[Sequence[BaseModel], int]:
+        def pages(*, limit: int, offset: int) -> tuple[Sequence[M], int]:
             rows, total = lister(limit=limit, offset=offset + start)
             return shown(rows), total
 
         start = offset
         print_json_rows(read.every(pages))
-        return
+        return []
     rows, total = lister(limit=limit or min(TABLE_PAGE, get_settings().api_page_limit_max), offset=offset)
-    print_rows(shown(rows), columns, output, title=title, total=total, offset=offset)
+    page = shown(rows)
+    print_rows(page, columns, output, title=title, total=total, offset=offset)
+    return page
 
 
 class SchemaOutOfDate(CloudctlError):

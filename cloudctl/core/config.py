@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     security_sla_working_days: bool = False
     # The big screen's summary without a token: only on a closed duty-room network.
     screen_public: bool = False
+    # Request bodies (alert webhooks included) larger than this are refused with 413; JSON nested deeper
+    # than this is refused with 422 before the parser (which recurses) sees it.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    api_max_json_depth: int = Field(default=32, ge=4, le=512)
+    # Duty periods (7×24值班): the longest period and the most report slots one may have, so a period's
+    # schedule stays a size a person can keep (and every view of it a size the server can compute).
+    duty_max_days: int = Field(default=366, ge=1, le=3660)
+    duty_max_slots: int = Field(default=3000, ge=1, le=100_000)
+    # The block list (封禁): the broadest network one entry may block (IPv4 /16, IPv6 /48 by default).
+    blocklist_min_prefix_v4: int = Field(default=16, ge=1, le=32)
+    blocklist_min_prefix_v6: int = Field(default=48, ge=1, le=128)
 
     @field_validator("display_timezone")
     @classmethod

@@ -45,15 +45,19 @@ class CloudctlError(Exception):
         if field is not None:
             self.errors.insert(0, FieldError(field, detail))
         self.extra = extra
+        # The file the error is about, when it came from one (set by cloudctl.core.tabular.in_file).
+        self.source: str | None = None
 
     @property
     def field(self) -> str | None:
         return self.errors[0].field if self.errors else None
 
     def __str__(self) -> str:
-        if self.field and not self.detail.startswith(self.field):
-            return f"{self.field}: {self.detail}"
-        return self.detail
+        text = self.detail
+        # "units.csv: rows.3.name: …", but "units.csv: the file is empty" rather than "units.csv: file: …".
+        if self.field and not self.detail.startswith(self.field) and not (self.source and self.field == "file"):
+            text = f"{self.field}: {self.detail}"
+        return f"{self.source}: {text}" if self.source else text
 
 
 class InvalidInput(CloudctlError):

@@ -23,12 +23,24 @@ from rich.text import Text
 from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time, zone_label
 from cloudctl.core.models import LabelledEnum
+from cloudctl.core.text import escape_json_controls, visible
 
 __all__ = ["Column", "OutputFormat", "console", "err_console", "print_json", "print_json_rows", "print_one",
-           "print_rows"]
+           "print_rows", "write_text"]
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """A Rich console that shows control characters in the text it is given (␛ for ESC) instead of passing them
+    to the terminal: a name stored with an escape sequence cannot clear the operator's screen or recolour it.
+    Every string a command prints, and every table cell, becomes text here; Rich's own styling comes after."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
+
 # The longest identifier-like word (no spaces) a column keeps on one line: "990102001001", "2001:db8::10".
 _IDENTIFIER_MAX = 16
 _FOLDED_MIN = 4  # the least a column that folds is left
@@ -75,17 +87,23 @@ def _whole(cells: list[list[str]], headers: Sequence[str], width: int) -> list[b
 
 
 def print_json(data: Any) -> None:
-    """JSON for programs. ensure_ascii=False: unit names are Chinese and must stay readable."""
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+    """JSON for programs. ensure_ascii=False: unit names are Chinese and must stay readable; control characters
+    are escaped (json escapes C0, we escape DEL, C1 and bidi controls)."""
+    print(escape_json_controls(json.dumps(data, ensure_ascii=False, indent=2)))
+
+
+def write_text(text: str) -> None:
+    """Text a command writes as it is (a block list, CSV): line breaks kept, every other control character shown."""
+    sys.stdout.write(visible(text, keep="\n\r\t"))
 
 
 def print_json_rows(rows: Iterable[BaseModel]) -> None:
-    """A JSON array written a row at a time, as :func:`print_json` writes a list: any number of rows in little
-    memory."""
+    """A JSON array written a row at a time, as :func:`print_json` writes a list (control characters escaped the
+    same way): any number of rows in little memory."""
     out = sys.stdout
     first = True
     for row in rows:
-        text = json.dumps(row.model_dump(mode="json"), ensure_ascii=False, indent=2)
+        text = escape_json_controls(json.dumps(row.model_dump(mode="json"), ensure_ascii=False, indent=2))
         out.write(("[\n" if first else ",\n") + "\n".join("  " + line for line in text.splitlines()))
         first = False
     out.write("[]\n" if first else "\n]\n")

@@ -1,11 +1,22 @@
-"""``cloudctl demo``: the demo city on the embedded default (SQLite + simulator), seeded and served."""
+"""``cloudctl demo``: the demo city on the embedded default (SQLite + simulator), seeded and served.
+
+Both commands bring the database to the newest schema first, and show each step of the seeding
+with its time as it goes (on standard error when the output is JSON, and only on a terminal then).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 import typer
+from rich.console import Console
+from rich.status import Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,13 +24,20 @@ from cloudctl.core.cli_support import OutputOption, unit_of_work
 from cloudctl.core.config import get_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import NotAuthenticated
-from cloudctl.core.migrate import upgrade
-from cloudctl.core.output import OutputFormat, console
-from cloudctl.demo.seed import STAFF_USERS, dept_username, issue_demo_tokens, seed_demo, write_tokens_file
+from cloudctl.core.migrate import current_revision, head_revision, upgrade
+from cloudctl.core.output import OutputFormat, console, err_console
+from cloudctl.demo.seed import (
+    STAFF_USERS,
+    DemoSeedResult,
+    dept_username,
+    issue_demo_tokens,
+    seed_demo,
+    write_tokens_file,
+)
 from cloudctl.org.models import Unit, UnitKind, User
 from cloudctl.org.service import authenticate_token
 
-__all__ = ["demo_app"]
+__all__ = ["StepLines", "demo_app"]
 
 demo_app = typer.Typer(
     help="The demo city (演示城市): `cloudctl demo` migrates, seeds and serves it; `demo seed` only seeds.",
@@ -31,22 +49,82 @@ def _tokens_path(tokens_file: Path | None) -> Path:
     return tokens_file or get_settings().data_dir / "demo-tokens.json"
 
 
+class StepLines:
+    """The seeding as it goes: a spinner on the running step, then one line per finished step with its time."""
+
+    def __init__(self, out: Console | None) -> None:
+        self.out = out
+        self.status: Status | None = None
+
+    def __enter__(self) -> StepLines:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+    def started(self, step: str) -> None:
+        if self.out is None:
+            return
+        if self.status is None:
+            self.status = self.out.status(step)
+            self.status.start()
+        self.status.update(f"{step} …")
+
+    def finished(self, step: str, seconds: float, note: str = "") -> None:
+        if self.out is not None:
+            self.out.print(f"[green]✓[/] {step:14} {seconds:6.2f} s  [dim]{note}[/]", highlight=False)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[list[str]]:
+        """A step of the command's own (migrating, issuing tokens); a note appended to the list is shown with it."""
+        note: list[str] = []
+        self.started(name)
+        started = time.perf_counter()
+        yield note
+        self.finished(name, time.perf_counter() - started, " ".join(note))
+
+
+def _migrate(lines: StepLines) -> None:
+    """Bring the database to the newest schema, if it is not there yet (an empty database included)."""
+    engine = get_engine()
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        with lines.step("migrate") as note:
+            upgrade(engine)
+            note.append(f"{current or 'empty'} → {head}")
+
+
+def _seed(lines: StepLines, seed: int) -> tuple[DemoSeedResult, dict[str, str]]:
+    with unit_of_work() as (session, principal):
+        result = seed_demo(session, principal, seed=seed, progress=lines)
+        with lines.step("tokens") as note:
+            tokens = issue_demo_tokens(session, principal, result.users)
+            note.append(f"{len(tokens)} demo users")
+    return result, tokens
+
+
 @demo_app.command("seed")
 def demo_seed(
     seed: int = typer.Option(2026, "--seed", help="the same seed builds the same city"),
     tokens_file: Path | None = typer.Option(None, help="where to write the demo tokens (default: data dir)"),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Build the demo city into an empty database and write a token per demo user to a file."""
-    with unit_of_work() as (session, principal):
-        result = seed_demo(session, principal, seed=seed)
-        tokens = issue_demo_tokens(session, principal, result.users)
+    """Build the demo city into an empty database (migrated first) and write a token per demo user to a file."""
+    # JSON goes to programs: the steps go to standard error then, and only when a person watches it
+    # (the stream itself is a terminal: a forced-colour setting must not put them into a captured output).
+    shown = console if output is OutputFormat.TABLE else err_console if sys.stderr.isatty() else None
+    with StepLines(shown) as lines:
+        _migrate(lines)
+        result, tokens = _seed(lines, seed)
     path = write_tokens_file(_tokens_path(tokens_file), tokens)
     if output is OutputFormat.JSON:
-        print(json.dumps({"city": result.city, "counts": result.counts, "tokens_file": str(path)},
+        print(json.dumps({"city": result.city, "counts": result.counts, "tokens_file": str(path),
+                          "seconds": {step: round(took, 3) for step, took in result.seconds.items()}},
                          ensure_ascii=False, indent=2))
         return
-    console.print(f"[bold]{result.city}[/] seeded (seed {seed}):")
+    console.print(f"[bold]{result.city}[/] seeded (seed {seed}) in {sum(result.seconds.values()):.1f} s:")
     for key, value in result.counts.items():
         console.print(f"  {key:32} {value:>6}")
     console.print(f"demo tokens written to [bold]{path}[/] (mode 600)")
@@ -62,20 +140,23 @@ def demo_main(
     """Migrate the database, seed the demo city if it is empty, and serve the API."""
     if ctx.invoked_subcommand is not None:
         return
-    engine = get_engine()
-    upgrade(engine)
     path = _tokens_path(None)
-    with unit_of_work() as (session, principal):
-        has_city = session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)) is not None
+    tokens: dict[str, str] | None = None
+    with StepLines(console) as lines:
+        _migrate(lines)
+        with unit_of_work() as (session, _):
+            has_city = session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)) is not None
         if not has_city:
-            result = seed_demo(session, principal, seed=seed)
+            result, tokens = _seed(lines, seed)
             console.print(f"seeded the demo city [bold]{result.city}[/]: "
                           f"{result.counts['units']} units, {result.counts['business_systems']} business systems")
-        tokens = _reuse_tokens(session, path)
-        if tokens is None:
-            wanted = [*STAFF_USERS, *(dept_username(code) for code in _department_codes(session))]
-            existing = set(session.scalars(select(User.username).where(User.username.in_(wanted))))
-            tokens = issue_demo_tokens(session, principal, [u for u in wanted if u in existing])
+    if tokens is None:
+        with unit_of_work() as (session, principal):
+            tokens = _reuse_tokens(session, path)
+            if tokens is None:
+                wanted = [*STAFF_USERS, *(dept_username(code) for code in _department_codes(session))]
+                existing = set(session.scalars(select(User.username).where(User.username.in_(wanted))))
+                tokens = issue_demo_tokens(session, principal, [u for u in wanted if u in existing])
     base_url = f"http://{host}:{port}"
     write_tokens_file(path, tokens, base_url=base_url)
     dept_user = next((name for name in tokens if name.startswith("dept-")), None)

@@ -1,8 +1,10 @@
 """Write the demo city into a database: units, business systems, a user per role and their tokens.
 
-The seeder inserts in bulk (one statement per table, not one service call per unit)
-and audits the seeding once, so a fresh demo is ready in about a second.
-Later domains extend the demo by registering a step with :func:`demo_step`.
+The seeder works in steps: the organisation (units, systems, users), then one step per domain
+that extends the demo, registered with :func:`demo_step` (compute, reclaim, extranet, security).
+Each writes in bulk (one statement per table, the services' batch paths) and is audited as one
+row saying what it built; the seeding as a whole gets one more with the counts. A caller may
+follow the steps as they run (the CLI's progress display) through :class:`SeedProgress`.
 """
 
 from __future__ import annotations
@@ -10,22 +12,26 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit
 from cloudctl.core.auth import Principal, Role, authorize
+from cloudctl.core.bulk import insert_rows, reserve_ids
 from cloudctl.core.errors import Conflict
 from cloudctl.demo.city import DemoCity, generate_city
 from cloudctl.org import service
 from cloudctl.org.models import BusinessSystem, Unit, UnitKind, User
 
-__all__ = ["DemoSeedResult", "demo_step", "issue_demo_tokens", "seed_demo", "write_tokens_file"]
+__all__ = ["STEPS", "DemoSeedResult", "SeedProgress", "demo_step", "issue_demo_tokens", "seed_demo",
+           "write_tokens_file"]
 
 STAFF_USERS: dict[str, tuple[Role, str]] = {
     "admin": (Role.ADMIN, "系统管理员"),
@@ -35,7 +41,7 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
     "auditor": (Role.AUDITOR, "审计员"),
 }
 
-# Domains that add to the demo city; importing one registers its step.
+# Domains that add to the demo city, in the order their steps run; importing one registers its step.
 DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo",
                 "cloudctl.security.demo")
 
@@ -53,11 +59,25 @@ def demo_step(name: str) -> Callable[[DemoStep], DemoStep]:
     return register
 
 
+# The steps in the order they run: the organisation first, then each domain's.
+STEPS = ("organisation", "compute", "reclaim", "extranet", "security")
+
+
+class SeedProgress(Protocol):
+    """Told when each step starts and how long it took."""
+
+    def started(self, step: str) -> None: ...
+
+    def finished(self, step: str, seconds: float) -> None: ...
+
+
 @dataclass
 class DemoSeedResult:
     city: str
     counts: dict[str, int] = field(default_factory=dict)
     users: list[str] = field(default_factory=list)
+    # Wall-clock seconds per step, in the order they ran.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def dept_username(code: str) -> str:
@@ -65,32 +85,66 @@ def dept_username(code: str) -> str:
     return "dept-" + code.rsplit("-", 1)[-1].lower()
 
 
-def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> DemoSeedResult:
+def seed_demo(session: Session, principal: Principal, *, seed: int = 2026,
+              progress: SeedProgress | None = None) -> DemoSeedResult:
     authorize(principal, "org.unit:write")
     authorize(principal, "org.user:write")
     if session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)) is not None:
         raise Conflict("this database already has a city; seed the demo into a fresh database", field="database")
+    for module in DEMO_MODULES:
+        importlib.import_module(module)
     city = generate_city(seed)
+    result = DemoSeedResult(city=city.name)
 
-    # Units: parents come before children in the generator, so ids can be assigned level by level.
-    ids: dict[str, int] = {}
-    for depth_units in _by_depth(city):
-        rows = [
-            {"code": u.code, "name": u.name, "kind": u.kind, "parent_id": ids.get(u.parent_code or ""),
-             "path": "/", "contact_name": u.contact_name, "contact_phone": u.contact_phone,
-             "contact_email": u.contact_email}
-            for u in depth_units
-        ]
-        session.execute(insert(Unit), rows)
-        codes = [u.code for u in depth_units]
-        ids.update({code: id_ for code, id_ in session.execute(select(Unit.code, Unit.id).where(Unit.code.in_(codes)))})
+    @contextmanager
+    def step(name: str) -> Iterator[dict[str, Any]]:
+        if progress is not None:
+            progress.started(name)
+        started = time.perf_counter()
+        with audit.batch(session, principal, action=f"demo.seed.{name}", entity="city",
+                         entity_id=city.units[0].code) as summary:
+            yield summary
+        session.flush()
+        result.seconds[name] = time.perf_counter() - started
+        if progress is not None:
+            progress.finished(name, result.seconds[name])
+
+    with step("organisation") as summary:
+        counts, result.users = _seed_organisation(session, city)
+        summary.update(counts)
+        result.counts.update(counts)
+    for name, seed_step in _in_order(_steps):
+        with step(name) as summary:
+            summary.update(seed_step(session, principal, city, seed))
+            result.counts.update({f"{name}.{key}": value for key, value in summary.items()})
+    audit.record(session, principal, action="demo.seed", entity="city", entity_id=city.units[0].code,
+                 after={"seed": seed, "name": city.name, **result.counts})
+    session.flush()
+    return result
+
+
+def _in_order(steps: list[tuple[str, DemoStep]]) -> list[tuple[str, DemoStep]]:
+    """The domains' steps in the order of DEMO_MODULES (a later one builds on an earlier one's records),
+    whichever module some other code happened to import first; steps of other modules come last."""
+    def position(entry: tuple[str, DemoStep]) -> int:
+        module = entry[1].__module__
+        return DEMO_MODULES.index(module) if module in DEMO_MODULES else len(DEMO_MODULES)
+
+    return sorted(steps, key=position)
+
+
+def _seed_organisation(session: Session, city: DemoCity) -> tuple[dict[str, int], list[str]]:
+    """Units, business systems, a user per role and department: the counts, and the users' names."""
+    # The units' ids are taken first, so each row is written whole: its parent and its path in the tree.
+    # The generator lists parents before their children, so the ids are the ones the rows would get in turn.
+    ids = dict(zip((u.code for u in city.units), reserve_ids(session, Unit, len(city.units)), strict=True))
     paths: dict[str, str] = {}
     for unit in city.units:
         paths[unit.code] = f"{paths[unit.parent_code] if unit.parent_code else '/'}{ids[unit.code]}/"
-    session.execute(
-        update(Unit),
-        [{"id": ids[code], "path": path} for code, path in paths.items()],
-    )
+    insert_rows(session, Unit, ("id", "code", "name", "kind", "parent_id", "path", "contact_name", "contact_phone",
+                                "contact_email"), (
+        (ids[u.code], u.code, u.name, u.kind, ids[u.parent_code] if u.parent_code else None, paths[u.code],
+         u.contact_name, u.contact_phone, u.contact_email) for u in city.units))
 
     session.execute(insert(BusinessSystem), [
         {"unit_id": ids[s.unit_code], "name": s.name, "mlps_level": s.mlps_level,
@@ -99,44 +153,27 @@ def seed_demo(session: Session, principal: Principal, *, seed: int = 2026) -> De
     ])
 
     users: list[dict[str, Any]] = [{"username": name, "role": role, "display_name": label, "unit_id": None}
-             for name, (role, label) in STAFF_USERS.items()]
+                                   for name, (role, label) in STAFF_USERS.items()]
     names = {u.code: u.name for u in city.units}
     users += [{"username": dept_username(code), "role": Role.DEPT, "display_name": names[code],
                "unit_id": ids[code]} for code in city.departments]
     session.execute(insert(User), users)
 
-    for module in DEMO_MODULES:
-        importlib.import_module(module)
     counts: dict[str, int] = {}
     for unit in city.units:
         counts[f"units.{unit.kind}"] = counts.get(f"units.{unit.kind}", 0) + 1
     counts["units"] = len(city.units)
     counts["business_systems"] = len(city.systems)
     counts["users"] = len(users)
-    for name, step in _steps:
-        for key, value in step(session, principal, city, seed).items():
-            counts[f"{name}.{key}"] = value
-    audit.record(session, principal, action="demo.seed", entity="city", entity_id=city.units[0].code,
-                 after={"seed": seed, "name": city.name, **counts})
-    session.flush()
-    return DemoSeedResult(city=city.name, counts=counts, users=[u["username"] for u in users])
-
-
-def _by_depth(city: DemoCity) -> list[list[Any]]:
-    depth: dict[str, int] = {}
-    levels: list[list[Any]] = []
-    for unit in city.units:
-        d = depth[unit.parent_code] + 1 if unit.parent_code else 0
-        depth[unit.code] = d
-        while len(levels) <= d:
-            levels.append([])
-        levels[d].append(unit)
-    return levels
+    return counts, [u["username"] for u in users]
 
 
 def issue_demo_tokens(session: Session, principal: Principal, usernames: list[str]) -> dict[str, str]:
-    """A fresh token for each demo user: username → secret."""
-    return {name: service.create_token(session, principal, name, description="demo")[1] for name in usernames}
+    """A fresh token for each demo user: username → secret, audited as one row."""
+    with audit.batch(session, principal, action="demo.tokens", entity="api_token", entity_id="demo") as summary:
+        tokens = {name: service.create_token(session, principal, name, description="demo")[1] for name in usernames}
+        summary["users"] = sorted(tokens)
+    return tokens
 
 
 def write_tokens_file(path: Path, tokens: dict[str, str], *, base_url: str | None = None) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from functools import partial
@@ -14,7 +12,7 @@ import typer
 import yaml
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cloudctl.core import jobs
+from cloudctl.core import jobs, tabular
 from cloudctl.core.cli_support import (
     OffsetOption,
     OutputOption,
@@ -26,7 +24,9 @@ from cloudctl.core.cli_support import (
 )
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.export import csv_text
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
+from cloudctl.extranet.devices import COMMANDS
 from cloudctl.extranet.models import ApplicationStatus, LinkRole, LinkStatus, PrefixStatus, ViolationStatus, Zone
 from cloudctl.extranet.schemas import (
     AddressCreate,
@@ -38,6 +38,7 @@ from cloudctl.extranet.schemas import (
     LinkPublic,
     LinkUpdate,
     PrefixCreate,
+    ScorecardRow,
     ViolationPublic,
     ViolationUpdate,
 )
@@ -164,12 +165,15 @@ def prefix_add(prefix: str = typer.Argument(...), zone: Zone = typer.Option(...)
 
 
 @prefix_app.command("import")
-def prefix_import(file: Path = typer.Argument(..., help="CSV or YAML rows of kind aggregate, prefix, address"),
+def prefix_import(file: Path = typer.Argument(..., help="CSV, .xlsx or YAML rows of kind aggregate, prefix, address"),
+                  encoding: str | None = typer.Option(None, help="the CSV's encoding (default: UTF-8, else GB18030 "
+                                                                 "detected)"),
                   output: OutputFormat = OutputOption) -> None:
     """Import a plan: every row valid, or nothing imported."""
-    rows = _read_rows(file)
-    with unit_of_work() as (session, principal):
-        result = ipam.import_plan(session, principal, rows)
+    with tabular.in_file(file):
+        rows = _read_rows(file, encoding)
+        with unit_of_work() as (session, principal):
+            result = ipam.import_plan(session, principal, rows)
     counts = {"aggregates": result.aggregates, "prefixes": result.prefixes, "addresses": result.addresses}
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps(counts) + "\n")
@@ -188,24 +192,15 @@ def prefix_export(fmt: str = typer.Option("yaml", "--format", help="yaml or csv"
         sys.stdout.write(yaml.safe_dump(rows, allow_unicode=True, sort_keys=False))
         return
     columns = ["kind", "prefix", "address", "zone", "vrf", "status", "unit_code", "vlan", "role", "mac", "description"]
-    writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+    write_text(csv_text(columns, [[row.get(c) for c in columns] for row in rows]))
 
 
-def _read_rows(file: Path) -> list[dict[str, Any]]:
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}", field="file")
-    text = file.read_text(encoding="utf-8-sig")
-    if file.suffix.lower() in (".yml", ".yaml"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InvalidInput(f"not YAML: {exc}", field="file") from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise InvalidInput("a YAML plan is a list of rows", field="file")
-        return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in data]
-    return list(csv.DictReader(io.StringIO(text)))
+def _read_rows(file: Path, encoding: str | None) -> list[tabular.Row]:
+    if file.suffix.lower() in (".yml", ".yaml", ".json"):
+        data = tabular.load_document(tabular.decode(tabular.read_bytes(file), encoding=encoding)[0],
+                                     "json" if file.suffix.lower() == ".json" else "yaml")
+        return tabular.rows_of_records(data, ipam.PLAN_COLUMNS)
+    return tabular.read_table(file, ipam.PLAN_COLUMNS, encoding=encoding).rows
 
 
 @address_app.command("add")
@@ -323,17 +318,34 @@ def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory
                   f"{result.get('mac_new', 0)} new MAC entries")
 
 
+def _read(counts: dict[str, dict[str, int]] | None, which: int, device_type: str) -> str | None:
+    """"209/1": rows parsed / skipped by the last collection of the device's ARP (0) or MAC (1) command."""
+    commands = COMMANDS.get(device_type)
+    found = (counts or {}).get(commands[which]) if commands else None
+    return f"{found.get('parsed', 0)}/{found.get('skipped', 0)}" if found else None
+
+
 @extranet_app.command("devices")
 def extranet_devices(unit: str | None = UnitFilter, failing: bool = typer.Option(False),
+                     skipped: bool = typer.Option(False, "--skipped", help="print the rows the last collection "
+                                                                          "skipped, with their raw lines"),
                      limit: int | None = limit_option(), offset: int = OffsetOption,
                      output: OutputFormat = OutputOption) -> None:
-    """Devices and their last collection (coverage)."""
+    """Devices and their last collection (coverage): rows parsed / skipped per command."""
     with unit_of_work() as (session, principal):
-        print_list(partial(collection.list_devices, session, principal, unit=unit, failing=failing), DevicePublic, [
+        items = print_list(partial(collection.list_devices, session, principal, unit=unit, failing=failing),
+                           DevicePublic, [
             ("name", lambda d: d.name), ("host", lambda d: d.host), ("type", lambda d: d.device_type),
             ("unit", lambda d: d.unit_code), ("last success", lambda d: d.last_success_at),
+            ("ARP read/skipped", lambda d: _read(d.parse_counts, 0, d.device_type)),
+            ("MAC read/skipped", lambda d: _read(d.parse_counts, 1, d.device_type)),
             ("error", lambda d: d.last_error),
         ], output, limit=limit, offset=offset, title="网络设备 devices")
+    if skipped and output is not OutputFormat.JSON:
+        for item in items:
+            for row in item.skipped_rows or []:
+                console.print(f"{item.name} · {row['command']} · {row['reason']}: {row['line']}", markup=False,
+                              soft_wrap=True)
 
 
 @extranet_app.command("check")
@@ -384,7 +396,7 @@ def extranet_scorecard(unit: str | None = UnitFilter, limit: int | None = limit_
     """The unit scorecard (评估): access, collection, violations and rectification, lowest score first."""
     with unit_of_work() as (session, principal):
         rows = compliance.scorecard(session, principal, unit=unit)
-    print_list(rows_of(rows), list, [
+    print_list(rows_of(rows), ScorecardRow, [
         ("unit", lambda r: r.unit_code), ("name", lambda r: r.name), ("level", lambda r: r.level),
         ("connected", lambda r: r.connected), ("backup", lambda r: r.backup_line),
         ("devices", lambda r: f"{r.devices_collected}/{r.devices}"), ("open", lambda r: r.violations_open),

@@ -22,10 +22,11 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.core.auth import Principal
+from cloudctl.core.bulk import insert_rows, insert_rows_with_ids
 from cloudctl.core.models import utcnow
 from cloudctl.demo.city import DemoCity
 from cloudctl.demo.seed import demo_step
@@ -346,65 +347,70 @@ def plan_wire(city: DemoCity, seed: int = 2026) -> WirePlan:
 @demo_step("extranet")
 def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: int) -> dict[str, int]:
     from cloudctl.compute.providers import simulator_store
-    from cloudctl.extranet.service.collection import store_tables
+    from cloudctl.extranet.service.collection import store_collected
     from cloudctl.extranet.simulated import store_tables as store_simulated
 
     wire = plan_wire(city, seed)
     config = _config()
-    units = {u.code: u for u in session.scalars(select(Unit))}
+    units = {code: (id_, name) for code, id_, name in session.execute(select(Unit.code, Unit.id, Unit.name))}
     for aggregate in config["aggregates"]:
         ipam.create_aggregate(session, principal, AggregateCreate.model_validate(aggregate))
     for pool in config["pools"]:
         ipam.create_prefix(session, principal, PrefixCreate.model_validate({**pool, "status": "container"}))
     now = utcnow()
-    applications = 0
+
+    def unit_id(code: str | None) -> int | None:
+        return units[code][0] if code else None
+
+    # The plan as the bureau's approvals left it, written as it stands, past create_prefix's checks and the
+    # approval flow: the approvals are years old, and the legacy block is the plan error the check finds.
+    owned = [block for block in wire.blocks if block.unit_code]
+    applications: list[tuple[Any, ...]] = []
+    for block in owned:
+        name, decided = units[str(block.unit_code)][1], now - timedelta(days=block.decided_days_ago)
+        applications.append((
+            unit_id(block.unit_code), block.zone, block.vrf, ipaddress.IPv4Network(block.prefix).prefixlen,
+            f"{name}接入电子政务外网", f"{name}网络安全负责人", decided.date(), True, ipam.COMMITMENT_TEXT,
+            ApplicationStatus.APPROVED, f"demo:{block.unit_code}", "demo:ops", decided, [block.prefix]))
+    application_ids = insert_rows_with_ids(session, IPApplication, (
+        "unit_id", "zone", "vrf", "prefix_length", "purpose", "commitment_signer", "commitment_signed_on",
+        "commitment_accepted", "commitment_text", "status", "submitted_by", "decided_by", "decided_at", "allocated",
+    ), applications)
+    application_of = dict(zip(map(id, owned), application_ids, strict=True))
+    prefixes: list[tuple[Any, ...]] = []
     for block in wire.blocks:
         net = ipaddress.IPv4Network(block.prefix)
-        unit = units[block.unit_code] if block.unit_code else None
-        application = None
-        # Allocated when approved; the legacy block came in with the old ledger, as long ago.
+        # Allocated when approved (rule 11 counts "unused" from then); the legacy block came in with the old
+        # ledger, as long ago.
         decided = now - timedelta(days=block.decided_days_ago)
-        if unit is not None:
-            application = IPApplication(
-                unit_id=unit.id, zone=block.zone, vrf=block.vrf, prefix_length=net.prefixlen, count=None,
-                purpose=f"{unit.name}接入电子政务外网", commitment_signer=f"{unit.name}网络安全负责人",
-                commitment_signed_on=decided.date(), commitment_accepted=True, commitment_text=ipam.COMMITMENT_TEXT,
-                status=ApplicationStatus.APPROVED, submitted_by=f"demo:{unit.code}", decided_by="demo:ops",
-                decided_at=decided, allocated=[block.prefix])
-            session.add(application)
-            applications += 1
-        # Written as they stand, past create_prefix's checks: the legacy block is the plan error the check finds.
-        prefix = Prefix(prefix=block.prefix, start=int(net.network_address), end=int(net.broadcast_address),
-                        length=net.prefixlen, zone=block.zone, vrf=block.vrf, status=block.status,
-                        unit_id=unit.id if unit else None, vlan=block.vlan, application=application,
-                        description="旧台账遗留" if block.legacy else None, created_at=decided, updated_at=decided)
-        session.add(prefix)
-        for address, role, mac in block.addresses:
-            session.add(IPAddress(address=address, value=int(ipaddress.IPv4Address(address)), prefix=prefix,
-                                  unit_id=unit.id if unit else None, role=role, mac=mac, application=application))
-    for line in wire.lines:
-        session.add(AccessLink(unit_id=units[line.unit_code].id, carrier=line.carrier, line_type=line.line_type,
-                               bandwidth_mbps=line.bandwidth_mbps, role=line.role, status=line.status,
-                               commissioned_on=line.commissioned_on, uses_shared_exit=line.uses_shared_exit))
-    rows: dict[str, NetworkDevice] = {}
-    for device in wire.devices:
-        rows[device.name] = NetworkDevice(name=device.name, host=device.host, device_type=device.vendor,
-                                          role=device.role, unit_id=units[device.unit_code].id, zone=Zone.PUBLIC)
-        session.add(rows[device.name])
-    session.flush()
+        prefixes.append((block.prefix, int(net.network_address), int(net.broadcast_address), net.prefixlen,
+                         block.zone, block.vrf, block.status, unit_id(block.unit_code), block.vlan,
+                         application_of.get(id(block)), "旧台账遗留" if block.legacy else None, decided, decided))
+    prefix_ids = insert_rows_with_ids(session, Prefix, (
+        "prefix", "start", "end", "length", "zone", "vrf", "status", "unit_id", "vlan", "application_id",
+        "description", "created_at", "updated_at"), prefixes)
+    insert_rows(session, IPAddress, ("address", "value", "prefix_id", "unit_id", "role", "mac", "application_id"), (
+        (address, int(ipaddress.IPv4Address(address)), prefix_id, unit_id(block.unit_code), role, mac,
+         application_of.get(id(block)))
+        for block, prefix_id in zip(wire.blocks, prefix_ids, strict=True) for address, role, mac in block.addresses))
+    insert_rows(session, AccessLink, ("unit_id", "carrier", "line_type", "bandwidth_mbps", "role", "status",
+                                      "commissioned_on", "uses_shared_exit"), (
+        (unit_id(line.unit_code), line.carrier, line.line_type, line.bandwidth_mbps, line.role, line.status,
+         line.commissioned_on, line.uses_shared_exit) for line in wire.lines))
+    device_ids = dict(zip((d.name for d in wire.devices), insert_rows_with_ids(
+        session, NetworkDevice, ("name", "host", "device_type", "role", "unit_id", "zone"),
+        [(d.name, d.host, d.vendor, d.role, unit_id(d.unit_code), Zone.PUBLIC) for d in wire.devices]), strict=True))
     store_simulated(simulator_store(), ((d.name, d.vendor, d.reachable, d.tables) for d in wire.devices))
     # What the devices showed before today: the quiet block's last users, and the stale switch's last answer.
     for name, tables, days in wire.history:
-        store_tables(session, rows[name], tables, now - timedelta(days=days))
+        store_collected(session, [(device_ids[name], tables)], now - timedelta(days=days))
     stale = next(d for d in wire.devices if d.name == wire.stale)
-    store_tables(session, rows[stale.name], stale.tables, now - timedelta(days=3))
+    store_collected(session, [(device_ids[stale.name], stale.tables)], now - timedelta(days=3))
     # And the collection of today, from every device that answers.
-    for device in wire.devices:
-        if device.reachable:
-            store_tables(session, rows[device.name], device.tables, now)
-    rows[stale.name].last_attempt_at = now
-    rows[stale.name].last_error = f"{stale.name} ({stale.host}): TCP connection to port 22 timed out"
-    session.flush()
+    store_collected(session, [(device_ids[d.name], d.tables) for d in wire.devices if d.reachable], now)
+    session.execute(update(NetworkDevice).where(NetworkDevice.id == device_ids[stale.name]).values(
+        last_attempt_at=now, last_error=f"{stale.name} ({stale.host}): TCP connection to port 22 timed out"))
     found = compliance.check(session, principal, now=now)["found"]
-    return {"violations": found, "lines": len(wire.lines), "prefixes": len(wire.blocks), "applications": applications,
-            "devices": len(wire.devices), "injected_violations": len(wire.expected)}
+    return {"violations": found, "lines": len(wire.lines), "prefixes": len(wire.blocks),
+            "applications": len(applications), "devices": len(wire.devices), "injected_violations": len(wire.expected)}
+

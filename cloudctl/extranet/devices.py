@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from cloudctl.core.errors import InvalidInput
+from cloudctl.core.tabular import load_document
 
 __all__ = [
     "COMMANDS",
@@ -31,6 +30,7 @@ __all__ = [
     "DeviceCollector",
     "DeviceTables",
     "MacEntry",
+    "SkippedRow",
     "load_inventory",
     "normalise_mac",
 ]
@@ -99,10 +99,25 @@ class MacEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """A line of a command's output that gave no entry: the template could not read it, or the entry it gave is
+    unusable (a MAC entry without a port, an ARP entry without a MAC). Kept for the operator, raw."""
+
+    command: str
+    line: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceTables:
+    """One device's tables; ``counts`` per command ({"parsed", "skipped"}) and the ``skipped`` rows, when the
+    collector parsed text (a simulated device has none)."""
+
     device: str
     arp: list[ArpEntry]
     mac: list[MacEntry]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: list[SkippedRow] = field(default_factory=list)
 
 
 class DeviceCollector(Protocol):
@@ -158,11 +173,14 @@ def load_inventory(path: Path, *, environ: Mapping[str, str] = os.environ) -> li
 
 def _hosts_of(file: Path) -> dict[str, dict[str, Any]]:
     try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {file}: {exc}", field="inventory") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{file} is not valid YAML: {exc}", field="inventory") from None
+    try:
+        # Bounded as every file from outside is (nesting, numbers); groups of groups nest deeper than a table.
+        document = load_document(text, "yaml", max_depth=64)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{file} is not a usable inventory: {exc.detail}", field="inventory") from None
     if document is None:
         return {}
     if not isinstance(document, dict) or not isinstance(document.get("all"), dict):

@@ -230,6 +230,10 @@ class NetworkDevice(TimestampMixin, Base):
     last_attempt_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # The last successful collection, per command: {"display arp brief": {"parsed": 209, "skipped": 1}, …}, and
+    # the rows skipped, each with its raw line and why ([{"command", "line", "reason"}], the first few kept).
+    parse_counts: Mapped[dict[str, dict[str, int]] | None] = mapped_column(JSON)
+    skipped_rows: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
 
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
 

@@ -5,11 +5,11 @@ One SSH session per device: netmiko logs in, prepares the session as it would fo
 ``terminal width 511`` + ``terminal length 0`` on Cisco IOS), then sends the two commands of ``COMMANDS`` with
 ``use_textfsm=True``. Every netmiko, paramiko, socket and TextFSM exception is turned into a ``ProviderError`` here.
 
-Known gaps of the ntc-templates 9.3 templates, handled here or left visible:
-- hp_comware ``display mac-address`` reads State as one word; Comware prints ``Config static`` in two, which
-  shifts the columns (State=Config, Port=static, Aging=<port>). ``mac_entries`` puts them back.
-- hp_comware ``display arp`` wants a number in Aging; Comware prints ``N/A`` for static entries, so the template
-  drops static ARP rows. They are not recovered here (the raw text is not returned when parsing succeeds).
+Each table is read row by row (:mod:`.tables`): a line the template cannot read, or a row the console cannot use
+(a MAC entry without a port, an unresolved ARP entry), is skipped, counted and kept with its raw text; a device fails
+only when nothing of its output can be read. Where ntc-templates 9.3 is wrong about a variant the vendors print,
+``templates/`` holds a fixed copy (VRP V8 summary lines and MAC layout, Comware's static ARP entries); Comware's
+``Config static`` read as two columns by the stock MAC template is put back together in ``mac_entries``.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from netmiko.exceptions import (
     NetmikoTimeoutException,
     ReadTimeout,
 )
-from ntc_templates.parse import ParsingException, parse_output
 from textfsm import clitable  # type: ignore[import-untyped]
 from textfsm import parser as textfsm_parser
 
+from cloudctl.core.addresses import canonical_ipv4
 from cloudctl.core.errors import CloudctlError, InvalidInput, ProviderError
 from cloudctl.extranet.devices import (
     COMMANDS,
@@ -39,10 +39,12 @@ from cloudctl.extranet.devices import (
     DeviceCollector,
     DeviceTables,
     MacEntry,
+    SkippedRow,
     normalise_mac,
 )
+from cloudctl.extranet.tables import parse_table, raw_line
 
-__all__ = ["NetmikoCollector", "arp_entries", "collect_all", "mac_entries"]
+__all__ = ["NetmikoCollector", "arp_entries", "collect_all", "mac_entries", "read_tables"]
 
 OnResult = Callable[[Device, DeviceTables | None, str | None], None]
 
@@ -97,9 +99,7 @@ class NetmikoCollector:
                 mac_raw = self._run(connection, mac_command, read_timeout)
             finally:
                 self._logout(connection)
-            return DeviceTables(device=device.name,
-                                arp=arp_entries(device.device_type, self._rows(device, arp_command, arp_raw)),
-                                mac=mac_entries(device.device_type, self._rows(device, mac_command, mac_raw)))
+            return read_tables(device.name, device.device_type, arp_raw, mac_raw)
         except NetmikoAuthenticationException:
             raise ProviderError(f"{where}: authentication failed for user {device.username!r}",
                                 field="password", device=device.name) from None
@@ -145,24 +145,65 @@ class NetmikoCollector:
         match = re.search(echo + r"(?P<body>.*?)" + prompt, read, re.DOTALL)
         return match.group("body").replace("\r", "") if match else ""
 
-    @staticmethod
-    def _rows(device: Device, command: str, output: str) -> list[dict[str, Any]]:
-        """The output parsed with ntc-templates; no row is either an empty table (a quiet access switch) or
-        not a table at all (a refused command, a banner): tell them apart here."""
-        refusal = _REFUSALS.search(output)
-        if refusal:
-            line = output[refusal.start():].strip().splitlines()[0]
-            raise ProviderError(f"the device refused {command!r}: {line}", field="device_type")
+
+def read_tables(name: str, device_type: str, arp_output: str, mac_output: str) -> DeviceTables:
+    """Both commands' output → the device's tables, every unusable row skipped and kept; ProviderError only when
+    nothing of either output can be read."""
+    skipped: list[SkippedRow] = []
+    counts: dict[str, dict[str, int]] = {}
+    failures: list[ProviderError] = []
+    tables: dict[str, list[Any]] = {}
+    for command, output, convert, keys in ((COMMANDS[device_type][0], arp_output, arp_entries, _ARP_KEYS),
+                                           (COMMANDS[device_type][1], mac_output, mac_entries, _MAC_KEYS)):
+        mine: list[SkippedRow] = []
         try:
-            rows: list[dict[str, Any]] = parse_output(platform=device.device_type, command=command, data=output)
-        except ParsingException as exc:
-            raise ProviderError(f"the output of {command!r} is not the table ntc-templates expects: "
-                                f"{_first_line(exc)}") from None
-        if rows:
-            return rows
-        if output.strip() and _looks_empty(output):  # blank output is no table at all (a stray prompt ended it)
-            return []
-        raise ProviderError(f"the output of {command!r} has no table rows: {_snippet(output)}")
+            rows, unreadable = _rows(device_type, command, output)
+            unreadable += _passed_over(output, rows, keys, unreadable)
+        except ProviderError as exc:
+            failures.append(exc)
+            mine.append(SkippedRow(command, _snippet(output) or "(no output)", exc.detail))
+            rows, unreadable = [], []
+        mine.extend(SkippedRow(command, line.strip(), "the template cannot read this line") for line in unreadable)
+        tables[command] = convert(device_type, rows, output=output, command=command, skipped=mine)
+        counts[command] = {"parsed": len(tables[command]), "skipped": len(mine)}
+        skipped.extend(mine)
+    arp, mac = tables[COMMANDS[device_type][0]], tables[COMMANDS[device_type][1]]
+    if failures and not arp and not mac:
+        raise failures[0]
+    return DeviceTables(device=name, arp=arp, mac=mac, counts=counts, skipped=skipped)
+
+
+# The fields that name an entry, and what such a value looks like in a line: how a line the template passed over
+# without a word (templates without an Error rule ignore what they do not match) is told from a legend or a total.
+_ARP_KEYS = (("ip_address",), re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])"))
+_MAC_KEYS = (("destination_address", "mac_address"),
+             re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{4}([-.])[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}(?![0-9a-fA-F])"))
+
+
+def _passed_over(output: str, rows: list[dict[str, Any]], keys: tuple[tuple[str, ...], re.Pattern[str]],
+                 unreadable: list[str]) -> list[str]:
+    """Lines holding an entry's address that no parsed row has: rows the template dropped silently."""
+    fields, pattern = keys
+    parsed = {str(row.get(name) or "").strip().lower() for row in rows for name in fields}
+    set_aside = set(unreadable)
+    return [line for line in output.splitlines() if line not in set_aside
+            and (found := pattern.search(line)) is not None and found.group(0).lower() not in parsed]
+
+
+def _rows(device_type: str, command: str, output: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The output parsed (rows, unreadable lines); no row is either an empty table (a quiet access switch) or
+    not a table at all (a refused command, a banner): tell them apart here."""
+    refusal = _REFUSALS.search(output)
+    if refusal:
+        line = output[refusal.start():].strip().splitlines()[0]
+        raise ProviderError(f"the device refused {command!r}: {line}", field="device_type")
+    parsed = parse_table(device_type, command, output)
+    # Blank output is no table at all (a stray prompt ended the read); headers and totals alone are an empty one.
+    if parsed.rows or (output.strip() and _looks_empty(output)):
+        return parsed.rows, parsed.unreadable
+    if parsed.unreadable:
+        return [], parsed.unreadable
+    raise ProviderError(f"the output of {command!r} has no table rows: {_snippet(output)}")
 
 
 def _looks_empty(output: str) -> bool:
@@ -174,82 +215,106 @@ def _looks_empty(output: str) -> bool:
 # -- rows → entries ------------------------------------------------------------------------------------------------
 
 
-def arp_entries(device_type: str, rows: Iterable[Mapping[str, Any]]) -> list[ArpEntry]:
-    """ntc-templates rows of the ARP command of ``device_type`` → ArpEntry (MAC normalised, VLAN an int or None).
-
-    Unresolved entries (no MAC yet: Cisco ``Incomplete``, Huawei blank) are left out: they name no station.
-    """
+def arp_entries(device_type: str, rows: Iterable[Mapping[str, Any]], *, output: str = "", command: str = "",
+                skipped: list[SkippedRow] | None = None) -> list[ArpEntry]:
+    """ntc-templates rows of the ARP command of ``device_type`` → ArpEntry (IP canonical, MAC normalised, VLAN
+    an int or None). A row that names no station (Cisco ``Incomplete``, Huawei blank) or holds something that is
+    not an address goes to ``skipped`` with its line of ``output``, and costs only itself."""
+    if device_type not in COMMANDS:
+        raise ProviderError(f"no ARP row mapping for device type {device_type!r}", field="device_type")
     entries: list[ArpEntry] = []
     for row in rows:
-        mac_text = str(row.get("mac_address") or "").strip()
-        if not mac_text or mac_text.lower() == "incomplete":
-            continue
-        interface = str(row.get("interface") or "").strip() or None
-        if device_type == "huawei_vrp":
-            own = str(row.get("type", "")).replace(" ", "").upper() == "I-"
-            vlan = _vlan(str(row.get("vlan_id") or "").split("/")[0], row)
-        elif device_type == "hp_comware":
-            own = False  # Comware does not list its own interface addresses in `display arp`
-            vlan = _vlan(str(row.get("vlan_id") or ""), row)
-        elif device_type == "cisco_ios":
-            own = str(row.get("age", "")).strip() == "-"
-            vlan = None
-        else:
-            raise ProviderError(f"no ARP row mapping for device type {device_type!r}", field="device_type")
-        if vlan is None and interface:
-            svi = _SVI.fullmatch(interface)
-            vlan = int(svi.group(1)) if svi else None
-        entries.append(ArpEntry(ip=_ip(row), mac=_mac(mac_text, row), interface=interface, vlan=vlan, own=own))
+        try:
+            entries.append(_arp_entry(device_type, row))
+        except _Unusable as exc:
+            if skipped is not None:
+                line = raw_line(output, str(row.get("ip_address") or ""), str(row.get("mac_address") or ""))
+                skipped.append(SkippedRow(command, line, str(exc)))
     return entries
 
 
-def mac_entries(device_type: str, rows: Iterable[Mapping[str, Any]]) -> list[MacEntry]:
-    """ntc-templates rows of the MAC-table command of ``device_type`` → MacEntry; ``kind`` lower-cased."""
+def _arp_entry(device_type: str, row: Mapping[str, Any]) -> ArpEntry:
+    mac_text = str(row.get("mac_address") or "").strip()
+    if not mac_text or mac_text.lower() == "incomplete":
+        raise _Unusable("unresolved: no MAC address yet")
+    interface = str(row.get("interface") or "").strip() or None
+    if device_type == "huawei_vrp":
+        own = str(row.get("type", "")).replace(" ", "").upper() == "I-"
+        vlan = _vlan(str(row.get("vlan_id") or "").split("/")[0])
+    elif device_type == "hp_comware":
+        own = False  # Comware does not list its own interface addresses in `display arp`
+        vlan = _vlan(str(row.get("vlan_id") or ""))
+    else:
+        own = str(row.get("age", "")).strip() == "-"
+        vlan = None
+    if vlan is None and interface:
+        svi = _SVI.fullmatch(interface)
+        vlan = int(svi.group(1)) if svi and 0 < int(svi.group(1)) < 4095 else None
+    return ArpEntry(ip=_ip(row), mac=_mac(mac_text), interface=interface, vlan=vlan, own=own)
+
+
+def mac_entries(device_type: str, rows: Iterable[Mapping[str, Any]], *, output: str = "", command: str = "",
+                skipped: list[SkippedRow] | None = None) -> list[MacEntry]:
+    """ntc-templates rows of the MAC-table command of ``device_type`` → MacEntry; ``kind`` lower-cased. A row
+    without a port (a static entry bound to no interface) or with a MAC or VLAN that is none goes to ``skipped``."""
+    if device_type not in COMMANDS:
+        raise ProviderError(f"no MAC row mapping for device type {device_type!r}", field="device_type")
     entries: list[MacEntry] = []
     for row in rows:
-        if device_type == "huawei_vrp":
-            mac, vlan_text = row.get("destination_address"), row.get("vlan_id")
-            port, kind = str(row.get("destination_port", "")), str(row.get("type", "")).lower()
-        elif device_type == "hp_comware":
-            mac, vlan_text = row.get("mac_address"), row.get("vlan_id")
-            state, port = str(row.get("state", "")), str(row.get("interface", ""))
-            if state.lower() == "config":  # "Config static" split by the template: the port went to Aging
-                state, port = f"{state} {port}", str(row.get("aging", ""))
-            kind = _COMWARE_STATES.get(state.lower(), state.lower())
-        elif device_type == "cisco_ios":
-            mac, vlan_text = row.get("destination_address"), row.get("vlan_id")
-            ports = row.get("destination_port") or []
-            port = ",".join(ports) if isinstance(ports, list) else str(ports)
-            kind = str(row.get("type", "")).lower()
-        else:
-            raise ProviderError(f"no MAC row mapping for device type {device_type!r}", field="device_type")
-        if not port:
-            raise ProviderError(f"a MAC-table row has no port: {dict(row)}")
-        entries.append(MacEntry(mac=_mac(str(mac or ""), row), vlan=_vlan(str(vlan_text or ""), row), port=port,
-                                kind=kind))
+        try:
+            entries.append(_mac_entry(device_type, row))
+        except _Unusable as exc:
+            if skipped is not None:
+                mac = str(row.get("destination_address") or row.get("mac_address") or "")
+                skipped.append(SkippedRow(command, raw_line(output, mac), str(exc)))
     return entries
 
 
-def _mac(text: str, row: Mapping[str, Any]) -> str:
+def _mac_entry(device_type: str, row: Mapping[str, Any]) -> MacEntry:
+    if device_type == "huawei_vrp":
+        mac, vlan_text = row.get("destination_address"), row.get("vlan_id")
+        port, kind = str(row.get("destination_port", "")), str(row.get("type", "")).lower()
+    elif device_type == "hp_comware":
+        mac, vlan_text = row.get("mac_address"), row.get("vlan_id")
+        state, port = str(row.get("state", "")), str(row.get("interface", ""))
+        if state.lower() == "config":  # "Config static" split by the template: the port went to Aging
+            state, port = f"{state} {port}", str(row.get("aging", ""))
+        kind = _COMWARE_STATES.get(state.lower(), state.lower())
+    else:
+        mac, vlan_text = row.get("destination_address"), row.get("vlan_id")
+        ports = row.get("destination_port") or []
+        port = ",".join(ports) if isinstance(ports, list) else str(ports)
+        kind = str(row.get("type", "")).lower()
+    if not port.strip():
+        raise _Unusable("no port: an entry bound to no interface names no station's place")
+    return MacEntry(mac=_mac(str(mac or "")), vlan=_vlan(str(vlan_text or "")), port=port.strip(), kind=kind)
+
+
+class _Unusable(Exception):
+    """A row the template read but the console cannot use; the reason is the message."""
+
+
+def _mac(text: str) -> str:
     try:
         return normalise_mac(text)
     except InvalidInput:
-        raise ProviderError(f"a row has {text!r} where a MAC address belongs: {dict(row)}", field="mac") from None
+        raise _Unusable(f"{text[:40]!r} is not a MAC address") from None
 
 
 def _ip(row: Mapping[str, Any]) -> str:
     text = str(row.get("ip_address", "")).strip()
-    if not re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", text):
-        raise ProviderError(f"an ARP row has {text!r} where an IPv4 address belongs: {dict(row)}", field="ip")
-    return text
+    found = canonical_ipv4(text)
+    if found is None:
+        raise _Unusable(f"{text[:40]!r} is not an IPv4 address")
+    return found
 
 
-def _vlan(text: str, row: Mapping[str, Any]) -> int | None:
+def _vlan(text: str) -> int | None:
     text = text.strip()
     if not text or text in {"-", "N/A", "All", "all"}:
         return None
-    if not text.isdigit() or not 0 < int(text) < 4095:
-        raise ProviderError(f"a row has {text!r} where a VLAN id belongs: {dict(row)}", field="vlan")
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 4095:
+        raise _Unusable(f"{text[:40]!r} is not a VLAN id")
     return int(text)
 
 

@@ -230,10 +230,13 @@ def format_prefix(start: int, end: int) -> str:
     return f"{_ip(start)}-{_ip(end)}"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def mac_to_int(text: str) -> int:
     """``"aa:bb:cc:dd:ee:ff"`` → int; also Huawei/H3C ``aabb-ccdd-eeff`` and Cisco ``aabb.ccdd.eeff``."""
     digits = text.strip().lower().replace(":", "").replace("-", "").replace(".", "")
-    if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
+    if len(digits) != 12 or not _HEX_DIGITS.issuperset(digits):
         raise ValueError(f"mac: {text!r} is not a MAC address")
     return int(digits, 16)
 

@@ -6,9 +6,10 @@ import ipaddress
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from cloudctl.core.schemas import Schema
+from cloudctl.core.text import NoControl, NoControlMultiline
 from cloudctl.extranet.models import (
     AddressRole,
     ApplicationStatus,
@@ -60,7 +61,7 @@ def _address(value: str) -> str:
 
 class AggregateCreate(Schema):
     prefix: str = Field(description="a block the city received, e.g. 10.64.0.0/12")
-    description: str | None = Field(default=None, max_length=255)
+    description: Annotated[str, StringConstraints(max_length=255), NoControlMultiline] | None = None
 
     _check = field_validator("prefix")(_network)
 
@@ -76,9 +77,9 @@ class PrefixCreate(Schema):
     zone: Zone
     vrf: Vrf = "global"
     status: PrefixStatus = PrefixStatus.ACTIVE
-    unit_code: str | None = Field(default=None, max_length=32)
+    unit_code: Annotated[str, StringConstraints(max_length=32), NoControl] | None = None
     vlan: int | None = Field(default=None, ge=1, le=4094)
-    description: str | None = Field(default=None, max_length=255)
+    description: Annotated[str, StringConstraints(max_length=255), NoControlMultiline] | None = None
 
     _check = field_validator("prefix")(_network)
 
@@ -101,11 +102,13 @@ class PrefixPublic(Schema):
 class AddressCreate(Schema):
     address: str
     role: AddressRole = AddressRole.HOST
-    unit_code: str | None = Field(default=None, max_length=32, description="default: the prefix's unit")
-    mac: str | None = Field(default=None, description="the terminal registered to hold it")
+    unit_code: Annotated[str, StringConstraints(max_length=32), NoControl] | None = Field(
+        default=None, description="default: the prefix's unit")
+    mac: Annotated[str, StringConstraints(max_length=32), NoControl] | None = Field(
+        default=None, description="the terminal registered to hold it")
     vrf: Vrf = "global"
     zone: Zone | None = Field(default=None, description="which zone's prefix, when the address is in several")
-    description: str | None = Field(default=None, max_length=255)
+    description: Annotated[str, StringConstraints(max_length=255), NoControlMultiline] | None = None
 
     _check = field_validator("address")(_address)
 
@@ -123,10 +126,11 @@ class AddressPublic(Schema):
 class Commitment(Schema):
     """The security commitment (安全承诺) the applying unit signs: without it no address is handed out."""
 
-    signer: str = Field(min_length=2, max_length=64)
+    signer: Annotated[str, StringConstraints(min_length=2, max_length=64), NoControl]
     accepted: bool
     signed_on: date | None = Field(default=None, description="default: today")
-    text: str | None = Field(default=None, max_length=4000, description="default: the bureau's standard text")
+    text: Annotated[str, StringConstraints(max_length=4000), NoControlMultiline] | None = Field(
+        default=None, description="default: the bureau's standard text")
 
 
 class ApplicationCreate(Schema):
@@ -134,9 +138,10 @@ class ApplicationCreate(Schema):
     vrf: Vrf = "global"
     prefix_length: int | None = Field(default=None, ge=16, le=30, description="a block of this size")
     count: int | None = Field(default=None, ge=1, le=256, description="or this many addresses")
-    purpose: str = Field(min_length=4, max_length=500)
+    purpose: Annotated[str, StringConstraints(min_length=4, max_length=500), NoControlMultiline]
     commitment: Commitment
-    unit_code: str | None = Field(default=None, max_length=32, description="default: the applicant's unit")
+    unit_code: Annotated[str, StringConstraints(max_length=32), NoControl] | None = Field(
+        default=None, description="default: the applicant's unit")
 
     @model_validator(mode="after")
     def _one_size(self) -> ApplicationCreate:
@@ -146,7 +151,7 @@ class ApplicationCreate(Schema):
 
 
 class ApplicationDecision(Schema):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, StringConstraints(max_length=500), NoControlMultiline] | None = None
 
 
 class ApplicationPublic(Schema):
@@ -170,16 +175,16 @@ class ApplicationPublic(Schema):
 
 
 class LinkCreate(Schema):
-    unit_code: str = Field(max_length=32)
-    carrier: str = Field(min_length=1, max_length=32)
-    line_type: str = Field(min_length=1, max_length=32)
+    unit_code: Annotated[str, StringConstraints(max_length=32), NoControl]
+    carrier: Annotated[str, StringConstraints(min_length=1, max_length=32), NoControl]
+    line_type: Annotated[str, StringConstraints(min_length=1, max_length=32), NoControl]
     bandwidth_mbps: int = Field(ge=1, le=400_000)
     role: LinkRole = LinkRole.PRIMARY
     status: LinkStatus = LinkStatus.ACTIVE
     commissioned_on: date | None = None
-    circuit_id: str | None = Field(default=None, max_length=64)
+    circuit_id: Annotated[str, StringConstraints(max_length=64), NoControl] | None = None
     uses_shared_exit: bool = False
-    description: str | None = Field(default=None, max_length=255)
+    description: Annotated[str, StringConstraints(max_length=255), NoControlMultiline] | None = None
 
 
 class LinkUpdate(Schema):
@@ -187,7 +192,7 @@ class LinkUpdate(Schema):
     bandwidth_mbps: int | None = Field(default=None, ge=1, le=400_000)
     role: LinkRole | None = None
     uses_shared_exit: bool | None = None
-    description: str | None = Field(default=None, max_length=255)
+    description: Annotated[str, StringConstraints(max_length=255), NoControlMultiline] | None = None
 
 
 class LinkPublic(Schema):
@@ -229,6 +234,10 @@ class DevicePublic(Schema):
     last_attempt_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
+    parse_counts: dict[str, dict[str, int]] | None = Field(
+        default=None, description="the last collection per command: rows parsed and rows skipped")
+    skipped_rows: list[dict[str, str]] | None = Field(
+        default=None, description="the rows it skipped (the first 50), each with command, raw line and reason")
 
 
 class ViolationPublic(Schema):
@@ -248,7 +257,7 @@ class ViolationPublic(Schema):
 
 class ViolationUpdate(Schema):
     status: Literal["rectifying", "resolved", "waived"] | None = None
-    note: str | None = Field(default=None, max_length=500)
+    note: Annotated[str, StringConstraints(max_length=500), NoControlMultiline] | None = None
     deadline: date | None = None
 
 

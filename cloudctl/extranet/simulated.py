@@ -10,10 +10,10 @@ the same tables over real SSH from its device simulator, so both paths see the s
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import JSON, String, delete, select
+from sqlalchemy import JSON, String, delete, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloudctl.compute.providers.simulator import SimBase, SimulatorStore
@@ -43,15 +43,33 @@ def store_tables(store: SimulatorStore, devices: Iterable[tuple[str, str, bool, 
                  replace: bool = True) -> int:
     """Write (name, vendor, reachable, tables) of simulated devices; with ``replace``, forget all others."""
     _ensure(store)
+    rows: dict[str, dict[str, Any]] = {}
     count = 0
+    for name, vendor, reachable, tables in devices:
+        # The last write of a name wins, as it would written one at a time.
+        rows[name] = {"name": name, "vendor": vendor, "reachable": reachable,
+                      "arp": [_row(e, _ARP_FIELDS) for e in tables.arp],
+                      "mac": [_row(e, _MAC_FIELDS) for e in tables.mac]}
+        count += 1
+    names = list(rows)
     with store.session() as s:
         if replace:
             s.execute(delete(SimNetworkDevice))
-        for name, vendor, reachable, tables in devices:
-            s.merge(SimNetworkDevice(name=name, vendor=vendor, reachable=reachable,
-                                     arp=[asdict(e) for e in tables.arp], mac=[asdict(e) for e in tables.mac]))
-            count += 1
+        else:
+            for start in range(0, len(names), 500):
+                s.execute(delete(SimNetworkDevice).where(SimNetworkDevice.name.in_(names[start:start + 500])))
+        if rows:
+            s.execute(insert(SimNetworkDevice), list(rows.values()))
     return count
+
+
+_ARP_FIELDS = tuple(f.name for f in fields(ArpEntry))
+_MAC_FIELDS = tuple(f.name for f in fields(MacEntry))
+
+
+def _row(entry: ArpEntry | MacEntry, names: tuple[str, ...]) -> dict[str, Any]:
+    # dataclasses.asdict, without its deep copy: the fields are plain values.
+    return {name: getattr(entry, name) for name in names}
 
 
 def load_tables(store: SimulatorStore, names: Sequence[str] | None = None) -> dict[str, tuple[str, bool, DeviceTables]]:

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
+from pydantic import ValidationError
 
+from cloudctl.core import tabular
 from cloudctl.core.auth import Role
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import field_errors, parse
+from cloudctl.core.tabular import Column
 from cloudctl.org import service
 from cloudctl.org.models import UnitKind
 from cloudctl.org.schemas import (
@@ -124,61 +124,63 @@ def unit_update(
     print_one(unit, output, title="updated 已更新")
 
 
-def read_unit_rows(path: Path) -> list[UnitCreate]:
-    """Read a CSV (header: code,name,kind,parent,contact_name,contact_phone,contact_email), YAML or JSON file.
+# The columns (or keys) of `unit import`, with the names a Chinese spreadsheet gives them.
+UNIT_IMPORT_COLUMNS = (
+    Column("code", ("编码", "单位编码", "代码"), required=True),
+    Column("name", ("名称", "单位名称"), required=True),
+    Column("kind", ("类型", "单位类型"), required=True),
+    Column("parent", ("上级", "上级单位", "上级编码")),
+    Column("contact_name", ("联系人",)),
+    Column("contact_phone", ("电话", "联系电话")),
+    Column("contact_email", ("邮箱", "电子邮箱")),
+)
+_KIND_BY_LABEL = {kind.label: kind.value for kind in UnitKind}
 
-    Every row is checked before anything is written; the error names the row and the field.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel writes a BOM before UTF-8 CSV
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file: {path}", field="file") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path} is not UTF-8 text (save it as UTF-8 CSV)", field="file") from None
+
+def read_unit_rows(path: Path, *, encoding: str | None = None) -> list[tuple[int, UnitCreate]]:
+    """Read a CSV or .xlsx (header: code,name,kind,parent,contact_name,contact_phone,contact_email, or their
+    Chinese names), YAML or JSON file. Every row is checked before anything is written; the error names the
+    row and the field."""
+    tabular.ensure_file(path)
     suffix = path.suffix.lower()
-    raw: Any
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        required = {"code", "name", "kind"}
-        missing = required - set(reader.fieldnames or [])
-        if missing:
-            raise InvalidInput(f"the CSV header lacks {', '.join(sorted(missing))}", field="file")
-        raw = [{k: v for k, v in row.items() if k and v not in (None, "")} for row in reader]
-    elif suffix in (".yaml", ".yml", ".json"):
-        try:
-            raw = yaml.safe_load(text) if suffix != ".json" else json.loads(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise InvalidInput(f"{path} is not valid {suffix[1:].upper()}: {exc}", field="file") from None
+    if suffix in (".yaml", ".yml", ".json"):
+        raw = tabular.load_document(tabular.decode(tabular.read_bytes(path), encoding=encoding)[0],
+                                    "json" if suffix == ".json" else "yaml")
         if isinstance(raw, dict) and "units" in raw:
             raw = raw["units"]
         if not isinstance(raw, list):
             raise InvalidInput("expected a list of units (or a mapping with a 'units' list)", field="file")
+        rows = tabular.rows_of_records(raw, UNIT_IMPORT_COLUMNS)
+    elif suffix in (".csv", ".txt", ".xlsx", ".xlsm", ".xls"):
+        rows = tabular.read_table(path, UNIT_IMPORT_COLUMNS, encoding=encoding).rows
     else:
-        raise InvalidInput(f"unknown file type {suffix or '(none)'}; use .csv, .yaml or .json", field="file")
-    rows: list[UnitCreate] = []
-    for number, item in enumerate(raw, start=1):
+        raise InvalidInput(f"unknown file type {suffix or '(none)'}; use .csv, .xlsx, .yaml or .json", field="file")
+    units: list[tuple[int, UnitCreate]] = []
+    for number, row in tabular.numbered(rows):
+        values = dict(row)
+        # 市直部门, 县/市/区 …: the kind as the bureau's own tables write it.
+        values["kind"] = _KIND_BY_LABEL.get(values.get("kind", ""), values.get("kind", ""))
         try:
-            rows.append(UnitCreate.model_validate(item))
-        except Exception as exc:  # ValidationError, or a row that is not a mapping at all
-            from pydantic import ValidationError
-
-            if not isinstance(exc, ValidationError):
-                raise InvalidInput(f"row {number}: not a mapping of fields", field="file") from None
-            errors = field_errors(exc)
-            raise InvalidInput(f"row {number}: {errors[0].field}: {errors[0].reason}", errors=errors) from None
-    return rows
+            units.append((number, UnitCreate.model_validate(values)))
+        except ValidationError as exc:
+            errors = field_errors(exc, prefix=("rows", number))
+            raise InvalidInput(errors[0].reason, errors=errors) from None
+    return units
 
 
 @unit_app.command("import")
 def unit_import(
-    file: Path = typer.Argument(..., help="CSV, YAML or JSON file of units"),
+    file: Path = typer.Argument(..., help="CSV, .xlsx, YAML or JSON file of units"),
     update: bool = typer.Option(False, "--update", help="update units that already exist instead of refusing"),
+    encoding: str | None = typer.Option(None, help="the file's encoding (default: UTF-8, else GB18030 detected)"),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Import units from a file: all rows land or none (parents may come after their children)."""
-    rows = read_unit_rows(file)
-    with unit_of_work() as (session, principal):
-        result = service.import_units(session, principal, rows, update_existing=update)
+    with tabular.in_file(file):
+        rows = read_unit_rows(file, encoding=encoding)
+        with unit_of_work() as (session, principal):
+            result = service.import_units(session, principal, [unit for _, unit in rows], update_existing=update,
+                                          numbers=[number for number, _ in rows])
     counts = {"created": len(result.created), "updated": len(result.updated), "unchanged": len(result.unchanged)}
     if output is OutputFormat.JSON:
         print(json.dumps({**counts, "codes": {

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, EmailStr, Field, StringConstraints, compute
 
 from cloudctl.core.auth import Role
 from cloudctl.core.schemas import Schema
+from cloudctl.core.text import NoControl, NoControlMultiline
 from cloudctl.org.models import UnitKind
 
 __all__ = [
@@ -41,12 +42,19 @@ def _phone(value: str) -> str:
     return value
 
 
+def _email_fits(value: str) -> str:
+    if len(value) > 128:
+        raise ValueError(f"must be at most 128 characters, not {len(value)}")
+    return value
+
+
 UnitCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=CODE_PATTERN)]
 UnitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-                     AfterValidator(_not_blank)]
+                     AfterValidator(_not_blank), NoControl]
 SystemName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
-                       AfterValidator(_not_blank)]
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+                       AfterValidator(_not_blank), NoControl]
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoControl]
+Description = Annotated[str, StringConstraints(max_length=2000), NoControlMultiline]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(_phone)]
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64,
                                             pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
@@ -56,7 +64,8 @@ MlpsLevel = Annotated[int, Field(ge=1, le=4, description="等保级别 1–4 (GB
 class Contacts(Schema):
     contact_name: PersonName | None = None
     contact_phone: Phone | None = None
-    contact_email: EmailStr | None = None
+    # An address may be 254 characters; the column holds 128, and PostgreSQL alone would refuse a longer one.
+    contact_email: Annotated[EmailStr, AfterValidator(_email_fits)] | None = None
 
 
 class UnitCreate(Contacts):
@@ -100,14 +109,14 @@ class BusinessSystemCreate(Contacts):
     name: SystemName
     mlps_level: MlpsLevel
     user_facing: bool = Field(default=False, description="serves the public directly; sized with more headroom")
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = None
 
 
 class BusinessSystemUpdate(Contacts):
     name: SystemName | None = None
     mlps_level: MlpsLevel | None = None
     user_facing: bool | None = None
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = None
 
 
 class BusinessSystemPublic(Schema):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from datetime import date, timedelta
 from functools import partial
@@ -11,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from cloudctl.core import jobs
+from cloudctl.core import jobs, tabular
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.db import get_engine
 from cloudctl.core.display import local_time
@@ -72,16 +70,18 @@ def reclaim_collect(
 
 @reclaim_app.command("import")
 def reclaim_import(
-    file: Path = typer.Argument(..., help="CSV with the columns server,day,metric,p95,p99,max,mean,samples"),
+    file: Path = typer.Argument(..., help="CSV or .xlsx with the columns server,day,metric,p95,p99,max,mean,samples"),
+    encoding: str | None = typer.Option(None, help="the CSV's encoding (default: UTF-8, else GB18030 detected)"),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Import daily summaries from another tool; every row valid or nothing imported."""
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}", field="file")
-    text = file.read_text(encoding="utf-8-sig")
-    rows = list(csv.DictReader(io.StringIO(text)))
-    with unit_of_work() as (session, principal):
-        result = service.import_summaries(session, principal, rows)
+    """Import daily summaries from another tool; every row valid or nothing imported.
+
+    Each (server, day, metric) in the file replaces the one stored; the others stay as they are.
+    """
+    with tabular.in_file(file):
+        rows = tabular.read_table(file, service.SUMMARY_COLUMNS, encoding=encoding).rows
+        with unit_of_work() as (session, principal):
+            result = service.import_summaries(session, principal, rows)
     if output is OutputFormat.JSON:
         import json
 

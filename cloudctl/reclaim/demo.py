@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl.compute.models import Cloud, Server
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.simulator import SimulatorProvider
+from cloudctl.compute.providers.simulator import SimulatorProvider, WorkloadPlan
 from cloudctl.core.auth import Principal
 from cloudctl.core.models import utcnow
 from cloudctl.demo.city import DemoCity
@@ -54,6 +54,7 @@ def seed_reclaim(session: Session, principal: Principal, city: DemoCity, seed: i
               "batch": 0, "no_memory_data": 0}
     servers = list(session.scalars(select(Server).where(Server.cloud_id == cloud.id, Server.status != "DELETED")
                                    .order_by(Server.id)))
+    plans: list[WorkloadPlan] = []
     for server in servers:
         launched = server.launched_at or now - timedelta(days=365)
         if server.status == "SHUTOFF":
@@ -63,9 +64,9 @@ def seed_reclaim(session: Session, principal: Principal, city: DemoCity, seed: i
             counts["zombie" if stopped_days >= 30 else "stopped" if stopped_days >= 14 else "office"] += 1
             server.status_since = now - timedelta(days=stopped_days)
             server.launched_at = min(launched, server.status_since - timedelta(days=rng.randint(30, 400)))
-            provider.set_workload(server.provider_id, "office", cpu=rng.uniform(0.5, 0.8),
-                                  mem=rng.uniform(0.6, 0.8), net=rng.uniform(2e5, 2e6),
-                                  since=server.launched_at, until=server.status_since)
+            plans.append(WorkloadPlan(server.provider_id, "office", cpu=rng.uniform(0.5, 0.8),
+                                      mem=rng.uniform(0.6, 0.8), net=rng.uniform(2e5, 2e6), since=server.launched_at,
+                                      until=server.status_since))
             continue
         roll = rng.random()
         if roll < 0.08:
@@ -73,26 +74,26 @@ def seed_reclaim(session: Session, principal: Principal, city: DemoCity, seed: i
             if young:
                 server.launched_at = launched = now - timedelta(days=rng.uniform(4, 10))
             counts["young" if young else "idle"] += 1
-            provider.set_workload(server.provider_id, "idle", cpu=rng.uniform(0.01, 0.03), mem=rng.uniform(0.1, 0.3),
-                                  net=rng.uniform(100, 600), since=launched)
+            plans.append(WorkloadPlan(server.provider_id, "idle", cpu=rng.uniform(0.01, 0.03),
+                                      mem=rng.uniform(0.1, 0.3), net=rng.uniform(100, 600), since=launched))
         elif roll < 0.20 and server.flavor in OVERSIZABLE_FLAVORS and launched < now - timedelta(days=35):
             # Old enough for the 30-day window the oversized rule reads.
             counts["oversized"] += 1
-            provider.set_workload(server.provider_id, "steady", cpu=rng.uniform(0.05, 0.10),
-                                  mem=rng.uniform(0.12, 0.20), net=rng.uniform(2e4, 2e5), since=launched)
+            plans.append(WorkloadPlan(server.provider_id, "steady", cpu=rng.uniform(0.05, 0.10),
+                                      mem=rng.uniform(0.12, 0.20), net=rng.uniform(2e4, 2e5), since=launched))
         else:
             profile = rng.choices(("busy", "office", "batch"), weights=(4, 4, 2))[0]
             counts[profile] += 1
             # Memory unreported now and then (no guest agent): never a reason to downsize.
             mem = None if rng.random() < 0.05 else rng.uniform(0.62, 0.85)
             counts["no_memory_data"] += mem is None
-            provider.set_workload(server.provider_id, profile, cpu=rng.uniform(0.6, 0.85), mem=mem,
-                                  net=rng.uniform(2e5, 5e6), since=launched)
+            plans.append(WorkloadPlan(server.provider_id, profile, cpu=rng.uniform(0.6, 0.85), mem=mem,
+                                      net=rng.uniform(2e5, 5e6), since=launched))
+    provider.set_workloads(plans)
     session.flush()
     today = now.date()
-    summaries = 0
-    for back in range(HISTORY_DAYS, 0, -1):
-        summaries += service.collect(session, principal, today - timedelta(days=back), cloud="city-cloud")["summaries"]
+    days = [today - timedelta(days=back) for back in range(HISTORY_DAYS, 0, -1)]
+    summaries = service.collect_days(session, principal, days, cloud="city-cloud")["summaries"]
     # The first campaign, so the demo city opens with recommendations to look at.
     campaign = service.analyze(session, principal)
     return {**counts, "utilisation_days": HISTORY_DAYS, "utilisation_summaries": summaries,

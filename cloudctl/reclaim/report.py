@@ -13,9 +13,7 @@ network, as duty rooms have) and CSV files of the same figures:
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -30,6 +28,7 @@ from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError
+from cloudctl.core.export import csv_text
 from cloudctl.core.models import utcnow
 from cloudctl.reclaim import service
 from cloudctl.reclaim.models import RecommendationStatus, UtilisationDay
@@ -150,13 +149,9 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
               p.headroom_after_vcpus, p.capacity_ram_gib, p.used_ram_gib, p.reclaimable_ram_gib] for p in report.plan]),
     }
     for name, (header, rows) in tables.items():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
-        writer.writerows(rows)
         path = directory / name
         # UTF-8 with a BOM: Excel, which the bureau opens CSV files with, reads the Chinese names right.
-        path.write_text(buffer.getvalue(), encoding="utf-8-sig")
+        path.write_text(csv_text(header, rows), encoding="utf-8-sig")
         written.append(path)
     return written
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from cloudctl.core.schemas import GiB, Schema, gib
+from cloudctl.core.text import NoControl, NoControlMultiline
 from cloudctl.reclaim.models import AppealStatus, RecommendationKind, RecommendationStatus
 
 __all__ = [
@@ -24,13 +25,15 @@ __all__ = [
 class SummaryRow(BaseModel):
     """One CSV row of a daily summary import (the columns `cloudctl reclaim import` reads)."""
 
-    server: str = Field(min_length=1, max_length=128, description="server id, provider id or name")
+    server: Annotated[str, StringConstraints(min_length=1, max_length=128), NoControl] = Field(
+        description="server id, provider id or name")
     day: date
     metric: Literal["cpu", "mem", "net_rx", "net_tx"]
-    p95: float = Field(ge=0)
-    p99: float = Field(ge=0)
-    max: float = Field(ge=0)
-    mean: float = Field(ge=0)
+    # Finite: "inf" and "nan" parse as floats, and PostgreSQL and SQLite would each store them differently.
+    p95: float = Field(ge=0, allow_inf_nan=False)
+    p99: float = Field(ge=0, allow_inf_nan=False)
+    max: float = Field(ge=0, allow_inf_nan=False)
+    mean: float = Field(ge=0, allow_inf_nan=False)
     samples: int = Field(ge=1, le=1_000_000)
 
 
@@ -95,12 +98,13 @@ class CampaignPublic(Schema):
 
 
 class AppealCreate(Schema):
-    reason: str = Field(min_length=4, max_length=1000, description="why the server must keep its resources")
+    reason: Annotated[str, StringConstraints(min_length=4, max_length=1000), NoControlMultiline] = Field(
+        description="why the server must keep its resources")
 
 
 class AppealDecision(Schema):
     accept: bool
-    note: str | None = Field(default=None, max_length=500)
+    note: Annotated[str, StringConstraints(max_length=500), NoControlMultiline] | None = None
     exempt_until: date | None = Field(default=None, description="with accept: exempt until this day")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, delete, func, insert, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning
@@ -30,10 +30,13 @@ from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.bulk import insert_rows
 from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
 from cloudctl.core.models import utcnow
+from cloudctl.core.schemas import field_errors
+from cloudctl.core.tabular import Column, numbered
 from cloudctl.org.models import BusinessSystem, Unit
 from cloudctl.org.service import under
 from cloudctl.reclaim import analysis
@@ -51,10 +54,12 @@ from cloudctl.reclaim.sources.base import DailySummary, UtilisationSource
 __all__ = [
     "ANALYZE_JOB",
     "COLLECT_JOB",
+    "SUMMARY_COLUMNS",
     "ImportResult",
     "analyze",
     "appeal",
     "collect",
+    "collect_days",
     "decide_appeal",
     "dismiss",
     "execute",
@@ -144,30 +149,44 @@ def source_for(cloud: Cloud) -> UtilisationSource | None:
 
 def store_summaries(session: Session, summaries: Iterable[tuple[int, DailySummary]], *, source: str) -> int:
     """Write (server id, summary) rows, replacing what was stored for the same server, day and metric."""
-    rows: list[dict[str, Any]] = [
-        {"server_id": server_id, "day": s.day, "metric": s.metric, "p95": s.p95, "p99": s.p99, "max": s.max,
-         "mean": s.mean, "samples": s.samples, "source": source} for server_id, s in summaries]
+    return _store(session, [(server_id, s.day, s.metric, s.p95, s.p99, s.max, s.mean, s.samples, source)
+                            for server_id, s in summaries])
+
+
+_SUMMARY_COLUMNS = ("server_id", "day", "metric", "p95", "p99", "max", "mean", "samples", "source")
+
+
+def _store(session: Session, rows: list[tuple[int, date, str, float, float, float, float, int, str]]) -> int:
+    """Rows of utilisation_daily (the columns of _SUMMARY_COLUMNS), replacing those of their server, day and metric."""
     if not rows:
         return 0
-    # Delete-then-insert per day: one statement per day instead of an upsert per row, on both databases.
-    by_day: dict[date, set[int]] = {}
+    # Delete-then-insert by (day, metric): one statement per pair instead of an upsert per row, on both databases,
+    # and only the (server, day, metric) triples given, so a CPU-only file leaves the day's network rows alone.
+    by_key: dict[tuple[date, str], set[int]] = {}
     for row in rows:
-        by_day.setdefault(row["day"], set()).add(row["server_id"])
-    for day, server_ids in by_day.items():
+        by_key.setdefault((row[1], row[2]), set()).add(row[0])
+    for (day, metric), server_ids in by_key.items():
         ids = sorted(server_ids)
         for start in range(0, len(ids), 500):
-            session.execute(delete(UtilisationDay).where(UtilisationDay.day == day,
+            session.execute(delete(UtilisationDay).where(UtilisationDay.day == day, UtilisationDay.metric == metric,
                                                          UtilisationDay.server_id.in_(ids[start:start + 500])))
-    session.execute(insert(UtilisationDay), rows)
-    return len(rows)
+    return insert_rows(session, UtilisationDay, _SUMMARY_COLUMNS, rows)
 
 
 def collect(session: Session, principal: Principal, day: date, *, cloud: str | None = None,
             sources: SourceLookup = source_for) -> dict[str, int]:
     """Read one UTC day's summaries of every server (of one cloud) from its source and store them."""
+    return collect_days(session, principal, [day], cloud=cloud, sources=sources)
+
+
+def collect_days(session: Session, principal: Principal, days: Sequence[date], *, cloud: str | None = None,
+                 sources: SourceLookup = source_for) -> dict[str, int]:
+    """:func:`collect` for several UTC days: each cloud's source and servers are read once for all of them."""
     authorize(principal, "reclaim.utilisation:write")
-    if day >= utcnow().date():
-        raise InvalidInput(f"{day} is not over yet (UTC): collect a finished day", field="day")
+    today = utcnow().date()
+    late = [d for d in days if d >= today]
+    if late:
+        raise InvalidInput(f"{late[0]} is not over yet (UTC): collect a finished day", field="day")
     query = select(Cloud).where(Cloud.enabled.is_(True)).order_by(Cloud.name)
     if cloud is not None:
         query = query.where(Cloud.name == cloud)
@@ -179,11 +198,12 @@ def collect(session: Session, principal: Principal, day: date, *, cloud: str | N
             continue
         servers = dict(session.execute(select(Server.provider_id, Server.id).where(
             Server.cloud_id == row.id, Server.status != "DELETED")).all())
-        summaries = source.daily_summaries(day, sorted(servers))
+        asked = sorted(servers)
         counts["servers"] += len(servers)
-        counts["summaries"] += store_summaries(
-            session, ((servers[s.server], s) for s in summaries if s.server in servers),
-            source="simulator" if row.kind == CloudKind.SIMULATOR else "prometheus")
+        kind = "simulator" if row.kind == CloudKind.SIMULATOR else "prometheus"
+        counts["summaries"] += _store(session, [
+            (servers[s.server], s.day, s.metric, s.p95, s.p99, s.max, s.mean, s.samples, kind)
+            for day in days for s in source.daily_summaries(day, asked) if s.server in servers])
     return counts
 
 
@@ -227,6 +247,19 @@ class ImportResult:
     days: int
 
 
+# The columns of `reclaim import`, with the names a Chinese spreadsheet gives them.
+SUMMARY_COLUMNS = (
+    Column("server", ("云主机", "服务器", "主机"), required=True),
+    Column("day", ("日期",), required=True),
+    Column("metric", ("指标",), required=True),
+    Column("p95", ("P95",), required=True),
+    Column("p99", ("P99",), required=True),
+    Column("max", ("最大值",), required=True),
+    Column("mean", ("平均值", "均值"), required=True),
+    Column("samples", ("样本数", "采样数"), required=True),
+)
+
+
 def import_summaries(session: Session, principal: Principal, rows: Sequence[Mapping[str, Any]]) -> ImportResult:
     """Import daily summaries from another tool: every row valid, or nothing written.
 
@@ -238,13 +271,11 @@ def import_summaries(session: Session, principal: Principal, rows: Sequence[Mapp
         raise InvalidInput("the file holds no rows", field="rows")
     errors: list[FieldError] = []
     parsed: list[tuple[int, SummaryRow]] = []
-    for n, raw in enumerate(rows, 1):
+    for n, raw in numbered(rows):
         try:
             row = SummaryRow.model_validate(dict(raw))
         except ValidationError as exc:
-            for error in exc.errors():
-                where = ".".join(str(p) for p in error["loc"]) or "row"
-                errors.append(FieldError(f"rows.{n}.{where}", error["msg"]))
+            errors.extend(field_errors(exc, prefix=("rows", n)))
             continue
         if not row.p95 <= row.p99 <= row.max:
             errors.append(FieldError(f"rows.{n}.p99", "p95 ≤ p99 ≤ max must hold"))
@@ -261,7 +292,9 @@ def import_summaries(session: Session, principal: Principal, rows: Sequence[Mapp
         if resolved.get(row.server) is None:
             errors.append(FieldError(f"rows.{n}.server", f"no server {row.server!r} (id, provider id or unique name)"))
     if errors:
-        raise InvalidInput(f"{len(errors)} row error(s); nothing imported", errors=errors[:200])
+        errors.sort(key=lambda e: _row_of(e.field))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InvalidInput(f"{errors[0].reason}{more}; nothing imported", errors=errors[:200])
     seen: dict[tuple[int, date, str], int] = {}
     for n, row in parsed:
         key = (resolved[row.server], row.day, row.metric)
@@ -279,10 +312,17 @@ def import_summaries(session: Session, principal: Principal, rows: Sequence[Mapp
     return ImportResult(rows=count, servers=len({s for s, _ in summaries}), days=len({s.day for _, s in summaries}))
 
 
+def _row_of(field: str) -> int:
+    """The row number in ``rows.12.p95``, to report a file's errors in its own order."""
+    parts = field.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
 def _resolve_servers(session: Session, names: Iterable[str]) -> dict[str, int]:
     wanted = set(names)
     found: dict[str, int] = {}
-    ids = [int(n) for n in wanted if n.isdigit()]
+    # ASCII digits that fit a 64-bit id: "²" is a digit to str.isdigit, and a longer number no server's id.
+    ids = [int(n) for n in wanted if n.isascii() and n.isdigit() and len(n) <= 18]
     for start in range(0, len(ids), 500):
         for server_id in session.scalars(select(Server.id).where(Server.id.in_(ids[start:start + 500]))):
             found[str(server_id)] = server_id

@@ -12,17 +12,20 @@ from typing import Any
 
 import typer
 
+from cloudctl.core import tabular
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
-from cloudctl.core.output import OutputFormat, console, err_console, print_json, print_one, print_rows
+from cloudctl.core.output import OutputFormat, console, err_console, print_json, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.scanners.parsers import MAX_REPORT_BYTES
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
     AssetPublic,
+    BlockIn,
     DrillPublic,
     DutyPeriodPublic,
     DutyShiftPublic,
@@ -30,6 +33,7 @@ from cloudctl.security.schemas import (
     FindingPublic,
     ReasonIn,
     RiskAcceptanceIn,
+    StepIn,
     TicketPublic,
 )
 from cloudctl.security.service import alerts, assets, drills, duty, runs
@@ -47,10 +51,10 @@ def sec_import(file: Path = typer.Argument(..., help="an nmap XML, Nessus .nessu
                scope: str = typer.Option(..., help="what the report covers, e.g. 2026Q4-unicom-extranet"),
                output: OutputFormat = OutputOption) -> None:
     """Import a report: prints created / untouched / closed / reactivated; the same file twice does nothing."""
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}", field="file")
-    with unit_of_work() as (session, principal):
-        outcome = service.import_report(session, principal, file.read_bytes(), fmt, scope=scope, source=file.name)
+    with tabular.in_file(file):
+        data = tabular.read_bytes(file, max_bytes=MAX_REPORT_BYTES)
+        with unit_of_work() as (session, principal):
+            outcome = service.import_report(session, principal, data, fmt, scope=scope, source=file.name)
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps(dict(outcome)) + "\n")
         return
@@ -73,7 +77,7 @@ def sec_findings(scope: str | None = typer.Option(None), unit: str | None = Unit
         print_list(partial(service.list_findings, session, principal, scope=scope, unit=unit, severity=severity,
                            active=not closed, overdue=overdue, business_system=system, mlps_level=mlps_level),
                    FindingPublic, [
-            ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("ip", lambda f: f.ip),
+            ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("target", lambda f: f.target),
             ("port", lambda f: f"{f.port}/{f.protocol}" if f.port else None), ("title", lambda f: f.title[:50]),
             ("unit", lambda f: f.unit_code), ("等保", lambda f: f.mlps_level), ("deadline", lambda f: f.sla_deadline),
             ("ticket", lambda f: f.ticket_id),
@@ -104,7 +108,7 @@ def asset_list(unit: str | None = UnitFilter,
     with unit_of_work() as (session, principal):
         print_list(partial(assets.list_assets, session, principal, unit=unit, business_system=system,
                            mlps_level=mlps_level, linked=linked, ip=ip), AssetPublic, [
-            ("id", lambda a: a.id), ("ip", lambda a: a.ip), ("host", lambda a: a.hostname),
+            ("id", lambda a: a.id), ("ip", lambda a: a.ip or a.url), ("host", lambda a: a.hostname),
             ("unit", lambda a: a.unit_code), ("server 云主机", lambda a: a.server_name),
             ("system 业务系统", lambda a: a.business_system), ("等保", _level),
             ("internet", lambda a: a.internet_exposed),
@@ -117,7 +121,7 @@ def asset_show(asset_id: int = typer.Argument(...), output: OutputFormat = Outpu
     """One asset."""
     with unit_of_work() as (session, principal):
         asset = AssetPublic.model_validate(assets.get_asset(session, principal, asset_id))
-    print_one(asset, output, title=f"资产 {asset.ip}")
+    print_one(asset, output, title=f"资产 {asset.target}")
 
 
 @asset_app.command("level")
@@ -132,7 +136,7 @@ def asset_level(asset_id: int = typer.Argument(...),
     with unit_of_work() as (session, principal):
         asset = assets.set_mlps_level(session, principal, asset_id, data.mlps_level, data.reason)
         source = asset.mlps_level_source.label if asset.mlps_level_source is not None else "未定级"
-        console.print(f"asset {asset.id} ({asset.ip}): MLPS level {asset.mlps_level or '–'} ({source})")
+        console.print(f"asset {asset.id} ({asset.target}): MLPS level {asset.mlps_level or '–'} ({source})")
 
 
 @security_app.command("tickets")
@@ -243,12 +247,34 @@ def sec_verdict(alert_id: int = typer.Argument(...), verdict: Verdict = typer.Ar
 @security_app.command("step")
 def sec_step(alert_id: int = typer.Argument(...), step: str = typer.Argument(..., help="block, respond, investigate, "
                                                                                      "kill, record, reply"),
-             evidence: str | None = typer.Option(None), skip: bool = typer.Option(False, "--skip")) -> None:
+             evidence: str | None = typer.Option(None), skip: bool = typer.Option(False, "--skip"),
+             block: list[str] = typer.Option([], "--block", help="阻断: an address or network it blocked "
+                                                                 "(repeatable), put on the block list"),
+             override: bool = typer.Option(False, "--override", help="an administrator blocks inside the city's "
+                                                                     "own space")) -> None:
     """Record a response step done (with evidence), or 查杀 not applicable (--skip)."""
+    data = parse(StepIn, {"status": "skipped" if skip else "done", "evidence": evidence, "block": block,
+                          "override": override})
     with unit_of_work() as (session, principal):
-        alerts.update_step(session, principal, alert_id, step,
-                           status=StepStatus.SKIPPED if skip else StepStatus.DONE, evidence=evidence)
+        alerts.update_step(session, principal, alert_id, step, status=StepStatus(data.status),
+                           evidence=data.evidence, block_addresses=data.block, override=data.override)
         console.print(f"alert {alert_id}: {step} {'skipped' if skip else 'done'}")
+
+
+@security_app.command("block")
+def sec_block(address: str = typer.Argument(..., help="an address or a network (at most /16, IPv6 /48)"),
+              reason: str = typer.Option(..., help="why: kept with the entry and in the audit log"),
+              expires: datetime | None = typer.Option(None, help="lift it then (with a zone, e.g. …+08:00)"),
+              alert: int | None = typer.Option(None, help="the alert it answers"),
+              override: bool = typer.Option(False, "--override", help="an administrator blocks an address inside "
+                                                                      "the extranet plan or a cloud's space")) -> None:
+    """Put an address on the firewalls' block list (封禁); never loopback, link-local, multicast or a broad range."""
+    data = parse(BlockIn, {"ip": address, "reason": reason, "expires_at": expires, "alert_id": alert,
+                           "override": override})
+    with unit_of_work() as (session, principal):
+        row = alerts.block(session, principal, data.ip, reason=data.reason, expires_at=data.expires_at,
+                           alert_id=data.alert_id, override=data.override)
+        console.print(f"blocked {row.ip}")
 
 
 @security_app.command("close")
@@ -263,7 +289,7 @@ def sec_close(alert_id: int = typer.Argument(...)) -> None:
 def sec_blocklist(fmt: str = typer.Option("txt", "--format", help="txt or csv")) -> None:
     """The addresses blocked now, for the firewalls."""
     with unit_of_work() as (session, principal):
-        sys.stdout.write(alerts.blocklist(session, principal, fmt=fmt))
+        write_text(alerts.blocklist(session, principal, fmt=fmt))
 
 
 @security_app.command("duty-missing")

@@ -11,7 +11,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, String, Text, UniqueConstraint, false, true
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloudctl.compute.models import Server
@@ -44,12 +57,19 @@ class Asset(TimestampMixin, Base):
     and MLPS level) that holds the address where the cloud says so."""
 
     __tablename__ = "security_assets"
-    # MLPS levels as business systems have them (1–4); in practice 2 or 3.
-    __table_args__ = (CheckConstraint("mlps_level BETWEEN 1 AND 4", name="mlps_level_range"),)
+    # MLPS levels as business systems have them (1–4); in practice 2 or 3. A host named without an address is
+    # one asset per (lower-case) host name, as an address is one per address.
+    __table_args__ = (CheckConstraint("mlps_level BETWEEN 1 AND 4", name="mlps_level_range"),
+                      Index("uq_security_assets_host_name", "hostname", unique=True,
+                            sqlite_where=text("kind != 'ip'"), postgresql_where=text("kind != 'ip'")))
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ip: Mapped[str] = mapped_column(String(45), unique=True)
+    # ip: an address the scanners reported, canonical (IPv6 compressed, lower-case); host: a host name without
+    # an address; web: a web application, by the URL a web scanner gave (its host name is the asset).
+    kind: Mapped[str] = mapped_column(String(8), default="ip", server_default="ip")
+    ip: Mapped[str | None] = mapped_column(String(45), unique=True)
     hostname: Mapped[str | None] = mapped_column(String(255))
+    url: Mapped[str | None] = mapped_column(String(2048))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
     server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="SET NULL"), index=True)
     business_system_id: Mapped[int | None] = mapped_column(ForeignKey("business_systems.id", ondelete="SET NULL"),
@@ -71,6 +91,11 @@ class Asset(TimestampMixin, Base):
     @property
     def unit_code(self) -> str | None:
         return self.unit.code if self.unit is not None else None
+
+    @property
+    def target(self) -> str:
+        """What the asset is known by: its address, else its host name."""
+        return self.ip or self.hostname or f"asset {self.id}"
 
     @property
     def server_name(self) -> str | None:
@@ -144,7 +169,8 @@ class Finding(TimestampMixin, Base):
     title: Mapped[str] = mapped_column(String(500))
     severity: Mapped[Severity] = mapped_column(enum_column(Severity, 16), index=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("security_assets.id", ondelete="CASCADE"), index=True)
-    ip: Mapped[str] = mapped_column(String(45))
+    # The asset's address; None for a host the scanner named without one (the asset has its name and URL).
+    ip: Mapped[str | None] = mapped_column(String(45))
     port: Mapped[int | None]
     protocol: Mapped[str | None] = mapped_column(String(8))
     service: Mapped[str | None] = mapped_column(String(64))
@@ -169,6 +195,10 @@ class Finding(TimestampMixin, Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("security_tickets.id", ondelete="SET NULL"), index=True)
 
     asset: Mapped[Asset] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def target(self) -> str:
+        return self.asset.target
 
     @property
     def unit_code(self) -> str | None:

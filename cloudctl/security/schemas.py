@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import Schema
+from cloudctl.core.text import FreeText, NoControl, NoControlMultiline
 from cloudctl.security.models import (
     AlertStatus,
     DrillPhase,
@@ -22,13 +24,21 @@ from cloudctl.security.models import (
 
 __all__ = ["AlertPublic", "AssetLevelIn", "AssetPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic",
            "DutyPeriodPublic", "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn",
-           "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+           "ReportItem", "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+
+
+# Why a finding, an asset or a ticket is treated so: kept in the audit log, and may run over several lines.
+Reason = Annotated[str, StringConstraints(min_length=4, max_length=1000), NoControlMultiline]
 
 
 class AssetPublic(Schema):
     id: int
-    ip: str
+    # ip: an address; host: a host name a scanner gave without an address; web: a web application (its URL).
+    kind: Literal["ip", "host", "web"]
+    ip: str | None
     hostname: str | None
+    url: str | None
+    target: str = Field(description="the address, else the host name")
     unit_code: str | None
     # The cloud server holding the address, and its business system (null: no cloud claims the address).
     server_id: int | None
@@ -50,7 +60,7 @@ class AssetLevelIn(Schema):
     """Set an asset's MLPS level by hand; null hands it back to its business system's level."""
 
     mlps_level: int | None = Field(ge=1, le=4)
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
 
 
 class FindingPublic(Schema):
@@ -61,7 +71,8 @@ class FindingPublic(Schema):
     plugin_id: str
     title: str
     severity: Severity
-    ip: str
+    ip: str | None = Field(description="the asset's address; null for a host a scanner named without one")
+    target: str = Field(description="the address, else the host name")
     port: int | None
     protocol: str | None
     service: str | None
@@ -125,17 +136,17 @@ class TicketPublic(Schema):
 class ReasonIn(Schema):
     """Why (a false positive marked, an acceptance revoked): kept in the audit log."""
 
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
 
 
 class RiskAcceptanceIn(Schema):
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
     until: date
 
 
 class ExtensionIn(Schema):
     to: date
-    reason: str = Field(min_length=4, max_length=1000)
+    reason: Reason
 
 
 class TriageStepPublic(Schema):
@@ -171,19 +182,25 @@ class AlertPublic(Schema):
 
 class VerdictIn(Schema):
     verdict: Verdict
-    note: str | None = Field(default=None, max_length=1000)
+    note: Annotated[str, StringConstraints(max_length=1000), NoControlMultiline] | None = None
 
 
 class StepIn(Schema):
     status: Literal["done", "skipped"]
-    evidence: str | None = Field(default=None, max_length=4000)
+    evidence: FreeText | None = None
+    block: list[Annotated[str, StringConstraints(min_length=2, max_length=49), NoControl]] = Field(
+        default_factory=list, max_length=32,
+        description="阻断 done: the addresses or networks blocked, put on the block list with the evidence as reason")
+    override: bool = Field(default=False, description="an administrator blocks inside the city's own space")
 
 
 class BlockIn(Schema):
-    ip: str = Field(min_length=2, max_length=49)
-    reason: str = Field(min_length=2, max_length=500)
+    ip: Annotated[str, StringConstraints(min_length=2, max_length=49), NoControl]
+    reason: Annotated[str, StringConstraints(min_length=2, max_length=500), NoControlMultiline]
     expires_at: datetime | None = None
-    alert_id: int | None = None
+    alert_id: Id | None = None
+    override: bool = Field(default=False, description="an administrator's explicit block of an address inside the "
+                                                      "city's extranet plan or a cloud's address space")
 
 
 class DutyPeriodPublic(Schema):
@@ -214,7 +231,7 @@ class DutyShiftPublic(Schema):
 class CheckInIn(Schema):
     """The body of a check-in (签到), optional: what the next shift must know (交接班)."""
 
-    handover_note: str | None = Field(default=None, max_length=4000)
+    handover_note: FreeText | None = None
 
 
 class DutyReportPublic(Schema):
@@ -228,3 +245,19 @@ class DutyReportPublic(Schema):
     alerts: int
     incidents: int
     note: str | None
+
+
+class ReportItem(BaseModel):
+    """One finding of a scanner file, checked against the columns it is stored in before anything is written,
+    so that SQLite and PostgreSQL refuse the same files (PostgreSQL alone enforces a VARCHAR's length)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin_id: Annotated[str, StringConstraints(max_length=128), NoControl]
+    title: Annotated[str, StringConstraints(max_length=500), NoControl]
+    port: int | None = Field(ge=0, le=65535)
+    protocol: Literal["tcp", "udp"] | None
+    service: Annotated[str, StringConstraints(max_length=64), NoControl] | None
+    hostname: Annotated[str, StringConstraints(max_length=255), NoControl] | None
+    cve: list[Annotated[str, StringConstraints(max_length=32)]] = Field(max_length=10_000)
+    cvss: float | None = Field(ge=0, le=10, allow_inf_nan=False)

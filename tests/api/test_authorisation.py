@@ -172,7 +172,7 @@ def _build(session: Session) -> World:
         name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=3), ends_at=now + timedelta(days=2),
         every_hours=1))
     shift = duty.add_shift(session, ADMIN, period.id, duty.ShiftCreate(
-        starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="李备班"))
+        starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="duty-user"))
     for code in ("990100-D01", "990100-D02"):
         duty.submit_report(session, ADMIN, period.id, duty.ReportCreate(zero=True, unit_code=code,
                                                                          slot_at=duty.slots(period)[0]))
@@ -360,9 +360,12 @@ PROBES: list[Probe] = [
     Probe("GET", "/metrics", PUBLIC, media="text/plain"),
     Probe("GET", "/openapi.json", PUBLIC),
     Probe("GET", "/docs", PUBLIC, media="text/html"),
-    Probe("GET", "/docs/oauth2-redirect", PUBLIC, media="text/html"),
     Probe("GET", "/redoc", PUBLIC, media="text/html"),
     Probe("GET", "/screen", PUBLIC, media="text/html"),
+    Probe("GET", "/static/screen.js", PUBLIC, media="text/javascript"),
+    # The docs pages' files, served by the API itself (a mount: the file's name follows the route).
+    Probe("GET", "/static/docs", PUBLIC, query="/swagger-ui-bundle.js", media="text/javascript"),
+    Probe("GET", "/static/api", PUBLIC, query="/swagger-init.js", media="text/javascript"),
     Probe("GET", "/api/v1/screen/summary", may(), dept_check=_screen_is_the_department),
     # ------------------------------------------------------------ organisation
     Probe("GET", "/api/v1/me", may()),
@@ -378,6 +381,9 @@ PROBES: list[Probe] = [
                   body={"unit_code": "{unit}", "name": "移动警务平台", "mlps_level": 3}), dept=422),
     *scoped(Probe("GET", "/api/v1/business-systems/{system_id}", may())),
     *scoped(Probe("PATCH", "/api/v1/business-systems/{system_id}", may(*WRITE, "dept"), body={"user_facing": True})),
+    # Lowering the MLPS level is the security team's decision; another unit's system stays not found.
+    *scoped(Probe("PATCH", "/api/v1/business-systems/{system_id}", may(*SECURITY), body={"mlps_level": 2},
+                  label="lower the MLPS level"), dept=404),
     # ------------------------------------------------------------ government cloud
     Probe("GET", "/api/v1/clouds", may()),
     Probe("GET", "/api/v1/clouds/{name}", may()),

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from cloudctl.core.models import utcnow
+from cloudctl.org.models import User
 from cloudctl.security.service import duty
 from tests.api.conftest import auth
 from tests.factories import ADMIN, MiniCity
@@ -53,6 +54,11 @@ def test_roster_overlaps_check_in_and_on_shift(client: TestClient, city: MiniCit
     period_id, now = period
     secops, duty_headers = auth(city, "secops"), auth(city, "duty")
     shifts = f"{URL}/periods/{period_id}/shifts"
+    # The duty user is 张伟, the day shift's officer on the roster below.
+    officer = session.get(User, city.principals["duty"].user_id)
+    assert officer is not None
+    officer.display_name = "张伟"
+    session.commit()
     assert client.get(f"{URL}/on-shift", headers=duty_headers).json() is None
 
     day = client.post(shifts, headers=secops, json={
@@ -106,8 +112,8 @@ def test_roster_overlaps_check_in_and_on_shift(client: TestClient, city: MiniCit
     assert again.status_code == 200, again.text
     assert again.json()["checked_in_at"] == checked.json()["checked_in_at"]
     assert again.json()["handover_note"] == "态势感知平台告警已清零"
-    # The night shift opens for check-in at +20 minutes.
-    too_early = client.post(f"{URL}/shifts/{night_id}/check-in", headers=duty_headers)
+    # The night shift opens for check-in at +20 minutes (the security team may record it for 李娜).
+    too_early = client.post(f"{URL}/shifts/{night_id}/check-in", headers=secops)
     assert too_early.status_code == 409
     assert field_of(too_early) == "shift"
     assert client.post(f"{URL}/shifts/{day_id}/check-in", headers=auth(city, "dept")).status_code == 403
@@ -122,7 +128,7 @@ def test_roster_overlaps_check_in_and_on_shift(client: TestClient, city: MiniCit
     past = duty.add_shift(session, ADMIN, period_id, duty.ShiftCreate(
         starts_at=now - timedelta(hours=2), ends_at=now - timedelta(hours=1, minutes=20), officer="孙强"))
     session.commit()
-    ended = client.post(f"{URL}/shifts/{past.id}/check-in", headers=duty_headers)
+    ended = client.post(f"{URL}/shifts/{past.id}/check-in", headers=secops)
     assert ended.status_code == 409
     assert "ended" in ended.json()["detail"]
 
@@ -167,3 +173,135 @@ def test_a_department_sees_only_its_own_reports(client: TestClient, city: MiniCi
     assert sorted((r["unit_code"], r["alerts"], r["incidents"]) for r in everyone) == [
         ("990100-D01", 0, 0), ("990100-D02", 3, 1)]
     assert client.get(f"{URL}/periods/999999/reports", headers=auth(city, "dept")).status_code == 404
+
+
+def test_check_in_is_the_officers_own_or_recorded_for_them(client: TestClient, city: MiniCity,
+                                                         session: Session) -> None:
+    """Another duty officer may not check in for a shift, nor overwrite its handover note; the backup may; the
+    security team records it on the officer's behalf, audited as such."""
+    from cloudctl.core.audit import list_audit
+
+    now = utcnow()
+    created = client.post(f"{URL}/periods", headers=auth(city, "secops"), json={
+        "name": "护网值守", "kind": "drill", "starts_at": iso(now - timedelta(hours=1)),
+        "ends_at": iso(now + timedelta(days=1)), "every_hours": 4})
+    shift = client.post(f"{URL}/periods/{created.json()['id']}/shifts", headers=auth(city, "secops"), json={
+        "starts_at": iso(now - timedelta(minutes=30)), "ends_at": iso(now + timedelta(hours=8)),
+        "officer": "王芳", "backup": "duty-user"}).json()["id"]
+    check_in = f"{URL}/shifts/{shift}/check-in"
+    # duty-user is the backup: allowed.
+    backup = client.post(check_in, headers=auth(city, "duty"), json={"handover_note": "x"})
+    assert backup.status_code == 200, backup.text
+    other = make_user_token(session, "duty-other")
+    refused = client.post(check_in, headers=other, json={"handover_note": "改掉交接记录"})
+    assert refused.status_code == 403
+    assert "王芳" in refused.json()["detail"]
+    assert client.get(f"{URL}/periods/{created.json()['id']}/shifts",
+                      headers=other).json()[0]["handover_note"] == "x"
+    recorded = client.post(check_in, headers=auth(city, "secops"), json={"handover_note": "电话报到"})
+    assert recorded.status_code == 200
+    entries, _ = list_audit(session, ADMIN, entity="duty_shift", entity_id=str(shift))
+    assert {e.action for e in entries} >= {"check_in", "check_in_for"}
+    behalf = next(e for e in entries if e.action == "check_in_for")
+    assert behalf.after is not None
+    assert behalf.after["on_behalf_of"] == "王芳"
+    assert behalf.actor == "api:secops-user"
+
+
+def make_user_token(session: Session, username: str) -> dict[str, str]:
+    from cloudctl.core.auth import Role
+    from cloudctl.org import service
+    from tests.factories import make_user
+
+    make_user(session, username, Role.DUTY)
+    _, secret = service.create_token(session, ADMIN, username)
+    session.commit()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_a_period_is_bounded_in_length_and_slots(client: TestClient, city: MiniCity) -> None:
+    now = utcnow()
+    headers = auth(city, "secops")
+    centuries = client.post(f"{URL}/periods", headers=headers, json={
+        "name": "永久值守", "kind": "event", "starts_at": iso(now), "ends_at": "2226-01-01T00:00:00+08:00",
+        "every_hours": 1})
+    assert centuries.status_code == 422
+    assert "at most 366 days" in centuries.json()["detail"]
+    hourly_year = client.post(f"{URL}/periods", headers=headers, json={
+        "name": "全年逐时值守", "kind": "event", "starts_at": iso(now), "ends_at": iso(now + timedelta(days=360)),
+        "every_hours": 1})
+    assert hourly_year.status_code == 422
+    assert "8640 report slots" in hourly_year.json()["detail"]
+    many_times = client.post(f"{URL}/periods", headers=headers, json={
+        "name": "x 值守", "kind": "event", "starts_at": iso(now), "ends_at": iso(now + timedelta(days=1)),
+        "report_times": [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)] + ["23:59"]})
+    assert many_times.status_code == 422
+    assert client.post(f"{URL}/periods", headers=headers, json={
+        "name": "x 值守", "kind": "event", "starts_at": iso(now), "ends_at": iso(now + timedelta(days=1)),
+        "report_times": ["09:00", "09:00"]}).status_code == 422
+
+
+def _naive_slots(period: duty.DutyPeriod) -> list[datetime]:
+    """Every slot of a (short) period, listed the plain way: the reference for the windowed computation."""
+    from datetime import UTC, time
+
+    from cloudctl.core.models import BEIJING
+
+    out = []
+    if period.every_hours:
+        at = period.starts_at + timedelta(hours=period.every_hours)
+        while at <= period.ends_at:
+            out.append(at)
+            at += timedelta(hours=period.every_hours)
+        return out
+    day = period.starts_at.astimezone(BEIJING).date() - timedelta(days=1)
+    while datetime.combine(day, time(0), tzinfo=BEIJING) <= period.ends_at + timedelta(days=1):
+        for text in sorted(period.report_times):
+            hour, minute = (int(x) for x in text.split(":"))
+            at = datetime.combine(day, time(hour, minute), tzinfo=BEIJING).astimezone(UTC)
+            if period.starts_at < at <= period.ends_at:
+                out.append(at)
+        day += timedelta(days=1)
+    return out
+
+
+@pytest.mark.parametrize(("report_times", "every_hours"), [([], 5), (["00:00", "08:30", "23:59"], None), ([], 24)])
+def test_slots_are_computed_for_the_window_alone(report_times: list[str], every_hours: int | None) -> None:
+    from datetime import UTC
+
+    from cloudctl.security.models import DutyKind, DutyPeriod
+
+    start = datetime(2026, 9, 30, 13, 17, tzinfo=UTC)
+    period = DutyPeriod(name="p", kind=DutyKind.HOLIDAY, starts_at=start, ends_at=start + timedelta(days=9, hours=3),
+                        report_times=report_times, every_hours=every_hours, zero_reports=True, grace_minutes=30,
+                        reporting_kinds=["department"])
+    every = _naive_slots(period)
+    assert duty.slots(period) == every
+    assert duty.slot_count(period.starts_at, period.ends_at, report_times, every_hours) == len(every)
+    for hours in range(-30, 9 * 24 + 30, 7):
+        since = start + timedelta(hours=hours, minutes=11)
+        until = since + timedelta(hours=31)
+        assert duty.slots(period, since=since, until=until) == [s for s in every if since <= s <= until]
+        assert duty.next_slot(period, since) == next((s for s in every if s >= since), None)
+    assert all(duty.is_slot(period, s) for s in every)
+    assert not any(duty.is_slot(period, s + timedelta(minutes=7)) for s in every)
+
+
+def test_a_period_from_before_the_bounds_answers_for_its_window(client: TestClient, city: MiniCity,
+                                                                session: Session) -> None:
+    """A period stored before periods were bounded (now to 2226, every hour) is never listed whole: the next
+    slot and the report due are found for the window asked about."""
+    from cloudctl.security.models import DutyKind, DutyPeriod
+
+    now = utcnow()
+    period = DutyPeriod(name="遗留值守", kind=DutyKind.EVENT, starts_at=now - timedelta(days=1, minutes=10),
+                        ends_at=now + timedelta(days=200 * 365), report_times=[], every_hours=1,
+                        zero_reports=True, grace_minutes=30, reporting_kinds=["department"])
+    session.add(period)
+    session.commit()
+    assert duty.next_slot(period, now) is not None
+    report = client.post(f"{URL}/periods/{period.id}/reports", headers=auth(city, "dept"), json={"zero": True})
+    assert report.status_code == 201, report.text
+    missing = client.get(f"{URL}/missing?period={period.id}", headers=auth(city, "duty")).json()
+    # A day of hourly slots overdue for the two departments, less the one the department just sent, and the next.
+    assert 40 <= len(missing) <= 52

@@ -58,8 +58,20 @@ def test_business_system_create_and_patch(client: TestClient, city: MiniCity) ->
     system = created.json()
     assert system["unit_code"] == "990100-D01"
     assert created.headers["location"] == f"/api/v1/business-systems/{system['id']}"
-    patched = client.patch(f"/api/v1/business-systems/{system['id']}", json={"mlps_level": 2}, headers=dept)
-    assert patched.json()["mlps_level"] == 2
+    patched = client.patch(f"/api/v1/business-systems/{system['id']}", json={"mlps_level": 4}, headers=dept)
+    assert patched.json()["mlps_level"] == 4
+    # Lowering the level is the security team's decision: the department asks them.
+    lowered = client.patch(f"/api/v1/business-systems/{system['id']}", json={"mlps_level": 2}, headers=dept)
+    assert lowered.status_code == 403
+    assert lowered.json()["errors"][0]["field"] == "mlps_level"
+    assert "security team" in lowered.json()["detail"]
+    regraded = client.patch(f"/api/v1/business-systems/{system['id']}", json={"mlps_level": 2},
+                            headers=auth(city, "secops"))
+    assert regraded.status_code == 200, regraded.text
+    assert regraded.json()["mlps_level"] == 2
+    # Anything beyond the level stays the owner's and ops'.
+    assert client.patch(f"/api/v1/business-systems/{system['id']}", json={"mlps_level": 2, "name": "移动警务"},
+                        headers=auth(city, "secops")).status_code == 403
 
 
 def test_me(client: TestClient, city: MiniCity) -> None:

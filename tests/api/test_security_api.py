@@ -146,3 +146,88 @@ def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: Mini
                        headers=auth(city, "secops")).json()["phase"] == "self_check"
     summary = client.get(f"/api/v1/security/drills/{drill}/summary", headers=auth(city, "secops"))
     assert "2026 护网行动" in summary.text
+
+
+@pytest.fixture
+def city_space(session: Session, city: MiniCity) -> None:
+    """The extranet plan's aggregate 10.64.0.0/12 and a cloud VM on 172.20.0.15."""
+    from cloudctl.extranet.schemas import AggregateCreate
+    from cloudctl.extranet.service import ipam
+    from tests.factories import make_server
+
+    ipam.create_aggregate(session, ADMIN, AggregateCreate(prefix="10.64.0.0/12", description="市电子政务外网"))
+    server = make_server(session, "990100-D01", city.systems["own"])
+    from cloudctl.compute.models import ServerAddress
+
+    session.add(ServerAddress(server_id=server.id, ip="172.20.0.15", kind="fixed"))
+    session.commit()
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("0.0.0.0/1", "broader than /16"), ("128.0.0.0/1", "broader than /16"), ("10.0.0.0/8", "broader than /16"),
+    ("2001:db8::/32", "broader than /48"), ("127.0.0.1", "loopback"), ("::1", "loopback"),
+    ("::ffff:127.0.0.1", "loopback"), ("169.254.10.1", "link-local"), ("fe80::1", "link-local"),
+    ("224.0.0.251", "multicast"), ("ff02::1", "multicast"), ("255.255.255.255", "reserved"),
+    ("0.0.0.0", "this network"), ("10.64.3.7", "extranet plan"), ("10.70.0.0/16", "extranet plan"),
+    ("172.20.0.15", "cloud server"), ("172.20.0.0/24", "cloud server"), ("not-an-ip", "not an address"),
+])
+def test_the_block_list_refuses_broad_special_and_internal_targets(client: TestClient, city: MiniCity,
+                                                                    city_space: None, address: str,
+                                                                    reason: str) -> None:
+    answer = client.post("/api/v1/security/blocklist", headers=auth(city, "duty"),
+                         json={"ip": address, "reason": "攻击源"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "ip"
+    assert reason in answer.json()["detail"]
+    assert client.get("/api/v1/security/blocklist", headers=auth(city, "duty")).text == ""
+
+
+def test_an_internal_block_is_an_administrators_override(client: TestClient, city: MiniCity, session: Session,
+                                                         city_space: None) -> None:
+    from cloudctl.core.audit import list_audit
+
+    body = {"ip": "10.64.3.7", "reason": "失陷主机横向扫描，先行隔离", "override": True}
+    for role in ("duty", "secops"):
+        refused = client.post("/api/v1/security/blocklist", headers=auth(city, role), json=body)
+        assert refused.status_code == 403, refused.text
+        assert "only an administrator" in refused.json()["detail"]
+    done = client.post("/api/v1/security/blocklist", headers=auth(city, "admin"), json=body)
+    assert done.status_code == 201, done.text
+    entries, _ = list_audit(session, ADMIN, entity="blocklist", entity_id="10.64.3.7")
+    assert entries[0].after is not None
+    assert entries[0].after["override"] is True
+    assert entries[0].after["reason"] == "失陷主机横向扫描，先行隔离"
+    # An outside address needs no override, and a /16 is as broad as one entry goes.
+    assert client.post("/api/v1/security/blocklist", headers=auth(city, "duty"),
+                       json={"ip": "198.51.0.0/16", "reason": "扫描源网段"}).status_code == 201
+
+
+def test_the_block_step_blocks_through_the_same_guard(client: TestClient, city: MiniCity, city_space: None) -> None:
+    headers = auth(city, "duty")
+    alert_id = client.post("/api/v1/security/alerts", json=GENERIC, headers=headers).json()[0]["id"]
+    url = f"/api/v1/security/alerts/{alert_id}"
+    client.post(f"{url}/verdict", json={"verdict": "attack"}, headers=headers)
+    broad = client.post(f"{url}/steps/block", headers=headers,
+                        json={"status": "done", "evidence": "防火墙封禁", "block": ["203.0.113.7", "0.0.0.0/1"]})
+    assert broad.status_code == 422
+    assert broad.json()["errors"][0]["field"] == "ip"
+    assert client.get("/api/v1/security/blocklist", headers=headers).text == ""
+    done = client.post(f"{url}/steps/block", headers=headers,
+                       json={"status": "done", "evidence": "防火墙封禁", "block": ["203.0.113.7"]})
+    assert done.status_code == 200, done.text
+    assert client.get("/api/v1/security/blocklist", headers=headers).text == "203.0.113.7\n"
+    csv_text = client.get("/api/v1/security/blocklist?format=csv", headers=headers).text
+    assert f",防火墙封禁,,{alert_id}," in csv_text
+    elsewhere = client.post(f"{url}/steps/respond", headers=headers,
+                            json={"status": "done", "evidence": "已响应", "block": ["198.51.100.1"]})
+    assert elsewhere.status_code == 422
+    assert elsewhere.json()["errors"][0]["field"] == "block"
+
+
+def test_the_block_list_csv_neutralises_formulas(client: TestClient, city: MiniCity) -> None:
+    headers = auth(city, "duty")
+    assert client.post("/api/v1/security/blocklist", headers=headers,
+                       json={"ip": "203.0.113.8", "reason": "=cmd|' /C calc'!A0"}).status_code == 201
+    text = client.get("/api/v1/security/blocklist?format=csv", headers=headers)
+    assert text.headers["content-type"].startswith("text/csv")
+    assert "203.0.113.8,'=cmd|' /C calc'!A0," in text.text

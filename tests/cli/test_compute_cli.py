@@ -126,3 +126,47 @@ def test_a_quota_increase_approval_says_what_it_did(demo: CliRunner) -> None:
     assert "quota on city-cloud raised" in approved
     shown = json.loads(invoke(demo, "request", "show", str(request_id), "-o", "json"))
     assert (shown["status"], shown["job_id"], shown["items"][0]["ram_gib"]) == ("fulfilled", None, 16.0)
+
+
+def test_showback_csv_neutralises_formulas_and_the_cli_prints_no_raw_control_characters(demo: CliRunner) -> None:
+    """A department names its system like a formula: the CSV (opened in Excel) shows it as text. A name stored
+    with an escape sequence before names were checked prints as ␛, never as ESC."""
+    import csv
+    import io
+
+    from sqlalchemy import select
+
+    from cloudctl.compute.models import Server
+    from cloudctl.core.db import session_scope
+    from cloudctl.org.models import BusinessSystem
+
+    with session_scope() as session:
+        system = session.scalar(select(BusinessSystem).join(Server, Server.business_system_id == BusinessSystem.id)
+                                .order_by(BusinessSystem.id).limit(1))
+        assert system is not None
+        system_id, original = system.id, system.name
+    formula = '=HYPERLINK("http://evil.example/x","详情")'
+    invoke(demo, "system", "update", str(system_id), "--name", formula)
+    try:
+        rows = list(csv.DictReader(io.StringIO(invoke(demo, "report", "showback", "--month", "2026-11", "-o",
+                                                      "csv"))))
+        cells = {r["business_system"] for r in rows}
+        assert "'" + formula in cells
+        assert formula not in cells
+        assert all(not str(v).startswith(("=", "+", "@")) for r in rows for v in r.values())
+    finally:
+        invoke(demo, "system", "update", str(system_id), "--name", original)
+
+    with session_scope() as session:
+        stored = session.get(BusinessSystem, system_id)
+        assert stored is not None
+        stored.description = "二期\x1b[2J\x1b]0;pwned\x07\u202e建设"
+    shown = invoke(demo, "system", "show", str(system_id))
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert "\u202e" not in shown
+    assert "␛[2J" in shown
+    as_json = invoke(demo, "system", "show", str(system_id), "-o", "json")
+    assert "\x1b" not in as_json
+    assert "\u202e" not in as_json
+    assert json.loads(as_json)["description"] == "二期\x1b[2J\x1b]0;pwned\x07\u202e建设"

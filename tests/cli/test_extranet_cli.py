@@ -99,4 +99,4 @@ def test_plan_export_and_import_round_trip(demo: CliRunner, tmp_path: Path) -> N
     bad.write_text("- {kind: prefix, prefix: 10.64.0.0/14, zone: public, status: container}\n", encoding="utf-8")
     result = demo.invoke(app, ["extranet", "prefix", "import", str(bad)])
     assert result.exit_code == 1
-    assert result.output.strip().startswith("error: rows.1.prefix")
+    assert result.output.strip().startswith("error: plan.yml: rows.1.prefix: 10.64.0.0/14 already exists")

@@ -110,10 +110,10 @@ def test_import_refuses_a_bad_file_in_one_line(demo: CliRunner, tmp_path: Path) 
     result = demo.invoke(app, ["reclaim", "import", str(path)])
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
-    assert "rows.2.max" in result.output
+    assert "rows.3.max" in result.output  # the row as a spreadsheet shows it: the header is row 1
     missing = demo.invoke(app, ["reclaim", "import", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 1
-    assert missing.output.strip().startswith("error: file")
+    assert missing.output.strip().startswith("error: nope.csv: no such file")
 
 
 @pytest.mark.slow

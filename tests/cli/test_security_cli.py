@@ -47,7 +47,7 @@ def test_import_twice_and_refuse_hostile_xml(runner: CliRunner) -> None:
     hostile = runner.invoke(app, ["sec", "import", str(DATA / "billion-laughs.xml"), "--format", "nmap",
                                   "--scope", "x"])
     assert hostile.exit_code == 1
-    assert hostile.output.strip().startswith("error: file")
+    assert hostile.output.strip().startswith("error: billion-laughs.xml: the file declares the entity 'lol'")
     assert len(hostile.output.strip().splitlines()) == 1
 
 
@@ -201,3 +201,16 @@ def test_false_positive_and_a_bad_until(runner: CliRunner) -> None:
     back = runner.invoke(app, ["sec", "out-of-scope", finding, "--reason", "纳入范围", "--undo"])
     assert (back.exit_code, "in scope (active)" in back.output) == (0, True), back.output
 
+
+
+def test_sec_block_goes_through_the_guard(runner: CliRunner) -> None:
+    broad = runner.invoke(app, ["sec", "block", "0.0.0.0/1", "--reason", "攻击源"])
+    assert broad.exit_code == 1
+    assert "broader than /16" in broad.output
+    assert len(broad.output.strip().splitlines()) == 1
+    loopback = runner.invoke(app, ["sec", "block", "127.0.0.1", "--reason", "攻击源"])
+    assert loopback.exit_code == 1
+    assert "loopback" in loopback.output
+    done = runner.invoke(app, ["sec", "block", "203.0.113.9", "--reason", "暴力破解"])
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(app, ["sec", "blocklist"]).output == "203.0.113.9\n"

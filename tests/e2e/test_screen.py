@@ -7,6 +7,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,10 +33,10 @@ from tests.support.democity import DemoCityFiles
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo(demo_city: DemoCityFiles,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
-    city = demo_city.copy_to(tmp_path_factory.mktemp("screen"))
+@pytest.fixture
+def demo(demo_city: DemoCityFiles, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], CliRunner]]:
+    """The demo city served for this test alone: what one test plants (a drill, findings), the next never sees."""
+    city = demo_city.copy_to(tmp_path / "screen")
     reset_settings(Settings(data_dir=city.directory, database_url=f"sqlite:///{city.database}",
                             simulator_build_seconds=0))
     cli_state.schema_checked = False
@@ -53,7 +54,7 @@ def _text(dom: str, element_id: str) -> str:
 
 def test_the_screen_shows_the_demo_city_and_follows_changes(demo: tuple[str, dict[str, str], CliRunner]) -> None:
     base, tokens, runner = demo
-    url = f"{base}/screen?token={tokens['duty']}&refresh=2"
+    url = f"{base}/screen?refresh=2#token={tokens['duty']}"
     dom = dump_dom(url)
     assert _text(dom, "h-rate") == "97.8%"
     assert _text(dom, "v-rate") == "98.0%"
@@ -115,7 +116,7 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
         ticket.deadline = now.date() - timedelta(days=1)
         assert block.unit is not None
         chased = block.unit.code
-    dom = dump_dom(f"{base}/screen?token={tokens['duty']}&refresh=2")
+    dom = dump_dom(f"{base}/screen?refresh=2#token={tokens['duty']}")
     assert re.fullmatch(r"准备阶段 · 距开始 17天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
     # 13 items a unit; only the one due 20 days before the start is late, for both units, and one of those is done.
     assert "检查项完成 1 / 26 · 超期未完成 1" in _text(dom, "drill-detail")
@@ -126,7 +127,7 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
     assert row, dom[-2000:]
     assert "超期整改单 1" in row.group(0)
     assert f"严重漏洞 {critical_before + 1}" in row.group(0)
-    screenshot(f"{base}/screen?token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
+    screenshot(f"{base}/screen#token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
                height=900)
 
 
@@ -146,7 +147,7 @@ def test_a_department_screen_shows_its_own_figures_and_no_city_panel(
     summary = httpx.get(f"{base}/api/v1/screen/summary", headers={"Authorization": f"Bearer {tokens['dept-d01']}"},
                         timeout=10).json()
     assert summary["unit"] == "990100-D01"
-    dom = dump_dom(f"{base}/screen?token={tokens['dept-d01']}&refresh=2")
+    dom = dump_dom(f"{base}/screen?refresh=2#token={tokens['dept-d01']}")
     assert _text(dom, "error") == ""
     assert _text(dom, "title") == f"{summary['unit_name']} 值班大屏"
     # Its own figures; the panels of the whole city (alerts it may not read, the duty officer) show a dash.

@@ -76,6 +76,8 @@ class SimDevice:
     username: str = "netops"
     password: str = "Sim-Passw0rd!"  # a throw-away device's
     latency: float = 0.0
+    # Lines a release prints after a table ("arp" or "mac"), e.g. VRP V8's second summary line.
+    after: dict[str, str] = field(default_factory=dict)
 
 
 def _hex(mac: str) -> str:
@@ -343,11 +345,10 @@ class _Cli(asyncssh.SSHServerSession):  # type: ignore[misc]
         return self._unknown(line)
 
     def _commands(self) -> list[tuple[tuple[str, ...], Any]]:
-        dev = self.device
         if self.vendor == "cisco_ios":
             return [
-                (("show", "ip", "arp"), lambda: render("cisco_ios", "arp", dev.arp)),
-                (("show", "mac", "address-table"), lambda: render("cisco_ios", "mac", dev.mac)),
+                (("show", "ip", "arp"), lambda: self._table("arp")),
+                (("show", "mac", "address-table"), lambda: self._table("mac")),
                 (("terminal", "length", "0"), self._paging_off),
                 (("terminal", "width", "511"), lambda: ""),
                 (("enable",), self._enable),
@@ -358,15 +359,20 @@ class _Cli(asyncssh.SSHServerSession):  # type: ignore[misc]
         arp = ("display", "arp", "brief") if self.vendor == "huawei_vrp" else ("display", "arp")
         paging = ("screen-length", "0", "temporary") if self.vendor == "huawei_vrp" else ("screen-length", "disable")
         return [
-            (arp, lambda: render(self.vendor, "arp", dev.arp)),
-            (("display", "arp"), lambda: render(self.vendor, "arp", dev.arp)),
-            (("display", "mac-address"), lambda: render(self.vendor, "mac", dev.mac)),
+            (arp, lambda: self._table("arp")),
+            (("display", "arp"), lambda: self._table("arp")),
+            (("display", "mac-address"), lambda: self._table("mac")),
             (paging, self._paging_off),
             (("system-view",), lambda: self._set_mode("system", "Enter system view, return user view with return "
                                                                   "command.")),
             (("return",), lambda: self._set_mode("user")),
             (("quit",), self._quit),
         ]
+
+    def _table(self, table: Literal["arp", "mac"]) -> str:
+        text = render(self.vendor, table, self.device.arp if table == "arp" else self.device.mac)
+        extra = self.device.after.get(table)
+        return f"{text}\n{extra}" if extra else text
 
     def _paging_off(self) -> str:
         self.paging = False

@@ -14,18 +14,24 @@ idempotency tags and reconciliation testable. Its rules follow Nova's:
   cloud, taken in order of first use: deterministic for a fresh store), never handed out twice;
   a floating IP is attached by the cloud's admin;
 - faults can be injected: the next N creates fail, a host disappears.
+
+Work in bulk (the demo city's 510 servers) goes through :meth:`SimulatorStore.batch`, which puts every
+call inside it in one transaction, and the batch methods (:meth:`SimulatorProvider.create_servers`,
+:meth:`SimulatorProvider.set_workloads`), which the one-at-a-time methods are made of: the same rules
+whether a server comes alone or among hundreds.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, ForeignKey, String, UniqueConstraint, delete, func, select
+from sqlalchemy import Engine, ForeignKey, String, UniqueConstraint, delete, func, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, object_session
 
 from cloudctl.compute.providers.base import (
@@ -41,7 +47,7 @@ from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import UTCDateTime, utcnow
 
 __all__ = ["NETWORK_POOL", "WORKLOAD_PROFILES", "SimAddress", "SimHost", "SimNetwork", "SimWorkload",
-           "SimulatorProvider", "SimulatorStore"]
+           "SimulatorProvider", "SimulatorStore", "WorkloadPlan"]
 
 
 class SimBase(DeclarativeBase):
@@ -173,10 +179,19 @@ class SimulatorStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The open batch of each thread (the API serves requests from a thread pool).
+        self._local = threading.local()
         SimBase.metadata.create_all(engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """One transaction, committed at the end; inside :meth:`batch`, a savepoint of the batch's."""
+        batch: Session | None = getattr(self._local, "batch", None)
+        if batch is not None:
+            # A call that fails inside a batch takes back only its own changes, as its own transaction would.
+            with batch.begin_nested():
+                yield batch
+            return
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
@@ -184,6 +199,23 @@ class SimulatorStore:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every call on this store in the block (in this thread) shares one transaction, committed at its end.
+
+        For work in bulk: one commit instead of one per call. Nothing of the block is stored if it fails;
+        a batch inside a batch joins the outer one.
+        """
+        if getattr(self._local, "batch", None) is not None:
+            yield
+            return
+        with self.session() as session:
+            self._local.batch = session
+            try:
+                yield
+            finally:
+                self._local.batch = None
 
 
 WORKLOAD_PROFILES = ("busy", "office", "batch", "steady", "idle")
@@ -203,6 +235,39 @@ class _Usage:
     vcpus: int = 0
     ram_mb: int = 0
     disk_gb: int = 0
+    instances: int = 0
+
+    def add(self, vcpus: int, ram_mb: int, disk_gb: int, instances: int = 0) -> None:
+        self.vcpus, self.ram_mb = self.vcpus + vcpus, self.ram_mb + ram_mb
+        self.disk_gb, self.instances = self.disk_gb + disk_gb, self.instances + instances
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadPlan:
+    """What one server's guest does (see :class:`SimWorkload`); ``since`` None means from its creation."""
+
+    provider_id: str
+    profile: str
+    cpu: float
+    mem: float | None
+    net: float
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class _Placement:
+    """What a batch of creates reads once and keeps up to date as it places each server."""
+
+    flavors: dict[str, SimFlavor]
+    faults: list[SimFault]
+    # Filled on first need: the projects' limits and usage (locked), the hosts (locked) and their usage,
+    # the tenant network and how many fixed addresses it has handed out.
+    projects: dict[str, tuple[SimProject, _Usage]] = field(default_factory=dict)
+    hosts: list[SimHost] | None = None
+    host_usage: dict[str, _Usage] = field(default_factory=dict)
+    network: ipaddress.IPv4Network | None = None
+    given: int = 0
 
 
 class SimulatorProvider:
@@ -246,15 +311,33 @@ class SimulatorProvider:
     def set_workload(self, provider_id: str, profile: str, *, cpu: float, mem: float | None, net: float,
                      since: datetime | None = None, until: datetime | None = None) -> None:
         """Say what the server's guest does from now on (its telemetry); replaces an earlier one."""
-        if profile not in WORKLOAD_PROFILES:
-            raise InvalidInput(f"unknown workload profile {profile!r}; one of {', '.join(WORKLOAD_PROFILES)}",
-                               field="profile")
+        self.set_workloads([WorkloadPlan(provider_id, profile, cpu, mem, net, since, until)])
+
+    def set_workloads(self, plans: Sequence[WorkloadPlan]) -> None:
+        """:meth:`set_workload` for many servers in one transaction: all are set, or (one refused) none."""
+        for plan in plans:
+            if plan.profile not in WORKLOAD_PROFILES:
+                raise InvalidInput(f"unknown workload profile {plan.profile!r}; one of {', '.join(WORKLOAD_PROFILES)}",
+                                   field="profile")
         with self.store.session() as s:
-            server = self._server(s, provider_id)
-            workload = s.get(SimWorkload, provider_id) or SimWorkload(server_id=provider_id, cloud=self.cloud)
-            workload.profile, workload.cpu, workload.mem, workload.net = profile, cpu, mem, net
-            workload.since, workload.until = since or server.created_at, until
-            s.merge(workload)
+            wanted = list(dict.fromkeys(p.provider_id for p in plans))
+            servers: dict[str, SimServer] = {}
+            for start in range(0, len(wanted), 500):
+                servers.update((server.id, server) for server in s.scalars(select(SimServer).where(
+                    SimServer.id.in_(wanted[start:start + 500]), SimServer.cloud == self.cloud,
+                    SimServer.deleted.is_(False))))
+            missing = next((pid for pid in wanted if pid not in servers), None)
+            if missing is not None:
+                raise NotFound(f"no server {missing} on {self.cloud}", field="server")
+            # Replaced whole: the last plan of a server is the one that holds.
+            rows = {p.provider_id: {"server_id": p.provider_id, "cloud": self.cloud, "profile": p.profile, "cpu": p.cpu,
+                                    "mem": p.mem, "net": p.net, "since": p.since or servers[p.provider_id].created_at,
+                                    "until": p.until} for p in plans}
+            for start in range(0, len(wanted), 500):
+                # The session forgets the replaced rows too (synchronised), so a later read sees the new ones.
+                s.execute(delete(SimWorkload).where(SimWorkload.server_id.in_(wanted[start:start + 500])))
+            if rows:
+                s.execute(insert(SimWorkload), list(rows.values()))
 
     def workloads(self, provider_ids: Iterable[str]) -> dict[str, tuple[SimWorkload, str]]:
         """The workload and current status of each of these servers that has one."""
@@ -337,44 +420,115 @@ class SimulatorProvider:
             p.cores, p.ram_mb, p.disk_gb, p.instances = limits.vcpus, limits.ram_mb, limits.disk_gb, limits.instances
 
     def create_server(self, project: str, spec: ServerSpec) -> ServerInfo:
+        return self.create_servers([(project, spec)])[0]
+
+    def create_servers(self, wanted: Sequence[tuple[str, ServerSpec]]) -> list[ServerInfo]:
+        """Create servers (project, spec) in the order given, in one transaction, each as a create of its own.
+
+        A tag the project already holds answers with that server; otherwise quota, injected faults,
+        placement and the next fixed address apply to each server in turn, counting those before it,
+        so a batch ends exactly as the same creates one by one would. An unknown project or flavor,
+        or a quota refused, refuses the whole batch.
+        """
         with self.store.session() as s:
-            existing = self._by_tag(s, project, spec.tag)
-            if existing is not None:
-                return self._info(existing)
-            self._project(s, project)
-            flavor = s.scalar(select(SimFlavor).where(SimFlavor.cloud == self.cloud, SimFlavor.name == spec.flavor))
-            if flavor is None:
-                raise InvalidInput(f"flavor {spec.flavor!r} does not exist on {self.cloud}", field="flavor")
-            self._check_quota(s, project, flavor.vcpus, flavor.ram_mb, flavor.disk_gb, 1)
-            now = self.clock()
-            server = SimServer(id=str(uuid.uuid4()), cloud=self.cloud, project_id=project, name=spec.name,
-                               tag=spec.tag, flavor=flavor.name, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb,
-                               disk_gb=flavor.disk_gb, status="BUILD", created_at=now, ready_at=now + self.build)
-            fault = s.scalar(select(SimFault).where(SimFault.cloud == self.cloud, SimFault.kind == "create_fails",
-                                                    SimFault.remaining > 0).limit(1))
-            if fault is not None:
-                fault.remaining -= 1
-                server.status, server.fault = "ERROR", fault.message
-            else:
-                host = self._place(s, flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
-                if host is None:
-                    # Nova's "No valid host was found": the server exists, in ERROR, holding nothing.
-                    server.status = "ERROR"
-                    server.fault = "No valid host was found. There are not enough hosts available."
-                else:
-                    server.host = host.name
-            s.add(server)
+            known = self._tagged(s, wanted)
+            state = _Placement(
+                flavors={f.name: f for f in s.scalars(select(SimFlavor).where(SimFlavor.cloud == self.cloud))},
+                faults=list(s.scalars(select(SimFault).where(SimFault.cloud == self.cloud,
+                                                             SimFault.kind == "create_fails", SimFault.remaining > 0)
+                                      .order_by(SimFault.id))))
+            infos: list[ServerInfo] = []
+            # Servers of this batch, not flushed yet, with their addresses.
+            placed: dict[str, tuple[SimServer, list[SimAddress]]] = {}
+            for project, spec in wanted:
+                existing = known.get((project, spec.tag))
+                if existing is not None:
+                    infos.append(self._info(existing, placed[existing.id][1] if existing.id in placed else None))
+                    continue
+                server, addresses = self._create(s, state, project, spec)
+                known[(project, spec.tag)] = server
+                placed[server.id] = (server, addresses)
+                infos.append(self._info(server, addresses))
+            s.add_all(server for server, _ in placed.values())
             s.flush()
-            if server.host is not None:
-                address = self._next_address(s)
-                if address is None:
-                    # Neutron's IpAddressGenerationFailure: Nova gives up on the server.
-                    server.status, server.host = "ERROR", None
-                    server.fault = "No more IP addresses available on network"
-                else:
-                    s.add(SimAddress(server_id=server.id, cloud=self.cloud, ip=address, kind="fixed"))
-                    s.flush()
-            return self._info(server)
+            s.add_all(address for _, addresses in placed.values() for address in addresses)
+            return infos
+
+    def _tagged(self, s: Session, wanted: Sequence[tuple[str, ServerSpec]]) -> dict[tuple[str, str], SimServer]:
+        """The live servers already holding one of these (project, tag) pairs."""
+        projects = sorted({project for project, _ in wanted})
+        tags = sorted({spec.tag for _, spec in wanted})
+        known: dict[tuple[str, str], SimServer] = {}
+        for start in range(0, len(tags), 500):
+            for server in s.scalars(select(SimServer).where(
+                    SimServer.cloud == self.cloud, SimServer.project_id.in_(projects),
+                    SimServer.tag.in_(tags[start:start + 500]), SimServer.deleted.is_(False))
+                    .order_by(SimServer.created_at, SimServer.id)):
+                if server.tag is not None:
+                    known.setdefault((server.project_id, server.tag), server)
+        return known
+
+    def _create(self, s: Session, state: _Placement, project: str, spec: ServerSpec
+                ) -> tuple[SimServer, list[SimAddress]]:
+        """One create of a batch: checks, fault, placement and address, as Nova takes them."""
+        limits, used = self._project_state(s, state, project)
+        flavor = state.flavors.get(spec.flavor)
+        if flavor is None:
+            raise InvalidInput(f"flavor {spec.flavor!r} does not exist on {self.cloud}", field="flavor")
+        self._check_limits(limits, used, flavor.vcpus, flavor.ram_mb, flavor.disk_gb, 1)
+        # Every server that is not deleted counts against the quota, one in ERROR included.
+        used.add(flavor.vcpus, flavor.ram_mb, flavor.disk_gb, 1)
+        now = self.clock()
+        server = SimServer(id=str(uuid.uuid4()), cloud=self.cloud, project_id=project, name=spec.name,
+                           tag=spec.tag, flavor=flavor.name, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb,
+                           disk_gb=flavor.disk_gb, status="BUILD", created_at=now, ready_at=now + self.build,
+                           deleted=False)
+        fault = next((f for f in state.faults if f.remaining > 0), None)
+        if fault is not None:
+            fault.remaining -= 1
+            server.status, server.fault = "ERROR", fault.message
+            return server, []
+        host = self._place_in(s, state, flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
+        if host is None:
+            # Nova's "No valid host was found": the server exists, in ERROR, holding nothing.
+            server.status = "ERROR"
+            server.fault = "No valid host was found. There are not enough hosts available."
+            return server, []
+        address = self._next_address_in(s, state)
+        if address is None:
+            # Neutron's IpAddressGenerationFailure: Nova gives up on the server.
+            server.status = "ERROR"
+            server.fault = "No more IP addresses available on network"
+            return server, []
+        server.host = host.name
+        state.host_usage.setdefault(host.name, _Usage()).add(flavor.vcpus, flavor.ram_mb, flavor.disk_gb)
+        return server, [SimAddress(server_id=server.id, cloud=self.cloud, ip=address, kind="fixed")]
+
+    def _project_state(self, s: Session, state: _Placement, project: str) -> tuple[SimProject, _Usage]:
+        found = state.projects.get(project)
+        if found is None:
+            # Locking the project row serialises two creates in one project, as Nova's quota recheck does.
+            row = self._project(s, project, lock=True)
+            usage = self._project_usage(s, project)
+            found = state.projects[project] = (row, _Usage(usage.vcpus, usage.ram_mb, usage.disk_gb, usage.instances))
+        return found
+
+    def _place_in(self, s: Session, state: _Placement, vcpus: int, ram_mb: int, disk_gb: int) -> SimHost | None:
+        if state.hosts is None:
+            state.hosts, state.host_usage = self._locked_hosts(s), self._host_usage(s)
+        return self._best_host(state.hosts, state.host_usage, vcpus, ram_mb, disk_gb)
+
+    def _next_address_in(self, s: Session, state: _Placement) -> str | None:
+        """The next fixed address of the cloud's network: in order, and never one a server had before."""
+        if state.network is None:
+            state.network = self._network(s)
+            state.given = s.scalar(select(func.count(SimAddress.id)).where(SimAddress.cloud == self.cloud,
+                                                                           SimAddress.kind == "fixed")) or 0
+        address = state.network.network_address + FIRST_HOST + state.given
+        if address >= state.network.broadcast_address:
+            return None
+        state.given += 1
+        return str(address)
 
     def find_server_by_tag(self, project: str, tag: str) -> ServerInfo | None:
         with self.store.session() as s:
@@ -442,8 +596,8 @@ class SimulatorProvider:
             self._check_quota(s, server.project_id, new.vcpus - server.vcpus, new.ram_mb - server.ram_mb,
                               max(0, new.disk_gb - server.disk_gb), 0)
             host = s.scalar(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.name == server.host))
-            if host is None or not self._fits(s, host, new.vcpus - server.vcpus, new.ram_mb - server.ram_mb,
-                                              new.disk_gb - server.disk_gb):
+            if host is None or not self._fits(host, new.vcpus - server.vcpus, new.ram_mb - server.ram_mb,
+                                              new.disk_gb - server.disk_gb, self._host_usage(s)):
                 raise Conflict("No valid host was found for the new flavor", field="flavor")
             server.old_flavor, server.flavor = server.flavor, new.name
             server.vcpus, server.ram_mb, server.disk_gb = new.vcpus, new.ram_mb, new.disk_gb
@@ -504,14 +658,6 @@ class SimulatorProvider:
             s.flush()
         return ipaddress.IPv4Network(network.cidr)
 
-    def _next_address(self, s: Session) -> str | None:
-        """The next fixed address of the cloud's network: in order, and never one a server had before."""
-        network = self._network(s)
-        given = s.scalar(select(func.count(SimAddress.id)).where(SimAddress.cloud == self.cloud,
-                                                                 SimAddress.kind == "fixed")) or 0
-        address = network.network_address + FIRST_HOST + given
-        return str(address) if address < network.broadcast_address else None
-
     def _project(self, s: Session, project: str, *, lock: bool = False) -> SimProject:
         # Locking the project row serialises two creates in one project, as Nova's quota recheck does.
         found = s.get(SimProject, project, with_for_update=lock)
@@ -546,6 +692,11 @@ class SimulatorProvider:
     def _check_quota(self, s: Session, project: str, vcpus: int, ram_mb: int, disk_gb: int, instances: int) -> None:
         p = self._project(s, project, lock=True)
         usage = self._project_usage(s, project)
+        self._check_limits(p, _Usage(usage.vcpus, usage.ram_mb, usage.disk_gb, usage.instances),
+                           vcpus, ram_mb, disk_gb, instances)
+
+    @staticmethod
+    def _check_limits(p: SimProject, usage: _Usage, vcpus: int, ram_mb: int, disk_gb: int, instances: int) -> None:
         for name, limit, used, asked in (("vcpus", p.cores, usage.vcpus, vcpus),
                                          ("ram_mb", p.ram_mb, usage.ram_mb, ram_mb),
                                          ("disk_gb", p.disk_gb, usage.disk_gb, disk_gb),
@@ -564,23 +715,25 @@ class SimulatorProvider:
         ).all()
         return {str(host): _Usage(int(v), int(r), int(d)) for host, v, r, d in rows}
 
-    def _fits(self, s: Session, host: SimHost, vcpus: int, ram_mb: int, disk_gb: int,
-              usage: dict[str, _Usage] | None = None) -> bool:
-        used = (usage if usage is not None else self._host_usage(s)).get(host.name, _Usage())
+    def _fits(self, host: SimHost, vcpus: int, ram_mb: int, disk_gb: int, usage: dict[str, _Usage]) -> bool:
+        used = usage.get(host.name, _Usage())
         return (used.vcpus + vcpus <= host.vcpus * self.cpu_ratio
                 and used.ram_mb + ram_mb <= (host.ram_mb - host.reserved_ram_mb) * self.ram_ratio
                 and used.disk_gb + disk_gb <= host.disk_gb)
 
     def _place(self, s: Session, vcpus: int, ram_mb: int, disk_gb: int) -> SimHost | None:
-        """Nova's filter-then-weigh: hosts that fit, the one with the most free RAM first (spreading)."""
+        return self._best_host(self._locked_hosts(s), self._host_usage(s), vcpus, ram_mb, disk_gb)
+
+    def _locked_hosts(self, s: Session) -> list[SimHost]:
         # Lock the hosts first so two placements cannot both take a host's last room (PostgreSQL).
-        alive = list(s.scalars(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.alive.is_(True))
-                               .order_by(SimHost.id).with_for_update()))
-        usage = self._host_usage(s)
-        hosts = [h for h in alive
-                 if self._fits(s, h, vcpus, ram_mb, disk_gb, usage)]
+        return list(s.scalars(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.alive.is_(True))
+                              .order_by(SimHost.id).with_for_update()))
+
+    def _best_host(self, alive: list[SimHost], usage: dict[str, _Usage], vcpus: int, ram_mb: int,
+                   disk_gb: int) -> SimHost | None:
+        """Nova's filter-then-weigh: hosts that fit, the one with the most free RAM first (spreading)."""
+        hosts = [h for h in alive if self._fits(h, vcpus, ram_mb, disk_gb, usage)]
         if not hosts:
             return None
         return max(hosts, key=lambda h: ((h.ram_mb - h.reserved_ram_mb) * self.ram_ratio
                                          - usage.get(h.name, _Usage()).ram_mb, h.name))
-

@@ -15,20 +15,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.bulk import insert_rows
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput, NotFound
 from cloudctl.core.models import utcnow
-from cloudctl.extranet.devices import Device, DeviceCollector, DeviceTables, load_inventory
+from cloudctl.core.text import escape_control
+from cloudctl.extranet.devices import COMMANDS, Device, DeviceCollector, DeviceTables, load_inventory
 from cloudctl.extranet.models import ArpObservation, MacObservation, NetworkDevice
 from cloudctl.org.models import Unit
 from cloudctl.org.service import under
 
-__all__ = ["COLLECT_JOB", "is_uplink", "list_devices", "store_tables", "submit_collection", "sync_devices"]
+__all__ = ["COLLECT_JOB", "SKIPPED_KEPT", "is_uplink", "list_devices", "record_parse", "store_collected",
+           "store_tables", "submit_collection", "sync_devices"]
 
 COLLECT_JOB = "extranet.collect"
 # Ports that carry many MACs by design (uplinks, trunks, aggregations), by the vendors' own names for them.
@@ -66,39 +69,79 @@ def sync_devices(session: Session, principal: Principal, devices: Sequence[Devic
 
 def store_tables(session: Session, device: NetworkDevice, tables: DeviceTables, now: datetime) -> tuple[int, int]:
     """Merge one device's tables into the observations: new pairs get first_seen, known ones a new last_seen."""
-    arp = {(r.value, r.mac): r for r in session.scalars(select(ArpObservation).where(
-        ArpObservation.device_id == device.id))}
-    added_arp = 0
-    for entry in tables.arp:
-        try:
-            value = int(ipaddress.IPv4Address(entry.ip))
-        except ValueError:
-            continue  # an IPv6 neighbour or garbage in a table: not this plan's business
-        row = arp.get((value, entry.mac))
-        if row is None:
-            row = arp[(value, entry.mac)] = ArpObservation(device_id=device.id, ip=entry.ip, value=value,
-                                                           mac=entry.mac, first_seen=now, last_seen=now)
-            session.add(row)
-            added_arp += 1
-        row.interface, row.vlan, row.last_seen = entry.interface, entry.vlan, now
-    macs = {(r.mac, r.vlan, r.port): r for r in session.scalars(select(MacObservation).where(
-        MacObservation.device_id == device.id))}
-    added_mac = 0
-    for mac_entry in tables.mac:
-        key = (mac_entry.mac, mac_entry.vlan or 0, mac_entry.port)
-        found = macs.get(key)
-        if found is None:
-            found = macs[key] = MacObservation(device_id=device.id, mac=mac_entry.mac, vlan=mac_entry.vlan or 0,
-                                               port=mac_entry.port, kind=mac_entry.kind,
-                                               access_port=not is_uplink(mac_entry.port), first_seen=now,
-                                               last_seen=now)
-            session.add(found)
-            added_mac += 1
-        found.kind, found.last_seen = mac_entry.kind, now
-    device.last_attempt_at = device.last_success_at = now
-    device.last_error = None
+    return store_collected(session, [(device.id, tables)], now)
+
+
+def store_collected(session: Session, collected: Sequence[tuple[int, DeviceTables]], now: datetime) -> tuple[int, int]:
+    """:func:`store_tables` for many devices (by id) collected at ``now``: (new ARP pairs, new MAC entries).
+
+    The devices' earlier observations are read in one query per table; what is new is written in one
+    statement per table, in the order of the devices and their tables.
+    """
+    device_ids = sorted({device_id for device_id, _ in collected})
+    arp: dict[tuple[int, int, str], ArpObservation] = {}
+    macs: dict[tuple[int, str, int, str], MacObservation] = {}
+    for start in range(0, len(device_ids), 500):
+        chunk = device_ids[start:start + 500]
+        arp.update(((r.device_id, r.value, r.mac), r) for r in session.scalars(
+            select(ArpObservation).where(ArpObservation.device_id.in_(chunk))))
+        macs.update(((r.device_id, r.mac, r.vlan, r.port), r) for r in session.scalars(
+            select(MacObservation).where(MacObservation.device_id.in_(chunk))))
+    new_arp: dict[tuple[int, int, str], list[Any]] = {}
+    new_mac: dict[tuple[int, str, int, str], list[Any]] = {}
+    for device_id, tables in collected:
+        for entry in tables.arp:
+            try:
+                value = int(ipaddress.IPv4Address(entry.ip))
+            except ValueError:
+                continue  # an IPv6 neighbour or garbage in a table: not this plan's business
+            key = (device_id, value, entry.mac)
+            row = arp.get(key)
+            if row is not None:
+                row.interface, row.vlan, row.last_seen = entry.interface, entry.vlan, now
+            elif key in new_arp:
+                new_arp[key][4:6] = [entry.interface, entry.vlan]
+            else:
+                new_arp[key] = [device_id, entry.ip, value, entry.mac, entry.interface, entry.vlan, now, now]
+        for mac_entry in tables.mac:
+            mac_key = (device_id, mac_entry.mac, mac_entry.vlan or 0, mac_entry.port)
+            found = macs.get(mac_key)
+            if found is not None:
+                found.kind, found.last_seen = mac_entry.kind, now
+            elif mac_key in new_mac:
+                new_mac[mac_key][4] = mac_entry.kind
+            else:
+                new_mac[mac_key] = [device_id, mac_entry.mac, mac_entry.vlan or 0, mac_entry.port, mac_entry.kind,
+                                    not is_uplink(mac_entry.port), now, now]
     session.flush()
-    return added_arp, added_mac
+    insert_rows(session, ArpObservation, ("device_id", "ip", "value", "mac", "interface", "vlan", "first_seen",
+                                          "last_seen"), new_arp.values())
+    insert_rows(session, MacObservation, ("device_id", "mac", "vlan", "port", "kind", "access_port", "first_seen",
+                                          "last_seen"), new_mac.values())
+    for start in range(0, len(device_ids), 500):
+        # Synchronised: a device row the session holds sees its new times.
+        session.execute(update(NetworkDevice).where(NetworkDevice.id.in_(device_ids[start:start + 500]))
+                        .values(last_attempt_at=now, last_success_at=now, last_error=None))
+    return len(new_arp), len(new_mac)
+
+
+# Skipped rows kept per device for the operator to read; the counts are always complete.
+SKIPPED_KEPT = 50
+
+
+def record_parse(session: Session, device: NetworkDevice, tables: DeviceTables) -> int:
+    """What the collection read of each command (parsed and skipped rows) and the skipped rows themselves, raw;
+    the number skipped."""
+    arp_command, mac_command = COMMANDS.get(device.device_type, ("arp", "mac"))
+    counts = tables.counts or {arp_command: {"parsed": len(tables.arp), "skipped": 0},
+                               mac_command: {"parsed": len(tables.mac), "skipped": 0}}
+    device.parse_counts = counts
+    # A device's output may hold terminal escapes: kept as their escapes, so that printing them shows, not acts.
+    kept = tables.skipped[:SKIPPED_KEPT]
+    device.skipped_rows = [{"command": row.command, "line": escape_control(row.line[:300]),
+                            "reason": escape_control(row.reason[:300])} for row in kept] or None
+    session.flush()
+    return sum(c.get("skipped", 0) for c in counts.values())
 
 
 def _record_failure(session: Session, device: NetworkDevice, error: str, now: datetime) -> None:
@@ -160,7 +203,7 @@ def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
     devices, collector = _devices_and_collector(ctx)
     with ctx.session() as session:
         ids = {name: row.id for name, row in sync_devices(session, ctx.principal, devices).items()}
-    counts = {"devices": len(devices), "succeeded": 0, "failed": 0, "arp_new": 0, "mac_new": 0}
+    counts = {"devices": len(devices), "succeeded": 0, "failed": 0, "arp_new": 0, "mac_new": 0, "rows_skipped": 0}
     done = 0
 
     def on_result(device: Device, tables: DeviceTables | None, error: str | None) -> None:
@@ -175,6 +218,10 @@ def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
                 counts["succeeded"] += 1
                 counts["arp_new"] += arp_new
                 counts["mac_new"] += mac_new
+                skipped = record_parse(session, row, tables)
+                counts["rows_skipped"] += skipped
+                if skipped:
+                    ctx.log(f"{device.name}: {skipped} row(s) skipped (extranet devices --skipped)", level="warning")
             else:
                 _record_failure(session, row, error or "unknown failure", now)
                 counts["failed"] += 1

@@ -24,6 +24,8 @@ from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from cloudctl.core.models import utcnow
+from cloudctl.core.schemas import field_errors
+from cloudctl.core.tabular import Column, numbered
 from cloudctl.extranet.models import (
     AddressRole,
     Aggregate,
@@ -40,6 +42,7 @@ from cloudctl.org.service import get_unit, under
 
 __all__ = [
     "COMMITMENT_TEXT",
+    "PLAN_COLUMNS",
     "PlanImportResult",
     "Usage",
     "approve_application",
@@ -258,6 +261,22 @@ class PlanImportResult:
     addresses: int
 
 
+# The columns (or keys) of `extranet prefix import`, with the names a Chinese spreadsheet gives them.
+PLAN_COLUMNS = (
+    Column("kind", ("类别", "类型"), required=True),
+    Column("prefix", ("网段", "地址段")),
+    Column("address", ("地址", "IP地址")),
+    Column("zone", ("区域",)),
+    Column("vrf", ("VPN实例",)),
+    Column("status", ("状态",)),
+    Column("unit_code", ("单位编码", "单位")),
+    Column("vlan", ()),
+    Column("role", ("角色", "用途")),
+    Column("mac", ("MAC地址",)),
+    Column("description", ("描述", "说明", "备注")),
+)
+
+
 def import_plan(session: Session, principal: Principal, rows: Sequence[Mapping[str, Any]]) -> PlanImportResult:
     """Rows of ``kind`` aggregate, prefix or address (CSV or YAML): all land, or none does.
 
@@ -268,7 +287,7 @@ def import_plan(session: Session, principal: Principal, rows: Sequence[Mapping[s
     order = {"aggregate": 0, "prefix": 1, "address": 2}
     parsed: list[tuple[int, int, int, AggregateCreate | PrefixCreate | AddressCreate]] = []
     errors: list[FieldError] = []
-    for n, raw in enumerate(rows, 1):
+    for n, raw in numbered(rows):
         row = {k: v for k, v in dict(raw).items() if v not in (None, "")}
         kind = str(row.pop("kind", "")).strip()
         if kind not in order:
@@ -279,7 +298,7 @@ def import_plan(session: Session, principal: Principal, rows: Sequence[Mapping[s
                 AggregateCreate.model_validate(row) if kind == "aggregate"
                 else PrefixCreate.model_validate(row) if kind == "prefix" else AddressCreate.model_validate(row))
         except ValidationError as exc:
-            errors.extend(FieldError(f"rows.{n}." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors())
+            errors.extend(field_errors(exc, prefix=("rows", n)))
             continue
         rank = 0
         if isinstance(data, PrefixCreate):
@@ -287,7 +306,8 @@ def import_plan(session: Session, principal: Principal, rows: Sequence[Mapping[s
             rank = (0 if data.status is PrefixStatus.CONTAINER else 1) * 100 + _net(data.prefix, f"rows.{n}").prefixlen
         parsed.append((order[kind], rank, n, data))
     if errors:
-        raise InvalidInput(f"{len(errors)} row error(s); nothing imported", errors=errors[:200])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InvalidInput(f"{errors[0].reason}{more}; nothing imported", errors=errors[:200])
     counts = {"aggregate": 0, "prefix": 0, "address": 0}
     for _, _, n, data in sorted(parsed, key=lambda item: (item[0], item[1], item[2])):
         try:
@@ -303,7 +323,7 @@ def import_plan(session: Session, principal: Principal, rows: Sequence[Mapping[s
                     counts["address"] += 1
         except (InvalidInput, Conflict, NotFound) as exc:
             # The caller's transaction is rolled back by the raise: nothing of the file stays.
-            raise type(exc)(f"row {n}: {exc.detail}", field=f"rows.{n}.{exc.field or 'row'}") from None
+            raise type(exc)(exc.detail, field=f"rows.{n}.{exc.field or 'row'}") from None
     return PlanImportResult(counts["aggregate"], counts["prefix"], counts["address"])
 
 

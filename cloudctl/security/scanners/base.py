@@ -9,26 +9,34 @@ address, port, protocol and service, and never what changes between two runs (ev
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from cloudctl.core.addresses import canonical_ip
+from cloudctl.core.text import control_character
 
 __all__ = [
     "EVIDENCE_LIMIT",
     "SCANNERS",
     "SEVERITIES",
+    "URL_LIMIT",
     "ScanFinding",
     "ScanReport",
     "Scanner",
     "ScannerName",
     "Severity",
+    "Target",
     "Transport",
+    "canonical_ip",
     "cves_in",
+    "merge_findings",
     "nessus_severity",
     "normalise_title",
+    "scan_target",
     "severity_from_score",
     "trim_evidence",
 ]
@@ -41,6 +49,9 @@ Transport = Literal["tcp", "udp"]
 
 # Plugin output can be a whole HTTP page or a certificate chain; a finding keeps the start of it, enough to show why.
 EVIDENCE_LIMIT = 4096
+
+# The longest URL an asset keeps: what browsers and web servers commonly accept.
+URL_LIMIT = 2048
 
 # Names a scanner goes by → its family. Greenbone's scanner was OpenVAS; Tenable.sc and Tenable.io export .nessus.
 _FAMILIES: dict[str, str] = {"openvas": "gvm", "greenbone": "gvm", "tenable": "nessus"}
@@ -93,11 +104,60 @@ def trim_evidence(text: str, limit: int = EVIDENCE_LIMIT) -> str:
 
 
 def _canonical_ip(ip: str) -> str:
-    """One spelling per address (IPv6 compressed, lower-case); a name that is not an address is lower-cased."""
-    try:
-        return ipaddress.ip_address(ip.strip()).compressed
-    except ValueError:
-        return ip.strip().lower()
+    """The fingerprint's spelling of a target: a canonical address, or a name lower-cased."""
+    return canonical_ip(ip) or ip.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a scanner names as the host: an address, a host name, or a web application's URL.
+
+    ``key`` is the asset it is: the canonical address, or the lower-case host name when the scanner gave no
+    address (a URL's host that is an address is that address, with the URL kept).
+    """
+
+    kind: Literal["ip", "host", "web"]
+    key: str
+    ip: str | None
+    hostname: str | None
+    url: str | None
+
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[^\s/\\:@?#\[\]<>\"'`,;|]+")
+
+
+def scan_target(text: str) -> Target:
+    """Classify a scanner's host text; ValueError (with the reason) for something that names no host."""
+    text = text.strip()
+    ip = canonical_ip(text)
+    if ip is not None:
+        return Target("ip", ip, ip, None, None)
+    found = control_character(text)
+    if found is not None:
+        raise ValueError(f"the host holds a control character ({found})")
+    if "://" in text:
+        if len(text) > URL_LIMIT:
+            raise ValueError(f"a URL of {len(text):,} characters, over the limit of {URL_LIMIT:,}")
+        try:
+            host = urlsplit(text).hostname
+        except ValueError as exc:
+            raise ValueError(f"{text[:80]!r} is not a URL ({exc})") from None
+        if not host:
+            raise ValueError(f"the URL {text[:80]!r} names no host")
+        ip = canonical_ip(host)
+        if ip is not None:
+            return Target("ip", ip, ip, None, text)
+        return Target("web", _host_name(host), None, _host_name(host), text)
+    # host:port, as some exports write a web server
+    host = re.sub(r":[0-9]{1,5}$", "", text)
+    return Target("host", _host_name(host), None, _host_name(host), None)
+
+
+def _host_name(text: str) -> str:
+    name = text.strip().rstrip(".").lower()
+    if not _HOST_NAME.fullmatch(name) or any(len(label) > 63 or not label for label in name.split(".")):
+        raise ValueError(f"{text[:80]!r} is neither an IP address, a host name nor a URL")
+    return name
 
 
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
@@ -121,6 +181,7 @@ class ScanFinding:
     solution: str = ""
     evidence: str = ""  # the plugin's output for this host, trimmed to EVIDENCE_LIMIT
     hostname: str | None = None
+    url: str | None = None  # a web application scanner's URL for the host, kept as given
 
     @property
     def fingerprint(self) -> str:
@@ -145,6 +206,36 @@ class ScanReport:
     file_sha256: str
     # (address, name) for each host that was asked for by name (nmap's hostname of type "user").
     names: tuple[tuple[str, str], ...] = ()
+
+
+_WORST = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+
+
+def merge_findings(findings: Iterable[ScanFinding]) -> tuple[ScanFinding, ...]:
+    """One finding per fingerprint, in the order first seen; the others' evidence added to it, not dropped.
+
+    A report can name one finding several times (a web scanner's item per path, two NSE outputs of one script):
+    the evidence of each is kept, as are every CVE, the highest score and the worst severity.
+    """
+    merged: dict[str, ScanFinding] = {}
+    evidence: dict[str, list[str]] = {}
+    for finding in findings:
+        key = finding.fingerprint
+        first = merged.get(key)
+        if first is None:
+            merged[key] = finding
+            evidence[key] = [finding.evidence] if finding.evidence else []
+            continue
+        if finding.evidence and finding.evidence not in evidence[key]:
+            evidence[key].append(finding.evidence)
+        scores = [score for score in (first.cvss, finding.cvss) if score is not None]
+        merged[key] = replace(
+            first, cve=tuple(dict.fromkeys((*first.cve, *finding.cve))), cvss=max(scores) if scores else None,
+            severity=min(first.severity, finding.severity, key=_WORST.__getitem__),
+            description=first.description or finding.description, solution=first.solution or finding.solution,
+            hostname=first.hostname or finding.hostname, url=first.url or finding.url)
+    return tuple(replace(finding, evidence=trim_evidence("\n\n".join(evidence[key])))
+                 if len(evidence[key]) > 1 else finding for key, finding in merged.items())
 
 
 @runtime_checkable

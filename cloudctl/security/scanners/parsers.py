@@ -25,26 +25,34 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 from xml.etree.ElementTree import Element, ParseError  # types only: parsing goes through defusedxml
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
+from pydantic import ValidationError
 
 from cloudctl.core.errors import InvalidInput
+from cloudctl.core.schemas import field_errors
+from cloudctl.core.text import escape_control
 from cloudctl.security.scanners.base import (
     ScanFinding,
     ScanReport,
     Severity,
+    Target,
     Transport,
     cves_in,
     nessus_severity,
+    scan_target,
     severity_from_score,
     trim_evidence,
 )
+from cloudctl.security.schemas import ReportItem
 
-__all__ = ["MAX_REPORT_BYTES", "ReportFormat", "parse_report"]
+__all__ = ["ACCEPTED", "MAX_REPORT_BYTES", "ReportFormat", "parse_report"]
 
 ReportFormat = Literal["nmap", "nessus", "gvm"]
 
@@ -60,12 +68,16 @@ _ROOTS: dict[ReportFormat, tuple[str, ...]] = {
 _NAMES: dict[ReportFormat, str] = {"nmap": "nmap XML (-oX)", "nessus": "Nessus (.nessus v2)", "gvm": "Greenbone XML"}
 _ARTICLES: dict[ReportFormat, str] = {"nmap": "an", "nessus": "a", "gvm": "a"}
 _NMAP_DOCTYPE = re.compile(rb"<!DOCTYPE[ \t\r\n]+nmaprun[ \t\r\n]*>")
+# What `sec import` takes, for every refusal of something else (a CSV, HTML or PDF export of the same scan).
+ACCEPTED = ("nmap XML (nmap -oX, --format nmap), Nessus .nessus v2 (--format nessus) or Greenbone/OpenVAS XML "
+            "(--format gvm)")
 
 
 def parse_report(data: bytes, fmt: ReportFormat, *, max_bytes: int = MAX_REPORT_BYTES) -> ScanReport:
     """The findings of one scanner file of format ``fmt``; a file that is not one, or is hostile, is InvalidInput."""
     if fmt not in _PARSERS:
-        raise InvalidInput(f"unknown report format {fmt!r}: choose one of {', '.join(_PARSERS)}", field="format")
+        raise InvalidInput(f"unknown report format {fmt!r}: choose one of {', '.join(_PARSERS)}", field="format",
+                           known=list(_PARSERS))
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInput(f"the file must be bytes, not {type(data).__name__}", field="file")
     data = bytes(data)
@@ -74,6 +86,7 @@ def parse_report(data: bytes, fmt: ReportFormat, *, max_bytes: int = MAX_REPORT_
                            f"split the scan, or export fewer hosts per file", field="file")
     if not data.strip():
         raise InvalidInput("the file is empty", field="file")
+    _refuse_other_exports(data)
     root = _parse_xml(data, fmt)
     found = _local(root.tag)
     if found not in _ROOTS[fmt]:
@@ -83,6 +96,59 @@ def parse_report(data: bytes, fmt: ReportFormat, *, max_bytes: int = MAX_REPORT_
         raise InvalidInput(f"this is not {_ARTICLES[fmt]} {_NAMES[fmt]} report: expected the root element {expected}, "
                            f"found <{found}>{hint}", field="file")
     return _PARSERS[fmt](root, hashlib.sha256(data).hexdigest())
+
+
+def _refuse_other_exports(data: bytes) -> None:
+    """Scanners also export CSV, HTML and PDF: say which formats are taken rather than "not well-formed XML"."""
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1024].lower()
+    if head.startswith(b"%pdf"):
+        what = "a PDF report"
+    elif head.startswith((b"<!doctype html", b"<html")) or (head.startswith(b"<") and b"<html" in head):
+        what = "an HTML report"
+    elif head.startswith((b"{", b"[")):
+        what = "a JSON export"
+    elif not head.startswith(b"<"):
+        what = "not XML (a CSV or text export?)"
+    else:
+        return
+    raise InvalidInput(f"this is {what}: cloudctl imports {ACCEPTED}; export the scan in one of those",
+                       field="file")
+
+
+def _checked(where: str, finding: ScanFinding) -> ScanFinding:
+    """The finding, checked against the columns it is stored in (refused naming the element), with control
+    characters in its free text written as escapes."""
+    try:
+        ReportItem.model_validate({"plugin_id": finding.plugin_id, "title": finding.title, "port": finding.port,
+                                   "protocol": finding.protocol, "service": finding.service,
+                                   "hostname": finding.hostname, "cve": list(finding.cve), "cvss": finding.cvss})
+    except ValidationError as exc:
+        error = field_errors(exc)[0]
+        raise InvalidInput(error.reason, field=f"{where}.{error.field}") from None
+    description, solution, evidence = (escape_control(text) for text in (finding.description, finding.solution,
+                                                                         finding.evidence))
+    if (description, solution, evidence) == (finding.description, finding.solution, finding.evidence):
+        return finding
+    return replace(finding, description=description, solution=solution, evidence=evidence)
+
+
+def _target(where: str, text: str) -> Target:
+    try:
+        return scan_target(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=f"{where}.host") from None
+
+
+def _port(where: str, text: str) -> int:
+    """A port number as written (digits, perhaps a minus); the range is the schema's to check."""
+    text = text.strip()
+    if not re.fullmatch(r"-?[0-9]{1,25}", text):
+        raise InvalidInput(f"{_short(text)!r} is not a port number", field=f"{where}.port")
+    return int(text)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # -- XML, defused -------------------------------------------------------------------------------------------------
@@ -105,8 +171,8 @@ def _parse_xml(data: bytes, fmt: ReportFormat) -> Element:
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
         message = str(exc).split(":", 1)[0]
-        raise InvalidInput(f"the file is not well-formed XML: {message} at line {line}, column {column + 1}",
-                           field="file", line=line, column=column + 1) from None
+        raise InvalidInput(f"the file is not well-formed XML: {message} at line {line}, column {column + 1} "
+                           f"(cloudctl imports {ACCEPTED})", field="file", line=line, column=column + 1) from None
     return root
 
 
@@ -184,32 +250,35 @@ def _nmap(root: Element, digest: str) -> ScanReport:
     hosts: list[str] = []
     names: list[tuple[str, str]] = []
     findings: list[ScanFinding] = []
-    for host in root.iter("host"):
+    for h, host in enumerate(root.iter("host"), 1):
         status = host.find("status")
         if status is not None and status.get("state") != "up":
             continue
-        ip = _nmap_address(host)
-        if ip is None:
+        address = _nmap_address(host)
+        if address is None:
             continue
+        where = f"host[{h}]"
+        target = _target(where, address)
+        ip = target.key
         hosts.append(ip)
         names += [(ip, name.get("name", "")) for name in host.findall("hostnames/hostname")
                   if name.get("type") == "user" and name.get("name")]
         hostname = _nmap_hostname(host)
-        for port in host.findall("ports/port"):
+        for p, port in enumerate(host.findall("ports/port"), 1):
             state = port.find("state")
             if state is None or state.get("state") != "open":
                 continue
-            try:
-                number = int(port.get("portid", ""))
-            except ValueError:
-                raise _bad_file("nmap", f"port {port.get('portid')!r} of {ip} is not a number") from None
+            at = f"{where}/ports/port[{p}]"
+            number = _port(at, port.get("portid", ""))
             protocol = _transport(port.get("protocol"))
-            findings.append(_nmap_open_port(port, ip, number, protocol, hostname))
+            findings.append(_checked(at, _nmap_open_port(port, ip, number, protocol, hostname)))
             service = findings[-1].service
-            for script in port.findall("script"):
-                findings.append(_nmap_script(script, ip, number, protocol, service, hostname))
-        for script in host.findall("hostscript/script"):
-            findings.append(_nmap_script(script, ip, None, None, None, hostname))
+            for k, script in enumerate(port.findall("script"), 1):
+                findings.append(_checked(f"{at}/script[{k}]",
+                                         _nmap_script(script, ip, number, protocol, service, hostname)))
+        for k, script in enumerate(host.findall("hostscript/script"), 1):
+            findings.append(_checked(f"{where}/hostscript/script[{k}]",
+                                     _nmap_script(script, ip, None, None, None, hostname)))
     finished = root.find("runstats/finished")
     return ScanReport(scanner="nmap", started_at=_epoch(root.get("start")),
                       finished_at=_epoch(finished.get("time") if finished is not None else None),
@@ -344,22 +413,33 @@ def _nessus(root: Element, digest: str) -> ScanReport:
     findings: list[ScanFinding] = []
     starts: list[datetime] = []
     ends: list[datetime] = []
-    for report_host in root.iter("ReportHost"):
+    for h, report_host in enumerate(root.iter("ReportHost"), 1):
         properties = {tag.get("name", ""): (tag.text or "").strip()
                       for tag in report_host.findall("HostProperties/tag")}
         name = report_host.get("name", "").strip()
-        ip = properties.get("host-ip") or name
-        if not ip:
-            raise _bad_file("nessus", "a ReportHost has neither a name nor a host-ip")
+        where = f"ReportHost[{h}]"
+        if not (properties.get("host-ip") or name):
+            raise _bad_file("nessus", f"{where} has neither a name nor a host-ip")
+        # Web application scanners name the host by its URL (and may give no host-ip): the address when there is
+        # one, else the host name, with the URL kept.
+        target = _target(where, properties.get("host-ip") or name)
+        named = target
+        if name and name != properties.get("host-ip"):
+            # The address is what counts; a name that is neither a host name nor a URL (a label) is not kept.
+            with suppress(ValueError):
+                named = scan_target(name)
+        ip = target.key
         hosts.append(ip)
         hostname = (properties.get("host-fqdn") or properties.get("hostname") or properties.get("netbios-name")
-                    or (name if name != ip else None))
+                    or named.hostname or target.hostname)
+        url = target.url or named.url
         for key, bucket in (("HOST_START", starts), ("HOST_END", ends)):
             when = _epoch(properties.get(f"{key}_TIMESTAMP")) or _nessus_time(properties.get(key))
             if when is not None:
                 bucket.append(when)
-        for item in report_host.iter("ReportItem"):
-            findings.append(_nessus_item(item, ip, hostname))
+        for i, item in enumerate(report_host.iter("ReportItem"), 1):
+            at = f"{where}/ReportItem[{i}]"
+            findings.append(_checked(at, _nessus_item(item, ip, hostname, at, url)))
     return ScanReport(scanner="nessus", started_at=min(starts, default=None), finished_at=max(ends, default=None),
                       hosts=_unique(hosts), findings=tuple(findings), file_sha256=digest)
 
@@ -374,7 +454,7 @@ def _nessus_time(text: str | None) -> datetime | None:
         return None
 
 
-def _nessus_item(item: Element, ip: str, hostname: str | None) -> ScanFinding:
+def _nessus_item(item: Element, ip: str, hostname: str | None, where: str, url: str | None) -> ScanFinding:
     fields: dict[str, str] = {}
     cve_texts: list[str] = []
     for child in item:  # one pass over the children: a 50,000-item file is read once
@@ -389,8 +469,7 @@ def _nessus_item(item: Element, ip: str, hostname: str | None) -> ScanFinding:
     except ValueError:
         raise _bad_file("nessus", f"plugin {plugin_id or '?'} on {ip} has severity {item.get('severity')!r}, "
                                   f"not 0–4") from None
-    port_text = item.get("port", "0").strip()
-    port = int(port_text) if port_text.isdigit() and int(port_text) > 0 else None
+    port = _port(where, item.get("port", "0") or "0") or None  # Nessus writes 0 for a finding about the host
     service = item.get("svc_name", "").strip().rstrip("?") or None
     if port is None and service == "general":
         service = None
@@ -402,19 +481,19 @@ def _nessus_item(item: Element, ip: str, hostname: str | None) -> ScanFinding:
     description = fields.get("description", "").strip()
     return ScanFinding(
         scanner="nessus", plugin_id=plugin_id,
-        title=(item.get("pluginName") or fields.get("plugin_name") or plugin_id).strip(),
+        title=(item.get("pluginName") or fields.get("plugin_name") or plugin_id).strip()[:500],
         severity=severity, ip=ip, port=port, protocol=_transport(item.get("protocol")), service=service,
         cve=cves_in(*cve_texts), cvss=cvss,
         description="\n\n".join(part for part in (synopsis, description) if part),
         solution="" if solution.lower() == "n/a" else solution,
-        evidence=trim_evidence(fields.get("plugin_output", "")), hostname=hostname)
+        evidence=trim_evidence(fields.get("plugin_output", "")), hostname=hostname, url=url)
 
 
 # -- Greenbone ----------------------------------------------------------------------------------------------------
 
 # Results GVM itself marks as not findings: overridden to "False Positive" (-1), and scanner errors (-2) / debug (-3).
 _GVM_NOT_FINDINGS = {"false positive", "error", "debug"}
-_GVM_PORT = re.compile(r"(?:(?P<service>[\w.+-]+) \()?(?P<port>\d+|general|package)/(?P<proto>\w+)\)?")
+_GVM_PORT = re.compile(r"(?:(?P<service>[\w.+-]+) \()?(?P<port>-?[0-9]+|general|package)/(?P<proto>\w+)\)?")
 
 
 def _gvm(root: Element, digest: str) -> ScanReport:
@@ -433,11 +512,13 @@ def _gvm(root: Element, digest: str) -> ScanReport:
     results = report.find("results")
     hosts: list[str] = [_text(host.find("ip")) for host in report.findall("host")]
     findings: list[ScanFinding] = []
-    for result in results.findall("result") if results is not None else ():
-        finding = _gvm_result(result)
+    hosts = [_target(f"report/host[{h}]", ip).key for h, ip in enumerate(hosts, 1) if ip]
+    for r, result in enumerate(results.findall("result") if results is not None else (), 1):
+        at = f"results/result[{r}]"
+        finding = _gvm_result(result, at)
         if finding is not None:
             hosts.append(finding.ip)
-            findings.append(finding)
+            findings.append(_checked(at, finding))
     return ScanReport(scanner="gvm", started_at=_iso(report.findtext("scan_start")),
                       finished_at=_iso(report.findtext("scan_end")), hosts=_unique(hosts),
                       findings=tuple(findings), file_sha256=digest)
@@ -463,22 +544,23 @@ def _gvm_tags(text: str) -> dict[str, str]:
     return tags
 
 
-def _gvm_result(result: Element) -> ScanFinding | None:
+def _gvm_result(result: Element, where: str) -> ScanFinding | None:
     threat = _text(result.find("threat")).lower()
     score = _float(result.findtext("severity"))
     if threat in _GVM_NOT_FINDINGS or (score is not None and score < 0):
         return None
     host = result.find("host")
-    ip = _text(host)
-    if not ip:
+    if not _text(host):
         raise _bad_file("gvm", f"result {result.get('id', '?')} names no host")
+    target = _target(where, _text(host))
+    ip = target.key
     hostname = _text(host.find("hostname")) if host is not None else ""
     port: int | None = None
     protocol: Transport | None = None
     service: str | None = None
     match = _GVM_PORT.search(_text(result.find("port")))
     if match:
-        port = int(match["port"]) if match["port"].isdigit() else None
+        port = _port(where, match["port"]) if match["port"][0].isdigit() else None
         protocol = _transport(match["proto"])
         service = match["service"]
     nvt = result.find("nvt")
@@ -502,7 +584,7 @@ def _gvm_result(result: Element) -> ScanFinding | None:
         severity=severity_from_score(score), ip=ip, port=port, protocol=protocol, service=service,
         cve=cves, cvss=cvss if cvss is not None and cvss > 0 else (score if score > 0 else None),
         description=description, solution=solution, evidence=trim_evidence(result.findtext("description") or ""),
-        hostname=hostname or None)
+        hostname=hostname or target.hostname, url=target.url)
 
 
 _PARSERS: dict[ReportFormat, Callable[[Element, str], ScanReport]] = {

@@ -9,21 +9,22 @@ the same alert sent again counts a repeat instead of opening another.
 
 from __future__ import annotations
 
-import csv
-import io
 import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, StringConstraints, ValidationError, field_validator
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
-from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.errors import Conflict, FieldError, InvalidInput
+from cloudctl.core.auth import Principal, authorize, can
+from cloudctl.core.config import get_settings
+from cloudctl.core.errors import Conflict, FieldError, InvalidInput, PermissionDenied
+from cloudctl.core.export import csv_text
 from cloudctl.core.models import utcnow
+from cloudctl.core.text import NoControl
 from cloudctl.security.models import (
     Alert,
     AlertStatus,
@@ -35,8 +36,8 @@ from cloudctl.security.models import (
 )
 from cloudctl.security.service.assets import owner
 
-__all__ = ["STEPS", "AlertIn", "block", "blocklist", "close_alert", "get_alert", "list_alerts", "receive",
-           "set_verdict", "update_step"]
+__all__ = ["OVERRIDE_INTERNAL", "STEPS", "AlertIn", "block", "blocklist", "check_block", "close_alert", "get_alert",
+           "list_alerts", "receive", "set_verdict", "update_step"]
 
 # The six steps, in order: (key, label, mandatory). 查杀 (malware removal) is done where malware was found,
 # so it may be marked not applicable; the others may not be skipped.
@@ -51,9 +52,9 @@ ALERTMANAGER_SEVERITY = {"critical": "critical", "page": "critical", "error": "h
 class AlertIn(BaseModel):
     """The generic webhook form."""
 
-    source: str = Field(min_length=1, max_length=64)
-    source_ref: str = Field(min_length=1, max_length=128)
-    title: str = Field(min_length=1, max_length=500)
+    source: Annotated[str, StringConstraints(min_length=1, max_length=64), NoControl]
+    source_ref: Annotated[str, StringConstraints(min_length=1, max_length=128), NoControl]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=500), NoControl]
     severity: Severity = Severity.MEDIUM
     src_ip: str | None = None
     dst_ip: str | None = None
@@ -174,8 +175,9 @@ def set_verdict(session: Session, principal: Principal, alert_id: int, verdict: 
 
 
 def update_step(session: Session, principal: Principal, alert_id: int, step: str, *, status: StepStatus,
-                evidence: str | None = None) -> Alert:
-    """Mark a step done (with evidence) or not applicable; steps go in order, and only 查杀 may be skipped."""
+                evidence: str | None = None, block_addresses: Sequence[str] = (), override: bool = False) -> Alert:
+    """Mark a step done (with evidence) or not applicable; steps go in order, and only 查杀 may be skipped.
+    阻断 done may name the addresses it blocked: they go on the block list, through the same guard as any block."""
     authorize(principal, "security.alert:triage")
     alert = get_alert(session, principal, alert_id)
     if alert.verdict is not Verdict.ATTACK:
@@ -195,6 +197,11 @@ def update_step(session: Session, principal: Principal, alert_id: int, step: str
     earlier = [s for s in alert.steps if s.position < found.position and s.status is StepStatus.PENDING]
     if earlier:
         raise Conflict(f"{earlier[0].step} comes first", field="step")
+    if block_addresses:
+        if found.step != "block" or status is not StepStatus.DONE:
+            raise InvalidInput("addresses are blocked by the block step (阻断) done", field="block")
+        for address in block_addresses:
+            block(session, principal, address, reason=evidence or "", alert_id=alert.id, override=override)
     found.status, found.actor, found.done_at, found.evidence = status, principal.actor, utcnow(), evidence
     session.flush()
     audit.record(session, principal, action=f"step-{step}", entity="security_alert", entity_id=alert.id,
@@ -221,17 +228,89 @@ def close_alert(session: Session, principal: Principal, alert_id: int) -> Alert:
     return alert
 
 
-def block(session: Session, principal: Principal, address: str, *, reason: str, expires_at: datetime | None = None,
-          alert_id: int | None = None) -> BlockedAddress:
-    authorize(principal, "security.alert:triage")
+# Never a target of a block, whoever asks: the host itself, link-local neighbours, multicast groups and
+# addresses that are no host's (0.0.0.0/8, 240.0.0.0/4 with the broadcast address).
+_NEVER_BLOCKED: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.ip_network(network), label) for network, label in (
+        ("0.0.0.0/8", "this network"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"), ("::/128", "unspecified"), ("::1/128", "loopback"),
+        ("fe80::/10", "link-local"), ("ff00::/8", "multicast")))
+# Blocking the city's own addresses cuts a unit or a government system off: only an administrator may, saying why.
+OVERRIDE_INTERNAL = "blocklist.internal:override"
+
+
+def _as_network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         network = ipaddress.ip_network(address.strip(), strict=False)
     except ValueError:
         raise InvalidInput(f"{address!r} is not an address or a network", field="ip") from None
-    if network.prefixlen == 0:
-        raise InvalidInput("blocking every address is not a block", field="ip")
+    # An IPv4-mapped IPv6 network (::ffff:10.0.0.0/104) is the IPv4 network it maps.
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96 and \
+            network.network_address.ipv4_mapped is not None:
+        return ipaddress.IPv4Network((network.network_address.ipv4_mapped, network.prefixlen - 96))
+    return network
+
+
+def _internal(session: Session, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """What of the city's own the network covers: a block of the extranet plan, or a cloud server's address."""
+    from cloudctl.compute.models import ServerAddress
+    from cloudctl.extranet.models import Aggregate, Prefix
+
+    if isinstance(network, ipaddress.IPv4Network):
+        first, last = int(network.network_address), int(network.broadcast_address)
+        for model in (Prefix, Aggregate):
+            hit = session.scalar(select(model.prefix).where(model.start <= last, model.end >= first)
+                                 .order_by(model.start).limit(1))
+            if hit is not None:
+                return f"the extranet plan's {hit}"
+    if network.num_addresses == 1:
+        held = session.scalar(select(ServerAddress.ip).where(ServerAddress.ip == str(network.network_address))
+                              .limit(1))
+    else:
+        held = next((ip for ip in session.scalars(select(ServerAddress.ip).distinct())
+                     if _in(ip, network)), None)
+    return f"a cloud server's address {held}" if held is not None else None
+
+
+def _in(ip: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in network
+    except ValueError:
+        return False
+
+
+def check_block(session: Session, principal: Principal, address: str, *,
+                override: bool = False) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network to block, once it passes the guard: no broader than the configured prefix, never loopback,
+    link-local, multicast or reserved, and inside the city's own space (extranet plan, cloud servers) only by an
+    administrator's explicit override. Both the block list and the 阻断 step come through here."""
+    network = _as_network(address)
+    settings = get_settings()
+    widest = settings.blocklist_min_prefix_v4 if network.version == 4 else settings.blocklist_min_prefix_v6
+    if network.prefixlen < widest:
+        raise InvalidInput(f"{network} is broader than /{widest}: block the attacking addresses, not a region "
+                           "of the Internet", field="ip")
+    for special, label in _NEVER_BLOCKED:
+        if network.version == special.version and network.overlaps(special):
+            raise InvalidInput(f"{network} is {label} ({special}): never blocked", field="ip")
+    inside = _internal(session, network)
+    if inside is not None:
+        if not override:
+            raise InvalidInput(f"{network} covers {inside}: blocking it cuts the city's own systems off; an "
+                               "administrator may override, with the reason", field="ip")
+        if not can(principal, OVERRIDE_INTERNAL):
+            raise PermissionDenied(f"{network} covers {inside}: only an administrator may block it",
+                                   permission=OVERRIDE_INTERNAL)
+    return network
+
+
+def block(session: Session, principal: Principal, address: str, *, reason: str, expires_at: datetime | None = None,
+          alert_id: int | None = None, override: bool = False) -> BlockedAddress:
+    """Put an address or network on the firewalls' block list, through :func:`check_block`."""
+    authorize(principal, "security.alert:triage")
     if len(reason.strip()) < 2:
         raise InvalidInput("say why it is blocked", field="reason")
+    network = check_block(session, principal, address, override=override)
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("the expiry is in the past", field="expires_at")
@@ -242,8 +321,10 @@ def block(session: Session, principal: Principal, address: str, *, reason: str, 
                          created_at=now, expires_at=expires_at)
     session.add(row)
     session.flush()
-    audit.record(session, principal, action="block", entity="blocklist", entity_id=text,
-                 after={"reason": row.reason, "expires_at": expires_at, "alert": alert_id})
+    after: dict[str, Any] = {"reason": row.reason, "expires_at": expires_at, "alert": alert_id}
+    if override:
+        after["override"] = True
+    audit.record(session, principal, action="block", entity="blocklist", entity_id=text, after=after)
     return row
 
 
@@ -258,10 +339,6 @@ def blocklist(session: Session, principal: Principal, *, fmt: str = "txt") -> st
         return "".join(f"{r.ip}\n" for r in sorted({r.ip: r for r in rows}.values(), key=lambda r: r.ip))
     if fmt != "csv":
         raise InvalidInput("txt or csv", field="format")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["ip", "reason", "expires_at", "alert_id", "created_by", "created_at"])
-    for r in rows:
-        writer.writerow([r.ip, r.reason, r.expires_at.isoformat() if r.expires_at else "", r.alert_id or "",
-                         r.created_by, r.created_at.isoformat()])
-    return out.getvalue()
+    return csv_text(["ip", "reason", "expires_at", "alert_id", "created_by", "created_at"],
+                    [[r.ip, r.reason, r.expires_at.isoformat() if r.expires_at else "", r.alert_id or "",
+                      r.created_by, r.created_at.isoformat()] for r in rows])

@@ -33,6 +33,7 @@ from cloudctl.core.errors import InvalidInput
 from cloudctl.org.models import BusinessSystem
 from cloudctl.org.service import under
 from cloudctl.security.models import Asset, LevelSource
+from cloudctl.security.scanners.base import canonical_ip
 
 __all__ = ["MLPS_LEVELS", "get_asset", "link_assets", "list_assets", "owner", "owner_in_plan", "set_mlps_level"]
 
@@ -186,7 +187,8 @@ def list_assets(session: Session, principal: Principal, *, unit: str | None = No
     if linked is not None:
         query = query.where(Asset.server_id.is_not(None) if linked else Asset.server_id.is_(None))
     if ip is not None:
-        query = query.where(Asset.ip == ip.strip())
+        # 2001:DB8::1 finds 2001:db8::1: assets are kept in one spelling; a name finds a host asset.
+        query = query.where(or_(Asset.ip == (canonical_ip(ip) or ip.strip()), Asset.hostname == ip.strip().lower()))
     return read.page(session, query, limit=limit, offset=offset, order_by=(Asset.id,))
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import html
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import utcnow
+from cloudctl.core.text import NoControl
 from cloudctl.org.models import Unit, UnitKind
 from cloudctl.org.service import get_unit, under
 from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
@@ -46,8 +47,8 @@ def template() -> list[dict[str, Any]]:
 
 
 class DrillCreate(BaseModel):
-    name: str = Field(min_length=2, max_length=128)
-    organiser: str = Field(min_length=2, max_length=128)
+    name: Annotated[str, StringConstraints(min_length=2, max_length=128), NoControl]
+    organiser: Annotated[str, StringConstraints(min_length=2, max_length=128), NoControl]
     starts_at: datetime
     ends_at: datetime
     units: list[str] = Field(default_factory=list, description="unit codes; default: every department and county")

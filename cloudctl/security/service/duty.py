@@ -9,25 +9,49 @@ the grace has passed without a report is overdue; the metrics and the big screen
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
-from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.auth import Principal, authorize, can
+from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
-from cloudctl.core.errors import Conflict, InvalidInput
+from cloudctl.core.errors import Conflict, InvalidInput, PermissionDenied
 from cloudctl.core.models import BEIJING, utcnow
-from cloudctl.org.models import Unit, UnitKind
+from cloudctl.core.text import NoControl, NoControlMultiline
+from cloudctl.org.models import Unit, UnitKind, User
 from cloudctl.org.service import get_unit
 from cloudctl.security.models import DutyKind, DutyPeriod, DutyReport, DutyShift
 
-__all__ = ["CHECK_IN_EARLY", "HANDOVER", "Missing", "PeriodCreate", "ReportCreate", "ShiftCreate", "add_shift",
-           "check_in", "create_period", "get_period", "get_shift", "list_periods", "list_reports", "list_shifts",
-           "missing_reports", "on_shift", "slots", "submit_report"]
+__all__ = [
+    "CHECK_IN_EARLY",
+    "HANDOVER",
+    "Missing",
+    "PeriodCreate",
+    "ReportCreate",
+    "ShiftCreate",
+    "add_shift",
+    "check_in",
+    "create_period",
+    "get_period",
+    "get_shift",
+    "is_slot",
+    "list_periods",
+    "list_reports",
+    "list_shifts",
+    "missing_reports",
+    "next_slot",
+    "on_shift",
+    "slot_count",
+    "slots",
+    "submit_report",
+]
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 # Consecutive shifts may overlap by this much, so the outgoing officer hands over in person (交接班).
@@ -37,15 +61,17 @@ CHECK_IN_EARLY = timedelta(minutes=30)
 
 
 class PeriodCreate(BaseModel):
-    name: str = Field(min_length=2, max_length=128)
+    name: Annotated[str, StringConstraints(min_length=2, max_length=128), NoControl]
     kind: DutyKind
     starts_at: datetime
     ends_at: datetime
-    report_times: list[str] = Field(default_factory=list, description='times of day, Beijing time: ["09:00", "17:00"]')
+    report_times: list[str] = Field(default_factory=list, max_length=48,
+                                    description='times of day, Beijing time: ["09:00", "17:00"]')
     every_hours: int | None = Field(default=None, ge=1, le=24)
     zero_reports: bool = True
     grace_minutes: int = Field(default=30, ge=0, le=720)
-    reporting_kinds: list[UnitKind] = Field(default_factory=lambda: [UnitKind.DEPARTMENT, UnitKind.COUNTY])
+    reporting_kinds: list[UnitKind] = Field(default_factory=lambda: [UnitKind.DEPARTMENT, UnitKind.COUNTY],
+                                            max_length=len(UnitKind))
 
     @model_validator(mode="after")
     def _schedule(self) -> PeriodCreate:
@@ -58,15 +84,27 @@ class PeriodCreate(BaseModel):
         bad = [t for t in self.report_times if not _HHMM.match(t)]
         if bad:
             raise ValueError(f"report times are HH:MM: {', '.join(bad)}")
+        if len(set(self.report_times)) != len(self.report_times):
+            raise ValueError("each report time once")
+        # A period is a schedule people keep: bounded in length and in the reports it asks for, so that no
+        # view of it (the missing reports, the big screen) grows past what the server computes at once.
+        limits = get_settings()
+        if self.ends_at - self.starts_at > timedelta(days=limits.duty_max_days):
+            raise ValueError(f"a duty period lasts at most {limits.duty_max_days} days")
+        count = slot_count(self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC), self.report_times,
+                           self.every_hours)
+        if count > limits.duty_max_slots:
+            raise ValueError(f"{count} report slots; a duty period has at most {limits.duty_max_slots} "
+                             "(fewer report times, or a shorter period)")
         return self
 
 
 class ShiftCreate(BaseModel):
     starts_at: datetime
     ends_at: datetime
-    officer: str = Field(min_length=1, max_length=64)
-    backup: str | None = Field(default=None, max_length=64)
-    leader: str | None = Field(default=None, max_length=64)
+    officer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoControl]
+    backup: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoControl] | None = None
+    leader: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoControl] | None = None
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -80,9 +118,10 @@ class ReportCreate(BaseModel):
     zero: bool = False
     alerts: int = Field(default=0, ge=0, le=100_000)
     incidents: int = Field(default=0, ge=0, le=10_000)
-    note: str | None = Field(default=None, max_length=2000)
+    note: Annotated[str, StringConstraints(max_length=2000), NoControlMultiline] | None = None
     slot_at: datetime | None = Field(default=None, description="the slot reported for (default: the one due)")
-    unit_code: str | None = Field(default=None, max_length=32, description="default: the reporter's own unit")
+    unit_code: Annotated[str, StringConstraints(max_length=32), NoControl] | None = Field(
+        default=None, description="default: the reporter's own unit")
 
     @model_validator(mode="after")
     def _zero(self) -> ReportCreate:
@@ -119,26 +158,54 @@ def list_periods(session: Session, principal: Principal, *, active_at: datetime 
     return list(session.scalars(query))
 
 
-def slots(period: DutyPeriod, *, until: datetime | None = None) -> list[datetime]:
-    """The period's due times (UTC), up to ``until`` (default: the period's end)."""
-    end = min(period.ends_at, until) if until is not None else period.ends_at
-    out: list[datetime] = []
-    if period.every_hours:
-        at = period.starts_at + timedelta(hours=period.every_hours)
+def _times_between(starts_at: datetime, ends_at: datetime, report_times: list[str], every_hours: int | None,
+                   since: datetime, until: datetime) -> Iterator[datetime]:
+    """The due times (UTC) of a schedule starting at ``starts_at`` (exclusive) and ending at ``ends_at``, from
+    ``since`` to ``until`` (both inclusive), in order; computed for that window alone, never the whole period."""
+    end = min(ends_at, until)
+    if every_hours:
+        step = timedelta(hours=every_hours)
+        # The first multiple of the step after the start that is not before ``since``.
+        index = max(1, -((starts_at - since) // step))
+        at = starts_at + index * step
         while at <= end:
-            out.append(at)
-            at += timedelta(hours=period.every_hours)
-        return out
-    day = period.starts_at.astimezone(BEIJING).date()
-    while True:
-        for text in sorted(period.report_times):
+            yield at
+            at += step
+        return
+    times = sorted(report_times)
+    day = max(starts_at, since).astimezone(BEIJING).date()
+    while datetime.combine(day, time(0), tzinfo=BEIJING).astimezone(UTC) <= end:
+        for text in times:
             hour, minute = (int(x) for x in text.split(":"))
             at = datetime.combine(day, time(hour, minute), tzinfo=BEIJING).astimezone(UTC)
-            if period.starts_at < at <= end:
-                out.append(at)
+            if starts_at < at <= end and at >= since:
+                yield at
         day += timedelta(days=1)
-        if datetime.combine(day, time(0), tzinfo=BEIJING).astimezone(UTC) > end:
-            return out
+
+
+def slot_count(starts_at: datetime, ends_at: datetime, report_times: list[str], every_hours: int | None) -> int:
+    """How many report slots a schedule has, without listing them."""
+    if every_hours:
+        return (ends_at - starts_at) // timedelta(hours=every_hours)
+    return sum(1 for _ in _times_between(starts_at, ends_at, report_times, None, starts_at, ends_at))
+
+
+def slots(period: DutyPeriod, *, since: datetime | None = None, until: datetime | None = None) -> list[datetime]:
+    """The period's due times (UTC) from ``since`` to ``until`` (default: its start and its end)."""
+    return list(_times_between(period.starts_at, period.ends_at, period.report_times, period.every_hours,
+                               since or period.starts_at, until or period.ends_at))
+
+
+def next_slot(period: DutyPeriod, at: datetime) -> datetime | None:
+    """The first due time at or after ``at``, or None when the period has none left."""
+    # Within a day of ``at`` (or one step, when that is longer) there is always the next slot if any is left.
+    horizon = max(at, period.starts_at) + max(timedelta(days=1, hours=1), timedelta(hours=period.every_hours or 0))
+    return next(_times_between(period.starts_at, period.ends_at, period.report_times, period.every_hours, at,
+                               horizon), None)
+
+
+def is_slot(period: DutyPeriod, at: datetime) -> bool:
+    return next_slot(period, at) == at
 
 
 def _local(at: datetime) -> str:
@@ -207,12 +274,28 @@ def on_shift(session: Session, principal: Principal, *, at: datetime | None = No
                           .order_by(DutyShift.starts_at.desc(), DutyShift.id.desc()).limit(1))
 
 
+def _is_on_roster(session: Session, principal: Principal, shift: DutyShift) -> bool:
+    """True when the principal is the shift's officer or backup, named on the roster by username or display name."""
+    names = {shift.officer, shift.backup} - {None}
+    if principal.username in names:
+        return True
+    user = session.get(User, principal.user_id) if principal.user_id is not None else None
+    return user is not None and user.display_name is not None and user.display_name in names
+
+
 def check_in(session: Session, principal: Principal, shift_id: int, *, handover_note: str | None = None,
              at: datetime | None = None) -> DutyShift:
-    """The officer checks in (签到), from 30 minutes before the shift until its end; the note is what the next
-    shift must know (交接班). Checking in again keeps the first time and may update the note."""
+    """The officer (or the backup) checks in (签到), from 30 minutes before the shift until its end; the note is
+    what the next shift must know (交接班). Checking in again keeps the first time and may update the note.
+    The security team may record a check-in for them (by phone, say): audited as made on their behalf."""
     authorize(principal, "security.duty:check-in")
     shift = get_shift(session, principal, shift_id)
+    on_behalf = not _is_on_roster(session, principal, shift)
+    if on_behalf and not can(principal, "security.duty:check-in-for"):
+        raise PermissionDenied(f"only the shift's officer ({shift.officer})"
+                               + (f" or backup ({shift.backup})" if shift.backup else "")
+                               + " checks in; the security team may record it for them",
+                               permission="security.duty:check-in-for")
     at = at or utcnow()
     if at < shift.starts_at - CHECK_IN_EARLY:
         raise Conflict(f"check-in opens at {_local(shift.starts_at - CHECK_IN_EARLY)}, "
@@ -224,8 +307,11 @@ def check_in(session: Session, principal: Principal, shift_id: int, *, handover_
     if handover_note is not None:
         shift.handover_note = handover_note
     session.flush()
-    audit.record(session, principal, action="check_in", entity="duty_shift", entity_id=shift.id, before=before,
-                 after={"checked_in_at": shift.checked_in_at, "handover_note": shift.handover_note})
+    after: dict[str, object] = {"checked_in_at": shift.checked_in_at, "handover_note": shift.handover_note}
+    if on_behalf:
+        after["on_behalf_of"] = shift.officer
+    audit.record(session, principal, action="check_in_for" if on_behalf else "check_in", entity="duty_shift",
+                 entity_id=shift.id, before=before, after=after)
     return shift
 
 
@@ -241,16 +327,15 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
         raise InvalidInput(f"{unit.code} ({unit.kind.label}) does not report in this period", field="unit_code")
     now = utcnow()
     grace = timedelta(minutes=period.grace_minutes)
-    every = slots(period)
     if data.slot_at is not None:
         slot = data.slot_at.astimezone(UTC)
-        if slot not in every:
+        if not is_slot(period, slot):
             raise InvalidInput("not a report slot of this period", field="slot_at")
     else:
-        upcoming = [s for s in every if s + grace >= now]
-        if not upcoming:
+        upcoming = next_slot(period, now - grace)
+        if upcoming is None:
             raise Conflict("the period's last slot has passed", field="slot_at")
-        slot = upcoming[0]
+        slot = upcoming
     if period.zero_reports is False and data.zero:
         raise InvalidInput("this period takes reports of events only, not zero-reports", field="zero")
     report = DutyReport(period_id=period.id, unit_id=unit.id, unit=unit, slot_at=slot, submitted_at=now,
@@ -297,8 +382,11 @@ def missing_reports(session: Session, principal: Principal, *, now: datetime | N
         query = read.within(query, principal, unit=Unit.id)
         units = list(session.execute(query.order_by(Unit.code)))
         grace = timedelta(minutes=period.grace_minutes)
-        every = slots(period)
-        relevant = [s for s in every if s + grace < now] + [s for s in every if s + grace >= now][:1]
+        # The slots that matter now: those past their grace, and the one due next.
+        relevant = [s for s in slots(period, until=now - grace) if s + grace < now]
+        upcoming = next_slot(period, now - grace)
+        if upcoming is not None and upcoming not in relevant:
+            relevant.append(upcoming)
         done = {(u, s.astimezone(UTC)) for u, s in session.execute(
             select(DutyReport.unit_id, DutyReport.slot_at).where(DutyReport.period_id == period.id))}
         for slot in relevant:

@@ -30,11 +30,12 @@ from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import beijing_today, utcnow
+from cloudctl.core.text import control_character
 from cloudctl.org.service import under
 from cloudctl.security.calendar import add_working_days, china
 from cloudctl.security.models import Asset, Finding, ScanImport, Severity, Ticket, TicketStatus
-from cloudctl.security.scanners.base import ScanFinding, ScanReport
-from cloudctl.security.scanners.parsers import parse_report
+from cloudctl.security.scanners.base import ScanFinding, ScanReport, Target, merge_findings, scan_target
+from cloudctl.security.scanners.parsers import ACCEPTED, parse_report
 from cloudctl.security.service.assets import link_assets, owner_in_plan
 
 __all__ = ["ACCEPT_CRITICAL_DAYS", "ACCEPT_MAX_DAYS", "EXTEND_MAX_DAYS", "SLA_DAYS", "ImportOutcome",
@@ -86,18 +87,48 @@ class ImportOutcome(dict[str, Any]):
 
 
 def _assets(session: Session, principal: Principal, report: ScanReport) -> dict[str, Asset]:
-    """The report's assets, new ones owned where the extranet plan says, all linked to the cloud servers
-    holding their addresses (which outranks the plan: see :mod:`.assets`)."""
-    ips = sorted({f.ip for f in report.findings} | set(report.hosts))
-    found = {a.ip: a for a in session.scalars(select(Asset).where(Asset.ip.in_(ips)))} if ips else {}
-    names = {f.ip: f.hostname for f in report.findings if f.hostname}
-    for ip in ips:
-        if ip not in found:
-            found[ip] = Asset(ip=ip, hostname=names.get(ip), unit_id=owner_in_plan(session, ip))
-            session.add(found[ip])
+    """The report's assets by target key, new ones owned where the extranet plan says, all linked to the cloud
+    servers holding their addresses (which outranks the plan: see :mod:`.assets`).
+
+    An address is an ``ip`` asset; a host the scanner named without one (a web scanner's URL, a host name) is a
+    ``host`` or ``web`` asset by its host name, its URL kept: never an address it is not.
+    """
+    targets = {raw: _target(raw) for raw in {f.ip for f in report.findings} | set(report.hosts)}
+    ips = sorted({t.ip for t in targets.values() if t.ip is not None})
+    names = sorted({t.key for t in targets.values() if t.ip is None})
+    by_key: dict[str, Asset] = {}
+    for start in range(0, len(ips), 500):
+        by_key.update({a.ip: a for a in session.scalars(select(Asset).where(Asset.ip.in_(ips[start:start + 500])))
+                       if a.ip is not None})
+    for start in range(0, len(names), 500):
+        by_key.update({a.hostname: a for a in session.scalars(select(Asset).where(
+            Asset.kind != "ip", Asset.hostname.in_(names[start:start + 500]))) if a.hostname is not None})
+    hostnames = {targets[f.ip].key: f.hostname for f in report.findings if f.hostname}
+    urls = {targets[f.ip].key: f.url for f in report.findings if f.url}
+    for target in sorted(set(targets.values()), key=lambda t: t.key):
+        key = target.key
+        asset = by_key.get(key)
+        if asset is None:
+            kind = "ip" if target.ip is not None else ("web" if urls.get(key) else "host")
+            asset = by_key[key] = Asset(kind=kind, ip=target.ip,
+                                        unit_id=owner_in_plan(session, key) if target.ip is not None else None,
+                                        hostname=hostnames.get(key) if target.ip is not None else target.hostname)
+            session.add(asset)
+        url = urls.get(key) or target.url
+        if url and asset.url != url:
+            asset.url = url
+            if asset.kind == "host":
+                asset.kind = "web"
     session.flush()
     link_assets(session, principal, ips=ips)
-    return found
+    return {raw: by_key[target.key] for raw, target in targets.items()}
+
+
+def _target(raw: str) -> Target:
+    try:
+        return scan_target(raw)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="host") from None
 
 
 def import_report(session: Session, principal: Principal, data: bytes, fmt: str, *, scope: str,
@@ -105,7 +136,7 @@ def import_report(session: Session, principal: Principal, data: bytes, fmt: str,
     """Parse a report file and reconcile it into the scope (all of it, or nothing on a bad file)."""
     authorize(principal, "security.finding:import")
     if fmt not in ("nmap", "nessus", "gvm"):
-        raise InvalidInput("one of nmap, nessus, gvm", field="format")
+        raise InvalidInput(f"unknown report format {fmt[:40]!r}: cloudctl imports {ACCEPTED}", field="format")
     return store_report(session, principal, parse_report(data, fmt), scope=scope, source=source)  # type: ignore[arg-type]
 
 
@@ -116,6 +147,9 @@ def store_report(session: Session, principal: Principal, report: ScanReport, *, 
     if not scope or len(scope) > 128:
         raise InvalidInput("name the scope the report covers (e.g. 2026Q4-unicom-extranet), 1–128 characters",
                            field="scope")
+    found = control_character(scope)
+    if found is not None:
+        raise InvalidInput(f"must not contain control characters (found {found})", field="scope")
     repeat = session.scalar(select(ScanImport).where(ScanImport.scope == scope,
                                                      ScanImport.file_sha256 == report.file_sha256))
     if repeat is not None:
@@ -130,10 +164,10 @@ def store_report(session: Session, principal: Principal, report: ScanReport, *, 
     existing = {f.fingerprint: f for f in session.scalars(select(Finding).where(Finding.scope == scope))}
     counts = {"created": 0, "untouched": 0, "closed": 0, "reactivated": 0}
     seen: set[str] = set()
-    for item in report.findings:
+    # One report may name one finding several times (a web scanner per path, two NSE outputs of one script):
+    # one finding, with the evidence of each.
+    for item in merge_findings(report.findings):
         fingerprint = item.fingerprint
-        if fingerprint in seen:
-            continue  # one report naming one finding twice (two NSE outputs of one script)
         seen.add(fingerprint)
         finding = existing.get(fingerprint)
         if finding is None:
@@ -151,9 +185,10 @@ def store_report(session: Session, principal: Principal, report: ScanReport, *, 
         else:
             finding.active, finding.mitigated_at = True, None
             counts["reactivated"] += 1
-    scanned = set(report.hosts) | {f.ip for f in report.findings}
+    # Closed by re-scan: what the report scanned, by asset, so an address spelt another way is the same host.
+    scanned = {assets[key].id for key in set(report.hosts) | {f.ip for f in report.findings}}
     for fingerprint, finding in existing.items():
-        if fingerprint in seen or finding.ip not in scanned:
+        if fingerprint in seen or finding.asset_id not in scanned:
             continue
         if finding.active:
             finding.active, finding.mitigated_at = False, now
@@ -171,7 +206,7 @@ def store_report(session: Session, principal: Principal, report: ScanReport, *, 
 def _new(item: ScanFinding, scope: str, fingerprint: str, asset: Asset, record: ScanImport, now: datetime) -> Finding:
     return Finding(scope=scope, fingerprint=fingerprint, scanner=item.scanner, plugin_id=item.plugin_id[:128],
                    title=item.title[:500], severity=Severity(item.severity), asset=asset, asset_id=asset.id,
-                   ip=item.ip, port=item.port, protocol=item.protocol, service=item.service, cve=list(item.cve),
+                   ip=asset.ip, port=item.port, protocol=item.protocol, service=item.service, cve=list(item.cve),
                    cvss=item.cvss, description=item.description, solution=item.solution, evidence=item.evidence,
                    first_seen=now, last_seen=now, sla_deadline=sla_deadline(item.severity, now),
                    last_import_id=record.id)
@@ -249,17 +284,17 @@ def open_tickets(session: Session, principal: Principal, *, scope: str) -> list[
     tickets = []
     for unit_id, findings in sorted(by_unit.items()):
         deadlines = [f.sla_deadline for f in findings if f.sla_deadline is not None]
-        ticket = Ticket(unit_id=unit_id, scope=scope, status=TicketStatus.OPEN,
-                        title=f"{scope}: {len(findings)} 项漏洞整改", deadline=min(deadlines) if deadlines
-                        else beijing_today() + timedelta(days=30), extensions=[])
-        session.add(ticket)
-        session.flush()
+        tickets.append(Ticket(unit_id=unit_id, scope=scope, status=TicketStatus.OPEN,
+                              title=f"{scope}: {len(findings)} 项漏洞整改", deadline=min(deadlines) if deadlines
+                              else beijing_today() + timedelta(days=30), extensions=[]))
+    session.add_all(tickets)
+    session.flush()  # one flush gives every ticket its id, in the order added
+    for ticket, (unit_id, findings) in zip(tickets, sorted(by_unit.items()), strict=True):
         for finding in findings:
             finding.ticket_id = ticket.id
         audit.record(session, principal, action="open", entity="security_ticket", entity_id=ticket.id,
                      after={"scope": scope, "findings": len(findings), "deadline": ticket.deadline},
                      unit_id=unit_id)
-        tickets.append(ticket)
     session.flush()
     return tickets
 

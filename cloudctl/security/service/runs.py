@@ -19,10 +19,11 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import jobs
+from cloudctl.core.addresses import canonical_ip
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
@@ -101,10 +102,8 @@ def submit_baseline(session: Session, principal: Principal, inventory: str, *, l
 def resolve_address(name: str) -> str | None:
     """The address a host is recorded under: an address as it is, a name as this machine resolves it (as Ansible
     and ssh here do; IPv4 first), None when it does not resolve."""
-    try:
-        return ipaddress.ip_address(name.strip()).compressed
-    except ValueError:
-        pass
+    if (address := canonical_ip(name)) is not None:  # as every address is kept: 010.0.0.1 is 10.0.0.1, not octal
+        return address
     try:
         found = socket.getaddrinfo(name.strip(), None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
@@ -142,9 +141,15 @@ def record_baseline(session: Session, results: Sequence[Any], addresses: Mapping
         tally[0] += 1
         tally[1] += r.outcome == "pass"
     now = utcnow()
-    for asset in session.scalars(select(Asset).where(Asset.ip.in_(list(counts)))):
-        asset.baseline_checks, asset.baseline_passed = counts[asset.ip]
-        asset.baseline_checked_at = now
+    # The asset is the address's; a host asset a scanner kept under the inventory name alone (no address) is
+    # found by that name, lower-case.
+    address_of = {host.strip().lower(): address for host, address in addresses.items() if address in counts}
+    for asset in session.scalars(select(Asset).where(or_(
+            Asset.ip.in_(list(counts)), and_(Asset.kind != "ip", Asset.hostname.in_(list(address_of)))))):
+        key = asset.ip if asset.ip in counts else address_of.get(asset.hostname or "")
+        if key is not None:
+            asset.baseline_checks, asset.baseline_passed = counts[key]
+            asset.baseline_checked_at = now
 
 
 @jobs.job_handler(BASELINE_JOB)

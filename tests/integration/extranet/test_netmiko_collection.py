@@ -14,7 +14,7 @@ import pytest
 from cloudctl.core.errors import ProviderError
 from cloudctl.extranet.devices import COMMANDS, Device, DeviceTables
 from cloudctl.extranet.netmiko_collector import NetmikoCollector, collect_all
-from tests.support.devicesim import DeviceSimulator, SimDevice
+from tests.support.devicesim import DeviceSimulator, MacRow, SimDevice
 from tests.unit.extranet.test_devices import arp_rows, expected_arp, expected_mac, mac_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -29,6 +29,11 @@ def sim() -> Iterator[DeviceSimulator]:
     devices = [SimDevice(f"sw-{vendor}", vendor, arp=arp_rows(vendor), mac=mac_rows(vendor)) for vendor in VENDORS]
     devices.append(SimDevice("sw-slow", "huawei_vrp", arp=arp_rows("huawei_vrp", 3), mac=mac_rows("huawei_vrp", 3),
                              latency=2.0))
+    # A VRP V8 release's second summary line after the ARP table; an IOS-XE static entry bound to no port.
+    devices.append(SimDevice("sw-vrp8", "huawei_vrp", arp=arp_rows("huawei_vrp", 209), mac=mac_rows("huawei_vrp", 12),
+                             after={"arp": "Redirect:0      OpenFlow:0"}))
+    devices.append(SimDevice("sw-xe", "cisco_ios", arp=arp_rows("cisco_ios", 31),
+                             mac=[*mac_rows("cisco_ios", 30), MacRow("0011.2233.4455", 10, "", "static")]))
     before = {thread.ident for thread in threading.enumerate()}
     with DeviceSimulator(devices) as simulator:
         yield simulator
@@ -66,6 +71,20 @@ def test_every_vendor_returns_exactly_its_rows_with_paging_disabled(sim: DeviceS
         received = sim.received(f"sw-{vendor}")
         # netmiko turned paging off before asking for the tables (60 rows: a paging device would have stopped)
         assert received.index(PAGING_OFF[vendor]) < received.index(COMMANDS[vendor][0])
+
+
+def test_one_odd_row_costs_one_row_over_ssh(sim: DeviceSimulator) -> None:
+    results = collect_all([device(sim, "sw-vrp8"), device(sim, "sw-xe")], NetmikoCollector(conn_timeout=5),
+                          max_workers=2)
+    vrp8, xe = results["sw-vrp8"], results["sw-xe"]
+    assert isinstance(vrp8, DeviceTables), vrp8
+    assert isinstance(xe, DeviceTables), xe
+    assert vrp8.arp == expected_arp(sim.devices["sw-vrp8"].arp)  # all 209
+    assert vrp8.skipped == []
+    assert xe.arp == expected_arp(sim.devices["sw-xe"].arp)
+    assert xe.mac == expected_mac(sim.devices["sw-xe"].mac[:30])
+    assert [s.line for s in xe.skipped] == ["10    0011.2233.4455    STATIC"]
+    assert xe.counts["show mac address-table"] == {"parsed": 30, "skipped": 1}
 
 
 def test_failures_are_per_device_and_the_others_still_come_back(sim: DeviceSimulator) -> None:

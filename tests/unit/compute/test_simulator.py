@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from cloudctl.compute.providers.base import QuotaLimits, ServerSpec
-from cloudctl.compute.providers.simulator import SimulatorProvider, SimulatorStore
+from cloudctl.compute.providers.simulator import SimulatorProvider, SimulatorStore, WorkloadPlan
 from cloudctl.core.db import make_engine
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 
@@ -169,3 +170,104 @@ def test_a_server_in_error_at_create_gets_no_address(sim: SimulatorProvider) -> 
     sim.lose_host("cn02")
     nowhere = sim.create_server(project, ServerSpec("b", "c4m8", tag="t:b"))
     assert (nowhere.status, nowhere.addresses) == ("ERROR", ())
+
+
+def _cloud(url: str, clock: Clock) -> SimulatorProvider:
+    """The `sim` cloud, in a store of its own, with a quota of 8 instances on 990100-D01's project."""
+    provider = SimulatorProvider(SimulatorStore(make_engine(url)), "city-cloud", cpu_allocation_ratio=2.0,
+                                 build_seconds=5, clock=clock)
+    for name in ("cn01", "cn02"):
+        provider.add_host(name, vcpus=8, ram_mb=36864, disk_gb=500)
+    provider.add_flavor("c4m8", vcpus=4, ram_mb=8192, disk_gb=40)
+    provider.add_flavor("c8m16", vcpus=8, ram_mb=16384, disk_gb=80)
+    provider.add_flavor("c16m32", vcpus=16, ram_mb=32768, disk_gb=100)
+    provider.set_quota(provider.ensure_project("990100-D01", "市公安局"), QuotaLimits(instances=8))
+    return provider
+
+
+def test_a_batch_of_creates_ends_as_the_same_creates_one_by_one(fresh_url: str, tmp_path: Path,
+                                                                 clock: Clock) -> None:
+    one_by_one, batched = _cloud(fresh_url, clock), _cloud(f"sqlite:///{tmp_path / 'batch.db'}", clock)
+    specs = [ServerSpec("big", "c16m32", tag="t:big"), ServerSpec("a", "c8m16", tag="t:a"),
+             ServerSpec("a-again", "c8m16", tag="t:a"),  # a retry: the server made just before
+             ServerSpec("b", "c4m8", tag="t:b"), ServerSpec("c", "c8m16", tag="t:c"),
+             ServerSpec("d", "c8m16", tag="t:d"), ServerSpec("e", "c4m8", tag="t:e")]
+    results = []
+    for provider in (one_by_one, batched):
+        project = provider.ensure_project("990100-D01", "市公安局")
+        provider.create_server(project, ServerSpec("old", "c4m8", tag="t:old"))  # an earlier one, holding .10
+        provider.inject_fault("create_fails", message="port binding failed")  # the next create fails
+        if provider is one_by_one:
+            infos = [provider.create_server(project, spec) for spec in specs]
+        else:
+            infos = provider.create_servers([(project, spec) for spec in specs])
+        assert infos[2].provider_id == infos[1].provider_id
+        results.append(([(i.name, i.status, i.host, i.addresses, i.fault) for i in infos],
+                        provider.get_quota(project)[1], provider.capacity()))
+    assert results[0] == results[1]
+    shown, usage, _ = results[1]
+    # The fault took the first; the rest spread over the hosts until both are full and the last fits nowhere.
+    assert [s[1] for s in shown] == ["ERROR", "BUILD", "BUILD", "BUILD", "BUILD", "BUILD", "ERROR"]
+    assert [s[2] for s in shown] == [None, "cn01", "cn01", "cn02", "cn02", "cn01", None]
+    assert [s[3] for s in shown] == [(), ("10.192.0.11",), ("10.192.0.11",), ("10.192.0.12",), ("10.192.0.13",),
+                                     ("10.192.0.14",), ()]
+    assert shown[-1][4] is not None
+    assert "No valid host" in shown[-1][4]
+    assert usage.instances == 7  # every server but the retry, those in ERROR too
+
+
+def test_a_batch_a_quota_refuses_creates_nothing(sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D02", "市人力资源和社会保障局")
+    sim.set_quota(project, QuotaLimits(instances=2))
+    with pytest.raises(Conflict) as caught:
+        sim.create_servers([(project, ServerSpec(name, "c4m8", tag=name)) for name in ("a", "b", "c")])
+    assert caught.value.field == "quota"
+    assert sim.list_servers(project) == []
+    with pytest.raises(NotFound):
+        sim.create_servers([(project, ServerSpec("a", "c4m8", tag="a")), ("no-such-project", ServerSpec(
+            "b", "c4m8", tag="b"))])
+    assert sim.list_servers(project) == []
+
+
+def _grow_then_give_up(sim: SimulatorProvider, project: str) -> None:
+    with sim.store.batch():
+        sim.add_host("cn04", vcpus=8, ram_mb=36864, disk_gb=500)
+        sim.set_quota(project, QuotaLimits(instances=5))
+        raise RuntimeError("the caller gave up")
+
+
+def test_a_store_batch_is_one_transaction_and_a_failed_call_in_it_takes_back_only_its_own(
+        sim: SimulatorProvider) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    with sim.store.batch():
+        first = sim.create_server(project, ServerSpec("a", "c4m8", tag="a"))
+        sim.set_quota(project, QuotaLimits(instances=1))
+        with pytest.raises(Conflict):
+            sim.create_server(project, ServerSpec("b", "c4m8", tag="b"))
+        sim.add_host("cn03", vcpus=8, ram_mb=36864, disk_gb=500)
+    assert [s.name for s in sim.list_servers(project)] == ["a"]
+    assert sim.get_server(first.provider_id).host is not None
+    assert {c.resource: c for c in sim.capacity()}["vcpus"].total == 24
+    with pytest.raises(RuntimeError):
+        _grow_then_give_up(sim, project)
+    assert {c.resource: c for c in sim.capacity()}["vcpus"].total == 24
+    assert sim.get_quota(project)[0].instances == 1
+
+
+def test_workloads_are_set_for_many_at_once_or_for_none(sim: SimulatorProvider, clock: Clock) -> None:
+    project = sim.ensure_project("990100-D01", "市公安局")
+    a, b = (sim.create_server(project, ServerSpec(n, "c4m8", tag=n)) for n in ("a", "b"))
+    sim.set_workloads([WorkloadPlan(a.provider_id, "busy", cpu=0.7, mem=0.6, net=1e6),
+                       WorkloadPlan(b.provider_id, "idle", cpu=0.02, mem=None, net=300, until=clock.now)])
+    sim.set_workload(a.provider_id, "office", cpu=0.5, mem=0.4, net=2e5)  # replaces the busy one
+    found = {pid: (w.profile, w.cpu, w.mem, w.since, w.until) for pid, (w, _) in
+             sim.workloads([a.provider_id, b.provider_id]).items()}
+    assert found == {a.provider_id: ("office", 0.5, 0.4, clock.now, None),
+                     b.provider_id: ("idle", 0.02, None, clock.now, clock.now)}
+    with pytest.raises(InvalidInput):
+        sim.set_workloads([WorkloadPlan(a.provider_id, "idle", cpu=0.01, mem=0.1, net=1),
+                           WorkloadPlan(b.provider_id, "sleepy", cpu=0.01, mem=0.1, net=1)])
+    with pytest.raises(NotFound):
+        sim.set_workloads([WorkloadPlan(a.provider_id, "idle", cpu=0.01, mem=0.1, net=1),
+                           WorkloadPlan("no-such-server", "idle", cpu=0.01, mem=0.1, net=1)])
+    assert sim.workloads([a.provider_id])[a.provider_id][0].profile == "office"

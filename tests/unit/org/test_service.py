@@ -110,24 +110,43 @@ def test_dept_may_update_own_contacts_but_not_structure(session: Session) -> Non
 
 def test_read_only_roles_cannot_write(session: Session) -> None:
     city = build_mini_city(session)
-    for role in ("auditor", "duty", "secops"):
+    for role in ("auditor", "duty"):
         with pytest.raises(PermissionDenied):
             service.update_system(session, city.principals[role], city.systems["own"],
                                   BusinessSystemUpdate(mlps_level=2))
+    # The security team grades systems, and changes nothing else of them.
+    with pytest.raises(PermissionDenied):
+        service.update_system(session, city.principals["secops"], city.systems["own"],
+                              BusinessSystemUpdate(name="视频监控平台"))
+
+
+def test_lowering_the_mlps_level_is_the_security_teams(session: Session) -> None:
+    city = build_mini_city(session)
+    for role in ("dept", "ops"):
+        with pytest.raises(PermissionDenied) as refused:
+            service.update_system(session, city.principals[role], city.systems["own"],
+                                  BusinessSystemUpdate(mlps_level=2))
+        assert refused.value.field == "mlps_level"
+    raised = service.update_system(session, city.principals["dept"], city.systems["own"],
+                                   BusinessSystemUpdate(mlps_level=4))
+    assert raised.mlps_level == 4
+    lowered = service.update_system(session, city.principals["secops"], city.systems["own"],
+                                    BusinessSystemUpdate(mlps_level=2))
+    assert lowered.mlps_level == 2
 
 
 def test_every_change_is_audited_with_only_what_changed(session: Session) -> None:
     city = build_mini_city(session)
-    service.update_system(session, city.principals["ops"], city.systems["own"], BusinessSystemUpdate(mlps_level=2))
+    service.update_system(session, city.principals["ops"], city.systems["own"], BusinessSystemUpdate(mlps_level=4))
     entry = session.scalars(select(AuditEntry).where(AuditEntry.entity == "business_system")
                             .order_by(AuditEntry.id.desc())).first()
     assert entry is not None
     assert entry.actor == "api:ops-user"
     assert entry.before == {"mlps_level": 3}
-    assert entry.after == {"mlps_level": 2}
+    assert entry.after == {"mlps_level": 4}
     # An update that changes nothing leaves no trace.
     count = session.scalar(select(func.count(AuditEntry.id)))
-    service.update_system(session, city.principals["ops"], city.systems["own"], BusinessSystemUpdate(mlps_level=2))
+    service.update_system(session, city.principals["ops"], city.systems["own"], BusinessSystemUpdate(mlps_level=4))
     assert session.scalar(select(func.count(AuditEntry.id))) == count
 
 

@@ -100,6 +100,44 @@ def test_a_bad_row_names_its_row_and_field_and_nothing_is_imported(session: Sess
     assert session.scalar(select(func.count()).select_from(UtilisationDay)) == before
 
 
+def test_an_import_replaces_only_the_server_day_metric_triples_it_has(session: Session, fleet: ReclaimFleet) -> None:
+    busy = fleet.servers["busy"]
+    day = YESTERDAY - timedelta(days=3)
+    collected = {r.metric: r.p95 for r in session.scalars(select(UtilisationDay).where(
+        UtilisationDay.server_id == busy.id, UtilisationDay.day == day))}
+    assert set(collected) == {"cpu", "mem", "net_rx", "net_tx"}
+    # CPU and memory from another tool: the day's network rows from the cloud stay.
+    service.import_summaries(session, ADMIN, [_row(busy.name, day=str(day)), _row(busy.name, day=str(day),
+                                                                                   metric="mem")])
+    after = {r.metric: (r.p95, r.source) for r in session.scalars(select(UtilisationDay).where(
+        UtilisationDay.server_id == busy.id, UtilisationDay.day == day))}
+    assert after["cpu"] == (0.2, "import")
+    assert after["mem"] == (0.2, "import")
+    assert after["net_rx"] == (collected["net_rx"], "simulator")
+    assert after["net_tx"] == (collected["net_tx"], "simulator")
+    # A later network-only file leaves CPU and memory as imported.
+    service.import_summaries(session, ADMIN, [_row(busy.name, day=str(day), metric="net_tx", p95="5", p99="6",
+                                                   max="7", mean="1")])
+    final = {r.metric: (r.p95, r.source) for r in session.scalars(select(UtilisationDay).where(
+        UtilisationDay.server_id == busy.id, UtilisationDay.day == day))}
+    assert final == {"cpu": (0.2, "import"), "mem": (0.2, "import"), "net_rx": (collected["net_rx"], "simulator"),
+                     "net_tx": (5.0, "import")}
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e999"])
+def test_a_number_that_is_not_finite_is_refused(session: Session, fleet: ReclaimFleet, value: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        service.import_summaries(session, ADMIN, [_row(fleet.servers["busy"].name, metric="net_rx", max=value)])
+    assert caught.value.field == "rows.1.max"
+
+
+def test_a_server_named_by_a_long_number_is_not_found_rather_than_overflowing(session: Session,
+                                                                              fleet: ReclaimFleet) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        service.import_summaries(session, ADMIN, [_row("9" * 40), _row("²")])
+    assert {e.field for e in caught.value.errors} == {"rows.1.server", "rows.2.server"}
+
+
 def test_a_department_cannot_import(session: Session, fleet: ReclaimFleet) -> None:
     with pytest.raises(PermissionDenied):
         service.import_summaries(session, fleet.city.principals["dept"], [_row(fleet.servers["busy"].name)])

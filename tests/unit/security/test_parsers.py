@@ -382,4 +382,6 @@ def test_malformed_values_are_refused_with_the_file_field() -> None:
                     b"</NessusClientData_v2>")
     assert "severity 'high'" in _refused(bad_severity, "nessus").detail
     bad_port = _nmap_with_script("").replace(b'portid="443"', b'portid="https"')
-    assert "'https'" in _refused(bad_port, "nmap").detail
+    with pytest.raises(InvalidInput) as caught:
+        parse_report(bad_port, "nmap")
+    assert str(caught.value) == "host[1]/ports/port[1].port: 'https' is not a port number"
