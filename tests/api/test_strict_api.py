@@ -58,7 +58,8 @@ def test_an_unknown_filter_value_is_refused_naming_the_accepted_ones(
     assert named in problem["errors"][0]["reason"]
 
 
-def test_every_operation_accepts_exactly_what_its_openapi_document_lists(api_app: FastAPI) -> None:
+def test_every_operation_accepts_exactly_what_its_openapi_document_lists_and_declares_the_refusal(
+        api_app: FastAPI) -> None:
     document = api_app.openapi()
     checked = 0
     for context in iter_route_contexts(api_app.routes):
@@ -69,6 +70,8 @@ def test_every_operation_accepts_exactly_what_its_openapi_document_lists(api_app
             operation = document["paths"][context.path_format][method.lower()]
             listed = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
             assert listed == accepted_query(route), f"{method} {context.path_format}"
+            # Even one without parameters refuses an unknown one: its document says it may answer 422.
+            assert "422" in operation["responses"], f"{method} {context.path_format}"
             checked += 1
     assert checked > 80
 
