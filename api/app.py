@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from api import hardening
+from api import hardening, strict
 from api.contract import install_contract
 from api.deps import SessionDep
 from api.docs import install_docs
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         title="cloudctl",
         summary="Government cloud (政务云) and e-government extranet (电子政务外网) operations API",
         version=version("cloudctl"),
+        dependencies=strict.DEPENDENCIES,  # an unknown query parameter is refused, never ignored
         lifespan=lifespan,
         # Served by install_docs from this package's own files: FastAPI's pages load theirs from a CDN.
         docs_url=None,

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_serializer,
+)
 
 from cloudctl.core.errors import FieldError, InvalidInput
 from cloudctl.core.jobs import JobStatus
 
-__all__ = ["AuditEntryPublic", "JobDetail", "JobLogLinePublic", "JobPublic", "Page", "Schema", "field_errors", "parse"]
+__all__ = [
+    "AuditEntryPublic",
+    "GiB",
+    "JobDetail",
+    "JobLogLinePublic",
+    "JobPublic",
+    "Page",
+    "Schema",
+    "field_errors",
+    "gib",
+    "parse",
+]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -18,6 +36,27 @@ M = TypeVar("M", bound=BaseModel)
 
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, str_strip_whitespace=True, extra="forbid")
+
+    @field_serializer("*", mode="wrap", when_used="json")
+    def _utc(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        # Machine output speaks UTC with its offset, whatever zone a time was given in (people read the display zone).
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return handler(value)
+
+
+def gib(mib: int | float) -> float:
+    """MiB, as the clouds count memory, in GiB, as cloudctl shows it everywhere (RAM GiB, as disks are)."""
+    return round(mib / 1024, 3)
+
+
+def _mib_as_gib(value: Any) -> Any:
+    return gib(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+# A memory size read from a MiB attribute (``Field(validation_alias="ram_mb")``) and shown in GiB: one unit for
+# memory and disk at every edge (API, CLI, exports), whatever the database and the clouds count in.
+GiB = Annotated[float, BeforeValidator(_mib_as_gib)]
 
 
 class Page(BaseModel, Generic[T]):
