@@ -6,19 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from api import hardening
+from api import hardening, strict
 from api.contract import install_contract
 from api.deps import SessionDep
 from api.docs import install_docs
 from api.problems import install_problem_handlers
-from api.queries import refuse_unknown_query
 from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine
@@ -51,12 +50,11 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         title="cloudctl",
         summary="Government cloud (政务云) and e-government extranet (电子政务外网) operations API",
         version=version("cloudctl"),
+        dependencies=strict.DEPENDENCIES,  # an unknown query parameter is refused, never ignored
         lifespan=lifespan,
         # Served by install_docs from this package's own files: FastAPI's pages load theirs from a CDN.
         docs_url=None,
         redoc_url=None,
-        # A filter an operation does not know is refused, never silently ignored (api/queries.py).
-        dependencies=[Depends(refuse_unknown_query)],
     )
     install_problem_handlers(app)
     install_docs(app)

@@ -3,8 +3,9 @@
 FastAPI declares only 200 and its own 422 shape. Every route here is handled the same way (the problem
 handlers in :mod:`api.problems`, the edge in :mod:`api.hardening`), so which problems an operation can
 give follows from what it is: a token means 401 and 403, a record named in the path or a body means 404,
-a change may conflict (409), a body may be too large (413), and input may be invalid (422). Generated
-clients and fuzzers then read the real answers instead of tripping over them.
+a change may conflict (409), a body may be too large (413), and input may be invalid (422; any operation, as
+an unknown query parameter is refused). Generated clients and fuzzers then read the real answers instead of
+tripping over them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _DESCRIPTIONS = {
     404: "No such record (or not one this principal may see)",
     409: "The record's state does not allow it",
     413: "The request body is over the configured limit",
-    422: "Invalid input; `errors` names each field",
+    422: "Invalid input (an unknown query parameter too); `errors` names each field",
     502: "A provider (cloud, device, runner) failed",
     503: "A part cloudctl needs does not answer",
 }
@@ -53,9 +54,8 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
-    statuses: set[int] = set()
-    if operation.get("parameters") or "requestBody" in operation:
-        statuses.add(422)
+    # Every operation refuses a query parameter it does not declare (api.strict), so every one may answer 422.
+    statuses: set[int] = {422}
     if "requestBody" in operation:
         statuses.add(413)
     if operation.get("security"):

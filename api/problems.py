@@ -67,10 +67,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors():
         reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
-            reason = "the body is not valid JSON"
+            errors.append({"field": "body", "reason": _json_error(err, exc.body)})
+            continue
         errors.append({"field": _field(err.get("loc", ())), "reason": reason})
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
     return problem(request, 422, "Invalid input", detail, slug="invalid-input", errors=errors)
+
+
+def _json_error(err: Any, body: Any) -> str:
+    """Where the JSON went wrong, as an editor counts: FastAPI's error has the character offset (its "loc"), which
+    as a field name read "1"."""
+    loc = err.get("loc", ())
+    position = loc[-1] if loc and isinstance(loc[-1], int) else None
+    why = str((err.get("ctx") or {}).get("error") or "not valid JSON")
+    if position is None or not isinstance(body, str):
+        return f"the body is not valid JSON: {why}"
+    line = body.count("\n", 0, position) + 1
+    column = position - (body.rfind("\n", 0, position) + 1) + 1
+    return f"the body is not valid JSON: {why} at line {line}, column {column}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -71,7 +71,7 @@ def outbox(port: int, count: int, directory: Path) -> tuple[float, float]:
             for n in range(start, min(start + 100, count)):
                 emit(session, "reclaim.notice", unit_id=unit_id, entity="reclaim_recommendation", entity_id=n,
                      data={"server": f"d01-app-{n}", "reason": "长期闲置", "action": "搁置下线", "vcpus": 4,
-                           "ram_gb": 8})
+                           "ram_gib": 8})
             session.commit()
     emitted = count / (time.perf_counter() - started)
 

@@ -48,8 +48,8 @@ def prepare(env: dict[str, str]) -> tuple[dict[str, str], list[tuple[str, int]]]
     systems = json.loads(cli(env, "system", "list", "--limit", "1000", "-o", "json"))
     departments = sorted({s["unit_code"] for s in systems})
     for code in departments:
-        cli(env, "quota", "set", code, "city-cloud", "--vcpus", "1000000", "--ram-gb", "1000000",
-            "--disk-gb", "1000000", "--instances", "1000000")
+        cli(env, "quota", "set", code, "city-cloud", "--vcpus", "1000000", "--ram-gib", "1000000",
+            "--disk-gib", "1000000", "--instances", "1000000")
     pairs = [(f"dept-{s['unit_code'].rsplit('-', 1)[-1].lower()}", s["id"]) for s in systems]
     return tokens, pairs
 

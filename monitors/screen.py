@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from cloudctl.compute.models import CapacitySnapshot, Cloud, RequestStatus, ResourceRequest
 from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize, can
+from cloudctl.core.config import get_settings
 from cloudctl.core.jobs import Job, JobStatus
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.extranet.models import Violation, ViolationStatus
@@ -80,6 +81,8 @@ def shows(principal: Principal, panel: str) -> bool:
 
 class ScreenSummary(BaseModel):
     generated_at: str
+    # The zone the page shows times in: the console's one display zone.
+    timezone: str
     city: str
     # The unit whose subtree the figures are of; None: the whole city.
     unit: str | None
@@ -126,10 +129,11 @@ def summary(session: Session, principal: Principal) -> ScreenSummary:
         ResourceRequest.status == RequestStatus.SUBMITTED), ResourceRequest.unit_id) \
         if shows(principal, "requests_pending") else None
     failed = _count(session, principal, select(func.count()).select_from(Job).where(
-        Job.status == JobStatus.FAILED, Job.finished_at >= utcnow() - timedelta(hours=24)), Job.unit_id) \
+        Job.status.in_((JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)),
+        Job.finished_at >= utcnow() - timedelta(hours=24)), Job.unit_id) \
         if shows(principal, "jobs_failed_24h") else None
     return ScreenSummary(
-        generated_at=utcnow().isoformat(timespec="seconds"), city=city,
+        generated_at=utcnow().isoformat(timespec="seconds"), timezone=get_settings().display_timezone, city=city,
         unit=principal.unit_code if principal.is_scoped else None, unit_name=unit_name, access=access,
         violations_open=sum(by_rule.values()) if by_rule is not None else None, violations_by_rule=by_rule,
         clouds=_clouds(session) if shows(principal, "clouds") else None, reclaim=reclaim, requests_pending=pending,

@@ -121,9 +121,36 @@ def build_mini_city(session: Session, *, with_cloud: bool = False) -> MiniCity:
 
         make_cloud(session)
         for code in ("990100-D01", "990100-D02"):
-            compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=32, ram_gb=64, instances=8))
+            compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=32, ram_gib=64, instances=8))
     session.flush()
     return city
+
+
+def watched_plan(session: Session, unit_code: str = "990100-D01", terminal: str = "10.65.1.20",
+                 days: int = 60) -> None:
+    """An extranet plan (an aggregate and a public pool) and the unit's switch, read ``days`` ago and today, each
+    time showing one terminal: collection has watched the wire for that long."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from cloudctl.core.models import utcnow
+    from cloudctl.extranet.devices import ArpEntry, DeviceTables
+    from cloudctl.extranet.models import NetworkDevice, PrefixStatus, Zone
+    from cloudctl.extranet.schemas import AggregateCreate, PrefixCreate
+    from cloudctl.extranet.service import collection, ipam
+
+    ipam.create_aggregate(session, ADMIN, AggregateCreate(prefix="10.64.0.0/12"))
+    ipam.create_prefix(session, ADMIN, PrefixCreate(prefix="10.64.0.0/14", zone=Zone.PUBLIC,
+                                                    status=PrefixStatus.CONTAINER))
+    unit = session.scalars(select(Unit).where(Unit.code == unit_code)).one()
+    device = NetworkDevice(name=f"{unit_code.lower()}-sw1", host="127.0.0.1", device_type="huawei_vrp",
+                           role="access", unit_id=unit.id, zone=Zone.PUBLIC)
+    session.add(device)
+    session.flush()
+    tables = DeviceTables(device.name, arp=[ArpEntry(terminal, "02:00:00:00:01:20", "Vlanif10", 10)], mac=[])
+    for days_ago in (days, 0):
+        collection.store_tables(session, device, tables, utcnow() - timedelta(days=days_ago))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import cast, get_args
 
 import typer
@@ -22,7 +23,8 @@ from cloudctl.compute.schemas import (
     RequestPublic,
     ServerPublic,
 )
-from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
+from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.export import csv_text
 from cloudctl.core.output import OutputFormat, console, print_json, print_one, print_rows, write_text
@@ -89,7 +91,7 @@ def cloud_flavors(name: str = typer.Argument(...), output: OutputFormat = Output
     with unit_of_work() as (session, principal):
         items = [FlavorPublic.model_validate(f) for f in service.list_flavors(session, principal, name)]
     print_rows(items, [("flavor", lambda f: f.name), ("vCPU", lambda f: f.vcpus),
-                       ("RAM GB", lambda f: f"{f.ram_mb / 1024:g}"), ("disk GB", lambda f: f.disk_gb)],
+                       ("RAM GiB", lambda f: f"{f.ram_gib:g}"), ("disk GiB", lambda f: f.disk_gib)],
                output, title=f"规格 flavors of {name}")
 
 
@@ -103,11 +105,11 @@ def cloud_capacity(
         names = [name] if name else [c.name for c in service.list_clouds(session, principal, enabled=True)]
         rows: list[CapacityRow] = [row for n in names for row in service.capacity(session, principal, n)]
 
-    def amount(row: CapacityRow, value: int) -> str:
-        return f"{value / 1024:,.0f} GB" if row.resource == "ram_mb" else f"{value:,}"
+    def amount(row: CapacityRow, value: float) -> str:
+        return f"{value:,.0f} {row.unit}"
 
     print_rows(rows, [
-        ("cloud", lambda r: r.cloud), ("resource", lambda r: r.resource.replace("_mb", "")),
+        ("cloud", lambda r: r.cloud), ("resource", lambda r: r.resource),
         ("capacity 容量", lambda r: amount(r, r.capacity)), ("allocated 已分配", lambda r: amount(r, r.allocated)),
         ("used 已使用", lambda r: amount(r, r.used)), ("headroom 余量", lambda r: amount(r, r.headroom)),
         ("alloc %", lambda r: f"{r.allocated_ratio:.0%}" if r.allocated_ratio is not None else None),
@@ -118,30 +120,30 @@ def cloud_capacity(
 QUOTA_COLUMNS = [
     ("unit", lambda q: q.unit_code), ("cloud", lambda q: q.cloud),
     ("vCPU used/reserved/limit", lambda q: f"{q.used_vcpus}/{q.reserved_vcpus}/{_limit(q.limit_vcpus)}"),
-    ("RAM GB", lambda q: f"{q.used_ram_mb // 1024}/{q.reserved_ram_mb // 1024}/"
-                         f"{_limit(q.limit_ram_mb and q.limit_ram_mb // 1024)}"),
+    ("RAM GiB used/reserved/limit", lambda q: f"{q.used_ram_gib:g}/{q.reserved_ram_gib:g}/"
+                                              f"{_limit(q.limit_ram_gib)}"),
+    ("disk GiB", lambda q: f"{q.used_disk_gib}/{q.reserved_disk_gib}/{_limit(q.limit_disk_gib)}"),
     ("instances", lambda q: f"{q.used_instances}/{q.reserved_instances}/{_limit(q.limit_instances)}"),
     ("synced", lambda q: q.synced_at),
 ]
 
 
-def _limit(value: int | None) -> str:
-    return "∞" if value is None else str(value)
+def _limit(value: float | None) -> str:
+    return "∞" if value is None else f"{value:g}"
 
 
 @quota_app.command("show")
 def quota_show(
     unit: str | None = UnitFilter,
     cloud: str | None = typer.Option(None, help="one cloud's quotas"),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Quotas: used / reserved / limit."""
     with unit_of_work() as (session, principal):
-        rows, total = service.list_quotas(session, principal, unit=unit, cloud=cloud, limit=limit, offset=offset)
-        items = [QuotaPublic.model_validate(q) for q in rows]
-    print_rows(items, QUOTA_COLUMNS, output, title="配额 quotas", total=total)
+        print_list(partial(service.list_quotas, session, principal, unit=unit, cloud=cloud), QuotaPublic,
+                   QUOTA_COLUMNS, output, limit=limit, offset=offset, title="配额 quotas")
 
 
 @quota_app.command("set")
@@ -149,14 +151,14 @@ def quota_set(
     unit: str = typer.Argument(..., help="unit code"),
     cloud: str = typer.Argument(..., help="cloud name"),
     vcpus: int | None = typer.Option(None, "--vcpus"),
-    ram_gb: int | None = typer.Option(None, "--ram-gb"),
-    disk_gb: int | None = typer.Option(None, "--disk-gb"),
+    ram_gib: int | None = typer.Option(None, "--ram-gib", help="memory, GiB"),
+    disk_gib: int | None = typer.Option(None, "--disk-gib", help="disk, GiB"),
     instances: int | None = typer.Option(None, "--instances"),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Set a unit's limits on a cloud and push them to the provider."""
-    given = {k: v for k, v in {"vcpus": vcpus, "ram_gb": ram_gb, "disk_gb": disk_gb, "instances": instances}.items()
-             if v is not None}
+    """Set a unit's limits on a cloud and push them to the provider (memory and disk in GiB)."""
+    given = {k: v for k, v in {"vcpus": vcpus, "ram_gib": ram_gib, "disk_gib": disk_gib,
+                               "instances": instances}.items() if v is not None}
     data = parse(QuotaSet, given)
     with unit_of_work() as (session, principal):
         quota = QuotaPublic.model_validate(service.set_quota(session, principal, unit, cloud, data))
@@ -195,7 +197,7 @@ REQUEST_COLUMNS = [
 
 def _item_text(item: RequestItemPublic) -> str:
     if item.kind == "quota":
-        return f"配额 +{item.vcpus} vCPU +{item.ram_mb // 1024} GB +{item.instances} 台"
+        return f"配额 +{item.vcpus} vCPU +{item.ram_gib:g} GiB +{item.instances} 台"
     return f"{item.count}×{item.flavor}"
 
 
@@ -203,16 +205,14 @@ def _item_text(item: RequestItemPublic) -> str:
 def request_list(
     unit: str | None = UnitFilter,
     status: RequestStatus | None = typer.Option(None, case_sensitive=False),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Requests, newest first."""
     with unit_of_work() as (session, principal):
-        rows, total = provisioning.list_requests(session, principal, unit=unit, status=status, limit=limit,
-                                                 offset=offset)
-        items = [RequestPublic.model_validate(r) for r in rows]
-    print_rows(items, REQUEST_COLUMNS, output, title="资源申请 requests", total=total)
+        print_list(partial(provisioning.list_requests, session, principal, unit=unit, status=status), RequestPublic,
+                   REQUEST_COLUMNS, output, limit=limit, offset=offset, title="资源申请 requests")
 
 
 @request_app.command("show")
@@ -223,11 +223,16 @@ def request_show(request_id: int = typer.Argument(...), output: OutputFormat = O
     if output is OutputFormat.JSON:
         print_one(request, output)
         return
-    print_one(request.model_copy(update={"items": []}), output, title=f"资源申请 request {request.id}")
+    print_one(request, output, title=f"资源申请 request {request.id}", table_omits=("items", "approvals"))
     print_rows(request.items, [
         ("item", lambda i: i.id), ("flavor", lambda i: i.flavor), ("count", lambda i: i.count),
         ("status", lambda i: i.status), ("built", lambda i: i.provisioned), ("error", lambda i: i.error),
     ], output)
+    if request.approvals:
+        print_rows(request.approvals, [
+            ("step", lambda a: a.step), ("decision", lambda a: a.decision), ("by", lambda a: a.by),
+            ("role", lambda a: a.role), ("at", lambda a: a.at), ("note", lambda a: a.note),
+        ], output, title="审批 approvals")
 
 
 @request_app.command("approve")
@@ -238,8 +243,13 @@ def request_approve(
     """Approve: reserve the quota and start provisioning (refused whole if it does not fit)."""
     with unit_of_work() as (session, principal):
         request = provisioning.approve_request(session, principal, request_id, reason)
-        console.print(f"request {request.id} approved; provisioning job {request.job_id} "
-                      f"(cloudctl job watch {request.job_id})")
+        if request.status is RequestStatus.SUBMITTED:  # the department leader's step: ops' comes next
+            console.print(f"request {request.id} approved by its department leader (部门负责人); it waits for ops")
+        elif request.job_id is None:  # a quota increase: the limits are raised at once, nothing to provision
+            console.print(f"request {request.id} approved; {request.unit_code}'s quota on {request.cloud_name} raised")
+        else:
+            console.print(f"request {request.id} approved; provisioning job {request.job_id} "
+                          f"(cloudctl job watch {request.job_id})")
 
 
 @request_app.command("reject")
@@ -272,16 +282,15 @@ def server_list(
     status: str | None = typer.Option(None, help="Nova's words: ACTIVE, SHUTOFF, ERROR …"),
     orphans: bool = typer.Option(False, "--orphans", help="only servers whose project maps to no unit"),
     ip: str | None = typer.Option(None, "--ip", help="the server holding this address (fixed or floating)"),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Servers in the inventory."""
     with unit_of_work() as (session, principal):
-        rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
-                                                orphans=orphans, ip=ip, limit=limit, offset=offset)
-        items = [ServerPublic.model_validate(s) for s in rows]
-    print_rows(items, SERVER_COLUMNS, output, title="云主机 servers", total=total)
+        print_list(partial(provisioning.list_servers, session, principal, unit=unit, cloud=cloud, status=status,
+                           orphans=orphans, ip=ip), ServerPublic, SERVER_COLUMNS, output, limit=limit, offset=offset,
+                   title="云主机 servers")
 
 
 @server_app.command("show")
@@ -318,18 +327,18 @@ def report_showback(
     with unit_of_work() as (session, principal):
         lines = showback.showback(session, principal, month, unit=unit)
     if output == "csv":
-        write_text(csv_text(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gb_months",
-                             "disk_gb_months", "cost_cny"], [dataclasses.astuple(line) for line in lines]))
+        write_text(csv_text(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gib_months",
+                             "disk_gib_months", "cost_cny"], [dataclasses.astuple(line) for line in lines]))
         return
     if output == "json":
         print_json([dataclasses.asdict(line) for line in lines])
         return
     table = Table(title=f"费用 showback {month}", header_style="bold")
-    for header in ("unit", "单位", "业务系统", "VMs", "vCPU·月", "RAM GB·月", "disk GB·月", "费用 CNY"):
+    for header in ("unit", "单位", "业务系统", "VMs", "vCPU·月", "RAM GiB·月", "disk GiB·月", "费用 CNY"):
         table.add_column(header, justify="right" if header in ("VMs", "费用 CNY") else "left")
     for line in lines:
         table.add_row(line.unit_code, line.unit_name, line.business_system, str(line.servers),
-                      f"{line.vcpu_months:,.1f}", f"{line.ram_gb_months:,.1f}", f"{line.disk_gb_months:,.0f}",
+                      f"{line.vcpu_months:,.1f}", f"{line.ram_gib_months:,.1f}", f"{line.disk_gib_months:,.0f}",
                       f"{line.cost_cny:,.2f}")
     table.add_section()
     table.add_row("total", "", "", str(sum(x.servers for x in lines)), "", "", "",
@@ -350,8 +359,8 @@ def server_decommission(
             console.print(f"server {server.name} is kept")
             return
         server = provisioning.decommission_server(session, principal, server_id, grace_days=grace_days)
-        console.print(f"server {server.name} {server.status}; "
-                      f"deleted after {server.decommission_at:%Y-%m-%d %H:%M} UTC")
+        due = server.decommission_at
+        console.print(f"server {server.name} {server.status}; deleted after {local_time(due) if due else '–'}")
 
 
 @server_app.command("delete-due")

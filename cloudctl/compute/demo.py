@@ -73,11 +73,11 @@ def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: i
             mine = [flavors[f] for system, planned in plan if system.unit.code == code for f in planned]
             vcpus, ram_gb = sum(v for v, _ in mine), sum(r for _, r in mine)
             quotas.append((code, "city-cloud", QuotaSet(
-                vcpus=_round_up(vcpus * 1.3 + 16, 16), ram_gb=_round_up(ram_gb * 1.3 + 32, 32),
-                disk_gb=_round_up(len(mine) * 100 * 1.3 + 500, 500), instances=len(mine) + 8)))
+                vcpus=_round_up(vcpus * 1.3 + 16, 16), ram_gib=_round_up(ram_gb * 1.3 + 32, 32),
+                disk_gib=_round_up(len(mine) * 100 * 1.3 + 500, 500), instances=len(mine) + 8)))
             if rng.random() < 0.2:
                 carrier = rng.choice(("unicom-cloud", "mobile-cloud"))
-                quotas.append((code, carrier, QuotaSet(vcpus=32, ram_gb=64, disk_gb=1000, instances=8)))
+                quotas.append((code, carrier, QuotaSet(vcpus=32, ram_gib=64, disk_gib=1000, instances=8)))
         service.set_quotas(session, principal, quotas)
         servers = _seed_servers(session, principal, plan, rng)
         pending = _seed_pending_requests(session, city, rng)

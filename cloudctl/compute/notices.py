@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl import notify
 from cloudctl.compute.models import Quota, ResourceRequest
+from cloudctl.core.schemas import gib
 from cloudctl.notify.sender import reminder
 
 __all__ = ["QUOTA_WARN_PERCENT", "request_event"]
@@ -22,7 +24,7 @@ def summary(request: ResourceRequest) -> str:
     parts = []
     for item in request.items:
         if item.kind == "quota":
-            parts.append(f"配额 +{item.vcpus} vCPU +{item.ram_mb // 1024} GB 内存 +{item.disk_gb} GB 磁盘")
+            parts.append(f"配额 +{item.vcpus} vCPU +{gib(item.ram_mb):g} GiB 内存 +{item.disk_gb} GiB 磁盘")
         else:
             parts.append(f"{item.count} 台 {item.flavor}")
     return "、".join(parts) + f"（{request.cloud_name}）"
@@ -41,13 +43,22 @@ def request_event(session: Session, request: ResourceRequest, kind: str, *, step
                 roles=("ops",) if kind == "compute.request.needs_approval" and step == "ops" else ())
 
 
+# Each limited resource of a quota: its columns' stem, what people call it, and how an amount reads (memory in GiB
+# as at every edge, whatever the column counts in).
+_RESOURCES: tuple[tuple[str, str, Callable[[int], str]], ...] = (
+    ("vcpus", "vCPU", lambda n: f"{n} vCPU"),
+    ("ram_mb", "内存", lambda n: f"{gib(n):g} GiB"),
+    ("instances", "云主机数", lambda n: f"{n} 台"),
+)
+
+
 @reminder("compute.quota")
 def remind_quotas(session: Session, now: datetime) -> int:
     """A quota at 90 % (used and reserved) of any limited resource: once per quota, resource and week."""
     emitted = 0
     week = now.strftime("%G-W%V")
     for quota in session.scalars(select(Quota)):
-        for resource, label in (("vcpus", "vCPU"), ("ram_mb", "内存"), ("instances", "云主机数")):
+        for resource, label, amount in _RESOURCES:
             limit = getattr(quota, f"limit_{resource}")
             if not limit:
                 continue
@@ -57,7 +68,8 @@ def remind_quotas(session: Session, now: datetime) -> int:
                 continue
             event = notify.emit(session, "compute.quota.nearly_exhausted", unit_id=quota.unit_id, entity="quota",
                                 entity_id=quota.id, key=f"compute.quota.nearly_exhausted:{quota.id}:{resource}:{week}",
-                                data={"cloud": quota.cloud_name, "resource": label, "used": used, "limit": limit,
-                                      "percent": percent}, link=f"/api/v1/quotas?unit={quota.unit_code}", now=now)
+                                data={"cloud": quota.cloud_name, "resource": label, "used": amount(used),
+                                      "limit": amount(limit), "percent": percent},
+                                link=f"/api/v1/quotas?unit={quota.unit_code}", now=now)
             emitted += event is not None
     return emitted

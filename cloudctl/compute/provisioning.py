@@ -41,11 +41,12 @@ from cloudctl.compute.models import (
 )
 from cloudctl.compute.notices import request_event
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, ServerAction, ServerInfo, ServerSpec
+from cloudctl.compute.providers.base import SERVER_STATES, CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, Role, authorize, can, system_principal
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import Unit
@@ -139,8 +140,8 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     items = []
     for index, item in enumerate(data.items):
         if item.kind == "quota":
-            items.append(RequestItem(kind="quota", flavor="", count=1, vcpus=item.vcpus, ram_mb=item.ram_gb * 1024,
-                                     disk_gb=item.disk_gb, instances=item.instances, status=ItemStatus.PENDING))
+            items.append(RequestItem(kind="quota", flavor="", count=1, vcpus=item.vcpus, ram_mb=item.ram_gib * 1024,
+                                     disk_gb=item.disk_gib, instances=item.instances, status=ItemStatus.PENDING))
             continue
         if cloud.kind == CloudKind.KUBERNETES:
             raise InvalidInput(f"{cloud.name} is a container cloud (容器云): ask it for namespace quota "
@@ -203,7 +204,7 @@ def _step(step: str, decision: str, principal: Principal, note: str | None) -> d
 
 def _describe(item: RequestItem) -> str:
     if item.kind == "quota":
-        return (f"quota +{item.vcpus} vCPU +{item.ram_mb // 1024} GB RAM +{item.disk_gb} GB disk "
+        return (f"quota +{item.vcpus} vCPU +{item.ram_mb / 1024:g} GiB RAM +{item.disk_gb} GiB disk "
                 f"+{item.instances} instances")
     return f"{item.count}×{item.flavor}"
 
@@ -304,7 +305,9 @@ def _raise_quota(session: Session, principal: Principal, request: ResourceReques
     }
     given = {k: v for k, v in wanted.items() if v is not None}
     if "ram_mb" in given:
-        given["ram_gb"] = -(-given.pop("ram_mb") // 1024)
+        given["ram_gib"] = -(-given.pop("ram_mb") // 1024)
+    if "disk_gb" in given:
+        given["disk_gib"] = given.pop("disk_gb")
     compute.set_quota(session, principal, request.unit_code, request.cloud_name, QuotaSet(**given))
     for item in request.items:
         item.status = ItemStatus.DONE
@@ -583,9 +586,12 @@ def list_servers(
     if unit is not None:
         query = query.where(under(session, principal, unit, Server.unit_id))
     if cloud is not None:
-        query = query.where(Server.cloud_id == compute.get_cloud(session, principal, cloud).id)
+        query = query.where(Server.cloud_id == compute.cloud_filter(session, principal, cloud).id)
     if status is not None:
-        query = query.where(Server.status == status.upper())
+        if status.strip().upper() not in SERVER_STATES:
+            raise InvalidInput(f"{status!r} is not a server state; one of: {', '.join(SERVER_STATES)}",
+                               field="status")
+        query = query.where(Server.status == status.strip().upper())
     if orphans:
         query = query.where(Server.unit_id.is_(None))
     return read.page(session, query, limit=limit, offset=offset, order_by=(Server.id,))
@@ -668,8 +674,8 @@ def resize_server(session: Session, principal: Principal, server_id: int, flavor
         raise InvalidInput(f"server {server.name} already has flavor {flavor}", field="flavor")
     if target.disk_gb < server.disk_gb:
         # Nova refuses it too ("Resize to smaller disk flavor is not allowed"): say so before asking.
-        raise InvalidInput(f"flavor {flavor} has a {target.disk_gb} GB root disk, smaller than the server's "
-                           f"{server.disk_gb} GB; a root disk cannot shrink", field="flavor")
+        raise InvalidInput(f"flavor {flavor} has a {target.disk_gb} GiB root disk, smaller than the server's "
+                           f"{server.disk_gb} GiB; a root disk cannot shrink", field="flavor")
     growth = compute.Ask(vcpus=max(0, target.vcpus - server.vcpus), ram_mb=max(0, target.ram_mb - server.ram_mb),
                          disk_gb=max(0, target.disk_gb - server.disk_gb))
     quota = (session.scalar(select(Quota).where(Quota.unit_id == server.unit_id, Quota.cloud_id == server.cloud_id))
@@ -738,7 +744,7 @@ def decommission_server(session: Session, principal: Principal, server_id: int, 
     if server.status == "DELETED":
         raise Conflict(f"server {server.name} is already deleted", field="status")
     if server.decommission_at is not None:
-        raise Conflict(f"server {server.name} is already due for deletion at {server.decommission_at:%Y-%m-%d}",
+        raise Conflict(f"server {server.name} is already due for deletion at {local_time(server.decommission_at)}",
                        field="status")
     provider = providers(server.cloud)
     if server.status in ("ACTIVE", "ERROR"):

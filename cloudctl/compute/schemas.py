@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
 from cloudctl.compute.models import AddressKind, CloudKind, ItemStatus, RequestStatus
 from cloudctl.core.bounds import Id
 from cloudctl.core.models import beijing_today
-from cloudctl.core.schemas import Schema
+from cloudctl.core.schemas import GiB, Schema
 from cloudctl.core.text import NoControl, NoControlMultiline
 
 __all__ = [
+    "ApprovalStepPublic",
     "CapacityRow",
     "CloudCreate",
     "CloudPublic",
@@ -82,49 +83,53 @@ class CloudPublic(Schema):
 class FlavorPublic(Schema):
     name: str
     vcpus: int
-    ram_mb: int
-    disk_gb: int
+    ram_gib: GiB = Field(validation_alias="ram_mb")
+    disk_gib: int = Field(validation_alias="disk_gb")
 
 
 class QuotaSet(Schema):
-    """New limits; an omitted limit stays as it is. RAM and disk are given in GB, as people speak of them."""
+    """New limits; an omitted limit stays as it is. RAM and disk in GiB, as everywhere in cloudctl."""
 
     vcpus: Limit | None = None
-    ram_gb: Limit | None = None
-    disk_gb: Limit | None = None
+    ram_gib: Limit | None = None
+    disk_gib: Limit | None = None
     instances: Limit | None = None
 
 
 class QuotaPublic(Schema):
+    """A unit's quota on a cloud; RAM and disk in GiB."""
+
     unit_code: str
     cloud: str = Field(validation_alias="cloud_name")
     limit_vcpus: int | None
-    limit_ram_mb: int | None
-    limit_disk_gb: int | None
+    limit_ram_gib: GiB | None = Field(validation_alias="limit_ram_mb")
+    limit_disk_gib: int | None = Field(validation_alias="limit_disk_gb")
     limit_instances: int | None
     used_vcpus: int
-    used_ram_mb: int
-    used_disk_gb: int
+    used_ram_gib: GiB = Field(validation_alias="used_ram_mb")
+    used_disk_gib: int = Field(validation_alias="used_disk_gb")
     used_instances: int
     reserved_vcpus: int
-    reserved_ram_mb: int
-    reserved_disk_gb: int
+    reserved_ram_gib: GiB = Field(validation_alias="reserved_ram_mb")
+    reserved_disk_gib: int = Field(validation_alias="reserved_disk_gb")
     reserved_instances: int
     synced_at: datetime | None
 
 
 class CapacityRow(Schema):
-    """One resource of one cloud: what the hardware gives (with over-commit), what quotas promise, what runs."""
+    """One resource of one cloud: what the hardware gives (with over-commit), what quotas promise, what runs; each
+    amount in ``unit`` (vCPU, or GiB for RAM and disk)."""
 
     cloud: str
-    resource: str
-    total: int
-    reserved: int
+    resource: Literal["vcpus", "ram", "disk"]
+    unit: Literal["vCPU", "GiB"]
+    total: float
+    reserved: float
     allocation_ratio: float
-    capacity: int
-    allocated: int
-    used: int
-    headroom: int
+    capacity: float
+    allocated: float
+    used: float
+    headroom: float
     allocated_ratio: float | None
     used_ratio: float | None
 
@@ -140,13 +145,13 @@ class RequestItemCreate(Schema):
     network: Annotated[str, StringConstraints(max_length=128), NoControl] | None = Field(
         default=None, description="default: the cloud's default network")
     vcpus: Annotated[int, Field(ge=0, le=100_000)] = 0
-    ram_gb: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-    disk_gb: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    ram_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    disk_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     instances: Annotated[int, Field(ge=0, le=100_000)] = 0
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> RequestItemCreate:
-        increases = (self.vcpus, self.ram_gb, self.disk_gb, self.instances)
+        increases = (self.vcpus, self.ram_gib, self.disk_gib, self.instances)
         if self.kind == "vm":
             if self.flavor is None:
                 raise ValueError("a vm item needs a flavor")
@@ -154,9 +159,9 @@ class RequestItemCreate(Schema):
                 raise ValueError("a vm item takes a flavor and count, not quota increases")
         else:
             if self.flavor is not None:
-                raise ValueError("a quota item takes increases (vcpus, ram_gb, disk_gb, instances), not a flavor")
+                raise ValueError("a quota item takes increases (vcpus, ram_gib, disk_gib, instances), not a flavor")
             if not any(increases):
-                raise ValueError("a quota item must raise at least one of vcpus, ram_gb, disk_gb, instances")
+                raise ValueError("a quota item must raise at least one of vcpus, ram_gib, disk_gib, instances")
         return self
 
 
@@ -199,12 +204,23 @@ class RequestItemPublic(Schema):
     image: str | None
     network: str | None
     vcpus: int
-    ram_mb: int
-    disk_gb: int
+    ram_gib: GiB = Field(validation_alias="ram_mb")
+    disk_gib: int = Field(validation_alias="disk_gb")
     instances: int
     status: ItemStatus
     provisioned: int
     error: str | None
+
+
+class ApprovalStepPublic(Schema):
+    """One step of a request's approval chain (stored as JSON on the request, its time in UTC ISO 8601)."""
+
+    step: Literal["leader", "ops"]
+    decision: Literal["approved", "rejected"]
+    by: str
+    role: str
+    at: datetime
+    note: str | None = None
 
 
 class RequestPublic(Schema):
@@ -221,8 +237,8 @@ class RequestPublic(Schema):
     auto_approved: bool
     job_id: int | None
     ends_on: date | None
-    # Each step of the approval chain: {"step": "leader"|"ops", "decision", "by", "role", "at", "note"}.
-    approvals: list[dict[str, Any]]
+    # Each step of the approval chain, in order: the department leader's (部门负责人), then ops'.
+    approvals: list[ApprovalStepPublic]
     items: list[RequestItemPublic]
     created_at: datetime
     updated_at: datetime
@@ -243,8 +259,8 @@ class ServerPublic(Schema):
     provider_id: str
     flavor: str
     vcpus: int
-    ram_mb: int
-    disk_gb: int
+    ram_gib: GiB = Field(validation_alias="ram_mb")
+    disk_gib: int = Field(validation_alias="disk_gb")
     status: str
     status_since: datetime | None
     host: str | None

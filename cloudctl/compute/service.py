@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -60,6 +61,16 @@ def get_cloud(session: Session, principal: Principal, name: str, *, field_name: 
     authorize(principal, "compute.cloud:read")
     return read.one(session, select(Cloud).where(Cloud.name == name), missing=f"no cloud named {name!r}",
                     field=field_name)
+
+
+def cloud_filter(session: Session, principal: Principal, name: str) -> Cloud:
+    """The cloud a ``cloud`` filter names; an unknown name is refused with the names there are (a filter that
+    matches nothing because it was misspelt must not read as "none of these")."""
+    found = session.scalar(select(Cloud).where(Cloud.name == name))
+    if found is None:
+        names = ", ".join(session.scalars(select(Cloud.name).order_by(Cloud.name)))
+        raise InvalidInput(f"no cloud named {name!r}; one of: {names or 'none registered'}", field="cloud")
+    return found
 
 
 def list_clouds(session: Session, principal: Principal, *, enabled: bool | None = None) -> list[Cloud]:
@@ -221,7 +232,7 @@ def list_quotas(
     if unit is not None:
         query = query.where(under(session, principal, unit, Quota.unit_id))
     if cloud is not None:
-        query = query.where(Quota.cloud_id == get_cloud(session, principal, cloud).id)
+        query = query.where(Quota.cloud_id == cloud_filter(session, principal, cloud).id)
     return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code, Cloud.name))
 
 
@@ -240,7 +251,7 @@ def set_quotas(session: Session, principal: Principal, items: Sequence[tuple[str
     authorize(principal, "compute.quota:write")
     given_of = [data.model_dump(exclude_unset=True, exclude_none=True) for _, _, data in items]
     if any(not given for given in given_of):
-        raise InvalidInput("give at least one of vcpus, ram_gb, disk_gb, instances", field="limits")
+        raise InvalidInput("give at least one of vcpus, ram_gib, disk_gib, instances", field="limits")
     pairs = _units_and_clouds(session, principal, [(code, cloud) for code, cloud, _ in items])
     quotas = _quota_rows(session, pairs)
     wanted_of: list[dict[str, int | None]] = []
@@ -253,17 +264,16 @@ def set_quotas(session: Session, principal: Principal, items: Sequence[tuple[str
                                                    "instances": quota.limit_instances}
         wanted = planned[(unit.id, cloud.id)] = {
             "vcpus": given.get("vcpus", now["vcpus"]),
-            "ram_mb": given["ram_gb"] * 1024 if "ram_gb" in given else now["ram_mb"],
-            "disk_gb": given.get("disk_gb", now["disk_gb"]),
+            "ram_mb": given["ram_gib"] * 1024 if "ram_gib" in given else now["ram_mb"],
+            "disk_gb": given.get("disk_gib", now["disk_gb"]),
             "instances": given.get("instances", now["instances"]),
         }
         for resource, limit in wanted.items():
             held = getattr(quota, f"used_{resource}") + getattr(quota, f"reserved_{resource}")
             if limit is not None and limit < held:
-                unit_word = " MiB" if resource == "ram_mb" else ""
-                raise Conflict(f"{unit.code} already uses or has reserved {held}{unit_word} of {resource} on "
-                               f"{cloud.name}; the limit cannot go below it",
-                               field="ram_gb" if resource == "ram_mb" else resource)
+                field, amount = _edge(resource, held)
+                raise Conflict(f"{unit.code} already uses or has reserved {amount} on {cloud.name}; the limit "
+                               f"cannot go below it", field=field)
         wanted_of.append(wanted)
     provider_of = _provider_cache(providers)
     projects = ensure_projects(session, pairs, provider_of)
@@ -376,11 +386,22 @@ def reserve(session: Session, quota_id: int, ask: Ask) -> None:
                  if getattr(quota, f"limit_{r}") is not None and getattr(quota, f"used_{r}")
                  + getattr(quota, f"reserved_{r}") + getattr(ask, r) > getattr(quota, f"limit_{r}")]
         detail = ", ".join(
-            f"{r} asks {getattr(ask, r)} with {getattr(quota, f'used_{r}')} used and "
-            f"{getattr(quota, f'reserved_{r}')} reserved of {getattr(quota, f'limit_{r}')}" for r in short)
+            f"{_edge(r, 0)[0]} asks {_edge(r, getattr(ask, r))[1]} with {_edge(r, getattr(quota, f'used_{r}'))[1]} "
+            f"used and {_edge(r, getattr(quota, f'reserved_{r}'))[1]} reserved of "
+            f"{_edge(r, getattr(quota, f'limit_{r}'))[1]}" for r in short)
         raise Conflict(f"does not fit {quota.unit_code}'s quota on {quota.cloud_name}: {detail}",
-                       field=short[0] if short else "quota")
+                       field=_edge(short[0], 0)[0] if short else "quota")
     session.expire_all()
+
+
+def _edge(resource: str, amount: int) -> tuple[str, str]:
+    """A quota column's resource and amount as people (and every option and field) name them: ``ram_gib``, "640 GiB"
+    (the column counts MiB), ``vcpus``, "12 vCPU"."""
+    if resource == "ram_mb":
+        return "ram_gib", f"{amount / 1024:g} GiB"
+    if resource == "disk_gb":
+        return "disk_gib", f"{amount} GiB"
+    return resource, f"{amount} {'vCPU' if resource == 'vcpus' else 'instances'}"
 
 
 def release(session: Session, quota_id: int, ask: Ask) -> None:
@@ -425,11 +446,17 @@ def capacity(session: Session, principal: Principal, name: str,
         snapshot.total, snapshot.reserved, snapshot.allocation_ratio = res.total, res.reserved, res.allocation_ratio
         snapshot.used, snapshot.taken_at = res.used, utcnow()
         session.add(snapshot)
+        # The clouds count RAM in MiB; people (and every edge of cloudctl) in GiB.
+        resource, unit, scale = _EDGE_RESOURCES[res.resource]
         rows.append(CapacityRow(
-            cloud=cloud.name, resource=res.resource, total=res.total, reserved=res.reserved,
-            allocation_ratio=res.allocation_ratio, capacity=usable, allocated=allocated.get(res.resource, 0),
-            used=res.used, headroom=res.headroom,
+            cloud=cloud.name, resource=resource, unit=unit, total=res.total * scale, reserved=res.reserved * scale,
+            allocation_ratio=res.allocation_ratio, capacity=usable * scale,
+            allocated=allocated.get(res.resource, 0) * scale, used=res.used * scale, headroom=res.headroom * scale,
             allocated_ratio=round(allocated.get(res.resource, 0) / usable, 4) if usable else None,
             used_ratio=round(res.used / usable, 4) if usable else None,
         ))
     return rows
+
+
+_EDGE_RESOURCES: dict[str, tuple[Literal["vcpus", "ram", "disk"], Literal["vCPU", "GiB"], float]] = {
+    "vcpus": ("vcpus", "vCPU", 1), "ram_mb": ("ram", "GiB", 1 / 1024), "disk_gb": ("disk", "GiB", 1)}

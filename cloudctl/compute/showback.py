@@ -41,8 +41,8 @@ class ShowbackLine:
     business_system: str
     servers: int
     vcpu_months: float
-    ram_gb_months: float
-    disk_gb_months: float
+    ram_gib_months: float  # GiB of memory held for a month
+    disk_gib_months: float
     cost_cny: float
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from functools import partial
 
 import typer
 from rich.markup import escape
@@ -11,10 +12,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from cloudctl.core import jobs
 from cloudctl.core.audit import list_audit
-from cloudctl.core.cli_support import OutputOption, cli_state, limit_option, unit_of_work
+from cloudctl.core.cli_support import OffsetOption, OutputOption, cli_state, limit_option, print_list, unit_of_work
+from cloudctl.core.config import get_settings
 from cloudctl.core.db import get_engine
+from cloudctl.core.display import local_time, zone_label
 from cloudctl.core.migrate import current_revision, head_revision, upgrade
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
+from cloudctl.core.output import OutputFormat, console, print_one
 from cloudctl.core.schemas import AuditEntryPublic, JobLogLinePublic, JobPublic
 
 db_app = typer.Typer(help="The database: schema migrations (Alembic).", no_args_is_help=True)
@@ -48,24 +51,25 @@ def audit_list(
     entity: str | None = typer.Option(None, help="unit, business_system, user, api_token, …"),
     entity_id: str | None = typer.Option(None, "--id", help="the record's code or id"),
     actor: str | None = typer.Option(None, help="part of the actor, e.g. a username"),
-    since: datetime | None = typer.Option(None, help="only changes at or after this UTC time"),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    since: datetime | None = typer.Option(None, help="only changes at or after this time (display zone unless "
+                                                     "it names one, e.g. 2026-12-01T08:00+08:00)"),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """The audit trail, newest first (admin, auditor)."""
-    from datetime import UTC
-
     with unit_of_work() as (session, principal):
-        rows, total = list_audit(session, principal, entity=entity, entity_id=entity_id, actor=actor,
-                                 since=since.replace(tzinfo=UTC) if since and since.tzinfo is None else since,
-                                 limit=limit, offset=offset)
-        items = [AuditEntryPublic.model_validate(r) for r in rows]
-    print_rows(items, [
-        ("id", lambda r: r.id), ("at", lambda r: r.at), ("actor", lambda r: r.actor),
-        ("action", lambda r: r.action), ("entity", lambda r: f"{r.entity} {r.entity_id}"),
-        ("before", lambda r: _compact(r.before)), ("after", lambda r: _compact(r.after)),
-    ], output, title="审计日志 audit log", total=total)
+        print_list(partial(list_audit, session, principal, entity=entity, entity_id=entity_id, actor=actor,
+                           since=_zoned(since)), AuditEntryPublic, [
+            ("id", lambda r: r.id), ("at", lambda r: r.at), ("actor", lambda r: r.actor),
+            ("action", lambda r: r.action), ("entity", lambda r: f"{r.entity} {r.entity_id}"),
+            ("before", lambda r: _compact(r.before)), ("after", lambda r: _compact(r.after)),
+        ], output, limit=limit, offset=offset, title="审计日志 audit log")
+
+
+def _zoned(at: datetime | None) -> datetime | None:
+    """A time typed without a zone is in the display zone, as every time the CLI shows."""
+    return at.replace(tzinfo=get_settings().tz) if at is not None and at.tzinfo is None else at
 
 
 def _compact(data: dict[str, object] | None) -> str | None:
@@ -78,19 +82,17 @@ def _compact(data: dict[str, object] | None) -> str | None:
 def job_list(
     status: jobs.JobStatus | None = typer.Option(None, case_sensitive=False),
     kind: str | None = typer.Option(None),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Jobs, newest first."""
     with unit_of_work() as (session, principal):
-        rows, total = jobs.list_jobs(session, principal, status=status, kind=kind, limit=limit, offset=offset)
-        items = [JobPublic.model_validate(r) for r in rows]
-    print_rows(items, [
-        ("id", lambda j: j.id), ("kind", lambda j: j.kind), ("status", lambda j: j.status),
-        ("progress", _progress_text), ("message", lambda j: j.message or j.error),
-        ("created", lambda j: j.created_at), ("by", lambda j: j.created_by),
-    ], output, title="作业 jobs", total=total)
+        print_list(partial(jobs.list_jobs, session, principal, status=status, kind=kind), JobPublic, [
+            ("id", lambda j: j.id), ("kind", lambda j: j.kind), ("status", lambda j: j.status),
+            ("progress", _progress_text), ("message", lambda j: j.error or j.message),
+            ("created", lambda j: j.created_at), ("by", lambda j: j.created_by),
+        ], output, limit=limit, offset=offset, title="作业 jobs")
 
 
 def _progress_text(job: JobPublic) -> str:
@@ -109,8 +111,10 @@ def job_show(job_id: int = typer.Argument(..., help="job id"), output: OutputFor
         print_one(job, output, extra={"log": [line.model_dump(mode="json") for line in lines]})
         return
     print_one(job, output, title=f"作业 job {job_id}")
+    if lines:
+        console.print(f"[bold]log 日志[/] [dim](times {zone_label()})[/]")
     for line in lines:
-        console.print(f"[dim]{line.at:%H:%M:%S}[/] {line.level:7} {escape(line.line)}")
+        console.print(f"[dim]{local_time(line.at, zone=False, seconds=True)}[/] {line.level:7} {escape(line.line)}")
 
 
 @job_app.command("watch")
@@ -122,6 +126,7 @@ def job_watch(
     """Follow a job until it ends: a progress bar and its log as it grows. Exits 1 if the job failed."""
     started = time.monotonic()
     last_line = 0
+    console.print(f"[dim]job {job_id}, log times {zone_label()}[/]")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(f"job {job_id}", total=None, message="")
@@ -129,7 +134,7 @@ def job_watch(
             with unit_of_work() as (session, principal):
                 job = jobs.get_job(session, principal, job_id)
                 for line in jobs.job_log(session, principal, job_id, after_id=last_line):
-                    bar.console.print(f"[dim]{line.at:%H:%M:%S}[/] {escape(line.line)}")
+                    bar.console.print(f"[dim]{local_time(line.at, zone=False, seconds=True)}[/] {escape(line.line)}")
                     last_line = line.id
                 bar.update(task, completed=job.progress_done, total=job.progress_total,
                            message=job.message or job.status.value, description=f"job {job_id} {job.kind}")
@@ -140,7 +145,7 @@ def job_watch(
                 console.print(f"job {job_id} still {status.value} after {timeout:g}s")
                 raise typer.Exit(2)
             time.sleep(interval)
-    colour = "green" if status is jobs.JobStatus.SUCCEEDED else "red"
+    colour = {jobs.JobStatus.SUCCEEDED: "green", jobs.JobStatus.PARTIALLY_FAILED: "yellow"}.get(status, "red")
     console.print(f"[{colour}]job {job_id} {status.value} ({status.label})[/]" + (f": {error}" if error else ""))
     if status is not jobs.JobStatus.SUCCEEDED:
         raise typer.Exit(1)

@@ -27,6 +27,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobLogLine",
+    "JobOutcome",
     "JobRunner",
     "JobStatus",
     "cancel_job",
@@ -65,12 +67,32 @@ class JobStatus(LabelledEnum):
     QUEUED = "queued", "排队", "white"
     RUNNING = "running", "运行中", "cyan"
     SUCCEEDED = "succeeded", "成功", "green"
+    # A run against several hosts that reached some and not others: what it did is kept, what it could not is
+    # the job's error.
+    PARTIALLY_FAILED = "partially_failed", "部分失败", "yellow"
     FAILED = "failed", "失败", "red"
     CANCELLED = "cancelled", "已取消", "yellow"
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.PARTIALLY_FAILED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What a handler returns when "it ran" is not the whole story: its result, and whether the work it was given
+    all succeeded (``SUCCEEDED``), partly (``PARTIALLY_FAILED``) or not at all (``FAILED``), with why."""
+
+    result: dict[str, Any]
+    status: JobStatus = JobStatus.SUCCEEDED
+    error: str | None = None
+
+    @classmethod
+    def of_parts(cls, result: dict[str, Any], *, done: int, failed: int, error: str | None) -> JobOutcome:
+        """Succeeded when nothing failed; failed when nothing was done; partially failed in between."""
+        if not failed:
+            return cls(result)
+        return cls(result, JobStatus.FAILED if not done else JobStatus.PARTIALLY_FAILED, error)
 
 
 class Job(Base):
@@ -124,7 +146,7 @@ class JobCancelled(Exception):
     """Raised inside a handler by :meth:`JobContext.progress` once someone cancelled the job."""
 
 
-JobHandler = Callable[["JobContext"], dict[str, Any] | None]
+JobHandler = Callable[["JobContext"], "dict[str, Any] | JobOutcome | None"]
 _handlers: dict[str, JobHandler] = {}
 _periodic: dict[str, timedelta] = {}
 
@@ -235,6 +257,8 @@ def list_jobs(
     if status is not None:
         query = query.where(Job.status == status)
     if kind is not None:
+        if kind not in _handlers:
+            raise InvalidInput(f"no job kind {kind!r}; one of: {', '.join(registered_kinds())}", field="kind")
         query = query.where(Job.kind == kind)
     return read.page(session, query, limit=limit, offset=offset, order_by=(Job.id.desc(),))
 
@@ -260,9 +284,9 @@ def cancel_job(session: Session, principal: Principal, job_id: int) -> Job:
 def retry_job(session: Session, principal: Principal, job_id: int) -> Job:
     authorize(principal, "job:retry")
     job = get_job(session, principal, job_id)
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise InvalidInput(f"only failed or cancelled jobs are retried; job {job_id} is {job.status.value}",
-                           field="status")
+    if job.status not in (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED, JobStatus.CANCELLED):
+        raise InvalidInput(f"only failed, partially failed or cancelled jobs are retried; job {job_id} is "
+                           f"{job.status.value}", field="status")
     job.status = JobStatus.QUEUED
     job.attempts = 0
     job.error = None
@@ -286,8 +310,10 @@ class JobContext:
         self.params: dict[str, Any] = dict(job.params or {})
         self.checkpoint: dict[str, Any] | None = dict(job.checkpoint) if job.checkpoint else None
         self.attempt = job.attempts
-        self.principal = Principal(username=job.created_by.split(":", 1)[-1], role=Role(job.created_by_role),
-                                   via="system")
+        # The submitter as it was recorded ("cli:ops" stays cli:ops): what the job writes is theirs, under one name.
+        via, _, username = job.created_by.rpartition(":")
+        self.principal = Principal(username=username, role=Role(job.created_by_role),
+                                   via="api" if via == "api" else "cli" if via == "cli" else "system")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -455,7 +481,12 @@ class JobRunner:
             self._log(job.id, traceback.format_exc(), "error")
             self._finish(job.id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
-            self._finish(job.id, status=JobStatus.SUCCEEDED, result=result)
+            if isinstance(result, JobOutcome):
+                if result.error:
+                    self._log(job.id, result.error, "error" if result.status is JobStatus.FAILED else "warning")
+                self._finish(job.id, status=result.status, result=result.result, error=result.error)
+            else:
+                self._finish(job.id, status=JobStatus.SUCCEEDED, result=result)
         finally:
             beat_stop.set()
             beat.join()
@@ -466,7 +497,8 @@ class JobRunner:
         """A periodic row runs again ``every`` from now, whatever this run's outcome (but a cancel)."""
         with self._factory() as session:
             session.execute(
-                update(Job).where(Job.id == job_id, Job.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED)))
+                update(Job).where(Job.id == job_id, Job.status.in_((JobStatus.SUCCEEDED, JobStatus.PARTIALLY_FAILED,
+                                                                JobStatus.FAILED)))
                 .values(status=JobStatus.QUEUED, run_after=utcnow() + every, attempts=0, lease_owner=None)
             )
             session.commit()

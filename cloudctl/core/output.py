@@ -1,24 +1,32 @@
-"""Printing records for people (a Rich table) or for programs (JSON), the same way in every command."""
+"""Printing records for people (a Rich table) or for programs (JSON), the same way in every command.
+
+A table never hides a value: a cell too wide for its column folds onto the next line instead of being cut to "…",
+and columns of short identifiers (unit codes, addresses) stay on one line when the terminal has the width. Times in
+a table are in the display zone, named once under the table; JSON carries every time in UTC with its offset.
+"""
 
 from __future__ import annotations
 
 import enum
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time, zone_label
 from cloudctl.core.models import LabelledEnum
 from cloudctl.core.text import escape_json_controls, visible
 
-__all__ = ["Column", "OutputFormat", "console", "err_console", "print_json", "print_one", "print_rows", "write_text"]
+__all__ = ["Column", "OutputFormat", "console", "err_console", "print_json", "print_json_rows", "print_one",
+           "print_rows", "write_text"]
 
 
 class _Console(Console):
@@ -33,6 +41,10 @@ class _Console(Console):
 console = _Console()
 err_console = _Console(stderr=True)
 
+# The longest identifier-like word (no spaces) a column keeps on one line: "990102001001", "2001:db8::10".
+_IDENTIFIER_MAX = 16
+_FOLDED_MIN = 4  # the least a column that folds is left
+
 
 class OutputFormat(str, enum.Enum):
     TABLE = "table"
@@ -42,16 +54,36 @@ class OutputFormat(str, enum.Enum):
 Column = tuple[str, Callable[[Any], Any]]
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, zone: bool = False) -> str:
     if value is None:
         return "[dim]–[/]"
     if isinstance(value, LabelledEnum):
         return value.rich
     if isinstance(value, datetime):
-        return value.astimezone(get_settings().tz).strftime("%Y-%m-%d %H:%M")
+        return local_time(value, zone=zone)
     if isinstance(value, bool):
         return "[green]✓[/]" if value else "[red]✗[/]"
     return str(value)
+
+
+def _whole(cells: list[list[str]], headers: Sequence[str], width: int) -> list[bool]:
+    """Which columns stay on one line: those of single words (codes, addresses, ids) no wider than
+    :data:`_IDENTIFIER_MAX`, narrowest first, while the others keep room to fold into."""
+    costs: list[int | None] = []
+    for n, header in enumerate(headers):
+        plain = [Text.from_markup(row[n]).plain for row in cells]
+        single = all(len(text.split()) <= 1 for text in plain)
+        cost = max([cell_len(text) for text in plain] + [cell_len(header)])
+        costs.append(cost if single and cost <= _IDENTIFIER_MAX else None)
+    budget = width - (3 * len(headers) + 1)  # a rule and two spaces of padding per column, and the last rule
+    whole = [False] * len(headers)
+    left = len(headers)
+    for n in sorted((i for i in range(len(headers)) if costs[i] is not None), key=lambda i: costs[i] or 0):
+        cost = costs[n] or 0
+        if cost + _FOLDED_MIN * (left - 1) > budget:
+            break
+        whole[n], budget, left = True, budget - cost, left - 1
+    return whole
 
 
 def print_json(data: Any) -> None:
@@ -65,6 +97,19 @@ def write_text(text: str) -> None:
     sys.stdout.write(visible(text, keep="\n\r\t"))
 
 
+def print_json_rows(rows: Iterable[BaseModel]) -> None:
+    """A JSON array written a row at a time, as :func:`print_json` writes a list (control characters escaped the
+    same way): any number of rows in little memory."""
+    out = sys.stdout
+    first = True
+    for row in rows:
+        text = escape_json_controls(json.dumps(row.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        out.write(("[\n" if first else ",\n") + "\n".join("  " + line for line in text.splitlines()))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()
+
+
 def print_rows(
     rows: Sequence[BaseModel],
     columns: Sequence[Column],
@@ -72,38 +117,52 @@ def print_rows(
     *,
     title: str | None = None,
     total: int | None = None,
+    offset: int = 0,
 ) -> None:
-    """JSON prints every row as an array; the table shows the named columns."""
+    """JSON prints every row given as an array; the table shows the named columns, and, given the ``total`` of
+    which ``rows`` are one page, which rows of how many it shows."""
     if fmt is OutputFormat.JSON:
         print_json([row.model_dump(mode="json") for row in rows])
         return
-    table = Table(title=title, header_style="bold")
-    for header, _ in columns:
-        table.add_column(header)
-    for row in rows:
-        table.add_row(*(_cell(getter(row)) for _, getter in columns))
+    values = [[getter(row) for _, getter in columns] for row in rows]
+    cells = [[_cell(value) for value in row] for row in values]
+    headers = [header for header, _ in columns]
+    caption = None
+    if any(isinstance(value, datetime) for row in values for value in row):
+        caption = f"times 时间: {zone_label()} ({get_settings().display_timezone})"
+    table = Table(title=title, header_style="bold", caption=caption, caption_justify="left")
+    for header, whole in zip(headers, _whole(cells, headers, console.width), strict=True):
+        table.add_column(header, overflow="fold", no_wrap=whole)
+    for row_cells in cells:
+        table.add_row(*row_cells)
     console.print(table)
-    shown = len(rows)
-    if total is not None and total > shown:
-        console.print(f"[dim]{shown} of {total} shown; use --limit/--offset for more[/]")
+    if total is not None:
+        shown = len(rows)
+        where = f"rows {offset + 1}–{offset + shown}" if shown and offset else str(shown)
+        more = "; --offset and --limit page on, --output json prints them all" if offset + shown < total else ""
+        console.print(f"[dim]showing {where} of {total}{more}[/]")
 
 
 def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,
-              extra: dict[str, Any] | None = None, table_only: dict[str, Any] | None = None) -> None:
-    """One record: a JSON object, or a two-column table of its fields.
+              extra: dict[str, Any] | None = None, table_only: dict[str, Any] | None = None,
+              table_omits: Sequence[str] = ()) -> None:
+    """One record: a JSON object, or a two-column table of its fields (times with their zone).
 
-    ``table_only`` replaces fields in the table by a text for people (a list as one line); JSON keeps them whole.
+    ``table_only`` replaces fields in the table by a text for people (a list as one line); ``table_omits`` leaves
+    fields out of it (shown as a table of their own below); JSON keeps them whole.
     """
     data = record.model_dump(mode="json")
     if fmt is OutputFormat.JSON:
         print_json({**data, **(extra or {})})
         return
     table = Table(title=title, show_header=False, box=None)
-    table.add_column(style="bold cyan")
-    table.add_column()
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
     for name in data:
+        if name in table_omits:
+            continue
         shown = table_only[name] if table_only and name in table_only else getattr(record, name, data[name])
-        table.add_row(name, _cell(shown))
+        table.add_row(name, _cell(shown, zone=True))
     for name, value in (extra or {}).items():
-        table.add_row(name, _cell(value))
+        table.add_row(name, _cell(value, zone=True))
     console.print(table)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationError,
+    field_serializer,
+)
 
 from cloudctl.core.bounds import Id
 from cloudctl.core.errors import FieldError, InvalidInput
@@ -13,9 +22,23 @@ from cloudctl.core.jobs import JobStatus
 from cloudctl.core.rectification import Progress, UpdateKind
 from cloudctl.core.text import NoControlMultiline
 
-__all__ = ["AttachmentPublic", "AuditEntryPublic", "ExtensionDecisionIn", "ExtensionRequestIn", "JobDetail",
-           "JobLogLinePublic", "JobPublic", "Page", "ProgressIn", "RectificationUpdatePublic", "Schema",
-           "field_errors", "parse"]
+__all__ = [
+    "AttachmentPublic",
+    "AuditEntryPublic",
+    "ExtensionDecisionIn",
+    "ExtensionRequestIn",
+    "GiB",
+    "JobDetail",
+    "JobLogLinePublic",
+    "JobPublic",
+    "Page",
+    "ProgressIn",
+    "RectificationUpdatePublic",
+    "Schema",
+    "field_errors",
+    "gib",
+    "parse",
+]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -23,6 +46,27 @@ M = TypeVar("M", bound=BaseModel)
 
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, str_strip_whitespace=True, extra="forbid")
+
+    @field_serializer("*", mode="wrap", when_used="json")
+    def _utc(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        # Machine output speaks UTC with its offset, whatever zone a time was given in (people read the display zone).
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return handler(value)
+
+
+def gib(mib: int | float) -> float:
+    """MiB, as the clouds count memory, in GiB, as cloudctl shows it everywhere (RAM GiB, as disks are)."""
+    return round(mib / 1024, 3)
+
+
+def _mib_as_gib(value: Any) -> Any:
+    return gib(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+# A memory size read from a MiB attribute (``Field(validation_alias="ram_mb")``) and shown in GiB: one unit for
+# memory and disk at every edge (API, CLI, exports), whatever the database and the clouds count in.
+GiB = Annotated[float, BeforeValidator(_mib_as_gib)]
 
 
 class Page(BaseModel, Generic[T]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,15 @@ import yaml
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cloudctl.core import jobs, tabular
-from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
+from cloudctl.core.cli_support import (
+    OffsetOption,
+    OutputOption,
+    UnitFilter,
+    limit_option,
+    print_list,
+    rows_of,
+    unit_of_work,
+)
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.export import csv_text
@@ -29,6 +38,7 @@ from cloudctl.extranet.schemas import (
     LinkPublic,
     LinkUpdate,
     PrefixCreate,
+    ScorecardRow,
     ViolationPublic,
     ViolationUpdate,
 )
@@ -67,27 +77,30 @@ def extranet_rate(output: OutputFormat = OutputOption,
         return
     print_rows(rows, [
         ("scope", lambda r: r.scope), ("name", lambda r: r.name), ("required", lambda r: r.required),
-        ("connected", lambda r: r.connected), ("rate", lambda r: f"{r.rate:.1%}"),
+        ("connected", lambda r: r.connected),
+        ("rate", lambda r: f"{r.rate:.1%}" if r.rate is not None else "[dim]n/a 不适用[/]"),
         ("missing", lambda r: len(r.missing)),
     ], output, title="电子政务外网接入率 access rate")
+    if any(r.rate is None for r in rows):
+        console.print(f"[dim]n/a: {access.NOT_APPLICABLE}[/]")
     if show_missing:
-        for row in rows[:2]:
-            console.print(f"[bold]{row.name}[/] missing: " + (", ".join(row.missing) or "none"))
+        for row in rows[:2]:  # horizontal and vertical: every required unit is in one of them
+            names = [f"{code} {name}" for code, name in zip(row.missing, row.missing_names, strict=True)]
+            console.print(f"[bold]{row.name}[/] missing: " + ("; ".join(names) or "none"))
 
 
 @link_app.command("list")
 def link_list(unit: str | None = UnitFilter, status: LinkStatus | None = typer.Option(None),
-              limit: int = limit_option(100), offset: int = typer.Option(0, min=0),
+              limit: int | None = limit_option(), offset: int = OffsetOption,
               output: OutputFormat = OutputOption) -> None:
     """Lines, by unit."""
     with unit_of_work() as (session, principal):
-        rows, total = access.list_links(session, principal, unit=unit, status=status, limit=limit, offset=offset)
-        items = [LinkPublic.model_validate(r) for r in rows]
-    print_rows(items, [
-        ("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("direction", lambda r: r.direction),
-        ("carrier", lambda r: r.carrier), ("type", lambda r: r.line_type), ("Mbps", lambda r: r.bandwidth_mbps),
-        ("role", lambda r: r.role), ("status", lambda r: r.status), ("shared exit", lambda r: r.uses_shared_exit),
-    ], output, title="接入线路 lines", total=total)
+        print_list(partial(access.list_links, session, principal, unit=unit, status=status), LinkPublic, [
+            ("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("direction", lambda r: r.direction),
+            ("carrier", lambda r: r.carrier), ("type", lambda r: r.line_type), ("Mbps", lambda r: r.bandwidth_mbps),
+            ("role", lambda r: r.role), ("status", lambda r: r.status),
+            ("shared exit", lambda r: r.uses_shared_exit),
+        ], output, limit=limit, offset=offset, title="接入线路 lines")
 
 
 @link_app.command("add")
@@ -129,14 +142,13 @@ PREFIX_COLUMNS = [
 def prefix_list(zone: Zone | None = typer.Option(None), unit: str | None = UnitFilter,
                 status: PrefixStatus | None = typer.Option(None),
                 contains: str | None = typer.Option(None, help="blocks holding this address"),
-                limit: int = limit_option(100), offset: int = typer.Option(0, min=0),
+                limit: int | None = limit_option(), offset: int = OffsetOption,
                 output: OutputFormat = OutputOption) -> None:
     """Prefixes with their honest utilisation."""
     with unit_of_work() as (session, principal):
-        rows, total = ipam.list_prefixes(session, principal, zone=zone, unit=unit, status=status, contains=contains,
-                                         limit=limit, offset=offset)
-        items = ipam.describe_prefixes(session, rows)
-    print_rows(items, PREFIX_COLUMNS, output, title="IP 地址规划 prefixes", total=total)
+        print_list(partial(ipam.list_prefixes, session, principal, zone=zone, unit=unit, status=status,
+                           contains=contains), partial(ipam.describe_prefixes, session), PREFIX_COLUMNS, output,
+                   limit=limit, offset=offset, title="IP 地址规划 prefixes")
 
 
 @prefix_app.command("add")
@@ -218,13 +230,12 @@ APPLICATION_COLUMNS = [
 @extranet_app.command("applications")
 def extranet_applications(
     status: ApplicationStatus | None = typer.Option(None), unit: str | None = UnitFilter,
-    limit: int = limit_option(100), output: OutputFormat = OutputOption,
+    limit: int | None = limit_option(), offset: int = OffsetOption, output: OutputFormat = OutputOption,
 ) -> None:
     """IP applications (IP地址申请), newest first."""
     with unit_of_work() as (session, principal):
-        rows, total = ipam.list_applications(session, principal, status=status, unit=unit, limit=limit)
-        items = [ApplicationPublic.model_validate(a) for a in rows]
-    print_rows(items, APPLICATION_COLUMNS, output, title="IP 地址申请 applications", total=total)
+        print_list(partial(ipam.list_applications, session, principal, status=status, unit=unit), ApplicationPublic,
+                   APPLICATION_COLUMNS, output, limit=limit, offset=offset, title="IP 地址申请 applications")
 
 
 @extranet_app.command("apply")
@@ -319,18 +330,18 @@ def _read(counts: dict[str, dict[str, int]] | None, which: int, device_type: str
 def extranet_devices(unit: str | None = UnitFilter, failing: bool = typer.Option(False),
                      skipped: bool = typer.Option(False, "--skipped", help="print the rows the last collection "
                                                                           "skipped, with their raw lines"),
-                     limit: int = limit_option(100), output: OutputFormat = OutputOption) -> None:
+                     limit: int | None = limit_option(), offset: int = OffsetOption,
+                     output: OutputFormat = OutputOption) -> None:
     """Devices and their last collection (coverage): rows parsed / skipped per command."""
     with unit_of_work() as (session, principal):
-        rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit)
-        items = [DevicePublic.model_validate(d) for d in rows]
-    print_rows(items, [
-        ("name", lambda d: d.name), ("host", lambda d: d.host), ("type", lambda d: d.device_type),
-        ("unit", lambda d: d.unit_code), ("last success", lambda d: d.last_success_at),
-        ("ARP read/skipped", lambda d: _read(d.parse_counts, 0, d.device_type)),
-        ("MAC read/skipped", lambda d: _read(d.parse_counts, 1, d.device_type)),
-        ("error", lambda d: d.last_error),
-    ], output, title="网络设备 devices", total=total)
+        items = print_list(partial(collection.list_devices, session, principal, unit=unit, failing=failing),
+                           DevicePublic, [
+            ("name", lambda d: d.name), ("host", lambda d: d.host), ("type", lambda d: d.device_type),
+            ("unit", lambda d: d.unit_code), ("last success", lambda d: d.last_success_at),
+            ("ARP read/skipped", lambda d: _read(d.parse_counts, 0, d.device_type)),
+            ("MAC read/skipped", lambda d: _read(d.parse_counts, 1, d.device_type)),
+            ("error", lambda d: d.last_error),
+        ], output, limit=limit, offset=offset, title="网络设备 devices")
     if skipped and output is not OutputFormat.JSON:
         for item in items:
             for row in item.skipped_rows or []:
@@ -352,18 +363,17 @@ def extranet_check(output: OutputFormat = OutputOption) -> None:
 @extranet_app.command("violations")
 def extranet_violations(
     rule: int | None = typer.Option(None, min=1, max=12), unit: str | None = UnitFilter,
-    status: ViolationStatus | None = typer.Option(None), limit: int = limit_option(1000),
-    output: OutputFormat = OutputOption,
+    status: ViolationStatus | None = typer.Option(None), limit: int | None = limit_option(),
+    offset: int = OffsetOption, output: OutputFormat = OutputOption,
 ) -> None:
     """Compliance violations, each with its rule, unit and evidence."""
     with unit_of_work() as (session, principal):
-        rows, total = compliance.list_violations(session, principal, rule=rule, unit=unit, status=status, limit=limit)
-        items = [ViolationPublic.model_validate(v) for v in rows]
-    print_rows(items, [
-        ("id", lambda v: v.id), ("rule", lambda v: v.rule), ("title", lambda v: v.title.split(" (")[0]),
-        ("subject", lambda v: v.subject), ("unit", lambda v: v.unit_code), ("status", lambda v: v.status),
-        ("deadline", lambda v: v.deadline), ("last seen", lambda v: v.last_seen),
-    ], output, title="合规检查 violations", total=total)
+        print_list(partial(compliance.list_violations, session, principal, rule=rule, unit=unit, status=status),
+                   ViolationPublic, [
+            ("id", lambda v: v.id), ("rule", lambda v: v.rule), ("title", lambda v: v.title.split(" (")[0]),
+            ("subject", lambda v: v.subject), ("unit", lambda v: v.unit_code), ("status", lambda v: v.status),
+            ("deadline", lambda v: v.deadline), ("last seen", lambda v: v.last_seen),
+        ], output, limit=limit, offset=offset, title="合规检查 violations")
 
 
 @extranet_app.command("violation")
@@ -382,14 +392,14 @@ def extranet_violation(violation_id: int = typer.Argument(...),
 
 
 @extranet_app.command("scorecard")
-def extranet_scorecard(unit: str | None = UnitFilter, limit: int = typer.Option(50, min=1, max=100_000),
-                       output: OutputFormat = OutputOption) -> None:
+def extranet_scorecard(unit: str | None = UnitFilter, limit: int | None = limit_option(),
+                       offset: int = OffsetOption, output: OutputFormat = OutputOption) -> None:
     """The unit scorecard (评估): access, collection, violations and rectification, lowest score first."""
     with unit_of_work() as (session, principal):
-        rows = compliance.scorecard(session, principal, unit=unit)[:limit]
-    print_rows(rows, [
+        rows = compliance.scorecard(session, principal, unit=unit)
+    print_list(rows_of(rows), ScorecardRow, [
         ("unit", lambda r: r.unit_code), ("name", lambda r: r.name), ("level", lambda r: r.level),
         ("connected", lambda r: r.connected), ("backup", lambda r: r.backup_line),
         ("devices", lambda r: f"{r.devices_collected}/{r.devices}"), ("open", lambda r: r.violations_open),
         ("resolved", lambda r: r.violations_resolved), ("score", lambda r: r.score),
-    ], output, title="单位评估 scorecard")
+    ], output, limit=limit, offset=offset, title="单位评估 scorecard")

@@ -380,12 +380,15 @@ def seed_extranet(session: Session, principal: Principal, city: DemoCity, seed: 
     prefixes: list[tuple[Any, ...]] = []
     for block in wire.blocks:
         net = ipaddress.IPv4Network(block.prefix)
+        # Allocated when approved (rule 11 counts "unused" from then); the legacy block came in with the old
+        # ledger, as long ago.
+        decided = now - timedelta(days=block.decided_days_ago)
         prefixes.append((block.prefix, int(net.network_address), int(net.broadcast_address), net.prefixlen,
                          block.zone, block.vrf, block.status, unit_id(block.unit_code), block.vlan,
-                         application_of.get(id(block)), "旧台账遗留" if block.legacy else None))
+                         application_of.get(id(block)), "旧台账遗留" if block.legacy else None, decided, decided))
     prefix_ids = insert_rows_with_ids(session, Prefix, (
         "prefix", "start", "end", "length", "zone", "vrf", "status", "unit_id", "vlan", "application_id",
-        "description"), prefixes)
+        "description", "created_at", "updated_at"), prefixes)
     insert_rows(session, IPAddress, ("address", "value", "prefix_id", "unit_id", "role", "mac", "application_id"), (
         (address, int(ipaddress.IPv4Address(address)), prefix_id, unit_id(block.unit_code), role, mac,
          application_of.get(id(block)))

@@ -22,7 +22,7 @@ import ipaddress
 import math
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import partial
 from itertools import pairwise
@@ -308,10 +308,15 @@ class PlanPrefixes:
     vrf: Int32Array
     unit: IntArray  # -1: no unit
     status: Int8Array  # PrefixStatus
+    # When the block entered the plan (epoch seconds); NaN when unknown, and left out: unknown for every row.
+    # Rule 11 counts "unused" from here at the earliest: a block allocated today has had no time to be used.
+    allocated_at: FloatArray = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
+        if np.asarray(self.allocated_at).size == 0:
+            object.__setattr__(self, "allocated_at", np.full(np.asarray(self.id).shape[0], np.nan))
         _columns(self, {"id": np.int64, "start": np.int64, "end": np.int64, "zone": np.int8, "vrf": np.int32,
-                        "unit": np.int64, "status": np.int8})
+                        "unit": np.int64, "status": np.int8, "allocated_at": np.float64})
         _check_range(self.start, 0, IP_MAX, "start")
         _check_range(self.end, 0, IP_MAX, "end")
         if np.any(self.end < self.start):
@@ -323,14 +328,16 @@ class PlanPrefixes:
         return int(self.id.shape[0])
 
     @classmethod
-    def from_cidrs(cls, rows: Iterable[tuple[int, str, int, int, int, int]]) -> PlanPrefixes:
+    def from_cidrs(cls, rows: Iterable[tuple[int, str, int, int, int, int]],
+                   allocated_at: Sequence[float] | None = None) -> PlanPrefixes:
         """Rows of ``(id, cidr, zone, vrf, unit, status)``: for tests and the demo."""
         rows = list(rows)
         parsed = [parse_prefix(row[1]) for row in rows]
         return cls(np.array([r[0] for r in rows], dtype=np.int64), np.array([p[0] for p in parsed], dtype=np.int64),
                    np.array([p[1] for p in parsed], dtype=np.int64), np.array([r[2] for r in rows], dtype=np.int8),
                    np.array([r[3] for r in rows], dtype=np.int32), np.array([r[4] for r in rows], dtype=np.int64),
-                   np.array([r[5] for r in rows], dtype=np.int8))
+                   np.array([r[5] for r in rows], dtype=np.int8),
+                   np.array(allocated_at if allocated_at is not None else [], dtype=np.float64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -1123,9 +1130,14 @@ def utilisation(plan: PlanPrefixes, obs: Observations, addresses: Addresses) -> 
 
 
 def prefix_pressure(plan: PlanPrefixes, obs: Observations, addresses: Addresses, now: float, *,
-                    full_ratio: float = 0.9, quiet_days: float = 30) -> Violations:
+                    observed_since: float, full_ratio: float = 0.9, quiet_days: float = 30) -> Violations:
     """Rule 11: an active prefix nearly full (used ≥ ``full_ratio`` × usable), or quiet (nothing seen in it for
     ``quiet_days``: reclaimable). Evidence ``reasons`` says which (both is possible: registered but unused).
+
+    "Unused for N days" is counted from the later of the block's allocation (``plan.allocated_at``, unknown
+    counts as long ago) and ``observed_since``, when the wire was first watched: a block allocated yesterday,
+    or one nobody could have seen before collection began, is not yet quiet. With no observation at all
+    (``observed_since`` NaN) nothing is quiet: silence that was never listened to proves nothing.
     """
     used, usable = utilisation(plan, obs, addresses)
     recent = obs.last_seen >= now - quiet_days * DAY
@@ -1135,7 +1147,11 @@ def prefix_pressure(plan: PlanPrefixes, obs: Observations, addresses: Addresses,
     seen = np.searchsorted(seen_keys, high_keys, side="right") - np.searchsorted(seen_keys, low_keys, side="left")
     active = plan.status == PrefixStatus.ACTIVE
     full = active & (usable > 0) & (used >= full_ratio * usable - _EPS)
-    quiet = active & (seen == 0)
+    # np.fmax skips a NaN allocation (unknown: only the observation counts); a NaN observed_since stays NaN.
+    unused_since = np.fmax(plan.allocated_at, observed_since) if not math.isnan(observed_since) \
+        else np.full(len(plan), np.nan)
+    long_enough = unused_since <= now - quiet_days * DAY  # NaN compares False
+    quiet = active & (seen == 0) & long_enough
     flagged = np.flatnonzero(full | quiet)
     # The last sighting, for the flagged prefixes only: all observations of the window, sorted by key.
     all_keys = _keys(obs.zone, obs.ip)
@@ -1151,7 +1167,8 @@ def prefix_pressure(plan: PlanPrefixes, obs: Observations, addresses: Addresses,
         ratio = used[r] / usable[r] if usable[r] else math.nan
         entries.append((unit[r], format_prefix(start[r], end[r]), (start[r], -end[r]), reasons, "prefixes",
                         {"id": ids[r], "zone": ZONES[int(plan.zone[r])], "vrf": int(plan.vrf[r]), "used": int(used[r]),
-                         "usable": int(usable[r]), "ratio": _num(ratio, 4), "last_seen": _num(last, 0)}))
+                         "usable": int(usable[r]), "ratio": _num(ratio, 4), "last_seen": _num(last, 0),
+                         "unused_since": _num(unused_since[r], 0) if quiet[r] else None}))
     return _merged(Rule.PREFIX_PRESSURE, entries)
 
 
@@ -1227,8 +1244,12 @@ class Limits:
 
 def check_all(plan: PlanPrefixes, aggregates: Aggregates, obs: Observations, ports: MacPorts, addresses: Addresses,
               links: Links, now: float, limits: Limits = Limits(), *,
-              forbidden: BoolArray = CROSS_ZONE_FORBIDDEN) -> Violations:
-    """Every rule, in rule order, as one :class:`Violations`."""
+              forbidden: BoolArray = CROSS_ZONE_FORBIDDEN, observed_since: float | None = None) -> Violations:
+    """Every rule, in rule order, as one :class:`Violations`. ``observed_since`` (when the wire was first watched)
+    defaults to the earliest first sighting in ``obs``."""
+    if observed_since is None:
+        observed_since = float(np.nanmin(obs.first_seen)) if len(obs) and not np.all(np.isnan(obs.first_seen)) \
+            else math.nan
     return Violations.concat([
         outside_plan(obs, plan),
         wrong_unit(obs, plan),
@@ -1240,6 +1261,7 @@ def check_all(plan: PlanPrefixes, aggregates: Aggregates, obs: Observations, por
         cross_zone(obs, plan, forbidden),
         plan_integrity(plan, aggregates),
         stale_collection(links, now, limits.stale_hours),
-        prefix_pressure(plan, obs, addresses, now, full_ratio=limits.full_ratio, quiet_days=limits.quiet_days),
+        prefix_pressure(plan, obs, addresses, now, observed_since=observed_since, full_ratio=limits.full_ratio,
+                        quiet_days=limits.quiet_days),
         unseen_approved(addresses, obs, now, limits.unseen_days),
     ])

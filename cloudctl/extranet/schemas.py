@@ -216,8 +216,11 @@ class AccessRateRow(BaseModel):
     name: str
     required: int
     connected: int
-    rate: float
+    rate: float | None = Field(description="connected ÷ required; null when no unit here must connect "
+                                           "(an empty denominator is not a full success)")
+    rate_reason: str | None = Field(default=None, description="why the rate is null")
     missing: list[str] = Field(description="codes of the required units not (or no longer) connected")
+    missing_names: list[str] = Field(default_factory=list, description="their names, in the same order")
 
 
 class DevicePublic(Schema):

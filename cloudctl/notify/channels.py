@@ -92,6 +92,7 @@ class Message:
     kind: str
     unit_code: str | None = None
     link: str | None = None
+    # UTC ISO 8601 with its offset, for programs (a webhook's JSON); the body says it for people.
     deadline: str | None = None
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import typer
 from sqlalchemy.orm import Session
 
 from cloudctl.core.auth import authorize
-from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
+from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.db import session_scope
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
@@ -36,21 +37,19 @@ def outbox(
     status: DeliveryStatus | None = typer.Option(None, case_sensitive=False, help="pending, sending, sent, failed"),
     unit: str | None = UnitFilter,
     kind: str | None = typer.Option(None, help="an event kind or a pattern: reclaim.*"),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """The messages, newest first: sent, waiting (quiet hours, digest, retry) or failed, and why."""
     with unit_of_work() as (session, principal):
-        rows, total = service.list_deliveries(session, principal, status=status, unit=unit, kind=kind, limit=limit,
-                                              offset=offset)
-        items = [NotificationPublic.model_validate(r) for r in rows]
-    print_rows(items, [
-        ("id", lambda r: r.id), ("kind", lambda r: r.kind), ("unit", lambda r: r.unit_code),
-        ("channel", lambda r: r.channel), ("to", lambda r: r.address), ("subject", lambda r: r.subject),
-        ("status", lambda r: r.status.rich), ("tries", lambda r: r.attempts),
-        ("sent / next", lambda r: r.sent_at or r.send_after), ("error", lambda r: r.last_error),
-    ], output, title="通知发件箱 outbox", total=total)
+        print_list(partial(service.list_deliveries, session, principal, status=status, unit=unit, kind=kind),
+                   NotificationPublic, [
+            ("id", lambda r: r.id), ("kind", lambda r: r.kind), ("unit", lambda r: r.unit_code),
+            ("channel", lambda r: r.channel), ("to", lambda r: r.address), ("subject", lambda r: r.subject),
+            ("status", lambda r: r.status), ("tries", lambda r: r.attempts),
+            ("sent / next", lambda r: r.sent_at or r.send_after), ("error", lambda r: r.last_error),
+        ], output, limit=limit, offset=offset, title="通知发件箱 outbox")
 
 
 @contextmanager
@@ -84,7 +83,7 @@ def remind_now(output: OutputFormat = OutputOption) -> None:
         print(json.dumps(counts, ensure_ascii=False))
         return
     for name, count in counts.items():
-        console.print(f"  {name:24} {count:>6}")
+        console.print(f"  {name:24} " + (f"{count:>6}" if count >= 0 else "[red]failed (see the log)[/]"))
 
 
 @notify_app.command("retry")

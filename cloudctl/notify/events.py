@@ -53,7 +53,7 @@ EVENTS: dict[str, EventKind] = {k.key: k for k in (
           roles=("ops",)),
     # Reclaim (资源回收)
     _kind("reclaim.notice", "资源回收通知", "$unit_name 的云主机 $server 拟回收",
-          "$unit_name 的云主机 $server（$reason）拟于申诉期满后$action，可释放 $vcpus vCPU / $ram_gb GB 内存。"
+          "$unit_name 的云主机 $server（$reason）拟于申诉期满后$action，可释放 $vcpus vCPU / $ram_gib GiB 内存。"
           "\n如有异议，请在申诉截止前提出申诉。" + _DEADLINE),
     _kind("reclaim.appeal.decided", "回收申诉处理结果", "云主机 $server 的回收申诉$decision",
           "$unit_name 对云主机 $server 的回收申诉$decision。$note"),

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,7 +35,6 @@ from cloudctl.core.config import get_settings
 from cloudctl.core.models import utcnow
 from cloudctl.notify.channels import DeliveryError, Message, Transport, transport_for
 from cloudctl.notify.models import Channel, Delivery, DeliveryStatus
-from cloudctl.notify.service import local
 
 __all__ = ["REMIND_JOB", "SEND_JOB", "DrainResult", "TransportFactory", "drain", "remind", "reminder"]
 
@@ -101,7 +100,7 @@ def _message(row: Delivery) -> Message:
     return Message(key=row.idempotency_key, address=row.address, subject=row.subject, body=row.body,
                    kind=event.kind, unit_code=str(event.data.get("unit_code") or "") or None,
                    link=str(event.data.get("link") or "") or None,
-                   deadline=local(event.deadline) if event.deadline else None)
+                   deadline=event.deadline.astimezone(UTC).isoformat() if event.deadline else None)
 
 
 def _digest(rows: list[Delivery]) -> Message:
@@ -237,5 +236,10 @@ def send_job(ctx: jobs.JobContext) -> dict[str, Any]:
 
 
 @jobs.job_handler(REMIND_JOB, every=timedelta(minutes=get_settings().notify_remind_minutes))
-def remind_job(ctx: jobs.JobContext) -> dict[str, Any]:
-    return remind(_job_sessions(ctx))
+def remind_job(ctx: jobs.JobContext) -> jobs.JobOutcome:
+    """Succeeded when every domain's reminder ran; partially failed (or failed) when some (or all) did not."""
+    counts = remind(_job_sessions(ctx))
+    failed = sorted(name for name, count in counts.items() if count < 0)
+    return jobs.JobOutcome.of_parts(dict(counts), done=len(counts) - len(failed), failed=len(failed),
+                                    error=f"reminders failed (their tracebacks are in the log): {', '.join(failed)}"
+                                    if failed else None)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, Role, authorize
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.notify.channels import SECRET_FIELDS, check_config
@@ -38,20 +39,10 @@ from cloudctl.org.models import Unit
 from cloudctl.org.service import get_unit, under
 
 __all__ = ["create_channel", "create_subscription", "delete_subscription", "emit", "get_channel",
-           "get_delivery", "list_channels", "list_deliveries", "list_subscriptions", "list_templates", "local",
-           "public_config",
-           "render", "retry_delivery", "send_after", "set_template", "template_for", "update_channel"]
+           "get_delivery", "list_channels", "list_deliveries", "list_subscriptions", "list_templates",
+           "public_config", "render", "retry_delivery", "send_after", "set_template", "template_for", "update_channel"]
 
 BUREAU_ROLES = frozenset({Role.OPS.value, Role.SECOPS.value, Role.DUTY.value, Role.ADMIN.value})
-
-
-def local(moment: datetime | date | None) -> str:
-    """A time as the bureau reads it: Beijing time, to the minute; a date as it is."""
-    if moment is None:
-        return "—"
-    if isinstance(moment, datetime):
-        return f"{moment.astimezone(BEIJING):%Y-%m-%d %H:%M}"
-    return moment.isoformat()
 
 
 # ---------------------------------------------------------------- templates
@@ -188,12 +179,15 @@ def emit(session: Session, kind: str, *, unit_id: int | None, entity: str | None
         return None
     now = now or utcnow()
     unit = session.get(Unit, unit_id) if unit_id is not None else None
+    # A date deadline (a ticket's, a violation's) is a Beijing date: it ends at 23:59 there. People read it, as every
+    # time, in the display zone with the zone named.
     deadline_at = (datetime.combine(deadline, time(23, 59), tzinfo=BEIJING).astimezone(UTC)
                    if isinstance(deadline, date) and not isinstance(deadline, datetime) else deadline)
     base = get_settings().notify_base_url.rstrip("/")
     values: dict[str, Any] = {"unit_code": unit.code if unit else "", "unit_name": unit.name if unit else "全市",
-                              "deadline": local(deadline), "link": f"{base}{link}" if link else base,
-                              "kind": kind, "label": spec.label, **(data or {})}
+                              "deadline": local_time(deadline_at) if deadline_at else "—",
+                              "link": f"{base}{link}" if link else base, "kind": kind, "label": spec.label,
+                              **(data or {})}
     event = Event(key=key[:255], kind=kind, unit_id=unit_id, entity=entity,
                   entity_id=None if entity_id is None else str(entity_id), urgent=spec.urgent, deadline=deadline_at,
                   data={k: v if isinstance(v, int | float | bool) or v is None else str(v) for k, v in values.items()},
@@ -228,6 +222,9 @@ def list_deliveries(session: Session, principal: Principal, *, status: DeliveryS
     if unit is not None:
         query = query.where(under(session, principal, unit, Delivery.unit_id))
     if kind is not None:
+        # A misspelt kind must not read as "no such messages": a pattern that names no event kind is refused.
+        if not any(fnmatchcase(known, kind) for known in EVENTS):
+            raise InvalidInput(f"no event kind matches {kind!r}; one of: {', '.join(sorted(EVENTS))}", field="kind")
         query = query.where(Delivery.event.has(Event.kind.like(kind.replace("*", "%"))))
     return read.page(session, query, limit=limit, offset=offset, order_by=(Delivery.id.desc(),))
 
@@ -319,6 +316,8 @@ def list_subscriptions(session: Session, principal: Principal, *, unit: str | No
     if unit is not None:
         query = query.where(under(session, principal, unit, Subscription.unit_id))
     if role is not None:
+        if role not in BUREAU_ROLES:
+            raise InvalidInput(f"no bureau role {role!r}; one of: {', '.join(sorted(BUREAU_ROLES))}", field="role")
         query = query.where(Subscription.role == role)
     return list(session.scalars(query.order_by(Subscription.id)))
 

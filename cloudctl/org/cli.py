@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from pydantic import ValidationError
 
 from cloudctl.core import tabular
 from cloudctl.core.auth import Role
-from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
+from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import field_errors, parse
@@ -63,16 +65,14 @@ def unit_list(
     kind: UnitKind | None = typer.Option(None, case_sensitive=False, help="city, department, county, …"),
     parent: str | None = typer.Option(None, help="only the children of this unit code"),
     q: str | None = typer.Option(None, "--q", "-q", help="part of the name or code"),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """List units."""
     with unit_of_work() as (session, principal):
-        rows, total = service.list_units(session, principal, kind=kind, parent=parent, q=q, limit=limit,
-                                         offset=offset)
-        items = [UnitPublic.model_validate(u) for u in rows]
-    print_rows(items, UNIT_COLUMNS, output, title="单位 units", total=total)
+        print_list(partial(service.list_units, session, principal, kind=kind, parent=parent, q=q), UnitPublic,
+                   UNIT_COLUMNS, output, limit=limit, offset=offset, title="单位 units")
 
 
 @unit_app.command("show")
@@ -198,16 +198,15 @@ def system_list(
     unit: str | None = UnitFilter,
     mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
     q: str | None = typer.Option(None, "--q", "-q", help="part of the name"),
-    limit: int = limit_option(),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """List business systems."""
     with unit_of_work() as (session, principal):
-        rows, total = service.list_systems(session, principal, unit=unit, mlps_level=mlps_level, q=q,
-                                           limit=limit, offset=offset)
-        items = [BusinessSystemPublic.model_validate(s) for s in rows]
-    print_rows(items, SYSTEM_COLUMNS, output, title="业务系统 business systems", total=total)
+        print_list(partial(service.list_systems, session, principal, unit=unit, mlps_level=mlps_level, q=q),
+                   BusinessSystemPublic, SYSTEM_COLUMNS, output, limit=limit, offset=offset,
+                   title="业务系统 business systems")
 
 
 @system_app.command("show")
@@ -317,7 +316,7 @@ def token_create(
     if output is OutputFormat.JSON:
         print_one(created, output)
         return
-    console.print(f"token for [bold]{created.username}[/] (id {created.id}, expires {created.expires_at:%Y-%m-%d}):")
+    console.print(f"token for [bold]{created.username}[/] (id {created.id}, expires {local_time(created.expires_at)}):")
     console.print(secret, markup=False, highlight=False)
     console.print("[yellow]shown once: store it now; only its hash is kept[/]")
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 import typer
 
 from cloudctl.core import jobs, tabular
-from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
+from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.db import get_engine
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.output import OutputFormat, console, print_one, print_rows
@@ -27,7 +29,7 @@ REC_COLUMNS = [
     ("id", lambda r: r.id), ("server", lambda r: r.server), ("unit", lambda r: r.unit_code),
     ("kind", lambda r: r.kind), ("status", lambda r: r.status),
     ("flavor", lambda r: f"{r.current_flavor} → {r.recommended_flavor}" if r.recommended_flavor else r.current_flavor),
-    ("vCPU", lambda r: r.reclaim_vcpus), ("GB", lambda r: r.reclaim_ram_mb // 1024),
+    ("vCPU", lambda r: r.reclaim_vcpus), ("RAM GiB", lambda r: f"{r.reclaim_ram_gib:g}"),
     ("元/月", lambda r: f"{r.saving_month:,.0f}"), ("due", lambda r: r.due_at),
     ("appeal", lambda r: r.appeal_status),
 ]
@@ -115,16 +117,15 @@ def reclaim_list(
     kind: RecommendationKind | None = typer.Option(None, case_sensitive=False),
     status: RecommendationStatus | None = typer.Option(None, case_sensitive=False),
     cloud: str | None = typer.Option(None),
-    limit: int = limit_option(1000),
-    offset: int = typer.Option(0, min=0),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Recommendations, largest saving first."""
     with unit_of_work() as (session, principal):
-        rows, total = service.list_recommendations(session, principal, unit=unit, kind=kind, status=status,
-                                                   cloud=cloud, limit=limit, offset=offset)
-        items = [RecommendationPublic.model_validate(r) for r in rows]
-    print_rows(items, REC_COLUMNS, output, title="回收建议 recommendations", total=total)
+        print_list(partial(service.list_recommendations, session, principal, unit=unit, kind=kind, status=status,
+                           cloud=cloud), RecommendationPublic, REC_COLUMNS, output, limit=limit, offset=offset,
+                   title="回收建议 recommendations")
 
 
 @reclaim_app.command("show")
@@ -143,8 +144,8 @@ def reclaim_notify(
     """Tell the owning departments and start their grace period (open → notified)."""
     with unit_of_work() as (session, principal):
         recs = service.notify(session, principal, rec_ids or None, grace_days=grace_days)
-        console.print(f"{len(recs)} recommendation(s) notified"
-                      + (f"; appeals until {recs[0].due_at:%Y-%m-%d %H:%M} UTC" if recs else ""))
+        due = recs[0].due_at if recs else None
+        console.print(f"{len(recs)} recommendation(s) notified" + (f"; appeals until {local_time(due)}" if due else ""))
 
 
 @reclaim_app.command("appeal")
@@ -206,8 +207,8 @@ def reclaim_summary(by: str = typer.Option("unit", help="unit, system or cloud")
     print_rows(rows, [
         ("key", lambda r: r.key), ("name", lambda r: r.name), ("servers", lambda r: r.servers),
         ("vCPU", lambda r: r.vcpus), ("used", lambda r: r.used_vcpus), ("reclaimable", lambda r: r.reclaimable_vcpus),
-        ("RAM GB", lambda r: r.ram_gb), ("used GB", lambda r: r.used_ram_gb),
-        ("reclaimable GB", lambda r: r.reclaimable_ram_gb), ("元/月", lambda r: f"{r.saving_month:,.0f}"),
+        ("RAM GiB", lambda r: r.ram_gib), ("used GiB", lambda r: r.used_ram_gib),
+        ("reclaimable GiB", lambda r: r.reclaimable_ram_gib), ("元/月", lambda r: f"{r.saving_month:,.0f}"),
     ], output, title=f"资源回收汇总 by {by}")
 
 

@@ -50,9 +50,9 @@ class PlanRow:
     allocated_vcpus: int
     used_vcpus: int
     reclaimable_vcpus: int
-    capacity_ram_gb: int
-    used_ram_gb: int
-    reclaimable_ram_gb: int
+    capacity_ram_gib: int
+    used_ram_gib: int
+    reclaimable_ram_gib: int
 
     @property
     def headroom_after_vcpus(self) -> int:
@@ -97,13 +97,14 @@ def _plan(session: Session, principal: Principal) -> list[PlanRow]:
         except CloudctlError:
             continue  # a cloud that cannot be reached, or a principal who may not see capacity
         roll = by_cloud[cloud.name]
-        cpu, ram = capacity.get("vcpus"), capacity.get("ram_mb")
+        cpu, ram = capacity.get("vcpus"), capacity.get("ram")
         rows.append(PlanRow(cloud=cloud.name, name=cloud.display_name,
-                            capacity_vcpus=cpu.capacity if cpu else 0, allocated_vcpus=cpu.allocated if cpu else 0,
-                            used_vcpus=cpu.used if cpu else 0, reclaimable_vcpus=roll.reclaimable_vcpus,
-                            capacity_ram_gb=(ram.capacity if ram else 0) // 1024,
-                            used_ram_gb=(ram.used if ram else 0) // 1024,
-                            reclaimable_ram_gb=int(roll.reclaimable_ram_gb)))
+                            capacity_vcpus=int(cpu.capacity) if cpu else 0,
+                            allocated_vcpus=int(cpu.allocated) if cpu else 0,
+                            used_vcpus=int(cpu.used) if cpu else 0, reclaimable_vcpus=roll.reclaimable_vcpus,
+                            capacity_ram_gib=int(ram.capacity) if ram else 0,
+                            used_ram_gib=int(ram.used) if ram else 0,
+                            reclaimable_ram_gib=int(roll.reclaimable_ram_gib)))
     return rows
 
 
@@ -135,17 +136,17 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
     tables: dict[str, tuple[list[str], list[list[object]]]] = {
         "reclaim-recommendations.csv": (
             ["id", "server", "unit_code", "business_system", "cloud", "kind", "status", "current_flavor",
-             "recommended_flavor", "reclaim_vcpus", "reclaim_ram_gb", "saving_month_cny", "due_at"],
+             "recommended_flavor", "reclaim_vcpus", "reclaim_ram_gib", "saving_month_cny", "due_at"],
             [[r.id, r.server, r.unit_code, r.business_system or "", r.cloud, r.kind.value, r.status.value,
-              r.current_flavor, r.recommended_flavor or "", r.reclaim_vcpus, round(r.reclaim_ram_mb / 1024, 1),
+              r.current_flavor, r.recommended_flavor or "", r.reclaim_vcpus, round(r.reclaim_ram_gib, 1),
               r.saving_month, r.due_at.isoformat() if r.due_at else ""] for r in report.recommendations]),
         "reclaim-units.csv": (_rollup_header(), [_rollup_row(r) for r in report.units]),
         "reclaim-systems.csv": (_rollup_header(), [_rollup_row(r) for r in report.systems]),
         "reclaim-purchase-planning.csv": (
             ["cloud", "name", "capacity_vcpus", "allocated_vcpus", "used_vcpus", "reclaimable_vcpus",
-             "headroom_after_reclaim_vcpus", "capacity_ram_gb", "used_ram_gb", "reclaimable_ram_gb"],
+             "headroom_after_reclaim_vcpus", "capacity_ram_gib", "used_ram_gib", "reclaimable_ram_gib"],
             [[p.cloud, p.name, p.capacity_vcpus, p.allocated_vcpus, p.used_vcpus, p.reclaimable_vcpus,
-              p.headroom_after_vcpus, p.capacity_ram_gb, p.used_ram_gb, p.reclaimable_ram_gb] for p in report.plan]),
+              p.headroom_after_vcpus, p.capacity_ram_gib, p.used_ram_gib, p.reclaimable_ram_gib] for p in report.plan]),
     }
     for name, (header, rows) in tables.items():
         path = directory / name
@@ -156,13 +157,13 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
 
 
 def _rollup_header() -> list[str]:
-    return ["key", "name", "servers", "vcpus", "ram_gb", "used_vcpus", "used_ram_gb", "reclaimable_vcpus",
-            "reclaimable_ram_gb", "saving_month_cny", "recommendations"]
+    return ["key", "name", "servers", "vcpus", "ram_gib", "used_vcpus", "used_ram_gib", "reclaimable_vcpus",
+            "reclaimable_ram_gib", "saving_month_cny", "recommendations"]
 
 
 def _rollup_row(r: RollupRow) -> list[object]:
-    return [r.key, r.name, r.servers, r.vcpus, r.ram_gb, r.used_vcpus, r.used_ram_gb, r.reclaimable_vcpus,
-            r.reclaimable_ram_gb, r.saving_month, r.recommendations]
+    return [r.key, r.name, r.servers, r.vcpus, r.ram_gib, r.used_vcpus, r.used_ram_gib, r.reclaimable_vcpus,
+            r.reclaimable_ram_gib, r.saving_month, r.recommendations]
 
 
 def _e(value: object) -> str:
@@ -221,18 +222,18 @@ def render_html(report: ReclaimReport) -> str:
     for r in recs:
         by_kind[r.kind.label] = by_kind.get(r.kind.label, 0) + 1
     vcpus = sum(r.reclaim_vcpus for r in recs)
-    ram = sum(r.reclaim_ram_mb for r in recs) / 1024
+    ram = sum(r.reclaim_ram_gib for r in recs)
     saving = sum(r.saving_month for r in recs)
     settings = get_settings()
     systems = [s for s in report.systems if s.reclaimable_vcpus][:15]
     plan_rows = "".join(
         f"<tr><td>{_e(p.name)}</td><td>{p.capacity_vcpus:,}</td><td>{p.allocated_vcpus:,}</td>"
         f"<td>{p.used_vcpus:,}</td><td class='hl'>{p.reclaimable_vcpus:,}</td><td>{p.headroom_after_vcpus:,}</td>"
-        f"<td>{p.capacity_ram_gb:,}</td><td>{p.used_ram_gb:,}</td><td class='hl'>{p.reclaimable_ram_gb:,}</td></tr>"
+        f"<td>{p.capacity_ram_gib:,}</td><td>{p.used_ram_gib:,}</td><td class='hl'>{p.reclaimable_ram_gib:,}</td></tr>"
         for p in report.plan)
     system_rows = "".join(
         f"<tr><td>{_e(s.name)}</td><td>{s.servers}</td><td>{s.vcpus}</td><td>{s.used_vcpus}</td>"
-        f"<td class='hl'>{s.reclaimable_vcpus}</td><td class='hl'>{s.reclaimable_ram_gb}</td>"
+        f"<td class='hl'>{s.reclaimable_vcpus}</td><td class='hl'>{s.reclaimable_ram_gib}</td>"
         f"<td>{s.saving_month:,.0f}</td></tr>" for s in systems)
     kinds = "、".join(f"{k} {n}" for k, n in sorted(by_kind.items())) or "无"
     return f"""<!doctype html>
@@ -257,11 +258,11 @@ svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
 </style></head><body>
 <h1>资源回收分析报告 <small>reclaim report</small></h1>
 <p class="note">分析截至 {report.as_of}（UTC）· campaign {report.campaign_id or "—"} ·
-单价 vCPU {settings.price_vcpu_month:g} 元/月、内存 {settings.price_ram_gb_month:g} 元/GB·月</p>
+单价 vCPU {settings.price_vcpu_month:g} 元/月、内存 {settings.price_ram_gb_month:g} 元/GiB·月</p>
 <div class="figures">
 <div class="figure" id="fig-recommendations"><b>{len(recs)}</b>回收建议 recommendations<br>{_e(kinds)}</div>
 <div class="figure" id="fig-vcpus"><b>{vcpus:,}</b>可回收 vCPU</div>
-<div class="figure" id="fig-ram"><b>{ram:,.0f}</b>可回收内存 GB</div>
+<div class="figure" id="fig-ram"><b>{ram:,.0f}</b>可回收内存 GiB</div>
 <div class="figure" id="fig-saving"><b>{saving:,.0f}</b>每月可节约 元 (CNY/month)</div>
 <div class="figure" id="fig-executed"><b>{sum(r.reclaim_vcpus for r in done):,}</b>已回收 vCPU（{len(done)} 台）<br>
 每月已节约 {sum(r.saving_month for r in done):,.0f} 元</div>
@@ -277,11 +278,11 @@ svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
 </div>
 <h2>可回收资源最多的业务系统 top reclaimable systems</h2>
 <table><thead><tr><th>业务系统</th><th>云主机</th><th>vCPU</th><th>已用 vCPU</th><th>可回收 vCPU</th>
-<th>可回收内存 GB</th><th>月节约 元</th></tr></thead><tbody>{system_rows}</tbody></table>
+<th>可回收内存 GiB</th><th>月节约 元</th></tr></thead><tbody>{system_rows}</tbody></table>
 <h2>云资源采购支撑数据 purchase planning</h2>
 <p class="note">容量已含超分比；执行回收后余量 = 容量 − 已用 + 可回收。</p>
 <table id="plan"><thead><tr><th>云平台</th><th>vCPU 容量</th><th>已分配(配额)</th><th>已用</th><th>可回收</th>
-<th>回收后余量</th><th>内存容量 GB</th><th>内存已用 GB</th><th>可回收内存 GB</th></tr></thead>
+<th>回收后余量</th><th>内存容量 GiB</th><th>内存已用 GiB</th><th>可回收内存 GiB</th></tr></thead>
 <tbody>{plan_rows}</tbody></table>
 </body></html>
 """

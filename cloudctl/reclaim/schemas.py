@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from cloudctl.core.schemas import Schema
+from cloudctl.core.schemas import GiB, Schema, gib
 from cloudctl.core.text import NoControl, NoControlMultiline
 from cloudctl.reclaim.models import AppealStatus, RecommendationKind, RecommendationStatus
 
@@ -50,8 +50,8 @@ class RecommendationPublic(Schema):
     current_flavor: str
     recommended_flavor: str | None
     reclaim_vcpus: int
-    reclaim_ram_mb: int
-    reclaim_disk_gb: int
+    reclaim_ram_gib: GiB = Field(validation_alias="reclaim_ram_mb")
+    reclaim_disk_gib: int = Field(validation_alias="reclaim_disk_gb")
     saving_month: float = Field(description="CNY per month at the configured unit prices")
     evidence: dict[str, Any]
     notified_at: datetime | None
@@ -68,6 +68,22 @@ class RecommendationPublic(Schema):
     closed_reason: str | None
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _evidence_in_gib(cls, value: Any) -> Any:
+        # The analysis counts memory in MiB, as the clouds do; what people and programs read is GiB.
+        if not isinstance(value, dict):
+            return value
+        shown: dict[str, Any] = {}
+        for key, item in value.items():
+            if key.endswith("ram_mb"):
+                shown[key.removesuffix("_mb") + "_gib"] = gib(item) if isinstance(item, int | float) else item
+            elif key.endswith("disk_gb"):
+                shown[key.removesuffix("_gb") + "_gib"] = item
+            else:
+                shown[key] = item
+        return shown
 
 
 class CampaignPublic(Schema):
@@ -99,11 +115,11 @@ class RollupRow(BaseModel):
     name: str
     servers: int
     vcpus: int
-    ram_gb: float
+    ram_gib: float
     used_vcpus: float = Field(description="vCPUs busy at p95, summed over the servers with data")
-    used_ram_gb: float
+    used_ram_gib: float
     reclaimable_vcpus: int
-    reclaimable_ram_gb: float
+    reclaimable_ram_gib: float
     saving_month: float
     recommendations: int
 

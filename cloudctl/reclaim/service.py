@@ -24,6 +24,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning
+from cloudctl.compute import service as compute
 from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
@@ -31,9 +32,10 @@ from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.bulk import insert_rows
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
 from cloudctl.core.models import beijing_today, utcnow
-from cloudctl.core.schemas import field_errors
+from cloudctl.core.schemas import field_errors, gib
 from cloudctl.core.tabular import Column, numbered
 from cloudctl.notify.sender import reminder
 from cloudctl.notify.service import emit
@@ -539,7 +541,8 @@ def list_recommendations(
     if status is not None:
         query = query.where(Recommendation.status == status)
     if cloud is not None:
-        query = query.join(Recommendation.server).join(Server.cloud).where(Cloud.name == cloud)
+        query = query.join(Recommendation.server).where(
+            Server.cloud_id == compute.cloud_filter(session, principal, cloud).id)
     return read.page(session, query, limit=limit, offset=offset,
                      order_by=(Recommendation.saving_month.desc(), Recommendation.id))
 
@@ -614,7 +617,7 @@ def _tell(session: Session, rec: Recommendation, kind: str, occurrence: str, **e
     emit(session, kind, unit_id=rec.unit_id, entity="reclaim_recommendation", entity_id=rec.id,
                 key=f"{kind}:{occurrence}", deadline=deadline, link=f"/api/v1/reclaim/recommendations/{rec.id}",
                 data={"server": rec.server.name, "reason": _REASONS[rec.kind], "action": action,
-                      "vcpus": rec.reclaim_vcpus, "ram_gb": rec.reclaim_ram_mb // 1024, "note": "", "detail": "",
+                      "vcpus": rec.reclaim_vcpus, "ram_gib": f"{gib(rec.reclaim_ram_mb):g}", "note": "", "detail": "",
                       **extra})
 
 
@@ -631,7 +634,7 @@ def appeal(session: Session, principal: Principal, rec_id: int, reason: str, *,
         raise Conflict(f"recommendation {rec.id} was already appealed ({rec.appeal_status.value})",
                        field="appeal_status")
     if rec.due_at is not None and now > rec.due_at:
-        raise Conflict(f"the grace period ended at {rec.due_at:%Y-%m-%d %H:%M} UTC", field="due_at")
+        raise Conflict(f"the grace period ended at {local_time(rec.due_at)}", field="due_at")
     if len(reason.strip()) < 4:
         raise InvalidInput("give the reason in a few words", field="reason")
     before = _snapshot(rec)
@@ -747,8 +750,8 @@ def _plan(rec: Recommendation) -> str:
     server = rec.server
     if rec.kind is RecommendationKind.OVERSIZED:
         return f"resize {server.flavor} → {rec.recommended_flavor} (frees {rec.reclaim_vcpus} vCPU, " \
-               f"{rec.reclaim_ram_mb // 1024} GB)"
-    return f"shelve-offload ({server.status}; frees {rec.reclaim_vcpus} vCPU, {rec.reclaim_ram_mb // 1024} GB)"
+               f"{rec.reclaim_ram_mb / 1024:g} GiB)"
+    return f"shelve-offload ({server.status}; frees {rec.reclaim_vcpus} vCPU, {rec.reclaim_ram_mb / 1024:g} GiB)"
 
 
 def _act(session: Session, principal: Principal, rec: Recommendation, providers: ProviderLookup) -> str:
@@ -818,9 +821,9 @@ def rollup(session: Session, principal: Principal, *, by: str = "unit") -> list[
         used_cpu, used_ram = used.get((k, n), (0.0, 0.0))
         rv, rr, saving, recs = reclaim.get((k, n), (0, 0, 0.0, 0))
         rows.append(RollupRow(key=str(k), name=str(n), servers=int(count), vcpus=int(vcpus or 0),
-                              ram_gb=round(int(ram or 0) / 1024, 1), used_vcpus=round(used_cpu, 1),
-                              used_ram_gb=round(used_ram / 1024, 1), reclaimable_vcpus=rv,
-                              reclaimable_ram_gb=round(rr / 1024, 1), saving_month=round(saving, 2),
+                              ram_gib=round(int(ram or 0) / 1024, 1), used_vcpus=round(used_cpu, 1),
+                              used_ram_gib=round(used_ram / 1024, 1), reclaimable_vcpus=rv,
+                              reclaimable_ram_gib=round(rr / 1024, 1), saving_month=round(saving, 2),
                               recommendations=recs))
     rows.sort(key=lambda r: (-r.reclaimable_vcpus, -r.saving_month, r.key))
     return rows

@@ -30,10 +30,10 @@ import yaml
 from cloudctl.core.errors import InvalidInput, ProviderError
 
 __all__ = [
+    "ADDRESS_TASK",
     "CHECKS",
     "CHECK_THEMES",
     "DEFAULT_PLAYBOOK_DIR",
-    "HOST_CHECK_ID",
     "OUTCOMES",
     "PLAYBOOK",
     "THEMES",
@@ -43,12 +43,17 @@ __all__ = [
     "BaselineRunner",
     "CheckInfo",
     "EventCallback",
+    "HostOutcome",
+    "HostState",
     "Outcome",
     "load_catalogue",
 ]
 
 Outcome = Literal["pass", "fail", "error", "notapplicable"]
 OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "error", "notapplicable")
+# What became of a host: reached (its checks ran to the end), unreachable (no connection), failed (connected, but
+# a reading task broke the play for it, so its checks are incomplete).
+HostState = Literal["reached", "unreachable", "failed"]
 
 DEFAULT_PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 PLAYBOOK = "mlps_baseline.yml"
@@ -67,9 +72,8 @@ THEMES: dict[str, str] = {
     "residual": "剩余信息保护 residual information protection",
 }
 
-# The result that stands for a whole host (unreachable, or a reading task that broke the play for it) has no check.
-HOST_CHECK_ID = ""
-HOST_THEME = "host"
+# The first reading task reports where Ansible connects: ``ansible_host``, else the inventory name.
+ADDRESS_TASK = "mlps | gather | address"
 
 _TASK_NAME = re.compile(r"^(?P<id>L3-CES1-\d{2}) \| (?P<kind>AUDIT|N/A) \| (?P<title>.+)$")
 _EVIDENCE_MAX = 2000
@@ -119,12 +123,22 @@ CHECK_THEMES: dict[str, str] = {check_id: info.theme for check_id, info in _CATA
 class BaselineResult:
     """One check on one host. ``evidence`` is what the host showed (the actual value) or why there is no verdict."""
 
-    check_id: str  # "L3-CES1-NN"; HOST_CHECK_ID ("") for a result about the whole host
+    check_id: str  # "L3-CES1-NN"
     title: str
     host: str
     outcome: Outcome
     evidence: str
     theme: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostOutcome:
+    """One host of the run: whether the checks ran on it, and where Ansible connects to it."""
+
+    host: str  # the inventory name
+    address: str  # ansible_host, else the inventory name
+    state: HostState
+    error: str | None = None  # why it was not reached, or what broke
 
 
 @dataclass(slots=True)
@@ -133,10 +147,12 @@ class BaselineRun:
     rc: int
     results: list[BaselineResult] = field(default_factory=list)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)  # per counter (ok, failures, dark…), per host
+    outcomes: dict[str, HostOutcome] = field(default_factory=dict)  # per inventory host
 
     @property
     def hosts(self) -> list[str]:
-        return sorted({result.host for result in self.results})
+        """The hosts whose checks ran to the end."""
+        return sorted(h for h, o in self.outcomes.items() if o.state == "reached")
 
 
 EventCallback = Callable[[BaselineResult], None]
@@ -154,7 +170,8 @@ class BaselineRunner(Protocol):
 
 
 class _Collector:
-    """Turns ansible-runner's task events into results, at most one per (host, check) and one error per host."""
+    """Turns ansible-runner's task events into results, at most one per (host, check), and into what became of
+    each host: an unreachable host or one whose play broke is an error of the run, not a check's result."""
 
     def __init__(self, catalogue: Mapping[str, CheckInfo], on_event: EventCallback | None) -> None:
         self._catalogue = catalogue
@@ -162,6 +179,9 @@ class _Collector:
         self.results: list[BaselineResult] = []
         self._seen: set[tuple[str, str]] = set()
         self._skipped: dict[tuple[str, str], str] = {}
+        self._hosts: set[str] = set()
+        self._addresses: dict[str, str] = {}
+        self._errors: dict[str, tuple[HostState, str]] = {}
 
     def handle(self, event: dict[str, Any]) -> bool:
         self._handle(event)
@@ -175,13 +195,17 @@ class _Collector:
         raw_res = data.get("res")
         res: Mapping[str, Any] = raw_res if isinstance(raw_res, dict) else {}
         match = _TASK_NAME.match(task)
+        if host and kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
+            self._hosts.add(host)
         if kind == "runner_on_unreachable":
-            self._add_host_error(host, f"host unreachable (主机不可达): {_message(res)}")
+            self._errors.setdefault(host, ("unreachable", f"host unreachable (主机不可达): {_message(res)}"))
             return
         if match is None:
+            if task == ADDRESS_TASK and kind == "runner_on_ok":
+                self._addresses[host] = str(res.get("msg") or host)
             # A reading task never fails on purpose (failed_when: false): if one does, the play stops for the host.
-            if kind == "runner_on_failed" and not data.get("ignore_errors"):
-                self._add_host_error(host, f"task {task!r} failed: {_message(res)}")
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                self._errors.setdefault(host, ("failed", f"task {task!r} failed: {_message(res)}"))
             return
         check_id, title = match["id"], match["title"].strip()
         if kind == "runner_on_skipped":
@@ -201,13 +225,21 @@ class _Collector:
     def finish(self) -> list[BaselineResult]:
         # A check skipped without its N/A twin reporting (a `when:` on a check with no twin) is not applicable.
         for (host, check_id), title in self._skipped.items():
-            if (host, check_id) not in self._seen and (host, HOST_CHECK_ID) not in self._seen:
+            if (host, check_id) not in self._seen and host not in self._errors:
                 self._add(check_id, title, host, "notapplicable",
                           "skipped: the check's condition is false on this host")
         return self.results
 
-    def _add_host_error(self, host: str, evidence: str) -> None:
-        self._add(HOST_CHECK_ID, "host could not be checked (主机无法检查)", host, "error", evidence)
+    def outcomes(self) -> dict[str, HostOutcome]:
+        outcomes = {}
+        for host in sorted(self._hosts):
+            address = self._addresses.get(host, host)
+            if host in self._errors:
+                state, error = self._errors[host]
+                outcomes[host] = HostOutcome(host=host, address=address, state=state, error=error)
+            else:
+                outcomes[host] = HostOutcome(host=host, address=address, state="reached")
+        return outcomes
 
     def _add(self, check_id: str, title: str, host: str, outcome: Outcome, evidence: str) -> None:
         if (host, check_id) in self._seen:
@@ -215,8 +247,7 @@ class _Collector:
         self._seen.add((host, check_id))
         info = self._catalogue.get(check_id)
         result = BaselineResult(check_id=check_id, title=info.title if info else title, host=host, outcome=outcome,
-                                evidence=evidence or "(no message)",
-                                theme=info.theme if info else (HOST_THEME if not check_id else ""))
+                                evidence=evidence or "(no message)", theme=info.theme if info else "")
         self.results.append(result)
         if self._on_event is not None:
             self._on_event(result)
@@ -319,7 +350,8 @@ class AnsibleBaselineRunner:
         if not stats.get("processed"):
             raise InvalidInput("no host of the inventory matched (nothing was checked)",
                                field="limit" if limit else "inventory")
-        return BaselineRun(status=status, rc=rc, results=collector.finish(), stats=stats)
+        return BaselineRun(status=status, rc=rc, results=collector.finish(), stats=stats,
+                           outcomes=collector.outcomes())
 
     def _envvars(self, private_data_dir: Path) -> dict[str, str]:
         # ansible-runner starts "ansible-playbook" from PATH: put the one installed with this Python first.

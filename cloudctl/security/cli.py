@@ -6,15 +6,18 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from cloudctl.core import tabular
-from cloudctl.core.cli_support import OutputOption, UnitFilter, limit_option, unit_of_work
+from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.models import BEIJING, utcnow
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows, write_text
+from cloudctl.core.models import utcnow
+from cloudctl.core.output import OutputFormat, console, err_console, print_json, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
 from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.scanners.parsers import MAX_REPORT_BYTES
@@ -68,19 +71,18 @@ def sec_findings(scope: str | None = typer.Option(None), unit: str | None = Unit
                  overdue: bool = typer.Option(False, "--overdue", help="past their SLA deadline"),
                  system: int | None = typer.Option(None, "--system", help="business system id (业务系统)"),
                  mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
-                 limit: int = limit_option(100), output: OutputFormat = OutputOption) -> None:
+                 limit: int | None = limit_option(), offset: int = OffsetOption,
+                 output: OutputFormat = OutputOption) -> None:
     """Findings, earliest deadline first."""
     with unit_of_work() as (session, principal):
-        rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity,
-                                            active=not closed, overdue=overdue, business_system=system,
-                                            mlps_level=mlps_level, limit=limit)
-        items = [FindingPublic.model_validate(f) for f in rows]
-    print_rows(items, [
-        ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("target", lambda f: f.target),
-        ("port", lambda f: f"{f.port}/{f.protocol}" if f.port else None), ("title", lambda f: f.title[:50]),
-        ("unit", lambda f: f.unit_code), ("等保", lambda f: f.mlps_level), ("deadline", lambda f: f.sla_deadline),
-        ("ticket", lambda f: f.ticket_id),
-    ], output, title="漏洞 findings", total=total)
+        print_list(partial(service.list_findings, session, principal, scope=scope, unit=unit, severity=severity,
+                           active=not closed, overdue=overdue, business_system=system, mlps_level=mlps_level),
+                   FindingPublic, [
+            ("id", lambda f: f.id), ("severity", lambda f: f.severity), ("target", lambda f: f.target),
+            ("port", lambda f: f"{f.port}/{f.protocol}" if f.port else None), ("title", lambda f: f.title[:50]),
+            ("unit", lambda f: f.unit_code), ("等保", lambda f: f.mlps_level), ("deadline", lambda f: f.sla_deadline),
+            ("ticket", lambda f: f.ticket_id),
+        ], output, limit=limit, offset=offset, title="漏洞 findings")
 
 
 asset_app = typer.Typer(help="Assets (资产): scanned addresses, their unit, cloud server, business system and "
@@ -101,20 +103,18 @@ def asset_list(unit: str | None = UnitFilter,
                mlps_level: int | None = typer.Option(None, "--mlps-level", min=1, max=4, help="等保级别"),
                linked: bool | None = typer.Option(None, "--linked/--unlinked",
                                                   help="only those on a cloud server, or only those not"),
-               ip: str | None = typer.Option(None, "--ip"), limit: int = limit_option(100),
-               offset: int = typer.Option(0, min=0), output: OutputFormat = OutputOption) -> None:
+               ip: str | None = typer.Option(None, "--ip"), limit: int | None = limit_option(),
+               offset: int = OffsetOption, output: OutputFormat = OutputOption) -> None:
     """Assets; a department sees its own unit's."""
     with unit_of_work() as (session, principal):
-        rows, total = assets.list_assets(session, principal, unit=unit, business_system=system,
-                                         mlps_level=mlps_level, linked=linked, ip=ip, limit=limit, offset=offset)
-        items = [AssetPublic.model_validate(a) for a in rows]
-    print_rows(items, [
-        ("id", lambda a: a.id), ("ip", lambda a: a.ip or a.url), ("host", lambda a: a.hostname),
-        ("unit", lambda a: a.unit_code),
-        ("server 云主机", lambda a: a.server_name), ("system 业务系统", lambda a: a.business_system),
-        ("等保", _level), ("internet", lambda a: a.internet_exposed),
-        ("baseline", lambda a: f"{a.baseline_passed}/{a.baseline_checks}" if a.baseline_checks else None),
-    ], output, title="资产 assets", total=total)
+        print_list(partial(assets.list_assets, session, principal, unit=unit, business_system=system,
+                           mlps_level=mlps_level, linked=linked, ip=ip), AssetPublic, [
+            ("id", lambda a: a.id), ("ip", lambda a: a.ip or a.url), ("host", lambda a: a.hostname),
+            ("unit", lambda a: a.unit_code), ("server 云主机", lambda a: a.server_name),
+            ("system 业务系统", lambda a: a.business_system), ("等保", _level),
+            ("internet", lambda a: a.internet_exposed),
+            ("baseline", lambda a: f"{a.baseline_passed}/{a.baseline_checks}" if a.baseline_checks else None),
+        ], output, limit=limit, offset=offset, title="资产 assets")
 
 
 @asset_app.command("show")
@@ -142,18 +142,17 @@ def asset_level(asset_id: int = typer.Argument(...),
 
 @security_app.command("tickets")
 def sec_tickets(open_scope: str | None = typer.Option(None, "--open", help="first open tickets for this scope"),
-                status: TicketStatus | None = typer.Option(None), output: OutputFormat = OutputOption) -> None:
+                status: TicketStatus | None = typer.Option(None), limit: int | None = limit_option(),
+                offset: int = OffsetOption, output: OutputFormat = OutputOption) -> None:
     """Rectification tickets (整改单), per unit; `--open SCOPE` groups the scope's loose findings into new ones."""
     with unit_of_work() as (session, principal):
         if open_scope:
             opened = service.open_tickets(session, principal, scope=open_scope)
-            console.print(f"{len(opened)} ticket(s) opened")
-        rows, total = service.list_tickets(session, principal, status=status)
-        items = [TicketPublic.model_validate(t) for t in rows]
-    print_rows(items, [
-        ("id", lambda t: t.id), ("unit", lambda t: t.unit_code), ("scope", lambda t: t.scope),
-        ("title", lambda t: t.title), ("deadline", lambda t: t.deadline), ("status", lambda t: t.status),
-    ], output, title="整改单 tickets", total=total)
+            (err_console if output is OutputFormat.JSON else console).print(f"{len(opened)} ticket(s) opened")
+        print_list(partial(service.list_tickets, session, principal, status=status), TicketPublic, [
+            ("id", lambda t: t.id), ("unit", lambda t: t.unit_code), ("scope", lambda t: t.scope),
+            ("title", lambda t: t.title), ("deadline", lambda t: t.deadline), ("status", lambda t: t.status),
+        ], output, limit=limit, offset=offset, title="整改单 tickets")
 
 
 @security_app.command("false-positive")
@@ -224,18 +223,17 @@ def sec_extend(ticket_id: int = typer.Argument(...),
 
 
 @security_app.command("alerts")
-def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int = limit_option(),
-               output: OutputFormat = OutputOption) -> None:
+def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int | None = limit_option(),
+               offset: int = OffsetOption, output: OutputFormat = OutputOption) -> None:
     """Alerts, newest first, with their verdict and how far the response has come."""
     with unit_of_work() as (session, principal):
-        rows, total = alerts.list_alerts(session, principal, status=status, limit=limit)
-        items = [AlertPublic.model_validate(a) for a in rows]
-    print_rows(items, [
-        ("id", lambda a: a.id), ("severity", lambda a: a.severity), ("title", lambda a: a.title[:40]),
-        ("src", lambda a: a.src_ip), ("unit", lambda a: a.unit_code), ("status", lambda a: a.status),
-        ("verdict", lambda a: a.verdict),
-        ("steps", lambda a: f"{sum(s.status.value != 'pending' for s in a.steps)}/{len(a.steps)}" if a.steps else None),
-    ], output, title="告警 alerts", total=total)
+        print_list(partial(alerts.list_alerts, session, principal, status=status), AlertPublic, [
+            ("id", lambda a: a.id), ("severity", lambda a: a.severity), ("title", lambda a: a.title[:40]),
+            ("src", lambda a: a.src_ip), ("unit", lambda a: a.unit_code), ("status", lambda a: a.status),
+            ("verdict", lambda a: a.verdict),
+            ("steps", lambda a: f"{sum(s.status.value != 'pending' for s in a.steps)}/{len(a.steps)}"
+             if a.steps else None),
+        ], output, limit=limit, offset=offset, title="告警 alerts")
 
 
 @security_app.command("verdict")
@@ -310,7 +308,7 @@ security_app.add_typer(duty_app, name="duty")
 
 
 def _local(at: datetime | None) -> str | None:
-    return f"{at.astimezone(BEIJING):%Y-%m-%d %H:%M}" if at is not None else None
+    return local_time(at) if at is not None else None
 
 
 _SHIFT_COLUMNS: list[tuple[str, Callable[[DutyShiftPublic], object]]] = [
@@ -402,16 +400,22 @@ def duty_on_shift(output: OutputFormat = OutputOption) -> None:
     print_one(row, output, title="当前值班 on shift")
 
 
-def _run_job(job_id: int) -> dict[str, object]:
+def _run_job(job_id: int, output: OutputFormat, summary: Callable[[dict[str, Any]], str]) -> None:
+    """Run a job against hosts here and report it: the summary of what it did, then, when some or all of its hosts
+    were not reached, the job's error as the red line and exit 1 (a run that reached nothing never succeeds)."""
     from cloudctl.core import jobs
     from cloudctl.core.db import get_engine
 
     jobs.JobRunner(get_engine()).run_once(job_id)
     with unit_of_work() as (session, principal):
         job = jobs.get_job(session, principal, job_id)
-        if job.status is not jobs.JobStatus.SUCCEEDED:
-            raise InvalidInput(f"job {job.id} {job.status.value}: {job.error or 'see cloudctl job show'}", field="job")
-        return dict(job.result or {})
+        status, error, result = job.status, job.error, dict(job.result or {})
+    if output is OutputFormat.JSON:
+        print_json({**result, "job": job_id, "status": status.value, "error": error})
+    elif result:
+        console.print(summary(result))
+    if status is not jobs.JobStatus.SUCCEEDED:
+        raise InvalidInput(f"job {job_id} {status.value}: {error or 'see cloudctl job show'}", field="job")
 
 
 @security_app.command("scan")
@@ -423,12 +427,9 @@ def sec_scan(targets: list[str] = typer.Argument(..., help="addresses, networks 
         job = runs.submit_scan(session, principal, targets, scope=scope, ports=ports)
         session.flush()
         job_id = job.id
-    result = _run_job(job_id)
-    if output is OutputFormat.JSON:
-        sys.stdout.write(json.dumps(result) + "\n")
-        return
-    console.print(f"created {result['created']}, untouched {result['untouched']}, closed {result['closed']}, "
-                  f"reactivated {result['reactivated']}")
+    _run_job(job_id, output, lambda r: (
+        f"{len(r['targets']['reached'])} of {len(targets)} target(s) reached, {r['hosts']} host(s) up; findings "
+        f"created {r['created']}, untouched {r['untouched']}, closed {r['closed']}, reactivated {r['reactivated']}"))
 
 
 @security_app.command("baseline")
@@ -440,12 +441,16 @@ def sec_baseline(inventory: str = typer.Option(..., help="an Ansible inventory (
         job = runs.submit_baseline(session, principal, inventory, limit=limit, scope=scope)
         session.flush()
         job_id = job.id
-    result = _run_job(job_id)
-    if output is OutputFormat.JSON:
-        sys.stdout.write(json.dumps(result) + "\n")
-        return
-    console.print(f"{result['passed']} of {result['checks']} checks passed; findings created {result['created']}, "
-                  f"closed {result['closed']}")
+
+    def summary(r: dict[str, Any]) -> str:
+        hosts = r["hosts"]
+        reached = len(hosts["reached"])
+        total = reached + len(hosts["unreachable"]) + len(hosts["failed"])
+        return (f"{reached} of {total} host(s) checked ({len(hosts['unreachable'])} unreachable, "
+                f"{len(hosts['failed'])} failed); {r['passed']} of {r['checks']} checks passed; findings created "
+                f"{r['created']}, closed {r['closed']}")
+
+    _run_job(job_id, output, summary)
 
 
 drill_app = typer.Typer(help="Attack-defence drills (护网): checklists per unit, progress, the summary report.",
@@ -473,7 +478,7 @@ def drill_list(output: OutputFormat = OutputOption) -> None:
     with unit_of_work() as (session, principal):
         rows = [DrillPublic.model_validate(d) for d in drills.list_drills(session, principal)]
     print_rows(rows, [("id", lambda r: r.id), ("name", lambda r: r.name), ("organiser", lambda r: r.organiser),
-                      ("period", lambda r: f"{r.starts_at:%Y-%m-%d} – {r.ends_at:%Y-%m-%d}"),
+                      ("period", lambda r: f"{local_time(r.starts_at)} – {local_time(r.ends_at)}"),
                       ("phase", lambda r: r.phase.label)], output, title="护网 drills")
 
 

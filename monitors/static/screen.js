@@ -8,15 +8,18 @@ document.getElementById("every").textContent = every;
 // Names come from the database: escaped before they go into a table.
 const esc = (text) => String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (x) => x == null ? "—" : (x * 100).toFixed(1) + "%";
-const tone = (el, x, good, warn) => { el.className = "big " + (x >= good ? "good" : x >= warn ? "warn" : "bad"); };
+// A rate that does not apply (null: nothing to count) gets no colour, not red.
+const tone = (el, x, good, warn) => {
+  el.className = "big " + (x == null ? "" : x >= good ? "good" : x >= warn ? "warn" : "bad"); };
 let drill = null;  // the countdown ticks every second between refreshes
+let zone = "Asia/Shanghai";  // until the summary names the console's display zone
 function span(ms) {
   const m = Math.max(0, Math.floor(ms / 60000));
   return `${Math.floor(m / 1440)}天${Math.floor(m % 1440 / 60)}时${m % 60}分`;
 }
 function tick() {
   document.getElementById("clock").textContent =
-    new Date().toLocaleTimeString("zh-CN", {hour12: false, timeZone: "Asia/Shanghai"});
+    new Date().toLocaleTimeString("zh-CN", {hour12: false, timeZone: zone});
   const el = document.getElementById("drill");
   if (!drill) { el.textContent = "无进行中的护网"; el.className = "big"; return; }
   const now = Date.now(), starts = Date.parse(drill.starts_at), ends = Date.parse(drill.ends_at);
@@ -29,6 +32,7 @@ async function refresh() {
       headers: token ? {"Authorization": "Bearer " + token} : {}});
     if (!response.ok) throw new Error(response.status + " " + (await response.text()).slice(0, 120));
     const s = await response.json();
+    zone = s.timezone || zone;
     // A panel this token may not see is null (a department's screen has no city-wide panels): shown as "—".
     const n = (x) => x == null ? "—" : x;
     document.getElementById("title").textContent = (s.unit_name || s.city || "") + " 值班大屏";
@@ -74,7 +78,7 @@ async function refresh() {
     officer.className = "big " + (duty ? (duty.checked_in ? "good" : "warn") : "");
     document.getElementById("duty-detail").textContent = (duty ?
       `${duty.checked_in ? "已签到" : "未签到"} · 备班 ${duty.backup || "—"} · 带班领导 ${duty.leader || "—"} · ` +
-      `交班 ${new Date(duty.ends_at).toLocaleTimeString("zh-CN", {hour12: false, timeZone: "Asia/Shanghai"})} · ` : "") +
+      `交班 ${new Date(duty.ends_at).toLocaleTimeString("zh-CN", {hour12: false, timeZone: zone})} · ` : "") +
       `待报 ${n(sec.duty_due)} · 缺报 ${n(sec.duty_overdue)}` + (sec.duty_period ? ` · ${sec.duty_period}` : "");
     const units = sec.units || [];
     document.getElementById("units").innerHTML = units.length ? units.map((u) => `
@@ -84,7 +88,7 @@ async function refresh() {
       : sec.units == null ? "<tr><td>—</td></tr>" : "<tr><td>无超期整改单与严重漏洞</td></tr>";
     tick();
     document.getElementById("generated").textContent =
-      new Date(s.generated_at).toLocaleString("zh-CN", {timeZone: "Asia/Shanghai", hour12: false});
+      new Date(s.generated_at).toLocaleString("zh-CN", {timeZone: zone, hour12: false});
     document.getElementById("error").textContent = "";
   } catch (e) {
     document.getElementById("error").textContent = "· 数据获取失败: " + e.message;

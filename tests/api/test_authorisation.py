@@ -109,7 +109,7 @@ def _build(session: Session) -> World:
 
     # The government cloud: room for a request that waits for ops, and one server due for deletion each.
     for code in ("990100-D01", "990100-D02"):
-        compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=96, ram_gb=192, instances=20))
+        compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=96, ram_gib=192, instances=20))
     for target, system in ((own, city.systems["own"]), (other, city.systems["other"])):
         request = provisioning.submit_request(session, ADMIN, RequestCreate.model_validate(
             {"business_system": system, "cloud": "test-cloud", "justification": "业务扩容",

@@ -13,8 +13,8 @@ def test_clouds_and_flavors(client: TestClient, city: MiniCity) -> None:
     clouds = client.get("/api/v1/clouds", headers=auth(city, "dept")).json()
     assert [(c["name"], c["kind"], c["display_name"]) for c in clouds] == [("test-cloud", "simulator", "测试政务云")]
     flavors = client.get("/api/v1/clouds/test-cloud/flavors", headers=auth(city, "dept")).json()
-    assert flavors == [{"name": "c2m4", "vcpus": 2, "ram_mb": 4096, "disk_gb": 40},
-                       {"name": "c4m8", "vcpus": 4, "ram_mb": 8192, "disk_gb": 40}]
+    assert flavors == [{"name": "c2m4", "vcpus": 2, "ram_gib": 4.0, "disk_gib": 40},
+                       {"name": "c4m8", "vcpus": 4, "ram_gib": 8.0, "disk_gib": 40}]
     missing = client.get("/api/v1/clouds/nowhere/flavors", headers=auth(city, "dept"))
     assert missing.status_code == 404
     assert missing.json()["errors"][0]["field"] == "cloud"
@@ -24,16 +24,21 @@ def test_dept_sees_its_own_quota_only(client: TestClient, city: MiniCity) -> Non
     page = client.get("/api/v1/quotas", headers=auth(city, "dept")).json()
     assert page["total"] == 1
     quota = page["items"][0]
-    assert (quota["unit_code"], quota["cloud"], quota["limit_vcpus"], quota["limit_ram_mb"]) == (
-        "990100-D01", "test-cloud", 32, 65536)
+    assert (quota["unit_code"], quota["cloud"], quota["limit_vcpus"], quota["limit_ram_gib"]) == (
+        "990100-D01", "test-cloud", 32, 64)
     assert client.get("/api/v1/quotas", headers=auth(city, "ops")).json()["total"] == 2
 
 
 def test_set_quota_and_refusals(client: TestClient, city: MiniCity) -> None:
     ops = auth(city, "ops")
-    done = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"vcpus": 48, "ram_gb": 96}, headers=ops)
+    done = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"vcpus": 48, "ram_gib": 96}, headers=ops)
     assert done.status_code == 200
-    assert (done.json()["limit_vcpus"], done.json()["limit_ram_mb"]) == (48, 98304)
+    assert (done.json()["limit_vcpus"], done.json()["limit_ram_gib"]) == (48, 96)
+    held = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"ram_gib": 0}, headers=ops)
+    assert held.status_code == 200  # nothing used yet
+    old = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"ram_gb": 96}, headers=ops)
+    assert old.status_code == 422  # one name, one unit: GiB
+    assert old.json()["errors"][0]["field"] == "ram_gb"
     negative = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"vcpus": -1}, headers=ops)
     assert negative.status_code == 422
     assert negative.json()["errors"][0]["field"] == "vcpus"
@@ -62,3 +67,16 @@ def test_resize_over_http(client: TestClient, city: MiniCity, session: Session) 
     session.commit()
     hidden = client.post(f"/api/v1/servers/{other.id}/resize", json={"flavor": "c4m8"}, headers=auth(city, "dept"))
     assert hidden.status_code == 404
+
+
+def test_a_limit_below_use_is_refused_in_gib(client: TestClient, city: MiniCity, session: Session) -> None:
+    make_server(session, "990100-D01", city.systems["own"], "c4m8")
+    session.commit()
+    refused = client.put("/api/v1/quotas/990100-D01/test-cloud", json={"ram_gib": 4}, headers=auth(city, "ops"))
+    assert refused.status_code == 409
+    assert refused.json()["errors"][0]["field"] == "ram_gib"
+    assert "8 GiB" in refused.json()["detail"]
+    assert "MiB" not in refused.json()["detail"]
+    quota = client.get("/api/v1/quotas", headers=auth(city, "dept")).json()["items"][0]
+    assert (quota["used_ram_gib"], quota["used_disk_gib"]) == (8.0, 40)
+    assert not any(key.endswith(("_mb", "_gb")) for key in quota)

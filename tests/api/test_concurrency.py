@@ -40,7 +40,7 @@ def server(fresh_url: str, fresh_engine: Engine, tmp_path: Path) -> Iterator[tup
     with Session(fresh_engine) as session:
         city = build_mini_city(session, with_cloud=True)
         service.set_quota(session, ADMIN, "990100-D01", "test-cloud",
-                          QuotaSet(vcpus=200, ram_gb=1000, instances=1000))
+                          QuotaSet(vcpus=200, ram_gib=1000, instances=1000))
         session.commit()
     port = _free_port()
     uv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",

@@ -6,17 +6,19 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cloudctl.core.auth import Role
 from cloudctl.core.models import utcnow
 from cloudctl.extranet.devices import ArpEntry, DeviceTables, MacEntry
-from cloudctl.extranet.models import NetworkDevice, PrefixStatus, Zone
+from cloudctl.extranet.models import ArpObservation, NetworkDevice, PrefixStatus, Zone
 from cloudctl.extranet.schemas import AddressCreate, AggregateCreate, LinkCreate, PrefixCreate
 from cloudctl.extranet.service import access, collection, compliance, ipam
+from cloudctl.org import service as org_service
 from cloudctl.org.models import Unit
 from tests.api.conftest import auth
-from tests.factories import ADMIN, MiniCity
+from tests.factories import ADMIN, MiniCity, make_user
 
 APPLY = {"zone": "public", "prefix_length": 28, "purpose": "视频监控终端接入", "commitment": {"signer": "张伟",
                                                                                         "accepted": True}}
@@ -82,6 +84,20 @@ def test_apply_approve_once(client: TestClient, plan: MiniCity) -> None:
     assert other.status_code == 404  # another unit is not found, never forbidden
 
 
+def test_a_fresh_approval_is_not_flagged_by_the_next_check(client: TestClient, plan: MiniCity,
+                                                           session: Session) -> None:
+    # The switches have been read for sixty days; the block is allocated now.
+    session.execute(update(ArpObservation).values(first_seen=utcnow() - timedelta(days=60)))
+    session.commit()
+    created = client.post("/api/v1/extranet/ip-applications", headers=auth(plan, "dept"), json=APPLY).json()
+    approved = client.post(f"/api/v1/extranet/ip-applications/{created['id']}/approve", headers=auth(plan, "ops"))
+    block = approved.json()["allocated"][0]
+    compliance.check(session, ADMIN)
+    session.commit()
+    quiet = client.get("/api/v1/extranet/violations", params={"rule": 11}, headers=auth(plan, "dept")).json()
+    assert block not in {v["subject"] for v in quiet["items"]}
+
+
 def test_violations_are_scoped_to_the_department(client: TestClient, plan: MiniCity) -> None:
     everything = client.get("/api/v1/extranet/violations", headers=auth(plan, "secops")).json()
     found = {(v["rule"], v["subject"], v["unit_code"]) for v in everything["items"]}
@@ -102,12 +118,23 @@ def test_violations_are_scoped_to_the_department(client: TestClient, plan: MiniC
                         json={"status": "resolved"}).status_code == 403
 
 
-def test_access_rate_and_scorecard(client: TestClient, plan: MiniCity) -> None:
+def test_access_rate_and_scorecard(client: TestClient, plan: MiniCity, session: Session) -> None:
     rate = {r["scope"]: r for r in client.get("/api/v1/extranet/access-rate", headers=auth(plan, "ops")).json()}
     assert rate["horizontal"]["connected"] == 2
     assert rate["horizontal"]["required"] == 3  # the two departments and the police traffic unit
     assert rate["horizontal"]["missing"] == ["990100-M001"]
-    mine = client.get("/api/v1/extranet/access-rate", headers=auth(plan, "dept")).json()
-    assert {r["scope"]: r["required"] for r in mine}["horizontal"] == 2
+    mine = {r["scope"]: r for r in client.get("/api/v1/extranet/access-rate", headers=auth(plan, "dept")).json()}
+    assert mine["horizontal"]["required"] == 2
+    # No county, town or village under 市公安局: its vertical rate is not applicable, never 100 %.
+    assert (mine["vertical"]["required"], mine["vertical"]["rate"]) == (0, None)
+    assert "not applicable" in mine["vertical"]["rate_reason"]
+    assert mine["horizontal"]["missing_names"] == ["市公安局交通警察支队"]
+    make_user(session, "dept-east", Role.DEPT, "990102")
+    _, secret = org_service.create_token(session, ADMIN, "dept-east")
+    session.commit()
+    county = {r["scope"]: r for r in client.get("/api/v1/extranet/access-rate",
+                                                headers={"Authorization": f"Bearer {secret}"}).json()}
+    assert (county["horizontal"]["required"], county["horizontal"]["rate"]) == (0, None)
+    assert (county["vertical"]["required"], county["990102"]["required"]) == (3, 3)
     card = client.get("/api/v1/extranet/scorecard", headers=auth(plan, "dept")).json()
     assert {r["unit_code"] for r in card} == {"990100-D01", "990100-M001"}

@@ -99,7 +99,7 @@ def test_bad_request_bodies(live: tuple[TestClient, MiniCity]) -> None:
 def test_quota_increase_through_the_api(live: tuple[TestClient, MiniCity]) -> None:
     client, city = live
     body = {"business_system": city.systems["own"], "cloud": "test-cloud", "justification": "新增视频分析模块",
-            "items": [{"kind": "quota", "vcpus": 8, "ram_gb": 16}]}
+            "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16}]}
     submitted = client.post("/api/v1/requests", json=body, headers=auth(city, "dept")).json()
     assert submitted["status"] == "awaiting_leader"  # a quota increase always needs the leader and ops
     assert submitted["items"][0]["kind"] == "quota"
@@ -107,7 +107,7 @@ def test_quota_increase_through_the_api(live: tuple[TestClient, MiniCity]) -> No
     done = client.post(f"/api/v1/requests/{submitted['id']}/approve", headers=auth(city, "ops")).json()
     assert done["status"] == "fulfilled"
     quota = client.get("/api/v1/quotas", headers=auth(city, "dept")).json()["items"][0]
-    assert (quota["limit_vcpus"], quota["limit_ram_mb"]) == (40, 80 * 1024)
+    assert (quota["limit_vcpus"], quota["limit_ram_gib"]) == (40, 80)
     anywhere = client.post("/api/v1/requests", json={**body, "cloud": "any"}, headers=auth(city, "dept"))
     assert anywhere.status_code == 422
     assert anywhere.json()["errors"][0]["field"] == "cloud"

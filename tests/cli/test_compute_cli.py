@@ -13,7 +13,7 @@ from tests.cli.conftest import invoke
 def test_capacity_of_the_city_cloud_matches_the_real_city(demo: CliRunner) -> None:
     rows = {r["resource"]: r for r in json.loads(invoke(demo, "cloud", "capacity", "city-cloud", "-o", "json"))}
     assert rows["vcpus"]["capacity"] == 6045
-    assert rows["ram_mb"]["capacity"] == 20000 * 1024
+    assert (rows["ram"]["capacity"], rows["ram"]["unit"]) == (20000, "GiB")
     assert 0 < rows["vcpus"]["allocated"] < rows["vcpus"]["capacity"]
 
 
@@ -21,7 +21,7 @@ def test_clouds_flavors_and_quotas(demo: CliRunner) -> None:
     clouds = json.loads(invoke(demo, "cloud", "list", "-o", "json"))
     assert {c["name"] for c in clouds} == {"city-cloud", "unicom-cloud", "mobile-cloud", "container-cloud"}
     flavors = json.loads(invoke(demo, "cloud", "flavors", "city-cloud", "-o", "json"))
-    assert flavors[0] == {"name": "c1m2", "vcpus": 1, "ram_mb": 2048, "disk_gb": 40}
+    assert flavors[0] == {"name": "c1m2", "vcpus": 1, "ram_gib": 2.0, "disk_gib": 40}
     mine = json.loads(invoke(demo, "--as", "dept-d01", "quota", "show", "-o", "json"))
     assert {q["unit_code"] for q in mine} == {"990100-D01"}
     used = mine[0]["used_vcpus"]
@@ -88,6 +88,44 @@ def test_resize_a_demo_server_and_refuse_a_bad_flavor(demo: CliRunner) -> None:
     assert result.exit_code == 1
     assert result.output.strip().startswith("error: flavor")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_memory_is_given_and_refused_in_gib(demo: CliRunner) -> None:
+    used = json.loads(invoke(demo, "quota", "show", "--unit", "990100-D01", "--cloud", "city-cloud",
+                             "-o", "json"))[0]["used_ram_gib"]
+    assert used > 1
+    below = demo.invoke(app, ["quota", "set", "990100-D01", "city-cloud", "--ram-gib", "1"])
+    assert below.exit_code == 1
+    assert below.output.startswith("error: ram_gib: ")
+    assert f"{used:g} GiB" in below.output
+    assert "MiB" not in below.output
+    assert "ram_mb" not in below.output
+    table = invoke(demo, "quota", "show", "--unit", "990100-D01")
+    assert "RAM GiB" in table
+
+
+def test_a_quota_increase_approval_says_what_it_did(demo: CliRunner) -> None:
+    from sqlalchemy import select
+
+    from cloudctl.compute import provisioning
+    from cloudctl.compute.schemas import RequestCreate
+    from cloudctl.core.db import session_scope
+    from cloudctl.org.models import BusinessSystem, Unit, User
+    from cloudctl.org.service import principal_for_user
+
+    with session_scope() as session:
+        user = session.scalars(select(User).where(User.username == "dept-d01")).one()
+        system = session.scalars(select(BusinessSystem).join(Unit).where(Unit.code == "990100-D01")).first()
+        assert system is not None
+        request = provisioning.submit_request(session, principal_for_user(user), RequestCreate.model_validate({
+            "business_system": system.id, "cloud": "city-cloud", "justification": "新系统上线，扩容配额",
+            "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16}]}))
+        request_id = request.id
+    approved = invoke(demo, "request", "approve", str(request_id))
+    assert "None" not in approved
+    assert "quota on city-cloud raised" in approved
+    shown = json.loads(invoke(demo, "request", "show", str(request_id), "-o", "json"))
+    assert (shown["status"], shown["job_id"], shown["items"][0]["ram_gib"]) == ("fulfilled", None, 16.0)
 
 
 def test_showback_csv_neutralises_formulas_and_the_cli_prints_no_raw_control_characters(demo: CliRunner) -> None:

@@ -27,6 +27,21 @@ def test_access_rate_names_the_missing_units(demo: CliRunner) -> None:
     assert sum(r["required"] for r in counties) == 1621
 
 
+def test_a_department_reads_its_own_rate_and_an_empty_level_is_not_applicable(demo: CliRunner) -> None:
+    rows = {r["scope"]: r for r in json.loads(invoke(demo, "--as", "dept-d01", "extranet", "rate", "-o", "json"))}
+    assert (rows["vertical"]["required"], rows["vertical"]["rate"]) == (0, None)
+    assert rows["vertical"]["rate_reason"]
+    assert rows["horizontal"]["required"] >= 1
+    table = invoke(demo, "--as", "dept-d01", "extranet", "rate")
+    vertical = next(line for line in table.splitlines() if "vertical" in line)
+    assert "n/a" in vertical
+    assert "%" not in vertical
+    # The missing units by code and name, so the reader knows whom to call.
+    everyone = {r["scope"]: r for r in json.loads(invoke(demo, "extranet", "rate", "-o", "json"))}
+    first_code, first_name = everyone["horizontal"]["missing"][0], everyone["horizontal"]["missing_names"][0]
+    assert f"{first_code} {first_name}" in invoke(demo, "extranet", "rate", "--missing")
+
+
 def test_check_lists_every_rule_and_a_department_sees_only_its_own(demo: CliRunner) -> None:
     counts = json.loads(invoke(demo, "extranet", "check", "-o", "json"))
     wire = plan_wire(generate_city(2026), 2026)
@@ -70,6 +85,10 @@ def test_apply_approve_and_refusals(demo: CliRunner) -> None:
     prefixes = json.loads(invoke(demo, "extranet", "prefix", "list", "--unit", "990100-D03", "-o", "json"))
     assert block in {p["prefix"] for p in prefixes}
     assert all(0 <= p["utilisation"] <= 1 for p in prefixes)
+    # The wire has been watched for forty days, but the block is a day old: not "unused for 30 days".
+    invoke(demo, "extranet", "check")
+    quiet = json.loads(invoke(demo, "--as", "dept-d03", "extranet", "violations", "--rule", "11", "-o", "json"))
+    assert block not in {v["subject"] for v in quiet}
 
 
 def test_plan_export_and_import_round_trip(demo: CliRunner, tmp_path: Path) -> None:

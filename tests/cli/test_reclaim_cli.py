@@ -46,6 +46,10 @@ def test_the_campaign_finds_exactly_the_planted_servers(demo: CliRunner) -> None
     campaign = json.loads(invoke(demo, "reclaim", "analyze", "-o", "json"))
     assert campaign["counts"]["created"] + campaign["counts"]["updated"] == campaign["counts"]["idle"] \
         + campaign["counts"]["oversized"] + campaign["counts"]["zombie"]
+    # The campaign and its job name one operator, the same way.
+    job = json.loads(invoke(demo, "job", "show", str(campaign["job_id"]), "-o", "json"))
+    assert campaign["started_by"] == job["created_by"]
+    assert campaign["started_by"].startswith("cli:")
     recs = json.loads(invoke(demo, "reclaim", "list", "-o", "json"))
     found: dict[str, set[str]] = {"idle": set(), "oversized": set(), "zombie": set()}
     for rec in recs:

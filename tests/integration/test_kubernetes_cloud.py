@@ -43,7 +43,7 @@ def city(session: Session, cluster: KubeApiServerDouble) -> MiniCity:
 def test_setting_a_quota_creates_the_namespace_and_pushes_the_limits(session: Session, city: MiniCity,
                                                                     cluster: KubeApiServerDouble) -> None:
     quota = service.set_quota(session, ADMIN, "990100-D01", "container-cloud",
-                              QuotaSet(vcpus=16, ram_gb=32, instances=40))
+                              QuotaSet(vcpus=16, ram_gib=32, instances=40))
     assert (quota.limit_vcpus, quota.limit_ram_mb, quota.limit_instances) == (16, 32768, 40)
     hard = cluster.get("resourcequotas", "cloudctl-quota", NAMESPACE)["spec"]["hard"]
     assert hard["requests.cpu"] == "16"
@@ -54,7 +54,7 @@ def test_setting_a_quota_creates_the_namespace_and_pushes_the_limits(session: Se
 
 def test_sync_reads_usage_from_the_quota_status(session: Session, city: MiniCity,
                                                 cluster: KubeApiServerDouble) -> None:
-    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gb=32, instances=40))
+    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gib=32, instances=40))
     cluster.set_usage(NAMESPACE, {"requests.cpu": "5500m", "requests.memory": "12Gi", "pods": "11"})
     quota = service.sync_quota(session, ADMIN, "990100-D01", "container-cloud")
     assert (quota.used_vcpus, quota.used_ram_mb, quota.used_instances) == (6, 12288, 11)  # 5.5 cores round up
@@ -64,15 +64,15 @@ def test_sync_reads_usage_from_the_quota_status(session: Session, city: MiniCity
 
 
 def test_capacity_is_node_allocatable(session: Session, city: MiniCity) -> None:
-    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gb=32))
+    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gib=32))
     rows = {row.resource: row for row in service.capacity(session, ADMIN, "container-cloud")}
     assert rows["vcpus"].capacity == 63  # 2 × 31.5 allocatable cores, whole cores only
     assert rows["vcpus"].allocated == 16
-    assert rows["ram_mb"].capacity == 2 * 126 * 1024
+    assert rows["ram"].capacity == 2 * 126
 
 
 def test_a_container_cloud_takes_quota_requests_not_vms(session: Session, city: MiniCity) -> None:
-    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gb=32, instances=40))
+    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gib=32, instances=40))
     vm = RequestCreate.model_validate({"business_system": city.systems["own"], "cloud": "container-cloud",
                                        "justification": "容器化改造", "items": [{"flavor": "c4m8", "count": 1}]})
     with pytest.raises(InvalidInput) as caught:
@@ -80,7 +80,7 @@ def test_a_container_cloud_takes_quota_requests_not_vms(session: Session, city: 
     assert caught.value.field == "items.0.kind"
     more = RequestCreate.model_validate({"business_system": city.systems["own"], "cloud": "container-cloud",
                                          "justification": "容器化改造，扩容命名空间",
-                                         "items": [{"kind": "quota", "vcpus": 8, "ram_gb": 16, "instances": 20}]})
+                                         "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16, "instances": 20}]})
     request = provisioning.submit_request(session, city.principals["dept"], more)
     provisioning.approve_request(session, city.principals["ops"], request.id)
     quota = service.get_quota(session, ADMIN, "990100-D01", "container-cloud")

@@ -22,14 +22,15 @@ from cloudctl.extranet.schemas import AccessRateRow, LinkCreate, LinkUpdate
 from cloudctl.org.models import Unit, UnitKind
 from cloudctl.org.service import get_unit, under
 
-__all__ = ["REQUIRED_KINDS", "access_rate", "connected_units", "create_link", "get_link", "list_links",
-           "update_link"]
+__all__ = ["NOT_APPLICABLE", "REQUIRED_KINDS", "access_rate", "connected_units", "create_link", "get_link",
+           "list_links", "update_link"]
 
 LINK_AUDIT = ("unit_code", "carrier", "line_type", "bandwidth_mbps", "role", "status", "uses_shared_exit")
 # Every unit of these kinds must connect: municipal units horizontally, counties and below vertically.
 REQUIRED_KINDS = (UnitKind.DEPARTMENT, UnitKind.MUNICIPAL_UNIT, UnitKind.COUNTY, UnitKind.TOWN, UnitKind.VILLAGE)
 HORIZONTAL_KINDS = (UnitKind.DEPARTMENT, UnitKind.MUNICIPAL_UNIT)
 HORIZONTAL_GROUP = 0  # no unit has id 0
+NOT_APPLICABLE = "不适用 not applicable: no unit in this scope must connect"
 
 
 def create_link(session: Session, principal: Principal, data: LinkCreate) -> AccessLink:
@@ -110,21 +111,26 @@ def access_rate(session: Session, principal: Principal, *, fresh_hours: float | 
                 .outerjoin(parent, parent.id == Unit.parent_id).where(Unit.kind.in_(REQUIRED_KINDS)))
     counts = {key: (int(n), int(up or 0)) for key, n, up in
               session.execute(read.within(required, principal, unit=Unit.id).group_by(group))}
-    missing: dict[int, list[str]] = {}
+    missing: dict[int, list[tuple[str, str]]] = {}
     if with_missing:
-        absent = (select(group, Unit.code).select_from(Unit).outerjoin(parent, parent.id == Unit.parent_id)
+        absent = (select(group, Unit.code, Unit.name).select_from(Unit).outerjoin(parent, parent.id == Unit.parent_id)
                   .where(Unit.kind.in_(REQUIRED_KINDS), ~is_connected))
-        for key, code in session.execute(read.within(absent, principal, unit=Unit.id).order_by(Unit.code)):
-            missing.setdefault(key, []).append(code)
+        for key, code, unit_name in session.execute(read.within(absent, principal, unit=Unit.id)
+                                                    .order_by(Unit.code)):
+            missing.setdefault(key, []).append((code, unit_name))
     counties = {uid: (code, name) for uid, code, name in session.execute(
         select(Unit.id, Unit.code, Unit.name).where(Unit.kind == UnitKind.COUNTY))}
 
     def row(scope: str, name: str, keys: list[int]) -> AccessRateRow:
         total = sum(counts[k][0] for k in keys)
         up = sum(counts[k][1] for k in keys)
+        absent = sorted(unit for k in keys for unit in missing.get(k, ()))
+        # No unit here must connect (a department's vertical access, a county's horizontal): the rate is not
+        # applicable, never 100 %.
         return AccessRateRow(scope=scope, name=name, required=total, connected=up,
-                             rate=round(up / total, 4) if total else 1.0,
-                             missing=sorted(code for k in keys for code in missing.get(k, ())))
+                             rate=round(up / total, 4) if total else None,
+                             rate_reason=None if total else NOT_APPLICABLE,
+                             missing=[code for code, _ in absent], missing_names=[n for _, n in absent])
 
     vertical = sorted((counties[k], k) for k in counts if k != HORIZONTAL_GROUP)
     rows = [row("horizontal", "横向接入 (市直单位)", [HORIZONTAL_GROUP] if HORIZONTAL_GROUP in counts else []),

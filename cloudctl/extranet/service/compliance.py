@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.extranet import rules
@@ -92,14 +93,16 @@ def load_inputs(session: Session, now: datetime) -> tuple[Inputs, dict[str, Any]
     zone_code = {name: i for i, name in enumerate(rules.ZONES)}
     vrfs: dict[str, int] = {}
     leaves = session.execute(select(Prefix.id, Prefix.start, Prefix.end, Prefix.zone, Prefix.vrf, Prefix.unit_id,
-                                    Prefix.status, Prefix.vlan).where(Prefix.status != PrefixStatus.CONTAINER)).all()
+                                    Prefix.status, Prefix.vlan, Prefix.created_at)
+                             .where(Prefix.status != PrefixStatus.CONTAINER)).all()
     plan = rules.PlanPrefixes(
         id=np.array([r[0] for r in leaves], dtype=np.int64), start=np.array([r[1] for r in leaves], dtype=np.int64),
         end=np.array([r[2] for r in leaves], dtype=np.int64),
         zone=np.array([zone_code[r[3].value] for r in leaves], dtype=np.int8),
         vrf=np.array([vrfs.setdefault(r[4], len(vrfs)) for r in leaves], dtype=np.int32),
         unit=np.array([r[5] if r[5] is not None else -1 for r in leaves], dtype=np.int64),
-        status=np.array([_STATUS_CODE[r[6]] for r in leaves], dtype=np.int8))
+        status=np.array([_STATUS_CODE[r[6]] for r in leaves], dtype=np.int8),
+        allocated_at=np.array([_epoch(r[8]) for r in leaves], dtype=np.float64))
     aggregates_rows = session.execute(select(Aggregate.id, Aggregate.start, Aggregate.end)).all()
     aggregates = rules.Aggregates(id=np.array([r[0] for r in aggregates_rows], dtype=np.int64),
                                   start=np.array([r[1] for r in aggregates_rows], dtype=np.int64),
@@ -156,9 +159,11 @@ def load_inputs(session: Session, now: datetime) -> tuple[Inputs, dict[str, Any]
     links = rules.Links(unit=np.array(link_units, dtype=np.int64),
                         active_link=np.ones(len(link_units), dtype=np.bool_),
                         last_success=np.array([_epoch(last.get(u)) for u in link_units], dtype=np.float64))
+    # When the wire was first watched: before that, no block could have been seen in use (rule 11).
+    observed_since = _epoch(session.scalar(select(func.min(ArpObservation.first_seen))))
     return inputs, {"plan": plan, "aggregates": aggregates, "current": observations(now - CURRENT_WINDOW),
                     "history": observations(now - HISTORY_WINDOW), "ports": ports, "addresses": addresses,
-                    "links": links}
+                    "links": links, "observed_since": observed_since}
 
 
 def _run(arrays: dict[str, Any], now: float, limits: rules.Limits) -> rules.Violations:
@@ -175,8 +180,8 @@ def _run(arrays: dict[str, Any], now: float, limits: rules.Limits) -> rules.Viol
         rules.cross_zone(current, plan),
         rules.plan_integrity(plan, arrays["aggregates"]),
         rules.stale_collection(arrays["links"], now, limits.stale_hours),
-        rules.prefix_pressure(plan, history, addresses, now, full_ratio=limits.full_ratio,
-                              quiet_days=limits.quiet_days),
+        rules.prefix_pressure(plan, history, addresses, now, observed_since=arrays["observed_since"],
+                              full_ratio=limits.full_ratio, quiet_days=limits.quiet_days),
         # Terminals only: a gateway or VRRP address lives on the switch itself, which (Comware) may never list it.
         rules.unseen_approved(_terminals(addresses), history, now, limits.unseen_days),
     ])
@@ -248,7 +253,7 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
     for key, row in existing.items():
         if key not in seen and row.status in (ViolationStatus.OPEN, ViolationStatus.RECTIFYING):
             row.status, row.resolved_at = ViolationStatus.RESOLVED, now
-            row.note = (f"{row.note}; " if row.note else "") + f"no longer found by the check of {now:%Y-%m-%d %H:%M}"
+            row.note = (f"{row.note}; " if row.note else "") + f"no longer found by the check of {local_time(now)}"
             row.note = row.note[-500:]
             counts["resolved"] += 1
     session.flush()
@@ -261,8 +266,8 @@ def check(session: Session, principal: Principal, *, now: datetime | None = None
     for rule, *_ in found:
         by_rule[str(rule)] = by_rule.get(str(rule), 0) + 1
     result = {**counts, "found": len(seen), "by_rule": by_rule}
-    audit.record(session, principal, action="check", entity="extranet_compliance", entity_id=f"{now:%Y-%m-%d %H:%M}",
-                 after=result)
+    audit.record(session, principal, action="check", entity="extranet_compliance",
+                 entity_id=now.isoformat(timespec="minutes"), after=result)
     return result
 
 

@@ -204,6 +204,8 @@ class ScanReport:
     hosts: tuple[str, ...]  # addresses of the hosts the report covers, in file order, each once
     findings: tuple[ScanFinding, ...]
     file_sha256: str
+    # (address, name) for each host that was asked for by name (nmap's hostname of type "user").
+    names: tuple[tuple[str, str], ...] = ()
 
 
 _WORST = {severity: rank for rank, severity in enumerate(SEVERITIES)}

@@ -248,6 +248,7 @@ def _bad_file(fmt: ReportFormat, what: str) -> InvalidInput:
 
 def _nmap(root: Element, digest: str) -> ScanReport:
     hosts: list[str] = []
+    names: list[tuple[str, str]] = []
     findings: list[ScanFinding] = []
     for h, host in enumerate(root.iter("host"), 1):
         status = host.find("status")
@@ -260,6 +261,8 @@ def _nmap(root: Element, digest: str) -> ScanReport:
         target = _target(where, address)
         ip = target.key
         hosts.append(ip)
+        names += [(ip, name.get("name", "")) for name in host.findall("hostnames/hostname")
+                  if name.get("type") == "user" and name.get("name")]
         hostname = _nmap_hostname(host)
         for p, port in enumerate(host.findall("ports/port"), 1):
             state = port.find("state")
@@ -279,7 +282,7 @@ def _nmap(root: Element, digest: str) -> ScanReport:
     finished = root.find("runstats/finished")
     return ScanReport(scanner="nmap", started_at=_epoch(root.get("start")),
                       finished_at=_epoch(finished.get("time") if finished is not None else None),
-                      hosts=_unique(hosts), findings=tuple(findings), file_sha256=digest)
+                      hosts=_unique(hosts), findings=tuple(findings), file_sha256=digest, names=tuple(names))
 
 
 def _nmap_address(host: Element) -> str | None:

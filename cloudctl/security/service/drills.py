@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.text import NoControl
@@ -205,10 +206,10 @@ def summary_html(session: Session, principal: Principal, drill_id: int) -> str:
     body = "".join(f"<tr><td>{html.escape(r.unit_code)}</td><td>{html.escape(r.unit_name)}</td>"
                    f"<td>{DrillPhase(r.phase).label}</td><td>{r.done} / {r.total}</td><td>{r.ratio:.0%}</td>"
                    f"<td>{r.overdue}</td></tr>" for r in rows)
-    overdue = "".join(f"<li>{html.escape(i.unit_code)}：{html.escape(i.title)}（应于 {i.due_at:%Y-%m-%d} 完成）</li>"
-                      for i in late[:200])
+    overdue = "".join(f"<li>{html.escape(i.unit_code)}：{html.escape(i.title)}"
+                      f"（应于 {local_time(i.due_at)} 前完成）</li>" for i in late[:200])
     title = html.escape(drill.name)
-    period = f"{drill.starts_at:%Y-%m-%d} 至 {drill.ends_at:%Y-%m-%d}"
+    period = f"{local_time(drill.starts_at)} 至 {local_time(drill.ends_at)}"
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title} 总结</title>
 <style>body{{font-family:"Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;max-width:1000px;margin:2em auto}}
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:4px 6px}}</style></head><body>

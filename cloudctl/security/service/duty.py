@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize, can
 from cloudctl.core.config import get_settings
+from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput, PermissionDenied
 from cloudctl.core.models import BEIJING, utcnow
 from cloudctl.core.text import NoControl, NoControlMultiline
@@ -208,7 +209,7 @@ def is_slot(period: DutyPeriod, at: datetime) -> bool:
 
 
 def _local(at: datetime) -> str:
-    return f"{at.astimezone(BEIJING):%m-%d %H:%M}"
+    return local_time(at)
 
 
 def _clash(a: DutyShift, starts_at: datetime, ends_at: datetime) -> bool:
@@ -360,7 +361,7 @@ def submit_report(session: Session, principal: Principal, period_id: int, data: 
         with session.begin_nested():
             session.add(report)
     except IntegrityError:
-        raise Conflict(f"{unit.code} already reported for {slot.astimezone(BEIJING):%m-%d %H:%M}",
+        raise Conflict(f"{unit.code} already reported for {_local(slot)}",
                        field="slot_at") from None
     audit.record(session, principal, action="report", entity="duty_report", entity_id=report.id,
                  after={"period": period.id, "slot": slot, "zero": data.zero, "alerts": data.alerts,

@@ -3,31 +3,42 @@ MLPS level-3 baseline playbook through ansible-runner, whose failed checks becom
 
 Both land through the same reconciliation as an imported report, so a later run that no longer
 finds a problem closes its finding (and, with the last of them, the rectification ticket).
+
+Each run says what became of every target or host it was given: reached, unreachable, or failed. A host
+that could not be checked is an operational error of the run (the job's error), never a finding: the job
+fails when it reached nothing and is partially failed when it reached some, and what it did reach is kept.
+Findings are kept under the host's address; a host's findings are closed only by a run that reached it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import jobs
+from cloudctl.core.addresses import canonical_ip
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.security.models import Asset
-from cloudctl.security.scanners.base import ScanFinding, ScanReport, canonical_ip
+from cloudctl.security.scanners.base import ScanFinding, Scanner, ScanReport
 from cloudctl.security.scanners.nmap import NmapScanner, validate_targets
 from cloudctl.security.service.findings import ImportOutcome, store_report
 
-__all__ = ["BASELINE_JOB", "SCAN_JOB", "baseline_report", "submit_baseline", "submit_scan"]
+__all__ = ["BASELINE_JOB", "SCAN_JOB", "baseline_report", "reached_targets", "resolve_address", "scanner",
+           "submit_baseline", "submit_scan"]
 
 SCAN_JOB = "security.scan"
 BASELINE_JOB = "security.baseline"
+# The scanner the scan job runs; tests put a double of nmap here (nothing but loopback may be scanned from them).
+scanner: Callable[[], Scanner] = NmapScanner
 
 
 def submit_scan(session: Session, principal: Principal, targets: Sequence[str], *, scope: str,
@@ -40,17 +51,45 @@ def submit_scan(session: Session, principal: Principal, targets: Sequence[str], 
     return jobs.submit_job(session, principal, SCAN_JOB, {"targets": list(targets), "scope": scope, "ports": ports})
 
 
+def reached_targets(targets: Sequence[str], report: ScanReport) -> dict[str, list[str]]:
+    """The addresses that answered within each target: an address itself, any address of a network, the addresses
+    a host name was resolved to. An empty list: the target reached nothing (down, filtered, or not resolvable)."""
+    up = [ipaddress.ip_address(h) for h in report.hosts]
+    by_name: dict[str, list[str]] = {}
+    for address, name in report.names:
+        by_name.setdefault(name.lower().rstrip("."), []).append(address)
+    reached: dict[str, list[str]] = {}
+    for target in targets:
+        try:
+            network = ipaddress.ip_network(target, strict=False)
+        except ValueError:
+            reached[target] = sorted(set(by_name.get(target.lower().rstrip("."), [])))
+            continue
+        reached[target] = [str(a) for a in up if a.version == network.version and a in network]
+    return reached
+
+
 @jobs.job_handler(SCAN_JOB)
-def scan_job(ctx: jobs.JobContext) -> dict[str, Any]:
+def scan_job(ctx: jobs.JobContext) -> jobs.JobOutcome:
     def progress(percent: float) -> None:
         ctx.progress(int(percent), 100, message=f"nmap {percent:.0f}%")
 
-    report = NmapScanner().scan(ctx.params["targets"], ports=ctx.params.get("ports"), on_progress=progress)
-    with ctx.session() as session:
-        outcome = store_report(session, ctx.principal, report, scope=ctx.params["scope"],
-                               source=f"nmap {' '.join(ctx.params['targets'])}")
+    targets: list[str] = ctx.params["targets"]
+    report = scanner().scan(targets, ports=ctx.params.get("ports"), on_progress=progress)
+    reached = reached_targets(targets, report)
+    unreachable = [t for t, found in reached.items() if not found]
+    outcome = ImportOutcome(created=0, untouched=0, closed=0, reactivated=0)
+    if report.hosts:
+        with ctx.session() as session:
+            outcome = store_report(session, ctx.principal, report, scope=ctx.params["scope"],
+                                   source=f"nmap {' '.join(targets)}")
     ctx.log(f"{len(report.findings)} findings on {len(report.hosts)} host(s): " + _counts(outcome))
-    return dict(outcome)
+    result = {**dict(outcome), "hosts": len(report.hosts),
+              "targets": {"reached": {t: found for t, found in reached.items() if found}, "unreachable": unreachable}}
+    error = (f"{len(unreachable)} of {len(targets)} target(s) reached no host (down, filtered or not resolvable): "
+             f"{', '.join(unreachable)}") if unreachable else None
+    return jobs.JobOutcome.of_parts(result, done=len(targets) - len(unreachable), failed=len(unreachable),
+                                    error=error)
 
 
 def submit_baseline(session: Session, principal: Principal, inventory: str, *, limit: str | None = None,
@@ -60,42 +99,61 @@ def submit_baseline(session: Session, principal: Principal, inventory: str, *, l
     return jobs.submit_job(session, principal, BASELINE_JOB, {"inventory": inventory, "limit": limit, "scope": scope})
 
 
-def baseline_report(results: Sequence[Any], hosts: Sequence[str]) -> ScanReport:
-    """Failed and errored checks as findings (medium: a configuration gap, not a known exploit)."""
+def resolve_address(name: str) -> str | None:
+    """The address a host is recorded under: an address as it is, a name as this machine resolves it (as Ansible
+    and ssh here do; IPv4 first), None when it does not resolve."""
+    if (address := canonical_ip(name)) is not None:  # as every address is kept: 010.0.0.1 is 10.0.0.1, not octal
+        return address
+    try:
+        found = socket.getaddrinfo(name.strip(), None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    addresses = sorted({ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found},
+                       key=lambda a: (a.version, a))
+    return addresses[0].compressed if addresses else None
+
+
+def baseline_report(results: Sequence[Any], addresses: Mapping[str, str]) -> ScanReport:
+    """Failed and errored checks of the reached hosts as findings (medium: a configuration gap, not a known
+    exploit), each under its host's address (``addresses``: inventory name → address) and named by the host."""
     findings = tuple(
-        ScanFinding(scanner="baseline", plugin_id=r.check_id or "host", title=r.title or "baseline run failed",  # type: ignore[arg-type]
-                    severity="medium" if r.outcome == "fail" else "low", ip=r.host, port=None, protocol=None,
-                    service=None, description=f"等保三级 安全计算环境 {r.check_id} ({r.theme})", evidence=r.evidence)
-        for r in results if r.outcome in ("fail", "error"))
+        ScanFinding(scanner="baseline", plugin_id=r.check_id, title=r.title,  # type: ignore[arg-type]
+                    severity="medium" if r.outcome == "fail" else "low", ip=addresses[r.host], port=None,
+                    protocol=None, service=None, description=f"等保三级 安全计算环境 {r.check_id} ({r.theme})",
+                    evidence=r.evidence, hostname=r.host)
+        for r in results if r.outcome in ("fail", "error") and r.host in addresses)
     digest = hashlib.sha256(json.dumps([[r.check_id, r.host, r.outcome, r.evidence] for r in results],
                                        sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     # Every run is its own import (the time is part of the digest): the same outcomes twice still count as a re-check.
     digest = hashlib.sha256(f"{digest}:{utcnow().isoformat()}".encode()).hexdigest()
-    return ScanReport(scanner="baseline", started_at=utcnow(), finished_at=utcnow(), hosts=tuple(hosts),  # type: ignore[arg-type]
-                      findings=findings, file_sha256=digest)
+    return ScanReport(scanner="baseline", started_at=utcnow(), finished_at=utcnow(),  # type: ignore[arg-type]
+                      hosts=tuple(dict.fromkeys(addresses.values())), findings=findings, file_sha256=digest)
 
 
-def record_baseline(session: Session, results: Sequence[Any]) -> None:
-    """Each host's pass count from this run, for the pass ratio per unit (a host that errored as a whole counts
-    one check, failed: its baseline is unknown, not passed)."""
+def record_baseline(session: Session, results: Sequence[Any], addresses: Mapping[str, str]) -> None:
+    """Each reached host's pass count from this run, for the pass ratio per unit (a host not reached keeps the
+    counts of the last run that reached it)."""
     counts: dict[str, list[int]] = {}
     for r in results:
-        if r.outcome == "notapplicable":
+        if r.outcome == "notapplicable" or r.host not in addresses:
             continue
-        # The asset's key: the address, or (an inventory name such as "localhost") the host name, lower-case.
-        tally = counts.setdefault(canonical_ip(r.host) or r.host.strip().lower(), [0, 0])
+        tally = counts.setdefault(addresses[r.host], [0, 0])
         tally[0] += 1
         tally[1] += r.outcome == "pass"
     now = utcnow()
-    keys = list(counts)
-    for asset in session.scalars(select(Asset).where(or_(Asset.ip.in_(keys),
-                                                         and_(Asset.kind != "ip", Asset.hostname.in_(keys))))):
-        asset.baseline_checks, asset.baseline_passed = counts[asset.ip or asset.hostname or ""]
-        asset.baseline_checked_at = now
+    # The asset is the address's; a host asset a scanner kept under the inventory name alone (no address) is
+    # found by that name, lower-case.
+    address_of = {host.strip().lower(): address for host, address in addresses.items() if address in counts}
+    for asset in session.scalars(select(Asset).where(or_(
+            Asset.ip.in_(list(counts)), and_(Asset.kind != "ip", Asset.hostname.in_(list(address_of)))))):
+        key = asset.ip if asset.ip in counts else address_of.get(asset.hostname or "")
+        if key is not None:
+            asset.baseline_checks, asset.baseline_passed = counts[key]
+            asset.baseline_checked_at = now
 
 
 @jobs.job_handler(BASELINE_JOB)
-def baseline_job(ctx: jobs.JobContext) -> dict[str, Any]:
+def baseline_job(ctx: jobs.JobContext) -> jobs.JobOutcome:
     from cloudctl.security.baseline import AnsibleBaselineRunner
 
     done = 0
@@ -106,13 +164,33 @@ def baseline_job(ctx: jobs.JobContext) -> dict[str, Any]:
         ctx.progress(done, None, message=f"{result.check_id} {result.outcome} on {result.host}")
 
     run = AnsibleBaselineRunner().run(ctx.params["inventory"], limit=ctx.params.get("limit"), on_event=on_event)
-    with ctx.session() as session:
-        outcome = store_report(session, ctx.principal, baseline_report(run.results, run.hosts),
-                               scope=ctx.params["scope"], source=f"baseline {ctx.params['inventory']}")
-        record_baseline(session, run.results)
-    passed = sum(1 for r in run.results if r.outcome == "pass")
-    ctx.log(f"{passed} of {len(run.results)} checks passed on {len(run.hosts)} host(s): " + _counts(outcome))
-    return {**dict(outcome), "checks": len(run.results), "passed": passed}
+    addresses: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for host, state in run.outcomes.items():
+        if state.state == "unreachable":
+            unreachable[host] = state.error or "unreachable"
+        elif state.state == "failed":
+            failed[host] = state.error or "failed"
+        elif (address := resolve_address(state.address)) is None:
+            failed[host] = f"its address {state.address!r} does not resolve: no finding can be kept for it"
+        else:
+            addresses[host] = address
+    results = [r for r in run.results if r.host in addresses]
+    outcome = ImportOutcome(created=0, untouched=0, closed=0, reactivated=0)
+    if addresses:
+        with ctx.session() as session:
+            outcome = store_report(session, ctx.principal, baseline_report(results, addresses),
+                                   scope=ctx.params["scope"], source=f"baseline {ctx.params['inventory']}")
+            record_baseline(session, results, addresses)
+    passed = sum(1 for r in results if r.outcome == "pass")
+    ctx.log(f"{passed} of {len(results)} checks passed on {len(addresses)} host(s): " + _counts(outcome))
+    problems = {**unreachable, **failed}
+    error = (f"{len(problems)} of {len(run.outcomes)} host(s) not checked: "
+             + "; ".join(f"{host}: {why}" for host, why in sorted(problems.items()))) if problems else None
+    result = {**dict(outcome), "checks": len(results), "passed": passed,
+              "hosts": {"reached": addresses, "unreachable": unreachable, "failed": failed}}
+    return jobs.JobOutcome.of_parts(result, done=len(addresses), failed=len(problems), error=error)
 
 
 def _counts(outcome: ImportOutcome) -> str:

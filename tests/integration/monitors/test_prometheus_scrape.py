@@ -62,7 +62,7 @@ def _a_day_of_security_work() -> None:
         assert findings.open_tickets(session, admin, scope="2026-Q4 外网资产")
         runs.record_baseline(session, [
             BaselineResult(check_id=f"L3-CES1-{n:02d}", title="", host=first, outcome="pass" if n % 4 else "fail",
-                           evidence="", theme="") for n in range(1, 31)])
+                           evidence="", theme="") for n in range(1, 31)], {first: first})
         attack, _ = alerts.receive(session, admin, [
             {"source": "ids", "source_ref": "a-1", "title": "Web 攻击 SQL 注入", "severity": "high"},
             {"source": "ids", "source_ref": "a-2", "title": "端口扫描"}])

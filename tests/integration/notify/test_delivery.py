@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloudctl.core import jobs
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
+from cloudctl.core.display import local_time
 from cloudctl.core.models import utcnow
 from cloudctl.notify import emit, sender, service
 from cloudctl.notify.models import ChannelKind, Delivery, DeliveryStatus
@@ -95,7 +96,7 @@ def test_every_channel_delivers_once_with_its_format_and_signature(world: sessio
             deadline = utcnow() + timedelta(days=14)
             emit(session, "reclaim.notice", unit_id=d01, entity="reclaim_recommendation", entity_id=7,
                  deadline=deadline, link="/api/v1/reclaim/recommendations/7",
-                 data={"server": "d01-app-3", "reason": "长期闲置", "action": "搁置下线", "vcpus": 4, "ram_gb": 8})
+                 data={"server": "d01-app-3", "reason": "长期闲置", "action": "搁置下线", "vcpus": 4, "ram_gib": 8})
             emit(session, "security.alert.attack", unit_id=d01, entity="security_alert", entity_id=3,
                  data={"alert": 3, "title": "Webshell", "severity": "高危", "ip": "10.64.1.20"})
             emit(session, "compute.request.needs_approval", unit_id=d01, entity="resource_request", entity_id=5,
@@ -113,7 +114,7 @@ def test_every_channel_delivers_once_with_its_format_and_signature(world: sessio
         assert notice["X-Cloudctl-Unit"] == "990100-D01"
         assert "市公安局" in text
         assert "d01-app-3" in text
-        assert service.local(deadline) in text
+        assert local_time(deadline) in text
         assert "http://127.0.0.1:8000/api/v1/reclaim/recommendations/7" in text
         # The robots checked the platforms' signatures; each was sent what concerns its role, once.
         assert len(robots.accepted("dingtalk")) == 1  # ops: the request waiting for approval

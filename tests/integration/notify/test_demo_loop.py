@@ -21,6 +21,7 @@ from cloudctl.compute.models import RequestStatus, Server
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines, make_engine
+from cloudctl.core.display import local_time
 from cloudctl.core.jobs import JobRunner, JobStatus
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.notify import sender, service
@@ -82,7 +83,7 @@ def test_the_demo_city_tells_its_departments(demo: Engine) -> None:
         quota = compute.get_quota(session, ADMIN, "990100-D05", "city-cloud")
         compute.set_quota(session, ADMIN, "990100-D05", "city-cloud",
                           QuotaSet(vcpus=quota.used_vcpus + quota.reserved_vcpus + 64,
-                                   ram_gb=(quota.used_ram_mb + quota.reserved_ram_mb) // 1024 + 128,
+                                   ram_gib=(quota.used_ram_mb + quota.reserved_ram_mb) // 1024 + 128,
                                    instances=quota.used_instances + quota.reserved_instances + 10))
         system = session.scalars(select(BusinessSystem).where(BusinessSystem.unit_id == d05.id)).first()
         assert system is not None
@@ -133,7 +134,7 @@ def test_the_demo_city_tells_its_departments(demo: Engine) -> None:
         mails = mail.to(contact)
         (notice,) = [m for m in mails if "资源回收通知" in m["Subject"]]
         assert notice["X-Cloudctl-Unit"] == "990100-D05"
-        assert service.local(notified.due_at) in notice.get_content()
+        assert local_time(notified.due_at) in notice.get_content()
         (rectify,) = [m for m in mails if f"整改单 #{ticket.id}" in m["Subject"] and "漏洞整改通知" in m["Subject"]]
         assert ticket.deadline.isoformat() in rectify.get_content()
         county = session.scalars(select(Unit).where(Unit.code == "990102")).one()
@@ -142,7 +143,7 @@ def test_the_demo_city_tells_its_departments(demo: Engine) -> None:
                     and "逾期" in r.body["content"]]
         assert len(duty_sms) == 1
         assert county.name in duty_sms[0].body["content"]
-        assert service.local(slot) in duty_sms[0].body["content"]
+        assert local_time(slot) in duty_sms[0].body["content"]
 
         session.commit()  # SQLite: an open transaction holds the write lock the sender's sessions need
 

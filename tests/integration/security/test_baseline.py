@@ -21,7 +21,6 @@ from cloudctl.security.baseline import (
     CHECK_THEMES,
     CHECKS,
     DEFAULT_PLAYBOOK_DIR,
-    HOST_CHECK_ID,
     PLAYBOOK,
     THEMES,
     AnsibleBaselineRunner,
@@ -219,7 +218,8 @@ def test_a_limit_matching_no_host_is_a_clear_error(runner: AnsibleBaselineRunner
     assert raised.value.field == "limit"
 
 
-def test_an_unreachable_host_is_one_error_result(runner: AnsibleBaselineRunner, tmp_path: Path) -> None:
+def test_an_unreachable_host_is_an_outcome_of_the_run_not_a_result(runner: AnsibleBaselineRunner,
+                                                                   tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nothing listens on: ssh is refused at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -229,9 +229,12 @@ def test_an_unreachable_host_is_one_error_result(runner: AnsibleBaselineRunner, 
                          encoding="utf-8")
     run = runner.run(inventory)
     assert run.status == "failed"
-    assert [(result.host, result.check_id, result.outcome) for result in run.results] == [
-        ("gone", HOST_CHECK_ID, "error")]
-    assert "unreachable" in run.results[0].evidence
+    assert run.results == []  # no check ran: nothing to report as a check's result
+    gone = run.outcomes["gone"]
+    assert (gone.state, gone.address) == ("unreachable", "127.0.0.1")
+    assert gone.error
+    assert "unreachable" in gone.error
+    assert run.hosts == []
 
 
 def test_a_check_that_cannot_evaluate_is_an_error_not_a_failure(runner: AnsibleBaselineRunner,

@@ -34,10 +34,10 @@ def _provider(session: Session, name: str) -> SimulatorProvider:
 
 def test_set_quotas_sets_pushes_and_audits_each_in_order(session: Session, city: MiniCity) -> None:
     quotas = service.set_quotas(session, city.principals["ops"], [
-        ("990100-D01", "test-cloud", QuotaSet(vcpus=16, ram_gb=32, instances=8)),
+        ("990100-D01", "test-cloud", QuotaSet(vcpus=16, ram_gib=32, instances=8)),
         ("990100-D02", "test-cloud", QuotaSet(vcpus=8)),
         ("990100-D01", "carrier-cloud", QuotaSet(instances=2)),
-        ("990100-D02", "test-cloud", QuotaSet(ram_gb=16)),  # the same quota again: on top of the line before
+        ("990100-D02", "test-cloud", QuotaSet(ram_gib=16)),  # the same quota again: on top of the line before
     ])
     assert [(q.unit_code, q.cloud_name) for q in quotas] == [
         ("990100-D01", "test-cloud"), ("990100-D02", "test-cloud"), ("990100-D01", "carrier-cloud"),

@@ -90,7 +90,7 @@ def test_bad_requests_name_the_field(session: Session, city: MiniCity) -> None:
 def test_quota_increase_needs_the_leader_then_ops_and_raises_the_limits(session: Session, city: MiniCity) -> None:
     data = RequestCreate.model_validate({
         "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "新增系统需要更多配额",
-        "items": [{"kind": "quota", "vcpus": 16, "ram_gb": 32, "instances": 4}]})
+        "items": [{"kind": "quota", "vcpus": 16, "ram_gib": 32, "instances": 4}]})
     request = provisioning.submit_request(session, city.principals["dept"], data)
     assert request.status is RequestStatus.AWAITING_LEADER  # never automatic, however small: both approve
     with pytest.raises(PermissionDenied):

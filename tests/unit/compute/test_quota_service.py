@@ -54,7 +54,7 @@ def test_cloud_registry_and_flavor_sync(session: Session, city: MiniCity) -> Non
 def test_set_quota_pushes_to_the_provider_and_is_audited(session: Session, city: MiniCity) -> None:
     provider = make_cloud(session)
     quota = service.set_quota(session, city.principals["ops"], "990100-D01", "city-cloud",
-                              QuotaSet(vcpus=16, ram_gb=32, disk_gb=500, instances=8))
+                              QuotaSet(vcpus=16, ram_gib=32, disk_gib=500, instances=8))
     assert (quota.limit_vcpus, quota.limit_ram_mb) == (16, 32768)
     project = service.ensure_project(session, quota.unit, quota.cloud, provider)
     limits, _ = provider.get_quota(project)
@@ -105,7 +105,14 @@ def test_reserve_refuses_what_does_not_fit_and_release_gives_back(session: Sessi
     with pytest.raises(Conflict) as caught:
         service.reserve(session, quota.id, service.Ask(vcpus=4, instances=1))
     assert caught.value.field == "vcpus"
-    assert "6 reserved of 8" in caught.value.detail
+    assert "6 vCPU reserved of 8 vCPU" in caught.value.detail
+    # Memory is refused in the unit it is asked and shown in everywhere: GiB, under the field ram_gib.
+    service.set_quota(session, ADMIN, "990100-D01", "city-cloud", QuotaSet(vcpus=64, ram_gib=16))
+    with pytest.raises(Conflict) as caught:
+        service.reserve(session, quota.id, service.Ask(vcpus=1, ram_mb=640 * 1024, instances=1))
+    assert caught.value.field == "ram_gib"
+    assert "ram_gib asks 640 GiB with 0 GiB used and 12 GiB reserved of 16 GiB" in caught.value.detail
+    assert "MiB" not in caught.value.detail
     service.release(session, quota.id, service.Ask(vcpus=6, ram_mb=12288, instances=3))
     quota = session.get(Quota, quota.id, populate_existing=True)
     assert quota is not None
@@ -114,10 +121,10 @@ def test_reserve_refuses_what_does_not_fit_and_release_gives_back(session: Sessi
 
 def test_capacity_view(session: Session, city: MiniCity) -> None:
     make_cloud(session)
-    service.set_quota(session, ADMIN, "990100-D01", "city-cloud", QuotaSet(vcpus=40, ram_gb=64))
+    service.set_quota(session, ADMIN, "990100-D01", "city-cloud", QuotaSet(vcpus=40, ram_gib=64))
     rows = {r.resource: r for r in service.capacity(session, city.principals["ops"], "city-cloud")}
     assert (rows["vcpus"].capacity, rows["vcpus"].allocated, rows["vcpus"].allocated_ratio) == (64, 40, 0.625)
-    assert rows["ram_mb"].capacity == 262144 - 4096
+    assert (rows["ram"].capacity, rows["ram"].unit) == ((262144 - 4096) / 1024, "GiB")
 
 
 def test_concurrent_reservations_never_oversubscribe(fresh_engine: Engine) -> None:

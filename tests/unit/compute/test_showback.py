@@ -24,7 +24,7 @@ def server(**kw: Any) -> Any:
 def test_a_whole_month_costs_the_unit_prices() -> None:
     start, end = month_bounds("2026-11")
     [line] = price_servers([server()], start, end, PRICES)
-    assert (line.servers, line.vcpu_months, line.ram_gb_months, line.disk_gb_months) == (1, 4.0, 8.0, 100.0)
+    assert (line.servers, line.vcpu_months, line.ram_gib_months, line.disk_gib_months) == (1, 4.0, 8.0, 100.0)
     assert line.cost_cny == 4 * 50 + 8 * 25 + 100 * 0.5
 
 

@@ -53,6 +53,13 @@ def _block(ctx: JobContext) -> None:
 _gates: dict[int, threading.Event] = {}
 
 
+@jobs.job_handler("test.hosts")
+def _hosts(ctx: JobContext) -> jobs.JobOutcome:
+    reached, missed = ctx.params["reached"], ctx.params["missed"]
+    return jobs.JobOutcome.of_parts({"reached": reached, "actor": ctx.principal.actor}, done=len(reached),
+                                    failed=len(missed), error=f"not reached: {', '.join(missed)}" if missed else None)
+
+
 @pytest.fixture
 def job_engine(fresh_engine: Engine) -> Engine:
     return fresh_engine
@@ -168,3 +175,31 @@ def test_dept_sees_only_jobs_of_its_unit(job_engine: Engine) -> None:
         with pytest.raises(NotFound):
             jobs.get_job(session, dept, mine)
         assert jobs.list_jobs(session, dept) == ([], 0)
+
+
+@pytest.mark.parametrize(("reached", "missed", "status"), [
+    (["a", "b"], [], JobStatus.SUCCEEDED),
+    (["a"], ["b"], JobStatus.PARTIALLY_FAILED),
+    ([], ["a", "b"], JobStatus.FAILED),
+])
+def test_a_run_that_reached_nothing_fails_and_one_that_reached_some_is_partial(
+        job_engine: Engine, reached: list[str], missed: list[str], status: JobStatus) -> None:
+    job_id = _submit(job_engine, "test.hosts", {"reached": reached, "missed": missed})
+    JobRunner(job_engine).run_once()
+    job = _job(job_engine, job_id)
+    assert job.status is status
+    assert job.status.finished
+    assert job.result == {"reached": reached, "actor": ADMIN.actor}  # what it did is kept either way
+    assert job.error == (f"not reached: {', '.join(missed)}" if missed else None)
+    if missed:
+        with Session(job_engine) as session:
+            assert jobs.retry_job(session, ADMIN, job_id).status is JobStatus.QUEUED
+
+
+def test_a_job_acts_under_the_name_it_was_submitted_by(job_engine: Engine) -> None:
+    job_id = _submit(job_engine, "test.hosts", {"reached": ["a"], "missed": []})
+    JobRunner(job_engine).run_once()
+    job = _job(job_engine, job_id)
+    assert job.created_by == ADMIN.actor == "cli:test-admin"
+    assert job.result is not None
+    assert job.result["actor"] == job.created_by

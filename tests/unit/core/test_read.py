@@ -143,7 +143,7 @@ def county(session: Session) -> dict[str, Principal]:
     ipam.create_aggregate(session, ADMIN, AggregateCreate(prefix="10.80.0.0/16"))
     for n, code in enumerate(UNITS, 1):
         ipam.create_prefix(session, ADMIN, PrefixCreate(prefix=f"10.80.{n}.0/24", zone=Zone.PUBLIC, unit_code=code))
-        compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=16, ram_gb=32, instances=4))
+        compute.set_quota(session, ADMIN, code, "test-cloud", QuotaSet(vcpus=16, ram_gib=32, instances=4))
         make_system(session, code, f"{code} 业务系统")
     user = make_user(session, "dept-county", Role.DEPT, COUNTY)
     return {"dept": org.principal_for_user(user)}

@@ -5,12 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloudctl.core.auth import Role
 from cloudctl.core.models import utcnow
 from cloudctl.extranet.models import NetworkDevice, Zone
 from cloudctl.extranet.schemas import LinkCreate
 from cloudctl.extranet.service import access
 from cloudctl.org.models import Unit, UnitKind
-from tests.factories import ADMIN, build_mini_city, make_unit
+from cloudctl.org.service import principal_for_user
+from tests.factories import ADMIN, build_mini_city, make_unit, make_user
 
 
 def _connect(session: Session, code: str, *, answered: bool = True) -> None:
@@ -45,6 +47,16 @@ def test_rate_per_level_and_county_with_the_missing_units(session: Session) -> N
               access.access_rate(session, ADMIN, with_missing=False)}
     assert counts["990102"] == (3, 2, [])  # the exporter's counts, without reading the missing units
 
-    # A department sees its own subtree only (市公安局 and its traffic unit).
-    mine = {r.scope: (r.required, r.connected) for r in access.access_rate(session, city.principals["dept"])}
-    assert mine == {"horizontal": (2, 1), "vertical": (0, 0)}
+    # A department sees its own subtree only (市公安局 and its traffic unit); it has no vertical access to count,
+    # and an empty denominator is "not applicable", never 100 %.
+    mine = {r.scope: r for r in access.access_rate(session, city.principals["dept"])}
+    assert {k: (r.required, r.connected, r.rate) for k, r in mine.items()} == {
+        "horizontal": (2, 1, 0.5), "vertical": (0, 0, None)}
+    assert mine["vertical"].rate_reason == access.NOT_APPLICABLE
+    assert mine["horizontal"].rate_reason is None
+    assert mine["horizontal"].missing_names == ["市公安局交通警察支队"]
+    # A county sees its own subtree's vertical rate and its own row; horizontal access is not its to count.
+    county = principal_for_user(make_user(session, "dept-east", Role.DEPT, "990102"))
+    theirs = {r.scope: (r.required, r.connected, r.rate) for r in access.access_rate(session, county)}
+    two_of_three = (3, 2, round(2 / 3, 4))
+    assert theirs == {"horizontal": (0, 0, None), "vertical": two_of_three, "990102": two_of_three}

@@ -53,6 +53,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 NOW = 1_750_000_000.0
 DAY = 86400.0
+WATCHED = NOW - 400 * DAY  # when collection began, for the rule 11 tests that are not about it
 P, D, NET, E, M = Zone.PUBLIC, Zone.DEDICATED, Zone.INTERNET, Zone.ENTERPRISE, Zone.MANAGEMENT
 ACTIVE, RESERVED, DEPRECATED = PrefixStatus.ACTIVE, PrefixStatus.RESERVED, PrefixStatus.DEPRECATED
 MAC_A, MAC_B, MAC_C = "00:11:22:33:44:0a", "00:11:22:33:44:0b", "00:11:22:33:44:0c"
@@ -698,7 +699,7 @@ def test_utilisation_counts_distinct_registered_or_observed_in_zone() -> None:
 @pytest.mark.parametrize(("used", "full"), [(228, False), (229, True), (254, True)])  # 0.9 × 254 = 228.6
 def test_prefix_pressure_full(used: int, full: bool) -> None:
     seen = obs(*[(a, MAC_A, 1, P) for a in hosts("10.1.0.1", used)])
-    found = prefix_pressure(plan(("10.1.0.0/24", P, 1)), seen, EMPTY_ADDRS, NOW)
+    found = prefix_pressure(plan(("10.1.0.0/24", P, 1)), seen, EMPTY_ADDRS, NOW, observed_since=WATCHED)
     assert found.keys() == ([(11, 1, "10.1.0.0/24")] if full else [])
     if full:
         assert found.evidence[0]["reasons"] == ["full"]
@@ -710,7 +711,7 @@ def test_prefix_pressure_full(used: int, full: bool) -> None:
                                                   (NOW, False)])
 def test_prefix_pressure_quiet(last_seen: float | None, quiet: bool) -> None:
     seen = obs(("10.1.0.9", MAC_A, 1, P, last_seen)) if last_seen is not None else EMPTY_OBS
-    found = prefix_pressure(plan(("10.1.0.0/24", P, 1)), seen, EMPTY_ADDRS, NOW)
+    found = prefix_pressure(plan(("10.1.0.0/24", P, 1)), seen, EMPTY_ADDRS, NOW, observed_since=WATCHED)
     assert [e["reasons"] for e in found.evidence] == ([["quiet"]] if quiet else [])
     if quiet:
         assert found.evidence[0]["prefixes"][0]["last_seen"] == last_seen
@@ -719,7 +720,7 @@ def test_prefix_pressure_quiet(last_seen: float | None, quiet: bool) -> None:
 
 def test_prefix_pressure_full_and_quiet_and_only_active() -> None:
     table = plan(("10.1.0.0/31", P, 1), ("10.2.0.0/24", P, 1, RESERVED), ("10.3.0.0/24", P, 1, DEPRECATED))
-    found = prefix_pressure(table, EMPTY_OBS, addrs(("10.1.0.0", 1), ("10.1.0.1", 1)), NOW)
+    found = prefix_pressure(table, EMPTY_OBS, addrs(("10.1.0.0", 1), ("10.1.0.1", 1)), NOW, observed_since=WATCHED)
     assert found.keys() == [(11, 1, "10.1.0.0/31")]
     assert found.evidence[0]["reasons"] == ["full", "quiet"]
     assert found.evidence[0]["prefixes"][0]["ratio"] == 1.0
@@ -728,7 +729,8 @@ def test_prefix_pressure_full_and_quiet_and_only_active() -> None:
 @pytest.mark.parametrize(("full_ratio", "flagged"), [(0.5, True), (0.51, False)])
 def test_prefix_pressure_ratio_is_a_parameter(full_ratio: float, flagged: bool) -> None:
     seen = obs(("10.1.0.1", MAC_A, 1, P))
-    found = prefix_pressure(plan(("10.1.0.0/30", P, 1)), seen, EMPTY_ADDRS, NOW, full_ratio=full_ratio)
+    found = prefix_pressure(plan(("10.1.0.0/30", P, 1)), seen, EMPTY_ADDRS, NOW, observed_since=WATCHED,
+                            full_ratio=full_ratio)
     assert len(found) == int(flagged)
 
 
@@ -736,8 +738,36 @@ def test_prefix_pressure_full_despite_a_rounding_error() -> None:
     # a range of 52 addresses (50 usable), 7 of them seen: 0.14 × 50 is 7.000000000000001 in floating point
     table = PlanPrefixes([1], [ip_to_int("10.1.0.0")], [ip_to_int("10.1.0.51")], [P], [0], [1], [ACTIVE])
     seen = obs(*[(a, MAC_A, 1, P) for a in hosts("10.1.0.1", 7)])
-    found = prefix_pressure(table, seen, EMPTY_ADDRS, NOW, full_ratio=0.14)
+    found = prefix_pressure(table, seen, EMPTY_ADDRS, NOW, observed_since=WATCHED, full_ratio=0.14)
     assert subjects(found) == ["10.1.0.0-10.1.0.51"]
+
+
+@pytest.mark.parametrize(("allocated_days_ago", "quiet"), [(0, False), (29, False), (31, True)])
+def test_prefix_pressure_counts_unused_from_the_allocation(allocated_days_ago: int, quiet: bool) -> None:
+    # Nothing ever seen in the block: a block allocated today (or N−1 days ago) has had no time to be used.
+    table = PlanPrefixes.from_cidrs([(1, "10.1.0.0/28", P, 0, 1, ACTIVE)],
+                                    allocated_at=[NOW - allocated_days_ago * DAY])
+    found = prefix_pressure(table, EMPTY_OBS, EMPTY_ADDRS, NOW, observed_since=WATCHED, quiet_days=30)
+    assert [e["reasons"] for e in found.evidence] == ([["quiet"]] if quiet else [])
+    if quiet:
+        assert found.evidence[0]["prefixes"][0]["unused_since"] == NOW - allocated_days_ago * DAY
+
+
+@pytest.mark.parametrize(("watched_days_ago", "quiet"), [(None, False), (0, False), (29, False), (31, True)])
+def test_prefix_pressure_counts_unused_from_the_start_of_observation(watched_days_ago: int | None,
+                                                                     quiet: bool) -> None:
+    # A block allocated long ago, but the wire watched only since: silence before that proves nothing.
+    table = PlanPrefixes.from_cidrs([(1, "10.1.0.0/28", P, 0, 1, ACTIVE)], allocated_at=[NOW - 400 * DAY])
+    since = math.nan if watched_days_ago is None else NOW - watched_days_ago * DAY
+    found = prefix_pressure(table, EMPTY_OBS, EMPTY_ADDRS, NOW, observed_since=since, quiet_days=30)
+    assert [e["reasons"] for e in found.evidence] == ([["quiet"]] if quiet else [])
+
+
+def test_prefix_pressure_still_finds_a_new_block_full() -> None:
+    table = PlanPrefixes.from_cidrs([(1, "10.1.0.0/30", P, 0, 1, ACTIVE)], allocated_at=[NOW])
+    found = prefix_pressure(table, obs(("10.1.0.1", MAC_A, 1, P), ("10.1.0.2", MAC_A, 1, P)), EMPTY_ADDRS, NOW,
+                            observed_since=WATCHED)
+    assert [e["reasons"] for e in found.evidence] == [["full"]]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -177,7 +177,8 @@ def test_baseline_checks_per_unit_from_the_last_run(session: Session) -> None:
 
     record_baseline(session, [result("192.0.2.21", "L3-CES1-01", "pass"), result("192.0.2.21", "L3-CES1-02", "fail"),
                               result("192.0.2.21", "L3-CES1-03", "notapplicable"),
-                              result("192.0.2.22", "L3-CES1-01", "pass"), result("192.0.2.22", "L3-CES1-02", "error")])
+                              result("192.0.2.22", "L3-CES1-01", "pass"), result("192.0.2.22", "L3-CES1-02", "error")],
+                    {host: host for host in hosts})
     assets = {a.ip: (a.baseline_checks, a.baseline_passed) for a in session.query(Asset)}
     assert assets == {"192.0.2.21": (2, 1), "192.0.2.22": (2, 1)}
     value = _registry(session).get_sample_value
