@@ -121,6 +121,9 @@ def test_a_quota_increase_approval_says_what_it_did(demo: CliRunner) -> None:
             "business_system": system.id, "cloud": "city-cloud", "justification": "新系统上线，扩容配额",
             "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16}]}))
         request_id = request.id
+    # More quota asked by a department is its leader's decision first, then ops'.
+    led = invoke(demo, "request", "approve", str(request_id))
+    assert "approved by its department leader" in led
     approved = invoke(demo, "request", "approve", str(request_id))
     assert "None" not in approved
     assert "quota on city-cloud raised" in approved

@@ -82,6 +82,7 @@ def test_a_container_cloud_takes_quota_requests_not_vms(session: Session, city: 
                                          "justification": "容器化改造，扩容命名空间",
                                          "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16, "instances": 20}]})
     request = provisioning.submit_request(session, city.principals["dept"], more)
+    provisioning.approve_request(session, city.principals["dept_leader"], request.id)  # more quota: leader first
     provisioning.approve_request(session, city.principals["ops"], request.id)
     quota = service.get_quota(session, ADMIN, "990100-D01", "container-cloud")
     assert (quota.limit_vcpus, quota.limit_ram_mb, quota.limit_instances) == (24, 49152, 60)
