@@ -8,6 +8,7 @@ from typing import cast, get_args
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cloudctl.compute import provisioning, service, showback
 from cloudctl.compute.models import AddressKind, CloudKind, RequestStatus
@@ -264,7 +265,8 @@ def request_reject(
 
 
 SERVER_COLUMNS = [
-    ("id", lambda s: s.id), ("name", lambda s: s.name), ("unit", lambda s: s.unit_code or "[red]orphan 无主[/]"),
+    ("id", lambda s: s.id), ("name", lambda s: s.name),
+    ("unit", lambda s: s.unit_code or Text("orphan 无主", style="red")),
     ("system 业务系统", lambda s: s.business_system), ("cloud", lambda s: s.cloud), ("flavor", lambda s: s.flavor),
     ("status", lambda s: s.status), ("host", lambda s: s.host),
     ("addresses 地址", lambda s: _addresses(s) or None),

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -55,6 +56,8 @@ Column = tuple[str, Callable[[Any], Any]]
 
 
 def _cell(value: Any, *, zone: bool = False) -> str:
+    """A table cell as Rich markup. Values are text, never markup: a system someone named ``[red]x[/]`` or ``[/]``
+    shows as typed (and cannot break the table); a column that wants style gives a :class:`~rich.text.Text`."""
     if value is None:
         return "[dim]–[/]"
     if isinstance(value, LabelledEnum):
@@ -63,7 +66,14 @@ def _cell(value: Any, *, zone: bool = False) -> str:
         return local_time(value, zone=zone)
     if isinstance(value, bool):
         return "[green]✓[/]" if value else "[red]✗[/]"
-    return str(value)
+    if isinstance(value, Text):
+        return value.markup
+    return escape(str(value))
+
+
+def _title(title: str | None) -> Text | None:
+    """A table's title as text: it often carries a name (``业务系统 {name}``), which is never markup."""
+    return None if title is None else Text(title)
 
 
 def _whole(cells: list[list[str]], headers: Sequence[str], width: int) -> list[bool]:
@@ -130,7 +140,7 @@ def print_rows(
     caption = None
     if any(isinstance(value, datetime) for row in values for value in row):
         caption = f"times 时间: {zone_label()} ({get_settings().display_timezone})"
-    table = Table(title=title, header_style="bold", caption=caption, caption_justify="left")
+    table = Table(title=_title(title), header_style="bold", caption=caption, caption_justify="left")
     for header, whole in zip(headers, _whole(cells, headers, console.width), strict=True):
         table.add_column(header, overflow="fold", no_wrap=whole)
     for row_cells in cells:
@@ -155,7 +165,7 @@ def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,
     if fmt is OutputFormat.JSON:
         print_json({**data, **(extra or {})})
         return
-    table = Table(title=title, show_header=False, box=None)
+    table = Table(title=_title(title), show_header=False, box=None)
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
     for name in data:

@@ -10,7 +10,9 @@ from typing import Any
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from cloudctl.core import jobs, tabular
 from cloudctl.core.cli_support import (
@@ -78,7 +80,7 @@ def extranet_rate(output: OutputFormat = OutputOption,
     print_rows(rows, [
         ("scope", lambda r: r.scope), ("name", lambda r: r.name), ("required", lambda r: r.required),
         ("connected", lambda r: r.connected),
-        ("rate", lambda r: f"{r.rate:.1%}" if r.rate is not None else "[dim]n/a 不适用[/]"),
+        ("rate", lambda r: f"{r.rate:.1%}" if r.rate is not None else Text("n/a 不适用", style="dim")),
         ("missing", lambda r: len(r.missing)),
     ], output, title="电子政务外网接入率 access rate")
     if any(r.rate is None for r in rows):
@@ -86,7 +88,7 @@ def extranet_rate(output: OutputFormat = OutputOption,
     if show_missing:
         for row in rows[:2]:  # horizontal and vertical: every required unit is in one of them
             names = [f"{code} {name}" for code, name in zip(row.missing, row.missing_names, strict=True)]
-            console.print(f"[bold]{row.name}[/] missing: " + ("; ".join(names) or "none"))
+            console.print(f"[bold]{escape(row.name)}[/] missing: " + ("; ".join(names) or "none"))
 
 
 @link_app.command("list")

@@ -79,3 +79,23 @@ def test_an_unknown_filter_value_is_refused_naming_the_accepted_ones(demo: CliRu
         assert named in refused.output, refused.output
     # A misspelt option is Click's to refuse, as it always was.
     assert demo.invoke(app, ["request", "list", "--tiket", "50"]).exit_code == 2
+
+
+def test_a_name_is_shown_as_typed_never_read_as_markup(demo: CliRunner) -> None:
+    """A department names its system what it likes; the operator's table shows those brackets, unstyled and whole,
+    and a stray closing tag cannot break the listing."""
+    unit = json.loads(invoke(demo, "unit", "list", "--kind", "department", "--limit", "1", "-o", "json"))[0]
+    name = "[red]门户[/red] [/] [bold]"
+    created = json.loads(invoke(demo, "system", "create", "--unit", unit["code"], "--name", name,
+                                "--mlps-level", "2", "-o", "json"))
+    assert name in invoke(demo, "system", "show", str(created["id"]))
+    assert name in invoke(demo, "system", "list", "--unit", unit["code"], "--limit", "1000")
+
+
+def test_an_id_beyond_64_bits_is_one_line_not_a_traceback(demo: CliRunner) -> None:
+    for args in (["system", "show", str(2**64)], ["job", "show", str(2**70)], ["reclaim", "appeal", str(2**64),
+                                                                              "--reason", "仍在使用"]):
+        result = demo.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.strip() == f"error: a number given is beyond what the database keeps (at most {2**63 - 1})"
+        assert "Traceback" not in result.output

@@ -79,7 +79,9 @@ SERVICES = ("mariadb", "epmd", "rabbitmq", "keystone", "placement", "glance", "n
 
 
 def log(message: str) -> None:
-    print(f"[openstack {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    # The process's own stderr, not whatever sys.stderr is now: the bring-up runs in a thread beside the tests, and a
+    # CLI test's runner swaps sys.stderr for its captured output, which would then read these lines as its own.
+    print(f"[openstack {time.strftime('%H:%M:%S')}] {message}", file=sys.__stderr__, flush=True)
 
 
 def free_port() -> int:
