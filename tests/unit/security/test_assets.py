@@ -180,7 +180,7 @@ def test_a_sync_links_and_unlinks_existing_assets_in_a_few_statements(session: S
             None, None, None, None)
         assert gone.unit_id == _unit_id(session, "990100-D01")
     assert _asset(session, "59.110.8.21").server_id == _server(session, "d01-web").id
-    logged = session.scalars(select(AuditEntry).where(AuditEntry.action == "link")).all()
+    logged = session.scalars(select(AuditEntry).where(AuditEntry.action == "link").order_by(AuditEntry.id)).all()
     assert logged
     assert logged[-1].after is not None
     assert logged[-1].after["changed"] == 2
