@@ -31,6 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.openstack)
+            # One cloud, one worker: these tests share projects, quotas and computes, so with -n they run in turn
+            # on one pytest-xdist worker (--dist loadgroup) instead of side by side.
+            item.add_marker(pytest.mark.xdist_group("openstack"))
             if openstack_skipped():
                 item.add_marker(pytest.mark.skip(reason="CLOUDCTL_SKIP_OPENSTACK=1 (outside CI)"))
 
