@@ -287,15 +287,26 @@ def test_capacity_comes_from_placement(provider: OpenStackProvider, unit: str, a
                 resource_class, 0)
         return int(total)
 
-    capacity = {c.resource: c for c in provider.capacity()}
+    def usage() -> tuple[int, int, int]:
+        return used("VCPU"), used("MEMORY_MB"), used("DISK_GB")
+
+    # Servers earlier tests deleted free their allocations when Nova finishes deleting them, at any moment: compare
+    # against a usage that held still across the provider's own reading.
+    for _ in range(20):
+        before = usage()
+        capacity = {c.resource: c for c in provider.capacity()}
+        if usage() == before:
+            break
+        time.sleep(0.5)
+    vcpus_used, ram_used, disk_used = before
     n = len(computes)
     expected = {
         "vcpus": (sum(c["vcpus"] for c in computes.values()), n * ratios["reserved_host_cpus"],
-                  ratios["cpu_allocation_ratio"], used("VCPU")),
+                  ratios["cpu_allocation_ratio"], vcpus_used),
         "ram_mb": (sum(c["memory_mb"] for c in computes.values()), n * ratios["reserved_host_memory_mb"],
-                   ratios["ram_allocation_ratio"], used("MEMORY_MB")),
+                   ratios["ram_allocation_ratio"], ram_used),
         "disk_gb": (sum(c["local_gb"] for c in computes.values()), n * ratios["reserved_host_disk_mb"] // 1024,
-                    ratios["disk_allocation_ratio"], used("DISK_GB")),
+                    ratios["disk_allocation_ratio"], disk_used),
     }
     for resource, (total, reserved, ratio, in_use) in expected.items():
         got = capacity[resource]
