@@ -43,6 +43,8 @@ CREDENTIAL_PARAMETERS = frozenset({"token", "access_token", "api_key", "apikey",
                                    "signature", "sig"})
 REDACTED = "REDACTED"
 
+log = logging.getLogger(__name__)
+
 
 def _problem(scope: Scope, status: int, title: str, detail: str, slug: str,
              errors: list[dict[str, str]] | None = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -201,9 +203,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         cacheable = str(scope.get("path", "")).startswith(_CACHEABLE_PREFIXES)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 html = any(name.lower() == b"content-type" and value.lower().startswith(b"text/html")
@@ -215,7 +220,18 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette answers an unhandled error outside every middleware, so its 500 would leave without these
+            # headers; answer it here instead, as the same problem, and log the traceback for the operator.
+            if started:
+                raise  # the answer is on its way: nothing left but to let the server close the connection
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            headers, data = _problem(scope, 500, "Internal error", "an unexpected error happened; it was logged",
+                                     "internal-error")
+            await send_with_headers({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_with_headers({"type": "http.response.body", "body": data})
 
 
 def redact_query(target: str) -> str:

@@ -90,6 +90,34 @@ def test_every_answer_carries_security_headers(client: TestClient, city: MiniCit
     assert api.startswith("default-src 'none'")
 
 
+def test_an_unexpected_error_is_a_problem_with_the_same_headers(caplog: pytest.LogCaptureFixture) -> None:
+    """Starlette answers an unhandled error outside every middleware; ours answers it first, so a 500 carries
+    the security headers too, says nothing internal, and the operator's log has the traceback."""
+    from fastapi import FastAPI
+
+    from api.hardening import install
+    from api.problems import install_problem_handlers
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    install(app, max_body_bytes=1024, max_json_depth=8)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+        answer = client.get("/boom")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["title"] == "Internal error"
+    assert "secret" not in answer.text
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert any("secret internal detail" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
 def test_pages_run_no_inline_script(client: TestClient) -> None:
     for path in ("/screen", "/docs", "/redoc"):
         page = client.get(path)
