@@ -32,13 +32,13 @@ class _CloudctlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except CloudctlError as exc:
-            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True)
             raise typer.Exit(1) from None
         except OverflowError:
             # An id or count typed beyond the 64-bit integers both databases keep reaches SQLite's driver as is
             # (PostgreSQL answers "not found" or a refused value); no such row can exist, so say so in one line.
             err_console.print(f"[red]error:[/] a number given is beyond what the database keeps "
-                              f"(at most {2**63 - 1})", soft_wrap=True)
+                              f"(at most {2**63 - 1})", soft_wrap=True, markup=True)
             raise typer.Exit(1) from None
 
 

@@ -112,9 +112,10 @@ def job_show(job_id: int = typer.Argument(..., help="job id"), output: OutputFor
         return
     print_one(job, output, title=f"作业 job {job_id}")
     if lines:
-        console.print(f"[bold]log 日志[/] [dim](times {zone_label()})[/]")
+        console.print(f"[bold]log 日志[/] [dim](times {zone_label()})[/]", markup=True)
     for line in lines:
-        console.print(f"[dim]{local_time(line.at, zone=False, seconds=True)}[/] {line.level:7} {escape(line.line)}")
+        console.print(f"[dim]{local_time(line.at, zone=False, seconds=True)}[/] {line.level:7} {escape(line.line)}",
+                      markup=True)
 
 
 @job_app.command("watch")
@@ -126,15 +127,16 @@ def job_watch(
     """Follow a job until it ends: a progress bar and its log as it grows. Exits 1 if the job failed."""
     started = time.monotonic()
     last_line = 0
-    console.print(f"[dim]job {job_id}, log times {zone_label()}[/]")
+    console.print(f"[dim]job {job_id}, log times {zone_label()}[/]", markup=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                  TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console) as bar:
+                  TextColumn("{task.fields[message]}", markup=False), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(f"job {job_id}", total=None, message="")
         while True:
             with unit_of_work() as (session, principal):
                 job = jobs.get_job(session, principal, job_id)
                 for line in jobs.job_log(session, principal, job_id, after_id=last_line):
-                    bar.console.print(f"[dim]{local_time(line.at, zone=False, seconds=True)}[/] {escape(line.line)}")
+                    bar.console.print(f"[dim]{local_time(line.at, zone=False, seconds=True)}[/] {escape(line.line)}",
+                                      markup=True)
                     last_line = line.id
                 bar.update(task, completed=job.progress_done, total=job.progress_total,
                            message=job.message or job.status.value, description=f"job {job_id} {job.kind}")
@@ -146,7 +148,8 @@ def job_watch(
                 raise typer.Exit(2)
             time.sleep(interval)
     colour = {jobs.JobStatus.SUCCEEDED: "green", jobs.JobStatus.PARTIALLY_FAILED: "yellow"}.get(status, "red")
-    console.print(f"[{colour}]job {job_id} {status.value} ({status.label})[/]" + (f": {error}" if error else ""))
+    ending = f": {escape(error)}" if error else ""
+    console.print(f"[{colour}]job {job_id} {status.value} ({status.label})[/]{ending}", markup=True)
     if status is not jobs.JobStatus.SUCCEEDED:
         raise typer.Exit(1)
 

@@ -38,6 +38,14 @@ class _Console(Console):
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(visible(text), **kwargs)
 
+    def print(self, *objects: Any, markup: bool | None = None, **kwargs: Any) -> None:
+        """Strings print as typed unless the caller asks for markup: a message that names a server, a user or a
+        unit (``f"server {name} is kept"``) shows ``[/]`` in a name as it is instead of failing in Rich's markup
+        parser or restyling the line. Tables keep the console's default, their cells are escaped in :func:`_cell`."""
+        if markup is None and all(isinstance(o, str) for o in objects):
+            markup = False
+        super().print(*objects, markup=markup, **kwargs)
+
 
 console = _Console()
 err_console = _Console(stderr=True)
@@ -150,7 +158,7 @@ def print_rows(
         shown = len(rows)
         where = f"rows {offset + 1}–{offset + shown}" if shown and offset else str(shown)
         more = "; --offset and --limit page on, --output json prints them all" if offset + shown < total else ""
-        console.print(f"[dim]showing {where} of {total}{more}[/]")
+        console.print(f"[dim]showing {where} of {total}{more}[/]", markup=True)
 
 
 def print_one(record: BaseModel, fmt: OutputFormat, *, title: str | None = None,

@@ -16,6 +16,7 @@ from types import TracebackType
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -74,7 +75,8 @@ class StepLines:
 
     def finished(self, step: str, seconds: float, note: str = "") -> None:
         if self.out is not None:
-            self.out.print(f"[green]✓[/] {step:14} {seconds:6.2f} s  [dim]{note}[/]", highlight=False)
+            self.out.print(f"[green]✓[/] {step:14} {seconds:6.2f} s  [dim]{escape(note)}[/]", highlight=False,
+                           markup=True)
 
     @contextmanager
     def step(self, name: str) -> Iterator[list[str]]:
@@ -124,10 +126,11 @@ def demo_seed(
                           "seconds": {step: round(took, 3) for step, took in result.seconds.items()}},
                          ensure_ascii=False, indent=2))
         return
-    console.print(f"[bold]{result.city}[/] seeded (seed {seed}) in {sum(result.seconds.values()):.1f} s:")
+    console.print(f"[bold]{escape(result.city)}[/] seeded (seed {seed}) in {sum(result.seconds.values()):.1f} s:",
+                  markup=True)
     for key, value in result.counts.items():
         console.print(f"  {key:32} {value:>6}")
-    console.print(f"demo tokens written to [bold]{path}[/] (mode 600)")
+    console.print(f"demo tokens written to [bold]{escape(str(path))}[/] (mode 600)", markup=True)
 
 
 @demo_app.callback()
@@ -148,8 +151,9 @@ def demo_main(
             has_city = session.scalar(select(Unit.id).where(Unit.kind == UnitKind.CITY)) is not None
         if not has_city:
             result, tokens = _seed(lines, seed)
-            console.print(f"seeded the demo city [bold]{result.city}[/]: "
-                          f"{result.counts['units']} units, {result.counts['business_systems']} business systems")
+            console.print(f"seeded the demo city [bold]{escape(result.city)}[/]: "
+                          f"{result.counts['units']} units, {result.counts['business_systems']} business systems",
+                          markup=True)
     if tokens is None:
         with unit_of_work() as (session, principal):
             tokens = _reuse_tokens(session, path)

@@ -84,11 +84,11 @@ def extranet_rate(output: OutputFormat = OutputOption,
         ("missing", lambda r: len(r.missing)),
     ], output, title="电子政务外网接入率 access rate")
     if any(r.rate is None for r in rows):
-        console.print(f"[dim]n/a: {access.NOT_APPLICABLE}[/]")
+        console.print(f"[dim]n/a: {escape(access.NOT_APPLICABLE)}[/]", markup=True)
     if show_missing:
         for row in rows[:2]:  # horizontal and vertical: every required unit is in one of them
             names = [f"{code} {name}" for code, name in zip(row.missing, row.missing_names, strict=True)]
-            console.print(f"[bold]{escape(row.name)}[/] missing: " + ("; ".join(names) or "none"))
+            console.print(f"[bold]{escape(row.name)}[/] missing: " + escape("; ".join(names) or "none"), markup=True)
 
 
 @link_app.command("list")
@@ -303,7 +303,7 @@ def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory
 
     worker = threading.Thread(target=runner.run_once, args=(job_id,), daemon=True)
     worker.start()
-    with Progress(TextColumn("[bold]collect"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[msg]}"),
+    with Progress(TextColumn("[bold]collect"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[msg]}", markup=False),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("collect", total=None, msg="")
         while worker.is_alive():

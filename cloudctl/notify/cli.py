@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from functools import partial
 
 import typer
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from cloudctl.core.auth import authorize
@@ -70,7 +71,7 @@ def send_now(output: OutputFormat = OutputOption) -> None:
     console.print(f"sent {result.sent}, to retry {result.retried}, failed {result.failed}"
                   + (f", interrupted {result.interrupted}" if result.interrupted else ""))
     for error in sorted(set(result.errors)):
-        console.print(f"[yellow]{error}[/]", markup=True, highlight=False)
+        console.print(f"[yellow]{escape(error)}[/]", markup=True, highlight=False)
 
 
 @notify_app.command("remind")
@@ -83,7 +84,7 @@ def remind_now(output: OutputFormat = OutputOption) -> None:
         print(json.dumps(counts, ensure_ascii=False))
         return
     for name, count in counts.items():
-        console.print(f"  {name:24} " + (f"{count:>6}" if count >= 0 else "[red]failed (see the log)[/]"))
+        console.print(f"  {name:24} " + (f"{count:>6}" if count >= 0 else "[red]failed (see the log)[/]"), markup=True)
 
 
 @notify_app.command("retry")

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from cloudctl.core import tabular
 from cloudctl.core.auth import Role
@@ -316,9 +317,10 @@ def token_create(
     if output is OutputFormat.JSON:
         print_one(created, output)
         return
-    console.print(f"token for [bold]{created.username}[/] (id {created.id}, expires {local_time(created.expires_at)}):")
+    expires = local_time(created.expires_at)
+    console.print(f"token for [bold]{escape(created.username)}[/] (id {created.id}, expires {expires}):", markup=True)
     console.print(secret, markup=False, highlight=False)
-    console.print("[yellow]shown once: store it now; only its hash is kept[/]")
+    console.print("[yellow]shown once: store it now; only its hash is kept[/]", markup=True)
 
 
 @token_app.command("list")

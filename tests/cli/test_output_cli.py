@@ -99,3 +99,22 @@ def test_an_id_beyond_64_bits_is_one_line_not_a_traceback(demo: CliRunner) -> No
         assert result.exit_code == 1, result.output
         assert result.output.strip() == f"error: a number given is beyond what the database keeps (at most {2**63 - 1})"
         assert "Traceback" not in result.output
+
+
+def test_a_message_naming_a_record_prints_the_name_as_typed(demo: CliRunner) -> None:
+    """One-line messages name what they touched; a name with brackets is printed as it is, not parsed as markup
+    (a stray ``[/]`` used to end in Rich's MarkupError, a traceback)."""
+    name = "[/] [bold]春节值守[/bold] [/x]"
+    result = demo.invoke(app, ["sec", "duty", "period-create", "--name", name, "--kind", "holiday",
+                               "--starts", "2027-02-10T00:00+08:00", "--ends", "2027-02-12T00:00+08:00",
+                               "--report-time", "09:00"])
+    assert result.exit_code == 0, result.output
+    assert f"created: {name} (" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_markup_is_kept_where_a_message_asks_for_it() -> None:
+    with console.capture() as captured:
+        console.print("[bold]kept[/] [/]", markup=False)
+        console.print("[bold]styled[/]", markup=True)
+    assert captured.get().splitlines() == ["[bold]kept[/] [/]", "styled"]
