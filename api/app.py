@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import hardening, strict
 from api.contract import install_contract
-from api.deps import SessionDep
+from api.deps import SessionDep, UnitOfWorkRoute
 from api.docs import install_docs
 from api.problems import install_problem_handlers
 from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         docs_url=None,
         redoc_url=None,
     )
+    # Sync handlers run, commit and close their unit of work in one thread-pool turn (api.deps).
+    app.router.route_class = UnitOfWorkRoute
     install_problem_handlers(app)
     install_docs(app)
     install_contract(app)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.org import service
@@ -21,7 +21,7 @@ from cloudctl.org.schemas import (
     UnitUpdate,
 )
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
