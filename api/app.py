@@ -8,7 +8,6 @@ from importlib.metadata import version
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +16,7 @@ from api import hardening, strict
 from api.contract import install_contract
 from api.deps import SessionDep, UnitOfWorkRoute
 from api.docs import install_docs
+from api.metrics import RequestMetrics
 from api.problems import install_problem_handlers
 from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
@@ -64,10 +64,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     limits = get_settings()
     hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth,
                       uploads={"/api/v1/attachments": limits.attachment_max_bytes})
-    # One registry per app: the domains' collector, and request counts and latency from a well-kept library.
+    # One registry per app: the domains' collector, and request counts and latency.
     registry = build_registry(metrics_sessions)
-    Instrumentator(registry=registry, excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(
-        app, metric_namespace="cloudctl", metric_subsystem="api")
+    app.add_middleware(RequestMetrics, registry=registry, excluded=frozenset({"/metrics"}))
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -75,10 +74,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         body = await run_in_threadpool(generate_latest, registry)
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
-    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, notify.router,
-                   attachments.router, audit.router, jobs.router, screen.router):
-        app.include_router(router)
-
+    # Before the domains' routes: routes are matched in order, and the probes are called most often.
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep) -> dict[str, str]:
         try:
@@ -86,5 +82,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         except SQLAlchemyError as exc:
             raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
         return {"status": "ok", "database": "ok"}
+
+    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, notify.router,
+                   attachments.router, audit.router, jobs.router, screen.router):
+        app.include_router(router)
 
     return app

@@ -82,7 +82,7 @@ def _writes(request: Request) -> bool:
 # A unit of work that has begun (the token lookup on a cache miss, an async route) may wait for another
 # thread-pool turn while it holds a connection and, on SQLite, maybe the write lock. Were every pool thread
 # taken by requests waiting for a connection or that lock, it could never finish. So fewer units of work may
-# be open at once than there are threads (40) or pooled connections (15 on SQLite); the rest wait on the
+# be open at once than there are threads (40) or pooled connections (32 on SQLite); the rest wait on the
 # event loop, holding nothing.
 SESSION_SLOTS = 12
 
@@ -91,7 +91,8 @@ def _session_slots(request: Request) -> anyio.Semaphore:
     # One semaphore per app, made on first use: it belongs to the event loop serving the app.
     slots: anyio.Semaphore | None = getattr(request.app.state, "session_slots", None)
     if slots is None:
-        slots = request.app.state.session_slots = anyio.Semaphore(SESSION_SLOTS)
+        # fast_acquire: a free slot is taken without yielding to the event loop (a whole loop turn per request).
+        slots = request.app.state.session_slots = anyio.Semaphore(SESSION_SLOTS, fast_acquire=True)
     return slots
 
 

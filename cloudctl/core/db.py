@@ -70,8 +70,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        # The API serves sync handlers from a thread pool: connections move between threads.
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        # The API serves sync handlers from a thread pool: connections move between threads. Enough connections
+        # stay pooled for every unit of work the API lets open at once (api.deps.SESSION_SLOTS) and then some
+        # (the job runner, the exporter, token stamps): one opened afresh costs its PRAGMAs every time.
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False}, pool_size=16,
+                               max_overflow=16)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -95,6 +98,7 @@ def dispose_engines() -> None:
         engine.dispose()
     _engines.clear()
     _readers.clear()
+    _factories.clear()
 
 
 _readers: dict[Engine, Engine] = {}
@@ -123,13 +127,22 @@ def is_read_only(session: Session) -> bool:
     return bool(session.info.get(_READ_ONLY))
 
 
+_factories: dict[tuple[Engine, bool], sessionmaker[Session]] = {}
+
+
 def session_factory(engine: Engine | None = None, *, write: bool = True) -> sessionmaker[Session]:
     """Sessions for units of work that write (the default), or that only read (``write=False``): deferred
-    transactions on SQLite, and any write refused with :class:`ReadOnlyUnitOfWork`."""
+    transactions on SQLite, and any write refused with :class:`ReadOnlyUnitOfWork`. One factory per engine and
+    kind, kept: a sessionmaker makes a Session class of its own, whose event dispatch is built on first use."""
     engine = engine or get_engine()
-    if write:
-        return sessionmaker(bind=engine, expire_on_commit=False)
-    return sessionmaker(bind=_reading(engine), expire_on_commit=False, info={_READ_ONLY: True})
+    factory = _factories.get((engine, write))
+    if factory is None:
+        if write:
+            factory = sessionmaker(bind=engine, expire_on_commit=False)
+        else:
+            factory = sessionmaker(bind=_reading(engine), expire_on_commit=False, info={_READ_ONLY: True})
+        _factories[(engine, write)] = factory
+    return factory
 
 
 # On every session (cheap: one dict lookup), so a read-only one refuses however it was made.
