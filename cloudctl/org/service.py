@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, SQLColumnExpression, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, Role, authorize, can
@@ -112,17 +112,26 @@ def list_units(
     q: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Unit], int]:
+) -> tuple[list[Any], int]:
     authorize(principal, "org.unit:read")
-    query = read.within(select(Unit), principal, unit=Unit.id)
+    # The columns a unit is shown with, its parent's code joined: rows, not objects (a page of ORM objects with
+    # their joined parents costs more to build than the query takes). Counted without the join.
+    wanted = read.within(select(Unit.id), principal, unit=Unit.id)
     if kind is not None:
-        query = query.where(Unit.kind == kind)
+        wanted = wanted.where(Unit.kind == kind)
     if parent is not None:
         parent_unit = get_unit(session, principal, parent, field_name="parent")
-        query = query.where(Unit.parent_id == parent_unit.id)
+        wanted = wanted.where(Unit.parent_id == parent_unit.id)
     if q:
-        query = query.where(Unit.name.contains(q, autoescape=True) | Unit.code.contains(q, autoescape=True))
-    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code,))
+        wanted = wanted.where(Unit.name.contains(q, autoescape=True) | Unit.code.contains(q, autoescape=True))
+    query: Any = wanted.with_only_columns(*_UNIT_ROW).outerjoin(_ABOVE, _ABOVE.id == Unit.parent_id)
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code,), rows=True, count=wanted)
+
+
+# A unit's parent, in the units list's join; made once (an alias made per call costs a fifth of the list).
+_ABOVE = aliased(Unit, name="above")
+_UNIT_ROW = (Unit.id, Unit.code, Unit.name, Unit.kind, _ABOVE.code.label("parent_code"), Unit.contact_name,
+             Unit.contact_phone, Unit.contact_email, Unit.created_at, Unit.updated_at)
 
 
 def _check_parent(kind: UnitKind, parent: Unit | None) -> None:
