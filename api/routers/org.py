@@ -28,8 +28,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 @router.get("/me", tags=["identity"])
 def read_me(request: Request, session: SessionDep, principal: PrincipalDep) -> MePublic:
-    unit = service.find_unit(session, principal, principal.unit_code) if principal.unit_code else None
-    user = service.get_user_for_principal(session, principal)
+    user, unit = service.whoami(session, principal)
     return MePublic(
         username=principal.username,
         display_name=user.display_name if user else None,

@@ -20,14 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from cloudctl.core.config import Settings, get_settings
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "ReadOnlyUnitOfWork", "dispose_engines", "get_engine", "is_read_only",
-           "make_engine", "session_factory", "session_scope"]
+           "make_engine", "read_connection", "session_factory", "session_scope"]
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
@@ -110,6 +110,13 @@ def _reading(engine: Engine) -> Engine:
     if reader is None:
         reader = _readers[engine] = engine.execution_options(**{_BEGIN: "DEFERRED"})
     return reader
+
+
+@contextmanager
+def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
+    """A connection for a read without a session (deferred on SQLite), its transaction rolled back at the end."""
+    with _reading(engine or get_engine()).connect() as connection:
+        yield connection
 
 
 def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "update_system",
     "update_unit",
     "verify_token",
+    "whoami",
 ]
 
 UNIT_AUDIT_FIELDS = ("code", "name", "kind", "parent_code", "contact_name", "contact_phone", "contact_email")
@@ -516,6 +517,17 @@ def revoke_token(session: Session, principal: Principal, token_ref: str) -> ApiT
 def get_user_for_principal(session: Session, principal: Principal) -> User | None:
     """The user record behind a principal (none for cloudctl's own system principal)."""
     return session.get(User, principal.user_id) if principal.user_id is not None else None
+
+
+def whoami(session: Session, principal: Principal) -> tuple[User | None, Unit | None]:
+    """The user behind a principal and the unit it is bound to, in one query (the unit is joined to the user)."""
+    user = get_user_for_principal(session, principal)
+    if principal.unit_code is None:
+        return user, None
+    authorize(principal, "org.unit:read")
+    if user is not None and user.unit is not None and user.unit.code == principal.unit_code:
+        return user, user.unit
+    return user, find_unit(session, principal, principal.unit_code)
 
 
 def principal_for_user(user: User, *, via: str = "api") -> Principal:
