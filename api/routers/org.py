@@ -28,14 +28,14 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 @router.get("/me", tags=["identity"])
 def read_me(request: Request, session: SessionDep, principal: PrincipalDep) -> MePublic:
-    user, unit = service.whoami(session, principal)
+    display_name, unit_name = service.whoami(session, principal)
     return MePublic(
         username=principal.username,
-        display_name=user.display_name if user else None,
+        display_name=display_name,
         role=principal.role,
         role_label=principal.role.label,
         unit=principal.unit_code,
-        unit_name=unit.name if unit else None,
+        unit_name=unit_name,
         token_expires_at=getattr(request.state, "token_expires_at", None),
     )
 
