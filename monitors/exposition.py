@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
-from cloudctl.core.db import get_engine
+from cloudctl.core.db import get_engine, session_factory
 from monitors.collector import CloudctlCollector, SessionFactory
 
 __all__ = ["build_registry", "database_sessions"]
@@ -16,8 +16,9 @@ __all__ = ["build_registry", "database_sessions"]
 
 @contextmanager
 def database_sessions() -> Iterator[Session]:
-    """A read-only session of its own: a scrape never joins (or waits on) a request's transaction."""
-    with Session(get_engine()) as session:
+    """A read-only session of its own: a scrape never joins (or waits on) a request's transaction, and on SQLite
+    takes no write lock (a deferred transaction; any write is refused)."""
+    with session_factory(get_engine(), write=False)() as session:
         try:
             yield session
         finally:

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import Response as RawResponse
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, in_unit_of_work
 from cloudctl.core import attachments
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import AttachmentPublic, Page
 
-router = APIRouter(prefix="/api/v1/attachments", tags=["attachments"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/attachments", tags=["attachments"])
 Entity = Annotated[str, Query(max_length=64, pattern=r"^[a-z_]+$",
                               description="the kind of record: security_ticket, extranet_violation, …")]
 
@@ -26,8 +26,12 @@ async def upload(request: Request, session: SessionDep, principal: PrincipalDep,
                  filename: Annotated[str, Query(min_length=1, max_length=255)]) -> AttachmentPublic:
     """Attach a file to a record; its type is read from its content, its size bounded by the settings."""
     data = await request.body()
-    row = attachments.add_attachment(session, principal, entity, entity_id, data, filename=filename)
-    return AttachmentPublic.model_validate(row)
+
+    def add() -> AttachmentPublic:
+        row = attachments.add_attachment(session, principal, entity, entity_id, data, filename=filename)
+        return AttachmentPublic.model_validate(row)
+
+    return await in_unit_of_work(add)
 
 
 @router.get("")

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute
 from cloudctl.core.audit import list_audit
 from cloudctl.core.bounds import Offset
 from cloudctl.core.schemas import AuditEntryPublic, Page
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["audit"])
 
 
 @router.get("/audit")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, writes
 from cloudctl.compute import provisioning, service
 from cloudctl.compute.models import RequestStatus
 from cloudctl.compute.providers.base import ServerAction
@@ -25,7 +25,7 @@ from cloudctl.compute.schemas import (
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 
-router = APIRouter(prefix="/api/v1", tags=["government cloud"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["government cloud"])
 
 
 @router.get("/clouds")
@@ -44,6 +44,7 @@ def list_flavors(name: str, session: SessionDep, principal: PrincipalDep) -> lis
 
 
 @router.get("/clouds/{name}/capacity")
+@writes  # records a capacity snapshot as it answers
 def read_capacity(name: str, session: SessionDep, principal: PrincipalDep) -> list[CapacityRow]:
     return service.capacity(session, principal, name)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import (
     ExtensionDecisionIn,
@@ -32,7 +32,7 @@ from cloudctl.extranet.schemas import (
 )
 from cloudctl.extranet.service import access, collection, compliance, ipam, rectification
 
-router = APIRouter(prefix="/api/v1/extranet", tags=["extranet"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/extranet", tags=["extranet"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

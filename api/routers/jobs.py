@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute
 from cloudctl.core import jobs
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import JobDetail, JobLogLinePublic, JobPublic, Page
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["jobs"])
 
 LOG_LINES_SHOWN = 50
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.notify import sender as _sender  # noqa: F401  (registers the sender's jobs with this process)
@@ -23,7 +23,7 @@ from cloudctl.notify.schemas import (
     TemplatePublic,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["notifications"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["notifications"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

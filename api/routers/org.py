@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.org import service
@@ -21,22 +21,21 @@ from cloudctl.org.schemas import (
     UnitUpdate,
 )
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 
 @router.get("/me", tags=["identity"])
 def read_me(request: Request, session: SessionDep, principal: PrincipalDep) -> MePublic:
-    unit = service.find_unit(session, principal, principal.unit_code) if principal.unit_code else None
-    user = service.get_user_for_principal(session, principal)
+    display_name, unit_name = service.whoami(session, principal)
     return MePublic(
         username=principal.username,
-        display_name=user.display_name if user else None,
+        display_name=display_name,
         role=principal.role,
         role_label=principal.role.label,
         unit=principal.unit_code,
-        unit_name=unit.name if unit else None,
+        unit_name=unit_name,
         token_expires_at=getattr(request.state, "token_expires_at", None),
     )
 

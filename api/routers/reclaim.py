@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.reclaim import service
@@ -19,7 +19,7 @@ from cloudctl.reclaim.schemas import (
     RollupRow,
 )
 
-router = APIRouter(prefix="/api/v1/reclaim", tags=["reclaim"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/reclaim", tags=["reclaim"])
 
 
 @router.get("/recommendations")

@@ -5,25 +5,25 @@ from __future__ import annotations
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import SessionDep, bearer, get_principal
+from api.deps import SessionDep, UnitOfWorkRoute, bearer, get_principal
 from cloudctl.core.auth import Principal, Role
 from cloudctl.core.config import get_settings
 from monitors.screen import ScreenSummary, summary
 
-router = APIRouter(tags=["big screen"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["big screen"])
 
 
-def screen_viewer(request: Request, session: SessionDep,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+async def screen_viewer(request: Request, background: BackgroundTasks, session: SessionDep,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     """The token's principal; without a token, a read-only viewer where the deployment allows a public screen
     (a closed duty-room network), so the wall display needs no token in its address."""
     if credentials is None and get_settings().screen_public:
         return Principal(username="screen", role=Role.AUDITOR, via="system")
-    return get_principal(request, session, credentials)
+    return await get_principal(request, background, session, credentials)
 
 
 @router.get("/screen", response_class=HTMLResponse, include_in_schema=False)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import (
@@ -42,7 +42,7 @@ from cloudctl.security.schemas import (
 from cloudctl.security.service import alerts, assets, drills, duty, rectification
 from cloudctl.security.service import findings as service
 
-router = APIRouter(prefix="/api/v1/security", tags=["security"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/security", tags=["security"])
 # Why a flag is taken back (DELETE carries no body): kept in the audit log as a body's reason would be.
 QueryReason = Annotated[str, Query(min_length=4, max_length=1000), NoControlMultiline]
 

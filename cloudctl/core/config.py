@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # than this is refused with 422 before the parser (which recurses) sees it.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     api_max_json_depth: int = Field(default=32, ge=4, le=512)
+    # A verified API token is trusted this long without a database lookup (0: look up on every request).
+    # Revoking a token, or disabling or moving its user, in this process forgets it at once; in another
+    # process (the CLI) it takes effect within this time.
+    api_token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Duty periods (7×24值班): the longest period and the most report slots one may have, so a period's
     # schedule stays a size a person can keep (and every view of it a size the server can compute).
     duty_max_days: int = Field(default=366, ge=1, le=3660)

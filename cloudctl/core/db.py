@@ -4,6 +4,13 @@ SQLite is the embedded default (WAL, foreign keys on, a busy timeout so the job
 runner and the API can share the file); PostgreSQL is the production database.
 Services never commit: the caller (a CLI command, an API request, a job) owns the
 transaction, so a change and its audit row land together or not at all.
+
+A unit of work either writes or only reads. On SQLite a writing one begins with
+``BEGIN IMMEDIATE`` (it takes the one write lock up front, so a read-then-write
+never fails half way), a reading one with a deferred ``BEGIN``: in WAL mode readers
+run side by side and never wait for the writer. A reading unit of work refuses any
+write (:class:`ReadOnlyUnitOfWork`) on both databases, so a route that writes
+cannot slip through as a read.
 """
 
 from __future__ import annotations
@@ -13,13 +20,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from cloudctl.core.config import Settings, get_settings
 
-__all__ = ["dispose_engines", "get_engine", "make_engine", "session_factory", "session_scope"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "ReadOnlyUnitOfWork", "dispose_engines", "get_engine", "is_read_only",
+           "make_engine", "read_connection", "session_factory", "session_scope"]
+
+SQLITE_BUSY_TIMEOUT_MS = 15000
+
+# Execution option naming how a SQLite transaction begins: "IMMEDIATE" (the default) or "DEFERRED".
+_BEGIN = "cloudctl_sqlite_begin"
+_READ_ONLY = "cloudctl_read_only"  # Session.info key
+
+
+class ReadOnlyUnitOfWork(RuntimeError):
+    """A unit of work opened for reading tried to write: the caller must open a writing one."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -29,7 +47,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -38,7 +56,12 @@ def _sqlite_begin(connection: Any) -> None:
     # writes fails at once with "database is locked" if another connection (the job runner,
     # another request) committed in between; busy_timeout cannot help it. Taking the lock
     # first turns that into a short wait. SQLite has one writer at a time anyway.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reading unit of work asks for DEFERRED: it takes no write lock, and WAL lets it read
+    # while a writer works; it can never be the read-then-write that fails, as it cannot write.
+    if connection.get_execution_options().get(_BEGIN) == "DEFERRED":
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -47,8 +70,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        # The API serves sync handlers from a thread pool: connections move between threads.
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        # The API serves sync handlers from a thread pool: connections move between threads. Enough connections
+        # stay pooled for every unit of work the API lets open at once (api.deps.SESSION_SLOTS) and then some
+        # (the job runner, the exporter, token stamps): one opened afresh costs its PRAGMAs every time.
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False}, pool_size=16,
+                               max_overflow=16)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -71,16 +97,70 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _readers.clear()
+    _factories.clear()
 
 
-def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+_readers: dict[Engine, Engine] = {}
+
+
+def _reading(engine: Engine) -> Engine:
+    """``engine`` (same pool) with deferred SQLite transactions."""
+    reader = _readers.get(engine)
+    if reader is None:
+        reader = _readers[engine] = engine.execution_options(**{_BEGIN: "DEFERRED"})
+    return reader
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
+    """A connection for a read without a session (deferred on SQLite), its transaction rolled back at the end."""
+    with _reading(engine or get_engine()).connect() as connection:
+        yield connection
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
+        changed = sorted({type(o).__name__ for o in (*session.new, *session.dirty, *session.deleted)})
+        raise ReadOnlyUnitOfWork(f"a read-only unit of work tried to write ({', '.join(changed)})")
+
+
+def _refuse_statement(state: ORMExecuteState) -> None:
+    if state.session.info.get(_READ_ONLY) and (state.is_insert or state.is_update or state.is_delete):
+        raise ReadOnlyUnitOfWork("a read-only unit of work tried to run an INSERT, UPDATE or DELETE")
+
+
+def is_read_only(session: Session) -> bool:
+    return bool(session.info.get(_READ_ONLY))
+
+
+_factories: dict[tuple[Engine, bool], sessionmaker[Session]] = {}
+
+
+def session_factory(engine: Engine | None = None, *, write: bool = True) -> sessionmaker[Session]:
+    """Sessions for units of work that write (the default), or that only read (``write=False``): deferred
+    transactions on SQLite, and any write refused with :class:`ReadOnlyUnitOfWork`. One factory per engine and
+    kind, kept: a sessionmaker makes a Session class of its own, whose event dispatch is built on first use."""
+    engine = engine or get_engine()
+    factory = _factories.get((engine, write))
+    if factory is None:
+        if write:
+            factory = sessionmaker(bind=engine, expire_on_commit=False)
+        else:
+            factory = sessionmaker(bind=_reading(engine), expire_on_commit=False, info={_READ_ONLY: True})
+        _factories[(engine, write)] = factory
+    return factory
+
+
+# On every session (cheap: one dict lookup), so a read-only one refuses however it was made.
+event.listen(Session, "before_flush", _refuse_flush)
+event.listen(Session, "do_orm_execute", _refuse_statement)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None, *, write: bool = True) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
-    session = session_factory(engine)()
+    session = session_factory(engine, write=write)()
     try:
         yield session
         session.commit()

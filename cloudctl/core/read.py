@@ -97,14 +97,21 @@ def bounds(limit: int, offset: int) -> tuple[int, int]:
 
 
 def page(session: Session, query: Select[T], *, limit: int, offset: int,
-         order_by: Sequence[Any]) -> tuple[list[T], int]:
+         order_by: Sequence[Any], rows: bool = False, count: Select[Any] | None = None) -> tuple[list[T], int]:
     """One page of ``query`` in ``order_by`` (end it with a unique column, so pages never overlap) and the
-    count of every matching row."""
+    count of every matching row.
+
+    ``rows``: the query selects columns, not one entity; the page is its rows (which read like objects).
+    ``count``: a cheaper query with as many rows to count (without joins that cannot change the count)."""
     limit, offset = bounds(limit, offset)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    if offset >= total:
-        return [], total
-    return list(session.scalars(query.order_by(*order_by).limit(limit).offset(offset))), total
+    paged = query.order_by(*order_by).limit(limit).offset(offset)
+    found: list[Any] = list(session.execute(paged) if rows else session.scalars(paged))
+    if 0 < len(found) < limit or (offset == 0 and len(found) < limit):
+        # A short page is the last one: the count is known without counting (a COUNT costs as much as the page).
+        return found, offset + len(found)
+    counted = count if count is not None else query
+    total = session.scalar(select(func.count()).select_from(counted.order_by(None).subquery())) or 0
+    return found, total
 
 
 def every(lister: Callable[..., tuple[Sequence[T], int]], *, size: int | None = None) -> Iterator[T]:

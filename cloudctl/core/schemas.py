@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -44,15 +45,39 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
+def _utc(self: Any, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+    # Machine output speaks UTC with its offset, whatever zone a time was given in (people read the display zone).
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return handler(value)
+
+
+_DATETIME = re.compile(r"\bdatetime\b")
+
+
+def _datetime_fields(cls: type) -> list[str]:
+    """The fields of ``cls`` (its own and inherited) whose annotation names ``datetime``."""
+    names: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            text = annotation if isinstance(annotation, str) else repr(annotation)
+            if _DATETIME.search(text) and not name.startswith("_") and "ClassVar" not in text:
+                names[name] = None
+    return list(names)
+
+
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, str_strip_whitespace=True, extra="forbid")
 
-    @field_serializer("*", mode="wrap", when_used="json")
-    def _utc(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
-        # Machine output speaks UTC with its offset, whatever zone a time was given in (people read the display zone).
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return handler(value)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Times are turned to UTC on their own fields only: a wrap serializer on every field ("*") costs a Python
+        # call per value, a fifth of a 50-row page's serialisation. Each class names all its datetime fields
+        # (inherited ones too) under one attribute, so a subclass's serializer replaces its parent's.
+        super().__init_subclass__(**kwargs)
+        fields = _datetime_fields(cls)
+        if fields:
+            cls._utc = field_serializer(  # type: ignore[attr-defined]
+                *fields, mode="wrap", when_used="json", check_fields=False)(_utc)
 
 
 def gib(mib: int | float) -> float:

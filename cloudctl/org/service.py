@@ -7,19 +7,23 @@ principal sees only its own unit's subtree: records outside it are "not found".
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import threading
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine, Select, SQLColumnExpression, event, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, aliased
 
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, Role, authorize, can
 from cloudctl.core.config import get_settings
+from cloudctl.core.db import SQLITE_BUSY_TIMEOUT_MS
 from cloudctl.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import ALLOWED_PARENTS, ApiToken, BusinessSystem, Unit, UnitKind, User
@@ -31,9 +35,13 @@ from cloudctl.org.schemas import (
     UserCreate,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ImportResult",
+    "TokenCheck",
     "authenticate_token",
+    "cached_token",
     "create_system",
     "create_token",
     "create_unit",
@@ -50,9 +58,13 @@ __all__ = [
     "list_users",
     "principal_for_user",
     "revoke_token",
+    "stamp_token_used",
+    "token_cache",
     "under",
     "update_system",
     "update_unit",
+    "verify_token",
+    "whoami",
 ]
 
 UNIT_AUDIT_FIELDS = ("code", "name", "kind", "parent_code", "contact_name", "contact_phone", "contact_email")
@@ -101,17 +113,26 @@ def list_units(
     q: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Unit], int]:
+) -> tuple[list[Any], int]:
     authorize(principal, "org.unit:read")
-    query = read.within(select(Unit), principal, unit=Unit.id)
+    # The columns a unit is shown with, its parent's code joined: rows, not objects (a page of ORM objects with
+    # their joined parents costs more to build than the query takes). Counted without the join.
+    wanted = read.within(select(Unit.id), principal, unit=Unit.id)
     if kind is not None:
-        query = query.where(Unit.kind == kind)
+        wanted = wanted.where(Unit.kind == kind)
     if parent is not None:
         parent_unit = get_unit(session, principal, parent, field_name="parent")
-        query = query.where(Unit.parent_id == parent_unit.id)
+        wanted = wanted.where(Unit.parent_id == parent_unit.id)
     if q:
-        query = query.where(Unit.name.contains(q, autoescape=True) | Unit.code.contains(q, autoescape=True))
-    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code,))
+        wanted = wanted.where(Unit.name.contains(q, autoescape=True) | Unit.code.contains(q, autoescape=True))
+    query: Any = wanted.with_only_columns(*_UNIT_ROW).outerjoin(_ABOVE, _ABOVE.id == Unit.parent_id)
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Unit.code,), rows=True, count=wanted)
+
+
+# A unit's parent, in the units list's join; made once (an alias made per call costs a fifth of the list).
+_ABOVE = aliased(Unit, name="above")
+_UNIT_ROW = (Unit.id, Unit.code, Unit.name, Unit.kind, _ABOVE.code.label("parent_code"), Unit.contact_name,
+             Unit.contact_phone, Unit.contact_email, Unit.created_at, Unit.updated_at)
 
 
 def _check_parent(kind: UnitKind, parent: Unit | None) -> None:
@@ -498,6 +519,25 @@ def get_user_for_principal(session: Session, principal: Principal) -> User | Non
     return session.get(User, principal.user_id) if principal.user_id is not None else None
 
 
+def whoami(session: Session, principal: Principal) -> tuple[str | None, str | None]:
+    """The display name of the user behind a principal and the name of the unit it is bound to, in one query of
+    two columns (no objects to build: /me is asked on every page load)."""
+    if principal.unit_code is not None:
+        authorize(principal, "org.unit:read")
+    if principal.user_id is None:
+        unit = find_unit(session, principal, principal.unit_code) if principal.unit_code else None
+        return None, unit.name if unit else None
+    found = session.execute(select(User.display_name, Unit.code, Unit.name).outerjoin(Unit, Unit.id == User.unit_id)
+                            .where(User.id == principal.user_id)).first()
+    if found is None:
+        return None, None
+    display_name, unit_code, unit_name = found
+    if principal.unit_code is None or unit_code == principal.unit_code:
+        return display_name, unit_name if principal.unit_code is not None else None
+    unit = find_unit(session, principal, principal.unit_code)  # moved since the token was verified
+    return display_name, unit.name if unit else None
+
+
 def principal_for_user(user: User, *, via: str = "api") -> Principal:
     return Principal(
         username=user.username,
@@ -526,6 +566,132 @@ def authenticate_token(session: Session, secret: str, *, now: datetime | None = 
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         token.last_used_at = now
     return principal_for_user(token.user), token
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """A verified token: who it stands for, until when, and whether its "last used" stamp is due."""
+
+    principal: Principal
+    token_id: int
+    expires_at: datetime
+    stale: bool
+
+
+class _TokenCache:
+    """Verified tokens for a few seconds (``api_token_cache_seconds``), by hash. Any change to a token, a user or a
+    unit in this process empties it at once (see :func:`_forget_on_change`); another process's revocation takes
+    effect within the cache's lifetime."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, tuple[float, TokenCheck]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0  # counts clears: a check read before one is not kept
+
+    def get(self, token_hash: str, now: datetime) -> TokenCheck | None:
+        hit = self._checks.get(token_hash)
+        if hit is None:
+            return None
+        cached_at, check = hit
+        if time.monotonic() - cached_at >= get_settings().api_token_cache_seconds or check.expires_at <= now:
+            with self._lock:
+                self._checks.pop(token_hash, None)
+            return None
+        return check
+
+    def put(self, token_hash: str, check: TokenCheck, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # a change came in while this token was being read: what was read may be stale
+            if len(self._checks) >= 10_000:
+                self._checks.clear()
+            self._checks[token_hash] = (time.monotonic(), check)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._checks.clear()
+
+
+token_cache = _TokenCache()
+
+
+def verify_token(session: Session, secret: str, *, now: datetime | None = None) -> TokenCheck:
+    """:func:`authenticate_token` for the API: one indexed lookup (token, user and unit joined) that writes nothing,
+    or none within ``api_token_cache_seconds`` of the last. The "last used" stamp is left to
+    :func:`stamp_token_used`, in a transaction of its own."""
+    if not secret.startswith(TOKEN_PREFIX):
+        raise NotAuthenticated("invalid or expired token")
+    now = now or utcnow()
+    token_hash = _hash_token(secret)
+    check = token_cache.get(token_hash, now)
+    if check is not None:
+        return check
+    generation = token_cache.generation
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
+    if token is None or token.revoked_at is not None or token.expires_at <= now or not token.user.active:
+        raise NotAuthenticated("invalid or expired token")
+    check = TokenCheck(principal_for_user(token.user), token.id, token.expires_at,
+                       stale=token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION)
+    token_cache.put(token_hash, replace(check, stale=False), generation)
+    return check
+
+
+def cached_token(secret: str, *, now: datetime | None = None) -> TokenCheck | None:
+    """The cached check of ``secret``, if a fresh one is held; never touches the database."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    return token_cache.get(_hash_token(secret), now or utcnow())
+
+
+def stamp_token_used(engine: Engine, token_id: int, *, now: datetime | None = None) -> bool:
+    """Write a token's "last used" stamp in a transaction of its own; skipped (False), never failed, when the
+    database is busy: the stamp is a hint, and a request must not wait for it."""
+    now = now or utcnow()
+    statement = update(ApiToken).where(ApiToken.id == token_id).where(
+        ApiToken.last_used_at.is_(None) | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION)
+    ).values(last_used_at=now)
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.connect() as connection:
+            # On the driver's connection: through SQLAlchemy, the PRAGMA would begin a transaction first.
+            raw = connection.connection.dbapi_connection
+            if sqlite:
+                raw.execute("PRAGMA busy_timeout=50")  # type: ignore[union-attr]
+            try:
+                with connection.begin():
+                    if not sqlite:
+                        connection.exec_driver_sql("SET LOCAL lock_timeout = '50ms'")
+                    connection.execute(statement)
+            finally:
+                if sqlite:
+                    raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
+    except OperationalError as exc:
+        log.info("token %s: last-used stamp skipped, the database is busy (%s)", token_id, type(exc.orig).__name__)
+        return False
+    return True
+
+
+def _forget_on_change(session: Session, _context: Any) -> None:
+    # A token revoked, a user disabled or moved, a unit moved: cached principals may no longer hold. Empty the
+    # cache now, and again at commit, so a check read between this flush and the commit is not kept either.
+    if any(isinstance(o, ApiToken | User | Unit) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info["cloudctl_forget_tokens"] = True
+        token_cache.clear()
+
+
+def _forget_at_commit(session: Session) -> None:
+    if session.info.pop("cloudctl_forget_tokens", False):
+        token_cache.clear()
+
+
+def _keep_at_rollback(session: Session, _previous: Any) -> None:
+    session.info.pop("cloudctl_forget_tokens", None)
+
+
+event.listen(Session, "before_flush", lambda session, context, _instances: _forget_on_change(session, context))
+event.listen(Session, "after_commit", _forget_at_commit)
+event.listen(Session, "after_soft_rollback", _keep_at_rollback)
 
 
 def _flush(session: Session, field_name: str, message: str) -> None:
