@@ -303,8 +303,8 @@ def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory
 
     worker = threading.Thread(target=runner.run_once, args=(job_id,), daemon=True)
     worker.start()
-    with Progress(TextColumn("[bold]collect"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[msg]}", markup=False),
-                  TimeElapsedColumn(), console=console) as bar:
+    with Progress(TextColumn("[bold]collect"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[msg]}", markup=False), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("collect", total=None, msg="")
         while worker.is_alive():
             worker.join(0.3)
