@@ -227,6 +227,12 @@ def _choose_cloud(session: Session, principal: Principal, unit: Unit, data: Requ
             raise InvalidInput(f"no cloud named {data.cloud!r}", field="cloud") from None
         if not cloud.enabled:
             raise InvalidInput(f"cloud {cloud.name} is disabled", field="cloud")
+        # A request for VMs where the unit holds no quota could never be approved: refused now, not at approval.
+        # A quota increase is how a unit gets its first quota on a cloud, so it may name any cloud.
+        if not data.is_quota_increase and session.scalar(select(Quota.id).where(
+                Quota.unit_id == unit.id, Quota.cloud_id == cloud.id)) is None:
+            raise InvalidInput(f"{unit.code} has no quota on {cloud.name}; ask for a quota increase there first, "
+                               "or name a cloud where it has one (or \"any\")", field="cloud")
         return cloud
     if data.is_quota_increase:
         raise InvalidInput("a quota increase names the cloud it is for", field="cloud")

@@ -87,6 +87,28 @@ def test_bad_requests_name_the_field(session: Session, city: MiniCity) -> None:
         provisioning.approve_request(session, dept, 1)
 
 
+def test_a_request_to_a_cloud_without_the_units_quota_is_refused_at_submission(session: Session,
+                                                                             city: MiniCity) -> None:
+    from tests.factories import make_cloud
+
+    make_cloud(session, "bare-cloud")  # offers the same flavors, but 市公安局 holds no quota on it
+    dept = city.principals["dept"]
+    with pytest.raises(InvalidInput) as caught:
+        provisioning.submit_request(session, dept, ask(city, cloud="bare-cloud"))
+    assert caught.value.field == "cloud"
+    assert "no quota on bare-cloud" in str(caught.value)
+    assert session.scalar(select(func.count()).select_from(ResourceRequest)) == 0
+    # "any" picks only among the clouds where the unit has a quota.
+    anywhere = provisioning.submit_request(session, dept, ask(city, cloud="any"))
+    assert anywhere.cloud_name == "test-cloud"
+    # A quota increase is how a unit gets its first quota on a cloud: that one is taken.
+    increase = provisioning.submit_request(session, dept, RequestCreate.model_validate({
+        "business_system": city.systems["own"], "cloud": "bare-cloud", "justification": "新云上首次申请配额",
+        "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16}]}))
+    assert (increase.status, increase.cloud_name, increase.job_id) == (RequestStatus.AWAITING_LEADER, "bare-cloud",
+                                                                       None)
+
+
 def test_quota_increase_needs_the_leader_then_ops_and_raises_the_limits(session: Session, city: MiniCity) -> None:
     data = RequestCreate.model_validate({
         "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "新增系统需要更多配额",
