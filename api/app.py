@@ -18,7 +18,7 @@ from api.contract import install_contract
 from api.deps import SessionDep
 from api.docs import install_docs
 from api.problems import install_problem_handlers
-from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
+from api.routers import attachments, audit, billing, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine
 from cloudctl.core.errors import Unavailable
@@ -73,8 +73,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         body = await run_in_threadpool(generate_latest, registry)
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
-    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, notify.router,
-                   attachments.router, audit.router, jobs.router, screen.router):
+    for router in (org.router, compute.router, billing.router, reclaim.router, extranet.router, security.router,
+                   notify.router, attachments.router, audit.router, jobs.router, screen.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

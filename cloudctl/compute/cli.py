@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from typing import cast, get_args
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from cloudctl.compute import provisioning, service, showback
+from cloudctl.compute import provisioning, service
 from cloudctl.compute.models import AddressKind, CloudKind, RequestStatus
 from cloudctl.compute.providers.base import ServerAction
 from cloudctl.compute.schemas import (
@@ -27,8 +25,7 @@ from cloudctl.compute.schemas import (
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.export import csv_text
-from cloudctl.core.output import OutputFormat, console, print_json, print_one, print_rows, write_text
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
 
 __all__ = ["cloud_app", "quota_app", "report_app", "request_app", "server_app"]
@@ -316,36 +313,6 @@ def server_sync(cloud: str | None = typer.Argument(None, help="one cloud; defaul
 
 report_app = typer.Typer(help="Reports for the bureau and the departments.", no_args_is_help=True)
 
-
-@report_app.command("showback")
-def report_showback(
-    month: str = typer.Option(..., help="YYYY-MM"),
-    unit: str | None = UnitFilter,
-    output: str = typer.Option("table", "--output", "-o", help="table, json or csv"),
-) -> None:
-    """Monthly cost (费用) per unit and business system at the configured unit prices."""
-    if output not in ("table", "json", "csv"):
-        raise InvalidInput(f"unknown output {output!r}; use table, json or csv", field="--output")
-    with unit_of_work() as (session, principal):
-        lines = showback.showback(session, principal, month, unit=unit)
-    if output == "csv":
-        write_text(csv_text(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gib_months",
-                             "disk_gib_months", "cost_cny"], [dataclasses.astuple(line) for line in lines]))
-        return
-    if output == "json":
-        print_json([dataclasses.asdict(line) for line in lines])
-        return
-    table = Table(title=f"费用 showback {month}", header_style="bold")
-    for header in ("unit", "单位", "业务系统", "VMs", "vCPU·月", "RAM GiB·月", "disk GiB·月", "费用 CNY"):
-        table.add_column(header, justify="right" if header in ("VMs", "费用 CNY") else "left")
-    for line in lines:
-        table.add_row(line.unit_code, line.unit_name, line.business_system, str(line.servers),
-                      f"{line.vcpu_months:,.1f}", f"{line.ram_gib_months:,.1f}", f"{line.disk_gib_months:,.0f}",
-                      f"{line.cost_cny:,.2f}")
-    table.add_section()
-    table.add_row("total", "", "", str(sum(x.servers for x in lines)), "", "", "",
-                  f"{sum(x.cost_cny for x in lines):,.2f}")
-    console.print(table)
 
 
 @server_app.command("decommission")

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # How long provisioning waits for a server to leave BUILD before calling it failed.
     provision_timeout_seconds: float = Field(default=600, gt=0)
     provision_poll_seconds: float = Field(default=1.0, gt=0)
-    # Showback (费用) unit prices, CNY per month; the bureau sets them from its cloud contracts.
+    # Default prices (费用), CNY per month, where a cloud has no tariff of its own (cloudctl tariff set); GiB.
     price_vcpu_month: float = Field(default=50.0, ge=0)
     price_ram_gb_month: float = Field(default=25.0, ge=0)
     price_disk_gb_month: float = Field(default=0.6, ge=0)

@@ -229,7 +229,8 @@ def _build(session: Session) -> World:
               "phase": "self_check", "next_shift": (shift.ends_at + timedelta(hours=1)).isoformat(),
               "next_shift_ends": (shift.ends_at + timedelta(hours=9)).isoformat(),
               "later": (beijing_today() + timedelta(days=30)).isoformat(), "channel": "matrix-mail",
-              "template_kind": "reclaim.notice"}
+              "template_kind": "reclaim.notice", "month": beijing_today().strftime("%Y-%m"),
+              "last_month": (beijing_today().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")}
     own |= common
     other |= common
     foreign = {code for code in units if code not in DEPT_SEES | {CITY}}
@@ -338,6 +339,8 @@ PUBLIC = {role: 200 for role in ROLES}
 WRITE = ("admin", "ops")
 SECURITY = ("admin", "secops")
 TRIAGE = ("admin", "secops", "duty")
+# A statement is the bureau's and each department's own (its subtree's); security and duty have no bill to read.
+STATEMENT = ("admin", "ops", "auditor", "dept")
 PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "server_id": "server",
               "rec_id": "rec", "app_id": "app", "link_id": "link", "violation_id": "violation", "asset_id": "asset",
               "finding_id": "finding", "ticket_id": "ticket", "alert_id": "alert", "period_id": "period",
@@ -367,6 +370,12 @@ def _screen_is_the_department(body: Any, world: World) -> None:
     assert body["security"]["alerts_new"] == 1  # its own asset's alert; the city has more
     assert {u["unit"] for u in body["security"]["units"]} <= DEPT_SEES
     assert body["requests_pending"] == 1  # its own request only; the city has two
+
+
+def _statement_own(body: Any, world: World) -> None:
+    assert body["lines"]
+    assert {line["unit_code"] for line in body["lines"]} <= DEPT_SEES
+    assert {row["unit_code"] for row in body["totals"]} <= DEPT_SEES
 
 
 def _reclaim_summary_own(body: Any, world: World) -> None:
@@ -451,6 +460,17 @@ PROBES: list[Probe] = [
     *scoped(Probe("POST", "/api/v1/servers/{server_id}/actions/{action}", may(*WRITE, "dept", ok=409))),
     *scoped(Probe("POST", "/api/v1/servers/{server_id}/resize", may(*WRITE, "dept", ok=422),
                   body={"flavor": "{flavor}"}, label="to its own flavor")),
+    # ------------------------------------------------------------ money
+    Probe("GET", "/api/v1/tariffs", may()),
+    Probe("POST", "/api/v1/tariffs", may(*WRITE, ok=201),
+          body={"cloud": "test-cloud", "resource": "vcpu", "price": "45.50", "effective_from": "{later}"}),
+    Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}", dept_check=_statement_own),
+    *scoped(Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&unit={unit}", label="unit filter",
+                  dept_check=_statement_own)),
+    Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&format=csv", media="text/csv", label="csv"),
+    Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&format=xlsx", label="xlsx",
+          media="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    Probe("POST", "/api/v1/showback/closed-months", may(*WRITE, ok=201), body={"month": "{last_month}"}),
     # ------------------------------------------------------------ reclaim
     *lists("/api/v1/reclaim/recommendations"),
     *scoped(Probe("GET", "/api/v1/reclaim/recommendations/{rec_id}", may())),
