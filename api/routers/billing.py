@@ -1,4 +1,4 @@
-"""Tariffs and monthly statements (thin: parse, call the service, return a schema or a file)."""
+"""Tariffs, monthly statements and budgets (thin: parse, call the service, return a schema or a file)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import StringConstraints
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
-from cloudctl.billing import service
-from cloudctl.billing.schemas import StatementPublic, TariffPublic, TariffSet
+from cloudctl.billing import budgets, service
+from cloudctl.billing.schemas import BudgetPublic, BudgetSet, StatementPublic, TariffPublic, TariffSet
 from cloudctl.core.bounds import Offset
 from cloudctl.core.export import XLSX_MEDIA_TYPE, csv_text, xlsx_bytes
 from cloudctl.core.schemas import Page, Schema
@@ -73,3 +73,23 @@ def read_showback(
 def close_month(data: MonthClose, session: SessionDep, principal: PrincipalDep) -> StatementPublic:
     """Close a month that is over (结账): its statement is stored and read as stored from then on."""
     return service.close_month(session, principal, data.month).public()
+
+
+@router.get("/budgets")
+def list_budgets(
+    session: SessionDep,
+    principal: PrincipalDep,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    unit: UnitFilter = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Offset = 0,
+) -> Page[BudgetPublic]:
+    """Budgets (预算) with what is committed against each: a department reads its own subtree's."""
+    rows, total = budgets.list_budgets(session, principal, year=year, unit=unit, limit=limit, offset=offset)
+    return Page[BudgetPublic](items=rows, total=total, limit=limit, offset=offset)
+
+
+@router.put("/budgets")
+def set_budget(data: BudgetSet, session: SessionDep, principal: PrincipalDep) -> BudgetPublic:
+    """Set a unit's (or one business system's) budget for a year; set again, the amount is replaced."""
+    return budgets.set_budget(session, principal, data)

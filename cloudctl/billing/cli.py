@@ -1,4 +1,4 @@
-"""``cloudctl tariff …`` and the monthly statement under ``cloudctl report …`` (thin: parse, call the service)."""
+"""``cloudctl tariff …``, ``cloudctl budget …`` and the monthly statement under ``cloudctl report …`` (thin)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cloudctl.billing import service
-from cloudctl.billing.schemas import TariffPublic, TariffSet
+from cloudctl.billing import budgets, service
+from cloudctl.billing.schemas import BudgetPublic, BudgetSet, TariffPublic, TariffSet
 from cloudctl.compute.cli import report_app
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.errors import InvalidInput
@@ -18,7 +18,7 @@ from cloudctl.core.export import csv_text, xlsx_bytes
 from cloudctl.core.output import OutputFormat, console, print_json, print_one, write_text
 from cloudctl.core.schemas import parse
 
-__all__ = ["tariff_app"]
+__all__ = ["budget_app", "tariff_app"]
 
 tariff_app = typer.Typer(help="Tariffs (资费) of each provider cloud: CNY per vCPU, GiB of RAM or GiB of disk and "
                               "month.", no_args_is_help=True)
@@ -129,3 +129,47 @@ def report_close_month(month: str = typer.Option(..., help="YYYY-MM, a month tha
     with unit_of_work() as (session, principal):
         statement = service.close_month(session, principal, month)
         console.print(f"{month} closed: {len(statement.lines)} lines, {statement.total:,.2f} CNY")
+
+
+budget_app = typer.Typer(help="Budgets (预算) per unit and year, against the cost committed.", no_args_is_help=True)
+
+
+@budget_app.command("list")
+def budget_list(
+    year: int | None = typer.Option(None, min=2000, max=2100),
+    unit: str | None = UnitFilter,
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Budgets with what is committed: spent, this month, the months left at today's prices."""
+    with unit_of_work() as (session, principal):
+        print_list(lambda *, limit, offset: budgets.list_budgets(session, principal, year=year, unit=unit,
+                                                                 limit=limit, offset=offset),
+                   BudgetPublic, [("unit", lambda b: b.unit_code), ("year", lambda b: b.year),
+                                  ("业务系统", lambda b: b.business_system or "*"),
+                                  ("budget CNY", lambda b: f"{b.amount:,.2f}"),
+                                  ("committed CNY", lambda b: f"{b.committed:,.2f}"),
+                                  ("%", lambda b: "" if b.percent is None else f"{b.percent:g}"),
+                                  ("over", lambda b: "超出" if b.over else "")],
+                   output, limit=limit, offset=offset, title="预算 budgets")
+
+
+@budget_app.command("set")
+def budget_set(
+    unit: str = typer.Argument(..., help="the unit's code"),
+    year: int = typer.Argument(...),
+    amount: str = typer.Argument(..., help="CNY for the year, e.g. 1200000"),
+    system: int | None = typer.Option(None, "--system", help="one of the unit's business systems (its id)"),
+    note: str | None = typer.Option(None),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Set a unit's (or one business system's) budget for a year."""
+    try:
+        money = Decimal(amount)
+    except InvalidOperation:
+        raise InvalidInput(f"{amount!r} is not an amount like 1200000", field="amount") from None
+    data = parse(BudgetSet, {"unit": unit, "year": year, "amount": money, "business_system": system, "note": note})
+    with unit_of_work() as (session, principal):
+        budget = budgets.set_budget(session, principal, data)
+    print_one(budget, output, title=f"预算 {budget.unit_code} {budget.year}")

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloudctl.compute.models import Cloud
 from cloudctl.core.models import Base, utcnow
+from cloudctl.org.models import BusinessSystem, Unit
 
-__all__ = ["MONEY_PLACES", "Money", "StatementLine", "StatementMonth", "Tariff"]
+__all__ = ["MONEY_PLACES", "Budget", "Money", "StatementLine", "StatementMonth", "Tariff"]
 
 # Ten-thousandths of a yuan: a price per GiB-month can be a few fen, and a day's share of it less.
 MONEY_PLACES = 4
@@ -121,3 +122,41 @@ class StatementLine(Base):
     ram_gib_price: Mapped[Decimal] = mapped_column(Money())
     disk_gib_price: Mapped[Decimal] = mapped_column(Money())
     cost: Mapped[Decimal] = mapped_column(Money())
+
+
+class Budget(Base):
+    """A unit's budget (预算) for a year, CNY: for all its cloud resources, or for one of its business systems.
+
+    It covers the unit's own servers (not its sub-units': a 二级预算单位 has a budget of its own). ``warned_percent``
+    is the highest warning threshold already told, so each threshold is told once.
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        # system_key is the business system's id, 0 for the unit's whole budget: NULLs would never collide.
+        UniqueConstraint("unit_id", "year", "system_key", name="uq_budgets_unit_year_system"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("year BETWEEN 2000 AND 2100", name="year_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    year: Mapped[int]
+    business_system_id: Mapped[int | None] = mapped_column(ForeignKey("business_systems.id", ondelete="CASCADE"))
+    system_key: Mapped[int] = mapped_column(default=0)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    note: Mapped[str | None] = mapped_column(String(200))
+    warned_percent: Mapped[int] = mapped_column(default=0)
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
+    business_system: Mapped[BusinessSystem | None] = relationship(lazy="joined")
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
+
+    @property
+    def business_system_name(self) -> str | None:
+        return self.business_system.name if self.business_system is not None else None

@@ -8,10 +8,12 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from cloudctl.core.bounds import Id
 from cloudctl.core.schemas import GiB, Schema
 from cloudctl.core.text import NoControl
 
-__all__ = ["StatementLinePublic", "StatementPublic", "StatementTotal", "TariffPublic", "TariffSet"]
+__all__ = ["BudgetPublic", "BudgetSet", "StatementLinePublic", "StatementPublic", "StatementTotal", "TariffPublic",
+           "TariffSet"]
 
 # vcpu, ram_gib, disk_gib (a VM's own disk), or volume_gib:<volume type>.
 Resource = Annotated[str, StringConstraints(pattern=r"^(vcpu|ram_gib|disk_gib|volume_gib:[A-Za-z0-9_.-]{1,64})$")]
@@ -85,3 +87,36 @@ class StatementPublic(Schema):
     total: Decimal
     totals: list[StatementTotal]
     lines: list[StatementLinePublic]
+
+
+class BudgetSet(Schema):
+    """A unit's budget for a year (or one business system's), CNY."""
+
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=64), NoControl]
+    year: int = Field(ge=2000, le=2100)
+    amount: Annotated[Decimal, Field(ge=0, le=10_000_000_000, max_digits=15, decimal_places=2)]
+    business_system: Id | None = None
+    note: Annotated[str, StringConstraints(max_length=200), NoControl] | None = None
+
+
+class BudgetPublic(Schema):
+    """A budget with what is committed against it: spent in the months gone by, this month to its end, and the
+    months left of the year at today's prices (``monthly`` a month of what runs now)."""
+
+    id: int
+    unit_code: str
+    unit_name: str
+    year: int
+    business_system_id: int | None
+    business_system: str | None
+    amount: Decimal
+    spent: Decimal
+    this_month: Decimal
+    ahead: Decimal
+    committed: Decimal
+    monthly: Decimal
+    percent: float | None
+    over: bool
+    note: str | None
+    set_by: str
+    set_at: datetime

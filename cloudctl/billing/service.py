@@ -29,8 +29,17 @@ from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import BEIJING, beijing_today, utcnow
 from cloudctl.org.service import under
 
-__all__ = ["Statement", "close_month", "default_prices", "list_tariffs", "price_book", "set_tariff", "statement",
-           "statement_rows"]
+__all__ = [
+    "Statement",
+    "close_month",
+    "default_prices",
+    "list_tariffs",
+    "price_book",
+    "server_use",
+    "set_tariff",
+    "statement",
+    "statement_rows",
+]
 
 
 # ---------------------------------------------------------------- tariffs
@@ -198,11 +207,11 @@ def _price(session: Session, principal: Principal, first: date, *, unit: str | N
         query = read.within(query, principal, unit=Server.unit_id)
     if unit is not None:
         query = query.where(under(session, principal, unit, Server.unit_id))
-    uses = [_use(server) for server in session.scalars(query.order_by(Server.id))]
+    uses = [server_use(server) for server in session.scalars(query.order_by(Server.id))]
     return charge([u for u in uses if u is not None], first, price_book(session))
 
 
-def _use(server: Server) -> Use | None:
+def server_use(server: Server) -> Use | None:
     launched = server.launched_at or server.created_at
     if server.unit is None or launched is None:
         return None

@@ -196,6 +196,8 @@ class ResourceRequest(_OwnedOnCloud, TimestampMixin, Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     # 临时资源: the lease's last day (Beijing date); past it, its servers become reclaim recommendations.
     ends_on: Mapped[date | None] = mapped_column(Date)
+    # Why the request takes the extra approval step: the budget (预算) it would exceed, when it was submitted.
+    over_budget: Mapped[str | None] = mapped_column(String(500))
     # The approval chain as it went: [{"step": "leader"|"ops", "decision", "by", "at", "note"}].
     approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 

@@ -65,6 +65,7 @@ __all__ = [
     "operate_server",
     "record_server",
     "record_servers",
+    "register_submission_check",
     "reject_request",
     "request_ask",
     "resize_server",
@@ -79,6 +80,16 @@ PROVISION_JOB = "compute.provision"
 PROVISIONER = system_principal("provisioner")
 AUTO_APPROVER = system_principal("auto-approval")
 ProviderLookup = Callable[[Cloud], CloudProvider]
+
+
+# Checks a higher domain adds to submission (billing adds the budget): each sees the request as submitted (items
+# sized, cloud chosen, not yet stored) and refuses it (raises) or answers why it needs the extra approval step.
+SubmissionCheck = Callable[[Session, Principal, ResourceRequest], str | None]
+_submission_checks: dict[str, SubmissionCheck] = {}
+
+
+def register_submission_check(name: str, check: SubmissionCheck) -> None:
+    _submission_checks[name] = check
 
 
 def request_ask(request: ResourceRequest) -> compute.Ask:
@@ -156,6 +167,8 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     request = ResourceRequest(unit=unit, unit_id=unit.id, business_system_id=system.id, cloud=cloud,
                               cloud_id=cloud.id, status=RequestStatus.SUBMITTED, justification=data.justification,
                               submitted_by=principal.actor, items=items, ends_on=data.ends_on, approvals=[])
+    notes = [note for check in _submission_checks.values() if (note := check(session, principal, request))]
+    request.over_budget = "；".join(notes)[:500] or None
     leader_first = _needs_leader(principal, request)
     if leader_first:
         request.status = RequestStatus.AWAITING_LEADER
@@ -166,13 +179,15 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     session.flush()
     audit.record(session, principal, action="submit", entity="resource_request", entity_id=request.id,
                  after={"business_system": system.name, "cloud": cloud.name, "ends_on": data.ends_on,
+                        "over_budget": request.over_budget,
                         "status": request.status.value, "items": [_describe(i) for i in items]}, unit_id=unit.id)
     request_event(session, request, "compute.request.submitted", system=system.name)
     if leader_first:
         request_event(session, request, "compute.request.needs_approval", step="leader", approver="部门负责人")
         return request
-    # More quota is always the bureau's decision; small VM requests within quota are not.
-    if not data.is_quota_increase and _within_auto_tier(request):
+    # More quota is always the bureau's decision, and so is going over a budget; small VM requests within quota are
+    # not.
+    if not data.is_quota_increase and request.over_budget is None and _within_auto_tier(request):
         try:
             with session.begin_nested():
                 _approve(session, principal, request, auto=True)
@@ -189,7 +204,7 @@ def _needs_leader(principal: Principal, request: ResourceRequest) -> bool:
     """A department's request (not its leader's own) that is a quota increase or reaches the leader's tier."""
     if principal.role is not Role.DEPT:
         return False
-    if _is_quota_increase(request):
+    if _is_quota_increase(request) or request.over_budget is not None:
         return True
     settings = get_settings()
     ask = request_ask(request)

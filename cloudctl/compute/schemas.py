@@ -237,6 +237,8 @@ class RequestPublic(Schema):
     auto_approved: bool
     job_id: int | None
     ends_on: date | None
+    # The budget (预算) the request would exceed, which sent it through the extra approval step; None within budget.
+    over_budget: str | None = None
     # Each step of the approval chain, in order: the department leader's (部门负责人), then ops'.
     approvals: list[ApprovalStepPublic]
     items: list[RequestItemPublic]

@@ -52,7 +52,7 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "compute.cloud:read", "compute.quota:read", "compute.request:read", "compute.request:submit",
                 "compute.server:read", "compute.server:decommission", "compute.server:operate",
                 # The prices are the same for everyone; the statement a department reads is its own subtree's.
-                "billing.tariff:read", "billing.statement:read",
+                "billing.tariff:read", "billing.statement:read", "billing.budget:read",
                 "reclaim.recommendation:read", "reclaim.recommendation:appeal",
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
                 "extranet.device:read", "extranet.violation:read", "security.asset:read", "security.finding:read",

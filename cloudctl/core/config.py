@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     # (in total); a quota increase always does.
     leader_approval_min_vcpus: int = Field(default=17, ge=0)
     leader_approval_min_ram_gb: int = Field(default=33, ge=0)
+    # Budgets (预算): a request that would take its unit's (or business system's) committed cost for the year over
+    # the budget goes through the department leader's step and is never approved automatically ("leader"), is
+    # refused ("refuse"), or only says so ("warn"); the unit and ops are told when the committed cost reaches each
+    # of these percentages of a budget.
+    budget_over: Literal["leader", "refuse", "warn"] = "leader"
+    budget_warn_percent: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=lambda: [80, 100],
+                                                                           max_length=10)
 
     @field_validator("display_timezone")
     @classmethod

@@ -471,6 +471,8 @@ PROBES: list[Probe] = [
     Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&format=xlsx", label="xlsx",
           media="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     Probe("POST", "/api/v1/showback/closed-months", may(*WRITE, ok=201), body={"month": "{last_month}"}),
+    *lists("/api/v1/budgets", expect=may(*STATEMENT)),
+    *scoped(Probe("PUT", "/api/v1/budgets", may(*WRITE), body={"unit": "{unit}", "year": 2026, "amount": "1200000"})),
     # ------------------------------------------------------------ reclaim
     *lists("/api/v1/reclaim/recommendations"),
     *scoped(Probe("GET", "/api/v1/reclaim/recommendations/{rec_id}", may())),

@@ -104,3 +104,24 @@ def test_bad_input_is_a_problem_naming_the_field(client: TestClient, city: MiniC
         assert answer.status_code in (404, 422), (url, answer.text)
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["errors"][0]["field"].split(".")[-1] == field, (url, answer.text)
+
+
+def test_budgets_through_the_api(client: TestClient, session: Session, city: MiniCity) -> None:
+    _servers(session, city)
+    ops, dept = auth(city, "ops"), auth(city, "dept")
+    year = beijing_today().year
+    for code in ("990100-D01", "990100-D02"):
+        answer = client.put("/api/v1/budgets", headers=ops, json={"unit": code, "year": year, "amount": "100"})
+        assert answer.status_code == 200, answer.text
+    mine = client.get(f"/api/v1/budgets?year={year}", headers=dept).json()
+    assert [b["unit_code"] for b in mine["items"]] == ["990100-D01"]
+    assert mine["items"][0]["over"] is True  # a c4m8 all year costs more than 100 CNY
+    request = client.post("/api/v1/requests", headers=dept, json={
+        "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "业务上线需要应用服务器",
+        "items": [{"flavor": "c2m4"}]}).json()
+    assert request["status"] == "awaiting_leader"
+    assert request["over_budget"].startswith("超出预算")
+    bad = client.put("/api/v1/budgets", headers=ops, json={"unit": "990100-D01", "year": 1999, "amount": "1"})
+    assert (bad.status_code, bad.json()["errors"][0]["field"]) == (422, "year")
+    assert client.put("/api/v1/budgets", headers=dept, json={"unit": "990100-D01", "year": year,
+                                                              "amount": "1"}).status_code == 403
