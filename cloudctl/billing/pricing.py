@@ -61,6 +61,7 @@ class PriceBook:
     rows: Iterable[TariffRow]
     defaults: dict[str, Decimal]
     _by_key: dict[tuple[int, str], list[TariffRow]] = field(init=False, default_factory=dict)
+    _starts: dict[int, list[date]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         grouped: dict[tuple[int, str], list[TariffRow]] = defaultdict(list)
@@ -70,6 +71,15 @@ class PriceBook:
         for rows in grouped.values():
             rows.sort(key=lambda r: (-len(r.flavor_family), -r.effective_from.toordinal()))
         self._by_key = dict(grouped)
+        starts: dict[int, set[date]] = defaultdict(set)
+        for (cloud_id, _), rows in grouped.items():
+            starts[cloud_id].update(r.effective_from for r in rows)
+        self._starts = {cloud_id: sorted(days) for cloud_id, days in starts.items()}
+
+    def changes(self, cloud_id: int, after: date, until: date) -> list[date]:
+        """The days in (after, until] on which a price of the cloud changes, in order."""
+        days = self._starts.get(cloud_id, ())
+        return [day for day in days if after < day <= until]
 
     def price(self, cloud_id: int, resource: str, flavor: str, day: date) -> Decimal:
         """The price per unit and month of ``resource`` for a server of ``flavor`` on ``cloud_id`` on ``day``."""
@@ -131,14 +141,13 @@ def charge(uses: Sequence[Use], first: date, book: PriceBook) -> list[Charge]:
                     Decimal(0) if disk_only else book.price(use.cloud_id, "ram_gib", use.flavor, day),
                     book.price(use.cloud_id, "disk_gib", use.flavor, day))
 
+        # Prices change only on the days a tariff of the cloud starts: one look-up per run of days, not per day.
         run_start, run_prices = begin, prices_on(begin)
-        day = begin + timedelta(days=1)
-        while day <= stop:
+        for day in book.changes(use.cloud_id, begin, stop):
             prices = prices_on(day)
             if prices != run_prices:
                 lines.append(_line(use, run_start, day - timedelta(days=1), count, run_prices))
                 run_start, run_prices = day, prices
-            day += timedelta(days=1)
         lines.append(_line(use, run_start, stop, count, run_prices))
     return lines
 

@@ -156,7 +156,8 @@ class Statement:
                                totals=self.totals(), lines=self.lines)
 
 
-def statement(session: Session, principal: Principal, month: str, *, unit: str | None = None) -> Statement:
+def statement(session: Session, principal: Principal, month: str, *, unit: str | None = None,
+              book: PriceBook | None = None) -> Statement:
     """The month's statement of the units the principal sees (of ``unit`` and those under it, if given): the
     stored lines of a closed month, else the month priced now from the inventory and the tariff history."""
     authorize(principal, "billing.statement:read")
@@ -171,7 +172,7 @@ def statement(session: Session, principal: Principal, month: str, *, unit: str |
                                                 StatementLine.cloud_name, StatementLine.server_name,
                                                 StatementLine.first_day, StatementLine.id))
         return Statement(month, closed, [StatementLinePublic.model_validate(line) for line in stored])
-    charges = _price(session, principal, first, unit=unit)
+    charges = _price(session, principal, first, unit=unit, book=book)
     return Statement(month, None, [StatementLinePublic.model_validate(_as_line(c, 0)) for c in charges])
 
 
@@ -197,7 +198,7 @@ def close_month(session: Session, principal: Principal, month: str) -> Statement
 
 
 def _price(session: Session, principal: Principal, first: date, *, unit: str | None,
-           scoped: bool = True) -> list[Charge]:
+           scoped: bool = True, book: PriceBook | None = None) -> list[Charge]:
     start, _, _ = month_days(first)
     # Servers deleted before the month began are not on its bill.
     began = datetime.combine(start, time(0), tzinfo=BEIJING)
@@ -208,7 +209,7 @@ def _price(session: Session, principal: Principal, first: date, *, unit: str | N
     if unit is not None:
         query = query.where(under(session, principal, unit, Server.unit_id))
     uses = [server_use(server) for server in session.scalars(query.order_by(Server.id))]
-    return charge([u for u in uses if u is not None], first, price_book(session))
+    return charge([u for u in uses if u is not None], first, book or price_book(session))
 
 
 def server_use(server: Server) -> Use | None:

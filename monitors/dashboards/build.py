@@ -92,6 +92,14 @@ DASHBOARDS = (
             ("topk(10, unit_cloud:cloudctl_quota_vcpus_usage:ratio)", "{{unit}} {{cloud}}"),),
               kind="bargauge", w=8, unit="percentunit", thresholds=RED_AMBER),
         Panel("资源申请 requests", (("cloudctl_resource_requests", "{{status}}"),), kind="bargauge", w=8),
+        Panel("本月费用 cost this month (CNY)", (("sum by (cloud) (cloudctl_cost_month_cny)", "{{cloud}}"),),
+              kind="bargauge", w=12, unit="currencyCNY",
+              description="This month's cost at each cloud's tariffs; running servers counted to the month's end."),
+        Panel("预算已承诺 budget committed", (
+            ("topk(15, cloudctl_budget_committed_cny / cloudctl_budget_cny)", "{{unit}}"),),
+              kind="bargauge", w=12, unit="percentunit", thresholds=((None, "green"), (0.8, "orange"), (1.0, "red")),
+              description="What each unit has committed this year (months gone by, this month, the months left at "
+                          "today's prices) against its budget."),
         Panel("API 请求 requests/s", (("sum by (handler) (rate(cloudctl_api_http_requests_total[5m]))",
                                       "{{handler}}"),), unit="reqps"),
         Panel("API 延迟 p95", (("histogram_quantile(0.95, sum by (le) "

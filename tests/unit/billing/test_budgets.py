@@ -146,8 +146,8 @@ def test_over_budget_is_refused_when_so_configured(session: Session, city: MiniC
 
 
 def test_thresholds_are_told_once_each_through_the_outbox(session: Session, city: MiniCity) -> None:
-    budget = budgets.set_budget(session, ADMIN, BudgetSet(unit="990100-D01", year=YEAR,
-                                                          amount=(committed_now() / Decimal("0.85")).quantize(Decimal("0.01"))))
+    amount = (committed_now() / Decimal("0.85")).quantize(Decimal("0.01"))
+    budget = budgets.set_budget(session, ADMIN, BudgetSet(unit="990100-D01", year=YEAR, amount=amount))
     assert budget.percent == 85.0
     assert budgets.remind_budgets(session, utcnow()) == 1
     assert budgets.remind_budgets(session, utcnow()) == 0  # told once
