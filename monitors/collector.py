@@ -165,6 +165,7 @@ class CloudctlCollector(Collector):
         yield from self._quotas(session)
         yield from self._requests(session)
         yield from self._money(session)
+        yield from self._planning(session)
         yield from self._reclaim(session)
         yield from self._extranet(session)
         yield from self._security(session)
@@ -265,8 +266,8 @@ class CloudctlCollector(Collector):
                                       "What each unit with a budget has committed this year, CNY: months gone by, "
                                       "this month, and the months left at today's prices.", labels=["unit"])
         budgeted: dict[str, tuple[float, float]] = {}
-        for budget in session.scalars(select(Budget).where(Budget.year == today.year, Budget.system_key == 0)):
-            status = budgets.budget_status(session, budget, book=book, today=today)
+        rows = list(session.scalars(select(Budget).where(Budget.year == today.year, Budget.system_key == 0)))
+        for budget, status in zip(rows, budgets.budget_statuses(session, rows, book=book, today=today), strict=True):
             unit = labels.get(budget.unit_code, budget.unit_code)
             was = budgeted.get(unit, (0.0, 0.0))
             budgeted[unit] = (was[0] + float(status.amount), was[1] + float(status.committed))
@@ -275,6 +276,22 @@ class CloudctlCollector(Collector):
             committed.add_metric([unit], round(spent, 2))
         yield amount
         yield committed
+
+    def _planning(self, session: Session) -> Iterator[Metric]:
+        """When each cloud's allocations reach the planning threshold, by each model, with and without reclaim."""
+        from cloudctl.reclaim.planning import purchase_plan
+
+        months = GaugeMetricFamily("cloudctl_capacity_threshold_months",
+                                   "Months until a cloud's allocations reach the purchase-planning threshold of its "
+                                   "capacity (0: reached), by model (linear, holt) and whether reclaim is carried out "
+                                   "first; absent when the trend never gets there within ten years.",
+                                   labels=["cloud", "resource", "model", "reclaim"])
+        for row in purchase_plan(session, EXPORTER):
+            for answer in row.forecasts:
+                if answer.months is not None:
+                    months.add_metric([row.cloud, row.resource, answer.model, str(answer.reclaim).lower()],
+                                      answer.months)
+        yield months
 
     def _reclaim(self, session: Session) -> Iterator[Metric]:
         vcpus = GaugeMetricFamily("cloudctl_reclaim_reclaimable_vcpus",

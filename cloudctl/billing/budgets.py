@@ -13,11 +13,13 @@ system's budget covers that system's servers.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl import notify
@@ -35,7 +37,8 @@ from cloudctl.core.models import BEIJING, beijing_today, utcnow
 from cloudctl.notify.sender import reminder
 from cloudctl.org.service import get_system, get_unit, under
 
-__all__ = ["budget_status", "check_request", "committed_cost", "list_budgets", "remind_budgets", "set_budget"]
+__all__ = ["budget_status", "budget_statuses", "check_request", "committed_cost", "committed_costs", "list_budgets",
+           "remind_budgets", "set_budget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +93,14 @@ def list_budgets(session: Session, principal: Principal, *, year: int | None = N
         query = query.where(under(session, principal, unit, Budget.unit_id))
     rows, total = read.page(session, query, limit=limit, offset=offset,
                             order_by=(Budget.year.desc(), Budget.unit_id, Budget.system_key, Budget.id))
-    book = price_book(session)
-    return [budget_status(session, row, book=book) for row in rows], total
+    return budget_statuses(session, rows), total
 
 
 def budget_status(session: Session, budget: Budget, *, book: PriceBook | None = None,
-                  today: date | None = None) -> BudgetPublic:
-    committed = committed_cost(session, budget.unit_id, budget.business_system_id, budget.year, book=book,
-                               today=today)
+                  today: date | None = None, committed: Committed | None = None) -> BudgetPublic:
+    if committed is None:
+        committed = committed_cost(session, budget.unit_id, budget.business_system_id, budget.year, book=book,
+                                   today=today)
     return BudgetPublic(
         id=budget.id, unit_code=budget.unit_code, unit_name=budget.unit.name, year=budget.year,
         business_system_id=budget.business_system_id, business_system=budget.business_system_name,
@@ -107,60 +110,90 @@ def budget_status(session: Session, budget: Budget, *, book: PriceBook | None = 
         set_by=budget.set_by, set_at=budget.set_at)
 
 
+def budget_statuses(session: Session, budgets: Sequence[Budget], *, book: PriceBook | None = None,
+                    today: date | None = None) -> list[BudgetPublic]:
+    """:func:`budget_status` of many budgets, each year's inventory read and priced once for all of them."""
+    book = book or price_book(session)
+    by_year: dict[int, list[Budget]] = defaultdict(list)
+    for budget in budgets:
+        by_year[budget.year].append(budget)
+    committed: dict[int, Committed] = {}
+    for year, group in by_year.items():
+        keys = [(b.unit_id, b.business_system_id) for b in group]
+        costs = committed_costs(session, keys, year, book=book, today=today)
+        committed.update((b.id, costs[(b.unit_id, b.business_system_id)]) for b in group)
+    return [budget_status(session, b, committed=committed[b.id]) for b in budgets]
+
+
 def _percent(part: Decimal, whole: Decimal) -> float | None:
     return round(float(part / whole * 100), 1) if whole > 0 else None
+
+
+Key = tuple[int, int | None]  # (unit id, business system id or None for the whole unit)
 
 
 def committed_cost(session: Session, unit_id: int, system_id: int | None, year: int, *,
                    book: PriceBook | None = None, today: date | None = None) -> Committed:
     """What the unit's own servers (of one system, if given) cost in ``year``: spent, this month, months ahead."""
+    return committed_costs(session, [(unit_id, system_id)], year, book=book, today=today)[(unit_id, system_id)]
+
+
+def committed_costs(session: Session, keys: Sequence[Key], year: int, *, book: PriceBook | None = None,
+                    today: date | None = None) -> dict[Key, Committed]:
+    """:func:`committed_cost` of many units (or their systems) at once: one read of the servers and of the closed
+    months' lines, and each open month priced once."""
     today = today or beijing_today()
     book = book or price_book(session)
     current = today.replace(day=1)
-    months = [date(year, m, 1) for m in range(1, 13)]
-    spent = this_month = ahead = Decimal("0.00")
-    servers = [use for use in (server_use(s) for s in session.scalars(_servers(unit_id, system_id, date(year, 1, 1))))
-               if use is not None]
+    units = sorted({unit for unit, _ in keys})
+    began = datetime.combine(date(year, 1, 1), datetime.min.time(), tzinfo=BEIJING)
+    servers: list[Use] = []
+    for start in range(0, len(units), 500):
+        query = select(Server).where(Server.unit_id.in_(units[start:start + 500]),
+                                     or_(Server.status != "DELETED", Server.updated_at >= began))
+        servers.extend(u for u in (server_use(s) for s in session.scalars(query.order_by(Server.id)))
+                       if u is not None)
+
+    def keys_of(unit_id: int, system_id: int | None) -> tuple[Key, Key]:
+        return (unit_id, None), (unit_id, system_id)
+
+    spent: dict[Key, Decimal] = defaultdict(Decimal)
+    this_month: dict[Key, Decimal] = defaultdict(Decimal)
     closed = {row.month: row.id for row in session.scalars(select(StatementMonth).where(
         StatementMonth.month.like(f"{year}-%")))}
-    monthly = _monthly(servers, book, today)
-    for first in months:
-        key = first.strftime("%Y-%m")
+    if closed:
+        for start in range(0, len(units), 500):
+            for unit_id, system_id, cost in session.execute(
+                    select(StatementLine.unit_id, StatementLine.business_system_id, StatementLine.cost).where(
+                        StatementLine.month_id.in_(list(closed.values())),
+                        StatementLine.unit_id.in_(units[start:start + 500]))):
+                for key in set(keys_of(unit_id, system_id)):
+                    spent[key] += cost
+    months_ahead = 0
+    for number in range(1, 13):
+        first = date(year, number, 1)
         if first > current:
-            ahead += monthly
-        elif key in closed:
-            stored = select(StatementLine.cost).where(StatementLine.month_id == closed[key],
-                                                      StatementLine.unit_id == unit_id)
-            if system_id is not None:
-                stored = stored.where(StatementLine.business_system_id == system_id)
-            spent += sum(session.scalars(stored), Decimal("0.00"))
-        else:
-            cost = sum((c.cost for c in charge(servers, first, book)), Decimal("0.00"))
-            if first == current:
-                this_month += cost
-            else:
-                spent += cost
-    return Committed(spent, this_month, ahead, monthly)
-
-
-def _servers(unit_id: int, system_id: int | None, since: date) -> Select[Server]:
-    began = datetime.combine(since, datetime.min.time(), tzinfo=BEIJING)
-    query = select(Server).where(Server.unit_id == unit_id,
-                                 or_(Server.status != "DELETED", Server.updated_at >= began))
-    if system_id is not None:
-        query = query.where(Server.business_system_id == system_id)
-    return query.order_by(Server.id)
-
-
-def _monthly(servers: list[Use], book: PriceBook, today: date) -> Decimal:
-    """A whole month of what runs today, at today's prices."""
-    total = Decimal(0)
-    for use in servers:
-        if use.last_day is not None:
+            months_ahead += 1
             continue
-        total += _month_of(book, use.cloud_id, use.flavor, use.vcpus, use.ram_mb, use.disk_gib, today,
-                           disk_only=use.status in DISK_ONLY)
-    return total.quantize(CENT, rounding=ROUND_HALF_UP)
+        if first.strftime("%Y-%m") in closed:
+            continue
+        target = this_month if first == current else spent
+        for line in charge(servers, first, book):
+            for key in set(keys_of(line.use.unit_id, line.use.business_system_id)):
+                target[key] += line.cost
+    monthly: dict[Key, Decimal] = defaultdict(Decimal)
+    for use in servers:
+        if use.last_day is None:
+            cost = _month_of(book, use.cloud_id, use.flavor, use.vcpus, use.ram_mb, use.disk_gib, today,
+                             disk_only=use.status in DISK_ONLY)
+            for key in set(keys_of(use.unit_id, use.business_system_id)):
+                monthly[key] += cost
+    answers = {}
+    for key in keys:
+        rate = monthly[key].quantize(CENT, rounding=ROUND_HALF_UP)
+        answers[key] = Committed(spent[key].quantize(CENT), this_month[key].quantize(CENT), rate * months_ahead,
+                                 rate)
+    return answers
 
 
 def _month_of(book: PriceBook, cloud_id: int, flavor: str, vcpus: int, ram_mb: int, disk_gib: int, day: date,
@@ -221,8 +254,8 @@ def remind_budgets(session: Session, now: datetime) -> int:
     today = beijing_today(now)
     book = price_book(session)
     emitted = 0
-    for budget in session.scalars(select(Budget).where(Budget.year == today.year).order_by(Budget.id)):
-        status = budget_status(session, budget, book=book, today=today)
+    rows = list(session.scalars(select(Budget).where(Budget.year == today.year).order_by(Budget.id)))
+    for budget, status in zip(rows, budget_statuses(session, rows, book=book, today=today), strict=True):
         if status.percent is None:
             continue
         reached = [t for t in thresholds if status.percent >= t and t > budget.warned_percent]

@@ -8,7 +8,7 @@ container cloud stand beside it (simulator-backed in the demo).
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -83,8 +83,37 @@ def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: i
         pending = _seed_pending_requests(session, city, rng)
         for name, *_ in CLOUDS:
             service.capacity(session, principal, name)  # the snapshot the exporter reads
+        history = _seed_capacity_history(session, rng)
     return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": len(quotas), "servers": servers,
-            "pending_requests": pending}
+            "pending_requests": pending, "capacity_months": history}
+
+
+HISTORY_MONTHS = 24
+
+
+def _seed_capacity_history(session: Session, rng: random.Random) -> int:
+    """Two years of monthly capacity before this month, as the snapshots would have kept them: the same hardware,
+    allocations growing towards today's as systems moved onto the cloud (存量系统逐步上云), with some noise."""
+    from cloudctl.compute.models import CapacityMonth
+
+    rows = 0
+    current = list(session.scalars(select(CapacityMonth)))
+    for now in current:
+        year, month = (int(part) for part in now.month.split("-"))
+        # Where the cloud stood two years ago: a little over half of today's allocations.
+        start = 0.55 + 0.1 * rng.random()
+        for back in range(HISTORY_MONTHS, 0, -1):
+            y, m = divmod(year * 12 + month - 1 - back, 12)
+            share = start + (1 - start) * (HISTORY_MONTHS - back) / HISTORY_MONTHS
+            share *= 1 + rng.uniform(-0.02, 0.02)
+            session.add(CapacityMonth(
+                cloud_id=now.cloud_id, resource=now.resource, month=f"{y:04d}-{m + 1:02d}", total=now.total,
+                reserved=now.reserved, allocation_ratio=now.allocation_ratio, allocated=int(now.allocated * share),
+                promised=int(now.promised * min(1.0, share * 1.05)),
+                taken_at=datetime(y, m + 1, 28, tzinfo=UTC)))
+            rows += 1
+    session.flush()
+    return rows
 
 
 # Flavors VMs of a government system usually get, weighted: mostly small application servers.

@@ -13,6 +13,7 @@ from cloudctl.org.models import BusinessSystem, Unit
 
 __all__ = [
     "AddressKind",
+    "CapacityMonth",
     "CapacitySnapshot",
     "Cloud",
     "CloudKind",
@@ -116,6 +117,31 @@ class CapacitySnapshot(Base):
     allocation_ratio: Mapped[float]
     used: Mapped[int]
     taken_at: Mapped[datetime]
+
+
+class CapacityMonth(Base):
+    """A cloud's capacity in one month (Beijing), per resource, as its last snapshot of that month found it: the
+    monthly history purchase planning trends and forecasts. ``allocated`` is what the cloud's servers hold (its
+    Placement allocations), ``promised`` what the units' quotas promise."""
+
+    __tablename__ = "cloud_capacity_months"
+    __table_args__ = (UniqueConstraint("cloud_id", "resource", "month",
+                                       name="uq_cloud_capacity_months_cloud_resource"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="CASCADE"), index=True)
+    resource: Mapped[str] = mapped_column(String(16))
+    month: Mapped[str] = mapped_column(String(7))
+    total: Mapped[int]
+    reserved: Mapped[int]
+    allocation_ratio: Mapped[float]
+    allocated: Mapped[int]
+    promised: Mapped[int]
+    taken_at: Mapped[datetime]
+
+    @property
+    def usable(self) -> int:
+        return int((self.total - self.reserved) * self.allocation_ratio)
 
 
 class Quota(_OwnedOnCloud, TimestampMixin, Base):

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     # (in total); a quota increase always does.
     leader_approval_min_vcpus: int = Field(default=17, ge=0)
     leader_approval_min_ram_gb: int = Field(default=33, ge=0)
+    # Purchase planning: the forecast says when each cloud's allocations reach this share of its capacity.
+    capacity_threshold: float = Field(default=0.8, gt=0, le=2)
     # Budgets (预算): a request that would take its unit's (or business system's) committed cost for the year over
     # the budget goes through the department leader's step and is never approved automatically ("leader"), is
     # refused ("refuse"), or only says so ("warn"); the unit and ops are told when the committed cost reaches each

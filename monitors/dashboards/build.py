@@ -113,6 +113,12 @@ DASHBOARDS = (
               unit="currencyCNY"),
         Panel("回收建议 recommendations", (('sum by (kind) (cloudctl_reclaim_recommendations{state=~"open|notified|'
                                         'scheduled"})', "{{kind}}"),), kind="stat", w=6),
+        Panel("距达到采购阈值 months to the planning threshold", (
+            ('cloudctl_capacity_threshold_months{model="holt",reclaim="false"}', "{{cloud}} {{resource}}"),
+            ('cloudctl_capacity_threshold_months{model="holt",reclaim="true"}', "{{cloud}} {{resource}} 含回收")),
+              kind="bargauge", w=24, h=8, thresholds=((None, "red"), (6, "orange"), (12, "green")),
+              description="Months until allocations reach the threshold of capacity (Holt's smoothing over the "
+                          "monthly history), without and with the open reclaim recommendations carried out."),
         Panel("可回收 vCPU 最多的单位 top units", (("topk(15, cloudctl_reclaim_reclaimable_vcpus)", "{{unit}}"),),
               kind="bargauge", w=12, h=10),
         Panel("建议状态 by state", (("sum by (state) (cloudctl_reclaim_recommendations)", "{{state}}"),),

@@ -487,6 +487,8 @@ PROBES: list[Probe] = [
     Probe("GET", "/api/v1/reclaim/summary", may(), dept_check=_reclaim_summary_own),
     Probe("GET", "/api/v1/reclaim/summary", may(), query="?by=system"),
     Probe("GET", "/api/v1/reclaim/summary", may(), query="?by=cloud"),
+    # Purchase planning is the city's capacity: not a department's figure.
+    Probe("GET", "/api/v1/reclaim/purchase-plan", may(dept=403)),
     # ------------------------------------------------------------ extranet
     Probe("GET", "/api/v1/extranet/access-rate", may()),
     *lists("/api/v1/extranet/links"),

@@ -1,8 +1,9 @@
-"""money: tariffs per provider cloud, stored statements of closed months, budgets, requests over budget
+"""money and capacity: tariffs per provider cloud, stored statements of closed months, budgets, requests over
+budget, and the monthly capacity history purchase planning forecasts from
 
 Revision ID: 0018
 Revises: 0016
-Create Date: 2026-12-05 07:17:19
+Create Date: 2026-12-05 07:24:45
 """
 
 from collections.abc import Sequence
@@ -29,6 +30,24 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_statement_months')),
     sa.UniqueConstraint('month', name=op.f('uq_statement_months_month'))
     )
+    op.create_table('cloud_capacity_months',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('cloud_id', sa.Integer(), nullable=False),
+    sa.Column('resource', sa.String(length=16), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('total', sa.Integer(), nullable=False),
+    sa.Column('reserved', sa.Integer(), nullable=False),
+    sa.Column('allocation_ratio', sa.Double(), nullable=False),
+    sa.Column('allocated', sa.Integer(), nullable=False),
+    sa.Column('promised', sa.Integer(), nullable=False),
+    sa.Column('taken_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['cloud_id'], ['clouds.id'], name=op.f('fk_cloud_capacity_months_cloud_id_clouds'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_cloud_capacity_months')),
+    sa.UniqueConstraint('cloud_id', 'resource', 'month', name='uq_cloud_capacity_months_cloud_resource')
+    )
+    with op.batch_alter_table('cloud_capacity_months', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_cloud_capacity_months_cloud_id'), ['cloud_id'], unique=False)
+
     op.create_table('tariffs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('cloud_id', sa.Integer(), nullable=False),
@@ -126,5 +145,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tariffs_cloud_id'))
 
     op.drop_table('tariffs')
+    with op.batch_alter_table('cloud_capacity_months', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_cloud_capacity_months_cloud_id'))
+
+    op.drop_table('cloud_capacity_months')
     op.drop_table('statement_months')
     # ### end Alembic commands ###
