@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service
-from cloudctl.compute.models import CloudKind
+from cloudctl.compute.models import CloudKind, UnitProject
 from cloudctl.compute.providers import provider_for, simulator_store
 from cloudctl.compute.providers.base import ServerInfo, ServerSpec
 from cloudctl.compute.providers.simulator import SimulatorProvider
@@ -84,8 +84,9 @@ def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: i
         for name, *_ in CLOUDS:
             service.capacity(session, principal, name)  # the snapshot the exporter reads
         history = _seed_capacity_history(session, rng)
+        volumes = _seed_volumes(session, principal, rng)
     return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": len(quotas), "servers": servers,
-            "pending_requests": pending, "capacity_months": history}
+            "pending_requests": pending, "capacity_months": history, "volumes": volumes}
 
 
 HISTORY_MONTHS = 24
@@ -199,3 +200,37 @@ def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random)
             "items": [{"flavor": flavor, "count": count}]}))
         pending += request.status.value == "submitted"
     return pending
+
+
+def _seed_volumes(session: Session, principal: Principal, rng: random.Random) -> int:
+    """Data volumes (云硬盘) on the city cloud: about a third of the servers have one, and some volumes were left
+    behind unattached (the server moved on, a test that ended), for days or months: storage for reclaim to find."""
+    from cloudctl.compute import volumes as inventory
+    from cloudctl.compute.models import Server, Volume
+
+    cloud = service.get_cloud(session, principal, "city-cloud")
+    provider = provider_for(cloud)
+    assert isinstance(provider, SimulatorProvider)
+    servers = list(session.scalars(select(Server).where(Server.cloud_id == cloud.id, Server.status != "DELETED")
+                                   .order_by(Server.id)))
+    projects = dict(session.execute(select(UnitProject.unit_id, UnitProject.project_id)
+                                    .where(UnitProject.cloud_id == cloud.id)).all())
+    made = 0
+    left: list[str] = []
+    for server in servers:
+        if server.unit_id is None or rng.random() > 0.35:
+            continue
+        kind = rng.choice(("ssd", "ssd", "hdd"))
+        volume = provider.create_volume(projects[server.unit_id], f"{server.name}-data", kind,
+                                        rng.choice((100, 200, 500, 1000)))
+        made += 1
+        if rng.random() < 0.1:
+            left.append(volume.provider_id)  # never attached, or its server has moved on
+            continue
+        provider.attach_volume(volume.provider_id, server.provider_id)
+    inventory.sync_volumes(session, principal, cloud.name)
+    now = utcnow()
+    for row in session.scalars(select(Volume).where(Volume.provider_id.in_(left)).order_by(Volume.id)):
+        row.detached_since = now - timedelta(days=rng.randint(3, 240))
+    session.flush()
+    return made

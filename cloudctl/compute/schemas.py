@@ -30,6 +30,7 @@ __all__ = [
     "ServerAddressPublic",
     "ServerPublic",
     "ServerResize",
+    "VolumePublic",
 ]
 
 # A display name, a flavor, a cloud: one line a person reads.
@@ -282,3 +283,21 @@ class ServerResize(Schema):
     flavor: Annotated[str, StringConstraints(min_length=1, max_length=64), NoControl] = Field(
         description="a flavor of the server's cloud")
     confirm: bool = Field(default=True, description="confirm the resize (Nova's VERIFY_RESIZE) at once")
+
+
+class VolumePublic(Schema):
+    """A block volume (云硬盘): its size in GiB, what it is attached to, since when it is not."""
+
+    id: int
+    name: str
+    cloud: str = Field(validation_alias="cloud_name")
+    unit_code: str | None
+    business_system: str | None = Field(validation_alias="business_system_name")
+    volume_type: str
+    size_gib: int
+    status: str
+    server_id: int | None
+    server: str | None = Field(validation_alias="server_name")
+    detached_since: datetime | None
+    provider_created_at: datetime | None
+    synced_at: datetime | None

@@ -120,6 +120,18 @@ def _build(session: Session) -> World:
         provisioning.decommission_server(session, ADMIN, server.id)
         target["due_server"] = str(server.id)
     compute.capacity(session, ADMIN, "test-cloud")  # the snapshot the big screen reads
+    # A data volume each, attached to a server of the unit.
+    from cloudctl.compute import volumes
+    from cloudctl.compute.models import Volume
+    from tests.factories import simulator_of
+
+    sim = simulator_of(session)
+    for server in (fleet.servers["busy"], fleet.servers["other-idle"]):
+        made = sim.create_volume(sim.get_server(server.provider_id).project, f"{server.name}-data", "ssd", 100)
+        sim.attach_volume(made.provider_id, server.provider_id)
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    for target, server in ((own, fleet.servers["busy"]), (other, fleet.servers["other-idle"])):
+        target["volume"] = str(session.scalars(select(Volume.id).where(Volume.server_id == server.id)).one())
     own["server"], other["server"] = str(fleet.servers["busy"].id), str(fleet.servers["other-idle"].id)
     own["flavor"], other["flavor"] = fleet.servers["busy"].flavor, fleet.servers["other-idle"].flavor
 
@@ -347,7 +359,7 @@ PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "s
               "shift_id": "shift", "drill_id": "drill", "item_id": "item", "job_id": "job", "name": "cloud",
               "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase",
               "notification_id": "notification", "subscription_id": "subscription", "extension_id": "extension",
-              "attachment_id": "attachment", "kind": "template_kind"}
+              "attachment_id": "attachment", "kind": "template_kind", "volume_id": "volume"}
 
 
 def _units_only_own(body: Any, world: World) -> None:
@@ -460,6 +472,8 @@ PROBES: list[Probe] = [
     *scoped(Probe("POST", "/api/v1/servers/{server_id}/actions/{action}", may(*WRITE, "dept", ok=409))),
     *scoped(Probe("POST", "/api/v1/servers/{server_id}/resize", may(*WRITE, "dept", ok=422),
                   body={"flavor": "{flavor}"}, label="to its own flavor")),
+    *lists("/api/v1/volumes"),
+    *scoped(Probe("GET", "/api/v1/volumes/{volume_id}", may())),
     # ------------------------------------------------------------ money
     Probe("GET", "/api/v1/tariffs", may()),
     Probe("POST", "/api/v1/tariffs", may(*WRITE, ok=201),

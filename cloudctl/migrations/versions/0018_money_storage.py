@@ -1,9 +1,9 @@
-"""money and capacity: tariffs per provider cloud, stored statements of closed months, budgets, requests over
-budget, and the monthly capacity history purchase planning forecasts from
+"""money, capacity and storage: tariffs per provider cloud, stored statements of closed months, budgets, requests
+over budget, the monthly capacity history purchase planning forecasts from, and block volumes
 
 Revision ID: 0018
 Revises: 0016
-Create Date: 2026-12-05 07:24:45
+Create Date: 2026-12-05 07:33:32
 """
 
 from collections.abc import Sequence
@@ -121,6 +121,35 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_statement_lines_month_id'), ['month_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_statement_lines_unit_id'), ['unit_id'], unique=False)
 
+    op.create_table('volumes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('cloud_id', sa.Integer(), nullable=False),
+    sa.Column('provider_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=True),
+    sa.Column('business_system_id', sa.Integer(), nullable=True),
+    sa.Column('volume_type', sa.String(length=64), nullable=False),
+    sa.Column('size_gib', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=32), nullable=False),
+    sa.Column('server_id', sa.Integer(), nullable=True),
+    sa.Column('detached_since', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('provider_created_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('synced_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', cloudctl.core.models.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', cloudctl.core.models.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.ForeignKeyConstraint(['business_system_id'], ['business_systems.id'], name=op.f('fk_volumes_business_system_id_business_systems'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['cloud_id'], ['clouds.id'], name=op.f('fk_volumes_cloud_id_clouds'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['server_id'], ['servers.id'], name=op.f('fk_volumes_server_id_servers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_volumes_unit_id_units'), ondelete='RESTRICT'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_volumes')),
+    sa.UniqueConstraint('cloud_id', 'provider_id', name='uq_volumes_cloud_id_provider_id')
+    )
+    with op.batch_alter_table('volumes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_volumes_cloud_id'), ['cloud_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_volumes_server_id'), ['server_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_volumes_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_volumes_unit_id'), ['unit_id'], unique=False)
+
     with op.batch_alter_table('resource_requests', schema=None) as batch_op:
         batch_op.add_column(sa.Column('over_budget', sa.String(length=500), nullable=True))
 
@@ -132,6 +161,13 @@ def downgrade() -> None:
     with op.batch_alter_table('resource_requests', schema=None) as batch_op:
         batch_op.drop_column('over_budget')
 
+    with op.batch_alter_table('volumes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_volumes_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_volumes_status'))
+        batch_op.drop_index(batch_op.f('ix_volumes_server_id'))
+        batch_op.drop_index(batch_op.f('ix_volumes_cloud_id'))
+
+    op.drop_table('volumes')
     with op.batch_alter_table('statement_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_statement_lines_unit_id'))
         batch_op.drop_index(batch_op.f('ix_statement_lines_month_id'))
