@@ -26,8 +26,8 @@ from cloudctl import notify
 from cloudctl.billing.models import Budget, StatementLine, StatementMonth
 from cloudctl.billing.pricing import CENT, DISK_ONLY, PriceBook, Use, charge, month_days
 from cloudctl.billing.schemas import BudgetPublic, BudgetSet
-from cloudctl.billing.service import price_book, server_use
-from cloudctl.compute.models import ResourceRequest, Server
+from cloudctl.billing.service import price_book, server_use, volume_use
+from cloudctl.compute.models import ResourceRequest, Server, Volume
 from cloudctl.compute.provisioning import register_submission_check
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
@@ -153,6 +153,9 @@ def committed_costs(session: Session, keys: Sequence[Key], year: int, *, book: P
                                      or_(Server.status != "DELETED", Server.updated_at >= began))
         servers.extend(u for u in (server_use(s) for s in session.scalars(query.order_by(Server.id)))
                        if u is not None)
+        held = select(Volume).where(Volume.unit_id.in_(units[start:start + 500]),
+                                    or_(Volume.status != "deleted", Volume.updated_at >= began))
+        servers.extend(u for u in (volume_use(v) for v in session.scalars(held.order_by(Volume.id))) if u is not None)
 
     def keys_of(unit_id: int, system_id: int | None) -> tuple[Key, Key]:
         return (unit_id, None), (unit_id, system_id)
@@ -184,8 +187,10 @@ def committed_costs(session: Session, keys: Sequence[Key], year: int, *, book: P
     monthly: dict[Key, Decimal] = defaultdict(Decimal)
     for use in servers:
         if use.last_day is None:
-            cost = _month_of(book, use.cloud_id, use.flavor, use.vcpus, use.ram_mb, use.disk_gib, today,
-                             disk_only=use.status in DISK_ONLY)
+            cost = (book.price(use.cloud_id, use.disk_resource, use.flavor, today) * use.disk_gib
+                    if use.kind == "volume" else
+                    _month_of(book, use.cloud_id, use.flavor, use.vcpus, use.ram_mb, use.disk_gib, today,
+                              disk_only=use.status in DISK_ONLY))
             for key in set(keys_of(use.unit_id, use.business_system_id)):
                 monthly[key] += cost
     answers = {}

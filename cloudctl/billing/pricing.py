@@ -109,6 +109,9 @@ class Use:
     status: str
     first_day: date  # launched (Beijing date)
     last_day: date | None  # deleted (Beijing date); None while it exists
+    # A block volume is charged for its GiB at its type's price (volume_gib:<type>), and nothing else.
+    kind: str = "server"
+    disk_resource: str = "disk_gib"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +137,12 @@ def charge(uses: Sequence[Use], first: date, book: PriceBook) -> list[Charge]:
         stop = min(use.last_day or end, end)
         if begin > stop:
             continue
-        disk_only = use.status in DISK_ONLY
+        disk_only = use.status in DISK_ONLY or use.kind == "volume"
 
         def prices_on(day: date, use: Use = use, disk_only: bool = disk_only) -> tuple[Decimal, Decimal, Decimal]:
             return (Decimal(0) if disk_only else book.price(use.cloud_id, "vcpu", use.flavor, day),
                     Decimal(0) if disk_only else book.price(use.cloud_id, "ram_gib", use.flavor, day),
-                    book.price(use.cloud_id, "disk_gib", use.flavor, day))
+                    book.price(use.cloud_id, use.disk_resource, use.flavor, day))
 
         # Prices change only on the days a tariff of the cloud starts: one look-up per run of days, not per day.
         run_start, run_prices = begin, prices_on(begin)

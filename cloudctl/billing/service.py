@@ -21,7 +21,7 @@ from cloudctl.billing.models import StatementLine, StatementMonth, Tariff
 from cloudctl.billing.pricing import Charge, PriceBook, TariffRow, Use, charge, month_days, parse_month
 from cloudctl.billing.schemas import StatementLinePublic, StatementPublic, StatementTotal, TariffPublic, TariffSet
 from cloudctl.compute import service as compute
-from cloudctl.compute.models import Server
+from cloudctl.compute.models import Server, Volume
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
@@ -39,6 +39,7 @@ __all__ = [
     "set_tariff",
     "statement",
     "statement_rows",
+    "volume_use",
 ]
 
 
@@ -145,7 +146,8 @@ class Statement:
         for line in self.lines:
             name, servers, cost = groups.get((line.unit_code, line.business_system), (line.unit_name, set(),
                                                                                        Decimal("0.00")))
-            servers.add(f"{line.cloud}/{line.server}")
+            if not line.flavor.startswith("volume:"):
+                servers.add(f"{line.cloud}/{line.server}")
             groups[(line.unit_code, line.business_system)] = (name, servers, cost + line.cost)
         return [StatementTotal(unit_code=code, unit_name=name, business_system=system, servers=len(servers),
                                cost=cost) for (code, system), (name, servers, cost) in sorted(groups.items())]
@@ -209,7 +211,28 @@ def _price(session: Session, principal: Principal, first: date, *, unit: str | N
     if unit is not None:
         query = query.where(under(session, principal, unit, Server.unit_id))
     uses = [server_use(server) for server in session.scalars(query.order_by(Server.id))]
+    volumes = select(Volume).where(Volume.unit_id.is_not(None), or_(Volume.status != "deleted",
+                                                                     Volume.updated_at >= began))
+    if scoped:
+        volumes = read.within(volumes, principal, unit=Volume.unit_id)
+    if unit is not None:
+        volumes = volumes.where(under(session, principal, unit, Volume.unit_id))
+    uses += [volume_use(volume) for volume in session.scalars(volumes.order_by(Volume.id))]
     return charge([u for u in uses if u is not None], first, book or price_book(session))
+
+
+def volume_use(volume: Volume) -> Use | None:
+    """A block volume as pricing sees it: its GiB at its type's price, from its creation to its deletion."""
+    created = volume.provider_created_at or volume.created_at
+    if volume.unit is None or created is None:
+        return None
+    gone = beijing_today(volume.updated_at) if volume.status == "deleted" else None
+    return Use(server_id=volume.id, server_name=volume.name, unit_id=volume.unit.id, unit_code=volume.unit.code,
+               unit_name=volume.unit.name, business_system_id=volume.business_system_id,
+               business_system=volume.business_system_name or "—", cloud_id=volume.cloud_id,
+               cloud_name=volume.cloud.name, flavor=f"volume:{volume.volume_type}", vcpus=0, ram_mb=0,
+               disk_gib=volume.size_gib, status=volume.status, first_day=beijing_today(created), last_day=gone,
+               kind="volume", disk_resource=f"volume_gib:{volume.volume_type}")
 
 
 def server_use(server: Server) -> Use | None:
@@ -228,7 +251,8 @@ def server_use(server: Server) -> Use | None:
 def _as_line(item: Charge, month_id: int) -> StatementLine:
     use = item.use
     return StatementLine(month_id=month_id, unit_id=use.unit_id, business_system_id=use.business_system_id,
-                         cloud_id=use.cloud_id, server_id=use.server_id, unit_code=use.unit_code,
+                         cloud_id=use.cloud_id, server_id=use.server_id if use.kind == "server" else None,
+                         unit_code=use.unit_code,
                          unit_name=use.unit_name, business_system=use.business_system, cloud_name=use.cloud_name,
                          server_name=use.server_name, flavor=use.flavor, vcpus=use.vcpus, ram_mb=use.ram_mb,
                          disk_gib=use.disk_gib, first_day=item.first_day, last_day=item.last_day, days=item.days,

@@ -134,3 +134,32 @@ def test_a_closed_month_is_frozen(session: Session, city: MiniCity) -> None:
     with pytest.raises(InvalidInput) as caught:
         service.close_month(session, ADMIN, THIS_MONTH.strftime("%Y-%m"))
     assert caught.value.field == "month"
+
+
+def test_volumes_are_charged_by_their_type(session: Session, city: MiniCity) -> None:
+    from cloudctl.compute import volumes
+    from cloudctl.compute.models import Volume
+    from tests.factories import simulator_of
+
+    sim = simulator_of(session)
+    server = session.scalars(select(Server).where(Server.name == "990100-d01-app")).one()
+    project = sim.get_server(server.provider_id).project
+    for kind, size in (("ssd", 500), ("hdd", 1000)):
+        made = sim.create_volume(project, f"data-{kind}", kind, size)
+        if kind == "ssd":
+            sim.attach_volume(made.provider_id, server.provider_id)
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    for row in session.scalars(select(Volume)):
+        row.provider_created_at = datetime(2025, 3, 1, tzinfo=UTC)
+    service.set_tariff(session, ADMIN, TariffSet(cloud="test-cloud", resource="volume_gib:ssd",
+                                                 price=Decimal("0.8"), effective_from=date(2025, 1, 1)))
+    session.flush()
+    statement = service.statement(session, city.principals["dept"], LAST)
+    lines = {line.server: line for line in statement.lines if line.flavor.startswith("volume:")}
+    assert (lines["data-ssd"].disk_gib_price, lines["data-ssd"].cost) == (Decimal("0.8"), Decimal("400.00"))
+    assert lines["data-ssd"].business_system == "城市视频监控联网平台"  # the system of the server it serves
+    # No tariff for hdd on this cloud: the bureau's default price per GiB (0.6).
+    assert (lines["data-hdd"].disk_gib_price, lines["data-hdd"].cost) == (Decimal("0.6"), Decimal("600.00"))
+    assert (lines["data-ssd"].vcpu_price, lines["data-ssd"].vcpus) == (0, 0)
+    [total] = [t for t in statement.totals() if t.business_system == "城市视频监控联网平台"]
+    assert total.servers == 1  # volumes are charged, not counted as servers
