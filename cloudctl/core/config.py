@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # cloudctl.reclaim.analysis.Thresholds), and how long a notified department may appeal.
     reclaim_thresholds: dict[str, float] = Field(default_factory=dict)
     reclaim_grace_days: int = Field(default=14, ge=0, le=90)
+    # A block volume unattached this long is reclaimable storage (listed in the reclaim report).
+    reclaim_volume_unattached_days: int = Field(default=30, ge=1, le=3650)
     # The Prometheus that holds the OpenStack clouds' guest metrics; empty: no telemetry for them.
     prometheus_url: str = ""
     # Per OpenStack cloud: which exporter's recorded series to read ("libvirt", "ceilometer"; default libvirt),

@@ -23,7 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
+from cloudctl.compute import volumes
 from cloudctl.compute.models import Cloud, Server
+from cloudctl.compute.schemas import VolumePublic
 from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
@@ -67,6 +69,8 @@ class ReclaimReport:
     systems: list[RollupRow]
     plan: list[PlanRow]
     forecast: list[PlanResourcePublic]
+    # Storage to reclaim: volumes unattached for reclaim_volume_unattached_days or more.
+    volumes: list[VolumePublic]
     recommendations: list[RecommendationPublic]
     cpu_histogram: list[int]
     mem_histogram: list[int]
@@ -82,7 +86,10 @@ def build_report(session: Session, principal: Principal) -> ReclaimReport:
     return ReclaimReport(
         as_of=campaign.as_of if campaign else utcnow().date(), campaign_id=campaign.id if campaign else None,
         units=service.rollup(session, principal, by="unit"), systems=service.rollup(session, principal, by="system"),
-        plan=_plan(session, principal), forecast=_forecast(session, principal), recommendations=live,
+        plan=_plan(session, principal), forecast=_forecast(session, principal),
+        volumes=[VolumePublic.model_validate(v) for v in read.every(partial(
+            volumes.list_volumes, session, principal, unattached_days=get_settings().reclaim_volume_unattached_days))],
+        recommendations=live,
         cpu_histogram=_histogram(session, principal, "cpu", "p95"),
         mem_histogram=_histogram(session, principal, "mem", "max"))
 
@@ -162,6 +169,10 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
               f.reclaimable, f.headroom, f.headroom_after_reclaim, f.threshold,
               *(_reaches(f, model, reclaim) for reclaim in (False, True) for model in ("linear", "holt"))]
              for f in report.forecast]),
+        "reclaim-volumes.csv": (
+            ["id", "volume", "unit_code", "cloud", "volume_type", "size_gib", "status", "unattached_since"],
+            [[v.id, v.name, v.unit_code or "", v.cloud, v.volume_type, v.size_gib, v.status,
+              v.detached_since.isoformat() if v.detached_since else ""] for v in report.volumes]),
         "reclaim-capacity-history.csv": (
             ["cloud", "resource", "unit", "month", "capacity", "allocated", "promised"],
             [[f.cloud, f.resource, f.unit, m.month, m.capacity, m.allocated, m.promised]
@@ -282,6 +293,10 @@ def render_html(report: ReclaimReport) -> str:
                   for model in ("linear", "holt")) + "</tr>"
         for f in report.forecast if f.allocated > 0)
     threshold = f"{report.forecast[0].threshold:.0%}" if report.forecast else "80%"
+    volume_rows = "".join(
+        f"<tr><td>{_e(v.name)}</td><td>{_e(v.unit_code or '—')}</td><td>{_e(v.cloud)}</td><td>{_e(v.volume_type)}</td>"
+        f"<td class='hl'>{v.size_gib:,}</td><td>{v.detached_since.date() if v.detached_since else ''}</td></tr>"
+        for v in sorted(report.volumes, key=lambda v: -v.size_gib)[:30])
     system_rows = "".join(
         f"<tr><td>{_e(s.name)}</td><td>{s.servers}</td><td>{s.vcpus}</td><td>{s.used_vcpus}</td>"
         f"<td class='hl'>{s.reclaimable_vcpus}</td><td class='hl'>{s.reclaimable_ram_gib}</td>"
@@ -335,6 +350,11 @@ svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
 <table id="plan"><thead><tr><th>云平台</th><th>vCPU 容量</th><th>已分配(配额)</th><th>已用</th><th>可回收</th>
 <th>回收后余量</th><th>内存容量 GiB</th><th>内存已用 GiB</th><th>可回收内存 GiB</th></tr></thead>
 <tbody>{plan_rows}</tbody></table>
+<h2>未挂载云硬盘 unattached volumes</h2>
+<p class="note">未挂载超过 {settings.reclaim_volume_unattached_days} 天的云硬盘 {len(report.volumes)} 块，
+共 {sum(v.size_gib for v in report.volumes):,} GiB（明细见 reclaim-volumes.csv）。回收时先做快照再删除。</p>
+<table id="volumes"><thead><tr><th>云硬盘</th><th>单位</th><th>云平台</th><th>类型</th><th>GiB</th><th>未挂载自</th>
+</tr></thead><tbody>{volume_rows}</tbody></table>
 <h2>采购规划预测 when each resource reaches {threshold}</h2>
 <p class="note">已分配 = 云主机占用（Placement 分配量），余量 = 容量 − 已分配；已用为实测（CPU 日 p95、内存峰值）。
 按月度历史分别以线性趋势和 Holt 指数平滑预测已分配量达到容量 {threshold} 的时间；“含回收”为执行回收建议后的预测。</p>

@@ -99,3 +99,5 @@ def test_the_reclaim_report_carries_the_history_and_the_forecast(session: Sessio
     html = written["reclaim-report.html"].read_text(encoding="utf-8")
     assert 'id="forecast"' in html
     assert "<svg class='spark'" in html
+    assert 'id="volumes"' in html
+    assert written["reclaim-volumes.csv"].read_text(encoding="utf-8-sig").startswith("id,volume,unit_code")
