@@ -212,8 +212,10 @@ def _month_of(book: PriceBook, cloud_id: int, flavor: str, vcpus: int, ram_mb: i
 
 def request_cost(request: ResourceRequest, book: PriceBook, today: date) -> Decimal:
     """What a request's VMs would cost from today to the end of the year, at today's prices."""
-    monthly = sum((_month_of(book, request.cloud_id, item.flavor, item.vcpus, item.ram_mb, item.disk_gb, today)
-                   * item.count for item in request.items if item.kind == "vm"), Decimal(0))
+    monthly = sum(((book.price(request.cloud_id, f"volume_gib:{item.flavor}", item.flavor, today) * item.disk_gb
+                    if item.kind == "volume" else
+                    _month_of(book, request.cloud_id, item.flavor, item.vcpus, item.ram_mb, item.disk_gb, today))
+                   * item.count for item in request.items if item.kind in ("vm", "volume")), Decimal(0))
     _, last, days = month_days(today.replace(day=1))
     months_left = Decimal((last - today).days + 1) / days + (12 - today.month)
     return (monthly * months_left).quantize(CENT, rounding=ROUND_HALF_UP)
@@ -222,7 +224,7 @@ def request_cost(request: ResourceRequest, book: PriceBook, today: date) -> Deci
 def check_request(session: Session, principal: Principal, request: ResourceRequest) -> str | None:
     """The budgets of this year a request would go over: refused, or why it takes the extra approval step."""
     mode = get_settings().budget_over
-    if mode == "warn" or not any(item.kind == "vm" for item in request.items):
+    if mode == "warn" or not any(item.kind in ("vm", "volume") for item in request.items):
         return None
     today = beijing_today()
     budgets = list(session.scalars(select(Budget).where(

@@ -229,6 +229,12 @@ def _seed_volumes(session: Session, principal: Principal, rng: random.Random) ->
             continue
         provider.attach_volume(volume.provider_id, server.provider_id)
     inventory.sync_volumes(session, principal, cloud.name)
+    # Volumes take disk quota: a unit whose disk quota they outgrew is given room again, as ops would.
+    short = [(q.unit_code, cloud.name, QuotaSet(disk_gib=_round_up(q.used_disk_gb * 1.3, 500)))
+             for q in service.sync_quotas(session, principal, cloud=cloud.name)
+             if q.limit_disk_gb is not None and q.used_disk_gb > q.limit_disk_gb * 0.8]
+    if short:
+        service.set_quotas(session, principal, short)
     now = utcnow()
     for row in session.scalars(select(Volume).where(Volume.provider_id.in_(left)).order_by(Volume.id)):
         row.detached_since = now - timedelta(days=rng.randint(3, 240))

@@ -43,6 +43,7 @@ from cloudctl.compute.notices import request_event
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import SERVER_STATES, CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
+from cloudctl.compute.volumes import sync_volumes, volume_provider, volume_types
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, Role, authorize, can, system_principal
 from cloudctl.core.config import get_settings
@@ -98,12 +99,14 @@ def request_ask(request: ResourceRequest) -> compute.Ask:
         vcpus=sum(i.vcpus * i.count for i in request.items),
         ram_mb=sum(i.ram_mb * i.count for i in request.items),
         disk_gb=sum(i.disk_gb * i.count for i in request.items),
-        instances=sum(i.count for i in request.items),
+        # A volume is storage, not an instance.
+        instances=sum(i.count for i in request.items if i.kind != "volume"),
     )
 
 
 def _item_ask(item: RequestItem, count: int) -> compute.Ask:
-    return compute.Ask(item.vcpus * count, item.ram_mb * count, item.disk_gb * count, count)
+    return compute.Ask(item.vcpus * count, item.ram_mb * count, item.disk_gb * count,
+                       0 if item.kind == "volume" else count)
 
 
 def _quota(session: Session, request: ResourceRequest) -> Quota:
@@ -149,10 +152,23 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     unit = system.unit
     cloud = _choose_cloud(session, principal, unit, data)
     items = []
+    types: list[str] | None = None
     for index, item in enumerate(data.items):
         if item.kind == "quota":
             items.append(RequestItem(kind="quota", flavor="", count=1, vcpus=item.vcpus, ram_mb=item.ram_gib * 1024,
                                      disk_gb=item.disk_gib, instances=item.instances, status=ItemStatus.PENDING))
+            continue
+        if item.kind == "volume":
+            assert item.volume_type is not None
+            assert item.size_gib is not None
+            if types is None:
+                types = volume_types(session, principal, cloud)
+            if item.volume_type not in types:
+                raise InvalidInput(f"volume type {item.volume_type!r} is not offered on {cloud.name}; one of: "
+                                   f"{', '.join(types) or 'none'}", field=f"items.{index}.volume_type")
+            # A volume item: the type in the flavor's place, each volume's size as its disk.
+            items.append(RequestItem(kind="volume", flavor=item.volume_type, count=item.count, vcpus=0, ram_mb=0,
+                                     disk_gb=item.size_gib, status=ItemStatus.PENDING))
             continue
         if cloud.kind == CloudKind.KUBERNETES:
             raise InvalidInput(f"{cloud.name} is a container cloud (容器云): ask it for namespace quota "
@@ -221,6 +237,8 @@ def _describe(item: RequestItem) -> str:
     if item.kind == "quota":
         return (f"quota +{item.vcpus} vCPU +{item.ram_mb / 1024:g} GiB RAM +{item.disk_gb} GiB disk "
                 f"+{item.instances} instances")
+    if item.kind == "volume":
+        return f"{item.count}×{item.flavor} {item.disk_gb} GiB volume"
     return f"{item.count}×{item.flavor}"
 
 
@@ -256,7 +274,7 @@ def _choose_cloud(session: Session, principal: Principal, unit: Unit, data: Requ
     for quota in session.scalars(select(Quota).join(Quota.cloud).where(Quota.unit_id == unit.id,
                                                                        Cloud.enabled.is_(True))):
         offered = set(session.scalars(select(Flavor.name).where(Flavor.cloud_id == quota.cloud_id)))
-        if not all(item.flavor in offered for item in data.items):
+        if not all(item.flavor in offered for item in data.items if item.kind == "vm"):
             continue
         room = (quota.limit_vcpus if quota.limit_vcpus is not None else 10**9) - quota.used_vcpus - quota.reserved_vcpus
         if best is None or room > best[0]:
@@ -441,11 +459,14 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
         cloud, unit = request.cloud, request.unit
         provider = providers(cloud)
         project = compute.ensure_project(session, unit, cloud, provider)
-        plan = [(item.id, item.flavor, item.count, item.image, item.network, item.settled) for item in request.items]
+        plan = [(item.id, item.flavor, item.count, item.image, item.network, item.settled) for item in request.items
+                if item.kind != "volume"]
+        volume_plan = [(item.id, item.flavor, item.count, item.disk_gb, item.settled) for item in request.items
+                       if item.kind == "volume"]
         lease = request.ends_on
         system_id, quota_id = request.business_system_id, _quota(session, request).id
-        total = sum(p[2] for p in plan)
-        finished = sum(p[5] for p in plan)
+        total = sum(p[2] for p in plan) + sum(v[2] for v in volume_plan)
+        finished = sum(p[5] for p in plan) + sum(v[4] for v in volume_plan)
     settings = get_settings()
     for item_id, flavor, count, image, network, settled in plan:
         for n in range(settled, count):
@@ -487,6 +508,37 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                 ctx.log(f"{name} {info.status} on {info.host}")
             finished += 1
             ctx.progress(finished, total, message=f"{finished} of {total} VMs dealt with")
+    first_vm = plan[0][0] if plan else None
+    for item_id, volume_type, count, size_gib, settled in volume_plan:
+        for n in range(settled, count):
+            name = f"{unit.code.lower()}-r{request_id}-{item_id}-{n}"
+            reason = ""
+            try:
+                store = volume_provider(cloud, providers)
+                made = next((v for v in store.list_volumes(project) if v.name == name), None) or \
+                    store.create_volume(project, name, volume_type, size_gib)
+                # Asked for with VMs: the n-th volume goes to the n-th VM of the first VM line.
+                server = provider.find_server_by_tag(project, server_tag(request_id, first_vm, n)) \
+                    if first_vm is not None else None
+                if server is not None and made.attached_to is None and server.status != "ERROR":
+                    made = store.attach_volume(made.provider_id, server.provider_id)
+            except CloudctlError as exc:
+                reason = str(exc)
+            with ctx.session() as session:
+                item = session.get(RequestItem, item_id)
+                assert item is not None
+                item.provisioned += 0 if reason else 1
+                item.settled = n + 1
+                if reason:
+                    item.error = ((f"{item.error}; " if item.error else "") + f"{name}: {reason}")[:500]
+                compute.release(session, quota_id, _item_ask(item, 1))
+            ctx.log(f"{name} failed: {reason}" if reason else f"volume {name} ready",
+                    level="error" if reason else "info")
+            finished += 1
+            ctx.progress(finished, total, message=f"{finished} of {total} VMs and volumes dealt with")
+    if volume_plan:
+        with ctx.session() as session:
+            sync_volumes(session, PROVISIONER, cloud.name, providers=providers)
     with ctx.session() as session:
         request = session.get(ResourceRequest, request_id)
         assert request is not None

@@ -136,9 +136,10 @@ class CapacityRow(Schema):
 
 
 class RequestItemCreate(Schema):
-    """A line of a request: ``vm`` (count VMs of a flavor) or ``quota`` (raise the unit's limits by these)."""
+    """A line of a request: ``vm`` (count VMs of a flavor), ``volume`` (count block volumes of a type and size, held
+    against the unit's disk quota) or ``quota`` (raise the unit's limits by these)."""
 
-    kind: Literal["vm", "quota"] = "vm"
+    kind: Literal["vm", "volume", "quota"] = "vm"
     flavor: ShortName | None = None
     count: Annotated[int, Field(ge=1, le=100)] = 1
     image: Annotated[str, StringConstraints(max_length=128), NoControl] | None = Field(
@@ -149,10 +150,20 @@ class RequestItemCreate(Schema):
     ram_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     disk_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     instances: Annotated[int, Field(ge=0, le=100_000)] = 0
+    volume_type: ShortName | None = None
+    size_gib: Annotated[int, Field(ge=1, le=65_536)] | None = None
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> RequestItemCreate:
         increases = (self.vcpus, self.ram_gib, self.disk_gib, self.instances)
+        if self.kind == "volume":
+            if self.volume_type is None or self.size_gib is None:
+                raise ValueError("a volume item needs a volume_type and a size_gib")
+            if self.flavor is not None or any(increases):
+                raise ValueError("a volume item takes a volume_type, size_gib and count")
+            return self
+        if self.volume_type is not None or self.size_gib is not None:
+            raise ValueError("volume_type and size_gib are for a volume item")
         if self.kind == "vm":
             if self.flavor is None:
                 raise ValueError("a vm item needs a flavor")
@@ -178,8 +189,9 @@ class RequestCreate(Schema):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RequestCreate:
-        if len({item.kind for item in self.items}) > 1:
-            raise ValueError("a request asks either for VMs or for more quota, not both")
+        # Volumes come alone or with the VMs they are for; more quota is a request of its own.
+        if "quota" in {item.kind for item in self.items} and len({item.kind for item in self.items}) > 1:
+            raise ValueError("a request asks either for VMs and volumes or for more quota, not both")
         if self.ends_on is not None:
             today = beijing_today()
             if self.items[0].kind == "quota":

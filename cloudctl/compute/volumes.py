@@ -23,7 +23,7 @@ from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.org.service import under
 
-__all__ = ["get_volume", "list_volumes", "sync_volumes", "volume_provider"]
+__all__ = ["get_volume", "list_volumes", "sync_volumes", "volume_provider", "volume_types"]
 
 ProviderLookup = Callable[[Cloud], CloudProvider]
 
@@ -33,6 +33,13 @@ def volume_provider(cloud: Cloud, providers: ProviderLookup = provider_for) -> V
     if not isinstance(provider, VolumeProvider):
         raise InvalidInput(f"{cloud.name} has no block storage cloudctl can reach", field="cloud")
     return provider
+
+
+def volume_types(session: Session, principal: Principal, cloud: Cloud,
+                 *, providers: ProviderLookup = provider_for) -> list[str]:
+    """The volume types the cloud offers (Cinder's types; the simulator's ssd and hdd)."""
+    authorize(principal, "compute.cloud:read")
+    return volume_provider(cloud, providers).list_volume_types()
 
 
 def get_volume(session: Session, principal: Principal, volume_id: int) -> Volume:

@@ -793,7 +793,10 @@ class SimulatorProvider:
                    func.coalesce(func.sum(SimServer.disk_gb), 0), func.count(SimServer.id))
             .where(SimServer.project_id == project, SimServer.deleted.is_(False))
         ).one()
-        return QuotaUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        # Volumes take disk too, as Cinder's gigabytes count them.
+        volumes = s.scalar(select(func.coalesce(func.sum(SimVolume.size_gib), 0)).where(
+            SimVolume.project_id == project, SimVolume.deleted.is_(False))) or 0
+        return QuotaUsage(int(row[0]), int(row[1]), int(row[2]) + int(volumes), int(row[3]))
 
     def _check_quota(self, s: Session, project: str, vcpus: int, ram_mb: int, disk_gb: int, instances: int) -> None:
         p = self._project(s, project, lock=True)
