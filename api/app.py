@@ -19,7 +19,7 @@ from api.deps import UnitOfWorkRoute
 from api.docs import install_docs
 from api.metrics import RequestMetrics
 from api.problems import install_problem_handlers
-from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
+from api.routers import attachments, audit, billing, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine, read_connection
 from cloudctl.core.errors import Unavailable
@@ -101,8 +101,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
             raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
         return {"status": "ok", "database": "ok"}
 
-    for router in (org.router, compute.router, reclaim.router, extranet.router, security.router, notify.router,
-                   attachments.router, audit.router, jobs.router, screen.router):
+    for router in (org.router, compute.router, billing.router, reclaim.router, extranet.router, security.router,
+                   notify.router, attachments.router, audit.router, jobs.router, screen.router):
         app.include_router(router)
 
     return app

@@ -10,7 +10,8 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from cloudctl.compute.cli import cloud_app, quota_app, report_app, request_app, server_app
+from cloudctl.billing.cli import budget_app, tariff_app
+from cloudctl.compute.cli import cloud_app, quota_app, report_app, request_app, server_app, volume_app
 from cloudctl.core.cli import audit_app, db_app, job_app
 from cloudctl.core.cli_support import cli_state
 from cloudctl.core.errors import CloudctlError
@@ -93,7 +94,10 @@ app.add_typer(cloud_app, name="cloud")
 app.add_typer(quota_app, name="quota")
 app.add_typer(request_app, name="request")
 app.add_typer(server_app, name="server")
+app.add_typer(volume_app, name="volume")
 app.add_typer(report_app, name="report")
+app.add_typer(tariff_app, name="tariff")
+app.add_typer(budget_app, name="budget")
 app.add_typer(reclaim_app, name="reclaim")
 app.add_typer(extranet_app, name="extranet")
 app.add_typer(security_app, name="sec")

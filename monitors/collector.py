@@ -46,6 +46,17 @@ EXPORTER = system_principal("exporter")
 log = logging.getLogger(__name__)
 
 
+def _unit_labels(session: Session) -> dict[str, str]:
+    """Unit code → its label: a town's or village's is its county's (bounded labels); others their own."""
+    counties = {str(uid): code for uid, code in session.execute(
+        select(Unit.id, Unit.code).where(Unit.kind == UnitKind.COUNTY))}
+    labels = {}
+    for code, path in session.execute(select(Unit.code, Unit.path).where(Unit.kind.in_((UnitKind.TOWN,
+                                                                                          UnitKind.VILLAGE)))):
+        labels[code] = next((counties[p] for p in (path or "").strip("/").split("/") if p in counties), code)
+    return labels
+
+
 class CloudctlCollector(Collector):
     """Every ``cloudctl_`` family, read from the database; a failed read is counted, never raised to the scraper.
 
@@ -153,6 +164,8 @@ class CloudctlCollector(Collector):
         yield from self._clouds(session)
         yield from self._quotas(session)
         yield from self._requests(session)
+        yield from self._money(session)
+        yield from self._planning(session)
         yield from self._reclaim(session)
         yield from self._extranet(session)
         yield from self._security(session)
@@ -226,6 +239,59 @@ class CloudctlCollector(Collector):
         for status in RequestStatus:
             family.add_metric([status.value], counts.get(status, 0))
         yield family
+
+    def _money(self, session: Session) -> Iterator[Metric]:
+        """This month's cost per unit and cloud at each cloud's tariffs, and this year's budgets per unit with what
+        is committed against them (as ``cloudctl report showback`` and ``cloudctl budget list`` say)."""
+        from cloudctl.billing import budgets, service
+        from cloudctl.billing.models import Budget
+
+        labels = _unit_labels(session)
+        today = beijing_today()
+        cost = GaugeMetricFamily("cloudctl_cost_month_cny",
+                                 "This month's cost (费用) per unit and cloud, CNY, at each cloud's tariffs: servers "
+                                 "running now are counted to the month's end; towns and villages under their county.",
+                                 labels=["unit", "cloud"])
+        totals: dict[tuple[str, str], float] = {}
+        book = service.price_book(session)
+        for line in service.statement(session, EXPORTER, today.strftime("%Y-%m"), book=book).lines:
+            key = (labels.get(line.unit_code, line.unit_code), line.cloud)
+            totals[key] = totals.get(key, 0.0) + float(line.cost)
+        for (unit, cloud), value in sorted(totals.items()):
+            cost.add_metric([unit, cloud], round(value, 2))
+        yield cost
+        amount = GaugeMetricFamily("cloudctl_budget_cny", "This year's budget (预算) of each unit for its cloud "
+                                   "resources, CNY.", labels=["unit"])
+        committed = GaugeMetricFamily("cloudctl_budget_committed_cny",
+                                      "What each unit with a budget has committed this year, CNY: months gone by, "
+                                      "this month, and the months left at today's prices.", labels=["unit"])
+        budgeted: dict[str, tuple[float, float]] = {}
+        rows = list(session.scalars(select(Budget).where(Budget.year == today.year, Budget.system_key == 0)))
+        for budget, status in zip(rows, budgets.budget_statuses(session, rows, book=book, today=today), strict=True):
+            unit = labels.get(budget.unit_code, budget.unit_code)
+            was = budgeted.get(unit, (0.0, 0.0))
+            budgeted[unit] = (was[0] + float(status.amount), was[1] + float(status.committed))
+        for unit, (value, spent) in sorted(budgeted.items()):
+            amount.add_metric([unit], value)
+            committed.add_metric([unit], round(spent, 2))
+        yield amount
+        yield committed
+
+    def _planning(self, session: Session) -> Iterator[Metric]:
+        """When each cloud's allocations reach the planning threshold, by each model, with and without reclaim."""
+        from cloudctl.reclaim.planning import purchase_plan
+
+        months = GaugeMetricFamily("cloudctl_capacity_threshold_months",
+                                   "Months until a cloud's allocations reach the purchase-planning threshold of its "
+                                   "capacity (0: reached), by model (linear, holt) and whether reclaim is carried out "
+                                   "first; absent when the trend never gets there within ten years.",
+                                   labels=["cloud", "resource", "model", "reclaim"])
+        for row in purchase_plan(session, EXPORTER):
+            for answer in row.forecasts:
+                if answer.months is not None:
+                    months.add_metric([row.cloud, row.resource, answer.model, str(answer.reclaim).lower()],
+                                      answer.months)
+        yield months
 
     def _reclaim(self, session: Session) -> Iterator[Metric]:
         vcpus = GaugeMetricFamily("cloudctl_reclaim_reclaimable_vcpus",

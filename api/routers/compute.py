@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, writes
-from cloudctl.compute import provisioning, service
+from cloudctl.compute import provisioning, service, volumes
 from cloudctl.compute.models import RequestStatus
 from cloudctl.compute.providers.base import ServerAction
 from cloudctl.compute.schemas import (
@@ -21,6 +21,7 @@ from cloudctl.compute.schemas import (
     RequestPublic,
     ServerPublic,
     ServerResize,
+    VolumePublic,
 )
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
@@ -159,3 +160,27 @@ def operate_server(server_id: Id, action: ServerAction, session: SessionDep, pri
 def resize_server(server_id: Id, body: ServerResize, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.resize_server(session, principal, server_id, body.flavor,
                                                                   confirm=body.confirm))
+
+
+@router.get("/volumes")
+def list_volumes(
+    session: SessionDep,
+    principal: PrincipalDep,
+    unit: UnitFilter = None,
+    cloud: Annotated[str | None, Query(description="cloud name")] = None,
+    status: Annotated[str | None, Query(description="available, in-use …", max_length=32)] = None,
+    unattached_days: Annotated[int | None, Query(ge=0, le=3650,
+                                                 description="only volumes unattached at least this many days")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Offset = 0,
+) -> Page[VolumePublic]:
+    """Block volumes (云硬盘): a department sees its own subtree's."""
+    rows, total = volumes.list_volumes(session, principal, unit=unit, cloud=cloud, status=status,
+                                       unattached_days=unattached_days, limit=limit, offset=offset)
+    return Page[VolumePublic](items=[VolumePublic.model_validate(v) for v in rows], total=total, limit=limit,
+                              offset=offset)
+
+
+@router.get("/volumes/{volume_id}")
+def read_volume(volume_id: Id, session: SessionDep, principal: PrincipalDep) -> VolumePublic:
+    return VolumePublic.model_validate(volumes.get_volume(session, principal, volume_id))

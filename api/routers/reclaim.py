@@ -9,12 +9,13 @@ from fastapi import APIRouter, Query
 from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
-from cloudctl.reclaim import service
+from cloudctl.reclaim import planning, service
 from cloudctl.reclaim.models import RecommendationKind, RecommendationStatus
 from cloudctl.reclaim.schemas import (
     AppealCreate,
     AppealDecision,
     CampaignPublic,
+    PlanResourcePublic,
     RecommendationPublic,
     RollupRow,
 )
@@ -72,3 +73,15 @@ def latest_campaign(session: SessionDep, principal: PrincipalDep) -> CampaignPub
 def summary(session: SessionDep, principal: PrincipalDep,
             by: Literal["unit", "system", "cloud"] = "unit") -> list[RollupRow]:
     return service.rollup(session, principal, by=by)
+
+
+@router.get("/purchase-plan")
+def purchase_plan(
+    session: SessionDep,
+    principal: PrincipalDep,
+    threshold: Annotated[float | None, Query(gt=0, le=2, description="share of capacity, 0.8 = 80 %")] = None,
+    cloud: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[PlanResourcePublic]:
+    """Purchase planning (采购规划): per cloud and resource, capacity against allocations, use, headroom with and
+    without reclaim, the monthly history, and when the threshold is reached (linear trend and Holt's smoothing)."""
+    return planning.purchase_plan(session, principal, threshold=threshold, cloud=cloud)

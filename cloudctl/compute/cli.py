@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from typing import cast, get_args
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from cloudctl.compute import provisioning, service, showback
+from cloudctl.compute import provisioning, service, volumes
 from cloudctl.compute.models import AddressKind, CloudKind, RequestStatus
 from cloudctl.compute.providers.base import ServerAction
 from cloudctl.compute.schemas import (
@@ -23,15 +21,15 @@ from cloudctl.compute.schemas import (
     RequestItemPublic,
     RequestPublic,
     ServerPublic,
+    VolumePublic,
 )
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
-from cloudctl.core.export import csv_text
-from cloudctl.core.output import OutputFormat, console, print_json, print_one, print_rows, write_text
+from cloudctl.core.output import OutputFormat, console, print_one, print_rows
 from cloudctl.core.schemas import parse
 
-__all__ = ["cloud_app", "quota_app", "report_app", "request_app", "server_app"]
+__all__ = ["cloud_app", "quota_app", "report_app", "request_app", "server_app", "volume_app"]
 
 cloud_app = typer.Typer(help="Provider clouds of the one city cloud (一朵云): registry, flavors, capacity.",
                         no_args_is_help=True)
@@ -317,36 +315,6 @@ def server_sync(cloud: str | None = typer.Argument(None, help="one cloud; defaul
 report_app = typer.Typer(help="Reports for the bureau and the departments.", no_args_is_help=True)
 
 
-@report_app.command("showback")
-def report_showback(
-    month: str = typer.Option(..., help="YYYY-MM"),
-    unit: str | None = UnitFilter,
-    output: str = typer.Option("table", "--output", "-o", help="table, json or csv"),
-) -> None:
-    """Monthly cost (费用) per unit and business system at the configured unit prices."""
-    if output not in ("table", "json", "csv"):
-        raise InvalidInput(f"unknown output {output!r}; use table, json or csv", field="--output")
-    with unit_of_work() as (session, principal):
-        lines = showback.showback(session, principal, month, unit=unit)
-    if output == "csv":
-        write_text(csv_text(["unit_code", "unit_name", "business_system", "servers", "vcpu_months", "ram_gib_months",
-                             "disk_gib_months", "cost_cny"], [dataclasses.astuple(line) for line in lines]))
-        return
-    if output == "json":
-        print_json([dataclasses.asdict(line) for line in lines])
-        return
-    table = Table(title=f"费用 showback {month}", header_style="bold")
-    for header in ("unit", "单位", "业务系统", "VMs", "vCPU·月", "RAM GiB·月", "disk GiB·月", "费用 CNY"):
-        table.add_column(header, justify="right" if header in ("VMs", "费用 CNY") else "left")
-    for line in lines:
-        table.add_row(line.unit_code, line.unit_name, line.business_system, str(line.servers),
-                      f"{line.vcpu_months:,.1f}", f"{line.ram_gib_months:,.1f}", f"{line.disk_gib_months:,.0f}",
-                      f"{line.cost_cny:,.2f}")
-    table.add_section()
-    table.add_row("total", "", "", str(sum(x.servers for x in lines)), "", "", "",
-                  f"{sum(x.cost_cny for x in lines):,.2f}")
-    console.print(table)
-
 
 @server_app.command("decommission")
 def server_decommission(
@@ -399,3 +367,58 @@ def server_action(
     with unit_of_work() as (session, principal):
         server = provisioning.operate_server(session, principal, server_id, cast(ServerAction, action))
         console.print(f"server {server.name}: {server.status}")
+
+
+volume_app = typer.Typer(help="Block volumes (云硬盘) on every cloud with block storage: inventory and sync.",
+                         no_args_is_help=True)
+
+
+@volume_app.command("list")
+def volume_list(
+    unit: str | None = UnitFilter,
+    cloud: str | None = typer.Option(None, help="one cloud"),
+    status: str | None = typer.Option(None, help="available, in-use …"),
+    unattached_days: int | None = typer.Option(None, "--unattached-days", min=0, max=3650,
+                                               help="only volumes unattached at least this many days"),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Volumes the caller sees, with their size, type and what they are attached to."""
+    with unit_of_work() as (session, principal):
+        print_list(lambda *, limit, offset: volumes.list_volumes(session, principal, unit=unit, cloud=cloud,
+                                                                 status=status, unattached_days=unattached_days,
+                                                                 limit=limit, offset=offset),
+                   VolumePublic, [("id", lambda v: v.id), ("name", lambda v: v.name), ("cloud", lambda v: v.cloud),
+                                  ("unit", lambda v: v.unit_code or "（孤立 orphan）"),
+                                  ("type", lambda v: v.volume_type),
+                                  ("GiB", lambda v: v.size_gib), ("status", lambda v: v.status),
+                                  ("server", lambda v: v.server or ""),
+                                  ("unattached since", lambda v: local_time(v.detached_since)
+                                   if v.detached_since else "")],
+                   output, limit=limit, offset=offset, title="云硬盘 volumes")
+
+
+@volume_app.command("show")
+def volume_show(volume_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """One volume."""
+    with unit_of_work() as (session, principal):
+        volume = VolumePublic.model_validate(volumes.get_volume(session, principal, volume_id))
+    print_one(volume, output, title=f"云硬盘 {volume.name}")
+
+
+@volume_app.command("sync")
+def volume_sync(cloud: str | None = typer.Argument(None, help="one cloud; default: every enabled cloud with "
+                                                               "block storage")) -> None:
+    """Read every volume from the clouds into the inventory; flag orphans and unattached volumes."""
+    with unit_of_work() as (session, principal):
+        names = [cloud] if cloud else [c.name for c in service.list_clouds(session, principal, enabled=True)]
+        for name in names:
+            try:
+                counts = volumes.sync_volumes(session, principal, name)
+            except InvalidInput:
+                if cloud:
+                    raise
+                continue
+            console.print(f"{name}: {counts['volumes']} volumes, {counts['unattached']} unattached, "
+                          f"{counts['orphans']} orphans, {counts['gone']} gone")

@@ -8,13 +8,13 @@ container cloud stand beside it (simulator-backed in the demo).
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service
-from cloudctl.compute.models import CloudKind
+from cloudctl.compute.models import CloudKind, UnitProject
 from cloudctl.compute.providers import provider_for, simulator_store
 from cloudctl.compute.providers.base import ServerInfo, ServerSpec
 from cloudctl.compute.providers.simulator import SimulatorProvider
@@ -83,8 +83,38 @@ def seed_compute(session: Session, principal: Principal, city: DemoCity, seed: i
         pending = _seed_pending_requests(session, city, rng)
         for name, *_ in CLOUDS:
             service.capacity(session, principal, name)  # the snapshot the exporter reads
+        history = _seed_capacity_history(session, rng)
+        volumes = _seed_volumes(session, principal, rng)
     return {"clouds": len(CLOUDS), "hosts": hosts, "quotas": len(quotas), "servers": servers,
-            "pending_requests": pending}
+            "pending_requests": pending, "capacity_months": history, "volumes": volumes}
+
+
+HISTORY_MONTHS = 24
+
+
+def _seed_capacity_history(session: Session, rng: random.Random) -> int:
+    """Two years of monthly capacity before this month, as the snapshots would have kept them: the same hardware,
+    allocations growing towards today's as systems moved onto the cloud (存量系统逐步上云), with some noise."""
+    from cloudctl.compute.models import CapacityMonth
+
+    rows = 0
+    current = list(session.scalars(select(CapacityMonth)))
+    for now in current:
+        year, month = (int(part) for part in now.month.split("-"))
+        # Where the cloud stood two years ago: a little over half of today's allocations.
+        start = 0.55 + 0.1 * rng.random()
+        for back in range(HISTORY_MONTHS, 0, -1):
+            y, m = divmod(year * 12 + month - 1 - back, 12)
+            share = start + (1 - start) * (HISTORY_MONTHS - back) / HISTORY_MONTHS
+            share *= 1 + rng.uniform(-0.02, 0.02)
+            session.add(CapacityMonth(
+                cloud_id=now.cloud_id, resource=now.resource, month=f"{y:04d}-{m + 1:02d}", total=now.total,
+                reserved=now.reserved, allocation_ratio=now.allocation_ratio, allocated=int(now.allocated * share),
+                promised=int(now.promised * min(1.0, share * 1.05)),
+                taken_at=datetime(y, m + 1, 28, tzinfo=UTC)))
+            rows += 1
+    session.flush()
+    return rows
 
 
 # Flavors VMs of a government system usually get, weighted: mostly small application servers.
@@ -170,3 +200,43 @@ def _seed_pending_requests(session: Session, city: DemoCity, rng: random.Random)
             "items": [{"flavor": flavor, "count": count}]}))
         pending += request.status.value == "submitted"
     return pending
+
+
+def _seed_volumes(session: Session, principal: Principal, rng: random.Random) -> int:
+    """Data volumes (云硬盘) on the city cloud: about a third of the servers have one, and some volumes were left
+    behind unattached (the server moved on, a test that ended), for days or months: storage for reclaim to find."""
+    from cloudctl.compute import volumes as inventory
+    from cloudctl.compute.models import Server, Volume
+
+    cloud = service.get_cloud(session, principal, "city-cloud")
+    provider = provider_for(cloud)
+    assert isinstance(provider, SimulatorProvider)
+    servers = list(session.scalars(select(Server).where(Server.cloud_id == cloud.id, Server.status != "DELETED")
+                                   .order_by(Server.id)))
+    projects = dict(session.execute(select(UnitProject.unit_id, UnitProject.project_id)
+                                    .where(UnitProject.cloud_id == cloud.id)).all())
+    made = 0
+    left: list[str] = []
+    for server in servers:
+        if server.unit_id is None or rng.random() > 0.35:
+            continue
+        kind = rng.choice(("ssd", "ssd", "hdd"))
+        volume = provider.create_volume(projects[server.unit_id], f"{server.name}-data", kind,
+                                        rng.choice((100, 200, 500, 1000)))
+        made += 1
+        if rng.random() < 0.1:
+            left.append(volume.provider_id)  # never attached, or its server has moved on
+            continue
+        provider.attach_volume(volume.provider_id, server.provider_id)
+    inventory.sync_volumes(session, principal, cloud.name)
+    # Volumes take disk quota: a unit whose disk quota they outgrew is given room again, as ops would.
+    short = [(q.unit_code, cloud.name, QuotaSet(disk_gib=_round_up(q.used_disk_gb * 1.3, 500)))
+             for q in service.sync_quotas(session, principal, cloud=cloud.name)
+             if q.limit_disk_gb is not None and q.used_disk_gb > q.limit_disk_gb * 0.8]
+    if short:
+        service.set_quotas(session, principal, short)
+    now = utcnow()
+    for row in session.scalars(select(Volume).where(Volume.provider_id.in_(left)).order_by(Volume.id)):
+        row.detached_since = now - timedelta(days=rng.randint(3, 240))
+    session.flush()
+    return made

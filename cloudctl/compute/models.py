@@ -13,6 +13,7 @@ from cloudctl.org.models import BusinessSystem, Unit
 
 __all__ = [
     "AddressKind",
+    "CapacityMonth",
     "CapacitySnapshot",
     "Cloud",
     "CloudKind",
@@ -25,6 +26,7 @@ __all__ = [
     "Server",
     "ServerAddress",
     "UnitProject",
+    "Volume",
 ]
 
 
@@ -118,6 +120,31 @@ class CapacitySnapshot(Base):
     taken_at: Mapped[datetime]
 
 
+class CapacityMonth(Base):
+    """A cloud's capacity in one month (Beijing), per resource, as its last snapshot of that month found it: the
+    monthly history purchase planning trends and forecasts. ``allocated`` is what the cloud's servers hold (its
+    Placement allocations), ``promised`` what the units' quotas promise."""
+
+    __tablename__ = "cloud_capacity_months"
+    __table_args__ = (UniqueConstraint("cloud_id", "resource", "month",
+                                       name="uq_cloud_capacity_months_cloud_resource"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="CASCADE"), index=True)
+    resource: Mapped[str] = mapped_column(String(16))
+    month: Mapped[str] = mapped_column(String(7))
+    total: Mapped[int]
+    reserved: Mapped[int]
+    allocation_ratio: Mapped[float]
+    allocated: Mapped[int]
+    promised: Mapped[int]
+    taken_at: Mapped[datetime]
+
+    @property
+    def usable(self) -> int:
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+
 class Quota(_OwnedOnCloud, TimestampMixin, Base):
     """A unit's quota (配额) on one cloud: limits, usage synced from the provider, and reservations.
 
@@ -196,6 +223,8 @@ class ResourceRequest(_OwnedOnCloud, TimestampMixin, Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     # 临时资源: the lease's last day (Beijing date); past it, its servers become reclaim recommendations.
     ends_on: Mapped[date | None] = mapped_column(Date)
+    # Why the request takes the extra approval step: the budget (预算) it would exceed, when it was submitted.
+    over_budget: Mapped[str | None] = mapped_column(String(500))
     # The approval chain as it went: [{"step": "leader"|"ops", "decision", "by", "at", "note"}].
     approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
@@ -307,6 +336,53 @@ class Server(TimestampMixin, Base):
     @property
     def cloud_name(self) -> str:
         return self.cloud.name
+
+    @property
+    def business_system_name(self) -> str | None:
+        return self.business_system.name if self.business_system is not None else None
+
+
+class Volume(TimestampMixin, Base):
+    """A block volume (云硬盘) as cloudctl knows it: found by a sync of its cloud (Cinder; the simulator's).
+
+    ``detached_since`` is when cloudctl first saw it unattached: how long a volume has sat unattached is what makes
+    it a reclaim candidate, as ``status_since`` does for a stopped server.
+    """
+
+    __tablename__ = "volumes"
+    __table_args__ = (UniqueConstraint("cloud_id", "provider_id", name="uq_volumes_cloud_id_provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="RESTRICT"), index=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    # None for a volume whose project maps to no unit: an orphan to look into.
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    business_system_id: Mapped[int | None] = mapped_column(ForeignKey("business_systems.id", ondelete="SET NULL"))
+    volume_type: Mapped[str] = mapped_column(String(64))
+    size_gib: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="SET NULL"), index=True)
+    detached_since: Mapped[datetime | None]
+    provider_created_at: Mapped[datetime | None]
+    synced_at: Mapped[datetime | None]
+
+    unit: Mapped[Unit | None] = relationship(lazy="joined")
+    cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
+    server: Mapped[Server | None] = relationship(lazy="joined")
+    business_system: Mapped[BusinessSystem | None] = relationship(lazy="joined")
+
+    @property
+    def unit_code(self) -> str | None:
+        return self.unit.code if self.unit is not None else None
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud.name
+
+    @property
+    def server_name(self) -> str | None:
+        return self.server.name if self.server is not None else None
 
     @property
     def business_system_name(self) -> str | None:

@@ -25,6 +25,8 @@ def summary(request: ResourceRequest) -> str:
     for item in request.items:
         if item.kind == "quota":
             parts.append(f"配额 +{item.vcpus} vCPU +{gib(item.ram_mb):g} GiB 内存 +{item.disk_gb} GiB 磁盘")
+        elif item.kind == "volume":
+            parts.append(f"{item.count} 块 {item.flavor} 云硬盘（每块 {item.disk_gb} GiB）")
         else:
             parts.append(f"{item.count} 台 {item.flavor}")
     return "、".join(parts) + f"（{request.cloud_name}）"

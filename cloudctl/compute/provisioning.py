@@ -43,6 +43,7 @@ from cloudctl.compute.notices import request_event
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import SERVER_STATES, CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
+from cloudctl.compute.volumes import sync_volumes, volume_provider, volume_types
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, Role, authorize, can, system_principal
 from cloudctl.core.config import get_settings
@@ -65,6 +66,7 @@ __all__ = [
     "operate_server",
     "record_server",
     "record_servers",
+    "register_submission_check",
     "reject_request",
     "request_ask",
     "resize_server",
@@ -81,18 +83,30 @@ AUTO_APPROVER = system_principal("auto-approval")
 ProviderLookup = Callable[[Cloud], CloudProvider]
 
 
+# Checks a higher domain adds to submission (billing adds the budget): each sees the request as submitted (items
+# sized, cloud chosen, not yet stored) and refuses it (raises) or answers why it needs the extra approval step.
+SubmissionCheck = Callable[[Session, Principal, ResourceRequest], str | None]
+_submission_checks: dict[str, SubmissionCheck] = {}
+
+
+def register_submission_check(name: str, check: SubmissionCheck) -> None:
+    _submission_checks[name] = check
+
+
 def request_ask(request: ResourceRequest) -> compute.Ask:
     """What the whole request holds against the quota."""
     return compute.Ask(
         vcpus=sum(i.vcpus * i.count for i in request.items),
         ram_mb=sum(i.ram_mb * i.count for i in request.items),
         disk_gb=sum(i.disk_gb * i.count for i in request.items),
-        instances=sum(i.count for i in request.items),
+        # A volume is storage, not an instance.
+        instances=sum(i.count for i in request.items if i.kind != "volume"),
     )
 
 
 def _item_ask(item: RequestItem, count: int) -> compute.Ask:
-    return compute.Ask(item.vcpus * count, item.ram_mb * count, item.disk_gb * count, count)
+    return compute.Ask(item.vcpus * count, item.ram_mb * count, item.disk_gb * count,
+                       0 if item.kind == "volume" else count)
 
 
 def _quota(session: Session, request: ResourceRequest) -> Quota:
@@ -138,10 +152,23 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     unit = system.unit
     cloud = _choose_cloud(session, principal, unit, data)
     items = []
+    types: list[str] | None = None
     for index, item in enumerate(data.items):
         if item.kind == "quota":
             items.append(RequestItem(kind="quota", flavor="", count=1, vcpus=item.vcpus, ram_mb=item.ram_gib * 1024,
                                      disk_gb=item.disk_gib, instances=item.instances, status=ItemStatus.PENDING))
+            continue
+        if item.kind == "volume":
+            assert item.volume_type is not None
+            assert item.size_gib is not None
+            if types is None:
+                types = volume_types(session, principal, cloud)
+            if item.volume_type not in types:
+                raise InvalidInput(f"volume type {item.volume_type!r} is not offered on {cloud.name}; one of: "
+                                   f"{', '.join(types) or 'none'}", field=f"items.{index}.volume_type")
+            # A volume item: the type in the flavor's place, each volume's size as its disk.
+            items.append(RequestItem(kind="volume", flavor=item.volume_type, count=item.count, vcpus=0, ram_mb=0,
+                                     disk_gb=item.size_gib, status=ItemStatus.PENDING))
             continue
         if cloud.kind == CloudKind.KUBERNETES:
             raise InvalidInput(f"{cloud.name} is a container cloud (容器云): ask it for namespace quota "
@@ -156,6 +183,8 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     request = ResourceRequest(unit=unit, unit_id=unit.id, business_system_id=system.id, cloud=cloud,
                               cloud_id=cloud.id, status=RequestStatus.SUBMITTED, justification=data.justification,
                               submitted_by=principal.actor, items=items, ends_on=data.ends_on, approvals=[])
+    notes = [note for check in _submission_checks.values() if (note := check(session, principal, request))]
+    request.over_budget = "；".join(notes)[:500] or None
     leader_first = _needs_leader(principal, request)
     if leader_first:
         request.status = RequestStatus.AWAITING_LEADER
@@ -166,13 +195,15 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
     session.flush()
     audit.record(session, principal, action="submit", entity="resource_request", entity_id=request.id,
                  after={"business_system": system.name, "cloud": cloud.name, "ends_on": data.ends_on,
+                        "over_budget": request.over_budget,
                         "status": request.status.value, "items": [_describe(i) for i in items]}, unit_id=unit.id)
     request_event(session, request, "compute.request.submitted", system=system.name)
     if leader_first:
         request_event(session, request, "compute.request.needs_approval", step="leader", approver="部门负责人")
         return request
-    # More quota is always the bureau's decision; small VM requests within quota are not.
-    if not data.is_quota_increase and _within_auto_tier(request):
+    # More quota is always the bureau's decision, and so is going over a budget; small VM requests within quota are
+    # not.
+    if not data.is_quota_increase and request.over_budget is None and _within_auto_tier(request):
         try:
             with session.begin_nested():
                 _approve(session, principal, request, auto=True)
@@ -189,7 +220,7 @@ def _needs_leader(principal: Principal, request: ResourceRequest) -> bool:
     """A department's request (not its leader's own) that is a quota increase or reaches the leader's tier."""
     if principal.role is not Role.DEPT:
         return False
-    if _is_quota_increase(request):
+    if _is_quota_increase(request) or request.over_budget is not None:
         return True
     settings = get_settings()
     ask = request_ask(request)
@@ -206,6 +237,8 @@ def _describe(item: RequestItem) -> str:
     if item.kind == "quota":
         return (f"quota +{item.vcpus} vCPU +{item.ram_mb / 1024:g} GiB RAM +{item.disk_gb} GiB disk "
                 f"+{item.instances} instances")
+    if item.kind == "volume":
+        return f"{item.count}×{item.flavor} {item.disk_gb} GiB volume"
     return f"{item.count}×{item.flavor}"
 
 
@@ -227,6 +260,12 @@ def _choose_cloud(session: Session, principal: Principal, unit: Unit, data: Requ
             raise InvalidInput(f"no cloud named {data.cloud!r}", field="cloud") from None
         if not cloud.enabled:
             raise InvalidInput(f"cloud {cloud.name} is disabled", field="cloud")
+        # A request for VMs where the unit holds no quota could never be approved: refused now, not at approval.
+        # A quota increase is how a unit gets its first quota on a cloud, so it may name any cloud.
+        if not data.is_quota_increase and session.scalar(select(Quota.id).where(
+                Quota.unit_id == unit.id, Quota.cloud_id == cloud.id)) is None:
+            raise InvalidInput(f"{unit.code} has no quota on {cloud.name}; ask for a quota increase there first, "
+                               "or name a cloud where it has one (or \"any\")", field="cloud")
         return cloud
     if data.is_quota_increase:
         raise InvalidInput("a quota increase names the cloud it is for", field="cloud")
@@ -235,7 +274,7 @@ def _choose_cloud(session: Session, principal: Principal, unit: Unit, data: Requ
     for quota in session.scalars(select(Quota).join(Quota.cloud).where(Quota.unit_id == unit.id,
                                                                        Cloud.enabled.is_(True))):
         offered = set(session.scalars(select(Flavor.name).where(Flavor.cloud_id == quota.cloud_id)))
-        if not all(item.flavor in offered for item in data.items):
+        if not all(item.flavor in offered for item in data.items if item.kind == "vm"):
             continue
         room = (quota.limit_vcpus if quota.limit_vcpus is not None else 10**9) - quota.used_vcpus - quota.reserved_vcpus
         if best is None or room > best[0]:
@@ -420,11 +459,14 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
         cloud, unit = request.cloud, request.unit
         provider = providers(cloud)
         project = compute.ensure_project(session, unit, cloud, provider)
-        plan = [(item.id, item.flavor, item.count, item.image, item.network, item.settled) for item in request.items]
+        plan = [(item.id, item.flavor, item.count, item.image, item.network, item.settled) for item in request.items
+                if item.kind != "volume"]
+        volume_plan = [(item.id, item.flavor, item.count, item.disk_gb, item.settled) for item in request.items
+                       if item.kind == "volume"]
         lease = request.ends_on
         system_id, quota_id = request.business_system_id, _quota(session, request).id
-        total = sum(p[2] for p in plan)
-        finished = sum(p[5] for p in plan)
+        total = sum(p[2] for p in plan) + sum(v[2] for v in volume_plan)
+        finished = sum(p[5] for p in plan) + sum(v[4] for v in volume_plan)
     settings = get_settings()
     for item_id, flavor, count, image, network, settled in plan:
         for n in range(settled, count):
@@ -466,6 +508,37 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                 ctx.log(f"{name} {info.status} on {info.host}")
             finished += 1
             ctx.progress(finished, total, message=f"{finished} of {total} VMs dealt with")
+    first_vm = plan[0][0] if plan else None
+    for item_id, volume_type, count, size_gib, settled in volume_plan:
+        for n in range(settled, count):
+            name = f"{unit.code.lower()}-r{request_id}-{item_id}-{n}"
+            reason = ""
+            try:
+                store = volume_provider(cloud, providers)
+                made = next((v for v in store.list_volumes(project) if v.name == name), None) or \
+                    store.create_volume(project, name, volume_type, size_gib)
+                # Asked for with VMs: the n-th volume goes to the n-th VM of the first VM line.
+                server = provider.find_server_by_tag(project, server_tag(request_id, first_vm, n)) \
+                    if first_vm is not None else None
+                if server is not None and made.attached_to is None and server.status != "ERROR":
+                    made = store.attach_volume(made.provider_id, server.provider_id)
+            except CloudctlError as exc:
+                reason = str(exc)
+            with ctx.session() as session:
+                item = session.get(RequestItem, item_id)
+                assert item is not None
+                item.provisioned += 0 if reason else 1
+                item.settled = n + 1
+                if reason:
+                    item.error = ((f"{item.error}; " if item.error else "") + f"{name}: {reason}")[:500]
+                compute.release(session, quota_id, _item_ask(item, 1))
+            ctx.log(f"{name} failed: {reason}" if reason else f"volume {name} ready",
+                    level="error" if reason else "info")
+            finished += 1
+            ctx.progress(finished, total, message=f"{finished} of {total} VMs and volumes dealt with")
+    if volume_plan:
+        with ctx.session() as session:
+            sync_volumes(session, PROVISIONER, cloud.name, providers=providers)
     with ctx.session() as session:
         request = session.get(ResourceRequest, request_id)
         assert request is not None

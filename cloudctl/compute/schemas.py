@@ -30,6 +30,7 @@ __all__ = [
     "ServerAddressPublic",
     "ServerPublic",
     "ServerResize",
+    "VolumePublic",
 ]
 
 # A display name, a flavor, a cloud: one line a person reads.
@@ -135,9 +136,10 @@ class CapacityRow(Schema):
 
 
 class RequestItemCreate(Schema):
-    """A line of a request: ``vm`` (count VMs of a flavor) or ``quota`` (raise the unit's limits by these)."""
+    """A line of a request: ``vm`` (count VMs of a flavor), ``volume`` (count block volumes of a type and size, held
+    against the unit's disk quota) or ``quota`` (raise the unit's limits by these)."""
 
-    kind: Literal["vm", "quota"] = "vm"
+    kind: Literal["vm", "volume", "quota"] = "vm"
     flavor: ShortName | None = None
     count: Annotated[int, Field(ge=1, le=100)] = 1
     image: Annotated[str, StringConstraints(max_length=128), NoControl] | None = Field(
@@ -148,10 +150,20 @@ class RequestItemCreate(Schema):
     ram_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     disk_gib: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     instances: Annotated[int, Field(ge=0, le=100_000)] = 0
+    volume_type: ShortName | None = None
+    size_gib: Annotated[int, Field(ge=1, le=65_536)] | None = None
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> RequestItemCreate:
         increases = (self.vcpus, self.ram_gib, self.disk_gib, self.instances)
+        if self.kind == "volume":
+            if self.volume_type is None or self.size_gib is None:
+                raise ValueError("a volume item needs a volume_type and a size_gib")
+            if self.flavor is not None or any(increases):
+                raise ValueError("a volume item takes a volume_type, size_gib and count")
+            return self
+        if self.volume_type is not None or self.size_gib is not None:
+            raise ValueError("volume_type and size_gib are for a volume item")
         if self.kind == "vm":
             if self.flavor is None:
                 raise ValueError("a vm item needs a flavor")
@@ -177,8 +189,9 @@ class RequestCreate(Schema):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RequestCreate:
-        if len({item.kind for item in self.items}) > 1:
-            raise ValueError("a request asks either for VMs or for more quota, not both")
+        # Volumes come alone or with the VMs they are for; more quota is a request of its own.
+        if "quota" in {item.kind for item in self.items} and len({item.kind for item in self.items}) > 1:
+            raise ValueError("a request asks either for VMs and volumes or for more quota, not both")
         if self.ends_on is not None:
             today = beijing_today()
             if self.items[0].kind == "quota":
@@ -237,6 +250,8 @@ class RequestPublic(Schema):
     auto_approved: bool
     job_id: int | None
     ends_on: date | None
+    # The budget (预算) the request would exceed, which sent it through the extra approval step; None within budget.
+    over_budget: str | None = None
     # Each step of the approval chain, in order: the department leader's (部门负责人), then ops'.
     approvals: list[ApprovalStepPublic]
     items: list[RequestItemPublic]
@@ -280,3 +295,21 @@ class ServerResize(Schema):
     flavor: Annotated[str, StringConstraints(min_length=1, max_length=64), NoControl] = Field(
         description="a flavor of the server's cloud")
     confirm: bool = Field(default=True, description="confirm the resize (Nova's VERIFY_RESIZE) at once")
+
+
+class VolumePublic(Schema):
+    """A block volume (云硬盘): its size in GiB, what it is attached to, since when it is not."""
+
+    id: int
+    name: str
+    cloud: str = Field(validation_alias="cloud_name")
+    unit_code: str | None
+    business_system: str | None = Field(validation_alias="business_system_name")
+    volume_type: str
+    size_gib: int
+    status: str
+    server_id: int | None
+    server: str | None = Field(validation_alias="server_name")
+    detached_since: datetime | None
+    provider_created_at: datetime | None
+    synced_at: datetime | None

@@ -9,25 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cloudctl.compute.models import CapacitySnapshot, Cloud, Flavor, Quota, UnitProject
+from cloudctl.compute.models import CapacityMonth, CapacitySnapshot, Cloud, Flavor, Quota, UnitProject
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, QuotaLimits
+from cloudctl.compute.providers.base import CloudProvider, QuotaLimits, ResourceCapacity
 from cloudctl.compute.schemas import CapacityRow, CloudCreate, CloudUpdate, QuotaSet
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
-from cloudctl.core.models import utcnow
+from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.org.models import Unit
 from cloudctl.org.service import get_unit, under
 
 __all__ = [
     "Ask",
     "capacity",
+    "capacity_history",
     "create_cloud",
     "ensure_project",
     "ensure_projects",
@@ -446,6 +448,7 @@ def capacity(session: Session, principal: Principal, name: str,
         snapshot.total, snapshot.reserved, snapshot.allocation_ratio = res.total, res.reserved, res.allocation_ratio
         snapshot.used, snapshot.taken_at = res.used, utcnow()
         session.add(snapshot)
+        _record_month(session, cloud.id, res, allocated.get(res.resource, 0), snapshot.taken_at)
         # The clouds count RAM in MiB; people (and every edge of cloudctl) in GiB.
         resource, unit, scale = _EDGE_RESOURCES[res.resource]
         rows.append(CapacityRow(
@@ -456,6 +459,27 @@ def capacity(session: Session, principal: Principal, name: str,
             used_ratio=round(res.used / usable, 4) if usable else None,
         ))
     return rows
+
+
+def _record_month(session: Session, cloud_id: int, res: ResourceCapacity, promised: int, at: datetime) -> None:
+    """Keep the month's history row (one per cloud, resource and Beijing month) at the latest snapshot."""
+    month = beijing_today(at).strftime("%Y-%m")
+    row = session.scalar(select(CapacityMonth).where(CapacityMonth.cloud_id == cloud_id,
+                                                     CapacityMonth.resource == res.resource,
+                                                     CapacityMonth.month == month))
+    if row is None:
+        row = CapacityMonth(cloud_id=cloud_id, resource=res.resource, month=month)
+        session.add(row)
+    row.total, row.reserved, row.allocation_ratio = res.total, res.reserved, res.allocation_ratio
+    row.allocated, row.promised, row.taken_at = res.used, promised, at
+
+
+def capacity_history(session: Session, principal: Principal, name: str) -> list[CapacityMonth]:
+    """The cloud's monthly capacity history, oldest first, every resource."""
+    authorize(principal, "compute.capacity:read")
+    cloud = get_cloud(session, principal, name)
+    return list(session.scalars(select(CapacityMonth).where(CapacityMonth.cloud_id == cloud.id)
+                                .order_by(CapacityMonth.month, CapacityMonth.resource)))
 
 
 _EDGE_RESOURCES: dict[str, tuple[Literal["vcpus", "ram", "disk"], Literal["vCPU", "GiB"], float]] = {

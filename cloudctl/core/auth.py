@@ -34,14 +34,16 @@ class Role(LabelledEnum):
 ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.ADMIN: ("*",),
     Role.OPS: ("org.*:read", "org.unit:write", "org.system:write", "job:*", "compute.*", "reclaim.*", "extranet.*",
-                "security.*:read", "notify.*", "attachment:read"),
+                "security.*:read", "notify.*", "attachment:read", "billing.*"),
     # Security teams drive compliance violations to rectification, and read the rest of the extranet.
     Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*",
+                  "billing.tariff:read",
                   "extranet.violation:write", "extranet.violation:check", "extranet.device:collect",
                   "notify.*:read", "notify.subscription:write", "attachment:read"),
     # Duty officers take and triage alerts, check in to their shifts and report; the rest of security they read.
     # The duty periods and the roster are the security team's (security.duty:write).
     Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read",
+                "billing.tariff:read",
                 "security.alert:*", "security.duty:read", "security.duty:report", "security.duty:check-in",
                 "notify.*:read", "attachment:read"),
     Role.AUDITOR: ("*:read",),
@@ -49,6 +51,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
                 "compute.cloud:read", "compute.quota:read", "compute.request:read", "compute.request:submit",
                 "compute.server:read", "compute.server:decommission", "compute.server:operate",
+                # The prices are the same for everyone; the statement a department reads is its own subtree's.
+                "billing.tariff:read", "billing.statement:read", "billing.budget:read",
                 "reclaim.recommendation:read", "reclaim.recommendation:appeal",
                 "extranet.link:read", "extranet.plan:read", "extranet.application:read", "extranet.application:submit",
                 "extranet.device:read", "extranet.violation:read", "security.asset:read", "security.finding:read",

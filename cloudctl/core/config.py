@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # How long provisioning waits for a server to leave BUILD before calling it failed.
     provision_timeout_seconds: float = Field(default=600, gt=0)
     provision_poll_seconds: float = Field(default=1.0, gt=0)
-    # Showback (费用) unit prices, CNY per month; the bureau sets them from its cloud contracts.
+    # Default prices (费用), CNY per month, where a cloud has no tariff of its own (cloudctl tariff set); GiB.
     price_vcpu_month: float = Field(default=50.0, ge=0)
     price_ram_gb_month: float = Field(default=25.0, ge=0)
     price_disk_gb_month: float = Field(default=0.6, ge=0)
@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # cloudctl.reclaim.analysis.Thresholds), and how long a notified department may appeal.
     reclaim_thresholds: dict[str, float] = Field(default_factory=dict)
     reclaim_grace_days: int = Field(default=14, ge=0, le=90)
+    # A block volume unattached this long is reclaimable storage (listed in the reclaim report).
+    reclaim_volume_unattached_days: int = Field(default=30, ge=1, le=3650)
     # The Prometheus that holds the OpenStack clouds' guest metrics; empty: no telemetry for them.
     prometheus_url: str = ""
     # Per OpenStack cloud: which exporter's recorded series to read ("libvirt", "ceilometer"; default libvirt),
@@ -123,6 +125,15 @@ class Settings(BaseSettings):
     # (in total); a quota increase always does.
     leader_approval_min_vcpus: int = Field(default=17, ge=0)
     leader_approval_min_ram_gb: int = Field(default=33, ge=0)
+    # Purchase planning: the forecast says when each cloud's allocations reach this share of its capacity.
+    capacity_threshold: float = Field(default=0.8, gt=0, le=2)
+    # Budgets (预算): a request that would take its unit's (or business system's) committed cost for the year over
+    # the budget goes through the department leader's step and is never approved automatically ("leader"), is
+    # refused ("refuse"), or only says so ("warn"); the unit and ops are told when the committed cost reaches each
+    # of these percentages of a budget.
+    budget_over: Literal["leader", "refuse", "warn"] = "leader"
+    budget_warn_percent: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=lambda: [80, 100],
+                                                                           max_length=10)
 
     @field_validator("display_timezone")
     @classmethod

@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "cloudctl.core.rectification",
     "cloudctl.notify.models",
     "cloudctl.compute.models",
+    "cloudctl.billing.models",
     "cloudctl.reclaim.models",
     "cloudctl.extranet.models",
     "cloudctl.security.models",

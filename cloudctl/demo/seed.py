@@ -42,7 +42,7 @@ STAFF_USERS: dict[str, tuple[Role, str]] = {
 }
 
 # Domains that add to the demo city, in the order their steps run; importing one registers its step.
-DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo",
+DEMO_MODULES = ("cloudctl.compute.demo", "cloudctl.billing.demo", "cloudctl.reclaim.demo", "cloudctl.extranet.demo",
                 "cloudctl.security.demo", "cloudctl.notify.demo")
 
 DemoStep = Callable[[Session, Principal, DemoCity, int], dict[str, int]]
@@ -60,7 +60,7 @@ def demo_step(name: str) -> Callable[[DemoStep], DemoStep]:
 
 
 # The steps in the order they run: the organisation first, then each domain's.
-STEPS = ("organisation", "compute", "reclaim", "extranet", "security", "notify")
+STEPS = ("organisation", "compute", "billing", "reclaim", "extranet", "security", "notify")
 
 
 class SeedProgress(Protocol):

@@ -51,6 +51,10 @@ EVENTS: dict[str, EventKind] = {k.key: k for k in (
     _kind("compute.quota.nearly_exhausted", "配额即将用尽", "$unit_name 在 $cloud 的配额已用 $percent%",
           "$unit_name 在 $cloud 的 $resource 配额已用（含预留）$used / $limit（$percent%）。如需扩容请提交配额申请。",
           roles=("ops",)),
+    # Budgets (预算)
+    _kind("billing.budget.threshold", "预算预警", "$unit_name $year 年预算已承诺 $percent%",
+          "$unit_name $year 年云资源预算（$scope）$amount 元，已承诺 $committed 元（$percent%），"
+          "已达 $threshold% 预警线。\n超出预算的资源申请需部门负责人审批。", roles=("ops",)),
     # Reclaim (资源回收)
     _kind("reclaim.notice", "资源回收通知", "$unit_name 的云主机 $server 拟回收",
           "$unit_name 的云主机 $server（$reason）拟于申诉期满后$action，可释放 $vcpus vCPU / $ram_gib GiB 内存。"

@@ -15,10 +15,10 @@ from cloudctl.core.db import get_engine
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
-from cloudctl.core.output import OutputFormat, console, print_one, print_rows
-from cloudctl.reclaim import report, service
+from cloudctl.core.output import OutputFormat, console, print_json, print_one, print_rows
+from cloudctl.reclaim import planning, report, service
 from cloudctl.reclaim.models import RecommendationKind, RecommendationStatus
-from cloudctl.reclaim.schemas import CampaignPublic, RecommendationPublic
+from cloudctl.reclaim.schemas import CampaignPublic, PlanResourcePublic, RecommendationPublic
 
 __all__ = ["reclaim_app"]
 
@@ -210,6 +210,36 @@ def reclaim_summary(by: str = typer.Option("unit", help="unit, system or cloud")
         ("RAM GiB", lambda r: r.ram_gib), ("used GiB", lambda r: r.used_ram_gib),
         ("reclaimable GiB", lambda r: r.reclaimable_ram_gib), ("元/月", lambda r: f"{r.saving_month:,.0f}"),
     ], output, title=f"资源回收汇总 by {by}")
+
+
+@reclaim_app.command("plan")
+def reclaim_plan(
+    threshold: float | None = typer.Option(None, help="share of capacity the forecast looks for (default 0.8)"),
+    cloud: str | None = typer.Option(None, help="one cloud"),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Purchase planning (采购规划): capacity against allocations, headroom with and without reclaim, and the month
+    each resource reaches the threshold by a linear trend and by Holt's smoothing."""
+    with unit_of_work() as (session, principal):
+        plan = planning.purchase_plan(session, principal, threshold=threshold, cloud=cloud)
+    if output is OutputFormat.JSON:
+        print_json([row.model_dump(mode="json") for row in plan])
+        return
+
+    def when(row: PlanResourcePublic, model: str, reclaim: bool) -> str:
+        found = next(f for f in row.forecasts if f.model == model and f.reclaim is reclaim)
+        if found.insufficient_data:
+            return "数据不足"
+        return found.reaches_on.isoformat() if found.reaches_on else "—"
+
+    print_rows(plan, [("cloud", lambda r: r.cloud), ("resource", lambda r: f"{r.resource} ({r.unit})"),
+                      ("capacity", lambda r: f"{r.capacity:,.0f}"), ("allocated", lambda r: f"{r.allocated:,.0f}"),
+                      ("used", lambda r: "" if r.used is None else f"{r.used:,.0f}"),
+                      ("reclaimable", lambda r: f"{r.reclaimable:,.0f}"), ("headroom", lambda r: f"{r.headroom:,.0f}"),
+                      ("linear", lambda r: when(r, "linear", False)), ("holt", lambda r: when(r, "holt", False)),
+                      ("linear+reclaim", lambda r: when(r, "linear", True)),
+                      ("holt+reclaim", lambda r: when(r, "holt", True))],
+               output, title=f"采购规划 purchase plan (threshold {plan[0].threshold:.0%})" if plan else "采购规划")
 
 
 @reclaim_app.command("report")

@@ -23,16 +23,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
+from cloudctl.compute import volumes
 from cloudctl.compute.models import Cloud, Server
+from cloudctl.compute.schemas import VolumePublic
 from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError
 from cloudctl.core.export import csv_text
 from cloudctl.core.models import utcnow
-from cloudctl.reclaim import service
+from cloudctl.reclaim import planning, service
 from cloudctl.reclaim.models import RecommendationStatus, UtilisationDay
-from cloudctl.reclaim.schemas import RecommendationPublic, RollupRow
+from cloudctl.reclaim.schemas import PlanResourcePublic, RecommendationPublic, RollupRow
 
 __all__ = ["PlanRow", "ReclaimReport", "build_report", "write_report"]
 
@@ -66,6 +68,9 @@ class ReclaimReport:
     units: list[RollupRow]
     systems: list[RollupRow]
     plan: list[PlanRow]
+    forecast: list[PlanResourcePublic]
+    # Storage to reclaim: volumes unattached for reclaim_volume_unattached_days or more.
+    volumes: list[VolumePublic]
     recommendations: list[RecommendationPublic]
     cpu_histogram: list[int]
     mem_histogram: list[int]
@@ -81,7 +86,10 @@ def build_report(session: Session, principal: Principal) -> ReclaimReport:
     return ReclaimReport(
         as_of=campaign.as_of if campaign else utcnow().date(), campaign_id=campaign.id if campaign else None,
         units=service.rollup(session, principal, by="unit"), systems=service.rollup(session, principal, by="system"),
-        plan=_plan(session, principal), recommendations=live,
+        plan=_plan(session, principal), forecast=_forecast(session, principal),
+        volumes=[VolumePublic.model_validate(v) for v in read.every(partial(
+            volumes.list_volumes, session, principal, unattached_days=get_settings().reclaim_volume_unattached_days))],
+        recommendations=live,
         cpu_histogram=_histogram(session, principal, "cpu", "p95"),
         mem_histogram=_histogram(session, principal, "mem", "max"))
 
@@ -106,6 +114,13 @@ def _plan(session: Session, principal: Principal) -> list[PlanRow]:
                             used_ram_gib=int(ram.used) if ram else 0,
                             reclaimable_ram_gib=int(roll.reclaimable_ram_gib)))
     return rows
+
+
+def _forecast(session: Session, principal: Principal) -> list[PlanResourcePublic]:
+    try:
+        return planning.purchase_plan(session, principal)
+    except CloudctlError:
+        return []  # a principal who may not see capacity
 
 
 def _histogram(session: Session, principal: Principal, metric: str, stat: str) -> list[int]:
@@ -147,6 +162,21 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
              "headroom_after_reclaim_vcpus", "capacity_ram_gib", "used_ram_gib", "reclaimable_ram_gib"],
             [[p.cloud, p.name, p.capacity_vcpus, p.allocated_vcpus, p.used_vcpus, p.reclaimable_vcpus,
               p.headroom_after_vcpus, p.capacity_ram_gib, p.used_ram_gib, p.reclaimable_ram_gib] for p in report.plan]),
+        "reclaim-capacity-forecast.csv": (
+            ["cloud", "resource", "unit", "capacity", "allocated", "promised", "used", "reclaimable", "headroom",
+             "headroom_after_reclaim", "threshold", "linear", "holt", "linear_with_reclaim", "holt_with_reclaim"],
+            [[f.cloud, f.resource, f.unit, f.capacity, f.allocated, f.promised, "" if f.used is None else f.used,
+              f.reclaimable, f.headroom, f.headroom_after_reclaim, f.threshold,
+              *(_reaches(f, model, reclaim) for reclaim in (False, True) for model in ("linear", "holt"))]
+             for f in report.forecast]),
+        "reclaim-volumes.csv": (
+            ["id", "volume", "unit_code", "cloud", "volume_type", "size_gib", "status", "unattached_since"],
+            [[v.id, v.name, v.unit_code or "", v.cloud, v.volume_type, v.size_gib, v.status,
+              v.detached_since.isoformat() if v.detached_since else ""] for v in report.volumes]),
+        "reclaim-capacity-history.csv": (
+            ["cloud", "resource", "unit", "month", "capacity", "allocated", "promised"],
+            [[f.cloud, f.resource, f.unit, m.month, m.capacity, m.allocated, m.promised]
+             for f in report.forecast for m in f.history]),
     }
     for name, (header, rows) in tables.items():
         path = directory / name
@@ -154,6 +184,29 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
         path.write_text(csv_text(header, rows), encoding="utf-8-sig")
         written.append(path)
     return written
+
+
+def _reaches(row: PlanResourcePublic, model: str, reclaim: bool) -> str:
+    """When ``model`` says the threshold is reached: a date, "now" is a date too; never, or too little data."""
+    found = next(f for f in row.forecasts if f.model == model and f.reclaim is reclaim)
+    if found.insufficient_data:
+        return "数据不足 insufficient data"
+    return found.reaches_on.isoformat() if found.reaches_on else "十年内不会 not within ten years"
+
+
+def _spark(row: PlanResourcePublic) -> str:
+    """The allocation's months as a line under the capacity (the top of the box) and the threshold (dashed)."""
+    if len(row.history) < 2 or row.capacity <= 0:
+        return ""
+    width, height = 160, 36
+    top = max(row.capacity, max(m.allocated for m in row.history))
+    step = width / (len(row.history) - 1)
+    points = " ".join(f"{i * step:.1f},{height - m.allocated / top * height:.1f}" for i, m in enumerate(row.history))
+    line = height - row.threshold * row.capacity / top * height
+    return (f"<svg class='spark' width='{width}' height='{height}' role='img'><title>{_e(row.history[0].month)} – "
+            f"{_e(row.history[-1].month)}</title><line x1='0' x2='{width}' y1='{line:.1f}' y2='{line:.1f}' "
+            f"stroke='#e8833a' stroke-dasharray='3 2'/><polyline fill='none' stroke='#4f7cac' stroke-width='1.5' "
+            f"points='{points}'/></svg>")
 
 
 def _rollup_header() -> list[str]:
@@ -231,6 +284,19 @@ def render_html(report: ReclaimReport) -> str:
         f"<td>{p.used_vcpus:,}</td><td class='hl'>{p.reclaimable_vcpus:,}</td><td>{p.headroom_after_vcpus:,}</td>"
         f"<td>{p.capacity_ram_gib:,}</td><td>{p.used_ram_gib:,}</td><td class='hl'>{p.reclaimable_ram_gib:,}</td></tr>"
         for p in report.plan)
+    forecast_rows = "".join(
+        f"<tr><td>{_e(f.name)}</td><td>{f.resource} ({f.unit})</td><td>{f.capacity:,.0f}</td>"
+        f"<td>{f.allocated:,.0f}</td>"
+        f"<td>{'' if f.used is None else f'{f.used:,.0f}'}</td><td class='hl'>{f.reclaimable:,.0f}</td>"
+        f"<td>{f.headroom:,.0f}</td><td>{_spark(f)}</td>"
+        + "".join(f"<td>{_e(_reaches(f, model, reclaim))}</td>" for reclaim in (False, True)
+                  for model in ("linear", "holt")) + "</tr>"
+        for f in report.forecast if f.allocated > 0)
+    threshold = f"{report.forecast[0].threshold:.0%}" if report.forecast else "80%"
+    volume_rows = "".join(
+        f"<tr><td>{_e(v.name)}</td><td>{_e(v.unit_code or '—')}</td><td>{_e(v.cloud)}</td><td>{_e(v.volume_type)}</td>"
+        f"<td class='hl'>{v.size_gib:,}</td><td>{v.detached_since.date() if v.detached_since else ''}</td></tr>"
+        for v in sorted(report.volumes, key=lambda v: -v.size_gib)[:30])
     system_rows = "".join(
         f"<tr><td>{_e(s.name)}</td><td>{s.servers}</td><td>{s.vcpus}</td><td>{s.used_vcpus}</td>"
         f"<td class='hl'>{s.reclaimable_vcpus}</td><td class='hl'>{s.reclaimable_ram_gib}</td>"
@@ -284,5 +350,16 @@ svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
 <table id="plan"><thead><tr><th>云平台</th><th>vCPU 容量</th><th>已分配(配额)</th><th>已用</th><th>可回收</th>
 <th>回收后余量</th><th>内存容量 GiB</th><th>内存已用 GiB</th><th>可回收内存 GiB</th></tr></thead>
 <tbody>{plan_rows}</tbody></table>
+<h2>未挂载云硬盘 unattached volumes</h2>
+<p class="note">未挂载超过 {settings.reclaim_volume_unattached_days} 天的云硬盘 {len(report.volumes)} 块，
+共 {sum(v.size_gib for v in report.volumes):,} GiB（明细见 reclaim-volumes.csv）。回收时先做快照再删除。</p>
+<table id="volumes"><thead><tr><th>云硬盘</th><th>单位</th><th>云平台</th><th>类型</th><th>GiB</th><th>未挂载自</th>
+</tr></thead><tbody>{volume_rows}</tbody></table>
+<h2>采购规划预测 when each resource reaches {threshold}</h2>
+<p class="note">已分配 = 云主机占用（Placement 分配量），余量 = 容量 − 已分配；已用为实测（CPU 日 p95、内存峰值）。
+按月度历史分别以线性趋势和 Holt 指数平滑预测已分配量达到容量 {threshold} 的时间；“含回收”为执行回收建议后的预测。</p>
+<table id="forecast"><thead><tr><th>云平台</th><th>资源</th><th>容量</th><th>已分配</th><th>已用</th><th>可回收</th>
+<th>余量</th><th>月度历史</th><th>线性</th><th>Holt</th><th>线性（含回收）</th><th>Holt（含回收）</th></tr></thead>
+<tbody>{forecast_rows}</tbody></table>
 </body></html>
 """

@@ -15,7 +15,10 @@ __all__ = [
     "AppealCreate",
     "AppealDecision",
     "CampaignPublic",
+    "CapacityMonthPublic",
     "ExecutionStep",
+    "ForecastPublic",
+    "PlanResourcePublic",
     "RecommendationPublic",
     "RollupRow",
     "SummaryRow",
@@ -135,3 +138,45 @@ class ExecutionStep(BaseModel):
     target: str | None
     outcome: Literal["planned", "done", "skipped", "failed"]
     detail: str = ""
+
+
+class CapacityMonthPublic(BaseModel):
+    """One month of a cloud's resource: usable capacity, what its servers hold, what quotas promise."""
+
+    month: str
+    capacity: float
+    allocated: float
+    promised: float
+
+
+class ForecastPublic(BaseModel):
+    """When a model says the allocation reaches the threshold (None: not within ten years, or never)."""
+
+    model: Literal["linear", "holt"]
+    reclaim: bool = Field(description="starting from the allocation less what the open recommendations free")
+    level: float = Field(description="the model's allocation this month")
+    slope: float = Field(description="growth per month")
+    months: float | None
+    reaches_on: date | None
+    insufficient_data: bool
+
+
+class PlanResourcePublic(BaseModel):
+    """Purchase planning (采购规划) for one resource of one cloud: capacity against allocations, use beside it,
+    the headroom with and without reclaim, the monthly history and the forecast. vCPU, or GiB for ram and disk."""
+
+    cloud: str
+    name: str
+    resource: Literal["vcpus", "ram", "disk"]
+    unit: Literal["vCPU", "GiB"]
+    capacity: float = Field(description="(total − reserved) × allocation ratio")
+    allocated: float = Field(description="held by the cloud's servers (Placement allocations)")
+    promised: float = Field(description="promised by the units' quotas")
+    used: float | None = Field(description="measured use (p95 CPU, peak memory) of the servers with data")
+    reclaimable: float = Field(description="freed by the open reclaim recommendations")
+    headroom: float = Field(description="capacity − allocated")
+    headroom_after_reclaim: float
+    allocated_ratio: float | None
+    threshold: float = Field(description="the share of capacity the forecast looks for")
+    history: list[CapacityMonthPublic]
+    forecasts: list[ForecastPublic]

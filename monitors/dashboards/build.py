@@ -92,6 +92,14 @@ DASHBOARDS = (
             ("topk(10, unit_cloud:cloudctl_quota_vcpus_usage:ratio)", "{{unit}} {{cloud}}"),),
               kind="bargauge", w=8, unit="percentunit", thresholds=RED_AMBER),
         Panel("资源申请 requests", (("cloudctl_resource_requests", "{{status}}"),), kind="bargauge", w=8),
+        Panel("本月费用 cost this month (CNY)", (("sum by (cloud) (cloudctl_cost_month_cny)", "{{cloud}}"),),
+              kind="bargauge", w=12, unit="currencyCNY",
+              description="This month's cost at each cloud's tariffs; running servers counted to the month's end."),
+        Panel("预算已承诺 budget committed", (
+            ("topk(15, cloudctl_budget_committed_cny / cloudctl_budget_cny)", "{{unit}}"),),
+              kind="bargauge", w=12, unit="percentunit", thresholds=((None, "green"), (0.8, "orange"), (1.0, "red")),
+              description="What each unit has committed this year (months gone by, this month, the months left at "
+                          "today's prices) against its budget."),
         Panel("API 请求 requests/s", (("sum by (handler) (rate(cloudctl_api_http_requests_total[5m]))",
                                       "{{handler}}"),), unit="reqps"),
         Panel("API 延迟 p95", (("histogram_quantile(0.95, sum by (le) "
@@ -105,6 +113,12 @@ DASHBOARDS = (
               unit="currencyCNY"),
         Panel("回收建议 recommendations", (('sum by (kind) (cloudctl_reclaim_recommendations{state=~"open|notified|'
                                         'scheduled"})', "{{kind}}"),), kind="stat", w=6),
+        Panel("距达到采购阈值 months to the planning threshold", (
+            ('cloudctl_capacity_threshold_months{model="holt",reclaim="false"}', "{{cloud}} {{resource}}"),
+            ('cloudctl_capacity_threshold_months{model="holt",reclaim="true"}', "{{cloud}} {{resource}} 含回收")),
+              kind="bargauge", w=24, h=8, thresholds=((None, "red"), (6, "orange"), (12, "green")),
+              description="Months until allocations reach the threshold of capacity (Holt's smoothing over the "
+                          "monthly history), without and with the open reclaim recommendations carried out."),
         Panel("可回收 vCPU 最多的单位 top units", (("topk(15, cloudctl_reclaim_reclaimable_vcpus)", "{{unit}}"),),
               kind="bargauge", w=12, h=10),
         Panel("建议状态 by state", (("sum by (state) (cloudctl_reclaim_recommendations)", "{{state}}"),),

@@ -120,6 +120,18 @@ def _build(session: Session) -> World:
         provisioning.decommission_server(session, ADMIN, server.id)
         target["due_server"] = str(server.id)
     compute.capacity(session, ADMIN, "test-cloud")  # the snapshot the big screen reads
+    # A data volume each, attached to a server of the unit.
+    from cloudctl.compute import volumes
+    from cloudctl.compute.models import Volume
+    from tests.factories import simulator_of
+
+    sim = simulator_of(session)
+    for server in (fleet.servers["busy"], fleet.servers["other-idle"]):
+        made = sim.create_volume(sim.get_server(server.provider_id).project, f"{server.name}-data", "ssd", 100)
+        sim.attach_volume(made.provider_id, server.provider_id)
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    for target, server in ((own, fleet.servers["busy"]), (other, fleet.servers["other-idle"])):
+        target["volume"] = str(session.scalars(select(Volume.id).where(Volume.server_id == server.id)).one())
     own["server"], other["server"] = str(fleet.servers["busy"].id), str(fleet.servers["other-idle"].id)
     own["flavor"], other["flavor"] = fleet.servers["busy"].flavor, fleet.servers["other-idle"].flavor
 
@@ -229,7 +241,8 @@ def _build(session: Session) -> World:
               "phase": "self_check", "next_shift": (shift.ends_at + timedelta(hours=1)).isoformat(),
               "next_shift_ends": (shift.ends_at + timedelta(hours=9)).isoformat(),
               "later": (beijing_today() + timedelta(days=30)).isoformat(), "channel": "matrix-mail",
-              "template_kind": "reclaim.notice"}
+              "template_kind": "reclaim.notice", "month": beijing_today().strftime("%Y-%m"),
+              "last_month": (beijing_today().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")}
     own |= common
     other |= common
     foreign = {code for code in units if code not in DEPT_SEES | {CITY}}
@@ -338,13 +351,15 @@ PUBLIC = {role: 200 for role in ROLES}
 WRITE = ("admin", "ops")
 SECURITY = ("admin", "secops")
 TRIAGE = ("admin", "secops", "duty")
+# A statement is the bureau's and each department's own (its subtree's); security and duty have no bill to read.
+STATEMENT = ("admin", "ops", "auditor", "dept")
 PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "server_id": "server",
               "rec_id": "rec", "app_id": "app", "link_id": "link", "violation_id": "violation", "asset_id": "asset",
               "finding_id": "finding", "ticket_id": "ticket", "alert_id": "alert", "period_id": "period",
               "shift_id": "shift", "drill_id": "drill", "item_id": "item", "job_id": "job", "name": "cloud",
               "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase",
               "notification_id": "notification", "subscription_id": "subscription", "extension_id": "extension",
-              "attachment_id": "attachment", "kind": "template_kind"}
+              "attachment_id": "attachment", "kind": "template_kind", "volume_id": "volume"}
 
 
 def _units_only_own(body: Any, world: World) -> None:
@@ -367,6 +382,12 @@ def _screen_is_the_department(body: Any, world: World) -> None:
     assert body["security"]["alerts_new"] == 1  # its own asset's alert; the city has more
     assert {u["unit"] for u in body["security"]["units"]} <= DEPT_SEES
     assert body["requests_pending"] == 1  # its own request only; the city has two
+
+
+def _statement_own(body: Any, world: World) -> None:
+    assert body["lines"]
+    assert {line["unit_code"] for line in body["lines"]} <= DEPT_SEES
+    assert {row["unit_code"] for row in body["totals"]} <= DEPT_SEES
 
 
 def _reclaim_summary_own(body: Any, world: World) -> None:
@@ -451,6 +472,21 @@ PROBES: list[Probe] = [
     *scoped(Probe("POST", "/api/v1/servers/{server_id}/actions/{action}", may(*WRITE, "dept", ok=409))),
     *scoped(Probe("POST", "/api/v1/servers/{server_id}/resize", may(*WRITE, "dept", ok=422),
                   body={"flavor": "{flavor}"}, label="to its own flavor")),
+    *lists("/api/v1/volumes"),
+    *scoped(Probe("GET", "/api/v1/volumes/{volume_id}", may())),
+    # ------------------------------------------------------------ money
+    Probe("GET", "/api/v1/tariffs", may()),
+    Probe("POST", "/api/v1/tariffs", may(*WRITE, ok=201),
+          body={"cloud": "test-cloud", "resource": "vcpu", "price": "45.50", "effective_from": "{later}"}),
+    Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}", dept_check=_statement_own),
+    *scoped(Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&unit={unit}", label="unit filter",
+                  dept_check=_statement_own)),
+    Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&format=csv", media="text/csv", label="csv"),
+    Probe("GET", "/api/v1/showback", may(*STATEMENT), query="?month={month}&format=xlsx", label="xlsx",
+          media="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    Probe("POST", "/api/v1/showback/closed-months", may(*WRITE, ok=201), body={"month": "{last_month}"}),
+    *lists("/api/v1/budgets", expect=may(*STATEMENT)),
+    *scoped(Probe("PUT", "/api/v1/budgets", may(*WRITE), body={"unit": "{unit}", "year": 2026, "amount": "1200000"})),
     # ------------------------------------------------------------ reclaim
     *lists("/api/v1/reclaim/recommendations"),
     *scoped(Probe("GET", "/api/v1/reclaim/recommendations/{rec_id}", may())),
@@ -465,6 +501,8 @@ PROBES: list[Probe] = [
     Probe("GET", "/api/v1/reclaim/summary", may(), dept_check=_reclaim_summary_own),
     Probe("GET", "/api/v1/reclaim/summary", may(), query="?by=system"),
     Probe("GET", "/api/v1/reclaim/summary", may(), query="?by=cloud"),
+    # Purchase planning is the city's capacity: not a department's figure.
+    Probe("GET", "/api/v1/reclaim/purchase-plan", may(dept=403)),
     # ------------------------------------------------------------ extranet
     Probe("GET", "/api/v1/extranet/access-rate", may()),
     *lists("/api/v1/extranet/links"),

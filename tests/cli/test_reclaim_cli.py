@@ -121,8 +121,14 @@ def test_the_report_opens_in_a_browser(demo: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "report"
     invoke(demo, "reclaim", "report", "--out", str(out))
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["reclaim-purchase-planning.csv", "reclaim-recommendations.csv", "reclaim-report.html",
-                     "reclaim-systems.csv", "reclaim-units.csv"]
+    assert names == ["reclaim-capacity-forecast.csv", "reclaim-capacity-history.csv", "reclaim-purchase-planning.csv",
+                     "reclaim-recommendations.csv", "reclaim-report.html", "reclaim-systems.csv", "reclaim-units.csv",
+                     "reclaim-volumes.csv"]
+    unattached = (out / "reclaim-volumes.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(unattached) > 1  # the demo left data volumes unattached for months
+    forecast = (out / "reclaim-capacity-forecast.csv").read_text(encoding="utf-8-sig").splitlines()
+    city_cpu = next(line for line in forecast if line.startswith("city-cloud,vcpus,"))
+    assert city_cpu.count("-") >= 8  # four forecast dates: without and with reclaim, by each model
     planning = (out / "reclaim-purchase-planning.csv").read_text(encoding="utf-8-sig").splitlines()
     assert planning[0].startswith("cloud,name,capacity_vcpus")
     assert any(line.startswith("city-cloud,市政务云中心,6045,") for line in planning)

@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
     "SERVER_STATES",
+    "VOLUME_STATES",
     "CloudProvider",
     "Flavor",
     "QuotaLimits",
@@ -22,6 +23,9 @@ __all__ = [
     "ResourceCapacity",
     "ServerInfo",
     "ServerSpec",
+    "SnapshotInfo",
+    "VolumeInfo",
+    "VolumeProvider",
 ]
 
 # Nova's server states, the vocabulary of the whole console.
@@ -110,6 +114,55 @@ class ResourceCapacity:
     @property
     def headroom(self) -> int:
         return self.usable - self.used
+
+
+# Cinder's volume states that matter here: in-use is attached; available is not.
+VOLUME_STATES = ("creating", "available", "reserved", "attaching", "detaching", "in-use", "maintenance", "deleting",
+                 "error", "error_deleting", "error_extending", "extending", "deleted")
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    """A block volume as its cloud reports it (Cinder's volume; a Kubernetes PersistentVolumeClaim)."""
+
+    provider_id: str
+    name: str
+    project: str
+    volume_type: str
+    size_gib: int
+    status: str
+    attached_to: str | None  # the server's provider id
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    provider_id: str
+    volume_id: str
+    name: str
+    size_gib: int
+    status: str
+    created_at: datetime | None = None
+
+
+@runtime_checkable
+class VolumeProvider(Protocol):
+    """Block storage of a cloud, for the clouds that have it: a provider adapter implements this beside
+    :class:`CloudProvider`."""
+
+    def list_volume_types(self) -> list[str]: ...
+
+    def list_volumes(self, project: str | None = None) -> list[VolumeInfo]: ...
+
+    def create_volume(self, project: str, name: str, volume_type: str, size_gib: int) -> VolumeInfo: ...
+
+    def attach_volume(self, volume_id: str, server_id: str) -> VolumeInfo: ...
+
+    def detach_volume(self, volume_id: str) -> VolumeInfo: ...
+
+    def snapshot_volume(self, volume_id: str, name: str) -> SnapshotInfo: ...
+
+    def delete_volume(self, volume_id: str) -> None: ...
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import openstack
@@ -29,10 +29,12 @@ from cloudctl.compute.providers.base import (
     ServerAction,
     ServerInfo,
     ServerSpec,
+    SnapshotInfo,
+    VolumeInfo,
 )
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 
-__all__ = ["OpenStackProvider", "addresses_of", "project_name"]
+__all__ = ["OpenStackProvider", "addresses_of", "project_name", "volume_of"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,6 +112,30 @@ def addresses_of(addresses: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
             if entry.get("OS-EXT-IPS:type") == "floating":
                 floating.append(ip)
     return tuple(found), tuple(floating)
+
+
+def _when(value: Any) -> datetime | None:
+    """Cinder's times are ISO 8601 without a zone, in UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def volume_of(volume: Any) -> VolumeInfo:
+    """A Cinder v3 volume (openstacksdk's resource, or its JSON as a dict) as cloudctl reads it: the owning
+    project (``os-vol-tenant-attr:tenant_id``), its type and size, and the server of its first attachment."""
+    get = volume.get if isinstance(volume, dict) else lambda key, default=None: getattr(volume, key, default)
+    attachments = get("attachments") or []
+    server = next((a.get("server_id") for a in attachments if isinstance(a, dict) and a.get("server_id")), None)
+    project = get("project_id") if not isinstance(volume, dict) else (
+        volume.get("os-vol-tenant-attr:tenant_id") or volume.get("project_id"))
+    return VolumeInfo(provider_id=str(get("id")), name=str(get("name") or ""), project=str(project or ""),
+                      volume_type=str(get("volume_type") or ""), size_gib=int(get("size") or 0),
+                      status=str(get("status") or ""), attached_to=server, created_at=_when(get("created_at")))
 
 
 def _limit(value: Any) -> int | None:
@@ -280,6 +306,49 @@ class OpenStackProvider:
         self.conn.compute.delete_server(provider_id, ignore_missing=False)
 
     # -------------------------------------------------------------- capacity
+
+    # -------------------------------------------------------------- block volumes (Cinder v3)
+
+    @_translated
+    def list_volume_types(self) -> list[str]:
+        return sorted(str(t.name) for t in self.conn.block_storage.types())
+
+    @_translated
+    def list_volumes(self, project: str | None = None) -> list[VolumeInfo]:
+        query: dict[str, Any] = {"details": True, "all_projects": True}
+        if project is not None:
+            query["project_id"] = project
+        return [volume_of(v) for v in self.conn.block_storage.volumes(**query)]
+
+    @_translated
+    def create_volume(self, project: str, name: str, volume_type: str, size_gib: int) -> VolumeInfo:
+        # Created in the unit's project, as its servers are: a token scoped there.
+        scoped = self.conn.connect_as_project({"id": project, "domain_id": self.domain_id})
+        return volume_of(scoped.block_storage.create_volume(name=name, size=size_gib, volume_type=volume_type))
+
+    @_translated
+    def attach_volume(self, volume_id: str, server_id: str) -> VolumeInfo:
+        self.conn.compute.create_volume_attachment(server_id, volume=volume_id)
+        return volume_of(self.conn.block_storage.get_volume(volume_id))
+
+    @_translated
+    def detach_volume(self, volume_id: str) -> VolumeInfo:
+        volume = volume_of(self.conn.block_storage.get_volume(volume_id))
+        if volume.attached_to is None:
+            raise Conflict(f"volume {volume.name or volume_id} is not attached", field="status")
+        self.conn.compute.delete_volume_attachment(volume.attached_to, volume_id, ignore_missing=False)
+        return volume_of(self.conn.block_storage.get_volume(volume_id))
+
+    @_translated
+    def snapshot_volume(self, volume_id: str, name: str) -> SnapshotInfo:
+        snapshot = self.conn.block_storage.create_snapshot(volume_id=volume_id, name=name, force=True)
+        return SnapshotInfo(provider_id=str(snapshot.id), volume_id=volume_id, name=name,
+                            size_gib=int(snapshot.size or 0), status=str(snapshot.status or ""),
+                            created_at=_when(snapshot.created_at))
+
+    @_translated
+    def delete_volume(self, volume_id: str) -> None:
+        self.conn.block_storage.delete_volume(volume_id, ignore_missing=False)
 
     @_translated
     def capacity(self) -> list[ResourceCapacity]:

@@ -42,6 +42,8 @@ from cloudctl.compute.providers.base import (
     ServerAction,
     ServerInfo,
     ServerSpec,
+    SnapshotInfo,
+    VolumeInfo,
 )
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import UTCDateTime, utcnow
@@ -116,6 +118,34 @@ class SimServer(SimBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ready_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted: Mapped[bool] = mapped_column(default=False)
+
+
+class SimVolume(SimBase):
+    """A block volume (Cinder's), attached to at most one server."""
+
+    __tablename__ = "sim_volumes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("sim_projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    volume_type: Mapped[str] = mapped_column(String(64))
+    size_gib: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32))
+    server_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted: Mapped[bool] = mapped_column(default=False)
+
+
+class SimSnapshot(SimBase):
+    __tablename__ = "sim_snapshots"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(64), index=True)
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    size_gib: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SimNetwork(SimBase):
@@ -295,7 +325,8 @@ class SimulatorProvider:
     def reset(self) -> None:
         """Forget everything of this cloud (a fresh demo over an old simulator store)."""
         with self.store.session() as s:
-            for table in (SimAddress, SimNetwork, SimWorkload, SimServer, SimProject, SimFlavor, SimHost, SimFault):
+            for table in (SimSnapshot, SimVolume, SimAddress, SimNetwork, SimWorkload, SimServer, SimProject, SimFlavor,
+                          SimHost, SimFault):
                 s.execute(delete(table).where(table.cloud == self.cloud))
 
     def add_host(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int, reserved_ram_mb: int = 4096) -> None:
@@ -609,6 +640,81 @@ class SimulatorProvider:
             server = self._server(s, provider_id)
             server.deleted, server.status, server.host = True, "DELETED", None
 
+    # -------------------------------------------------------------- block volumes (Cinder's shapes)
+
+    volume_types: tuple[str, ...] = ("ssd", "hdd")
+
+    def list_volume_types(self) -> list[str]:
+        return list(self.volume_types)
+
+    def list_volumes(self, project: str | None = None) -> list[VolumeInfo]:
+        with self.store.session() as s:
+            query = select(SimVolume).where(SimVolume.cloud == self.cloud, SimVolume.deleted.is_(False))
+            if project is not None:
+                query = query.where(SimVolume.project_id == project)
+            return [self._volume_info(v) for v in s.scalars(query.order_by(SimVolume.created_at, SimVolume.id))]
+
+    def create_volume(self, project: str, name: str, volume_type: str, size_gib: int) -> VolumeInfo:
+        if volume_type not in self.volume_types:
+            raise InvalidInput(f"volume type {volume_type!r} is not offered on {self.cloud}", field="volume_type")
+        if not 1 <= size_gib <= 65536:
+            raise InvalidInput("a volume is 1 to 65,536 GiB", field="size_gib")
+        with self.store.session() as s:
+            self._project(s, project)
+            volume = SimVolume(id=str(uuid.uuid4()), cloud=self.cloud, project_id=project, name=name,
+                               volume_type=volume_type, size_gib=size_gib, status="available", server_id=None,
+                               created_at=self.clock())
+            s.add(volume)
+            s.flush()
+            return self._volume_info(volume)
+
+    def attach_volume(self, volume_id: str, server_id: str) -> VolumeInfo:
+        with self.store.session() as s:
+            volume = self._volume(s, volume_id)
+            server = self._server(s, server_id)
+            if volume.status != "available":
+                raise Conflict(f"volume {volume.name} is {volume.status}, not available", field="status")
+            if server.project_id != volume.project_id:
+                raise Conflict("a volume attaches to a server of its own project", field="server")
+            volume.status, volume.server_id = "in-use", server.id
+            return self._volume_info(volume)
+
+    def detach_volume(self, volume_id: str) -> VolumeInfo:
+        with self.store.session() as s:
+            volume = self._volume(s, volume_id)
+            if volume.status != "in-use":
+                raise Conflict(f"volume {volume.name} is {volume.status}, not in-use", field="status")
+            volume.status, volume.server_id = "available", None
+            return self._volume_info(volume)
+
+    def snapshot_volume(self, volume_id: str, name: str) -> SnapshotInfo:
+        with self.store.session() as s:
+            volume = self._volume(s, volume_id)
+            snapshot = SimSnapshot(id=str(uuid.uuid4()), cloud=self.cloud, volume_id=volume.id, name=name,
+                                   size_gib=volume.size_gib, created_at=self.clock())
+            s.add(snapshot)
+            s.flush()
+            return SnapshotInfo(snapshot.id, volume.id, name, snapshot.size_gib, "available", snapshot.created_at)
+
+    def delete_volume(self, volume_id: str) -> None:
+        with self.store.session() as s:
+            volume = self._volume(s, volume_id)
+            if volume.status == "in-use":
+                raise Conflict(f"volume {volume.name} is attached; detach it first", field="status")
+            volume.deleted, volume.status = True, "deleted"
+
+    def _volume(self, s: Session, volume_id: str) -> SimVolume:
+        volume = s.get(SimVolume, volume_id)
+        if volume is None or volume.cloud != self.cloud or volume.deleted:
+            raise NotFound(f"no volume {volume_id} on {self.cloud}", field="volume")
+        return volume
+
+    @staticmethod
+    def _volume_info(volume: SimVolume) -> VolumeInfo:
+        return VolumeInfo(provider_id=volume.id, name=volume.name, project=volume.project_id,
+                          volume_type=volume.volume_type, size_gib=volume.size_gib, status=volume.status,
+                          attached_to=volume.server_id, created_at=volume.created_at)
+
     def capacity(self) -> list[ResourceCapacity]:
         with self.store.session() as s:
             hosts = list(s.scalars(select(SimHost).where(SimHost.cloud == self.cloud, SimHost.alive.is_(True))))
@@ -687,7 +793,10 @@ class SimulatorProvider:
                    func.coalesce(func.sum(SimServer.disk_gb), 0), func.count(SimServer.id))
             .where(SimServer.project_id == project, SimServer.deleted.is_(False))
         ).one()
-        return QuotaUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        # Volumes take disk too, as Cinder's gigabytes count them.
+        volumes = s.scalar(select(func.coalesce(func.sum(SimVolume.size_gib), 0)).where(
+            SimVolume.project_id == project, SimVolume.deleted.is_(False))) or 0
+        return QuotaUsage(int(row[0]), int(row[1]), int(row[2]) + int(volumes), int(row[3]))
 
     def _check_quota(self, s: Session, project: str, vcpus: int, ram_mb: int, disk_gb: int, instances: int) -> None:
         p = self._project(s, project, lock=True)

@@ -34,3 +34,39 @@ def test_a_server_on_no_network_or_with_unusable_entries_has_no_addresses() -> N
     assert addresses_of({}) == ((), ())  # "networks": "none"
     assert addresses_of({"gov-public": [{"version": 4, "addr": ""}, None, {"addr": "not-an-ip"}],
                          "gov-mgmt": None}) == ((), ())
+
+
+# Cinder v3's GET /v3/{project_id}/volumes/detail, one volume as the API reference shows it (abridged).
+CINDER_VOLUME = {
+    "id": "6edbc2f4-1507-44f8-ac0d-eed1d2608d38",
+    "name": "990100-d01-video-data",
+    "status": "in-use",
+    "size": 500,
+    "volume_type": "ssd",
+    "availability_zone": "nova",
+    "bootable": "false",
+    "created_at": "2026-03-01T08:10:42.000000",
+    "os-vol-tenant-attr:tenant_id": "bab7d5c60cd041a0a36f7c4b6e1dd978",
+    "attachments": [{
+        "id": "6edbc2f4-1507-44f8-ac0d-eed1d2608d38", "attachment_id": "3dafcac4-1cb9-4b60-a227-d729baa10cf6",
+        "volume_id": "6edbc2f4-1507-44f8-ac0d-eed1d2608d38", "server_id": "f4fda93b-06e0-4743-8117-bc8bcecd651b",
+        "host_name": None, "device": "/dev/vdb", "attached_at": "2026-03-01T08:11:05.000000"}],
+}
+
+
+def test_a_cinder_volume_is_read_from_the_apis_own_shape() -> None:
+    from datetime import UTC, datetime
+
+    from openstack.block_storage.v3.volume import Volume
+
+    from cloudctl.compute.providers.openstack import volume_of
+
+    for given in (CINDER_VOLUME, Volume(**CINDER_VOLUME)):  # the JSON, and openstacksdk's resource built from it
+        info = volume_of(given)
+        assert (info.provider_id, info.name, info.volume_type, info.size_gib, info.status) == (
+            "6edbc2f4-1507-44f8-ac0d-eed1d2608d38", "990100-d01-video-data", "ssd", 500, "in-use")
+        assert info.project == "bab7d5c60cd041a0a36f7c4b6e1dd978"
+        assert info.attached_to == "f4fda93b-06e0-4743-8117-bc8bcecd651b"
+        assert info.created_at == datetime(2026, 3, 1, 8, 10, 42, tzinfo=UTC)
+    unattached = volume_of({**CINDER_VOLUME, "status": "available", "attachments": [], "created_at": None})
+    assert (unattached.attached_to, unattached.created_at, unattached.status) == (None, None, "available")

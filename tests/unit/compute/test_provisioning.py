@@ -15,7 +15,7 @@ from cloudctl.compute.models import ItemStatus, Quota, RequestStatus, ResourceRe
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import ServerSpec
 from cloudctl.compute.providers.simulator import SimulatorProvider
-from cloudctl.compute.schemas import RequestCreate
+from cloudctl.compute.schemas import QuotaSet, RequestCreate
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -85,6 +85,28 @@ def test_bad_requests_name_the_field(session: Session, city: MiniCity) -> None:
         provisioning.submit_request(session, city.principals["auditor"], ask(city))
     with pytest.raises(PermissionDenied):
         provisioning.approve_request(session, dept, 1)
+
+
+def test_a_request_to_a_cloud_without_the_units_quota_is_refused_at_submission(session: Session,
+                                                                             city: MiniCity) -> None:
+    from tests.factories import make_cloud
+
+    make_cloud(session, "bare-cloud")  # offers the same flavors, but 市公安局 holds no quota on it
+    dept = city.principals["dept"]
+    with pytest.raises(InvalidInput) as caught:
+        provisioning.submit_request(session, dept, ask(city, cloud="bare-cloud"))
+    assert caught.value.field == "cloud"
+    assert "no quota on bare-cloud" in str(caught.value)
+    assert session.scalar(select(func.count()).select_from(ResourceRequest)) == 0
+    # "any" picks only among the clouds where the unit has a quota.
+    anywhere = provisioning.submit_request(session, dept, ask(city, cloud="any"))
+    assert anywhere.cloud_name == "test-cloud"
+    # A quota increase is how a unit gets its first quota on a cloud: that one is taken.
+    increase = provisioning.submit_request(session, dept, RequestCreate.model_validate({
+        "business_system": city.systems["own"], "cloud": "bare-cloud", "justification": "新云上首次申请配额",
+        "items": [{"kind": "quota", "vcpus": 8, "ram_gib": 16}]}))
+    assert (increase.status, increase.cloud_name, increase.job_id) == (RequestStatus.AWAITING_LEADER, "bare-cloud",
+                                                                       None)
 
 
 def test_quota_increase_needs_the_leader_then_ops_and_raises_the_limits(session: Session, city: MiniCity) -> None:
@@ -321,3 +343,47 @@ def test_a_built_vm_claims_the_asset_already_scanned_on_its_address(committed: t
         assert [a.ip for a in server.addresses] == [address]
         assert (asset.server_id, asset.business_system_id, asset.unit_id) == (
             server.id, city.systems["own"], server.unit_id)
+
+
+def test_volumes_are_asked_for_with_vms_held_against_the_disk_quota_and_attached(
+        committed: tuple[Engine, MiniCity]) -> None:
+    from cloudctl.compute import volumes
+    from cloudctl.compute.models import Volume
+
+    engine, city = committed
+    with Session(engine) as session:
+        service.set_quota(session, ADMIN, "990100-D01", "test-cloud", QuotaSet(disk_gib=1000))
+        data = RequestCreate.model_validate({
+            "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "视频存储扩容",
+            "items": [{"flavor": "c2m4", "count": 2}, {"kind": "volume", "volume_type": "ssd", "size_gib": 300,
+                                                       "count": 2}]})
+        request = provisioning.submit_request(session, city.principals["dept"], data)
+        assert request.status is RequestStatus.APPROVED  # 4 vCPU: the automatic tier
+        quota = service.get_quota(session, ADMIN, "990100-D01", "test-cloud")
+        # Two VMs' 40 GiB disks and two 300 GiB volumes held; volumes are no instances.
+        assert (quota.reserved_disk_gb, quota.reserved_instances) == (680, 2)
+        too_big = RequestCreate.model_validate({
+            "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "归档存储",
+            "items": [{"kind": "volume", "volume_type": "hdd", "size_gib": 400}]})
+        waiting = provisioning.submit_request(session, city.principals["dept_leader"], too_big)
+        with pytest.raises(Conflict) as caught, session.begin_nested():
+            provisioning.approve_request(session, city.principals["ops"], waiting.id)
+        assert caught.value.field == "disk_gib"
+        with pytest.raises(InvalidInput) as refused:
+            provisioning.submit_request(session, city.principals["dept"], RequestCreate.model_validate({
+                "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "高速存储",
+                "items": [{"kind": "volume", "volume_type": "nvme", "size_gib": 10}]}))
+        assert refused.value.field == "items.0.volume_type"
+        session.commit()
+        request_id = request.id
+    job = JobRunner(engine).run_once()
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    request, quota, servers = _state(engine, request_id)
+    assert request.status is RequestStatus.FULFILLED
+    with Session(engine) as session:
+        made = list(session.scalars(select(Volume).order_by(Volume.id)))
+        assert [(v.volume_type, v.size_gib, v.status) for v in made] == [("ssd", 300, "in-use")] * 2
+        assert {v.server_id for v in made} == {s.id for s in servers}  # one volume on each new VM
+        assert volumes.list_volumes(session, city.principals["dept"])[1] == 2
+    assert (quota.used_disk_gb, quota.reserved_disk_gb) == (680, 0)

@@ -32,6 +32,7 @@ PAGED = (
     ("cloudctl.core.jobs", "list_jobs"),
     ("cloudctl.core.audit", "list_audit"),
     ("cloudctl.compute.service", "list_quotas"),
+    ("cloudctl.billing.service", "list_tariffs"),
     ("cloudctl.compute.provisioning", "list_requests"),
     ("cloudctl.compute.provisioning", "list_servers"),
     ("cloudctl.reclaim.service", "list_recommendations"),
@@ -46,7 +47,7 @@ PAGED = (
     ("cloudctl.security.service.alerts", "list_alerts"),
 )
 SERVICE_MODULES = sorted({module for module, _ in PAGED} | {
-    "cloudctl.security.service.duty", "cloudctl.security.service.drills", "cloudctl.compute.showback"})
+    "cloudctl.security.service.duty", "cloudctl.security.service.drills", "cloudctl.billing.service"})
 
 
 def _lister(name: tuple[str, str]) -> Callable[..., tuple[list[Any], int]]:
@@ -251,9 +252,10 @@ def _drill_items(session: Session, principal: Principal, unit: str | None) -> se
 
 
 def _showback(session: Session, principal: Principal, unit: str | None) -> set[str]:
-    from cloudctl.compute import showback
+    from cloudctl.billing import service as billing
 
-    return _codes(showback.showback(session, principal, f"{utcnow():%Y-%m}", unit=unit), lambda line: line.unit_code)
+    return _codes(billing.statement(session, principal, f"{utcnow():%Y-%m}", unit=unit).lines,
+                  lambda line: line.unit_code)
 
 
 def _scorecard(session: Session, principal: Principal, unit: str | None) -> set[str]:

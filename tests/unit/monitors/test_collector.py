@@ -52,6 +52,37 @@ def test_quota_capacity_and_request_families(session: Session) -> None:
     assert value("cloudctl_exporter_last_success_timestamp_seconds") > 0
 
 
+def test_cost_and_budget_families_per_unit_and_cloud(session: Session) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from cloudctl.billing import budgets
+    from cloudctl.billing import service as billing
+    from cloudctl.billing.schemas import BudgetSet, TariffSet
+    from cloudctl.core.models import beijing_today
+    from cloudctl.org.models import UnitKind
+    from tests.factories import make_server, make_unit
+
+    city = build_mini_city(session, with_cloud=True)
+    today = beijing_today()
+    for resource, price in (("vcpu", "45"), ("ram_gib", "20"), ("disk_gib", "0.5")):
+        billing.set_tariff(session, ADMIN, TariffSet(cloud="test-cloud", resource=resource, price=Decimal(price),
+                                                     effective_from=today - timedelta(days=400)))
+    long_ago = datetime(today.year - 1, 1, 1, tzinfo=UTC)
+    make_server(session, "990100-D01", city.systems["own"], "c4m8").launched_at = long_ago
+    # A village's server is counted under its county: labels stay bounded.
+    make_unit(session, "990102001002", "桃园村", UnitKind.VILLAGE, "990102001")
+    make_server(session, "990102001002", None, "c2m4").launched_at = long_ago
+    budgets.set_budget(session, ADMIN, BudgetSet(unit="990100-D01", year=today.year, amount=Decimal(5000)))
+    session.flush()
+    value = _registry(session).get_sample_value
+    assert value("cloudctl_cost_month_cny", {"unit": "990100-D01", "cloud": "test-cloud"}) == 360.0
+    assert value("cloudctl_cost_month_cny", {"unit": "990102", "cloud": "test-cloud"}) == 190.0  # c2m4: 90 + 80 + 20
+    assert value("cloudctl_cost_month_cny", {"unit": "990102001002", "cloud": "test-cloud"}) is None
+    assert value("cloudctl_budget_cny", {"unit": "990100-D01"}) == 5000
+    assert value("cloudctl_budget_committed_cny", {"unit": "990100-D01"}) == 12 * 360
+
+
 def test_every_family_is_prefixed_and_follows_the_conventions(session: Session) -> None:
     build_mini_city(session, with_cloud=True)
     text = generate_latest(_registry(session)).decode()

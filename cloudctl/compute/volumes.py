@@ -1,0 +1,122 @@
+"""Block volumes (云硬盘) in the inventory: synced from each cloud that has block storage, read through the read kit.
+
+A volume belongs to the unit whose project holds it; one whose project maps to no unit is an orphan, as a server
+is. A volume that is not attached keeps the moment cloudctl first saw it so (``detached_since``): reclaim looks for
+volumes unattached for days, and for volumes whose server is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloudctl.compute import service as compute
+from cloudctl.compute.models import Cloud, Server, UnitProject, Volume
+from cloudctl.compute.providers import provider_for
+from cloudctl.compute.providers.base import CloudProvider, VolumeInfo, VolumeProvider
+from cloudctl.core import read
+from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.errors import InvalidInput
+from cloudctl.core.models import utcnow
+from cloudctl.org.service import under
+
+__all__ = ["get_volume", "list_volumes", "sync_volumes", "volume_provider", "volume_types"]
+
+ProviderLookup = Callable[[Cloud], CloudProvider]
+
+
+def volume_provider(cloud: Cloud, providers: ProviderLookup = provider_for) -> VolumeProvider:
+    provider = providers(cloud)
+    if not isinstance(provider, VolumeProvider):
+        raise InvalidInput(f"{cloud.name} has no block storage cloudctl can reach", field="cloud")
+    return provider
+
+
+def volume_types(session: Session, principal: Principal, cloud: Cloud,
+                 *, providers: ProviderLookup = provider_for) -> list[str]:
+    """The volume types the cloud offers (Cinder's types; the simulator's ssd and hdd)."""
+    authorize(principal, "compute.cloud:read")
+    return volume_provider(cloud, providers).list_volume_types()
+
+
+def get_volume(session: Session, principal: Principal, volume_id: int) -> Volume:
+    authorize(principal, "compute.server:read")
+    query = read.within(select(Volume).where(Volume.id == volume_id), principal, unit=Volume.unit_id)
+    return read.one(session, query, missing=f"no volume with id {volume_id}")
+
+
+def list_volumes(
+    session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
+    status: str | None = None, unattached_days: int | None = None, limit: int = 50, offset: int = 0,
+) -> tuple[list[Volume], int]:
+    """Volumes the principal sees; ``unattached_days``: only those unattached at least that long."""
+    authorize(principal, "compute.server:read")
+    query = read.within(select(Volume).where(Volume.status != "deleted"), principal, unit=Volume.unit_id)
+    if unit is not None:
+        query = query.where(under(session, principal, unit, Volume.unit_id))
+    if cloud is not None:
+        query = query.where(Volume.cloud_id == compute.cloud_filter(session, principal, cloud).id)
+    if status is not None:
+        query = query.where(Volume.status == status)
+    if unattached_days is not None:
+        if not 0 <= unattached_days <= 3650:
+            raise InvalidInput("between 0 and 3650 days", field="unattached_days")
+        query = query.where(Volume.server_id.is_(None),
+                            Volume.detached_since <= utcnow() - timedelta(days=unattached_days))
+    return read.page(session, query, limit=limit, offset=offset, order_by=(Volume.cloud_id, Volume.name, Volume.id))
+
+
+def sync_volumes(session: Session, principal: Principal, cloud_name: str,
+                 *, providers: ProviderLookup = provider_for) -> dict[str, int]:
+    """Read every volume of the cloud into the inventory: owners from their projects, attachments from the
+    servers cloudctl knows; volumes gone from the cloud are marked deleted."""
+    authorize(principal, "compute.server:sync")
+    cloud = compute.get_cloud(session, principal, cloud_name)
+    adapter = volume_provider(cloud, providers)
+    projects = dict(session.execute(select(UnitProject.project_id, UnitProject.unit_id)
+                                    .where(UnitProject.cloud_id == cloud.id)).all())
+    known = {v.provider_id: v for v in session.scalars(select(Volume).where(Volume.cloud_id == cloud.id))}
+    found = adapter.list_volumes()
+    attached = sorted({v.attached_to for v in found if v.attached_to})
+    servers: dict[str, tuple[int, int | None]] = {}
+    for start in range(0, len(attached), 500):
+        servers.update((p, (i, b)) for p, i, b in session.execute(
+            select(Server.provider_id, Server.id, Server.business_system_id).where(
+                Server.cloud_id == cloud.id, Server.provider_id.in_(attached[start:start + 500]))))
+    now = utcnow()
+    counts = {"volumes": 0, "orphans": 0, "unattached": 0, "gone": 0}
+    for info in found:
+        row = known.get(info.provider_id)
+        if row is None:
+            row = Volume(cloud_id=cloud.id, provider_id=info.provider_id)
+            session.add(row)
+        _record(row, info, projects.get(info.project), servers.get(info.attached_to or ""), now)
+        counts["volumes"] += 1
+        counts["orphans"] += row.unit_id is None
+        counts["unattached"] += row.server_id is None
+    seen = {v.provider_id for v in found}
+    for provider_id, row in known.items():
+        if provider_id not in seen and row.status != "deleted":
+            row.status, row.server_id = "deleted", None
+            counts["gone"] += 1
+    session.flush()
+    return counts
+
+
+def _record(row: Volume, info: VolumeInfo, unit_id: int | None, server: tuple[int, int | None] | None,
+            now: datetime) -> None:
+    row.name, row.volume_type, row.size_gib, row.status = info.name, info.volume_type, info.size_gib, info.status
+    row.unit_id = unit_id
+    if info.attached_to is not None:
+        row.detached_since = None
+    elif row.detached_since is None:
+        # Unattached from its creation, or since the last sync that saw it attached.
+        row.detached_since = info.created_at or now
+    row.server_id = server[0] if server else None
+    if server is not None and server[1] is not None:
+        row.business_system_id = server[1]  # a volume serves the system of the server it is attached to
+    row.provider_created_at = info.created_at
+    row.synced_at = now
