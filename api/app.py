@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.metadata import version
+from typing import Any
 
+from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -21,8 +24,9 @@ from api.problems import install_problem_handlers
 from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine
-from cloudctl.core.errors import Unavailable
-from cloudctl.core.jobs import JobRunner
+from cloudctl.core.errors import FieldError, Unavailable
+from cloudctl.core.jobs import JobRunner, recent_workers
+from cloudctl.core.migrate import head_revision
 from monitors.collector import SessionFactory
 from monitors.exposition import build_registry, database_sessions
 
@@ -84,5 +88,29 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         except SQLAlchemyError as exc:
             raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
         return {"status": "ok", "database": "ok"}
+
+    head = head_revision()
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(session: SessionDep) -> dict[str, Any]:
+        """Ready to serve: the database answers, is at the schema this cloudctl needs, and a job worker is there
+        (its heartbeat recent; unless the settings say the API is ready without one)."""
+        settings = get_settings()
+        try:
+            current = MigrationContext.configure(session.connection()).get_current_revision()
+            workers = len(recent_workers(session, within=timedelta(seconds=settings.ready_worker_seconds)))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
+        problems = []
+        if current != head:
+            problems.append(FieldError("schema", f"the database is at {current or 'none'}, cloudctl needs {head}: "
+                                                 "run `cloudctl db upgrade`"))
+        if settings.ready_needs_worker and not workers:
+            problems.append(FieldError("workers", f"no job worker's heartbeat in the last "
+                                                  f"{settings.ready_worker_seconds:g} s: start `cloudctl job work`"))
+        if problems:
+            raise Unavailable("not ready: " + "; ".join(f"{p.field}: {p.reason}" for p in problems),
+                              errors=problems)
+        return {"status": "ready", "database": "ok", "schema": current, "workers": workers}
 
     return app

@@ -1,14 +1,31 @@
-"""Run the API with uvicorn (``cloudctl serve``)."""
+"""Run the API with uvicorn (``cloudctl serve``).
+
+One process (the embedded default) may run jobs in a thread beside the API. With ``workers > 1`` uvicorn starts
+that many API processes sharing one socket; none of them runs jobs (``cloudctl job work`` does), every one has
+its own database pool, and Prometheus scrapes ``cloudctl monitors serve`` (see the README's deployment notes).
+"""
 
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
+from cloudctl.core.db import set_process_kind
 
-__all__ = ["run"]
+__all__ = ["app_factory", "run"]
 
 
-def run(*, host: str = "127.0.0.1", port: int = 8000, run_jobs: bool = True) -> None:
-    uvicorn.run(create_app(run_jobs=run_jobs), host=host, port=port, log_level="info",
-                proxy_headers=False, server_header=False)
+def app_factory() -> FastAPI:
+    """The app of one of several API processes: no job thread."""
+    set_process_kind("api")
+    return create_app(run_jobs=False)
+
+
+def run(*, host: str = "127.0.0.1", port: int = 8000, run_jobs: bool = True, workers: int = 1) -> None:
+    set_process_kind("api")
+    options = {"host": host, "port": port, "log_level": "info", "proxy_headers": False, "server_header": False}
+    if workers > 1:
+        uvicorn.run("api.serve:app_factory", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(run_jobs=run_jobs), **options)  # type: ignore[arg-type]

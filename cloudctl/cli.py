@@ -76,12 +76,19 @@ def root(
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, min=1, max=65535),
-    jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="run queued jobs inside the API process"),
+    jobs: bool = typer.Option(True, "--jobs/--no-jobs",
+                              help="run queued jobs inside the API process (one process only)"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64,
+                                help="API processes sharing the port; more than one never runs jobs"),
 ) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) with uvicorn."""
+    """Serve the HTTP API (OpenAPI at /docs) with uvicorn.
+
+    With --workers N, run `cloudctl job work` beside it: in multi-process mode no API process runs jobs."""
     from api.serve import run
 
-    run(host=host, port=port, run_jobs=jobs)
+    if workers > 1 and jobs:
+        err_console.print("[yellow]--workers > 1: jobs are left to `cloudctl job work`[/]")
+    run(host=host, port=port, run_jobs=jobs and workers == 1, workers=workers)
 
 
 app.add_typer(db_app, name="db")

@@ -170,22 +170,18 @@ def job_retry(job_id: int = typer.Argument(...)) -> None:
 @job_app.command("work")
 def job_work(
     once: bool = typer.Option(False, "--once", help="run what is queued now, then exit"),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, max=64,
+                                    help="worker processes to run (each its own OS process and database pool)"),
 ) -> None:
-    """Run a worker that claims and runs queued jobs (for deployments that keep jobs out of the API)."""
+    """Run workers that claim and run queued jobs (for deployments that keep jobs out of the API).
+
+    Any number of workers, on any machines that reach the database, share its queue; SIGTERM stops them after
+    the job each is running."""
     from cloudctl.core.cli_support import _check_schema
+    from cloudctl.core.worker import run_workers
 
     _check_schema()
-    runner = jobs.JobRunner(get_engine())
-    console.print(f"worker {runner.owner}: kinds {', '.join(jobs.registered_kinds()) or 'none'}")
+    console.print(f"{concurrency} worker process(es): kinds {', '.join(jobs.registered_kinds()) or 'none'}")
+    ran = run_workers(concurrency, once=once)
     if once:
-        count = 0
-        while runner.run_once() is not None:
-            count += 1
-        console.print(f"ran {count} job(s)")
-        return
-    runner.start()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        runner.stop()
+        console.print(f"ran {ran} job(s)")

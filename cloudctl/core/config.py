@@ -45,6 +45,20 @@ class Settings(BaseSettings):
     # before another runner takes it over (a crashed process leaves its jobs behind).
     job_lease_seconds: int = Field(default=60, ge=5)
     job_poll_seconds: float = Field(default=0.5, gt=0)
+    # /readyz: a worker counts as there while its heartbeat is at most this old; false: the API is ready
+    # without one (a deployment whose workers come and go on their own schedule).
+    ready_worker_seconds: float = Field(default=120, gt=0)
+    ready_needs_worker: bool = True
+    # PostgreSQL, per process (every API process, every worker has its own pool): pooled connections, how many
+    # more under a burst, how long a request waits for one, how long a connection attempt may take; the API's
+    # statements are cancelled after api_statement_timeout_seconds (0: never), so one slow read cannot hold a
+    # connection for ever. Each process kind names itself to the server (pg_stat_activity.application_name).
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=10, gt=0, le=600)
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
+    db_connect_timeout_seconds: int = Field(default=5, ge=1, le=600)
+    api_statement_timeout_seconds: float = Field(default=30, ge=0, le=3600)
     config_file: Path | None = None
     # The simulator cloud keeps its own store, as a real cloud keeps its own database. Empty means:
     # beside a SQLite database, its own SQLite file (two writers on one SQLite file would wait on each

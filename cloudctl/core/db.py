@@ -19,7 +19,43 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloudctl.core.config import Settings, get_settings
 
-__all__ = ["dispose_engines", "get_engine", "make_engine", "session_factory", "session_scope"]
+__all__ = ["PROCESS_KINDS", "dispose_engines", "engine_options", "get_engine", "make_engine", "process_kind",
+           "session_factory", "session_scope", "set_process_kind"]
+
+# What a process is, for the database server's list of sessions (application_name "cloudctl-api", …) and for the
+# settings that differ by kind (the API's statement timeout).
+PROCESS_KINDS = ("cli", "api", "worker", "exporter")
+_process_kind = "cli"
+
+
+def set_process_kind(kind: str) -> None:
+    """Name this process's kind before its first engine is made (``cloudctl serve`` says "api", …)."""
+    global _process_kind
+    if kind not in PROCESS_KINDS:
+        raise ValueError(f"process kind {kind!r} is not one of {', '.join(PROCESS_KINDS)}")
+    _process_kind = kind
+
+
+def process_kind() -> str:
+    return _process_kind
+
+
+def engine_options(url: str, settings: Settings | None = None, kind: str | None = None) -> dict[str, Any]:
+    """create_engine's keyword arguments for a server database (PostgreSQL), from the settings and process kind."""
+    settings = settings or get_settings()
+    kind = kind or _process_kind
+    connect_args: dict[str, Any] = {"application_name": f"cloudctl-{kind}",
+                                    "connect_timeout": settings.db_connect_timeout_seconds}
+    if kind == "api" and settings.api_statement_timeout_seconds:
+        connect_args["options"] = f"-c statement_timeout={int(settings.api_statement_timeout_seconds * 1000)}"
+    return {
+        "pool_pre_ping": True,  # a connection the server dropped (a restart) is replaced, not handed out
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "pool_recycle": settings.db_pool_recycle_seconds,
+        "connect_args": connect_args,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +77,7 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, settings: Settings | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -52,7 +88,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, echo=echo, **engine_options(url, settings))
 
 
 _engines: dict[str, Engine] = {}
@@ -63,7 +99,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
     url = settings.resolved_database_url
     engine = _engines.get(url)
     if engine is None:
-        engine = _engines[url] = make_engine(url, echo=settings.database_echo)
+        engine = _engines[url] = make_engine(url, echo=settings.database_echo, settings=settings)
     return engine
 
 

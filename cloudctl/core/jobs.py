@@ -4,8 +4,17 @@ A job is a row with status, progress, a log and an optional idempotency key; a
 worker *claims* it with a lease and keeps the lease fresh with heartbeats. If the
 worker dies, the lease runs out and another worker takes the job over, handing the
 handler the checkpoint it last saved, so work resumes instead of starting again.
-Claiming is one conditional UPDATE, so any number of workers (threads in the API,
-``cloudctl job work`` processes, or a real queue later) can share one database.
+Claiming is one conditional UPDATE of a row picked with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL
+(workers pass over the rows others are claiming instead of queueing behind them; SQLite has one writer at a
+time anyway), so any number of workers (threads in the API, ``cloudctl job work`` processes on several
+machines) can share one database.
+
+Every claim counts an attempt, and the attempt is the claim's *fencing token*: progress, checkpoints, the
+handler's own transactions (``ctx.session()``) and the job's completion each check, in the transaction that
+writes, that the row is still held by this owner at this attempt. A worker that was only slow, whose lease ran
+out and whose job another worker took over, can neither finish the job nor commit its work for it: it gets
+:class:`JobCancelled` and stops. Each running worker also keeps a row in ``job_workers`` fresh, so readiness
+checks can tell whether anyone is there to run jobs.
 
 Handlers should commit their own work in short transactions (``ctx.session()``)
 and report progress between them: on SQLite a progress write waits for any open
@@ -31,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Engine, ForeignKey, String, Text, func, or_, select, update
+from sqlalchemy import JSON, Engine, ForeignKey, String, Text, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -49,12 +58,14 @@ __all__ = [
     "JobOutcome",
     "JobRunner",
     "JobStatus",
+    "JobWorker",
     "cancel_job",
     "ensure_periodic",
     "get_job",
     "job_handler",
     "job_log",
     "list_jobs",
+    "recent_workers",
     "registered_kinds",
     "retry_job",
     "submit_job",
@@ -140,6 +151,25 @@ class JobLogLine(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     level: Mapped[str] = mapped_column(String(8), default="info")
     line: Mapped[str] = mapped_column(Text)
+
+
+class JobWorker(Base):
+    """A running worker (a ``cloudctl job work`` process, the API's job thread), kept fresh while it runs."""
+
+    __tablename__ = "job_workers"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+def recent_workers(session: Session, *, within: timedelta, now: datetime | None = None) -> list[JobWorker]:
+    """The workers whose heartbeat is at most ``within`` old."""
+    since = (now or utcnow()) - within
+    return list(session.scalars(select(JobWorker).where(JobWorker.heartbeat_at >= since)
+                                .order_by(JobWorker.owner)))
 
 
 class JobCancelled(Exception):
@@ -315,12 +345,21 @@ class JobContext:
         self.principal = Principal(username=username, role=Role(job.created_by_role),
                                    via="api" if via == "api" else "cli" if via == "cli" else "system")
 
+    def _held(self) -> Any:
+        """The condition under which this claim still holds the job: same owner, same attempt."""
+        return (Job.id == self.job_id) & (Job.lease_owner == self._owner) & (Job.attempts == self.attempt)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work for the handler's own changes: committed on success."""
+        """A unit of work for the handler's own changes: committed on success, if the claim still holds.
+
+        Just before the commit the job's row is locked and checked (see the module): a worker that lost the job
+        to another one rolls its changes back and gets :class:`JobCancelled`."""
         session = self._factory()
         try:
             yield session
+            if session.scalar(select(Job.id).where(self._held()).with_for_update()) is None:
+                raise JobCancelled(f"job {self.job_id} was taken over by another worker: its changes are dropped")
             session.commit()
         except BaseException:
             session.rollback()
@@ -333,7 +372,7 @@ class JobContext:
         with self.session() as session:
             changed = session.execute(
                 update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self._owner, Job.status == JobStatus.RUNNING)
+                .where(self._held(), Job.status == JobStatus.RUNNING)
                 .values(heartbeat_at=now, lease_expires_at=now + self._lease, **values)
             ).rowcount  # type: ignore[attr-defined]
         if not changed:
@@ -384,33 +423,32 @@ class JobRunner:
         self.poll = poll_seconds if poll_seconds is not None else settings.job_poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._presence: threading.Thread | None = None
 
     def claim(self, job_id: int | None = None) -> Job | None:
         """Take one runnable job: queued, or running under a lease that has run out."""
         now = utcnow()
+        runnable = or_(
+            (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
+            (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
+        )
         with self._factory() as session:
-            query = select(Job.id).where(
-                or_(
-                    (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
-                    (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
-                )
-            )
+            query = select(Job.id).where(runnable)
             if job_id is not None:
                 query = query.where(Job.id == job_id)
             kinds = self.kinds if self.kinds is not None else registered_kinds()
-            query = query.where(Job.kind.in_(kinds))
-            candidates = list(session.scalars(query.order_by(Job.id).limit(5)))
+            query = query.where(Job.kind.in_(kinds)).order_by(Job.id)
+            if session.get_bind().dialect.name == "postgresql":
+                # Rows another worker is claiming right now are passed over, not waited for.
+                query = query.limit(1).with_for_update(skip_locked=True)
+            else:
+                query = query.limit(5)
+            candidates = list(session.scalars(query))
             for candidate in candidates:
                 # The conditional UPDATE is the claim: only one worker's WHERE still matches.
                 claimed = session.execute(
                     update(Job)
-                    .where(
-                        Job.id == candidate,
-                        or_(
-                            (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
-                            (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
-                        ),
-                    )
+                    .where(Job.id == candidate, runnable)
                     .values(
                         status=JobStatus.RUNNING,
                         lease_owner=self.owner,
@@ -436,14 +474,20 @@ class JobRunner:
         with self._factory() as session:
             return session.get(Job, job.id)
 
-    def _finish(self, job_id: int, **values: Any) -> None:
+    def _finish(self, job: Job, **values: Any) -> bool:
+        """End this claim of the job; False (and nothing written) when the claim no longer holds it."""
         with self._factory() as session:
-            session.execute(
+            changed = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.lease_owner == self.owner, Job.status == JobStatus.RUNNING)
+                .where(Job.id == job.id, Job.lease_owner == self.owner, Job.attempts == job.attempts,
+                       Job.status == JobStatus.RUNNING)
                 .values(finished_at=utcnow(), lease_expires_at=None, **values)
-            )
+            ).rowcount  # type: ignore[attr-defined]
             session.commit()
+        if not changed:
+            log.warning("job %s: attempt %s of %s no longer holds it; its outcome is dropped", job.id,
+                        job.attempts, self.owner)
+        return bool(changed)
 
     def _log(self, job_id: int, line: str, level: str = "info") -> None:
         with self._factory() as session:
@@ -453,11 +497,11 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         handler = _handlers.get(job.kind)
         if handler is None:  # a kind this process does not know: leave it for one that does
-            self._finish(job.id, status=JobStatus.QUEUED, lease_owner=None, finished_at=None)
+            self._finish(job, status=JobStatus.QUEUED, lease_owner=None, finished_at=None)
             return
         if job.attempts > job.max_attempts:
             self._log(job.id, f"given up after {job.max_attempts} attempts", "error")
-            self._finish(job.id, status=JobStatus.FAILED, error=f"abandoned after {job.max_attempts} attempts")
+            self._finish(job, status=JobStatus.FAILED, error=f"abandoned after {job.max_attempts} attempts")
             if job.kind in _periodic:
                 self._requeue(job.id, _periodic[job.kind])
             return
@@ -475,18 +519,18 @@ class JobRunner:
             return
         except CloudctlError as exc:
             self._log(job.id, f"failed: {exc}", "error")
-            self._finish(job.id, status=JobStatus.FAILED, error=str(exc))
+            self._finish(job, status=JobStatus.FAILED, error=str(exc))
         except Exception as exc:  # a handler's bug must not kill the worker; the traceback goes to the job log
             log.exception("job %s (%s) failed", job.id, job.kind)
             self._log(job.id, traceback.format_exc(), "error")
-            self._finish(job.id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            self._finish(job, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
             if isinstance(result, JobOutcome):
                 if result.error:
                     self._log(job.id, result.error, "error" if result.status is JobStatus.FAILED else "warning")
-                self._finish(job.id, status=result.status, result=result.result, error=result.error)
+                self._finish(job, status=result.status, result=result.result, error=result.error)
             else:
-                self._finish(job.id, status=JobStatus.SUCCEEDED, result=result)
+                self._finish(job, status=JobStatus.SUCCEEDED, result=result)
         finally:
             beat_stop.set()
             beat.join()
@@ -513,23 +557,81 @@ class JobRunner:
             except Exception:  # a missed heartbeat is retried; the lease has slack for two misses
                 log.warning("heartbeat of job %s failed", ctx.job_id, exc_info=True)
 
-    # -- background thread
+    # -- presence: the row in job_workers that says this worker is there
+
+    def beat_presence(self) -> None:
+        """Write this worker's heartbeat (its row in ``job_workers``, made on the first beat)."""
+        now = utcnow()
+        with self._factory() as session:
+            changed = session.execute(
+                update(JobWorker).where(JobWorker.owner == self.owner).values(heartbeat_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+            if not changed:
+                session.add(JobWorker(owner=self.owner, host=socket.gethostname()[:255], pid=os.getpid(),
+                                      started_at=now, heartbeat_at=now))
+            session.commit()
+
+    def _leave(self) -> None:
+        try:
+            with self._factory() as session:
+                session.execute(delete(JobWorker).where(JobWorker.owner == self.owner))
+                session.commit()
+        except Exception:  # the database may be gone at shutdown; the row then just ages out
+            log.warning("worker %s could not sign off", self.owner, exc_info=True)
+
+    def _present(self) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+        while not self._stop.wait(interval):
+            try:
+                self.beat_presence()
+            except Exception:  # the database may be away for a while (a restart): keep trying
+                log.warning("worker %s: heartbeat failed", self.owner, exc_info=True)
+
+    # -- running until stopped: a background thread (the API's embedded runner) or this thread (a worker)
 
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._prepare()
+        self._thread = threading.Thread(target=self._loop, name=f"cloudctl-jobs-{self.owner}", daemon=True)
+        self._thread.start()
+
+    def run_forever(self) -> None:
+        """Claim and run jobs in this thread until :meth:`stop` is called (from a signal handler, another
+        thread)."""
+        self._prepare()
+        try:
+            self._loop()
+        finally:
+            self._finish_presence()
+
+    def _prepare(self) -> None:
         with self._factory() as session:
             ensure_periodic(session)
             session.commit()
+        self.beat_presence()  # present from the start, so readiness checks see it at once
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"cloudctl-jobs-{self.owner}", daemon=True)
-        self._thread.start()
+        self._presence = threading.Thread(target=self._present, name=f"cloudctl-presence-{self.owner}",
+                                          daemon=True)
+        self._presence.start()
+
+    def _finish_presence(self) -> None:
+        self._stop.set()
+        if self._presence is not None:
+            self._presence.join(5)
+            self._presence = None
+            self._leave()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_forever` to return after the job it is running (safe from a signal handler)."""
+        self._stop.set()
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            self._finish_presence()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -1,0 +1,37 @@
+"""job workers' presence, for readiness checks and for operators to see who runs jobs
+
+Revision ID: 0019
+Revises: 0016
+Create Date: 2026-12-05 07:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import cloudctl.core.models
+
+revision: str = '0019'
+down_revision: str | None = '0016'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table('job_workers',
+    sa.Column('owner', sa.String(length=128), nullable=False),
+    sa.Column('host', sa.String(length=255), nullable=False),
+    sa.Column('pid', sa.Integer(), nullable=False),
+    sa.Column('started_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('owner', name=op.f('pk_job_workers'))
+    )
+    with op.batch_alter_table('job_workers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_job_workers_heartbeat_at'), ['heartbeat_at'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('job_workers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_job_workers_heartbeat_at'))
+    op.drop_table('job_workers')
