@@ -7,6 +7,9 @@ its own database pool, and Prometheus scrapes ``cloudctl monitors serve`` (see t
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -22,10 +25,21 @@ def app_factory() -> FastAPI:
     return create_app(run_jobs=False)
 
 
+def _fresh_multiprocess_metrics() -> None:
+    """With PROMETHEUS_MULTIPROC_DIR set, every API process writes its request metrics to files there, which
+    `cloudctl monitors serve` (given the same directory) sums: files of an earlier run are removed first, as
+    prometheus-client asks."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
 def run(*, host: str = "127.0.0.1", port: int = 8000, run_jobs: bool = True, workers: int = 1) -> None:
     set_process_kind("api")
     options = {"host": host, "port": port, "log_level": "info", "proxy_headers": False, "server_header": False}
     if workers > 1:
+        _fresh_multiprocess_metrics()
         uvicorn.run("api.serve:app_factory", factory=True, workers=workers, **options)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(run_jobs=run_jobs), **options)  # type: ignore[arg-type]

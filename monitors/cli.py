@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -41,7 +42,13 @@ def monitors_serve(port: int = typer.Option(9464, min=1, max=65535),
     set_process_kind("exporter")
     with unit_of_work():
         pass
-    server, thread = start_http_server(port, addr=host, registry=build_registry())
+    registry = build_registry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # The API processes (`cloudctl serve --workers N`) write their request metrics there; served summed here.
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    server, thread = start_http_server(port, addr=host, registry=registry)
     console.print(f"serving metrics on http://{host}:{port}/metrics (Ctrl-C stops)")
     try:
         threading.Event().wait()

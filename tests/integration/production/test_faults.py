@@ -50,6 +50,7 @@ class Deployment:
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]]
     logs: Path
+    exporter: str
 
     def worker(self, n: int) -> subprocess.Popen[bytes]:
         with open(self.logs / f"worker-{n}.log", "wb") as out:  # the child keeps its own descriptor
@@ -102,12 +103,20 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
                "CLOUDCTL_DATABASE_URL": url, "CLOUDCTL_DATA_DIR": str(tmp_path / "data"),
                "CLOUDCTL_SIMULATOR_BUILD_SECONDS": "1", "CLOUDCTL_PROVISION_POLL_SECONDS": "0.2",
                "CLOUDCTL_JOB_LEASE_SECONDS": "5", "CLOUDCTL_JOB_POLL_SECONDS": "0.2",
-               "CLOUDCTL_DB_CONNECT_TIMEOUT_SECONDS": "2", "CLOUDCTL_DB_POOL_TIMEOUT_SECONDS": "5"}
+               "CLOUDCTL_DB_CONNECT_TIMEOUT_SECONDS": "2", "CLOUDCTL_DB_POOL_TIMEOUT_SECONDS": "5",
+               # The API processes' request metrics, summed by the one exporter Prometheus scrapes.
+               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+        (tmp_path / "metrics").mkdir()
+        exporter_port = free_port()
         with open(logs / "api.log", "wb") as out:
             api = subprocess.Popen([CLOUDCTL, "serve", "--workers", "2", "--port", str(port)], env=env,
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-        deployment = Deployment(pg, url, engine, f"http://127.0.0.1:{port}", city, env, [], logs)
+        with open(logs / "exporter.log", "wb") as out:
+            exporter = subprocess.Popen([CLOUDCTL, "monitors", "serve", "--port", str(exporter_port)], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        deployment = Deployment(pg, url, engine, f"http://127.0.0.1:{port}", city, env, [], logs,
+                                f"http://127.0.0.1:{exporter_port}")
         try:
             deployment.worker(1)
             deployment.worker(2)
@@ -118,7 +127,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
             os.killpg(api.pid, signal.SIGTERM)
-            for process in [*deployment.workers, api]:
+            exporter.terminate()
+            for process in [*deployment.workers, api, exporter]:
                 try:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
@@ -231,6 +241,12 @@ def test_the_database_restarted_under_load(deployment: Deployment) -> None:
     assert max(took for took, _, _ in answers) < 10  # never a hang
     assert recovered < 10
     assert answers[-1][1] == 200
+    # Both API processes' request counts, summed, on the one scrape target.
+    scraped = httpx.get(f"{d.exporter}/metrics", timeout=10).text
+    served = [line for line in scraped.splitlines()
+              if line.startswith("cloudctl_api_http_requests_total{") and 'handler="/api/v1/requests"' in line]
+    assert served
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in served) >= len(answers)
 
     # Jobs resume: a request approved after the restart is provisioned by the workers that lived through it.
     body = {"business_system": d.city.systems["own"], "cloud": "test-cloud", "justification": "数据库重启后扩容",
