@@ -21,6 +21,7 @@ from api.contract import install_contract
 from api.deps import SessionDep
 from api.docs import install_docs
 from api.problems import install_problem_handlers
+from api.request_id import RequestId
 from api.routers import attachments, audit, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     limits = get_settings()
     hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth,
                       uploads={"/api/v1/attachments": limits.attachment_max_bytes})
+    app.add_middleware(RequestId)  # outermost: every answer and every log line of the request carries its id
     # One registry per app: the domains' collector, and request counts and latency from a well-kept library.
     registry = build_registry(metrics_sessions)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"], should_group_untemplated=True).instrument(

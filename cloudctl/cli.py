@@ -13,7 +13,9 @@ from typer.core import TyperGroup
 from cloudctl.compute.cli import cloud_app, quota_app, report_app, request_app, server_app
 from cloudctl.core.cli import audit_app, db_app, job_app
 from cloudctl.core.cli_support import cli_state
+from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError
+from cloudctl.core.logs import configure_logging
 from cloudctl.core.output import err_console
 from cloudctl.demo.cli import demo_app
 from cloudctl.extranet.cli import extranet_app
@@ -68,8 +70,14 @@ def root(
                                        help="print the version and exit"),
 ) -> None:
     cli_state.act_as = act_as
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO if verbose else logging.WARNING, fmt=_log_format())
+
+
+def _log_format() -> str:
+    try:
+        return get_settings().log_format
+    except ValueError:  # settings that do not load are reported by the command that needs them, in one line
+        return "text"
 
 
 @app.command()

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Empty means: a SQLite file inside data_dir (the embedded default).
     database_url: str = ""
     database_echo: bool = False
+    # Log lines as text, or as one JSON object per line (time, level, logger, message, request_id, job_id).
+    log_format: Literal["text", "json"] = "text"
     display_timezone: str = "Asia/Shanghai"
     # API tokens expire; a department's integration must be re-issued a token this often.
     token_ttl_days: int = Field(default=180, ge=1, le=3650)

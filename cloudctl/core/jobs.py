@@ -44,7 +44,7 @@ from sqlalchemy import JSON, Engine, ForeignKey, String, Text, delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from cloudctl.core import read
+from cloudctl.core import logs, read
 from cloudctl.core.auth import Principal, Role, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, InvalidInput
@@ -135,6 +135,8 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     # Not claimed before this time (a periodic job's next run, a retry's backoff).
     run_after: Mapped[datetime | None] = mapped_column(index=True)
+    # The API request that submitted it (its X-Request-ID): the job's log lines carry it too.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def fraction(self) -> float | None:
@@ -251,6 +253,7 @@ def submit_job(
         idempotency_key=idempotency_key,
         unit_id=unit_id,
         max_attempts=max_attempts,
+        request_id=logs.current_request_id(),
         created_by=principal.actor,
         created_by_role=principal.role.value,
         status=JobStatus.QUEUED,
@@ -513,7 +516,8 @@ class JobRunner:
         beat = threading.Thread(target=self._beat, args=(ctx, beat_stop), daemon=True)
         beat.start()
         try:
-            result = handler(ctx)
+            with logs.bound(request_id=job.request_id, job_id=job.id):
+                result = handler(ctx)
         except JobCancelled:
             self._log(job.id, "stopped: cancelled", "warning")
             return

@@ -15,7 +15,9 @@ import threading
 from types import FrameType
 
 from cloudctl.core import jobs
+from cloudctl.core.config import get_settings
 from cloudctl.core.db import get_engine, set_process_kind
+from cloudctl.core.logs import configure_logging
 
 __all__ = ["run_worker", "run_workers"]
 
@@ -51,7 +53,7 @@ def run_worker(once: bool = False, kinds: list[str] | None = None) -> int:
 
 
 def _child(once: bool, kinds: list[str] | None, counts: multiprocessing.Queue[int]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO, fmt=get_settings().log_format)
     counts.put(run_worker(once, kinds))
 
 

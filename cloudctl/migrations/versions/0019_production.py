@@ -1,4 +1,5 @@
-"""job workers' presence, for readiness checks and for operators to see who runs jobs
+"""job workers' presence, for readiness checks and for operators to see who runs jobs; the request a job
+came from
 
 Revision ID: 0019
 Revises: 0016
@@ -29,9 +30,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('job_workers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_job_workers_heartbeat_at'), ['heartbeat_at'], unique=False)
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('request_id', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_column('request_id')
     with op.batch_alter_table('job_workers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_job_workers_heartbeat_at'))
     op.drop_table('job_workers')
