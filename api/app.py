@@ -111,8 +111,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
             problems.append(FieldError("workers", f"no job worker's heartbeat in the last "
                                                   f"{settings.ready_worker_seconds:g} s: start `cloudctl job work`"))
         if problems:
-            raise Unavailable("not ready: " + "; ".join(f"{p.field}: {p.reason}" for p in problems),
-                              errors=problems)
+            raise Unavailable("; ".join(f"{p.field}: {p.reason}" for p in problems), errors=problems)
         return {"status": "ready", "database": "ok", "schema": current, "workers": workers}
 
     return app

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     extranet_fresh_hours: float = Field(default=24, gt=0)
     extranet_inventory: Path | None = None
     extranet_collect_workers: int = Field(default=32, ge=1, le=512)
+    # A collection of more devices than this is split into shard jobs of this many, which several workers share
+    # (0: never split).
+    extranet_shard_devices: int = Field(default=500, ge=0, le=100_000)
     # Days to fix a finding, by severity, over the defaults (critical 7, high 30, medium 90, low 120).
     security_sla_days: dict[str, int] = Field(default_factory=dict)
     # Count those days as working days (weekends, holidays and 调休 from security/data/holidays-cn.yml).

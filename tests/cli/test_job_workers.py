@@ -29,7 +29,7 @@ def test_worker_processes_drain_the_queue_between_them(fresh_url: str, fresh_eng
                             text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr
     assert "2 worker process(es)" in result.stdout
-    assert "ran 6 job(s)" in result.stdout
+    assert "ran 6 job(s)" in result.stdout, result.stderr[-3000:]
     with Session(fresh_engine) as session:
         rows = list(session.scalars(select(Job).where(Job.id.in_(ids))))
     # Each ran once and, being a periodic sweep, waits for its next turn.

@@ -1,5 +1,5 @@
 """job workers' presence, for readiness checks and for operators to see who runs jobs; the request a job
-came from
+came from; shard jobs' parent
 
 Revision ID: 0019
 Revises: 0016
@@ -32,10 +32,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_job_workers_heartbeat_at'), ['heartbeat_at'], unique=False)
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('request_id', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('parent_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_jobs_parent_id'), ['parent_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_jobs_parent_id_jobs'), 'jobs', ['parent_id'], ['id'],
+                                    ondelete='CASCADE')
 
 
 def downgrade() -> None:
     with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_jobs_parent_id_jobs'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_jobs_parent_id'))
+        batch_op.drop_column('parent_id')
         batch_op.drop_column('request_id')
     with op.batch_alter_table('job_workers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_job_workers_heartbeat_at'))
