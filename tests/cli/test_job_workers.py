@@ -19,11 +19,17 @@ from tests.factories import ADMIN
 CLOUDCTL = str(Path(sys.executable).parent / "cloudctl")
 
 
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without cloudctl's settings or a metrics directory another test left set."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("CLOUDCTL_") and name != "PROMETHEUS_MULTIPROC_DIR"}
+
+
 def test_worker_processes_drain_the_queue_between_them(fresh_url: str, fresh_engine: Engine, tmp_path: Path) -> None:
     with Session(fresh_engine) as session:
         ids = [jobs.submit_job(session, ADMIN, SEND_JOB).id for _ in range(6)]
         session.commit()
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg"),
+    env = {**_clean_environ(), "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg"),
            "CLOUDCTL_DATABASE_URL": fresh_url, "CLOUDCTL_DATA_DIR": str(tmp_path / "data")}
     result = subprocess.run([CLOUDCTL, "job", "work", "--once", "--concurrency", "2"], env=env, capture_output=True,
                             text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
@@ -38,7 +44,7 @@ def test_worker_processes_drain_the_queue_between_them(fresh_url: str, fresh_eng
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    env = {**_clean_environ(), "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
     result = subprocess.run([CLOUDCTL, "job", "work", "--concurrency", "0"], env=env, capture_output=True, text=True,
                             timeout=60, stdin=subprocess.DEVNULL, check=False)
     assert result.returncode != 0

@@ -36,6 +36,12 @@ from tests.support.pgserver import PostgresServer
 pytestmark = [pytest.mark.xdist_group("production-faults")]
 
 CLOUDCTL = str(Path(sys.executable).parent / "cloudctl")
+
+
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without cloudctl's settings or a metrics directory another test left set."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("CLOUDCTL_") and name != "PROMETHEUS_MULTIPROC_DIR"}
 CLIENTS = 64
 QUOTA_VMS = 20  # of the 64 one-VM requests, this many fit the department's quota
 
@@ -99,7 +105,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
             reset_settings()
             dispose_engines()
         port = free_port()
-        env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg"),
+        env = {**_clean_environ(), "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg"),
                "CLOUDCTL_DATABASE_URL": url, "CLOUDCTL_DATA_DIR": str(tmp_path / "data"),
                "CLOUDCTL_SIMULATOR_BUILD_SECONDS": "1", "CLOUDCTL_PROVISION_POLL_SECONDS": "0.2",
                "CLOUDCTL_JOB_LEASE_SECONDS": "5", "CLOUDCTL_JOB_POLL_SECONDS": "0.2",
