@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The embedded default runs jobs in this process; a bigger deployment runs `cloudctl job work`.
-        runner = JobRunner(get_engine()) if run_jobs else None
+        runner = JobRunner(get_engine(kind="worker")) if run_jobs else None
         if runner is not None:
             runner.start()
         try:

@@ -211,8 +211,10 @@ def job_work(
     Any number of workers, on any machines that reach the database, share its queue; SIGTERM stops them after
     the job each is running."""
     from cloudctl.core.cli_support import _check_schema
+    from cloudctl.core.db import set_process_kind
     from cloudctl.core.worker import run_workers
 
+    set_process_kind("worker")  # before the first connection: the server lists it as cloudctl-worker
     _check_schema()
     console.print(f"{concurrency} worker process(es): kinds {', '.join(jobs.registered_kinds()) or 'none'}")
     ran = run_workers(concurrency, once=once)

@@ -77,7 +77,7 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, echo: bool = False, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, *, echo: bool = False, settings: Settings | None = None, kind: str | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -88,18 +88,23 @@ def make_engine(url: str, *, echo: bool = False, settings: Settings | None = Non
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, echo=echo, **engine_options(url, settings))
+    return create_engine(url, echo=echo, **engine_options(url, settings, kind))
 
 
 _engines: dict[str, Engine] = {}
 
 
-def get_engine(settings: Settings | None = None) -> Engine:
+def get_engine(settings: Settings | None = None, *, kind: str | None = None) -> Engine:
+    """This process's engine (one per URL); with ``kind``, one of its own for that kind of work (the API's
+    embedded job runner works as a worker: no API statement timeout, its own pool)."""
     settings = settings or get_settings()
     url = settings.resolved_database_url
-    engine = _engines.get(url)
+    # (On SQLite the kinds differ in nothing: one engine.)
+    own = kind is not None and kind != _process_kind and make_url(url).get_backend_name() != "sqlite"
+    key = f"{kind}:{url}" if own else url
+    engine = _engines.get(key)
     if engine is None:
-        engine = _engines[url] = make_engine(url, echo=settings.database_echo, settings=settings)
+        engine = _engines[key] = make_engine(url, echo=settings.database_echo, settings=settings, kind=kind)
     return engine
 
 

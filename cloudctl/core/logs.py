@@ -66,16 +66,17 @@ class _Context(logging.Filter):
         return True
 
 
-def configure_logging(level: int = logging.INFO, *, fmt: str = "text", stream: Any = None) -> logging.Handler:
-    """One handler on the root logger, text or JSON, with the request and job ids on every record."""
+def configure_logging(level: int = logging.INFO, *, fmt: str = "text", stream: Any = None) -> logging.Handler | None:
+    """Text: ``logging.basicConfig`` (nothing when the root logger has handlers already, as under a test runner).
+    JSON: one handler of ours on the root logger, with the request and job ids on every record; returns it."""
+    if fmt != "json":
+        logging.basicConfig(level=level, format=TEXT_FORMAT, stream=stream)
+        return None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_Context())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
-                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                                           json_ensure_ascii=False))
-    else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
+                                       rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                                       json_ensure_ascii=False))
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_cloudctl", False):

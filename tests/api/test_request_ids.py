@@ -54,6 +54,7 @@ def test_a_jobs_log_lines_carry_its_request_id_as_json(fresh_engine: Engine) -> 
         job_id = job.id
     out = io.StringIO()
     handler = logs.configure_logging(logging.INFO, fmt="json", stream=out)
+    assert handler is not None
     try:
         JobRunner(fresh_engine).run_once(job_id)
     finally:
