@@ -5,8 +5,11 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.metadata import version
+from typing import Any
 
+from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -15,15 +18,17 @@ from starlette.concurrency import run_in_threadpool
 
 from api import hardening, strict
 from api.contract import install_contract
-from api.deps import UnitOfWorkRoute
+from api.deps import SessionDep, UnitOfWorkRoute
 from api.docs import install_docs
 from api.metrics import RequestMetrics
 from api.problems import install_problem_handlers
+from api.request_id import RequestId
 from api.routers import attachments, audit, billing, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
 from cloudctl.core.db import get_engine, read_connection
-from cloudctl.core.errors import Unavailable
-from cloudctl.core.jobs import JobRunner
+from cloudctl.core.errors import FieldError, Unavailable
+from cloudctl.core.jobs import JobRunner, recent_workers
+from cloudctl.core.migrate import head_revision
 from monitors.collector import SessionFactory
 from monitors.exposition import build_registry, database_sessions
 
@@ -53,7 +58,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The embedded default runs jobs in this process; a bigger deployment runs `cloudctl job work`.
         _freeze_startup_objects()
-        runner = JobRunner(get_engine()) if run_jobs else None
+        runner = JobRunner(get_engine(kind="worker")) if run_jobs else None
         if runner is not None:
             runner.start()
         try:
@@ -80,6 +85,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     limits = get_settings()
     hardening.install(app, max_body_bytes=limits.api_max_body_bytes, max_json_depth=limits.api_max_json_depth,
                       uploads={"/api/v1/attachments": limits.attachment_max_bytes})
+    app.add_middleware(RequestId)  # outermost: every answer and every log line of the request carries its id
     # One registry per app: the domains' collector, and request counts and latency.
     registry = build_registry(metrics_sessions)
     app.add_middleware(RequestMetrics, registry=registry, excluded=frozenset({"/metrics"}))
@@ -100,6 +106,29 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         except SQLAlchemyError as exc:
             raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
         return {"status": "ok", "database": "ok"}
+
+    head = head_revision()
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(session: SessionDep) -> dict[str, Any]:
+        """Ready to serve: the database answers, is at the schema this cloudctl needs, and a job worker is there
+        (its heartbeat recent; unless the settings say the API is ready without one)."""
+        settings = get_settings()
+        try:
+            current = MigrationContext.configure(session.connection()).get_current_revision()
+            workers = len(recent_workers(session, within=timedelta(seconds=settings.ready_worker_seconds)))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
+        problems = []
+        if current != head:
+            problems.append(FieldError("schema", f"the database is at {current or 'none'}, cloudctl needs {head}: "
+                                                 "run `cloudctl db upgrade`"))
+        if settings.ready_needs_worker and not workers:
+            problems.append(FieldError("workers", f"no job worker's heartbeat in the last "
+                                                  f"{settings.ready_worker_seconds:g} s: start `cloudctl job work`"))
+        if problems:
+            raise Unavailable("; ".join(f"{p.field}: {p.reason}" for p in problems), errors=problems)
+        return {"status": "ready", "database": "ok", "schema": current, "workers": workers}
 
     for router in (org.router, compute.router, billing.router, reclaim.router, extranet.router, security.router,
                    notify.router, attachments.router, audit.router, jobs.router, screen.router):

@@ -54,8 +54,9 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
-    # Every operation refuses a query parameter it does not declare (api.strict), so every one may answer 422.
-    statuses: set[int] = {422}
+    # Every operation refuses a query parameter it does not declare (api.strict), so every one may answer 422;
+    # every one reads the database, so every one answers 503 while the database is away.
+    statuses: set[int] = {422, 503}
     if "requestBody" in operation:
         statuses.add(413)
     if operation.get("security"):
@@ -65,8 +66,6 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
         statuses.add(409)
         if path.startswith(("/api/v1/servers", "/api/v1/quotas", "/api/v1/requests")):
             statuses.add(502)
-    if path == "/healthz":
-        statuses.add(503)
     return statuses
 
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import MEDIA_TYPE, PROBLEM_BASE
+from api.problems import MEDIA_TYPE, PROBLEM_BASE, RETRY_AFTER_SECONDS, database_unavailable
 
 __all__ = ["API_CSP", "HTML_CSP", "BodyLimit", "RedactCredentials", "SecurityHeaders", "install", "json_depth",
            "redact_query"]
@@ -222,11 +222,20 @@ class SecurityHeaders:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
+        except Exception as exc:
             # Starlette answers an unhandled error outside every middleware, so its 500 would leave without these
             # headers; answer it here instead, as the same problem, and log the traceback for the operator.
             if started:
                 raise  # the answer is on its way: nothing left but to let the server close the connection
+            if database_unavailable(exc):  # e.g. the request's commit, after its handler, met a database away
+                log.warning("database unavailable on %s %s: %s", scope.get("method"), scope.get("path"),
+                            type(exc).__name__)
+                headers, data = _problem(scope, 503, "Service unavailable",
+                                         "the database is not answering now; try again shortly", "unavailable")
+                headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+                await send_with_headers({"type": "http.response.start", "status": 503, "headers": headers})
+                await send_with_headers({"type": "http.response.body", "body": data})
+                return
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             headers, data = _problem(scope, 500, "Internal error", "an unexpected error happened; it was logged",
                                      "internal-error")

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloudctl.core.errors import CloudctlError, NotAuthenticated
@@ -100,8 +102,33 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                    slug="internal-error")
 
 
+# How long a client is asked to wait before it tries again while the database is away.
+RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "not reachable now" (down, restarting, too busy to answer in time)
+    rather than a fault of the request or of cloudctl."""
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return await _unexpected(request, exc)
+    # Not the client's fault, nothing to hide in a traceback: one line for the operator, 503 for the client.
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return problem(request, 503, "Service unavailable", "the database is not answering now; try again shortly",
+                   slug="unavailable", errors=[{"field": "database", "reason": type(exc).__name__}],
+                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CloudctlError, _cloudctl_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(Exception, _unexpected)

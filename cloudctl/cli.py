@@ -14,7 +14,9 @@ from cloudctl.billing.cli import budget_app, tariff_app
 from cloudctl.compute.cli import cloud_app, quota_app, report_app, request_app, server_app, volume_app
 from cloudctl.core.cli import audit_app, db_app, job_app
 from cloudctl.core.cli_support import cli_state
+from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError
+from cloudctl.core.logs import configure_logging
 from cloudctl.core.output import err_console
 from cloudctl.demo.cli import demo_app
 from cloudctl.extranet.cli import extranet_app
@@ -69,20 +71,33 @@ def root(
                                        help="print the version and exit"),
 ) -> None:
     cli_state.act_as = act_as
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO if verbose else logging.WARNING, fmt=_log_format())
+
+
+def _log_format() -> str:
+    try:
+        return get_settings().log_format
+    except ValueError:  # settings that do not load are reported by the command that needs them, in one line
+        return "text"
 
 
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, min=1, max=65535),
-    jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="run queued jobs inside the API process"),
+    jobs: bool = typer.Option(True, "--jobs/--no-jobs",
+                              help="run queued jobs inside the API process (one process only)"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64,
+                                help="API processes sharing the port; more than one never runs jobs"),
 ) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) with uvicorn."""
+    """Serve the HTTP API (OpenAPI at /docs) with uvicorn.
+
+    With --workers N, run `cloudctl job work` beside it: in multi-process mode no API process runs jobs."""
     from api.serve import run
 
-    run(host=host, port=port, run_jobs=jobs)
+    if workers > 1 and jobs:
+        err_console.print("[yellow]--workers > 1: jobs are left to `cloudctl job work`[/]")
+    run(host=host, port=port, run_jobs=jobs and workers == 1, workers=workers)
 
 
 app.add_typer(db_app, name="db")

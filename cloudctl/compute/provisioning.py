@@ -499,8 +499,12 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                 if reason:
                     item.error = (f"{item.error}; " if item.error else "") + f"{name}: {reason}"
                     item.error = item.error[:500]
-                # The VM's share of the reservation is handed back: it is usage now, or nothing.
-                compute.release(session, quota_id, _item_ask(item, 1))
+                # The VM's share of the reservation is usage now (until the sync below counts it from the cloud),
+                # or, if it failed, handed back.
+                if reason:
+                    compute.release(session, quota_id, _item_ask(item, 1))
+                else:
+                    compute.consume(session, quota_id, _item_ask(item, 1))
             if reason:
                 ctx.log(f"{name} failed: {reason}", level="error")
             else:

@@ -419,6 +419,26 @@ def release(session: Session, quota_id: int, ask: Ask) -> None:
     session.expire_all()
 
 
+def consume(session: Session, quota_id: int, ask: Ask) -> None:
+    """A reservation became a running VM: move it from reserved to used in one statement, so there is no moment
+    (until the next sync reads the cloud's own count) in which the quota looks free and a concurrent request is
+    approved into room already taken. A sync then sets used from the cloud; counting high meanwhile errs on the
+    safe side."""
+    session.execute(
+        update(Quota).where(Quota.id == quota_id).values(
+            reserved_vcpus=_floor0(session, Quota.reserved_vcpus - ask.vcpus),
+            reserved_ram_mb=_floor0(session, Quota.reserved_ram_mb - ask.ram_mb),
+            reserved_disk_gb=_floor0(session, Quota.reserved_disk_gb - ask.disk_gb),
+            reserved_instances=_floor0(session, Quota.reserved_instances - ask.instances),
+            used_vcpus=Quota.used_vcpus + ask.vcpus,
+            used_ram_mb=Quota.used_ram_mb + ask.ram_mb,
+            used_disk_gb=Quota.used_disk_gb + ask.disk_gb,
+            used_instances=Quota.used_instances + ask.instances,
+        ).execution_options(synchronize_session=False)
+    )
+    session.expire_all()
+
+
 def _floor0(session: Session, expr: ColumnElement[int]) -> ColumnElement[int]:
     # SQLite's two-argument max() is PostgreSQL's greatest().
     name = session.get_bind().dialect.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -14,7 +15,7 @@ from cloudctl.core import jobs
 from cloudctl.core.audit import list_audit
 from cloudctl.core.cli_support import OffsetOption, OutputOption, cli_state, limit_option, print_list, unit_of_work
 from cloudctl.core.config import get_settings
-from cloudctl.core.db import get_engine
+from cloudctl.core.db import dispose_engines, get_engine
 from cloudctl.core.display import local_time, zone_label
 from cloudctl.core.migrate import current_revision, head_revision, upgrade
 from cloudctl.core.output import OutputFormat, console, print_one
@@ -44,6 +45,38 @@ def db_current() -> None:
     current, head = current_revision(engine), head_revision()
     state = "[green]up to date[/]" if current == head else "[yellow]needs `cloudctl db upgrade`[/]"
     console.print(f"{engine.url.render_as_string(hide_password=True)}: {current or 'empty'} (head {head}) {state}")
+
+
+@db_app.command("backup")
+def db_backup(file: Path = typer.Argument(..., help="the backup file to write (a .tar.gz)")) -> None:
+    """Back up the database (SQLite: online, while the API runs; PostgreSQL: pg_dump) and the simulator's store."""
+    from cloudctl.core.backup import backup
+
+    info = backup(file)
+    console.print(f"backed up {', '.join(info.stores)} ({info.database}, schema {info.revision or 'empty'}) "
+                  f"to {escape(str(info.path))}: {info.size:,} bytes")
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="a `cloudctl db backup` file"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask: the database's contents are replaced"),
+) -> None:
+    """Replace the database's contents with a backup's, then migrate it to the newest schema.
+
+    Stop the API and the workers first: what they write during the restore is lost."""
+    from cloudctl.core.backup import read_manifest, restore
+
+    manifest = read_manifest(file)
+    engine = get_engine()
+    target = engine.url.render_as_string(hide_password=True)
+    if not yes and not typer.confirm(f"replace everything in {target} with the backup of {manifest['created_at']} "
+                                     f"(schema {manifest['revision']})?"):
+        raise typer.Exit(1)
+    dispose_engines()  # no pooled connection of ours may hold the old contents (or a lock) during the restore
+    info = restore(file)
+    cli_state.schema_checked = False
+    console.print(f"restored {', '.join(info.stores)} into {target}: schema {info.revision}")
 
 
 @audit_app.command("list")
@@ -173,22 +206,20 @@ def job_retry(job_id: int = typer.Argument(...)) -> None:
 @job_app.command("work")
 def job_work(
     once: bool = typer.Option(False, "--once", help="run what is queued now, then exit"),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, max=64,
+                                    help="worker processes to run (each its own OS process and database pool)"),
 ) -> None:
-    """Run a worker that claims and runs queued jobs (for deployments that keep jobs out of the API)."""
-    from cloudctl.core.cli_support import _check_schema
+    """Run workers that claim and run queued jobs (for deployments that keep jobs out of the API).
 
+    Any number of workers, on any machines that reach the database, share its queue; SIGTERM stops them after
+    the job each is running."""
+    from cloudctl.core.cli_support import _check_schema
+    from cloudctl.core.db import set_process_kind
+    from cloudctl.core.worker import run_workers
+
+    set_process_kind("worker")  # before the first connection: the server lists it as cloudctl-worker
     _check_schema()
-    runner = jobs.JobRunner(get_engine())
-    console.print(f"worker {runner.owner}: kinds {', '.join(jobs.registered_kinds()) or 'none'}")
+    console.print(f"{concurrency} worker process(es): kinds {', '.join(jobs.registered_kinds()) or 'none'}")
+    ran = run_workers(concurrency, once=once)
     if once:
-        count = 0
-        while runner.run_once() is not None:
-            count += 1
-        console.print(f"ran {count} job(s)")
-        return
-    runner.start()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        runner.stop()
+        console.print(f"ran {ran} job(s)")

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Empty means: a SQLite file inside data_dir (the embedded default).
     database_url: str = ""
     database_echo: bool = False
+    # Log lines as text, or as one JSON object per line (time, level, logger, message, request_id, job_id).
+    log_format: Literal["text", "json"] = "text"
     display_timezone: str = "Asia/Shanghai"
     # API tokens expire; a department's integration must be re-issued a token this often.
     token_ttl_days: int = Field(default=180, ge=1, le=3650)
@@ -45,6 +47,20 @@ class Settings(BaseSettings):
     # before another runner takes it over (a crashed process leaves its jobs behind).
     job_lease_seconds: int = Field(default=60, ge=5)
     job_poll_seconds: float = Field(default=0.5, gt=0)
+    # /readyz: a worker counts as there while its heartbeat is at most this old; false: the API is ready
+    # without one (a deployment whose workers come and go on their own schedule).
+    ready_worker_seconds: float = Field(default=120, gt=0)
+    ready_needs_worker: bool = True
+    # PostgreSQL, per process (every API process, every worker has its own pool): pooled connections, how many
+    # more under a burst, how long a request waits for one, how long a connection attempt may take; the API's
+    # statements are cancelled after api_statement_timeout_seconds (0: never), so one slow read cannot hold a
+    # connection for ever. Each process kind names itself to the server (pg_stat_activity.application_name).
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=10, gt=0, le=600)
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
+    db_connect_timeout_seconds: int = Field(default=5, ge=1, le=600)
+    api_statement_timeout_seconds: float = Field(default=30, ge=0, le=3600)
     config_file: Path | None = None
     # The simulator cloud keeps its own store, as a real cloud keeps its own database. Empty means:
     # beside a SQLite database, its own SQLite file (two writers on one SQLite file would wait on each
@@ -80,6 +96,9 @@ class Settings(BaseSettings):
     extranet_fresh_hours: float = Field(default=24, gt=0)
     extranet_inventory: Path | None = None
     extranet_collect_workers: int = Field(default=32, ge=1, le=512)
+    # A collection of more devices than this is split into shard jobs of this many, which several workers share
+    # (0: never split).
+    extranet_shard_devices: int = Field(default=500, ge=0, le=100_000)
     # Days to fix a finding, by severity, over the defaults (critical 7, high 30, medium 90, low 120).
     security_sla_days: dict[str, int] = Field(default_factory=dict)
     # Count those days as working days (weekends, holidays and 调休 from security/data/holidays-cn.yml).

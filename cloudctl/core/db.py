@@ -26,8 +26,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from cloudctl.core.config import Settings, get_settings
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "ReadOnlyUnitOfWork", "dispose_engines", "get_engine", "is_read_only",
-           "make_engine", "read_connection", "session_factory", "session_scope"]
+__all__ = ["PROCESS_KINDS", "SQLITE_BUSY_TIMEOUT_MS", "ReadOnlyUnitOfWork", "dispose_engines", "engine_options",
+           "get_engine", "is_read_only", "make_engine", "process_kind", "read_connection", "session_factory",
+           "session_scope", "set_process_kind"]
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
@@ -38,6 +39,42 @@ _READ_ONLY = "cloudctl_read_only"  # Session.info key
 
 class ReadOnlyUnitOfWork(RuntimeError):
     """A unit of work opened for reading tried to write: the caller must open a writing one."""
+
+
+# What a process is, for the database server's list of sessions (application_name "cloudctl-api", …) and for the
+# settings that differ by kind (the API's statement timeout).
+PROCESS_KINDS = ("cli", "api", "worker", "exporter")
+_process_kind = "cli"
+
+
+def set_process_kind(kind: str) -> None:
+    """Name this process's kind before its first engine is made (``cloudctl serve`` says "api", …)."""
+    global _process_kind
+    if kind not in PROCESS_KINDS:
+        raise ValueError(f"process kind {kind!r} is not one of {', '.join(PROCESS_KINDS)}")
+    _process_kind = kind
+
+
+def process_kind() -> str:
+    return _process_kind
+
+
+def engine_options(url: str, settings: Settings | None = None, kind: str | None = None) -> dict[str, Any]:
+    """create_engine's keyword arguments for a server database (PostgreSQL), from the settings and process kind."""
+    settings = settings or get_settings()
+    kind = kind or _process_kind
+    connect_args: dict[str, Any] = {"application_name": f"cloudctl-{kind}",
+                                    "connect_timeout": settings.db_connect_timeout_seconds}
+    if kind == "api" and settings.api_statement_timeout_seconds:
+        connect_args["options"] = f"-c statement_timeout={int(settings.api_statement_timeout_seconds * 1000)}"
+    return {
+        "pool_pre_ping": True,  # a connection the server dropped (a restart) is replaced, not handed out
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "pool_recycle": settings.db_pool_recycle_seconds,
+        "connect_args": connect_args,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -64,7 +101,7 @@ def _sqlite_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, settings: Settings | None = None, kind: str | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -78,18 +115,23 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, echo=echo, **engine_options(url, settings, kind))
 
 
 _engines: dict[str, Engine] = {}
 
 
-def get_engine(settings: Settings | None = None) -> Engine:
+def get_engine(settings: Settings | None = None, *, kind: str | None = None) -> Engine:
+    """This process's engine (one per URL); with ``kind``, one of its own for that kind of work (the API's
+    embedded job runner works as a worker: no API statement timeout, its own pool)."""
     settings = settings or get_settings()
     url = settings.resolved_database_url
-    engine = _engines.get(url)
+    # (On SQLite the kinds differ in nothing: one engine.)
+    own = kind is not None and kind != _process_kind and make_url(url).get_backend_name() != "sqlite"
+    key = f"{kind}:{url}" if own else url
+    engine = _engines.get(key)
     if engine is None:
-        engine = _engines[url] = make_engine(url, echo=settings.database_echo)
+        engine = _engines[key] = make_engine(url, echo=settings.database_echo, settings=settings, kind=kind)
     return engine
 
 

@@ -4,8 +4,17 @@ A job is a row with status, progress, a log and an optional idempotency key; a
 worker *claims* it with a lease and keeps the lease fresh with heartbeats. If the
 worker dies, the lease runs out and another worker takes the job over, handing the
 handler the checkpoint it last saved, so work resumes instead of starting again.
-Claiming is one conditional UPDATE, so any number of workers (threads in the API,
-``cloudctl job work`` processes, or a real queue later) can share one database.
+Claiming is one conditional UPDATE of a row picked with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL
+(workers pass over the rows others are claiming instead of queueing behind them; SQLite has one writer at a
+time anyway), so any number of workers (threads in the API, ``cloudctl job work`` processes on several
+machines) can share one database.
+
+Every claim counts an attempt, and the attempt is the claim's *fencing token*: progress, checkpoints, the
+handler's own transactions (``ctx.session()``) and the job's completion each check, in the transaction that
+writes, that the row is still held by this owner at this attempt. A worker that was only slow, whose lease ran
+out and whose job another worker took over, can neither finish the job nor commit its work for it: it gets
+:class:`JobCancelled` and stops. Each running worker also keeps a row in ``job_workers`` fresh, so readiness
+checks can tell whether anyone is there to run jobs.
 
 Handlers should commit their own work in short transactions (``ctx.session()``)
 and report progress between them: on SQLite a progress write waits for any open
@@ -15,6 +24,14 @@ A job may wait until a time (``run_after``). A *periodic* kind (``job_handler(ki
 that runs again and again: when it finishes, the runner queues the same row for ``every`` later, so sweeps
 (the notification sender, reminders) need no scheduler of their own and leave no trail of rows behind.
 Cancelling that row pauses the sweep until ``ensure_periodic`` (every runner's start) queues it again.
+
+Long work is split so that more workers finish it sooner: a handler returns :class:`Shards` (a kind and one
+parameter set per shard) and the job becomes a *parent* waiting for its shard jobs, which any worker on any host
+claims like any job. The parent holds no worker while it waits; the worker that finishes its last shard
+combines their results into the parent's (the kind's ``combine``). Cancelling the parent cancels its unfinished
+shards; retrying it queues again the shards that failed or were cancelled, not those that succeeded. Each shard
+has its own idempotency key, so a parent that splits again (after a crash) finds its shards instead of doubling
+them; shard handlers must be idempotent, as every handler must.
 """
 
 from __future__ import annotations
@@ -31,11 +48,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Engine, ForeignKey, String, Text, func, or_, select, update
+from sqlalchemy import JSON, Engine, ForeignKey, String, Text, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from cloudctl.core import read
+from cloudctl.core import logs, read
 from cloudctl.core.auth import Principal, Role, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import CloudctlError, InvalidInput
@@ -49,12 +66,16 @@ __all__ = [
     "JobOutcome",
     "JobRunner",
     "JobStatus",
+    "JobWorker",
+    "Shards",
     "cancel_job",
     "ensure_periodic",
     "get_job",
     "job_handler",
     "job_log",
+    "job_principal",
     "list_jobs",
+    "recent_workers",
     "registered_kinds",
     "retry_job",
     "submit_job",
@@ -124,6 +145,10 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     # Not claimed before this time (a periodic job's next run, a retry's backoff).
     run_after: Mapped[datetime | None] = mapped_column(index=True)
+    # The API request that submitted it (its X-Request-ID): the job's log lines carry it too.
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # A shard's parent (see the module): the parent finishes when its last shard does.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
 
     @property
     def fraction(self) -> float | None:
@@ -142,25 +167,73 @@ class JobLogLine(Base):
     line: Mapped[str] = mapped_column(Text)
 
 
+class JobWorker(Base):
+    """A running worker (a ``cloudctl job work`` process, the API's job thread), kept fresh while it runs."""
+
+    __tablename__ = "job_workers"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+def recent_workers(session: Session, *, within: timedelta, now: datetime | None = None) -> list[JobWorker]:
+    """The workers whose heartbeat is at most ``within`` old."""
+    since = (now or utcnow()) - within
+    return list(session.scalars(select(JobWorker).where(JobWorker.heartbeat_at >= since)
+                                .order_by(JobWorker.owner)))
+
+
 class JobCancelled(Exception):
     """Raised inside a handler by :meth:`JobContext.progress` once someone cancelled the job."""
 
 
-JobHandler = Callable[["JobContext"], "dict[str, Any] | JobOutcome | None"]
+@dataclass(frozen=True, slots=True)
+class Shards:
+    """What a handler returns to split its job: one shard job of ``kind`` per parameter set (see the module)."""
+
+    kind: str
+    params: list[dict[str, Any]]
+    message: str | None = None
+
+
+# The parent kind's combiner: its shards (finished, in order) into the parent's outcome, inside the transaction
+# that finishes the parent (for an audit row of the whole).
+Combiner = Callable[[Session, "Job", "list[Job]"], "JobOutcome"]
+JobHandler = Callable[["JobContext"], "dict[str, Any] | JobOutcome | Shards | None"]
 _handlers: dict[str, JobHandler] = {}
 _periodic: dict[str, timedelta] = {}
+_combiners: dict[str, Combiner] = {}
 
 
-def job_handler(kind: str, *, every: timedelta | None = None) -> Callable[[JobHandler], JobHandler]:
-    """Register the function that runs jobs of this kind; with ``every``, a periodic sweep (see the module)."""
+def job_handler(kind: str, *, every: timedelta | None = None,
+                combine: Combiner | None = None) -> Callable[[JobHandler], JobHandler]:
+    """Register the function that runs jobs of this kind; with ``every``, a periodic sweep; with ``combine``, how
+    the results of the shards it splits into make its own (see the module)."""
 
     def register(func: JobHandler) -> JobHandler:
         _handlers[kind] = func
         if every is not None:
             _periodic[kind] = every
+        if combine is not None:
+            _combiners[kind] = combine
         return func
 
     return register
+
+
+def combine_counts(session: Session, parent: Job, shards: list[Job]) -> JobOutcome:
+    """The default combiner: the shards' numeric results summed; failed shards make the parent partly failed."""
+    total: dict[str, Any] = {"shards": len(shards)}
+    for shard in shards:
+        for key, value in (shard.result or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    failed = [shard for shard in shards if shard.status is not JobStatus.SUCCEEDED]
+    error = "; ".join(f"shard {shard.id}: {shard.error or shard.status.value}" for shard in failed[:10]) or None
+    return JobOutcome.of_parts(total, done=len(shards) - len(failed), failed=len(failed), error=error)
 
 
 def periodic_key(kind: str) -> str:
@@ -221,6 +294,7 @@ def submit_job(
         idempotency_key=idempotency_key,
         unit_id=unit_id,
         max_attempts=max_attempts,
+        request_id=logs.current_request_id(),
         created_by=principal.actor,
         created_by_role=principal.role.value,
         status=JobStatus.QUEUED,
@@ -274,9 +348,12 @@ def cancel_job(session: Session, principal: Principal, job_id: int) -> Job:
     job = get_job(session, principal, job_id)
     if job.status.finished:
         raise InvalidInput(f"job {job_id} already {job.status.value}", field="status")
-    # A queued job never starts; a running one stops at its next progress report.
+    # A queued job never starts; a running one stops at its next progress report. So do a parent's shards.
+    now = utcnow()
     job.status = JobStatus.CANCELLED
-    job.finished_at = utcnow()
+    job.finished_at = now
+    session.execute(update(Job).where(Job.parent_id == job.id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+                    .values(status=JobStatus.CANCELLED, finished_at=now).execution_options(synchronize_session=False))
     session.add(JobLogLine(job_id=job.id, level="warning", line=f"cancelled by {principal.actor}"))
     return job
 
@@ -287,15 +364,57 @@ def retry_job(session: Session, principal: Principal, job_id: int) -> Job:
     if job.status not in (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED, JobStatus.CANCELLED):
         raise InvalidInput(f"only failed, partially failed or cancelled jobs are retried; job {job_id} is "
                            f"{job.status.value}", field="status")
-    job.status = JobStatus.QUEUED
-    job.attempts = 0
     job.error = None
     job.finished_at = None
+    again = session.execute(
+        update(Job).where(Job.parent_id == job.id, Job.status.in_((JobStatus.FAILED, JobStatus.PARTIALLY_FAILED,
+                                                                    JobStatus.CANCELLED)))
+        .values(status=JobStatus.QUEUED, attempts=0, error=None, finished_at=None, lease_owner=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if again or session.scalar(select(func.count()).select_from(Job).where(Job.parent_id == job.id)):
+        # A parent: its failed and cancelled shards run again, its succeeded ones stand; it waits for them.
+        job.status, job.lease_owner, job.lease_expires_at = JobStatus.RUNNING, None, None
+        session.add(JobLogLine(job_id=job.id, line=f"retried by {principal.actor}: {again} shard(s) again"))
+        session.flush()
+        settle_parent(session, job.id)
+        return job
+    job.status = JobStatus.QUEUED
+    job.attempts = 0
     session.add(JobLogLine(job_id=job.id, line=f"retried by {principal.actor}"))
     return job
 
 
+def settle_parent(session: Session, parent_id: int) -> bool:
+    """Bring a waiting parent's progress up to date and, when its last shard has finished, finish it with the
+    combined outcome; True when it finished. Locks the parent's row: two last shards cannot both finish it."""
+    parent = session.scalar(select(Job).where(Job.id == parent_id).with_for_update())
+    if parent is None or parent.status is not JobStatus.RUNNING or parent.lease_owner is not None:
+        return False
+    shards = list(session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.id)))
+    done = sum(1 for shard in shards if shard.status.finished)
+    parent.progress_done, parent.progress_total = done, len(shards)
+    if done < len(shards):
+        return False
+    combine = _combiners.get(parent.kind, combine_counts)
+    outcome = combine(session, parent, shards)
+    parent.status, parent.result, parent.error = outcome.status, outcome.result, outcome.error
+    parent.finished_at = utcnow()
+    if outcome.error:
+        session.add(JobLogLine(job_id=parent.id, level="error" if outcome.status is JobStatus.FAILED else "warning",
+                               line=outcome.error[:2000]))
+    session.add(JobLogLine(job_id=parent.id, line=f"{len(shards)} shard(s) finished: {parent.status.value}"))
+    return True
+
+
 # ---------------------------------------------------------------- running
+
+
+def job_principal(job: Job) -> Principal:
+    """The submitter as it was recorded ("cli:ops" stays cli:ops): what the job writes is theirs, under one name."""
+    via, _, username = job.created_by.rpartition(":")
+    return Principal(username=username, role=Role(job.created_by_role),
+                     via="api" if via == "api" else "cli" if via == "cli" else "system")
 
 
 class JobContext:
@@ -310,17 +429,23 @@ class JobContext:
         self.params: dict[str, Any] = dict(job.params or {})
         self.checkpoint: dict[str, Any] | None = dict(job.checkpoint) if job.checkpoint else None
         self.attempt = job.attempts
-        # The submitter as it was recorded ("cli:ops" stays cli:ops): what the job writes is theirs, under one name.
-        via, _, username = job.created_by.rpartition(":")
-        self.principal = Principal(username=username, role=Role(job.created_by_role),
-                                   via="api" if via == "api" else "cli" if via == "cli" else "system")
+        self.principal = job_principal(job)
+
+    def _held(self) -> Any:
+        """The condition under which this claim still holds the job: same owner, same attempt."""
+        return (Job.id == self.job_id) & (Job.lease_owner == self._owner) & (Job.attempts == self.attempt)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work for the handler's own changes: committed on success."""
+        """A unit of work for the handler's own changes: committed on success, if the claim still holds.
+
+        Just before the commit the job's row is locked and checked (see the module): a worker that lost the job
+        to another one rolls its changes back and gets :class:`JobCancelled`."""
         session = self._factory()
         try:
             yield session
+            if session.scalar(select(Job.id).where(self._held()).with_for_update()) is None:
+                raise JobCancelled(f"job {self.job_id} was taken over by another worker: its changes are dropped")
             session.commit()
         except BaseException:
             session.rollback()
@@ -333,7 +458,7 @@ class JobContext:
         with self.session() as session:
             changed = session.execute(
                 update(Job)
-                .where(Job.id == self.job_id, Job.lease_owner == self._owner, Job.status == JobStatus.RUNNING)
+                .where(self._held(), Job.status == JobStatus.RUNNING)
                 .values(heartbeat_at=now, lease_expires_at=now + self._lease, **values)
             ).rowcount  # type: ignore[attr-defined]
         if not changed:
@@ -384,33 +509,35 @@ class JobRunner:
         self.poll = poll_seconds if poll_seconds is not None else settings.job_poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._presence: threading.Thread | None = None
 
-    def claim(self, job_id: int | None = None) -> Job | None:
-        """Take one runnable job: queued, or running under a lease that has run out."""
+    def claim(self, job_id: int | None = None, *, parent_id: int | None = None) -> Job | None:
+        """Take one runnable job (that one, or a shard of that parent): queued, or running under a lease that has
+        run out."""
         now = utcnow()
+        runnable = or_(
+            (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
+            (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
+        )
         with self._factory() as session:
-            query = select(Job.id).where(
-                or_(
-                    (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
-                    (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
-                )
-            )
+            query = select(Job.id).where(runnable)
             if job_id is not None:
                 query = query.where(Job.id == job_id)
+            if parent_id is not None:
+                query = query.where(Job.parent_id == parent_id)
             kinds = self.kinds if self.kinds is not None else registered_kinds()
-            query = query.where(Job.kind.in_(kinds))
-            candidates = list(session.scalars(query.order_by(Job.id).limit(5)))
+            query = query.where(Job.kind.in_(kinds)).order_by(Job.id)
+            if session.get_bind().dialect.name == "postgresql":
+                # Rows another worker is claiming right now are passed over, not waited for.
+                query = query.limit(1).with_for_update(skip_locked=True)
+            else:
+                query = query.limit(5)
+            candidates = list(session.scalars(query))
             for candidate in candidates:
                 # The conditional UPDATE is the claim: only one worker's WHERE still matches.
                 claimed = session.execute(
                     update(Job)
-                    .where(
-                        Job.id == candidate,
-                        or_(
-                            (Job.status == JobStatus.QUEUED) & (Job.run_after.is_(None) | (Job.run_after <= now)),
-                            (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now),
-                        ),
-                    )
+                    .where(Job.id == candidate, runnable)
                     .values(
                         status=JobStatus.RUNNING,
                         lease_owner=self.owner,
@@ -431,19 +558,41 @@ class JobRunner:
         """Claim and run one job to its end; returns it, or None when nothing was runnable."""
         job = self.claim(job_id)
         if job is None:
+            if job_id is None:
+                self.settle_waiting()
             return None
         self._run(job)
         with self._factory() as session:
             return session.get(Job, job.id)
 
-    def _finish(self, job_id: int, **values: Any) -> None:
+    def run_to_end(self, job_id: int) -> Job | None:
+        """Run this job here and, if it splits into shards, run them here too (sharing them with any other worker)
+        until the parent is finished; returns it (None when it was not runnable)."""
+        job = self.run_once(job_id)
+        while job is not None and job.status is JobStatus.RUNNING and job.lease_owner is None:
+            shard = self.claim(parent_id=job_id)
+            if shard is not None:
+                self._run(shard)
+            elif self._stop.wait(self.poll):
+                break
+            with self._factory() as session:
+                job = session.get(Job, job_id)
+        return job
+
+    def _finish(self, job: Job, **values: Any) -> bool:
+        """End this claim of the job; False (and nothing written) when the claim no longer holds it."""
         with self._factory() as session:
-            session.execute(
+            changed = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.lease_owner == self.owner, Job.status == JobStatus.RUNNING)
+                .where(Job.id == job.id, Job.lease_owner == self.owner, Job.attempts == job.attempts,
+                       Job.status == JobStatus.RUNNING)
                 .values(finished_at=utcnow(), lease_expires_at=None, **values)
-            )
+            ).rowcount  # type: ignore[attr-defined]
             session.commit()
+        if not changed:
+            log.warning("job %s: attempt %s of %s no longer holds it; its outcome is dropped", job.id,
+                        job.attempts, self.owner)
+        return bool(changed)
 
     def _log(self, job_id: int, line: str, level: str = "info") -> None:
         with self._factory() as session:
@@ -453,11 +602,11 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         handler = _handlers.get(job.kind)
         if handler is None:  # a kind this process does not know: leave it for one that does
-            self._finish(job.id, status=JobStatus.QUEUED, lease_owner=None, finished_at=None)
+            self._finish(job, status=JobStatus.QUEUED, lease_owner=None, finished_at=None)
             return
         if job.attempts > job.max_attempts:
             self._log(job.id, f"given up after {job.max_attempts} attempts", "error")
-            self._finish(job.id, status=JobStatus.FAILED, error=f"abandoned after {job.max_attempts} attempts")
+            self._finish(job, status=JobStatus.FAILED, error=f"abandoned after {job.max_attempts} attempts")
             if job.kind in _periodic:
                 self._requeue(job.id, _periodic[job.kind])
             return
@@ -469,29 +618,82 @@ class JobRunner:
         beat = threading.Thread(target=self._beat, args=(ctx, beat_stop), daemon=True)
         beat.start()
         try:
-            result = handler(ctx)
+            with logs.bound(request_id=job.request_id, job_id=job.id):
+                result = handler(ctx)
         except JobCancelled:
             self._log(job.id, "stopped: cancelled", "warning")
             return
         except CloudctlError as exc:
             self._log(job.id, f"failed: {exc}", "error")
-            self._finish(job.id, status=JobStatus.FAILED, error=str(exc))
+            self._finish(job, status=JobStatus.FAILED, error=str(exc))
         except Exception as exc:  # a handler's bug must not kill the worker; the traceback goes to the job log
             log.exception("job %s (%s) failed", job.id, job.kind)
             self._log(job.id, traceback.format_exc(), "error")
-            self._finish(job.id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            self._finish(job, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
-            if isinstance(result, JobOutcome):
+            if isinstance(result, Shards):
+                self._split(job, result)
+            elif isinstance(result, JobOutcome):
                 if result.error:
                     self._log(job.id, result.error, "error" if result.status is JobStatus.FAILED else "warning")
-                self._finish(job.id, status=result.status, result=result.result, error=result.error)
+                self._finish(job, status=result.status, result=result.result, error=result.error)
             else:
-                self._finish(job.id, status=JobStatus.SUCCEEDED, result=result)
+                self._finish(job, status=JobStatus.SUCCEEDED, result=result)
         finally:
             beat_stop.set()
             beat.join()
             if job.kind in _periodic:
                 self._requeue(job.id, _periodic[job.kind])
+            if job.parent_id is not None:
+                self._settle(job.parent_id)
+
+    def _split(self, job: Job, shards: Shards) -> None:
+        """Queue the shards and leave the parent waiting for them (running, held by no worker)."""
+        if shards.kind not in _handlers:
+            self._finish(job, status=JobStatus.FAILED, error=f"no handler for shard kind {shards.kind!r}")
+            return
+        with self._factory() as session:
+            held = session.scalar(select(Job).where(Job.id == job.id, Job.lease_owner == self.owner,
+                                                    Job.attempts == job.attempts,
+                                                    Job.status == JobStatus.RUNNING).with_for_update())
+            if held is None:
+                return  # taken over meanwhile: the one that holds it splits it (the keys find these shards)
+            principal = Principal(username=job.created_by.rpartition(":")[2], role=Role(job.created_by_role),
+                                  via="system")
+            for index, params in enumerate(shards.params):
+                shard = submit_job(session, principal, shards.kind, params, idempotency_key=f"shard:{job.id}:{index}",
+                                   unit_id=job.unit_id, max_attempts=job.max_attempts)
+                shard.parent_id, shard.request_id, shard.created_by = job.id, job.request_id, job.created_by
+            held.lease_owner, held.lease_expires_at = None, None
+            held.progress_done, held.progress_total = 0, len(shards.params)
+            held.message = (shards.message or f"split into {len(shards.params)} shard(s)")[:255]
+            session.add(JobLogLine(job_id=job.id, line=f"split into {len(shards.params)} shard(s) of {shards.kind}"))
+            session.commit()
+        self._settle(job.id)  # nothing to wait for when there are no shards
+
+    def _settle(self, parent_id: int) -> None:
+        try:
+            with self._factory() as session:
+                settle_parent(session, parent_id)
+                session.commit()
+        except Exception:  # the sweep in run_once settles it later
+            log.warning("job %s: settling the parent failed; it is settled later", parent_id, exc_info=True)
+
+    def settle_waiting(self) -> int:
+        """Finish the parents whose shards have all finished but that were not settled (a worker died between
+        finishing the last shard and settling); returns how many it finished."""
+        finished = 0
+        with self._factory() as session:
+            shard = Job.__table__.alias("shard")
+            waiting = list(session.scalars(
+                select(Job.id).where(Job.status == JobStatus.RUNNING, Job.lease_owner.is_(None),
+                                     select(shard.c.id).where(shard.c.parent_id == Job.id).exists())
+                .order_by(Job.id).limit(20)))
+        for parent_id in waiting:
+            with self._factory() as session:
+                finished += settle_parent(session, parent_id)
+                session.commit()
+        return finished
 
     def _requeue(self, job_id: int, every: timedelta) -> None:
         """A periodic row runs again ``every`` from now, whatever this run's outcome (but a cancel)."""
@@ -513,23 +715,81 @@ class JobRunner:
             except Exception:  # a missed heartbeat is retried; the lease has slack for two misses
                 log.warning("heartbeat of job %s failed", ctx.job_id, exc_info=True)
 
-    # -- background thread
+    # -- presence: the row in job_workers that says this worker is there
+
+    def beat_presence(self) -> None:
+        """Write this worker's heartbeat (its row in ``job_workers``, made on the first beat)."""
+        now = utcnow()
+        with self._factory() as session:
+            changed = session.execute(
+                update(JobWorker).where(JobWorker.owner == self.owner).values(heartbeat_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+            if not changed:
+                session.add(JobWorker(owner=self.owner, host=socket.gethostname()[:255], pid=os.getpid(),
+                                      started_at=now, heartbeat_at=now))
+            session.commit()
+
+    def _leave(self) -> None:
+        try:
+            with self._factory() as session:
+                session.execute(delete(JobWorker).where(JobWorker.owner == self.owner))
+                session.commit()
+        except Exception:  # the database may be gone at shutdown; the row then just ages out
+            log.warning("worker %s could not sign off", self.owner, exc_info=True)
+
+    def _present(self) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+        while not self._stop.wait(interval):
+            try:
+                self.beat_presence()
+            except Exception:  # the database may be away for a while (a restart): keep trying
+                log.warning("worker %s: heartbeat failed", self.owner, exc_info=True)
+
+    # -- running until stopped: a background thread (the API's embedded runner) or this thread (a worker)
 
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._prepare()
+        self._thread = threading.Thread(target=self._loop, name=f"cloudctl-jobs-{self.owner}", daemon=True)
+        self._thread.start()
+
+    def run_forever(self) -> None:
+        """Claim and run jobs in this thread until :meth:`stop` is called (from a signal handler, another
+        thread)."""
+        self._prepare()
+        try:
+            self._loop()
+        finally:
+            self._finish_presence()
+
+    def _prepare(self) -> None:
         with self._factory() as session:
             ensure_periodic(session)
             session.commit()
+        self.beat_presence()  # present from the start, so readiness checks see it at once
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"cloudctl-jobs-{self.owner}", daemon=True)
-        self._thread.start()
+        self._presence = threading.Thread(target=self._present, name=f"cloudctl-presence-{self.owner}",
+                                          daemon=True)
+        self._presence.start()
+
+    def _finish_presence(self) -> None:
+        self._stop.set()
+        if self._presence is not None:
+            self._presence.join(5)
+            self._presence = None
+            self._leave()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_forever` to return after the job it is running (safe from a signal handler)."""
+        self._stop.set()
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            self._finish_presence()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -161,6 +161,8 @@ class JobPublic(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    # A shard's parent job (long work split so that several workers share it).
+    parent_id: int | None = None
 
 
 class JobDetail(JobPublic):

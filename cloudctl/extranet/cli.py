@@ -301,7 +301,8 @@ def extranet_collect(inventory: Path | None = typer.Option(None, help="inventory
     runner = jobs.JobRunner(get_engine())
     import threading
 
-    worker = threading.Thread(target=runner.run_once, args=(job_id,), daemon=True)
+    # Here, with its shards when it splits (workers elsewhere take their share of them).
+    worker = threading.Thread(target=runner.run_to_end, args=(job_id,), daemon=True)
     worker.start()
     with Progress(TextColumn("[bold]collect"), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[msg]}", markup=False), TimeElapsedColumn(), console=console) as bar:

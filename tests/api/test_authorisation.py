@@ -417,6 +417,8 @@ def lists(route: str, *, expect: dict[str, int] | None = None, unit_filter: bool
 PROBES: list[Probe] = [
     # ------------------------------------------------------------ the app itself, no token needed
     Probe("GET", "/healthz", PUBLIC),
+    # Not ready for anyone: no job worker runs beside these tests (the readiness tests start one).
+    Probe("GET", "/readyz", {role: 503 for role in ROLES}),
     Probe("GET", "/metrics", PUBLIC, media="text/plain"),
     Probe("GET", "/openapi.json", PUBLIC),
     Probe("GET", "/docs", PUBLIC, media="text/html"),

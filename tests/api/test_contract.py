@@ -49,7 +49,9 @@ OPERATIONS: set[str] = set()
 def tokens(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     data: Path = tmp_path_factory.mktemp("contract")
     reset_settings(Settings(data_dir=data, database_url=f"sqlite:///{data / 'cloudctl.db'}",
-                            simulator_database_url=f"sqlite:///{data / 'simulator.db'}", simulator_build_seconds=0))
+                            simulator_database_url=f"sqlite:///{data / 'simulator.db'}", simulator_build_seconds=0,
+                            # /readyz answers 200 without a worker here (its 503 is tested in test_readiness).
+                            ready_needs_worker=False))
     upgrade(get_engine())
     with session_scope() as session:
         city = build_mini_city(session, with_cloud=True)

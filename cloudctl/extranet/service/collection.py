@@ -34,6 +34,7 @@ __all__ = ["COLLECT_JOB", "SKIPPED_KEPT", "is_uplink", "list_devices", "record_p
            "store_tables", "submit_collection", "sync_devices"]
 
 COLLECT_JOB = "extranet.collect"
+COLLECT_SHARD_JOB = "extranet.collect.shard"
 # Ports that carry many MACs by design (uplinks, trunks, aggregations), by the vendors' own names for them.
 _UPLINK = re.compile(r"^(eth-trunk|port-channel|po\d|bridge-aggregation|bagg|route-aggregation|xge|xgigabit|"
                      r"ten-?gigabit|te\d|10ge|25ge|40ge|100ge|fortygig|hundredgig|twentyfivegig)", re.IGNORECASE)
@@ -196,13 +197,51 @@ def _devices_and_collector(ctx: jobs.JobContext) -> tuple[list[Device], DeviceCo
     return devices, collector
 
 
-@jobs.job_handler(COLLECT_JOB)
-def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
-    from cloudctl.extranet.netmiko_collector import collect_all
+def _combine_collection(session: Session, parent: jobs.Job, shards: list[jobs.Job]) -> jobs.JobOutcome:
+    """The shards' counts summed into the collection's, with one audit row for the whole collection."""
+    outcome = jobs.combine_counts(session, parent, shards)
+    counts = {key: outcome.result.get(key, 0) for key in _COUNTS}
+    audit.record(session, jobs.job_principal(parent), action="collect", entity="extranet_devices",
+                 entity_id=parent.id, after={**counts, "shards": len(shards)})
+    return jobs.JobOutcome({**counts, "shards": len(shards)}, outcome.status, outcome.error)
 
+
+_COUNTS = ("devices", "succeeded", "failed", "arp_new", "mac_new", "rows_skipped")
+
+
+@jobs.job_handler(COLLECT_JOB, combine=_combine_collection)
+def collect_job(ctx: jobs.JobContext) -> dict[str, Any] | jobs.Shards:
     devices, collector = _devices_and_collector(ctx)
     with ctx.session() as session:
         ids = {name: row.id for name, row in sync_devices(session, ctx.principal, devices).items()}
+    size = get_settings().extranet_shard_devices
+    if size and len(devices) > size:
+        # Several workers (on several hosts) share the devices; each shard collects its own and stores them.
+        names = [device.name for device in devices]
+        return jobs.Shards(COLLECT_SHARD_JOB, [{"inventory": ctx.params.get("inventory"), "limit": names[i:i + size]}
+                                               for i in range(0, len(names), size)],
+                           message=f"{len(devices)} devices in shards of {size}")
+    counts = _collect(ctx, devices, collector, ids)
+    with ctx.session() as session:
+        audit.record(session, ctx.principal, action="collect", entity="extranet_devices", entity_id=ctx.job_id,
+                     after=counts)
+    return counts
+
+
+@jobs.job_handler(COLLECT_SHARD_JOB)
+def collect_shard_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """Some devices of a collection (their rows made by the parent): collecting them again stores the same."""
+    devices, collector = _devices_and_collector(ctx)
+    with ctx.session() as session:
+        ids = {row.name: row.id for row in session.scalars(
+            select(NetworkDevice).where(NetworkDevice.name.in_([device.name for device in devices])))}
+    return _collect(ctx, devices, collector, ids)
+
+
+def _collect(ctx: jobs.JobContext, devices: list[Device], collector: DeviceCollector,
+             ids: dict[str, int]) -> dict[str, Any]:
+    from cloudctl.extranet.netmiko_collector import collect_all
+
     counts = {"devices": len(devices), "succeeded": 0, "failed": 0, "arp_new": 0, "mac_new": 0, "rows_skipped": 0}
     done = 0
 
@@ -232,7 +271,4 @@ def collect_job(ctx: jobs.JobContext) -> dict[str, Any]:
 
     # on_result runs in this thread, one device at a time (collect_all's promise): one writer, as SQLite wants.
     collect_all(devices, collector, max_workers=get_settings().extranet_collect_workers, on_result=on_result)
-    with ctx.session() as session:
-        audit.record(session, ctx.principal, action="collect", entity="extranet_devices", entity_id=ctx.job_id,
-                     after=counts)
     return counts

@@ -1,7 +1,7 @@
 """money, capacity and storage: tariffs per provider cloud, stored statements of closed months, budgets, requests
 over budget, the monthly capacity history purchase planning forecasts from, and block volumes
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-05 07:33:32
 """
@@ -14,7 +14,7 @@ from alembic import op
 import cloudctl.billing.models
 import cloudctl.core.models
 
-revision: str = '0018'
+revision: str = '0017'
 down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
