@@ -315,9 +315,10 @@ def submit_report(period_id: Id, body: duty.ReportCreate, session: SessionDep,
 
 
 @router.get("/duty/missing")
-def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | None = None) -> list[duty.Missing]:
-    """Reports owed and not in: overdue, and due in the coming slot."""
-    return duty.missing_reports(session, principal, period_id=period)
+def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | None = None,
+                    late: bool = True) -> list[duty.Missing]:
+    """Reports owed and not in: overdue, and due in the coming slot; and (unless ``late=false``) those filed late."""
+    return duty.missing_reports(session, principal, period_id=period, include_late=late)
 
 
 # ---------------------------------------------------------------- drills

@@ -294,13 +294,16 @@ def sec_blocklist(fmt: str = typer.Option("txt", "--format", help="txt or csv"))
 
 
 @security_app.command("duty-missing")
-def sec_duty_missing(period: int | None = typer.Option(None), output: OutputFormat = OutputOption) -> None:
-    """Duty reports owed and not in: overdue, and due in the coming slot."""
+def sec_duty_missing(period: int | None = typer.Option(None),
+                     late: bool = typer.Option(True, "--late/--no-late", help="list the reports filed late (补报) too"),
+                     output: OutputFormat = OutputOption) -> None:
+    """Duty reports owed and not in: overdue, and due in the coming slot; and those filed late (补报)."""
     with unit_of_work() as (session, principal):
-        rows = duty.missing_reports(session, principal, period_id=period)
+        rows = duty.missing_reports(session, principal, period_id=period, include_late=late)
     print_rows(rows, [("period", lambda m: m.period_id), ("unit", lambda m: m.unit_code),
-                      ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue)], output,
-               title="值班报告缺报 missing duty reports")
+                      ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue), ("late", lambda m: m.late),
+                      ("submitted", lambda m: m.submitted_at)], output,
+               title="值班报告缺报与迟报 missing and late duty reports")
 
 
 duty_app = typer.Typer(help="7×24 duty (值班): periods, the roster, check-in.", no_args_is_help=True)
@@ -315,6 +318,7 @@ _SHIFT_COLUMNS: list[tuple[str, Callable[[DutyShiftPublic], object]]] = [
     ("id", lambda s: s.id), ("period", lambda s: s.period_id), ("starts", lambda s: _local(s.starts_at)),
     ("ends", lambda s: _local(s.ends_at)), ("officer", lambda s: s.officer), ("backup", lambda s: s.backup),
     ("leader", lambda s: s.leader), ("checked in", lambda s: _local(s.checked_in_at)),
+    ("unresolved", lambda s: s.unresolved or None),
     ("handover", lambda s: (s.handover_note or "")[:40] or None),
 ]
 
@@ -357,9 +361,10 @@ def duty_periods(active: bool = typer.Option(False, "--active", help="only those
 @duty_app.command("shift-add")
 def duty_shift_add(period_id: int = typer.Argument(...),
                    starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-10-01T08:00+08:00"),
-                   ends: str = typer.Option(...), officer: str = typer.Option(..., help="值班员"),
-                   backup: str | None = typer.Option(None, help="备班"),
-                   leader: str | None = typer.Option(None, help="带班领导")) -> None:
+                   ends: str = typer.Option(...),
+                   officer: str = typer.Option(..., help="值班员: a duty or secops user (login or display name)"),
+                   backup: str | None = typer.Option(None, help="备班: a duty or secops user"),
+                   leader: str | None = typer.Option(None, help="带班领导: a duty or secops user")) -> None:
     """Add a shift to the roster: inside the period, overlapping another by at most a 30-minute handover."""
     data = parse(duty.ShiftCreate, {"starts_at": starts, "ends_at": ends, "officer": officer, "backup": backup,
                                     "leader": leader})

@@ -344,9 +344,16 @@ class DutyShift(Base):
     period_id: Mapped[int] = mapped_column(ForeignKey("security_duty_periods.id", ondelete="CASCADE"), index=True)
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
+    # The names as shown (the user's display name, else the login); the ids say who they are.
     officer: Mapped[str] = mapped_column(String(64))
     backup: Mapped[str | None] = mapped_column(String(64))
     leader: Mapped[str | None] = mapped_column(String(64))
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    backup_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    leader_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    # A roster written before rosters named users, with a name that matched no duty or security user: kept as it
+    # was, shown as unresolved; only the security team checks in for it (migration 0017).
+    unresolved: Mapped[bool] = mapped_column(default=False, server_default=false())
     checked_in_at: Mapped[datetime | None]
     handover_note: Mapped[str | None] = mapped_column(Text)
 

@@ -229,6 +229,11 @@ class DutyShiftPublic(Schema):
     officer: str
     backup: str | None
     leader: str | None
+    # The users the roster names; None with ``unresolved`` for a name from before rosters named users.
+    officer_id: int | None
+    backup_id: int | None
+    leader_id: int | None
+    unresolved: bool
     checked_in_at: datetime | None
     handover_note: str | None
 

@@ -38,7 +38,7 @@ from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.org.models import Unit
-from tests.factories import ADMIN, build_reclaim_fleet, make_server
+from tests.factories import ADMIN, build_reclaim_fleet, make_officers, make_server
 
 # A department's leader (dept_leader) is bound to 市公安局 as the dept user is: it answers as the department does
 # unless a row says otherwise.
@@ -186,6 +186,7 @@ def _build(session: Session) -> World:
     period = duty.create_period(session, ADMIN, duty.PeriodCreate(
         name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=3), ends_at=now + timedelta(days=2),
         every_hours=1))
+    make_officers(session, "王值班", "周夜班")
     shift = duty.add_shift(session, ADMIN, period.id, duty.ShiftCreate(
         starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="duty-user"))
     for code in ("990100-D01", "990100-D02"):

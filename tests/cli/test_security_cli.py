@@ -95,6 +95,22 @@ def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
     listed = next(p for p in periods if str(p["id"]) == period_id)
     assert (listed["kind"], listed["report_times"], listed["zero_reports"]) == ("holiday", ["09:00", "17:00"], False)
 
+    # The roster names users: an unknown name is refused in one line naming the field.
+    unknown = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
+                                "--officer", "张伟"])
+    assert unknown.exit_code == 1
+    assert "officer" in unknown.output
+    assert "no user '张伟'" in unknown.output
+    assert len(unknown.output.strip().splitlines()) == 1
+    for login, role, name in (("zhangwei", "duty", "张伟"), ("wangfang", "duty", "王芳"), ("lina", "duty", "李娜"),
+                              ("zhaolei", "duty", "赵磊"), ("chenzr", "secops", "陈主任"), ("clerk", "ops", "钱科员")):
+        made = demo.invoke(app, ["user", "create", login, "--role", role, "--display-name", name])
+        assert made.exit_code == 0, made.output
+    not_duty = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
+                                 "--officer", "张伟", "--backup", "钱科员"])
+    assert not_duty.exit_code == 1
+    assert "backup" in not_duty.output
+    assert "duty or secops" in not_duty.output
     added = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
                               "--officer", "张伟", "--backup", "王芳", "--leader", "陈主任"])
     assert added.exit_code == 0, added.output
@@ -105,7 +121,9 @@ def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
     assert "handover" in clash.output
     assert len(clash.output.strip().splitlines()) == 1
 
-    checked = demo.invoke(app, ["sec", "duty", "check-in", shift_id, "--note", "告警已清零"])
+    # Another duty officer may not check in for 张伟; 张伟 may.
+    assert demo.invoke(app, ["--as", "lina", "sec", "duty", "check-in", shift_id]).exit_code == 1
+    checked = demo.invoke(app, ["--as", "zhangwei", "sec", "duty", "check-in", shift_id, "--note", "告警已清零"])
     assert checked.exit_code == 0, checked.output
     on_shift = json.loads(demo.invoke(app, ["sec", "duty", "on-shift", "-o", "json"]).output)
     assert (str(on_shift["id"]), on_shift["officer"], on_shift["handover_note"]) == (shift_id, "张伟", "告警已清零")

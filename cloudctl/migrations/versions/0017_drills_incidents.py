@@ -1,0 +1,84 @@
+"""duty rosters name users
+
+Revision ID: 0017
+Revises: 0016
+Create Date: 2026-12-05 15:00:00
+
+Rosters used to hold free text. Each shift's officer, backup and leader now point at users with the duty or
+secops role. Existing rosters are migrated by name: a name that is a login, or the display name of exactly one
+user, of an active duty or secops user, becomes that user. A name that matches no such user is kept as it was
+(the text column is never rewritten) and the shift is marked ``unresolved``: it stays on the roster and in every
+report, nobody checks in to it as its officer, and the security team records the check-in for it (audited).
+The migration never fails on such data.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0017'
+down_revision: str | None = '0016'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ROSTER_ROLES = ('duty', 'secops')
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('security_duty_shifts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('officer_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('backup_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('leader_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('unresolved', sa.Boolean(), server_default=sa.false(), nullable=False))
+        for column in ('officer_id', 'backup_id', 'leader_id'):
+            batch_op.create_index(batch_op.f(f'ix_security_duty_shifts_{column}'), [column], unique=False)
+            batch_op.create_foreign_key(batch_op.f(f'fk_security_duty_shifts_{column}_users'), 'users', [column],
+                                        ['id'], ondelete='RESTRICT')
+    _resolve_rosters()
+
+
+def _resolve_rosters() -> None:
+    bind = op.get_bind()
+    users = sa.table('users', sa.column('id', sa.Integer), sa.column('username', sa.String),
+                     sa.column('display_name', sa.String), sa.column('role', sa.String),
+                     sa.column('active', sa.Boolean))
+    shifts = sa.table('security_duty_shifts', sa.column('id', sa.Integer), sa.column('officer', sa.String),
+                      sa.column('backup', sa.String), sa.column('leader', sa.String),
+                      sa.column('officer_id', sa.Integer), sa.column('backup_id', sa.Integer),
+                      sa.column('leader_id', sa.Integer), sa.column('unresolved', sa.Boolean))
+    by_login: dict[str, int] = {}
+    by_display: dict[str, list[int]] = {}
+    for user_id, username, display_name, role, active in bind.execute(
+            sa.select(users.c.id, users.c.username, users.c.display_name, users.c.role, users.c.active)):
+        if role not in ROSTER_ROLES or not active:
+            continue
+        by_login[username] = user_id
+        if display_name:
+            by_display.setdefault(display_name, []).append(user_id)
+
+    def resolve(name: str | None) -> int | None:
+        if not name:
+            return None
+        if name in by_login:
+            return by_login[name]
+        matches = by_display.get(name, [])
+        return matches[0] if len(matches) == 1 else None
+
+    rows = list(bind.execute(sa.select(shifts.c.id, shifts.c.officer, shifts.c.backup, shifts.c.leader)))
+    for shift_id, officer, backup, leader in rows:
+        ids = {'officer_id': resolve(officer), 'backup_id': resolve(backup), 'leader_id': resolve(leader)}
+        unresolved = any(name and ids[f'{role}_id'] is None
+                         for role, name in (('officer', officer), ('backup', backup), ('leader', leader)))
+        bind.execute(shifts.update().where(shifts.c.id == shift_id).values(**ids, unresolved=unresolved))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('security_duty_shifts', schema=None) as batch_op:
+        for column in ('leader_id', 'backup_id', 'officer_id'):
+            batch_op.drop_constraint(batch_op.f(f'fk_security_duty_shifts_{column}_users'), type_='foreignkey')
+            batch_op.drop_index(batch_op.f(f'ix_security_duty_shifts_{column}'))
+        batch_op.drop_column('unresolved')
+        batch_op.drop_column('leader_id')
+        batch_op.drop_column('backup_id')
+        batch_op.drop_column('officer_id')
