@@ -423,7 +423,7 @@ class CloudctlCollector(Collector):
                                   "in the drill's scope), phase and status.",
                                   labels=["drill_id", "drill", "unit", "phase", "status"])
         overdue = GaugeMetricFamily("cloudctl_drill_checklist_items_overdue",
-                                    "Checklist items past their due time and not done (cancelled ones left out), "
+                                    "Checklist items past their due time and neither done, cancelled nor waived, "
                                     "per drill and unit.", labels=["drill_id", "drill", "unit"])
         running = select(Drill.id).where(Drill.phase != DrillPhase.SUMMARY)
         for drill_id, name, code, phase, status, n in session.execute(

@@ -347,8 +347,10 @@ def advance_phase(drill_id: Id, phase: DrillPhase, session: SessionDep, principa
 
 
 @router.get("/drills/{drill_id}/progress")
-def drill_progress(drill_id: Id, session: SessionDep, principal: PrincipalDep) -> list[drills.ProgressRow]:
-    return drills.progress(session, principal, drill_id)
+def drill_progress(drill_id: Id, session: SessionDep, principal: PrincipalDep,
+                   by: drills.ProgressBy = "unit_phase") -> list[drills.ProgressRow]:
+    """Checklist progress per unit and phase (``by=unit_phase``), per unit, or per phase (准备, 自查, 值守, 总结)."""
+    return drills.progress(session, principal, drill_id, by=by)
 
 
 @router.get("/drills/{drill_id}/items")
@@ -362,6 +364,13 @@ def update_item(drill_id: Id, item_id: Id, body: ItemUpdate, session: SessionDep
                 principal: PrincipalDep) -> DrillItemPublic:
     return DrillItemPublic.model_validate(drills.update_item(session, principal, drill_id, item_id, body.status,
                                                              body.evidence))
+
+
+@router.post("/drills/{drill_id}/items/{item_id}/waive")
+def waive_item(drill_id: Id, item_id: Id, body: drills.Waiver, session: SessionDep,
+               principal: PrincipalDep) -> DrillItemPublic:
+    """The security team sets an item aside with a reason (豁免), so its phase may move on; audited."""
+    return DrillItemPublic.model_validate(drills.waive_item(session, principal, drill_id, item_id, body))
 
 
 @router.post("/drills/{drill_id}/items/{item_id}/verify")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
 
@@ -19,13 +19,14 @@ from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.output import OutputFormat, console, err_console, print_json, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
-from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
 from cloudctl.security.scanners.parsers import MAX_REPORT_BYTES
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
     AssetPublic,
     BlockIn,
+    DrillItemPublic,
     DrillPublic,
     DutyPeriodPublic,
     DutyShiftPublic,
@@ -497,13 +498,54 @@ def drill_phase(drill_id: int = typer.Argument(...),
 
 
 @drill_app.command("progress")
-def drill_progress(drill_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
-    """Checklist progress per unit and phase."""
+def drill_progress(drill_id: int = typer.Argument(...),
+                   by: str = typer.Option("unit_phase", "--by", help="unit_phase, unit or phase"),
+                   output: OutputFormat = OutputOption) -> None:
+    """Checklist progress per unit and phase, per unit (--by unit) or per phase (--by phase: 准备, 自查, 值守, 总结)."""
+    if by not in ("unit_phase", "unit", "phase"):
+        raise InvalidInput("--by is unit_phase, unit or phase", field="by")
     with unit_of_work() as (session, principal):
-        rows = drills.progress(session, principal, drill_id)
-    print_rows(rows, [("unit", lambda r: r.unit_code), ("name", lambda r: r.unit_name), ("phase", lambda r: r.phase),
-                      ("done", lambda r: f"{r.done}/{r.total}"), ("%", lambda r: f"{r.ratio:.0%}"),
-                      ("overdue", lambda r: r.overdue)], output, title="护网进度 drill progress")
+        rows = drills.progress(session, principal, drill_id, by=cast("drills.ProgressBy", by))
+    columns: list[tuple[str, Callable[[drills.ProgressRow], object]]] = []
+    if by != "phase":
+        columns += [("unit", lambda r: r.unit_code), ("name", lambda r: r.unit_name)]
+    if by != "unit":
+        columns += [("phase", lambda r: r.phase_label)]
+    columns += [("done", lambda r: f"{r.done}/{r.total}"), ("waived", lambda r: r.waived),
+                ("%", lambda r: f"{r.ratio:.0%}"), ("overdue", lambda r: r.overdue)]
+    print_rows(rows, columns, output, title="护网进度 drill progress")
+
+
+@drill_app.command("items")
+def drill_items(drill_id: int = typer.Argument(...), unit: str | None = UnitFilter,
+                output: OutputFormat = OutputOption) -> None:
+    """The drill's checklist items (a unit's and those under it with --unit), in the order of its phases."""
+    with unit_of_work() as (session, principal):
+        rows = [DrillItemPublic.model_validate(i) for i in drills.list_items(session, principal, drill_id, unit=unit)]
+    print_rows(rows, [("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("phase", lambda r: r.phase.label),
+                      ("title", lambda r: r.title), ("required", lambda r: r.mandatory),
+                      ("due", lambda r: local_time(r.due_at)), ("status", lambda r: r.status.label),
+                      ("verified by", lambda r: r.verifier)], output, title="护网检查项 drill checklist")
+
+
+@drill_app.command("item")
+def drill_item(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...),
+               status: ItemStatus = typer.Argument(..., help="waiting, in_progress, done or cancelled"),
+               evidence: str | None = typer.Option(None, help="what shows it is done (截图、报告、记录)")) -> None:
+    """Move a checklist item on; done needs the evidence."""
+    with unit_of_work() as (session, principal):
+        item = drills.update_item(session, principal, drill_id, item_id, status, evidence)
+        console.print(f"item {item.id} ({item.unit_code} {item.title}) is {item.status.value}")
+
+
+@drill_app.command("waive")
+def drill_waive(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...),
+                reason: str = typer.Option(..., help="why the item is set aside (豁免理由)")) -> None:
+    """Waive a checklist item with a reason (the security team; audited), so its phase may move on."""
+    data = parse(drills.Waiver, {"reason": reason})
+    with unit_of_work() as (session, principal):
+        item = drills.waive_item(session, principal, drill_id, item_id, data)
+        console.print(f"item {item.id} ({item.unit_code} {item.title}) waived")
 
 
 @drill_app.command("report")

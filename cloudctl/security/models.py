@@ -396,6 +396,8 @@ class ItemStatus(LabelledEnum):
     IN_PROGRESS = "in_progress", "进行中", "yellow"
     DONE = "done", "已完成", "green"
     CANCELLED = "cancelled", "已取消", "bright_black"
+    # Set aside by the security team, with a reason (audited): counts as settled for the phase to move on.
+    WAIVED = "waived", "已豁免", "magenta"
 
 
 class Drill(TimestampMixin, Base):
@@ -433,6 +435,9 @@ class DrillItem(Base):
     done_at: Mapped[datetime | None]
     verifier: Mapped[str | None] = mapped_column(String(128))
     verified_at: Mapped[datetime | None]
+    waiver_reason: Mapped[str | None] = mapped_column(String(1000))
+    waived_by: Mapped[str | None] = mapped_column(String(128))
+    waived_at: Mapped[datetime | None]
 
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
 

@@ -120,6 +120,9 @@ class DrillItemPublic(Schema):
     evidence: str | None
     verifier: str | None
     verified_at: datetime | None
+    waiver_reason: str | None
+    waived_by: str | None
+    waived_at: datetime | None
 
 
 class TicketPublic(Schema):

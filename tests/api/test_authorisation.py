@@ -89,7 +89,7 @@ def _build(session: Session) -> World:
     from cloudctl.notify.models import ChannelKind, Delivery, DeliveryStatus
     from cloudctl.reclaim import service as reclaim
     from cloudctl.reclaim.models import Recommendation
-    from cloudctl.security.models import Asset, DutyKind, Finding, ItemStatus, Ticket, Verdict
+    from cloudctl.security.models import Asset, DrillPhase, DutyKind, Finding, ItemStatus, Ticket, Verdict
     from cloudctl.security.scanners.base import ScanFinding, ScanReport
     from cloudctl.security.service import alerts, drills, duty, findings
     from cloudctl.security.service import rectification as security_rectification
@@ -201,6 +201,14 @@ def _build(session: Session) -> World:
         done, waiting = drills.list_items(session, ADMIN, drill.id, unit=code)[:2]
         drills.update_item(session, ADMIN, drill.id, done.id, ItemStatus.DONE, evidence="资产台账 v3")
         target["done_item"], target["item"] = str(done.id), str(waiting.id)
+        target["waivable_item"] = str(drills.list_items(session, ADMIN, drill.id, unit=code)[2].id)
+    # A drill whose preparation is done, ready to move to its self-inspection.
+    ready = drills.create_drill(session, ADMIN, drills.DrillCreate(
+        name="专项护网", organiser="市委网信办", starts_at=now + timedelta(days=1),
+        ends_at=now + timedelta(days=20), units=["990100-D01"]))
+    for item in drills.list_items(session, ADMIN, ready.id):
+        if item.phase is DrillPhase.PREPARE:
+            drills.update_item(session, ADMIN, ready.id, item.id, ItemStatus.DONE, evidence="已完成")
 
     # Evidence on each ticket, an extension request waiting on each ticket and violation, a failed message each.
     for target, code in ((own, "990100-D01"), (other, "990100-D02")):
@@ -226,6 +234,7 @@ def _build(session: Session) -> World:
             own_jobs.add(job.id)
 
     common = {"cloud": "test-cloud", "period": str(period.id), "shift": str(shift.id), "drill": str(drill.id),
+              "ready_drill": str(ready.id),
               "attack": str(attack.id), "judged": str(judged.id), "action": "start", "step": "block",
               "phase": "self_check", "next_shift": (shift.ends_at + timedelta(hours=1)).isoformat(),
               "next_shift_ends": (shift.ends_at + timedelta(hours=9)).isoformat(),
@@ -590,13 +599,16 @@ PROBES: list[Probe] = [
           body={"name": "专项演练", "organiser": "市委网信办", "starts_at": "2099-01-01T00:00:00+08:00",
                 "ends_at": "2099-01-10T00:00:00+08:00", "units": ["990100-D01"]}),
     Probe("GET", "/api/v1/security/drills", may()),
-    Probe("POST", "/api/v1/security/drills/{drill_id}/phase/{phase}", may(*SECURITY)),
+    Probe("POST", "/api/v1/security/drills/{drill_id}/phase/{phase}", may(*SECURITY),
+          params={"drill_id": "ready_drill"}),
     Probe("GET", "/api/v1/security/drills/{drill_id}/progress", may()),
     Probe("GET", "/api/v1/security/drills/{drill_id}/items", may()),
     *scoped(Probe("GET", "/api/v1/security/drills/{drill_id}/items", may(), query="?unit={unit}",
                   label="unit filter")),
     *scoped(Probe("PATCH", "/api/v1/security/drills/{drill_id}/items/{item_id}", may(*SECURITY, "dept"),
                   body={"status": "in_progress"})),
+    *scoped(Probe("POST", "/api/v1/security/drills/{drill_id}/items/{item_id}/waive", may(*SECURITY),
+                  body={"reason": "已纳入市级统一台账"}, params={"item_id": "waivable_item"})),
     *scoped(Probe("POST", "/api/v1/security/drills/{drill_id}/items/{item_id}/verify", may(*SECURITY),
                   params={"item_id": "done_item"})),
     Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), media="text/html"),

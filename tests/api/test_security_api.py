@@ -109,7 +109,9 @@ def test_zero_reports_and_overdue_slots(client: TestClient, session: Session, ci
     assert wrong.status_code == 422
     mine = client.get("/api/v1/security/duty/missing", headers=auth(city, "dept")).json()
     assert {m["unit_code"] for m in mine} == {"990100-D01"}
-    assert not [m for m in mine if not m["overdue"]]  # the coming slot is reported
+    assert not [m for m in mine if not m["overdue"] and not m["late"]]  # the coming slot is reported
+    # The slot reported late is listed as late (补报), the ones never reported as overdue.
+    assert [datetime.fromisoformat(m["slot_at"]) for m in mine if m["late"]] == [slots[2]]
 
 
 def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: MiniCity) -> None:
@@ -147,8 +149,38 @@ def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: Mini
     progress = client.get(f"/api/v1/security/drills/{drill}/progress", headers=auth(city, "secops")).json()
     prepare = next(r for r in progress if r["unit_code"] == "990100-D01" and r["phase"] == "prepare")
     assert (prepare["done"], prepare["total"]) == (1, 4)
+    # Progress in the drill's order of phases, not the alphabet's.
+    assert [r["phase"] for r in progress if r["unit_code"] == "990100-D01"] == [
+        "prepare", "self_check", "on_duty", "summary"]
     assert client.post(f"/api/v1/security/drills/{drill}/phase/on_duty", headers=auth(city, "secops")).status_code \
         == 409
+    # One of four preparation items done in D01, none in D02: the phase holds.
+    held = client.post(f"/api/v1/security/drills/{drill}/phase/self_check", headers=auth(city, "secops"))
+    assert held.status_code == 409
+    assert held.json()["errors"][0]["field"] == "phase"
+    assert "7 required prepare" in held.json()["detail"]
+    everything = client.get(f"/api/v1/security/drills/{drill}/items", headers=auth(city, "secops")).json()
+    pending = [i for i in everything if i["phase"] == "prepare" and i["status"] != "done"]
+    waive = f"/api/v1/security/drills/{drill}/items/{pending[0]['id']}/waive"
+    assert client.post(waive, json={"reason": "x"}, headers=auth(city, "secops")).status_code == 422
+    assert client.post(waive, json={"reason": "已纳入市级统一资产台账"}, headers=auth(city, "dept")).status_code in (
+        403, 404)
+    for item in pending:
+        waived = client.post(f"/api/v1/security/drills/{drill}/items/{item['id']}/waive",
+                             json={"reason": "已纳入市级统一资产台账"}, headers=auth(city, "secops"))
+        assert waived.status_code == 200, waived.text
+        assert (waived.json()["status"], waived.json()["waiver_reason"]) == ("waived", "已纳入市级统一资产台账")
+    assert client.post(waive, json={"reason": "再次豁免"}, headers=auth(city, "secops")).status_code == 409
+    d01_item = next(i for i in pending if i["unit_code"] == "990100-D01")
+    assert client.patch(f"/api/v1/security/drills/{drill}/items/{d01_item['id']}", json={"status": "waiting"},
+                        headers=auth(city, "dept")).status_code == 409  # the waiver is the security team's
+    by_phase = client.get(f"/api/v1/security/drills/{drill}/progress?by=phase", headers=auth(city, "secops")).json()
+    assert (by_phase[0]["phase"], by_phase[0]["unit_code"], by_phase[0]["done"], by_phase[0]["waived"],
+            by_phase[0]["total"], by_phase[0]["ratio"]) == ("prepare", None, 1, 7, 8, 1.0)
+    assert [r["phase"] for r in by_phase] == ["prepare", "self_check", "on_duty", "summary"]
+    by_unit = client.get(f"/api/v1/security/drills/{drill}/progress?by=unit", headers=auth(city, "dept")).json()
+    assert [(r["unit_code"], r["phase"], r["total"], r["done"], r["waived"]) for r in by_unit] == [
+        ("990100-D01", None, 13, 1, 3)]
     assert client.post(f"/api/v1/security/drills/{drill}/phase/self_check",
                        headers=auth(city, "secops")).json()["phase"] == "self_check"
     summary = client.get(f"/api/v1/security/drills/{drill}/summary", headers=auth(city, "secops"))

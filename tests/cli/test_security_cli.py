@@ -58,6 +58,8 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     drill_id = created.output.split()[1]
     rows = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "-o", "json"]).output)
     units = {r["unit_code"] for r in rows}
+    assert [r["phase"] for r in rows if r["unit_code"] == rows[0]["unit_code"]] == [
+        "prepare", "self_check", "on_duty", "summary"]
     assert len(units) > 1
     assert {r["phase"] for r in rows} >= {"prepare", "self_check"}
     assert all(r["done"] == 0 and r["total"] > 0 for r in rows)
@@ -66,13 +68,46 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     early = demo.invoke(app, ["sec", "drill", "phase", drill_id, "on_duty"])
     assert early.exit_code == 1
     assert "next phase is self_check" in early.output
+    # A drill of two units created two weeks ahead: nothing is overdue, the summary report is due after the end.
+    two = sorted(units)[:2]
+    ahead = datetime.now(BEIJING).replace(microsecond=0) + timedelta(days=14)
+    created = demo.invoke(app, ["sec", "drill", "create", "--name", "2027 护网行动", "--organiser", "市网信办",
+                                "--starts", ahead.isoformat(), "--ends", (ahead + timedelta(days=14)).isoformat(),
+                                "--unit", two[0], "--unit", two[1]])
+    assert created.exit_code == 0, created.output
+    drill_id = created.output.split()[1]
+    rows = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "-o", "json"]).output)
+    assert ({r["unit_code"] for r in rows}, sum(r["overdue"] for r in rows)) == (set(two), 0)
+    items = json.loads(demo.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)
+    report_due = next(datetime.fromisoformat(i["due_at"]) for i in items if i["key"] == "summary-report")
+    assert report_due == ahead + timedelta(days=19)
+    # One preparation item done is not the phase done: the drill holds, naming what is open.
+    first = items[0]
+    assert first["phase"] == "prepare"
+    assert demo.invoke(app, ["sec", "drill", "item", drill_id, str(first["id"]), "done", "--evidence",
+                             "资产台账 v3"]).exit_code == 0
+    held = demo.invoke(app, ["sec", "drill", "phase", drill_id, "self_check"])
+    assert held.exit_code == 1
+    assert "required prepare" in held.output
+    assert len(held.output.strip().splitlines()) == 1
+    by_phase = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "--by", "phase", "-o",
+                                            "json"]).output)
+    assert [r["phase"] for r in by_phase] == ["prepare", "self_check", "on_duty", "summary"]
+    assert by_phase[0]["done"] == 1
+    assert "准备阶段" in demo.invoke(app, ["sec", "drill", "progress", drill_id, "--by", "phase"]).output
+    assert demo.invoke(app, ["sec", "drill", "progress", drill_id, "--by", "week"]).exit_code == 1
+    # The security team waives the rest of the preparation with a reason; then the phase moves on.
+    for item in json.loads(demo.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output):
+        if item["phase"] == "prepare" and item["status"] == "waiting":
+            waived = demo.invoke(app, ["sec", "drill", "waive", drill_id, str(item["id"]), "--reason", "已纳入台账"])
+            assert waived.exit_code == 0, waived.output
     assert "自查阶段" in demo.invoke(app, ["sec", "drill", "phase", drill_id, "self_check"]).output
     out = tmp_path / "summary.html"
     report = demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(out)])
     assert report.exit_code == 0, report.output
     text = out.read_text(encoding="utf-8")
-    assert "2026 护网行动" in text
-    assert all(code in text for code in units)
+    assert "2027 护网行动" in text
+    assert all(code in text for code in two)
     naive = demo.invoke(app, ["sec", "drill", "create", "--name", "x drill", "--organiser", "市网信办",
                               "--starts", "2026-12-01T09:00", "--ends", "2026-12-21T18:00+08:00"])
     assert naive.exit_code == 1

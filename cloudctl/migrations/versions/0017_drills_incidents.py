@@ -1,4 +1,4 @@
-"""duty rosters name users
+"""duty rosters name users; drill checklist waivers
 
 Revision ID: 0017
 Revises: 0016
@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import cloudctl.core.models
 
 revision: str = '0017'
 down_revision: str | None = '0016'
@@ -36,6 +38,10 @@ def upgrade() -> None:
             batch_op.create_foreign_key(batch_op.f(f'fk_security_duty_shifts_{column}_users'), 'users', [column],
                                         ['id'], ondelete='RESTRICT')
     _resolve_rosters()
+    with op.batch_alter_table('security_drill_items', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('waiver_reason', sa.String(length=1000), nullable=True))
+        batch_op.add_column(sa.Column('waived_by', sa.String(length=128), nullable=True))
+        batch_op.add_column(sa.Column('waived_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True))
 
 
 def _resolve_rosters() -> None:
@@ -74,6 +80,10 @@ def _resolve_rosters() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('security_drill_items', schema=None) as batch_op:
+        batch_op.drop_column('waived_at')
+        batch_op.drop_column('waived_by')
+        batch_op.drop_column('waiver_reason')
     with op.batch_alter_table('security_duty_shifts', schema=None) as batch_op:
         for column in ('leader_id', 'backup_id', 'officer_id'):
             batch_op.drop_constraint(batch_op.f(f'fk_security_duty_shifts_{column}_users'), type_='foreignkey')
