@@ -19,7 +19,17 @@ from cloudctl.core.schemas import (
     RectificationUpdatePublic,
 )
 from cloudctl.core.text import FreeText, NoControlMultiline
-from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import (
+    AlertStatus,
+    DrillPhase,
+    IncidentLevel,
+    IncidentStatus,
+    ItemStatus,
+    Severity,
+    StepStatus,
+    TicketStatus,
+    Verdict,
+)
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
@@ -33,13 +43,14 @@ from cloudctl.security.schemas import (
     DutyShiftPublic,
     ExtensionIn,
     FindingPublic,
+    IncidentPublic,
     ReasonIn,
     RiskAcceptanceIn,
     StepIn,
     TicketPublic,
     VerdictIn,
 )
-from cloudctl.security.service import alerts, assets, drills, duty, rectification
+from cloudctl.security.service import alerts, assets, drills, duty, incidents, rectification
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
@@ -238,6 +249,48 @@ def update_step(alert_id: Id, step: str, body: StepIn, session: SessionDep, prin
 @router.post("/alerts/{alert_id}/close")
 def close_alert(alert_id: Id, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.close_alert(session, principal, alert_id))
+
+
+# ---------------------------------------------------------------- incidents
+
+
+@router.post("/alerts/{alert_id}/incident", status_code=status.HTTP_201_CREATED)
+def open_incident(alert_id: Id, body: incidents.IncidentOpen, session: SessionDep,
+                  principal: PrincipalDep) -> IncidentPublic:
+    """An alert judged an attack opens an incident (with its level and reporting deadline) or joins an open one."""
+    return incidents.public(session, incidents.open_incident(session, principal, alert_id, body))
+
+
+@router.get("/incidents")
+def list_incidents(session: SessionDep, principal: PrincipalDep,
+                   status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
+                   level: IncidentLevel | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                   offset: Offset = 0) -> Page[IncidentPublic]:
+    """Incidents, newest first; a department sees those on its own assets."""
+    rows, total = incidents.list_incidents(session, principal, status=status_, level=level, limit=limit,
+                                           offset=offset)
+    return Page[IncidentPublic](items=[incidents.public(session, i) for i in rows], total=total, limit=limit,
+                                offset=offset)
+
+
+@router.get("/incidents/{incident_id}")
+def read_incident(incident_id: Id, session: SessionDep, principal: PrincipalDep) -> IncidentPublic:
+    return incidents.public(session, incidents.get_incident(session, principal, incident_id))
+
+
+@router.post("/incidents/{incident_id}/reports", status_code=status.HTTP_201_CREATED)
+def report_incident(incident_id: Id, body: incidents.ReportIn, session: SessionDep,
+                    principal: PrincipalDep) -> IncidentPublic:
+    """Record the report made to the authority (who, to whom, when, what); late after the deadline."""
+    incidents.file_report(session, principal, incident_id, body)
+    return incidents.public(session, incidents.get_incident(session, principal, incident_id))
+
+
+@router.post("/incidents/{incident_id}/steps/{step}")
+def update_incident_step(incident_id: Id, step: str, body: incidents.StepUpdate, session: SessionDep,
+                         principal: PrincipalDep) -> IncidentPublic:
+    """Log on a step, give it an owner, or finish it (阻断 blocks the source; 备案 the filing; 回复 the reply)."""
+    return incidents.public(session, incidents.update_step(session, principal, incident_id, step, body))
 
 
 @router.post("/blocklist", status_code=status.HTTP_201_CREATED)

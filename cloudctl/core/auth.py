@@ -42,7 +42,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     # Duty officers take and triage alerts, check in to their shifts and report; the rest of security they read.
     # The duty periods and the roster are the security team's (security.duty:write).
     Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read",
-                "security.alert:*", "security.duty:read", "security.duty:report", "security.duty:check-in",
+                "security.alert:*", "security.incident:*", "security.duty:read", "security.duty:report",
+                "security.duty:check-in",
                 "notify.*:read", "attachment:read"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
@@ -56,7 +57,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "security.duty:read", "security.duty:report", "security.drill:read", "security.drill:item",
                 # The department's side of each loop: what concerns its own assets (read-only), progress reports
                 # with evidence on its tickets and violations, extension requests, who hears what in its unit.
-                "security.alert:read", "security.ticket:progress", "extranet.violation:progress",
+                "security.alert:read", "security.incident:read", "security.ticket:progress",
+                "extranet.violation:progress",
                 "notify.notification:read", "notify.subscription:read", "notify.subscription:write",
                 "notify.channel:read", "attachment:read", "attachment:write"),
 }

@@ -19,7 +19,18 @@ from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.output import OutputFormat, console, err_console, print_json, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
-from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import (
+    AlertStatus,
+    DrillPhase,
+    IncidentLevel,
+    IncidentStatus,
+    ItemStatus,
+    OperatorKind,
+    Severity,
+    StepStatus,
+    TicketStatus,
+    Verdict,
+)
 from cloudctl.security.scanners.parsers import MAX_REPORT_BYTES
 from cloudctl.security.schemas import (
     AlertPublic,
@@ -37,7 +48,7 @@ from cloudctl.security.schemas import (
     StepIn,
     TicketPublic,
 )
-from cloudctl.security.service import alerts, assets, drills, duty, runs
+from cloudctl.security.service import alerts, assets, drills, duty, incidents, runs
 from cloudctl.security.service import findings as service
 from cloudctl.security.service import rectification as _rectification  # noqa: F401  (its reminders: job workers)
 
@@ -235,6 +246,92 @@ def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int | Non
             ("steps", lambda a: f"{sum(s.status.value != 'pending' for s in a.steps)}/{len(a.steps)}"
              if a.steps else None),
         ], output, limit=limit, offset=offset, title="告警 alerts")
+
+
+@security_app.command("incidents")
+def sec_incidents(status: IncidentStatus | None = typer.Option(None), level: IncidentLevel | None = typer.Option(None),
+                  limit: int | None = limit_option(), offset: int = OffsetOption,
+                  output: OutputFormat = OutputOption) -> None:
+    """Incidents (网络安全事件), newest first: level, reporting deadline, how far the response has come."""
+    with unit_of_work() as (session, principal):
+        print_list(partial(incidents.list_incidents, session, principal, status=status, level=level),
+                   lambda rows: [incidents.public(session, i) for i in rows], [
+            ("id", lambda i: i.id), ("level", lambda i: i.level_label), ("title", lambda i: i.title[:40]),
+            ("unit", lambda i: i.unit_code), ("source", lambda i: i.source_ip), ("status", lambda i: i.status),
+            ("report due", lambda i: _local(i.report_due_at)), ("reported", lambda i: _local(i.reported_at)),
+            ("overdue", lambda i: i.report_overdue or None),
+            ("steps", lambda i: f"{sum(s.status.value != 'pending' for s in i.steps)}/{len(i.steps)}"),
+        ], output, limit=limit, offset=offset, title="网络安全事件 incidents")
+
+
+@security_app.command("incident")
+def sec_incident(incident_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """One incident: its level, deadline and reports, and its six steps with owner, time and log."""
+    with unit_of_work() as (session, principal):
+        row = incidents.public(session, incidents.get_incident(session, principal, incident_id))
+    print_one(row, output, title=f"事件 incident {row.id}", table_omits=("steps", "reports"),
+              table_only={"alert_ids": ", ".join(str(a) for a in row.alert_ids)})
+    if output is not OutputFormat.JSON:
+        print_rows(row.steps, [("step", lambda s: s.label), ("status", lambda s: s.status),
+                               ("owner", lambda s: s.owner), ("done", lambda s: _local(s.done_at)),
+                               ("minutes", lambda s: round(s.seconds / 60, 1) if s.seconds is not None else None),
+                               ("log", lambda s: len(s.log))], output, title="处置步骤 steps")
+        print_rows(row.reports, [("reporter", lambda r: r.reporter), ("to", lambda r: r.recipient),
+                                 ("at", lambda r: _local(r.reported_at)), ("late", lambda r: r.late),
+                                 ("content", lambda r: r.content[:40])], output, title="事件报告 reports")
+
+
+@security_app.command("incident-open")
+def sec_incident_open(alert_id: int = typer.Argument(...),
+                      level: IncidentLevel | None = typer.Option(None, help="extraordinary 特别重大, major 重大, "
+                                                                            "large 较大, general 一般"),
+                      operator_kind: OperatorKind = typer.Option(OperatorKind.OTHER, "--operator-kind",
+                                                                 help="cii, state_organ or other"),
+                      title: str | None = typer.Option(None), join: int | None = typer.Option(
+                          None, help="join this open incident instead")) -> None:
+    """An alert judged an attack opens an incident (with its level and reporting deadline) or joins one."""
+    data = parse(incidents.IncidentOpen, {"level": level, "operator_kind": operator_kind, "title": title,
+                                          "join": join})
+    with unit_of_work() as (session, principal):
+        incident = incidents.open_incident(session, principal, alert_id, data)
+        due = f", report due {_local(incident.report_due_at)}" if incident.report_due_at else ""
+        console.print(f"alert {alert_id} is in incident {incident.id} ({incident.level.label}{due})")
+
+
+@security_app.command("incident-report")
+def sec_incident_report(incident_id: int = typer.Argument(...), to: str = typer.Option(..., help="e.g. 省委网信办"),
+                        content: str = typer.Option(...), reporter: str | None = typer.Option(None),
+                        at: str | None = typer.Option(None, help="when it was reported (ISO time with zone)")) -> None:
+    """Record the incident's report to the authority: who, to whom, when, what."""
+    data = parse(incidents.ReportIn, {"recipient": to, "content": content, "reporter": reporter, "reported_at": at})
+    with unit_of_work() as (session, principal):
+        report = incidents.file_report(session, principal, incident_id, data)
+        console.print(f"incident {incident_id}: reported to {report.recipient} at {_local(report.reported_at)}"
+                      + (" (late 迟报)" if report.late else ""))
+
+
+@security_app.command("incident-step")
+def sec_incident_step(
+        incident_id: int = typer.Argument(...),
+        step: str = typer.Argument(..., help="block, respond, investigate, kill, record or reply"),
+        status: str | None = typer.Option(None, help="done or skipped; without it, a log entry"),
+        note: str | None = typer.Option(None), owner: str | None = typer.Option(None),
+        block_ip: str | None = typer.Option(None, "--block-ip", help="阻断: the source (default: the incident's)"),
+        block_expires: str | None = typer.Option(None, "--block-expires", help="阻断: ISO time with zone"),
+        filing_number: str | None = typer.Option(None, "--filing-number", help="备案: the filing number"),
+        filing_recipient: str | None = typer.Option(None, "--filing-recipient", help="备案: filed with"),
+        reply_to: str | None = typer.Option(None, "--reply-to", help="回复: to whom"),
+        reply: str | None = typer.Option(None, help="回复: what was replied")) -> None:
+    """Work an incident's step: a log entry, an owner, or done (阻断 blocks the source through the guard)."""
+    data = parse(incidents.StepUpdate, {k: v for k, v in {
+        "status": status, "note": note, "owner": owner, "block_ip": block_ip, "block_expires_at": block_expires,
+        "filing_number": filing_number, "filing_recipient": filing_recipient, "reply_to": reply_to,
+        "reply": reply}.items() if v is not None})
+    with unit_of_work() as (session, principal):
+        incident = incidents.update_step(session, principal, incident_id, step, data)
+        found = next(s for s in incident.steps if s.step == step)
+        console.print(f"incident {incident.id}: {step} ({incidents.STEP_LABELS[step]}) {found.status.value}"
+                      + (f"; the incident is {incident.status.label}" if incident.closed_at else ""))
 
 
 @security_app.command("verdict")

@@ -14,17 +14,41 @@ from cloudctl.security.models import (
     AlertStatus,
     DrillPhase,
     DutyKind,
+    IncidentLevel,
+    IncidentStatus,
     ItemStatus,
     LevelSource,
+    OperatorKind,
     Severity,
     StepStatus,
     TicketStatus,
     Verdict,
 )
 
-__all__ = ["AlertPublic", "AssetLevelIn", "AssetPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic",
-           "DutyPeriodPublic", "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn",
-           "ReportItem", "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+__all__ = [
+    "AlertPublic",
+    "AssetLevelIn",
+    "AssetPublic",
+    "BlockIn",
+    "CheckInIn",
+    "DrillItemPublic",
+    "DrillPublic",
+    "DutyPeriodPublic",
+    "DutyReportPublic",
+    "DutyShiftPublic",
+    "ExtensionIn",
+    "FindingPublic",
+    "IncidentPublic",
+    "IncidentReportPublic",
+    "IncidentStepPublic",
+    "ReasonIn",
+    "ReportItem",
+    "RiskAcceptanceIn",
+    "StepIn",
+    "TicketPublic",
+    "TriageStepPublic",
+    "VerdictIn",
+]
 
 
 # Why a finding, an asset or a ticket is treated so: kept in the audit log, and may run over several lines.
@@ -186,6 +210,54 @@ class AlertPublic(Schema):
     triage_seconds: float | None
     closed_at: datetime | None
     steps: list[TriageStepPublic]
+    incident_id: int | None
+
+
+class IncidentStepPublic(Schema):
+    step: str
+    label: str
+    position: int
+    mandatory: bool
+    status: StepStatus
+    owner: str | None
+    done_at: datetime | None
+    seconds: float | None = Field(description="from the incident to the step's end")
+    log: list[dict[str, Any]]
+    block_id: int | None
+    filing_number: str | None
+    filing_recipient: str | None
+    reply_to: str | None
+    reply: str | None
+
+
+class IncidentReportPublic(Schema):
+    id: int
+    reporter: str
+    recipient: str
+    reported_at: datetime
+    content: str
+    recorded_by: str
+    late: bool
+
+
+class IncidentPublic(Schema):
+    id: int
+    title: str
+    level: IncidentLevel
+    level_label: str
+    operator_kind: OperatorKind
+    unit_code: str | None
+    source_ip: str | None
+    status: IncidentStatus
+    opened_at: datetime
+    opened_by: str
+    report_due_at: datetime | None
+    reported_at: datetime | None = Field(description="the first report made")
+    report_overdue: bool = Field(description="the deadline passed with no report made by it")
+    closed_at: datetime | None
+    alert_ids: list[int]
+    steps: list[IncidentStepPublic]
+    reports: list[IncidentReportPublic]
 
 
 class VerdictIn(Schema):
@@ -276,3 +348,4 @@ class ReportItem(BaseModel):
     hostname: Annotated[str, StringConstraints(max_length=255), NoControl] | None
     cve: list[Annotated[str, StringConstraints(max_length=32)]] = Field(max_length=10_000)
     cvss: float | None = Field(ge=0, le=10, allow_inf_nan=False)
+

@@ -89,9 +89,18 @@ def _build(session: Session) -> World:
     from cloudctl.notify.models import ChannelKind, Delivery, DeliveryStatus
     from cloudctl.reclaim import service as reclaim
     from cloudctl.reclaim.models import Recommendation
-    from cloudctl.security.models import Asset, DrillPhase, DutyKind, Finding, ItemStatus, Ticket, Verdict
+    from cloudctl.security.models import (
+        Asset,
+        DrillPhase,
+        DutyKind,
+        Finding,
+        IncidentLevel,
+        ItemStatus,
+        Ticket,
+        Verdict,
+    )
     from cloudctl.security.scanners.base import ScanFinding, ScanReport
-    from cloudctl.security.service import alerts, drills, duty, findings
+    from cloudctl.security.service import alerts, drills, duty, findings, incidents
     from cloudctl.security.service import rectification as security_rectification
 
     fleet = build_reclaim_fleet(session)
@@ -172,6 +181,16 @@ def _build(session: Session) -> World:
                                                 "severity": "high", "src_ip": "203.0.113.7", "dst_ip": host})[0]
         target["alert"] = str(alert.id)
     findings.open_tickets(session, ADMIN, scope="matrix")
+    # An incident on each unit's asset, and an attack on each not yet in one.
+    for target, n in ((own, 1), (other, 2)):
+        for ref in ("incident", "new_attack"):
+            judged_attack = alerts.receive(session, ADMIN, {
+                "source": "态势感知", "source_ref": f"{ref}-{n}", "title": "SQL 注入", "severity": "high",
+                "src_ip": "203.0.113.20", "dst_ip": f"10.64.{n}.20"})[0]
+            alerts.set_verdict(session, ADMIN, judged_attack.id, Verdict.ATTACK)
+            target[ref] = str(judged_attack.id)
+        target["incident"] = str(incidents.open_incident(session, ADMIN, int(target["incident"]),
+                                                         incidents.IncidentOpen(level=IncidentLevel.LARGE)).id)
     for target, code in ((own, "990100-D01"), (other, "990100-D02")):
         target["ticket"] = str(session.scalars(select(Ticket.id).where(Ticket.unit_id == units[code].id)).one())
     attack = alerts.receive(session, ADMIN, {"source": "态势感知", "source_ref": "evt-attack", "title": "扫描",
@@ -354,7 +373,7 @@ PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "s
               "shift_id": "shift", "drill_id": "drill", "item_id": "item", "job_id": "job", "name": "cloud",
               "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase",
               "notification_id": "notification", "subscription_id": "subscription", "extension_id": "extension",
-              "attachment_id": "attachment", "kind": "template_kind"}
+              "attachment_id": "attachment", "kind": "template_kind", "incident_id": "incident"}
 
 
 def _units_only_own(body: Any, world: World) -> None:
@@ -575,6 +594,15 @@ PROBES: list[Probe] = [
           body={"status": "done", "evidence": "防火墙已封禁"}, params={"alert_id": "attack"}),
     Probe("POST", "/api/v1/security/alerts/{alert_id}/close", may(*TRIAGE), params={"alert_id": "judged"}),
     Probe("POST", "/api/v1/security/blocklist", may(*TRIAGE, ok=201), body={"ip": "203.0.113.11", "reason": "扫描"}),
+    # ------------------------------------------------------------ incidents
+    *scoped(Probe("POST", "/api/v1/security/alerts/{alert_id}/incident", may(*TRIAGE, ok=201),
+                  body={"level": "general"}, params={"alert_id": "new_attack"})),
+    Probe("GET", "/api/v1/security/incidents", may()),
+    *scoped(Probe("GET", "/api/v1/security/incidents/{incident_id}", may())),
+    *scoped(Probe("POST", "/api/v1/security/incidents/{incident_id}/reports", may(*TRIAGE, ok=201),
+                  body={"recipient": "省委网信办", "content": "首报"})),
+    *scoped(Probe("POST", "/api/v1/security/incidents/{incident_id}/steps/{step}", may(*TRIAGE),
+                  body={"note": "已通知", "owner": "王芳"})),
     Probe("GET", "/api/v1/security/blocklist", may(dept=403), media="text/plain"),
     Probe("GET", "/api/v1/security/blocklist", may(dept=403), query="?format=txt", media="text/plain"),
     Probe("GET", "/api/v1/security/blocklist", may(dept=403), query="?format=csv", media="text/csv"),

@@ -267,3 +267,56 @@ def test_sec_block_goes_through_the_guard(runner: CliRunner) -> None:
     done = runner.invoke(app, ["sec", "block", "203.0.113.9", "--reason", "暴力破解"])
     assert done.exit_code == 0, done.output
     assert runner.invoke(app, ["sec", "blocklist"]).output == "203.0.113.9\n"
+
+
+def test_an_attack_becomes_an_incident_worked_through_its_steps(runner: CliRunner) -> None:
+    from cloudctl.core.auth import system_principal
+    from cloudctl.core.db import session_scope
+    from cloudctl.security.service import alerts
+
+    with session_scope() as session:
+        attack = alerts.receive(session, system_principal(), {
+            "source": "态势感知", "source_ref": "evt-9", "title": "Webshell 上传", "severity": "critical",
+            "src_ip": "203.0.113.77", "dst_ip": "192.0.2.10"})[0].id
+    alert_id = str(attack)
+    not_judged = runner.invoke(app, ["sec", "incident-open", alert_id, "--level", "major"])
+    assert (not_judged.exit_code, len(not_judged.output.strip().splitlines())) == (1, 1)
+    assert "judged an attack" in not_judged.output
+    assert runner.invoke(app, ["sec", "verdict", alert_id, "attack"]).exit_code == 0
+    bad = runner.invoke(app, ["sec", "incident-open", alert_id, "--level", "huge"])
+    assert bad.exit_code != 0
+    opened = runner.invoke(app, ["sec", "incident-open", alert_id, "--level", "major", "--operator-kind",
+                                 "state_organ"])
+    assert opened.exit_code == 0, opened.output
+    assert "重大" in opened.output
+    assert "report due" in opened.output
+    incident_id = opened.output.split()[5]
+    listed = json.loads(runner.invoke(app, ["sec", "incidents", "-o", "json"]).output)
+    assert [(str(i["id"]), i["level"], i["source_ip"]) for i in listed] == [(incident_id, "major", "203.0.113.77")]
+    # 阻断 blocks the source through the block list's guard, with an expiry.
+    blocked = runner.invoke(app, ["sec", "incident-step", incident_id, "block", "--status", "done",
+                                  "--note", "防火墙封禁"])
+    assert blocked.exit_code == 0, blocked.output
+    assert runner.invoke(app, ["sec", "blocklist"]).output == "203.0.113.77\n"
+    refused = runner.invoke(app, ["sec", "incident-step", incident_id, "respond", "--status", "done"])
+    assert (refused.exit_code, len(refused.output.strip().splitlines())) == (1, 1)
+    assert "note" in refused.output
+    for args in (["respond", "--status", "done", "--note", "已响应", "--owner", "王芳"],
+                 ["investigate", "--status", "done", "--note", "已排查"], ["kill", "--status", "skipped"],
+                 ["record", "--status", "done", "--filing-number", "BA-9", "--filing-recipient", "市网安支队"],
+                 ["reply", "--status", "done", "--reply-to", "省委网信办", "--reply", "已处置"]):
+        worked = runner.invoke(app, ["sec", "incident-step", incident_id, *args])
+        assert worked.exit_code == 0, worked.output
+    assert "已处置" in worked.output
+    reported = runner.invoke(app, ["sec", "incident-report", incident_id, "--to", "市委网信办", "--content", "首报"])
+    assert reported.exit_code == 0, reported.output
+    shown = json.loads(runner.invoke(app, ["sec", "incident", incident_id, "-o", "json"]).output)
+    assert shown["status"] == "closed"
+    assert shown["reports"][0]["recipient"] == "市委网信办"
+    assert shown["steps"][4]["filing_number"] == "BA-9"
+    table = runner.invoke(app, ["sec", "incident", incident_id])
+    assert table.exit_code == 0
+    assert "阻断" in table.output
+    assert "市委网信办" in table.output
+    missing = runner.invoke(app, ["sec", "incident", "999"])
+    assert (missing.exit_code, len(missing.output.strip().splitlines())) == (1, 1)

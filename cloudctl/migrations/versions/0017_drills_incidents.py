@@ -1,4 +1,4 @@
-"""duty rosters name users; drill checklist waivers
+"""duty rosters name users; drill checklist waivers; incidents with their level, reports and steps
 
 Revision ID: 0017
 Revises: 0016
@@ -38,6 +38,68 @@ def upgrade() -> None:
             batch_op.create_foreign_key(batch_op.f(f'fk_security_duty_shifts_{column}_users'), 'users', [column],
                                         ['id'], ondelete='RESTRICT')
     _resolve_rosters()
+    op.create_table('security_incidents',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(length=500), nullable=False),
+    sa.Column('level', sa.Enum('extraordinary', 'major', 'large', 'general', name='incidentlevel', native_enum=False, length=16), nullable=False),
+    sa.Column('operator_kind', sa.Enum('cii', 'state_organ', 'other', name='operatorkind', native_enum=False, length=16), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=True),
+    sa.Column('source_ip', sa.String(length=45), nullable=True),
+    sa.Column('status', sa.Enum('open', 'closed', name='incidentstatus', native_enum=False, length=16), nullable=False),
+    sa.Column('opened_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('opened_by', sa.String(length=128), nullable=False),
+    sa.Column('report_due_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', cloudctl.core.models.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', cloudctl.core.models.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_security_incidents_unit_id_units'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_security_incidents'))
+    )
+    with op.batch_alter_table('security_incidents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_security_incidents_opened_at'), ['opened_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_security_incidents_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_security_incidents_unit_id'), ['unit_id'], unique=False)
+    op.create_table('security_incident_steps',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('step', sa.String(length=16), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('mandatory', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'done', 'skipped', name='stepstatus', native_enum=False, length=16), nullable=False),
+    sa.Column('owner', sa.String(length=128), nullable=True),
+    sa.Column('done_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('log', sa.JSON(), nullable=False),
+    sa.Column('block_id', sa.Integer(), nullable=True),
+    sa.Column('filing_number', sa.String(length=64), nullable=True),
+    sa.Column('filing_recipient', sa.String(length=128), nullable=True),
+    sa.Column('reply_to', sa.String(length=128), nullable=True),
+    sa.Column('reply', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['block_id'], ['security_blocklist.id'], name=op.f('fk_security_incident_steps_block_id_security_blocklist'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['incident_id'], ['security_incidents.id'], name=op.f('fk_security_incident_steps_incident_id_security_incidents'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_security_incident_steps')),
+    sa.UniqueConstraint('incident_id', 'step', name='uq_security_incident_steps_incident_step')
+    )
+    with op.batch_alter_table('security_incident_steps', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_security_incident_steps_incident_id'), ['incident_id'], unique=False)
+    op.create_table('security_incident_reports',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('reporter', sa.String(length=128), nullable=False),
+    sa.Column('recipient', sa.String(length=128), nullable=False),
+    sa.Column('reported_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.Column('recorded_by', sa.String(length=128), nullable=False),
+    sa.Column('late', sa.Boolean(), server_default=sa.false(), nullable=False),
+    sa.ForeignKeyConstraint(['incident_id'], ['security_incidents.id'], name=op.f('fk_security_incident_reports_incident_id_security_incidents'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_security_incident_reports'))
+    )
+    with op.batch_alter_table('security_incident_reports', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_security_incident_reports_incident_id'), ['incident_id'], unique=False)
+    with op.batch_alter_table('security_alerts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('incident_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_security_alerts_incident_id'), ['incident_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_security_alerts_incident_id_security_incidents'),
+                                    'security_incidents', ['incident_id'], ['id'], ondelete='SET NULL')
     with op.batch_alter_table('security_drill_items', schema=None) as batch_op:
         batch_op.add_column(sa.Column('waiver_reason', sa.String(length=1000), nullable=True))
         batch_op.add_column(sa.Column('waived_by', sa.String(length=128), nullable=True))
@@ -80,6 +142,13 @@ def _resolve_rosters() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('security_alerts', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_security_alerts_incident_id_security_incidents'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_security_alerts_incident_id'))
+        batch_op.drop_column('incident_id')
+    op.drop_table('security_incident_reports')
+    op.drop_table('security_incident_steps')
+    op.drop_table('security_incidents')
     with op.batch_alter_table('security_drill_items', schema=None) as batch_op:
         batch_op.drop_column('waived_at')
         batch_op.drop_column('waived_by')

@@ -128,6 +128,40 @@ def test_security_families(session: Session) -> None:
     assert value("cloudctl_security_attack_open_since_timestamp_seconds") > 0
 
 
+def test_incident_families_count_levels_reports_and_time_to_each_step(session: Session) -> None:
+    from datetime import timedelta
+
+    from cloudctl.core.models import utcnow
+    from cloudctl.security.models import IncidentLevel, StepStatus, Verdict
+    from cloudctl.security.service import alerts, incidents
+
+    build_mini_city(session)
+    opened = []
+    for n, level in enumerate((IncidentLevel.MAJOR, IncidentLevel.GENERAL, IncidentLevel.LARGE)):
+        alert = alerts.receive(session, ADMIN, {"source": "ids", "source_ref": f"i{n}", "title": "webshell",
+                                                "severity": "high", "src_ip": f"203.0.113.{n + 1}"})[0]
+        alerts.set_verdict(session, ADMIN, alert.id, Verdict.ATTACK)
+        opened.append(incidents.open_incident(session, ADMIN, alert.id, incidents.IncidentOpen(level=level)))
+    major, _, large = opened
+    # The major one began two hours ago and was blocked after 40 minutes; its report is still owed (4 hours).
+    major.opened_at -= timedelta(hours=2)
+    incidents.update_step(session, ADMIN, major.id, "block", incidents.StepUpdate(status=StepStatus.DONE))
+    major.steps[0].done_at = major.opened_at + timedelta(minutes=40)
+    # The large one's deadline has passed with no report.
+    large.report_due_at = utcnow() - timedelta(minutes=5)
+    session.flush()
+    value = _registry(session).get_sample_value
+    assert value("cloudctl_security_incidents", {"level": "major", "status": "open"}) == 1
+    assert value("cloudctl_security_incidents", {"level": "general", "status": "open"}) == 1
+    assert value("cloudctl_security_incident_reports", {"state": "overdue"}) == 1
+    assert value("cloudctl_security_incident_reports", {"state": "late"}) == 0
+    assert value("cloudctl_security_incident_step_seconds_count", {"stage": "block"}) == 1
+    assert value("cloudctl_security_incident_step_seconds_sum", {"stage": "block"}) == 2400
+    assert value("cloudctl_security_incident_step_seconds_bucket", {"stage": "block", "le": "900.0"}) == 0
+    assert value("cloudctl_security_incident_step_seconds_bucket", {"stage": "block", "le": "3600.0"}) == 1
+    assert value("cloudctl_security_incident_step_seconds_count", {"stage": "reply"}) == 0
+
+
 def test_drill_families_count_items_and_name_the_late_units(session: Session) -> None:
     from datetime import timedelta
 
