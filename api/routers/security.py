@@ -382,10 +382,31 @@ class ItemUpdate(BaseModel):
     evidence: FreeText | None = None
 
 
+@router.get("/drills/templates")
+def list_drill_templates(session: SessionDep, principal: PrincipalDep) -> list[drills.TemplatePublic]:
+    """Checklist templates: the built-in ones (version 0: national, provincial, holiday) and the city's versions."""
+    return drills.list_templates(session, principal)
+
+
+@router.post("/drills/templates", status_code=status.HTTP_201_CREATED)
+def create_drill_template(body: drills.TemplateCreate, session: SessionDep,
+                          principal: PrincipalDep) -> drills.TemplatePublic:
+    """A new version of a checklist template (a new name starts at 1); drills keep the version they were made from."""
+    return drills.create_template(session, principal, body)
+
+
+@router.post("/drills/{drill_id}/items", status_code=status.HTTP_201_CREATED)
+def add_drill_item(drill_id: Id, body: drills.TemplateItem, session: SessionDep,
+                   principal: PrincipalDep) -> list[DrillItemPublic]:
+    """An item added to this drill alone, for every unit in it, placed on the drill's timeline."""
+    return [DrillItemPublic.model_validate(i) for i in drills.add_item(session, principal, drill_id, body)]
+
+
 @router.post("/drills", status_code=status.HTTP_201_CREATED)
 def create_drill(body: drills.DrillCreate, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     drill = drills.create_drill(session, principal, body)
-    return {"id": drill.id, "name": drill.name, "phase": drill.phase.value}
+    return {"id": drill.id, "name": drill.name, "phase": drill.phase.value, "template": drill.template_name,
+            "template_version": drill.template_version}
 
 
 @router.get("/drills")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import typer
+import yaml
 
 from cloudctl.core import tabular
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
@@ -565,14 +566,57 @@ security_app.add_typer(drill_app, name="drill")
 def drill_create(name: str = typer.Option(...), organiser: str = typer.Option(...),
                  starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-12-01T09:00+08:00"),
                  ends: str = typer.Option(...),
-                 unit: list[str] = typer.Option(None, "--unit", help="unit codes; default departments, counties")
+                 unit: list[str] = typer.Option(None, "--unit", help="unit codes; default departments, counties"),
+                 template: str = typer.Option("national", help="national, provincial, holiday, or the city's own"),
+                 template_version: int | None = typer.Option(None, "--template-version", help="default: latest")
                  ) -> None:
-    """Create a drill and give every unit in scope the checklist."""
+    """Create a drill and give every unit in scope the checklist of the template chosen."""
     data = parse(drills.DrillCreate, {"name": name, "organiser": organiser, "starts_at": starts, "ends_at": ends,
-                                      "units": unit or []})
+                                      "units": unit or [], "template": template,
+                                      "template_version": template_version})
     with unit_of_work() as (session, principal):
         drill = drills.create_drill(session, principal, data)
-        console.print(f"drill {drill.id} created: {drill.name}")
+        console.print(f"drill {drill.id} created: {drill.name} (template {drill.template_name} "
+                      f"v{drill.template_version})")
+
+
+@drill_app.command("templates")
+def drill_templates(output: OutputFormat = OutputOption) -> None:
+    """Checklist templates: built-in (version 0) and the city's own versions."""
+    with unit_of_work() as (session, principal):
+        rows = drills.list_templates(session, principal)
+    print_rows(rows, [("name", lambda t: t.name), ("version", lambda t: t.version), ("title", lambda t: t.title),
+                      ("items", lambda t: len(t.items))], output, title="护网检查模板 drill templates")
+
+
+@drill_app.command("template-add")
+def drill_template_add(file: Path = typer.Argument(..., help="YAML: name, title, items (as the built-in ones)")
+                       ) -> None:
+    """Add a version of a checklist template from a YAML file (a new name starts at version 1)."""
+    try:
+        text = file.read_text(encoding="utf-8")[:1_000_000]
+        loaded = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{file.name}: not a readable YAML file ({type(exc).__name__})", field="file") from None
+    data = parse(drills.TemplateCreate, loaded if isinstance(loaded, dict) else {})
+    with unit_of_work() as (session, principal):
+        made = drills.create_template(session, principal, data)
+        console.print(f"template {made.name} version {made.version}: {len(made.items)} items")
+
+
+@drill_app.command("item-add")
+def drill_item_add(drill_id: int = typer.Argument(...), key: str = typer.Option(...), title: str = typer.Option(...),
+                   phase: DrillPhase = typer.Option(...),
+                   days: int = typer.Option(..., help="prepare/self_check: days before the start (≤ 0); on_duty: "
+                                                      "before the end (≤ 0); summary: after the end (≥ 0)"),
+                   optional: bool = typer.Option(False, "--optional", help="not required for the phase")) -> None:
+    """Add an item to this drill alone, for every unit in it."""
+    data = parse(drills.TemplateItem, {"key": key, "title": title, "phase": phase, "days": days,
+                                       "mandatory": not optional})
+    with unit_of_work() as (session, principal):
+        added = drills.add_item(session, principal, drill_id, data)
+        console.print(f"item {key} added for {len(added)} units, due {local_time(added[0].due_at)}"
+                      if added else "no units in the drill")
 
 
 @drill_app.command("list")

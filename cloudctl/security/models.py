@@ -31,11 +31,36 @@ from cloudctl.compute.models import Server
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import BusinessSystem, Unit
 
-__all__ = ["Alert", "AlertStatus", "Asset", "BlockedAddress", "Drill", "DrillItem", "DrillPhase", "DutyKind",
-           "DutyPeriod", "DutyReport", "DutyShift", "Finding", "Incident", "IncidentLevel", "IncidentReport",
-           "IncidentStatus", "IncidentStep", "ItemStatus", "LevelSource", "OperatorKind", "ScanImport", "Severity",
-           "StepStatus",
-           "Ticket", "TicketStatus", "TriageStep", "Verdict"]
+__all__ = [
+    "Alert",
+    "AlertStatus",
+    "Asset",
+    "BlockedAddress",
+    "Drill",
+    "DrillItem",
+    "DrillPhase",
+    "DrillTemplate",
+    "DutyKind",
+    "DutyPeriod",
+    "DutyReport",
+    "DutyShift",
+    "Finding",
+    "Incident",
+    "IncidentLevel",
+    "IncidentReport",
+    "IncidentStatus",
+    "IncidentStep",
+    "ItemStatus",
+    "LevelSource",
+    "OperatorKind",
+    "ScanImport",
+    "Severity",
+    "StepStatus",
+    "Ticket",
+    "TicketStatus",
+    "TriageStep",
+    "Verdict",
+]
 
 
 class Severity(LabelledEnum):
@@ -501,6 +526,23 @@ class ItemStatus(LabelledEnum):
     WAIVED = "waived", "已豁免", "magenta"
 
 
+class DrillTemplate(Base):
+    """A city's own version of a checklist template (national drill, provincial drill, holiday guard…); the built-in
+    ones ship with cloudctl as version 0."""
+
+    __tablename__ = "security_drill_templates"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_security_drill_templates_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    title: Mapped[str] = mapped_column(String(128))
+    # [{"key", "title", "phase", "mandatory", "days"}], validated as the template's items.
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
 class Drill(TimestampMixin, Base):
     """An attack-defence drill (护网): organiser, period and phase; its units work through the checklist."""
 
@@ -513,6 +555,9 @@ class Drill(TimestampMixin, Base):
     ends_at: Mapped[datetime]
     phase: Mapped[DrillPhase] = mapped_column(enum_column(DrillPhase, 16))
     created_by: Mapped[str] = mapped_column(String(128))
+    # The checklist template it was made from: its name and version (0: the built-in one).
+    template_name: Mapped[str] = mapped_column(String(64), default="national", server_default="national")
+    template_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class DrillItem(Base):

@@ -130,6 +130,8 @@ class DrillPublic(Schema):
     starts_at: datetime
     ends_at: datetime
     phase: DrillPhase
+    template_name: str
+    template_version: int
 
 
 class DrillItemPublic(Schema):

@@ -270,3 +270,52 @@ def test_the_block_list_csv_neutralises_formulas(client: TestClient, city: MiniC
     text = client.get("/api/v1/security/blocklist?format=csv", headers=headers)
     assert text.headers["content-type"].startswith("text/csv")
     assert "203.0.113.8,'=cmd|' /C calc'!A0," in text.text
+
+
+def test_templates_are_versioned_chosen_at_creation_and_a_drill_takes_its_own_items(client: TestClient,
+                                                                                     city: MiniCity) -> None:
+    secops, dept = auth(city, "secops"), auth(city, "dept")
+    listed = client.get("/api/v1/security/drills/templates", headers=dept).json()
+    assert [(t["name"], t["version"]) for t in listed] == [("holiday", 0), ("national", 0), ("provincial", 0)]
+    start = utcnow() + timedelta(days=20)
+    body = {"name": "2027 国庆节假日保障", "organiser": "市委网信办", "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(days=7)).isoformat(), "units": ["990100-D01", "990100-D02"]}
+    holiday = client.post("/api/v1/security/drills", headers=secops, json={**body, "template": "holiday"})
+    assert holiday.status_code == 201, holiday.text
+    assert (holiday.json()["template"], holiday.json()["template_version"]) == ("holiday", 0)
+    items = client.get(f"/api/v1/security/drills/{holiday.json()['id']}/items", headers=dept).json()
+    assert [i["key"] for i in items][-1] == "summary-report"
+    assert len(items) == 6
+    unknown = client.post("/api/v1/security/drills", headers=secops, json={**body, "template": "city-special"})
+    assert (unknown.status_code, unknown.json()["errors"][0]["field"]) == (422, "template")
+
+    # The city's own version of the national template; drills made before keep theirs.
+    own = {"name": "national", "title": "国家护网行动（本市）", "items": [
+        {"key": "asset-inventory", "title": "资产梳理", "phase": "prepare", "days": -10},
+        {"key": "cloud-check", "title": "政务云租户安全检查", "phase": "self_check", "days": -3, "mandatory": False},
+        {"key": "summary-report", "title": "护网总结报告", "phase": "summary", "days": 7}]}
+    assert client.post("/api/v1/security/drills/templates", headers=dept, json=own).status_code == 403
+    misplaced = client.post("/api/v1/security/drills/templates", headers=secops, json={
+        **own, "items": [{"key": "summary-report", "title": "总结", "phase": "summary", "days": -1}]})
+    assert misplaced.status_code == 422
+    made = client.post("/api/v1/security/drills/templates", headers=secops, json=own)
+    assert (made.status_code, made.json()["version"]) == (201, 1), made.text
+    assert client.post("/api/v1/security/drills/templates", headers=secops, json=own).json()["version"] == 2
+    latest = client.post("/api/v1/security/drills", headers=secops, json=body).json()
+    assert (latest["template"], latest["template_version"]) == ("national", 2)
+    assert len(client.get(f"/api/v1/security/drills/{latest['id']}/items", headers=secops).json()) == 6
+    built_in = client.post("/api/v1/security/drills", headers=secops, json={**body, "template_version": 0}).json()
+    assert len(client.get(f"/api/v1/security/drills/{built_in['id']}/items", headers=dept).json()) == 13
+
+    # An item for one drill only, for each of its units, on its timeline.
+    url = f"/api/v1/security/drills/{latest['id']}/items"
+    extra = {"key": "hw-briefing", "title": "护网动员部署会", "phase": "prepare", "days": -5}
+    assert client.post(url, headers=dept, json=extra).status_code == 403
+    added = client.post(url, headers=secops, json=extra)
+    assert added.status_code == 201, added.text
+    assert {i["unit_code"] for i in added.json()} == {"990100-D01", "990100-D02"}
+    due = datetime.fromisoformat(added.json()[0]["due_at"])
+    assert utcnow() < due <= start - timedelta(days=5)
+    assert client.post(url, headers=secops, json=extra).status_code == 409
+    assert len(client.get(url, headers=dept).json()) == 4
+    assert len(client.get(f"/api/v1/security/drills/{holiday.json()['id']}/items", headers=dept).json()) == 6

@@ -320,3 +320,36 @@ def test_an_attack_becomes_an_incident_worked_through_its_steps(runner: CliRunne
     assert "市委网信办" in table.output
     missing = runner.invoke(app, ["sec", "incident", "999"])
     assert (missing.exit_code, len(missing.output.strip().splitlines())) == (1, 1)
+
+
+def test_drill_templates_from_a_file_and_an_item_for_one_drill(runner: CliRunner, tmp_path: Path) -> None:
+    from cloudctl.core.db import session_scope
+    from tests.factories import build_mini_city
+
+    with session_scope() as session:
+        build_mini_city(session)
+    listed = json.loads(runner.invoke(app, ["sec", "drill", "templates", "-o", "json"]).output)
+    assert {(t["name"], t["version"]) for t in listed} == {("national", 0), ("provincial", 0), ("holiday", 0)}
+    own = tmp_path / "guard.yml"
+    own.write_text("name: spring-festival\ntitle: 春节安全保障\nitems:\n"
+                   "  - {key: duty-roster, title: 春节值班表, phase: prepare, days: -3}\n"
+                   "  - {key: summary-report, title: 春节保障小结, phase: summary, days: 2}\n", encoding="utf-8")
+    added = runner.invoke(app, ["sec", "drill", "template-add", str(own)])
+    assert added.exit_code == 0, added.output
+    assert "spring-festival version 1: 2 items" in added.output
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\ntitle: t\nitems: [{key: a, title: 总结, phase: summary, days: -2}]\n", encoding="utf-8")
+    refused = runner.invoke(app, ["sec", "drill", "template-add", str(bad)])
+    assert (refused.exit_code, len(refused.output.strip().splitlines())) == (1, 1)
+    start = datetime.now(BEIJING).replace(microsecond=0) + timedelta(days=10)
+    created = runner.invoke(app, ["sec", "drill", "create", "--name", "2027 春节保障", "--organiser", "市网信办",
+                                  "--starts", start.isoformat(), "--ends", (start + timedelta(days=7)).isoformat(),
+                                  "--unit", "990100-D01", "--template", "spring-festival"])
+    assert created.exit_code == 0, created.output
+    assert "spring-festival v1" in created.output
+    drill_id = created.output.split()[1]
+    item = runner.invoke(app, ["sec", "drill", "item-add", drill_id, "--key", "briefing", "--title", "保障动员会",
+                               "--phase", "prepare", "--days", "-2"])
+    assert item.exit_code == 0, item.output
+    keys = [i["key"] for i in json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)]
+    assert keys == ["duty-roster", "briefing", "summary-report"]

@@ -1,4 +1,4 @@
-"""duty rosters name users; drill checklist waivers; incidents with their level, reports and steps
+"""duty rosters name users; drill templates and checklist waivers; incidents with their level, reports and steps
 
 Revision ID: 0017
 Revises: 0016
@@ -100,6 +100,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_security_alerts_incident_id'), ['incident_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_security_alerts_incident_id_security_incidents'),
                                     'security_incidents', ['incident_id'], ['id'], ondelete='SET NULL')
+    op.create_table('security_drill_templates',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(length=128), nullable=False),
+    sa.Column('items', sa.JSON(), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('created_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_security_drill_templates')),
+    sa.UniqueConstraint('name', 'version', name='uq_security_drill_templates_name_version')
+    )
+    with op.batch_alter_table('security_drills', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('template_name', sa.String(length=64), server_default='national',
+                                      nullable=False))
+        batch_op.add_column(sa.Column('template_version', sa.Integer(), server_default='0', nullable=False))
     with op.batch_alter_table('security_drill_items', schema=None) as batch_op:
         batch_op.add_column(sa.Column('waiver_reason', sa.String(length=1000), nullable=True))
         batch_op.add_column(sa.Column('waived_by', sa.String(length=128), nullable=True))
@@ -142,6 +157,10 @@ def _resolve_rosters() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('security_drills', schema=None) as batch_op:
+        batch_op.drop_column('template_version')
+        batch_op.drop_column('template_name')
+    op.drop_table('security_drill_templates')
     with op.batch_alter_table('security_alerts', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_security_alerts_incident_id_security_incidents'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_security_alerts_incident_id'))

@@ -4,7 +4,7 @@ waive an item with a reason; progress is counted per unit and phase; the drill m
 → on duty → summary, a phase only once its required items are done or waived.
 
 Items sit on the drill's own timeline: preparation and self-inspection before the start, the watch during, the
-summary after the end (see ``data/drill-checklist.yml``). A drill created late compresses its preparation into the
+summary after the end (see ``data/drill-templates/``). A drill created late compresses its preparation into the
 time left, so nothing is due — let alone overdue — before its phase can have started.
 """
 
@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
@@ -29,11 +30,12 @@ from cloudctl.core.models import utcnow
 from cloudctl.core.text import NoControl, NoControlMultiline
 from cloudctl.org.models import Unit, UnitKind
 from cloudctl.org.service import get_unit, under
-from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
+from cloudctl.security.models import Drill, DrillItem, DrillPhase, DrillTemplate, ItemStatus
 
-__all__ = ["PHASES", "DrillCreate", "ProgressRow", "TemplateItem", "Waiver", "advance_phase", "create_drill",
-           "get_drill", "late_items", "list_drills", "list_items", "phase_opens", "place", "progress",
-           "summary_html", "template", "update_item", "verify_item", "waive_item"]
+__all__ = ["PHASES", "DrillCreate", "ProgressRow", "TemplateCreate", "TemplateItem", "TemplatePublic", "Waiver",
+           "add_item", "advance_phase", "create_drill", "create_template", "get_drill", "late_items", "list_drills",
+           "list_items", "list_templates", "phase_opens", "place", "progress", "summary_html", "template",
+           "update_item", "verify_item", "waive_item"]
 
 PHASES = list(DrillPhase)
 # Phases whose items fall before the drill's start, anchored on it.
@@ -76,10 +78,82 @@ class TemplateItem(BaseModel):
         return self
 
 
-def template() -> list[TemplateItem]:
-    """The checklist template shipped with cloudctl (``security/data/drill-checklist.yml``)."""
-    text = resources.files("cloudctl.security").joinpath("data/drill-checklist.yml").read_text(encoding="utf-8")
-    return [TemplateItem.model_validate(item) for item in yaml.safe_load(text)["items"]]
+BUILT_IN = ("national", "provincial", "holiday")
+
+
+class TemplateCreate(BaseModel):
+    """A new version of a checklist template (a new name starts at version 1)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=128), NoControl]
+    items: list[TemplateItem] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _keys(self) -> TemplateCreate:
+        keys = [i.key for i in self.items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each item key once")
+        return self
+
+
+class TemplatePublic(BaseModel):
+    name: str
+    version: int = Field(description="0: the built-in template shipped with cloudctl")
+    title: str
+    items: list[TemplateItem]
+
+
+def _built_in(name: str) -> TemplatePublic:
+    text = resources.files("cloudctl.security").joinpath(f"data/drill-templates/{name}.yml").read_text(
+        encoding="utf-8")
+    data = yaml.safe_load(text)
+    return TemplatePublic(name=name, version=0, title=data["title"],
+                          items=[TemplateItem.model_validate(item) for item in data["items"]])
+
+
+def template(session: Session | None = None, name: str = "national", version: int | None = None) -> TemplatePublic:
+    """A checklist template by name: the version asked for, else the city's latest, else the built-in one."""
+    if session is not None:
+        query = select(DrillTemplate).where(DrillTemplate.name == name)
+        if version is not None:
+            query = query.where(DrillTemplate.version == version)
+        row = session.scalar(query.order_by(DrillTemplate.version.desc()).limit(1))
+        if row is not None:
+            return TemplatePublic(name=row.name, version=row.version, title=row.title,
+                                  items=[TemplateItem.model_validate(i) for i in row.items])
+    if name in BUILT_IN and version in (None, 0):
+        return _built_in(name)
+    raise InvalidInput(f"no checklist template {name!r}" + (f" version {version}" if version is not None else ""),
+                       field="template")
+
+
+def list_templates(session: Session, principal: Principal) -> list[TemplatePublic]:
+    """Every template: the built-in ones (version 0) and each version a city made, by name and version."""
+    authorize(principal, "security.drill:read")
+    out = [_built_in(name) for name in BUILT_IN]
+    out += [TemplatePublic(name=r.name, version=r.version, title=r.title,
+                           items=[TemplateItem.model_validate(i) for i in r.items])
+            for r in session.scalars(select(DrillTemplate).order_by(DrillTemplate.name, DrillTemplate.version))]
+    return sorted(out, key=lambda t: (t.name, t.version))
+
+
+def create_template(session: Session, principal: Principal, data: TemplateCreate) -> TemplatePublic:
+    """A new version of a template (the security team): drills made before keep the version they were made from."""
+    authorize(principal, "security.drill:write")
+    # Lock the name's versions (PostgreSQL) so two new versions at once do not both take the next number.
+    latest = session.scalar(select(DrillTemplate.version).where(DrillTemplate.name == data.name)
+                            .order_by(DrillTemplate.version.desc()).limit(1).with_for_update())
+    row = DrillTemplate(name=data.name, version=(latest or 0) + 1, title=data.title,
+                        items=[i.model_dump(mode="json") for i in data.items], created_by=principal.actor,
+                        created_at=utcnow())
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise Conflict(f"template {data.name} changed meanwhile: try again", field="name") from None
+    audit.record(session, principal, action="create", entity="drill_template", entity_id=f"{row.name}:{row.version}",
+                 after={"title": row.title, "items": len(row.items)})
+    return TemplatePublic(name=row.name, version=row.version, title=row.title, items=list(data.items))
 
 
 def phase_opens(phase: DrillPhase, *, created_at: datetime, starts_at: datetime, ends_at: datetime) -> datetime:
@@ -120,6 +194,9 @@ class DrillCreate(BaseModel):
     starts_at: datetime
     ends_at: datetime
     units: list[str] = Field(default_factory=list, description="unit codes; default: every department and county")
+    template: Annotated[str, StringConstraints(max_length=64), NoControl] = Field(
+        default="national", description="the checklist template: national, provincial, holiday, or a city's own")
+    template_version: int | None = Field(default=None, ge=0, le=100_000, description="default: the latest")
 
     @model_validator(mode="after")
     def _period(self) -> DrillCreate:
@@ -139,11 +216,13 @@ def create_drill(session: Session, principal: Principal, data: DrillCreate) -> D
                                      .order_by(Unit.code)))
     if not units:
         raise InvalidInput("a drill needs units in scope", field="units")
+    chosen = template(session, data.template, data.template_version)
     drill = Drill(name=data.name, organiser=data.organiser, starts_at=data.starts_at, ends_at=data.ends_at,
-                  phase=DrillPhase.PREPARE, created_by=principal.actor)
+                  phase=DrillPhase.PREPARE, created_by=principal.actor, template_name=chosen.name,
+                  template_version=chosen.version)
     session.add(drill)
     session.flush()
-    items = template()
+    items = chosen.items
     due = place(items, created_at=utcnow(), starts_at=data.starts_at, ends_at=data.ends_at)
     for unit in units:
         for position, (item, due_at) in enumerate(zip(items, due, strict=True)):
@@ -152,8 +231,32 @@ def create_drill(session: Session, principal: Principal, data: DrillCreate) -> D
                                   status=ItemStatus.WAITING))
     session.flush()
     audit.record(session, principal, action="create", entity="drill", entity_id=drill.id,
-                 after={"name": drill.name, "units": len(units), "items": len(items) * len(units)})
+                 after={"name": drill.name, "units": len(units), "items": len(items) * len(units),
+                        "template": f"{chosen.name}:{chosen.version}"})
     return drill
+
+
+def add_item(session: Session, principal: Principal, drill_id: int, data: TemplateItem) -> list[DrillItem]:
+    """An item added to one drill (not its template), for every unit in it, placed on the drill's timeline."""
+    authorize(principal, "security.drill:write")
+    drill = get_drill(session, principal, drill_id)
+    if drill.phase is not DrillPhase.PREPARE and PHASES.index(data.phase) < PHASES.index(drill.phase):
+        raise Conflict(f"the drill is past {data.phase.value} already", field="phase")
+    unit_ids = list(session.scalars(select(DrillItem.unit_id).where(DrillItem.drill_id == drill.id).distinct()))
+    if session.scalar(select(DrillItem.id).where(DrillItem.drill_id == drill.id, DrillItem.key == data.key)
+                      .limit(1)) is not None:
+        raise Conflict(f"the drill has an item {data.key} already", field="key")
+    position = (session.scalar(select(func.max(DrillItem.position)).where(DrillItem.drill_id == drill.id)) or 0) + 1
+    (due_at,) = place([data], created_at=utcnow(), starts_at=drill.starts_at, ends_at=drill.ends_at)
+    added = [DrillItem(drill_id=drill.id, unit_id=unit_id, key=data.key, title=data.title, phase=data.phase,
+                       position=position, mandatory=data.mandatory, due_at=due_at, status=ItemStatus.WAITING)
+             for unit_id in unit_ids]
+    session.add_all(added)
+    session.flush()
+    audit.record(session, principal, action="add_item", entity="drill", entity_id=drill.id,
+                 after={"key": data.key, "title": data.title, "phase": data.phase.value, "due_at": due_at,
+                        "units": len(added)})
+    return added
 
 
 def list_drills(session: Session, principal: Principal) -> list[Drill]:

@@ -19,7 +19,7 @@ T0 = datetime(2027, 7, 1, 1, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize("lead_days", [60, 21, 20, 14, 6, 1, 0.01])
 def test_nothing_is_due_before_its_phase_can_have_started(lead_days: float) -> None:
-    items = drills.template()
+    items = drills.template().items
     starts, ends = T0, T0 + timedelta(days=14)
     created = starts - timedelta(days=lead_days)
     due = drills.place(items, created_at=created, starts_at=starts, ends_at=ends)
