@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
 from cloudctl.core.bounds import Id, Offset
@@ -380,6 +380,8 @@ def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | N
 class ItemUpdate(BaseModel):
     status: ItemStatus
     evidence: FreeText | None = None
+    attachments: list[Id] = Field(default_factory=list, max_length=50,
+                                  description="evidence files uploaded to the item (entity security_drill_item)")
 
 
 @router.get("/drills/templates")
@@ -437,7 +439,7 @@ def drill_items(drill_id: Id, session: SessionDep, principal: PrincipalDep,
 def update_item(drill_id: Id, item_id: Id, body: ItemUpdate, session: SessionDep,
                 principal: PrincipalDep) -> DrillItemPublic:
     return DrillItemPublic.model_validate(drills.update_item(session, principal, drill_id, item_id, body.status,
-                                                             body.evidence))
+                                                             body.evidence, body.attachments))
 
 
 @router.post("/drills/{drill_id}/items/{item_id}/waive")

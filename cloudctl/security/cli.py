@@ -13,8 +13,9 @@ from typing import Any, cast
 import typer
 import yaml
 
-from cloudctl.core import tabular
+from cloudctl.core import attachments, tabular
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
+from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
@@ -672,11 +673,31 @@ def drill_items(drill_id: int = typer.Argument(...), unit: str | None = UnitFilt
 @drill_app.command("item")
 def drill_item(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...),
                status: ItemStatus = typer.Argument(..., help="waiting, in_progress, done or cancelled"),
-               evidence: str | None = typer.Option(None, help="what shows it is done (截图、报告、记录)")) -> None:
-    """Move a checklist item on; done needs the evidence."""
+               evidence: str | None = typer.Option(None, help="what shows it is done (截图、报告、记录)"),
+               file: list[Path] = typer.Option(None, "--file", help="an evidence file (截图、报告); repeat for more")
+               ) -> None:
+    """Move a checklist item on; done needs the evidence: a note, or files (kept in the attachment store)."""
+    contents = []
+    for path in file or []:
+        try:
+            with path.open("rb") as handle:
+                contents.append((path.name, handle.read(get_settings().attachment_max_bytes + 1)))
+        except OSError as exc:
+            raise InvalidInput(f"{path.name}: cannot be read ({exc.strerror})", field="file") from None
     with unit_of_work() as (session, principal):
-        item = drills.update_item(session, principal, drill_id, item_id, status, evidence)
+        ids = [attachments.add_attachment(session, principal, drills.ENTITY, item_id, data, filename=name).id
+               for name, data in contents]
+        item = drills.update_item(session, principal, drill_id, item_id, status, evidence, ids)
         console.print(f"item {item.id} ({item.unit_code} {item.title}) is {item.status.value}")
+
+
+@drill_app.command("verify")
+def drill_verify(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...)) -> None:
+    """Verify a done item and its evidence files (核验; the security team)."""
+    with unit_of_work() as (session, principal):
+        item = drills.verify_item(session, principal, drill_id, item_id)
+        files = f" with files {', '.join(str(f) for f in item.evidence_files)}" if item.evidence_files else ""
+        console.print(f"item {item.id} ({item.unit_code} {item.title}) verified by {item.verifier}{files}")
 
 
 @drill_app.command("waive")

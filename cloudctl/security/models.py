@@ -577,6 +577,8 @@ class DrillItem(Base):
     due_at: Mapped[datetime]
     status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus, 16), index=True)
     evidence: Mapped[str | None] = mapped_column(Text)
+    # The evidence files (attachment ids, the attachment store's) the item was marked done with: what is verified.
+    evidence_files: Mapped[list[int] | None] = mapped_column(JSON)
     updated_by: Mapped[str | None] = mapped_column(String(128))
     done_at: Mapped[datetime | None]
     verifier: Mapped[str | None] = mapped_column(String(128))

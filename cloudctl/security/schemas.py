@@ -144,6 +144,7 @@ class DrillItemPublic(Schema):
     due_at: datetime
     status: ItemStatus
     evidence: str | None
+    evidence_files: list[int] | None = Field(description="the attachment ids it was done with, verified with it")
     verifier: str | None
     verified_at: datetime | None
     waiver_reason: str | None

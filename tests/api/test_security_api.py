@@ -319,3 +319,39 @@ def test_templates_are_versioned_chosen_at_creation_and_a_drill_takes_its_own_it
     assert client.post(url, headers=secops, json=extra).status_code == 409
     assert len(client.get(url, headers=dept).json()) == 4
     assert len(client.get(f"/api/v1/security/drills/{holiday.json()['id']}/items", headers=dept).json()) == 6
+
+
+def test_evidence_files_on_items_in_the_attachment_store_verified_by_the_security_team(client: TestClient,
+                                                                                        city: MiniCity) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    start = utcnow() + timedelta(days=15)
+    drill = client.post("/api/v1/security/drills", headers=auth(city, "secops"), json={
+        "name": "2027 护网行动", "organiser": "市委网信办", "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(days=14)).isoformat(), "units": ["990100-D01", "990100-D02"]}).json()["id"]
+    items = client.get(f"/api/v1/security/drills/{drill}/items", headers=auth(city, "secops")).json()
+    mine = next(i for i in items if i["unit_code"] == "990100-D01")
+    theirs = next(i for i in items if i["unit_code"] == "990100-D02")
+    dept = auth(city, "dept")
+    upload = "/api/v1/attachments?entity=security_drill_item&entity_id={}&filename=资产台账截图.png"
+    uploaded = client.post(upload.format(mine["id"]), content=png,
+                           headers={**dept, "Content-Type": "application/octet-stream"})
+    assert uploaded.status_code == 201, uploaded.text
+    # Another unit's item is not there for the department; its files are not its evidence either.
+    assert client.post(upload.format(theirs["id"]), content=png,
+                       headers={**dept, "Content-Type": "application/octet-stream"}).status_code == 404
+    other_file = client.post(upload.format(theirs["id"]), content=png, headers={
+        **auth(city, "admin"), "Content-Type": "application/octet-stream"}).json()["id"]
+    url = f"/api/v1/security/drills/{drill}/items/{mine['id']}"
+    foreign = client.patch(url, headers=dept, json={"status": "done", "attachments": [other_file]})
+    assert (foreign.status_code, foreign.json()["errors"][0]["field"]) == (422, "attachments")
+    done = client.patch(url, headers=dept, json={"status": "done", "attachments": [uploaded.json()["id"]]})
+    assert done.status_code == 200, done.text
+    assert (done.json()["evidence_files"], done.json()["evidence"]) == ([uploaded.json()["id"]], None)
+    assert client.post(f"{url}/verify", headers=dept).status_code == 403
+    verified = client.post(f"{url}/verify", headers=auth(city, "secops"))
+    assert verified.status_code == 200
+    assert verified.json()["verifier"] is not None
+    download = client.get(f"/api/v1/attachments/{uploaded.json()['id']}/content", headers=auth(city, "secops"))
+    assert download.content == png
+    listed = client.get(f"/api/v1/attachments?entity=security_drill_item&entity_id={mine['id']}", headers=dept)
+    assert listed.json()["total"] == 1

@@ -353,3 +353,20 @@ def test_drill_templates_from_a_file_and_an_item_for_one_drill(runner: CliRunner
     assert item.exit_code == 0, item.output
     keys = [i["key"] for i in json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)]
     assert keys == ["duty-roster", "briefing", "summary-report"]
+    # Evidence files go to the attachment store; the security team verifies the item with them.
+    shot = tmp_path / "值班表.png"
+    shot.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    first = json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)[0]
+    done = runner.invoke(app, ["sec", "drill", "item", drill_id, str(first["id"]), "done", "--file", str(shot)])
+    assert done.exit_code == 0, done.output
+    exe = tmp_path / "x.exe"
+    exe.write_bytes(b"MZ\x90\x00" + b"\x00" * 40)
+    second = json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)[1]
+    refused = runner.invoke(app, ["sec", "drill", "item", drill_id, str(second["id"]), "done", "--file", str(exe)])
+    assert (refused.exit_code, len(refused.output.strip().splitlines())) == (1, 1)
+    verified = runner.invoke(app, ["sec", "drill", "verify", drill_id, str(first["id"])])
+    assert verified.exit_code == 0, verified.output
+    assert "with files" in verified.output
+    shown = json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)[0]
+    assert shown["evidence_files"]
+    assert shown["verifier"]

@@ -1,4 +1,4 @@
-"""duty rosters name users; drill templates and checklist waivers; incidents with their level, reports and steps
+"""duty rosters name users; drill templates, checklist waivers and evidence files; incidents with their level, reports and steps
 
 Revision ID: 0017
 Revises: 0016
@@ -117,6 +117,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('template_version', sa.Integer(), server_default='0', nullable=False))
     with op.batch_alter_table('security_drill_items', schema=None) as batch_op:
         batch_op.add_column(sa.Column('waiver_reason', sa.String(length=1000), nullable=True))
+        batch_op.add_column(sa.Column('evidence_files', sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column('waived_by', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('waived_at', cloudctl.core.models.UTCDateTime(timezone=True), nullable=True))
 
@@ -172,6 +173,7 @@ def downgrade() -> None:
         batch_op.drop_column('waived_at')
         batch_op.drop_column('waived_by')
         batch_op.drop_column('waiver_reason')
+        batch_op.drop_column('evidence_files')
     with op.batch_alter_table('security_duty_shifts', schema=None) as batch_op:
         for column in ('leader_id', 'backup_id', 'officer_id'):
             batch_op.drop_constraint(batch_op.f(f'fk_security_duty_shifts_{column}_users'), type_='foreignkey')

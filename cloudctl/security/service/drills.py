@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit, read
+from cloudctl.core import attachments, audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput
@@ -317,40 +317,71 @@ def list_items(session: Session, principal: Principal, drill_id: int, *, unit: s
                                                DrillItem.id)))
 
 
+ENTITY = "security_drill_item"
+
+
+def _fetch(session: Session, principal: Principal, item_id: int) -> int | None:
+    """The item (in the principal's scope) evidence files are attached to: its unit."""
+    authorize(principal, "security.drill:read")
+    item = read.one(session, read.within(select(DrillItem).where(DrillItem.id == item_id), principal,
+                                         unit=DrillItem.unit_id),
+                    missing=f"no drill item with id {item_id}", field="entity_id")
+    return item.unit_id
+
+
+attachments.register_record(ENTITY, _fetch, write="security.drill:item")
+
+
+def item_files(session: Session, item: DrillItem) -> list[int]:
+    """The evidence files on an item (the attachment store's ids), oldest first."""
+    return list(session.scalars(select(attachments.Attachment.id).where(
+        attachments.Attachment.entity == ENTITY, attachments.Attachment.entity_id == str(item.id))
+        .order_by(attachments.Attachment.id)))
+
+
 def update_item(session: Session, principal: Principal, drill_id: int, item_id: int, status: ItemStatus,
-                evidence: str | None = None) -> DrillItem:
-    """A unit moves its own item on; done needs the evidence (截图、报告、记录)."""
+                evidence: str | None = None, files: Sequence[int] = ()) -> DrillItem:
+    """A unit moves its own item on; done needs the evidence (截图、报告、记录): a note, or files uploaded to the
+    item through the attachment store (``files``: their ids), which the security team then verifies."""
     authorize(principal, "security.drill:item")
     get_drill(session, principal, drill_id)
     item = _item(session, principal, drill_id, item_id)
+    on_item = set(item_files(session, item))
+    strangers = [f for f in files if f not in on_item]
+    if strangers:
+        raise InvalidInput(f"attachment {strangers[0]} is not a file on item {item.id}: upload it to "
+                           f"{ENTITY} {item.id} first", field="attachments")
     if item.status is ItemStatus.WAIVED:
         raise Conflict("the item is waived by the security team", field="status")
     if status not in MOVES[item.status]:
         raise Conflict(f"an item {item.status.value} does not become {status.value}", field="status")
-    if status is ItemStatus.DONE and not (evidence and evidence.strip()):
-        raise InvalidInput("say what shows it is done", field="evidence")
+    if status is ItemStatus.DONE and not (evidence and evidence.strip()) and not files:
+        raise InvalidInput("say what shows it is done, or give the evidence files", field="evidence")
     if status is ItemStatus.CANCELLED and item.mandatory:
         raise Conflict(f"{item.title} is mandatory and cannot be cancelled", field="status")
     before = item.status.value
     item.status, item.updated_by = status, principal.actor
     if evidence is not None:
         item.evidence = evidence
+    if files or status is not ItemStatus.DONE:
+        item.evidence_files = sorted(set(files)) or None
     item.done_at = utcnow() if status is ItemStatus.DONE else None
     item.verifier = item.verified_at = None  # a changed item is verified again
     audit.record(session, principal, action="item", entity="drill_item", entity_id=item.id, before={"status": before},
-                 after={"status": status.value, "evidence": evidence}, unit_id=item.unit_id)
+                 after={"status": status.value, "evidence": evidence, "files": item.evidence_files},
+                 unit_id=item.unit_id)
     return item
 
 
 def verify_item(session: Session, principal: Principal, drill_id: int, item_id: int) -> DrillItem:
-    """The security team confirms a done item (核验)."""
+    """The security team confirms a done item (核验), with the evidence files it was done with."""
     authorize(principal, "security.drill:write")
     item = _item(session, principal, drill_id, item_id)
     if item.status is not ItemStatus.DONE:
         raise Conflict("only a done item is verified", field="status")
     item.verifier, item.verified_at = principal.actor, utcnow()
     audit.record(session, principal, action="verify", entity="drill_item", entity_id=item.id,
-                 after={"verifier": item.verifier}, unit_id=item.unit_id)
+                 after={"verifier": item.verifier, "files": item.evidence_files}, unit_id=item.unit_id)
     return item
 
 
