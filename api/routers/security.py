@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter
@@ -50,7 +50,7 @@ from cloudctl.security.schemas import (
     TicketPublic,
     VerdictIn,
 )
-from cloudctl.security.service import alerts, assets, drills, duty, incidents, rectification
+from cloudctl.security.service import alerts, assets, drill_summary, drills, duty, incidents, rectification
 from cloudctl.security.service import findings as service
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
@@ -454,6 +454,22 @@ def verify_item(drill_id: Id, item_id: Id, session: SessionDep, principal: Princ
     return DrillItemPublic.model_validate(drills.verify_item(session, principal, drill_id, item_id))
 
 
-@router.get("/drills/{drill_id}/summary", response_class=HTMLResponse)
-def drill_summary(drill_id: Id, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
-    return HTMLResponse(drills.summary_html(session, principal, drill_id))
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/drills/{drill_id}/summary", response_class=HTMLResponse, responses={200: {
+    "description": "the summary page (html), workbook (xlsx) or figures (json)",
+    "content": {"text/html": {"schema": {"type": "string"}}, XLSX: {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": drill_summary.DrillSummary.model_json_schema(
+                    ref_template="#/components/schemas/{model}")}}}})
+def read_drill_summary(drill_id: Id, session: SessionDep, principal: PrincipalDep,
+                       fmt: Annotated[str, Query(alias="format", pattern="^(html|xlsx|json)$")] = "html") -> Response:
+    """The drill's summary over its window: alerts by source and verdict, attacks and the time to each step, blocks
+    added, findings opened and closed, duty reports per unit, checklist completion per unit, the units behind."""
+    data = drill_summary.summary(session, principal, drill_id)
+    if fmt == "xlsx":
+        return Response(drill_summary.summary_xlsx(data), media_type=XLSX, headers={
+            "Content-Disposition": f'attachment; filename="drill-{drill_id}-summary.xlsx"'})
+    if fmt == "json":
+        return JSONResponse(data.model_dump(mode="json"))
+    return HTMLResponse(drill_summary.summary_html(data))

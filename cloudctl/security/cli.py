@@ -50,7 +50,7 @@ from cloudctl.security.schemas import (
     StepIn,
     TicketPublic,
 )
-from cloudctl.security.service import alerts, assets, drills, duty, incidents, runs
+from cloudctl.security.service import alerts, assets, drill_summary, drills, duty, incidents, runs
 from cloudctl.security.service import findings as service
 from cloudctl.security.service import rectification as _rectification  # noqa: F401  (its reminders: job workers)
 
@@ -711,9 +711,22 @@ def drill_waive(drill_id: int = typer.Argument(...), item_id: int = typer.Argume
 
 
 @drill_app.command("report")
-def drill_report(drill_id: int = typer.Argument(...), out: Path = typer.Option(Path("drill-summary.html"))) -> None:
-    """Write the drill's summary report (HTML)."""
+def drill_report(drill_id: int = typer.Argument(...),
+                 out: Path = typer.Option(Path("drill-summary.html"), help="a .html page or a .xlsx workbook"),
+                 output: OutputFormat = OutputOption) -> None:
+    """The drill's summary over its window: alerts, attacks and handling times, blocks, findings, duty reports,
+    checklist completion per unit and the units furthest behind; written to --out (.html or .xlsx), or printed
+    as JSON with -o json."""
+    suffix = out.suffix.lower()
+    if output is not OutputFormat.JSON and suffix not in (".html", ".htm", ".xlsx"):
+        raise InvalidInput(f"write the summary as .html or .xlsx, not {suffix or 'no suffix'}", field="out")
     with unit_of_work() as (session, principal):
-        text = drills.summary_html(session, principal, drill_id)
-    out.write_text(text, encoding="utf-8")
+        data = drill_summary.summary(session, principal, drill_id)
+    if output is OutputFormat.JSON:
+        print_json(data.model_dump(mode="json"))
+        return
+    if suffix == ".xlsx":
+        out.write_bytes(drill_summary.summary_xlsx(data))
+    else:
+        out.write_text(drill_summary.summary_html(data), encoding="utf-8")
     console.print(str(out))

@@ -646,6 +646,9 @@ PROBES: list[Probe] = [
     *scoped(Probe("POST", "/api/v1/security/drills/{drill_id}/items/{item_id}/verify", may(*SECURITY),
                   params={"item_id": "done_item"})),
     Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), media="text/html"),
+    Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), query="?format=json"),
+    Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), query="?format=xlsx",
+          media="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     # ------------------------------------------------------------ audit and jobs
     Probe("GET", "/api/v1/audit", may("admin", "auditor")),
     Probe("GET", "/api/v1/jobs", may(), dept_check=_jobs_only_own),

@@ -181,3 +181,68 @@ def test_a_late_report_is_visible(client: TestClient, city: MiniCity, session: S
                         json={"recipient": "省委网信办", "content": "补报"}).json()
     assert (filed["reports"][0]["late"], filed["report_overdue"]) == (True, True)
     assert session.scalar(select(BlockedAddress.id)) is None
+
+
+def test_the_drill_summary_counts_alerts_attacks_blocks_and_duty_over_its_window(
+        client: TestClient, city: MiniCity, session: Session, attacks: dict[str, int]) -> None:
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from cloudctl.security.scanners.base import ScanFinding, ScanReport
+    from cloudctl.security.service import findings
+
+    secops, dept = auth(city, "secops"), auth(city, "dept")
+    now = utcnow()
+    drill = client.post(f"{URL}/drills", headers=secops, json={
+        "name": "=HYPERLINK(\"http://x\") 护网", "organiser": "市委网信办",
+        "starts_at": (now - timedelta(days=1)).isoformat(), "ends_at": (now + timedelta(days=6)).isoformat(),
+        "units": ["990100-D01", "990100-D02"]}).json()["id"]
+    incident = client.post(f"{URL}/alerts/{attacks['own']}/incident", headers=secops, json={"level": "large"}).json()
+    assert client.post(f"{URL}/incidents/{incident['id']}/steps/block", headers=secops,
+                       json={"status": "done", "note": "封禁"}).status_code == 200
+    findings.store_report(session, ADMIN, ScanReport(
+        scanner="nessus", started_at=None, finished_at=None, hosts=("10.64.1.20",), file_sha256="7" * 64,
+        findings=(ScanFinding(scanner="nessus", plugin_id="97833", title="MS17-010", severity="critical",
+                              ip="10.64.1.20", port=445, protocol="tcp", service="cifs"),)), scope="hw", source="t")
+    session.commit()
+    period = client.post(f"{URL}/duty/periods", headers=secops, json={
+        "name": "护网值守", "kind": "drill", "starts_at": (now - timedelta(hours=7)).isoformat(),
+        "ends_at": (now + timedelta(days=6)).isoformat(), "every_hours": 2,
+        "reporting_kinds": ["department"]}).json()["id"]
+    assert client.post(f"{URL}/duty/periods/{period}/reports", headers=dept, json={"zero": True}).json()["late"]
+
+    url = f"{URL}/drills/{drill}/summary"
+    city_wide = client.get(f"{url}?format=json", headers=secops).json()
+    assert (city_wide["alerts_total"], city_wide["attacks"], city_wide["incidents"]) == (4, 3, 1)
+    assert {(a["source"], a["verdict"], a["count"]) for a in city_wide["alerts"]} == {
+        ("态势感知", "attack", 3), ("态势感知", "false_positive", 1)}
+    block = next(s for s in city_wide["steps"] if s["step"] == "block")
+    assert (block["label"], block["count"]) == ("阻断", 1)
+    assert (city_wide["blocks_added"], city_wide["findings_opened"], city_wide["findings_closed"]) == (1, 1, 0)
+    assert [(d["unit_code"], d["on_time"], d["late"], d["missing"]) for d in city_wide["duty"]] == [
+        ("990100-D01", 0, 1, 2), ("990100-D02", 0, 0, 3)]
+    assert [r["unit_code"] for r in city_wide["checklist"]] == ["990100-D01", "990100-D02"]
+    assert len(city_wide["behind"]) == 2
+    # A department's summary is its own subtree's; the block list is not its to see.
+    own = client.get(f"{url}?format=json", headers=dept).json()
+    assert (own["alerts_total"], own["attacks"], own["blocks_added"]) == (3, 2, None)
+    assert [d["unit_code"] for d in own["duty"]] == ["990100-D01"]
+    assert [r["unit_code"] for r in own["checklist"]] == ["990100-D01"]
+
+    page = client.get(url, headers=secops)
+    assert page.headers["content-type"].startswith("text/html")
+    assert "告警" in page.text
+    assert "攻击" in page.text
+    assert "封禁" in page.text
+    assert "值守报告" in page.text
+    assert "=HYPERLINK(&quot;" in page.text
+    sheet = client.get(f"{url}?format=xlsx", headers=secops)
+    assert sheet.headers["content-type"].startswith("application/vnd.openxmlformats")
+    book = load_workbook(BytesIO(sheet.content))
+    assert book.sheetnames == ["概况", "告警", "处置用时", "值守报告", "检查项", "落后单位"]
+    overview = book["概况"]
+    assert str(overview["A2"].value).startswith("'=HYPERLINK")
+    assert overview["F2"].value == 4
+    assert [c.value for c in book["值守报告"][2]] == ["990100-D01", "市公安局", 0, 1, 2]
+    assert client.get(f"{url}?format=pdf", headers=secops).status_code == 422

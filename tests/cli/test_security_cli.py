@@ -108,6 +108,15 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     text = out.read_text(encoding="utf-8")
     assert "2027 护网行动" in text
     assert all(code in text for code in two)
+    assert "值守报告" in text
+    assert "攻击处置用时" in text
+    book = tmp_path / "summary.xlsx"
+    assert demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(book)]).exit_code == 0
+    assert book.read_bytes()[:2] == b"PK"
+    figures = json.loads(demo.invoke(app, ["sec", "drill", "report", drill_id, "-o", "json"]).output)
+    assert {r["unit_code"] for r in figures["checklist"]} == set(two)
+    wrong = demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(tmp_path / "summary.pdf")])
+    assert (wrong.exit_code, len(wrong.output.strip().splitlines())) == (1, 1)
     naive = demo.invoke(app, ["sec", "drill", "create", "--name", "x drill", "--organiser", "市网信办",
                               "--starts", "2026-12-01T09:00", "--ends", "2026-12-21T18:00+08:00"])
     assert naive.exit_code == 1

@@ -10,7 +10,6 @@ time left, so nothing is due — let alone overdue — before its phase can have
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from importlib import resources
@@ -24,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from cloudctl.core import attachments, audit, read
 from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.text import NoControl, NoControlMultiline
@@ -34,7 +32,7 @@ from cloudctl.security.models import Drill, DrillItem, DrillPhase, DrillTemplate
 
 __all__ = ["PHASES", "DrillCreate", "ProgressRow", "TemplateCreate", "TemplateItem", "TemplatePublic", "Waiver",
            "add_item", "advance_phase", "create_drill", "create_template", "get_drill", "late_items", "list_drills",
-           "list_items", "list_templates", "phase_opens", "place", "progress", "summary_html", "template",
+           "list_items", "list_templates", "phase_opens", "place", "progress", "template",
            "update_item", "verify_item", "waive_item"]
 
 PHASES = list(DrillPhase)
@@ -456,25 +454,3 @@ def progress(session: Session, principal: Principal, drill_id: int, *, by: Progr
                                 overdue=overdue, ratio=round((done + waived) / total, 4) if total else 1.0))
     return rows
 
-
-def summary_html(session: Session, principal: Principal, drill_id: int) -> str:
-    """The drill's summary report: progress per unit and phase, overdue items named."""
-    drill = get_drill(session, principal, drill_id)
-    rows = progress(session, principal, drill_id)
-    now = utcnow()
-    late = [i for i in list_items(session, principal, drill_id) if i.status not in SETTLED and i.due_at < now]
-    body = "".join(f"<tr><td>{html.escape(r.unit_code or '')}</td><td>{html.escape(r.unit_name or '')}</td>"
-                   f"<td>{r.phase_label}</td><td>{r.done} / {r.total}</td><td>{r.waived}</td><td>{r.ratio:.0%}</td>"
-                   f"<td>{r.overdue}</td></tr>" for r in rows)
-    overdue = "".join(f"<li>{html.escape(i.unit_code)}：{html.escape(i.title)}"
-                      f"（应于 {local_time(i.due_at)} 前完成）</li>" for i in late[:200])
-    title = html.escape(drill.name)
-    period = f"{local_time(drill.starts_at)} 至 {local_time(drill.ends_at)}"
-    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title} 总结</title>
-<style>body{{font-family:"Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;max-width:1000px;margin:2em auto}}
-table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:4px 6px}}</style></head><body>
-<h1>{title} 护网总结</h1>
-<p>组织单位：{html.escape(drill.organiser)} · {period} · 当前阶段：{drill.phase.label}</p>
-<h2>各单位进度</h2><table><tr><th>单位代码</th><th>单位</th><th>阶段</th><th>完成</th><th>豁免</th><th>完成率</th><th>超期</th></tr>
-{body}</table><h2>超期未完成事项</h2><ul>{overdue or "<li>无</li>"}</ul></body></html>
-"""
