@@ -177,6 +177,15 @@ def test_a_late_report_is_visible(client: TestClient, city: MiniCity, session: S
     session.commit()
     overdue = client.get(f"{URL}/incidents/{opened['id']}", headers=auth(city, "dept")).json()
     assert overdue["report_overdue"] is True
+    # The reminder sweep tells the duty officer and the security team once, urgently.
+    from cloudctl.security.service.rectification import remind_incidents
+
+    assert remind_incidents(session, utcnow()) == 1
+    assert remind_incidents(session, utcnow()) == 0
+    told = session.scalar(select(Event).where(Event.kind == "security.incident.report_overdue"))
+    assert told is not None
+    assert (told.urgent, told.entity_id) == (True, str(opened["id"]))
+    session.commit()
     filed = client.post(f"{URL}/incidents/{opened['id']}/reports", headers=auth(city, "secops"),
                         json={"recipient": "省委网信办", "content": "补报"}).json()
     assert (filed["reports"][0]["late"], filed["report_overdue"]) == (True, True)
