@@ -38,13 +38,14 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     # Security teams drive compliance violations to rectification, and read the rest of the extranet.
     Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*",
                   "extranet.violation:write", "extranet.violation:check", "extranet.device:collect",
-                  "notify.*:read", "notify.subscription:write", "attachment:read"),
+                  "notify.*:read", "notify.subscription:write", "attachment:read", "attachment:write"),
     # Duty officers take and triage alerts, check in to their shifts and report; the rest of security they read.
     # The duty periods and the roster are the security team's (security.duty:write).
     Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read",
                 "security.alert:*", "security.incident:*", "security.duty:read", "security.duty:report",
                 "security.duty:check-in",
-                "notify.*:read", "attachment:read"),
+                # Evidence of an incident's response (the record's own permission still decides where).
+                "notify.*:read", "attachment:read", "attachment:write"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",

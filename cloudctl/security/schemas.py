@@ -259,6 +259,7 @@ class IncidentPublic(Schema):
     report_overdue: bool = Field(description="the deadline passed with no report made by it")
     closed_at: datetime | None
     alert_ids: list[int]
+    evidence_files: list[int] = Field(description="files in the attachment store (entity security_incident)")
     steps: list[IncidentStepPublic]
     reports: list[IncidentReportPublic]
 

@@ -560,7 +560,7 @@ PROBES: list[Probe] = [
                   may(*SECURITY), body={"grant": False, "note": "请按期整改"})),
     # ------------------------------------------------------------ evidence files
     *scoped(Probe("GET", "/api/v1/attachments", may(), query="?entity=security_ticket&entity_id={ticket}")),
-    *scoped(Probe("POST", "/api/v1/attachments", may("admin", "dept", ok=201),
+    *scoped(Probe("POST", "/api/v1/attachments", may("admin", "secops", "dept", ok=201),
                   query="?entity=security_ticket&entity_id={ticket}&filename=整改说明.txt",
                   body={"说明": "已整改"})),
     *scoped(Probe("GET", "/api/v1/attachments/{attachment_id}", may())),

@@ -137,6 +137,14 @@ def test_the_six_steps_block_through_the_guard_and_are_timed(client: TestClient,
     assert replied.status_code == 200
     assert (replied.json()["status"], replied.json()["closed_at"] is not None) == ("closed", True)
     assert all(s["seconds"] is not None for s in replied.json()["steps"] if s["status"] == "done")
+    # Evidence files of the response go to the attachment store, on the incident.
+    upload = f"/api/v1/attachments?entity=security_incident&entity_id={incident['id']}&filename=封禁截图.png"
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    assert client.post(upload, content=png, headers={**auth(city, "dept"),
+                                                     "Content-Type": "application/octet-stream"}).status_code == 403
+    kept = client.post(upload, content=png, headers={**secops, "Content-Type": "application/octet-stream"})
+    assert kept.status_code == 201, kept.text
+    assert client.get(url, headers=auth(city, "dept")).json()["evidence_files"] == [kept.json()["id"]]
     assert client.post(f"{url}/steps/reply", headers=secops, json={"note": "补充"}).status_code == 409
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from cloudctl.core import audit, read
+from cloudctl.core import attachments, audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.config import get_settings
 from cloudctl.core.errors import Conflict, InvalidInput
@@ -43,6 +43,7 @@ from cloudctl.security.service import alerts
 __all__ = ["REPORTED_LEVELS", "IncidentOpen", "ReportIn", "StepUpdate", "file_report", "get_incident",
            "list_incidents", "open_incident", "public", "report_due", "step_seconds", "update_step"]
 
+ENTITY = "security_incident"
 # The levels that owe a report within hours (较大 and above).
 REPORTED_LEVELS = (IncidentLevel.EXTRAORDINARY, IncidentLevel.MAJOR, IncidentLevel.LARGE)
 STEP_LABELS = {key: label for key, label, _ in alerts.STEPS}
@@ -128,6 +129,21 @@ def list_incidents(session: Session, principal: Principal, *, status: IncidentSt
     if until is not None:
         query = query.where(Incident.opened_at <= until)
     return read.page(session, query, limit=limit, offset=offset, order_by=(Incident.id.desc(),))
+
+
+def _fetch(session: Session, principal: Principal, incident_id: int) -> int | None:
+    """The incident (in the principal's scope) evidence files are attached to: its unit."""
+    return get_incident(session, principal, incident_id).unit_id
+
+
+# Evidence of the response (screenshots, logs, the filing receipt) goes to the attachment store.
+attachments.register_record(ENTITY, _fetch, write="security.incident:write")
+
+
+def evidence_files(session: Session, incident: Incident) -> list[int]:
+    return list(session.scalars(select(attachments.Attachment.id).where(
+        attachments.Attachment.entity == ENTITY, attachments.Attachment.entity_id == str(incident.id))
+        .order_by(attachments.Attachment.id)))
 
 
 def alert_ids(session: Session, incident: Incident) -> list[int]:
@@ -290,5 +306,6 @@ def public(session: Session, incident: Incident, *, now: datetime | None = None)
                           unit_code=incident.unit_code, source_ip=incident.source_ip, status=incident.status,
                           opened_at=incident.opened_at, opened_by=incident.opened_by, report_due_at=due,
                           reported_at=first, report_overdue=overdue, closed_at=incident.closed_at,
-                          alert_ids=alert_ids(session, incident), steps=steps,
+                          alert_ids=alert_ids(session, incident), evidence_files=evidence_files(session, incident),
+                          steps=steps,
                           reports=[IncidentReportPublic.model_validate(r) for r in incident.reports])
