@@ -42,6 +42,8 @@ GIB = 1024**3
 ACTIVE_RECOMMENDATIONS = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, RecommendationStatus.SCHEDULED,
                           RecommendationStatus.FAILED)
 UTILISATION_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)
+# Time to an incident step: 5 and 15 minutes, the 1, 2 and 4 hours of the reporting deadlines, a day, a week.
+INCIDENT_STEP_BUCKETS = (300.0, 900.0, 3600.0, 7200.0, 14400.0, 86400.0, 604800.0)
 EXPORTER = system_principal("exporter")
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,7 @@ class CloudctlCollector(Collector):
         yield from self._extranet(session)
         yield from self._security(session)
         yield from self._drills(session)
+        yield from self._incidents(session)
         yield from self._notifications(session)
         yield from self._jobs(session)
 
@@ -489,7 +492,7 @@ class CloudctlCollector(Collector):
                                   "in the drill's scope), phase and status.",
                                   labels=["drill_id", "drill", "unit", "phase", "status"])
         overdue = GaugeMetricFamily("cloudctl_drill_checklist_items_overdue",
-                                    "Checklist items past their due time and not done (cancelled ones left out), "
+                                    "Checklist items past their due time and neither done, cancelled nor waived, "
                                     "per drill and unit.", labels=["drill_id", "drill", "unit"])
         running = select(Drill.id).where(Drill.phase != DrillPhase.SUMMARY)
         for drill_id, name, code, phase, status, n in session.execute(
@@ -505,6 +508,48 @@ class CloudctlCollector(Collector):
                 .group_by(Drill.id, Drill.name, Unit.code)):
             overdue.add_metric([str(drill_id), name, code], n)
         yield from (items, overdue)
+
+    def _incidents(self, session: Session) -> Iterator[Metric]:
+        """Incidents by level and status, those whose report is overdue or was late, and the time to each step."""
+        from cloudctl.security.models import Incident, IncidentReport, IncidentStep, StepStatus
+        from cloudctl.security.service.alerts import STEPS
+
+        counts = GaugeMetricFamily("cloudctl_security_incidents", "Cybersecurity incidents (网络安全事件) by level "
+                                   "(特别重大, 重大, 较大, 一般) and status.", labels=["level", "status"])
+        for level, status, n in session.execute(select(Incident.level, Incident.status, func.count())
+                                                .group_by(Incident.level, Incident.status)):
+            counts.add_metric([level.value, status.value], n)
+        now = utcnow()
+        first = (select(IncidentReport.incident_id, func.min(IncidentReport.reported_at).label("at"))
+                 .group_by(IncidentReport.incident_id).subquery())
+        overdue = late = 0
+        for due, reported in session.execute(select(Incident.report_due_at, first.c.at)
+                                             .outerjoin(first, first.c.incident_id == Incident.id)
+                                             .where(Incident.report_due_at.is_not(None))):
+            if reported is None and due is not None and now > due:
+                overdue += 1
+            elif reported is not None and due is not None and reported > due:
+                late += 1
+        reports = GaugeMetricFamily("cloudctl_security_incident_reports",
+                                    "Incidents owing a report within hours (较大 and above) whose report is overdue "
+                                    "(none made, deadline passed) or was made late (迟报).", labels=["state"])
+        reports.add_metric(["overdue"], overdue)
+        reports.add_metric(["late"], late)
+        histogram = HistogramMetricFamily("cloudctl_security_incident_step_seconds",
+                                          "Time from an incident to the end of each response step (阻断, 响应, "
+                                          "排查, 查杀, 备案, 回复), seconds.", labels=["stage"])
+        by_step: dict[str, list[float]] = {key: [] for key, _, _ in STEPS}
+        for step, opened, done in session.execute(
+                select(IncidentStep.step, Incident.opened_at, IncidentStep.done_at)
+                .join(Incident, Incident.id == IncidentStep.incident_id)
+                .where(IncidentStep.status == StepStatus.DONE, IncidentStep.done_at.is_not(None))):
+            if done is not None:
+                by_step.setdefault(step, []).append((done - opened).total_seconds())
+        for step, values in by_step.items():
+            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in INCIDENT_STEP_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            histogram.add_metric([step], buckets, sum(values))
+        yield from (counts, reports, histogram)
 
     def _notifications(self, session: Session) -> Iterator[Metric]:
         """The outbox: messages per channel and status, and how long the oldest one due has waited."""

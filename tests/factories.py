@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.core.auth import Principal, Role, system_principal
@@ -33,6 +34,17 @@ def make_system(session: Session, unit_code: str, name: str, mlps_level: int = 2
 
 def make_user(session: Session, username: str, role: Role, unit: str | None = None) -> User:
     return service.create_user(session, ADMIN, UserCreate(username=username, role=role, unit=unit))
+
+
+def make_officers(session: Session, *names: str, role: Role = Role.DUTY) -> dict[str, User]:
+    """Duty officers a roster may name, by display name (logins officer-1, officer-2, … unless taken)."""
+    taken = {u for (u,) in session.execute(select(User.username))}
+    out: dict[str, User] = {}
+    for name in names:
+        login = next(f"officer-{n}" for n in range(1, 1000) if f"officer-{n}" not in taken)
+        taken.add(login)
+        out[name] = service.create_user(session, ADMIN, UserCreate(username=login, role=role, display_name=name))
+    return out
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
 from cloudctl.core.bounds import Id, Offset
@@ -19,7 +19,17 @@ from cloudctl.core.schemas import (
     RectificationUpdatePublic,
 )
 from cloudctl.core.text import FreeText, NoControlMultiline
-from cloudctl.security.models import AlertStatus, DrillPhase, ItemStatus, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import (
+    AlertStatus,
+    DrillPhase,
+    IncidentLevel,
+    IncidentStatus,
+    ItemStatus,
+    Severity,
+    StepStatus,
+    TicketStatus,
+    Verdict,
+)
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
@@ -33,13 +43,14 @@ from cloudctl.security.schemas import (
     DutyShiftPublic,
     ExtensionIn,
     FindingPublic,
+    IncidentPublic,
     ReasonIn,
     RiskAcceptanceIn,
     StepIn,
     TicketPublic,
     VerdictIn,
 )
-from cloudctl.security.service import alerts, assets, drills, duty, rectification
+from cloudctl.security.service import alerts, assets, drill_summary, drills, duty, incidents, rectification
 from cloudctl.security.service import findings as service
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/security", tags=["security"])
@@ -240,6 +251,48 @@ def close_alert(alert_id: Id, session: SessionDep, principal: PrincipalDep) -> A
     return AlertPublic.model_validate(alerts.close_alert(session, principal, alert_id))
 
 
+# ---------------------------------------------------------------- incidents
+
+
+@router.post("/alerts/{alert_id}/incident", status_code=status.HTTP_201_CREATED)
+def open_incident(alert_id: Id, body: incidents.IncidentOpen, session: SessionDep,
+                  principal: PrincipalDep) -> IncidentPublic:
+    """An alert judged an attack opens an incident (with its level and reporting deadline) or joins an open one."""
+    return incidents.public(session, incidents.open_incident(session, principal, alert_id, body))
+
+
+@router.get("/incidents")
+def list_incidents(session: SessionDep, principal: PrincipalDep,
+                   status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
+                   level: IncidentLevel | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                   offset: Offset = 0) -> Page[IncidentPublic]:
+    """Incidents, newest first; a department sees those on its own assets."""
+    rows, total = incidents.list_incidents(session, principal, status=status_, level=level, limit=limit,
+                                           offset=offset)
+    return Page[IncidentPublic](items=[incidents.public(session, i) for i in rows], total=total, limit=limit,
+                                offset=offset)
+
+
+@router.get("/incidents/{incident_id}")
+def read_incident(incident_id: Id, session: SessionDep, principal: PrincipalDep) -> IncidentPublic:
+    return incidents.public(session, incidents.get_incident(session, principal, incident_id))
+
+
+@router.post("/incidents/{incident_id}/reports", status_code=status.HTTP_201_CREATED)
+def report_incident(incident_id: Id, body: incidents.ReportIn, session: SessionDep,
+                    principal: PrincipalDep) -> IncidentPublic:
+    """Record the report made to the authority (who, to whom, when, what); late after the deadline."""
+    incidents.file_report(session, principal, incident_id, body)
+    return incidents.public(session, incidents.get_incident(session, principal, incident_id))
+
+
+@router.post("/incidents/{incident_id}/steps/{step}")
+def update_incident_step(incident_id: Id, step: str, body: incidents.StepUpdate, session: SessionDep,
+                         principal: PrincipalDep) -> IncidentPublic:
+    """Log on a step, give it an owner, or finish it (阻断 blocks the source; 备案 the filing; 回复 the reply)."""
+    return incidents.public(session, incidents.update_step(session, principal, incident_id, step, body))
+
+
 @router.post("/blocklist", status_code=status.HTTP_201_CREATED)
 def block(body: BlockIn, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     row = alerts.block(session, principal, body.ip, reason=body.reason, expires_at=body.expires_at,
@@ -315,9 +368,10 @@ def submit_report(period_id: Id, body: duty.ReportCreate, session: SessionDep,
 
 
 @router.get("/duty/missing")
-def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | None = None) -> list[duty.Missing]:
-    """Reports owed and not in: overdue, and due in the coming slot."""
-    return duty.missing_reports(session, principal, period_id=period)
+def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | None = None,
+                    late: bool = True) -> list[duty.Missing]:
+    """Reports owed and not in: overdue, and due in the coming slot; and (unless ``late=false``) those filed late."""
+    return duty.missing_reports(session, principal, period_id=period, include_late=late)
 
 
 # ---------------------------------------------------------------- drills
@@ -326,12 +380,35 @@ def missing_reports(session: SessionDep, principal: PrincipalDep, period: Id | N
 class ItemUpdate(BaseModel):
     status: ItemStatus
     evidence: FreeText | None = None
+    attachments: list[Id] = Field(default_factory=list, max_length=50,
+                                  description="evidence files uploaded to the item (entity security_drill_item)")
+
+
+@router.get("/drills/templates")
+def list_drill_templates(session: SessionDep, principal: PrincipalDep) -> list[drills.TemplatePublic]:
+    """Checklist templates: the built-in ones (version 0: national, provincial, holiday) and the city's versions."""
+    return drills.list_templates(session, principal)
+
+
+@router.post("/drills/templates", status_code=status.HTTP_201_CREATED)
+def create_drill_template(body: drills.TemplateCreate, session: SessionDep,
+                          principal: PrincipalDep) -> drills.TemplatePublic:
+    """A new version of a checklist template (a new name starts at 1); drills keep the version they were made from."""
+    return drills.create_template(session, principal, body)
+
+
+@router.post("/drills/{drill_id}/items", status_code=status.HTTP_201_CREATED)
+def add_drill_item(drill_id: Id, body: drills.TemplateItem, session: SessionDep,
+                   principal: PrincipalDep) -> list[DrillItemPublic]:
+    """An item added to this drill alone, for every unit in it, placed on the drill's timeline."""
+    return [DrillItemPublic.model_validate(i) for i in drills.add_item(session, principal, drill_id, body)]
 
 
 @router.post("/drills", status_code=status.HTTP_201_CREATED)
 def create_drill(body: drills.DrillCreate, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     drill = drills.create_drill(session, principal, body)
-    return {"id": drill.id, "name": drill.name, "phase": drill.phase.value}
+    return {"id": drill.id, "name": drill.name, "phase": drill.phase.value, "template": drill.template_name,
+            "template_version": drill.template_version}
 
 
 @router.get("/drills")
@@ -346,8 +423,10 @@ def advance_phase(drill_id: Id, phase: DrillPhase, session: SessionDep, principa
 
 
 @router.get("/drills/{drill_id}/progress")
-def drill_progress(drill_id: Id, session: SessionDep, principal: PrincipalDep) -> list[drills.ProgressRow]:
-    return drills.progress(session, principal, drill_id)
+def drill_progress(drill_id: Id, session: SessionDep, principal: PrincipalDep,
+                   by: drills.ProgressBy = "unit_phase") -> list[drills.ProgressRow]:
+    """Checklist progress per unit and phase (``by=unit_phase``), per unit, or per phase (准备, 自查, 值守, 总结)."""
+    return drills.progress(session, principal, drill_id, by=by)
 
 
 @router.get("/drills/{drill_id}/items")
@@ -360,7 +439,14 @@ def drill_items(drill_id: Id, session: SessionDep, principal: PrincipalDep,
 def update_item(drill_id: Id, item_id: Id, body: ItemUpdate, session: SessionDep,
                 principal: PrincipalDep) -> DrillItemPublic:
     return DrillItemPublic.model_validate(drills.update_item(session, principal, drill_id, item_id, body.status,
-                                                             body.evidence))
+                                                             body.evidence, body.attachments))
+
+
+@router.post("/drills/{drill_id}/items/{item_id}/waive")
+def waive_item(drill_id: Id, item_id: Id, body: drills.Waiver, session: SessionDep,
+               principal: PrincipalDep) -> DrillItemPublic:
+    """The security team sets an item aside with a reason (豁免), so its phase may move on; audited."""
+    return DrillItemPublic.model_validate(drills.waive_item(session, principal, drill_id, item_id, body))
 
 
 @router.post("/drills/{drill_id}/items/{item_id}/verify")
@@ -368,6 +454,21 @@ def verify_item(drill_id: Id, item_id: Id, session: SessionDep, principal: Princ
     return DrillItemPublic.model_validate(drills.verify_item(session, principal, drill_id, item_id))
 
 
-@router.get("/drills/{drill_id}/summary", response_class=HTMLResponse)
-def drill_summary(drill_id: Id, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
-    return HTMLResponse(drills.summary_html(session, principal, drill_id))
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/drills/{drill_id}/summary", response_model=drill_summary.DrillSummary, responses={200: {
+    "description": "the summary page (html), workbook (xlsx) or figures (json)",
+    "content": {"text/html": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
+def read_drill_summary(drill_id: Id, session: SessionDep, principal: PrincipalDep,
+                       fmt: Annotated[str, Query(alias="format", pattern="^(html|xlsx|json)$")] = "html") -> Response:
+    """The drill's summary over its window: alerts by source and verdict, attacks and the time to each step, blocks
+    added, findings opened and closed, duty reports per unit, checklist completion per unit, the units behind."""
+    data = drill_summary.summary(session, principal, drill_id)
+    if fmt == "xlsx":
+        return Response(drill_summary.summary_xlsx(data), media_type=XLSX, headers={
+            "Content-Disposition": f'attachment; filename="drill-{drill_id}-summary.xlsx"'})
+    if fmt == "json":
+        return JSONResponse(data.model_dump(mode="json"))
+    return HTMLResponse(drill_summary.summary_html(data))

@@ -39,13 +39,15 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
     Role.SECOPS: ("org.*:read", "job:*", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*",
                   "billing.tariff:read",
                   "extranet.violation:write", "extranet.violation:check", "extranet.device:collect",
-                  "notify.*:read", "notify.subscription:write", "attachment:read"),
+                  "notify.*:read", "notify.subscription:write", "attachment:read", "attachment:write"),
     # Duty officers take and triage alerts, check in to their shifts and report; the rest of security they read.
     # The duty periods and the roster are the security team's (security.duty:write).
     Role.DUTY: ("org.*:read", "job:read", "compute.*:read", "reclaim.*:read", "extranet.*:read", "security.*:read",
                 "billing.tariff:read",
-                "security.alert:*", "security.duty:read", "security.duty:report", "security.duty:check-in",
-                "notify.*:read", "attachment:read"),
+                "security.alert:*", "security.incident:*", "security.duty:read", "security.duty:report",
+                "security.duty:check-in",
+                # Evidence of an incident's response (the record's own permission still decides where).
+                "notify.*:read", "attachment:read", "attachment:write"),
     Role.AUDITOR: ("*:read",),
     # dept rights are further narrowed to the principal's own unit by the services.
     Role.DEPT: ("org.unit:read", "org.unit:write-contacts", "org.system:read", "org.system:write", "job:read",
@@ -60,7 +62,8 @@ ROLE_GRANTS: dict[Role, tuple[str, ...]] = {
                 "security.duty:read", "security.duty:report", "security.drill:read", "security.drill:item",
                 # The department's side of each loop: what concerns its own assets (read-only), progress reports
                 # with evidence on its tickets and violations, extension requests, who hears what in its unit.
-                "security.alert:read", "security.ticket:progress", "extranet.violation:progress",
+                "security.alert:read", "security.incident:read", "security.ticket:progress",
+                "extranet.violation:progress",
                 "notify.notification:read", "notify.subscription:read", "notify.subscription:write",
                 "notify.channel:read", "attachment:read", "attachment:write"),
 }

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     # The block list (封禁): the broadest network one entry may block (IPv4 /16, IPv6 /48 by default).
     blocklist_min_prefix_v4: int = Field(default=16, ge=1, le=32)
     blocklist_min_prefix_v6: int = Field(default=48, ge=1, le=128)
+    # Incident reporting (《国家网络安全事件报告管理办法》, in force since 2025-11-01): for incidents of 较大 and above,
+    # hours from the incident to the report — critical information infrastructure operators, central and state
+    # organs (to their own cyberspace office), other operators (to the provincial cyberspace office).
+    incident_report_hours_cii: float = Field(default=1, gt=0, le=168)
+    incident_report_hours_state_organ: float = Field(default=2, gt=0, le=168)
+    incident_report_hours_other: float = Field(default=4, gt=0, le=168)
+    # How long a source blocked by an incident's 阻断 step stays blocked unless the step says otherwise.
+    incident_block_days: int = Field(default=30, ge=1, le=3650)
     # Notifications (通知): how often the sender and the reminders (催办) sweep, how often and how patiently a
     # message is retried, when non-urgent messages wait (quiet hours and the daily digest, Beijing time), and the
     # console's address that messages link to.

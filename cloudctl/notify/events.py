@@ -85,6 +85,12 @@ EVENTS: dict[str, EventKind] = {k.key: k for k in (
     _kind("security.alert.attack", "攻击告警", "$unit_name 的资产 $ip 遭受攻击",
           "告警 #$alert（$title，$severity）经研判为攻击，目标为 $unit_name 的资产 $ip，请立即配合处置。",
           roles=("duty", "secops"), urgent=True),
+    _kind("security.incident.report_due", "网络安全事件报告时限", "事件 #$incident（$level）须于 $deadline 前报告",
+          "$unit_name 的网络安全事件 #$incident（$title，$level，$operator_kind）须于 $deadline 前按规定报告。"
+          + _DEADLINE, roles=("duty", "secops"), urgent=True),
+    _kind("security.incident.report_overdue", "网络安全事件逾期未报", "事件 #$incident（$level）已超过报告时限",
+          "$unit_name 的网络安全事件 #$incident（$title，$level，$operator_kind）应于 $deadline 前报告，至今未报，"
+          "请立即报告。" + _DEADLINE, roles=("duty", "secops"), urgent=True),
     # The extranet (电子政务外网)
     _kind("extranet.violation.opened", "外网合规整改通知", "$unit_name：$title",
           "检查发现 $unit_name 存在合规问题：$title（$subject），请在期限前整改。" + _DEADLINE),

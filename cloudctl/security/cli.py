@@ -8,24 +8,38 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
+import yaml
 
-from cloudctl.core import tabular
+from cloudctl.core import attachments, tabular
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
+from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.core.output import OutputFormat, console, err_console, print_json, print_one, print_rows, write_text
 from cloudctl.core.schemas import parse
-from cloudctl.security.models import AlertStatus, DrillPhase, Severity, StepStatus, TicketStatus, Verdict
+from cloudctl.security.models import (
+    AlertStatus,
+    DrillPhase,
+    IncidentLevel,
+    IncidentStatus,
+    ItemStatus,
+    OperatorKind,
+    Severity,
+    StepStatus,
+    TicketStatus,
+    Verdict,
+)
 from cloudctl.security.scanners.parsers import MAX_REPORT_BYTES
 from cloudctl.security.schemas import (
     AlertPublic,
     AssetLevelIn,
     AssetPublic,
     BlockIn,
+    DrillItemPublic,
     DrillPublic,
     DutyPeriodPublic,
     DutyShiftPublic,
@@ -36,7 +50,7 @@ from cloudctl.security.schemas import (
     StepIn,
     TicketPublic,
 )
-from cloudctl.security.service import alerts, assets, drills, duty, runs
+from cloudctl.security.service import alerts, assets, drill_summary, drills, duty, incidents, runs
 from cloudctl.security.service import findings as service
 from cloudctl.security.service import rectification as _rectification  # noqa: F401  (its reminders: job workers)
 
@@ -236,6 +250,92 @@ def sec_alerts(status: AlertStatus | None = typer.Option(None), limit: int | Non
         ], output, limit=limit, offset=offset, title="告警 alerts")
 
 
+@security_app.command("incidents")
+def sec_incidents(status: IncidentStatus | None = typer.Option(None), level: IncidentLevel | None = typer.Option(None),
+                  limit: int | None = limit_option(), offset: int = OffsetOption,
+                  output: OutputFormat = OutputOption) -> None:
+    """Incidents (网络安全事件), newest first: level, reporting deadline, how far the response has come."""
+    with unit_of_work() as (session, principal):
+        print_list(partial(incidents.list_incidents, session, principal, status=status, level=level),
+                   lambda rows: [incidents.public(session, i) for i in rows], [
+            ("id", lambda i: i.id), ("level", lambda i: i.level_label), ("title", lambda i: i.title[:40]),
+            ("unit", lambda i: i.unit_code), ("source", lambda i: i.source_ip), ("status", lambda i: i.status),
+            ("report due", lambda i: _local(i.report_due_at)), ("reported", lambda i: _local(i.reported_at)),
+            ("overdue", lambda i: i.report_overdue or None),
+            ("steps", lambda i: f"{sum(s.status.value != 'pending' for s in i.steps)}/{len(i.steps)}"),
+        ], output, limit=limit, offset=offset, title="网络安全事件 incidents")
+
+
+@security_app.command("incident")
+def sec_incident(incident_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
+    """One incident: its level, deadline and reports, and its six steps with owner, time and log."""
+    with unit_of_work() as (session, principal):
+        row = incidents.public(session, incidents.get_incident(session, principal, incident_id))
+    print_one(row, output, title=f"事件 incident {row.id}", table_omits=("steps", "reports"),
+              table_only={"alert_ids": ", ".join(str(a) for a in row.alert_ids)})
+    if output is not OutputFormat.JSON:
+        print_rows(row.steps, [("step", lambda s: s.label), ("status", lambda s: s.status),
+                               ("owner", lambda s: s.owner), ("done", lambda s: _local(s.done_at)),
+                               ("minutes", lambda s: round(s.seconds / 60, 1) if s.seconds is not None else None),
+                               ("log", lambda s: len(s.log))], output, title="处置步骤 steps")
+        print_rows(row.reports, [("reporter", lambda r: r.reporter), ("to", lambda r: r.recipient),
+                                 ("at", lambda r: _local(r.reported_at)), ("late", lambda r: r.late),
+                                 ("content", lambda r: r.content[:40])], output, title="事件报告 reports")
+
+
+@security_app.command("incident-open")
+def sec_incident_open(alert_id: int = typer.Argument(...),
+                      level: IncidentLevel | None = typer.Option(None, help="extraordinary 特别重大, major 重大, "
+                                                                            "large 较大, general 一般"),
+                      operator_kind: OperatorKind = typer.Option(OperatorKind.OTHER, "--operator-kind",
+                                                                 help="cii, state_organ or other"),
+                      title: str | None = typer.Option(None), join: int | None = typer.Option(
+                          None, help="join this open incident instead")) -> None:
+    """An alert judged an attack opens an incident (with its level and reporting deadline) or joins one."""
+    data = parse(incidents.IncidentOpen, {"level": level, "operator_kind": operator_kind, "title": title,
+                                          "join": join})
+    with unit_of_work() as (session, principal):
+        incident = incidents.open_incident(session, principal, alert_id, data)
+        due = f", report due {_local(incident.report_due_at)}" if incident.report_due_at else ""
+        console.print(f"alert {alert_id} is in incident {incident.id} ({incident.level.label}{due})")
+
+
+@security_app.command("incident-report")
+def sec_incident_report(incident_id: int = typer.Argument(...), to: str = typer.Option(..., help="e.g. 省委网信办"),
+                        content: str = typer.Option(...), reporter: str | None = typer.Option(None),
+                        at: str | None = typer.Option(None, help="when it was reported (ISO time with zone)")) -> None:
+    """Record the incident's report to the authority: who, to whom, when, what."""
+    data = parse(incidents.ReportIn, {"recipient": to, "content": content, "reporter": reporter, "reported_at": at})
+    with unit_of_work() as (session, principal):
+        report = incidents.file_report(session, principal, incident_id, data)
+        console.print(f"incident {incident_id}: reported to {report.recipient} at {_local(report.reported_at)}"
+                      + (" (late 迟报)" if report.late else ""))
+
+
+@security_app.command("incident-step")
+def sec_incident_step(
+        incident_id: int = typer.Argument(...),
+        step: str = typer.Argument(..., help="block, respond, investigate, kill, record or reply"),
+        status: str | None = typer.Option(None, help="done or skipped; without it, a log entry"),
+        note: str | None = typer.Option(None), owner: str | None = typer.Option(None),
+        block_ip: str | None = typer.Option(None, "--block-ip", help="阻断: the source (default: the incident's)"),
+        block_expires: str | None = typer.Option(None, "--block-expires", help="阻断: ISO time with zone"),
+        filing_number: str | None = typer.Option(None, "--filing-number", help="备案: the filing number"),
+        filing_recipient: str | None = typer.Option(None, "--filing-recipient", help="备案: filed with"),
+        reply_to: str | None = typer.Option(None, "--reply-to", help="回复: to whom"),
+        reply: str | None = typer.Option(None, help="回复: what was replied")) -> None:
+    """Work an incident's step: a log entry, an owner, or done (阻断 blocks the source through the guard)."""
+    data = parse(incidents.StepUpdate, {k: v for k, v in {
+        "status": status, "note": note, "owner": owner, "block_ip": block_ip, "block_expires_at": block_expires,
+        "filing_number": filing_number, "filing_recipient": filing_recipient, "reply_to": reply_to,
+        "reply": reply}.items() if v is not None})
+    with unit_of_work() as (session, principal):
+        incident = incidents.update_step(session, principal, incident_id, step, data)
+        found = next(s for s in incident.steps if s.step == step)
+        console.print(f"incident {incident.id}: {step} ({incidents.STEP_LABELS[step]}) {found.status.value}"
+                      + (f"; the incident is {incident.status.label}" if incident.closed_at else ""))
+
+
 @security_app.command("verdict")
 def sec_verdict(alert_id: int = typer.Argument(...), verdict: Verdict = typer.Argument(...),
                 note: str | None = typer.Option(None)) -> None:
@@ -294,13 +394,16 @@ def sec_blocklist(fmt: str = typer.Option("txt", "--format", help="txt or csv"))
 
 
 @security_app.command("duty-missing")
-def sec_duty_missing(period: int | None = typer.Option(None), output: OutputFormat = OutputOption) -> None:
-    """Duty reports owed and not in: overdue, and due in the coming slot."""
+def sec_duty_missing(period: int | None = typer.Option(None),
+                     late: bool = typer.Option(True, "--late/--no-late", help="list the reports filed late (补报) too"),
+                     output: OutputFormat = OutputOption) -> None:
+    """Duty reports owed and not in: overdue, and due in the coming slot; and those filed late (补报)."""
     with unit_of_work() as (session, principal):
-        rows = duty.missing_reports(session, principal, period_id=period)
+        rows = duty.missing_reports(session, principal, period_id=period, include_late=late)
     print_rows(rows, [("period", lambda m: m.period_id), ("unit", lambda m: m.unit_code),
-                      ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue)], output,
-               title="值班报告缺报 missing duty reports")
+                      ("slot", lambda m: m.slot_at), ("overdue", lambda m: m.overdue), ("late", lambda m: m.late),
+                      ("submitted", lambda m: m.submitted_at)], output,
+               title="值班报告缺报与迟报 missing and late duty reports")
 
 
 duty_app = typer.Typer(help="7×24 duty (值班): periods, the roster, check-in.", no_args_is_help=True)
@@ -315,6 +418,7 @@ _SHIFT_COLUMNS: list[tuple[str, Callable[[DutyShiftPublic], object]]] = [
     ("id", lambda s: s.id), ("period", lambda s: s.period_id), ("starts", lambda s: _local(s.starts_at)),
     ("ends", lambda s: _local(s.ends_at)), ("officer", lambda s: s.officer), ("backup", lambda s: s.backup),
     ("leader", lambda s: s.leader), ("checked in", lambda s: _local(s.checked_in_at)),
+    ("unresolved", lambda s: s.unresolved or None),
     ("handover", lambda s: (s.handover_note or "")[:40] or None),
 ]
 
@@ -357,9 +461,10 @@ def duty_periods(active: bool = typer.Option(False, "--active", help="only those
 @duty_app.command("shift-add")
 def duty_shift_add(period_id: int = typer.Argument(...),
                    starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-10-01T08:00+08:00"),
-                   ends: str = typer.Option(...), officer: str = typer.Option(..., help="值班员"),
-                   backup: str | None = typer.Option(None, help="备班"),
-                   leader: str | None = typer.Option(None, help="带班领导")) -> None:
+                   ends: str = typer.Option(...),
+                   officer: str = typer.Option(..., help="值班员: a duty or secops user (login or display name)"),
+                   backup: str | None = typer.Option(None, help="备班: a duty or secops user"),
+                   leader: str | None = typer.Option(None, help="带班领导: a duty or secops user")) -> None:
     """Add a shift to the roster: inside the period, overlapping another by at most a 30-minute handover."""
     data = parse(duty.ShiftCreate, {"starts_at": starts, "ends_at": ends, "officer": officer, "backup": backup,
                                     "leader": leader})
@@ -462,14 +567,57 @@ security_app.add_typer(drill_app, name="drill")
 def drill_create(name: str = typer.Option(...), organiser: str = typer.Option(...),
                  starts: str = typer.Option(..., help="ISO time with zone, e.g. 2026-12-01T09:00+08:00"),
                  ends: str = typer.Option(...),
-                 unit: list[str] = typer.Option(None, "--unit", help="unit codes; default departments, counties")
+                 unit: list[str] = typer.Option(None, "--unit", help="unit codes; default departments, counties"),
+                 template: str = typer.Option("national", help="national, provincial, holiday, or the city's own"),
+                 template_version: int | None = typer.Option(None, "--template-version", help="default: latest")
                  ) -> None:
-    """Create a drill and give every unit in scope the checklist."""
+    """Create a drill and give every unit in scope the checklist of the template chosen."""
     data = parse(drills.DrillCreate, {"name": name, "organiser": organiser, "starts_at": starts, "ends_at": ends,
-                                      "units": unit or []})
+                                      "units": unit or [], "template": template,
+                                      "template_version": template_version})
     with unit_of_work() as (session, principal):
         drill = drills.create_drill(session, principal, data)
-        console.print(f"drill {drill.id} created: {drill.name}")
+        console.print(f"drill {drill.id} created: {drill.name} (template {drill.template_name} "
+                      f"v{drill.template_version})")
+
+
+@drill_app.command("templates")
+def drill_templates(output: OutputFormat = OutputOption) -> None:
+    """Checklist templates: built-in (version 0) and the city's own versions."""
+    with unit_of_work() as (session, principal):
+        rows = drills.list_templates(session, principal)
+    print_rows(rows, [("name", lambda t: t.name), ("version", lambda t: t.version), ("title", lambda t: t.title),
+                      ("items", lambda t: len(t.items))], output, title="护网检查模板 drill templates")
+
+
+@drill_app.command("template-add")
+def drill_template_add(file: Path = typer.Argument(..., help="YAML: name, title, items (as the built-in ones)")
+                       ) -> None:
+    """Add a version of a checklist template from a YAML file (a new name starts at version 1)."""
+    try:
+        text = file.read_text(encoding="utf-8")[:1_000_000]
+        loaded = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{file.name}: not a readable YAML file ({type(exc).__name__})", field="file") from None
+    data = parse(drills.TemplateCreate, loaded if isinstance(loaded, dict) else {})
+    with unit_of_work() as (session, principal):
+        made = drills.create_template(session, principal, data)
+        console.print(f"template {made.name} version {made.version}: {len(made.items)} items")
+
+
+@drill_app.command("item-add")
+def drill_item_add(drill_id: int = typer.Argument(...), key: str = typer.Option(...), title: str = typer.Option(...),
+                   phase: DrillPhase = typer.Option(...),
+                   days: int = typer.Option(..., help="prepare/self_check: days before the start (≤ 0); on_duty: "
+                                                      "before the end (≤ 0); summary: after the end (≥ 0)"),
+                   optional: bool = typer.Option(False, "--optional", help="not required for the phase")) -> None:
+    """Add an item to this drill alone, for every unit in it."""
+    data = parse(drills.TemplateItem, {"key": key, "title": title, "phase": phase, "days": days,
+                                       "mandatory": not optional})
+    with unit_of_work() as (session, principal):
+        added = drills.add_item(session, principal, drill_id, data)
+        console.print(f"item {key} added for {len(added)} units, due {local_time(added[0].due_at)}"
+                      if added else "no units in the drill")
 
 
 @drill_app.command("list")
@@ -492,19 +640,93 @@ def drill_phase(drill_id: int = typer.Argument(...),
 
 
 @drill_app.command("progress")
-def drill_progress(drill_id: int = typer.Argument(...), output: OutputFormat = OutputOption) -> None:
-    """Checklist progress per unit and phase."""
+def drill_progress(drill_id: int = typer.Argument(...),
+                   by: str = typer.Option("unit_phase", "--by", help="unit_phase, unit or phase"),
+                   output: OutputFormat = OutputOption) -> None:
+    """Checklist progress per unit and phase, per unit (--by unit) or per phase (--by phase: 准备, 自查, 值守, 总结)."""
+    if by not in ("unit_phase", "unit", "phase"):
+        raise InvalidInput("--by is unit_phase, unit or phase", field="by")
     with unit_of_work() as (session, principal):
-        rows = drills.progress(session, principal, drill_id)
-    print_rows(rows, [("unit", lambda r: r.unit_code), ("name", lambda r: r.unit_name), ("phase", lambda r: r.phase),
-                      ("done", lambda r: f"{r.done}/{r.total}"), ("%", lambda r: f"{r.ratio:.0%}"),
-                      ("overdue", lambda r: r.overdue)], output, title="护网进度 drill progress")
+        rows = drills.progress(session, principal, drill_id, by=cast("drills.ProgressBy", by))
+    columns: list[tuple[str, Callable[[drills.ProgressRow], object]]] = []
+    if by != "phase":
+        columns += [("unit", lambda r: r.unit_code), ("name", lambda r: r.unit_name)]
+    if by != "unit":
+        columns += [("phase", lambda r: r.phase_label)]
+    columns += [("done", lambda r: f"{r.done}/{r.total}"), ("waived", lambda r: r.waived),
+                ("%", lambda r: f"{r.ratio:.0%}"), ("overdue", lambda r: r.overdue)]
+    print_rows(rows, columns, output, title="护网进度 drill progress")
+
+
+@drill_app.command("items")
+def drill_items(drill_id: int = typer.Argument(...), unit: str | None = UnitFilter,
+                output: OutputFormat = OutputOption) -> None:
+    """The drill's checklist items (a unit's and those under it with --unit), in the order of its phases."""
+    with unit_of_work() as (session, principal):
+        rows = [DrillItemPublic.model_validate(i) for i in drills.list_items(session, principal, drill_id, unit=unit)]
+    print_rows(rows, [("id", lambda r: r.id), ("unit", lambda r: r.unit_code), ("phase", lambda r: r.phase.label),
+                      ("title", lambda r: r.title), ("required", lambda r: r.mandatory),
+                      ("due", lambda r: local_time(r.due_at)), ("status", lambda r: r.status.label),
+                      ("verified by", lambda r: r.verifier)], output, title="护网检查项 drill checklist")
+
+
+@drill_app.command("item")
+def drill_item(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...),
+               status: ItemStatus = typer.Argument(..., help="waiting, in_progress, done or cancelled"),
+               evidence: str | None = typer.Option(None, help="what shows it is done (截图、报告、记录)"),
+               file: list[Path] = typer.Option(None, "--file", help="an evidence file (截图、报告); repeat for more")
+               ) -> None:
+    """Move a checklist item on; done needs the evidence: a note, or files (kept in the attachment store)."""
+    contents = []
+    for path in file or []:
+        try:
+            with path.open("rb") as handle:
+                contents.append((path.name, handle.read(get_settings().attachment_max_bytes + 1)))
+        except OSError as exc:
+            raise InvalidInput(f"{path.name}: cannot be read ({exc.strerror})", field="file") from None
+    with unit_of_work() as (session, principal):
+        ids = [attachments.add_attachment(session, principal, drills.ENTITY, item_id, data, filename=name).id
+               for name, data in contents]
+        item = drills.update_item(session, principal, drill_id, item_id, status, evidence, ids)
+        console.print(f"item {item.id} ({item.unit_code} {item.title}) is {item.status.value}")
+
+
+@drill_app.command("verify")
+def drill_verify(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...)) -> None:
+    """Verify a done item and its evidence files (核验; the security team)."""
+    with unit_of_work() as (session, principal):
+        item = drills.verify_item(session, principal, drill_id, item_id)
+        files = f" with files {', '.join(str(f) for f in item.evidence_files)}" if item.evidence_files else ""
+        console.print(f"item {item.id} ({item.unit_code} {item.title}) verified by {item.verifier}{files}")
+
+
+@drill_app.command("waive")
+def drill_waive(drill_id: int = typer.Argument(...), item_id: int = typer.Argument(...),
+                reason: str = typer.Option(..., help="why the item is set aside (豁免理由)")) -> None:
+    """Waive a checklist item with a reason (the security team; audited), so its phase may move on."""
+    data = parse(drills.Waiver, {"reason": reason})
+    with unit_of_work() as (session, principal):
+        item = drills.waive_item(session, principal, drill_id, item_id, data)
+        console.print(f"item {item.id} ({item.unit_code} {item.title}) waived")
 
 
 @drill_app.command("report")
-def drill_report(drill_id: int = typer.Argument(...), out: Path = typer.Option(Path("drill-summary.html"))) -> None:
-    """Write the drill's summary report (HTML)."""
+def drill_report(drill_id: int = typer.Argument(...),
+                 out: Path = typer.Option(Path("drill-summary.html"), help="a .html page or a .xlsx workbook"),
+                 output: OutputFormat = OutputOption) -> None:
+    """The drill's summary over its window: alerts, attacks and handling times, blocks, findings, duty reports,
+    checklist completion per unit and the units furthest behind; written to --out (.html or .xlsx), or printed
+    as JSON with -o json."""
+    suffix = out.suffix.lower()
+    if output is not OutputFormat.JSON and suffix not in (".html", ".htm", ".xlsx"):
+        raise InvalidInput(f"write the summary as .html or .xlsx, not {suffix or 'no suffix'}", field="out")
     with unit_of_work() as (session, principal):
-        text = drills.summary_html(session, principal, drill_id)
-    out.write_text(text, encoding="utf-8")
+        data = drill_summary.summary(session, principal, drill_id)
+    if output is OutputFormat.JSON:
+        print_json(data.model_dump(mode="json"))
+        return
+    if suffix == ".xlsx":
+        out.write_bytes(drill_summary.summary_xlsx(data))
+    else:
+        out.write_text(drill_summary.summary_html(data), encoding="utf-8")
     console.print(str(out))

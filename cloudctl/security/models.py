@@ -31,10 +31,36 @@ from cloudctl.compute.models import Server
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import BusinessSystem, Unit
 
-__all__ = ["Alert", "AlertStatus", "Asset", "BlockedAddress", "Drill", "DrillItem", "DrillPhase", "DutyKind",
-           "DutyPeriod", "DutyReport", "DutyShift", "Finding", "ItemStatus", "LevelSource", "ScanImport", "Severity",
-           "StepStatus",
-           "Ticket", "TicketStatus", "TriageStep", "Verdict"]
+__all__ = [
+    "Alert",
+    "AlertStatus",
+    "Asset",
+    "BlockedAddress",
+    "Drill",
+    "DrillItem",
+    "DrillPhase",
+    "DrillTemplate",
+    "DutyKind",
+    "DutyPeriod",
+    "DutyReport",
+    "DutyShift",
+    "Finding",
+    "Incident",
+    "IncidentLevel",
+    "IncidentReport",
+    "IncidentStatus",
+    "IncidentStep",
+    "ItemStatus",
+    "LevelSource",
+    "OperatorKind",
+    "ScanImport",
+    "Severity",
+    "StepStatus",
+    "Ticket",
+    "TicketStatus",
+    "TriageStep",
+    "Verdict",
+]
 
 
 class Severity(LabelledEnum):
@@ -253,6 +279,9 @@ class Alert(TimestampMixin, Base):
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[str | None] = mapped_column(String(128))
     raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The incident an attack opened or joined.
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("security_incidents.id", ondelete="SET NULL"),
+                                                    index=True)
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")
     steps: Mapped[list[TriageStep]] = relationship(back_populates="alert", lazy="selectin",
@@ -309,6 +338,103 @@ class BlockedAddress(Base):
     lifted_at: Mapped[datetime | None]
 
 
+class IncidentLevel(LabelledEnum):
+    """The national four-level scale of cybersecurity incidents (网络安全事件分级)."""
+
+    EXTRAORDINARY = "extraordinary", "特别重大", "bright_red"
+    MAJOR = "major", "重大", "red"
+    LARGE = "large", "较大", "yellow"
+    GENERAL = "general", "一般", "cyan"
+
+
+class OperatorKind(LabelledEnum):
+    """Whose incident it is, which sets to whom and how fast it is reported (《国家网络安全事件报告管理办法》)."""
+
+    CII = "cii", "关键信息基础设施运营者", "red"
+    STATE_ORGAN = "state_organ", "中央和国家机关", "magenta"
+    OTHER = "other", "其他网络运营者", "white"
+
+
+class IncidentStatus(LabelledEnum):
+    OPEN = "open", "处置中", "red"
+    CLOSED = "closed", "已处置", "green"
+
+
+class Incident(TimestampMixin, Base):
+    """A cybersecurity incident (网络安全事件): opened by an alert judged an attack, joined by more; its level, its
+    reporting deadline, the reports made, and the six response steps as its tasks."""
+
+    __tablename__ = "security_incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    level: Mapped[IncidentLevel] = mapped_column(enum_column(IncidentLevel, 16))
+    operator_kind: Mapped[OperatorKind] = mapped_column(enum_column(OperatorKind, 16))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
+    source_ip: Mapped[str | None] = mapped_column(String(45))
+    status: Mapped[IncidentStatus] = mapped_column(enum_column(IncidentStatus, 16), index=True)
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    opened_by: Mapped[str] = mapped_column(String(128))
+    # None where no report is owed within hours (一般).
+    report_due_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    unit: Mapped[Unit | None] = relationship(lazy="joined")
+    steps: Mapped[list[IncidentStep]] = relationship(lazy="selectin", order_by="IncidentStep.position",
+                                                     cascade="all, delete-orphan")
+    reports: Mapped[list[IncidentReport]] = relationship(lazy="selectin", order_by="IncidentReport.reported_at",
+                                                         cascade="all, delete-orphan")
+
+    @property
+    def unit_code(self) -> str | None:
+        return self.unit.code if self.unit is not None else None
+
+    @property
+    def reported_at(self) -> datetime | None:
+        """The first report made."""
+        return min((r.reported_at for r in self.reports), default=None)
+
+
+class IncidentStep(Base):
+    """One of the incident's six tasks (阻断、响应、排查、查杀、备案、回复): owner, log, and what it produced."""
+
+    __tablename__ = "security_incident_steps"
+    __table_args__ = (UniqueConstraint("incident_id", "step", name="uq_security_incident_steps_incident_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("security_incidents.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int]
+    mandatory: Mapped[bool]
+    status: Mapped[StepStatus] = mapped_column(enum_column(StepStatus, 16))
+    owner: Mapped[str | None] = mapped_column(String(128))
+    done_at: Mapped[datetime | None]
+    # [{"at", "by", "text"}]: what was done, as it was done.
+    log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # 阻断: the block list entry; 备案: the filing number and where it was filed; 回复: to whom, and what.
+    block_id: Mapped[int | None] = mapped_column(ForeignKey("security_blocklist.id", ondelete="SET NULL"))
+    filing_number: Mapped[str | None] = mapped_column(String(64))
+    filing_recipient: Mapped[str | None] = mapped_column(String(128))
+    reply_to: Mapped[str | None] = mapped_column(String(128))
+    reply: Mapped[str | None] = mapped_column(Text)
+
+
+class IncidentReport(Base):
+    """A report of the incident to the authority (事件报告): who reported, to whom, when, and what."""
+
+    __tablename__ = "security_incident_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("security_incidents.id", ondelete="CASCADE"), index=True)
+    reporter: Mapped[str] = mapped_column(String(128))
+    recipient: Mapped[str] = mapped_column(String(128))
+    reported_at: Mapped[datetime]
+    content: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    # Made after the incident's reporting deadline (迟报).
+    late: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
 class DutyKind(LabelledEnum):
     DRILL = "drill", "护网值守", "red"
     HOLIDAY = "holiday", "节假日值守", "yellow"
@@ -344,9 +470,16 @@ class DutyShift(Base):
     period_id: Mapped[int] = mapped_column(ForeignKey("security_duty_periods.id", ondelete="CASCADE"), index=True)
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
+    # The names as shown (the user's display name, else the login); the ids say who they are.
     officer: Mapped[str] = mapped_column(String(64))
     backup: Mapped[str | None] = mapped_column(String(64))
     leader: Mapped[str | None] = mapped_column(String(64))
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    backup_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    leader_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    # A roster written before rosters named users, with a name that matched no duty or security user: kept as it
+    # was, shown as unresolved; only the security team checks in for it (migration 0017).
+    unresolved: Mapped[bool] = mapped_column(default=False, server_default=false())
     checked_in_at: Mapped[datetime | None]
     handover_note: Mapped[str | None] = mapped_column(Text)
 
@@ -389,6 +522,25 @@ class ItemStatus(LabelledEnum):
     IN_PROGRESS = "in_progress", "进行中", "yellow"
     DONE = "done", "已完成", "green"
     CANCELLED = "cancelled", "已取消", "bright_black"
+    # Set aside by the security team, with a reason (audited): counts as settled for the phase to move on.
+    WAIVED = "waived", "已豁免", "magenta"
+
+
+class DrillTemplate(Base):
+    """A city's own version of a checklist template (national drill, provincial drill, holiday guard…); the built-in
+    ones ship with cloudctl as version 0."""
+
+    __tablename__ = "security_drill_templates"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_security_drill_templates_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    title: Mapped[str] = mapped_column(String(128))
+    # [{"key", "title", "phase", "mandatory", "days"}], validated as the template's items.
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
 
 
 class Drill(TimestampMixin, Base):
@@ -403,6 +555,9 @@ class Drill(TimestampMixin, Base):
     ends_at: Mapped[datetime]
     phase: Mapped[DrillPhase] = mapped_column(enum_column(DrillPhase, 16))
     created_by: Mapped[str] = mapped_column(String(128))
+    # The checklist template it was made from: its name and version (0: the built-in one).
+    template_name: Mapped[str] = mapped_column(String(64), default="national", server_default="national")
+    template_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class DrillItem(Base):
@@ -422,10 +577,15 @@ class DrillItem(Base):
     due_at: Mapped[datetime]
     status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus, 16), index=True)
     evidence: Mapped[str | None] = mapped_column(Text)
+    # The evidence files (attachment ids, the attachment store's) the item was marked done with: what is verified.
+    evidence_files: Mapped[list[int] | None] = mapped_column(JSON)
     updated_by: Mapped[str | None] = mapped_column(String(128))
     done_at: Mapped[datetime | None]
     verifier: Mapped[str | None] = mapped_column(String(128))
     verified_at: Mapped[datetime | None]
+    waiver_reason: Mapped[str | None] = mapped_column(String(1000))
+    waived_by: Mapped[str | None] = mapped_column(String(128))
+    waived_at: Mapped[datetime | None]
 
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
 

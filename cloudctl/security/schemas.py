@@ -14,17 +14,41 @@ from cloudctl.security.models import (
     AlertStatus,
     DrillPhase,
     DutyKind,
+    IncidentLevel,
+    IncidentStatus,
     ItemStatus,
     LevelSource,
+    OperatorKind,
     Severity,
     StepStatus,
     TicketStatus,
     Verdict,
 )
 
-__all__ = ["AlertPublic", "AssetLevelIn", "AssetPublic", "BlockIn", "CheckInIn", "DrillItemPublic", "DrillPublic",
-           "DutyPeriodPublic", "DutyReportPublic", "DutyShiftPublic", "ExtensionIn", "FindingPublic", "ReasonIn",
-           "ReportItem", "RiskAcceptanceIn", "StepIn", "TicketPublic", "TriageStepPublic", "VerdictIn"]
+__all__ = [
+    "AlertPublic",
+    "AssetLevelIn",
+    "AssetPublic",
+    "BlockIn",
+    "CheckInIn",
+    "DrillItemPublic",
+    "DrillPublic",
+    "DutyPeriodPublic",
+    "DutyReportPublic",
+    "DutyShiftPublic",
+    "ExtensionIn",
+    "FindingPublic",
+    "IncidentPublic",
+    "IncidentReportPublic",
+    "IncidentStepPublic",
+    "ReasonIn",
+    "ReportItem",
+    "RiskAcceptanceIn",
+    "StepIn",
+    "TicketPublic",
+    "TriageStepPublic",
+    "VerdictIn",
+]
 
 
 # Why a finding, an asset or a ticket is treated so: kept in the audit log, and may run over several lines.
@@ -106,6 +130,8 @@ class DrillPublic(Schema):
     starts_at: datetime
     ends_at: datetime
     phase: DrillPhase
+    template_name: str
+    template_version: int
 
 
 class DrillItemPublic(Schema):
@@ -118,8 +144,12 @@ class DrillItemPublic(Schema):
     due_at: datetime
     status: ItemStatus
     evidence: str | None
+    evidence_files: list[int] | None = Field(description="the attachment ids it was done with, verified with it")
     verifier: str | None
     verified_at: datetime | None
+    waiver_reason: str | None
+    waived_by: str | None
+    waived_at: datetime | None
 
 
 class TicketPublic(Schema):
@@ -183,6 +213,55 @@ class AlertPublic(Schema):
     triage_seconds: float | None
     closed_at: datetime | None
     steps: list[TriageStepPublic]
+    incident_id: int | None
+
+
+class IncidentStepPublic(Schema):
+    step: str
+    label: str
+    position: int
+    mandatory: bool
+    status: StepStatus
+    owner: str | None
+    done_at: datetime | None
+    seconds: float | None = Field(description="from the incident to the step's end")
+    log: list[dict[str, Any]]
+    block_id: int | None
+    filing_number: str | None
+    filing_recipient: str | None
+    reply_to: str | None
+    reply: str | None
+
+
+class IncidentReportPublic(Schema):
+    id: int
+    reporter: str
+    recipient: str
+    reported_at: datetime
+    content: str
+    recorded_by: str
+    late: bool
+
+
+class IncidentPublic(Schema):
+    id: int
+    title: str
+    level: IncidentLevel
+    level_label: str
+    operator_kind: OperatorKind
+    unit_code: str | None
+    source_ip: str | None
+    status: IncidentStatus
+    opened_at: datetime
+    opened_by: str
+    report_due_at: datetime | None
+    reported_at: datetime | None = Field(description="the first report made")
+    report_overdue: bool = Field(description="the deadline passed with no report made by it")
+    closed_at: datetime | None
+    alert_ids: list[int]
+    evidence_files: list[int] = Field(description="files in the attachment store (entity security_incident)")
+    steps: list[IncidentStepPublic]
+    reports: list[IncidentReportPublic]
 
 
 class VerdictIn(Schema):
@@ -229,6 +308,11 @@ class DutyShiftPublic(Schema):
     officer: str
     backup: str | None
     leader: str | None
+    # The users the roster names; None with ``unresolved`` for a name from before rosters named users.
+    officer_id: int | None
+    backup_id: int | None
+    leader_id: int | None
+    unresolved: bool
     checked_in_at: datetime | None
     handover_note: str | None
 
@@ -268,3 +352,4 @@ class ReportItem(BaseModel):
     hostname: Annotated[str, StringConstraints(max_length=255), NoControl] | None
     cve: list[Annotated[str, StringConstraints(max_length=32)]] = Field(max_length=10_000)
     cvss: float | None = Field(ge=0, le=10, allow_inf_nan=False)
+

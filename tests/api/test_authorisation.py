@@ -38,7 +38,7 @@ from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.db import dispose_engines
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.org.models import Unit
-from tests.factories import ADMIN, build_reclaim_fleet, make_server
+from tests.factories import ADMIN, build_reclaim_fleet, make_officers, make_server
 
 # A department's leader (dept_leader) is bound to 市公安局 as the dept user is: it answers as the department does
 # unless a row says otherwise.
@@ -89,9 +89,18 @@ def _build(session: Session) -> World:
     from cloudctl.notify.models import ChannelKind, Delivery, DeliveryStatus
     from cloudctl.reclaim import service as reclaim
     from cloudctl.reclaim.models import Recommendation
-    from cloudctl.security.models import Asset, DutyKind, Finding, ItemStatus, Ticket, Verdict
+    from cloudctl.security.models import (
+        Asset,
+        DrillPhase,
+        DutyKind,
+        Finding,
+        IncidentLevel,
+        ItemStatus,
+        Ticket,
+        Verdict,
+    )
     from cloudctl.security.scanners.base import ScanFinding, ScanReport
-    from cloudctl.security.service import alerts, drills, duty, findings
+    from cloudctl.security.service import alerts, drills, duty, findings, incidents
     from cloudctl.security.service import rectification as security_rectification
 
     fleet = build_reclaim_fleet(session)
@@ -184,6 +193,16 @@ def _build(session: Session) -> World:
                                                 "severity": "high", "src_ip": "203.0.113.7", "dst_ip": host})[0]
         target["alert"] = str(alert.id)
     findings.open_tickets(session, ADMIN, scope="matrix")
+    # An incident on each unit's asset, and an attack on each not yet in one.
+    for target, n in ((own, 1), (other, 2)):
+        for ref in ("incident", "new_attack"):
+            judged_attack = alerts.receive(session, ADMIN, {
+                "source": "态势感知", "source_ref": f"{ref}-{n}", "title": "SQL 注入", "severity": "high",
+                "src_ip": "203.0.113.20", "dst_ip": f"10.64.{n}.20"})[0]
+            alerts.set_verdict(session, ADMIN, judged_attack.id, Verdict.ATTACK)
+            target[ref] = str(judged_attack.id)
+        target["incident"] = str(incidents.open_incident(session, ADMIN, int(target["incident"]),
+                                                         incidents.IncidentOpen(level=IncidentLevel.LARGE)).id)
     for target, code in ((own, "990100-D01"), (other, "990100-D02")):
         target["ticket"] = str(session.scalars(select(Ticket.id).where(Ticket.unit_id == units[code].id)).one())
     attack = alerts.receive(session, ADMIN, {"source": "态势感知", "source_ref": "evt-attack", "title": "扫描",
@@ -198,6 +217,7 @@ def _build(session: Session) -> World:
     period = duty.create_period(session, ADMIN, duty.PeriodCreate(
         name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=3), ends_at=now + timedelta(days=2),
         every_hours=1))
+    make_officers(session, "王值班", "周夜班")
     shift = duty.add_shift(session, ADMIN, period.id, duty.ShiftCreate(
         starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="duty-user"))
     for code in ("990100-D01", "990100-D02"):
@@ -212,6 +232,14 @@ def _build(session: Session) -> World:
         done, waiting = drills.list_items(session, ADMIN, drill.id, unit=code)[:2]
         drills.update_item(session, ADMIN, drill.id, done.id, ItemStatus.DONE, evidence="资产台账 v3")
         target["done_item"], target["item"] = str(done.id), str(waiting.id)
+        target["waivable_item"] = str(drills.list_items(session, ADMIN, drill.id, unit=code)[2].id)
+    # A drill whose preparation is done, ready to move to its self-inspection.
+    ready = drills.create_drill(session, ADMIN, drills.DrillCreate(
+        name="专项护网", organiser="市委网信办", starts_at=now + timedelta(days=1),
+        ends_at=now + timedelta(days=20), units=["990100-D01"]))
+    for item in drills.list_items(session, ADMIN, ready.id):
+        if item.phase is DrillPhase.PREPARE:
+            drills.update_item(session, ADMIN, ready.id, item.id, ItemStatus.DONE, evidence="已完成")
 
     # Evidence on each ticket, an extension request waiting on each ticket and violation, a failed message each.
     for target, code in ((own, "990100-D01"), (other, "990100-D02")):
@@ -237,6 +265,7 @@ def _build(session: Session) -> World:
             own_jobs.add(job.id)
 
     common = {"cloud": "test-cloud", "period": str(period.id), "shift": str(shift.id), "drill": str(drill.id),
+              "ready_drill": str(ready.id),
               "attack": str(attack.id), "judged": str(judged.id), "action": "start", "step": "block",
               "phase": "self_check", "next_shift": (shift.ends_at + timedelta(hours=1)).isoformat(),
               "next_shift_ends": (shift.ends_at + timedelta(hours=9)).isoformat(),
@@ -359,7 +388,8 @@ PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "s
               "shift_id": "shift", "drill_id": "drill", "item_id": "item", "job_id": "job", "name": "cloud",
               "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase",
               "notification_id": "notification", "subscription_id": "subscription", "extension_id": "extension",
-              "attachment_id": "attachment", "kind": "template_kind", "volume_id": "volume"}
+              "attachment_id": "attachment", "kind": "template_kind", "volume_id": "volume",
+              "incident_id": "incident"}
 
 
 def _units_only_own(body: Any, world: World) -> None:
@@ -571,7 +601,7 @@ PROBES: list[Probe] = [
                   may(*SECURITY), body={"grant": False, "note": "请按期整改"})),
     # ------------------------------------------------------------ evidence files
     *scoped(Probe("GET", "/api/v1/attachments", may(), query="?entity=security_ticket&entity_id={ticket}")),
-    *scoped(Probe("POST", "/api/v1/attachments", may("admin", "dept", ok=201),
+    *scoped(Probe("POST", "/api/v1/attachments", may("admin", "secops", "dept", ok=201),
                   query="?entity=security_ticket&entity_id={ticket}&filename=整改说明.txt",
                   body={"说明": "已整改"})),
     *scoped(Probe("GET", "/api/v1/attachments/{attachment_id}", may())),
@@ -605,6 +635,15 @@ PROBES: list[Probe] = [
           body={"status": "done", "evidence": "防火墙已封禁"}, params={"alert_id": "attack"}),
     Probe("POST", "/api/v1/security/alerts/{alert_id}/close", may(*TRIAGE), params={"alert_id": "judged"}),
     Probe("POST", "/api/v1/security/blocklist", may(*TRIAGE, ok=201), body={"ip": "203.0.113.11", "reason": "扫描"}),
+    # ------------------------------------------------------------ incidents
+    *scoped(Probe("POST", "/api/v1/security/alerts/{alert_id}/incident", may(*TRIAGE, ok=201),
+                  body={"level": "general"}, params={"alert_id": "new_attack"})),
+    Probe("GET", "/api/v1/security/incidents", may()),
+    *scoped(Probe("GET", "/api/v1/security/incidents/{incident_id}", may())),
+    *scoped(Probe("POST", "/api/v1/security/incidents/{incident_id}/reports", may(*TRIAGE, ok=201),
+                  body={"recipient": "省委网信办", "content": "首报"})),
+    *scoped(Probe("POST", "/api/v1/security/incidents/{incident_id}/steps/{step}", may(*TRIAGE),
+                  body={"note": "已通知", "owner": "王芳"})),
     Probe("GET", "/api/v1/security/blocklist", may(dept=403), media="text/plain"),
     Probe("GET", "/api/v1/security/blocklist", may(dept=403), query="?format=txt", media="text/plain"),
     Probe("GET", "/api/v1/security/blocklist", may(dept=403), query="?format=csv", media="text/csv"),
@@ -629,16 +668,28 @@ PROBES: list[Probe] = [
           body={"name": "专项演练", "organiser": "市委网信办", "starts_at": "2099-01-01T00:00:00+08:00",
                 "ends_at": "2099-01-10T00:00:00+08:00", "units": ["990100-D01"]}),
     Probe("GET", "/api/v1/security/drills", may()),
-    Probe("POST", "/api/v1/security/drills/{drill_id}/phase/{phase}", may(*SECURITY)),
+    Probe("GET", "/api/v1/security/drills/templates", may()),
+    Probe("POST", "/api/v1/security/drills/templates", may(*SECURITY, ok=201),
+          body={"name": "holiday", "title": "节假日安全保障（本市）",
+                "items": [{"key": "duty-roster", "title": "值班表", "phase": "prepare", "days": -3}]}),
+    Probe("POST", "/api/v1/security/drills/{drill_id}/items", may(*SECURITY, ok=201),
+          body={"key": "briefing", "title": "护网动员部署会", "phase": "prepare", "days": -1}),
+    Probe("POST", "/api/v1/security/drills/{drill_id}/phase/{phase}", may(*SECURITY),
+          params={"drill_id": "ready_drill"}),
     Probe("GET", "/api/v1/security/drills/{drill_id}/progress", may()),
     Probe("GET", "/api/v1/security/drills/{drill_id}/items", may()),
     *scoped(Probe("GET", "/api/v1/security/drills/{drill_id}/items", may(), query="?unit={unit}",
                   label="unit filter")),
     *scoped(Probe("PATCH", "/api/v1/security/drills/{drill_id}/items/{item_id}", may(*SECURITY, "dept"),
                   body={"status": "in_progress"})),
+    *scoped(Probe("POST", "/api/v1/security/drills/{drill_id}/items/{item_id}/waive", may(*SECURITY),
+                  body={"reason": "已纳入市级统一台账"}, params={"item_id": "waivable_item"})),
     *scoped(Probe("POST", "/api/v1/security/drills/{drill_id}/items/{item_id}/verify", may(*SECURITY),
                   params={"item_id": "done_item"})),
     Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), media="text/html"),
+    Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), query="?format=json"),
+    Probe("GET", "/api/v1/security/drills/{drill_id}/summary", may(), query="?format=xlsx",
+          media="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     # ------------------------------------------------------------ audit and jobs
     Probe("GET", "/api/v1/audit", may("admin", "auditor")),
     Probe("GET", "/api/v1/jobs", may(), dept_check=_jobs_only_own),

@@ -7,13 +7,15 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloudctl.core.auth import Role
 from cloudctl.core.models import utcnow
 from cloudctl.org.models import User
 from cloudctl.security.service import duty
 from tests.api.conftest import auth
-from tests.factories import ADMIN, MiniCity
+from tests.factories import ADMIN, MiniCity, make_officers
 
 URL = "/api/v1/security/duty"
 
@@ -58,6 +60,8 @@ def test_roster_overlaps_check_in_and_on_shift(client: TestClient, city: MiniCit
     officer = session.get(User, city.principals["duty"].user_id)
     assert officer is not None
     officer.display_name = "张伟"
+    make_officers(session, "王芳", "李娜", "赵磊", "孙强")
+    make_officers(session, "陈主任", role=Role.SECOPS)
     session.commit()
     assert client.get(f"{URL}/on-shift", headers=duty_headers).json() is None
 
@@ -182,6 +186,8 @@ def test_check_in_is_the_officers_own_or_recorded_for_them(client: TestClient, c
     from cloudctl.core.audit import list_audit
 
     now = utcnow()
+    make_officers(session, "王芳")
+    session.commit()
     created = client.post(f"{URL}/periods", headers=auth(city, "secops"), json={
         "name": "护网值守", "kind": "drill", "starts_at": iso(now - timedelta(hours=1)),
         "ends_at": iso(now + timedelta(days=1)), "every_hours": 4})
@@ -209,7 +215,6 @@ def test_check_in_is_the_officers_own_or_recorded_for_them(client: TestClient, c
 
 
 def make_user_token(session: Session, username: str) -> dict[str, str]:
-    from cloudctl.core.auth import Role
     from cloudctl.org import service
     from tests.factories import make_user
 
@@ -305,3 +310,74 @@ def test_a_period_from_before_the_bounds_answers_for_its_window(client: TestClie
     missing = client.get(f"{URL}/missing?period={period.id}", headers=auth(city, "duty")).json()
     # A day of hourly slots overdue for the two departments, less the one the department just sent, and the next.
     assert 40 <= len(missing) <= 52
+
+
+def test_the_roster_names_duty_and_security_users(client: TestClient, city: MiniCity, session: Session,
+                                                  period: tuple[int, datetime]) -> None:
+    """Officer, backup and leader are users with the duty or secops role, by login or unique display name; an
+    unknown name, another role, a disabled user or an ambiguous display name is refused naming the field."""
+    period_id, now = period
+    secops = auth(city, "secops")
+    shifts = f"{URL}/periods/{period_id}/shifts"
+    make_officers(session, "王芳", "张伟")
+    make_officers(session, "张伟")  # a second 张伟: the display name alone no longer says who
+    clerk = make_officers(session, "钱科员", role=Role.OPS)["钱科员"]
+    gone = make_officers(session, "周离职")["周离职"]
+    gone.active = False
+    session.commit()
+
+    def shift(**names: str) -> httpx.Response:
+        return client.post(shifts, headers=secops, json={
+            "starts_at": iso(now - timedelta(hours=1)), "ends_at": iso(now + timedelta(hours=1)), **names})
+
+    for names, field, words in (({"officer": "查无此人"}, "officer", "no user"),
+                                ({"officer": "王芳", "backup": "钱科员"}, "backup", "duty or secops"),
+                                ({"officer": "王芳", "leader": clerk.username}, "leader", "duty or secops"),
+                                ({"officer": "周离职"}, "officer", "disabled"),
+                                ({"officer": "张伟"}, "officer", "give the login"),
+                                ({"officer": "王芳", "backup": "王芳"}, "backup", "other than")):
+        refused = shift(**names)
+        assert refused.status_code == 422, (names, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert field_of(refused) == field
+        assert words in refused.json()["detail"]
+    assert client.get(shifts, headers=secops).json() == []
+
+    added = shift(officer="王芳", backup="duty-user", leader="secops-user")
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert body["officer_id"] == session.scalar(select(User.id).where(User.display_name == "王芳"))
+    assert (body["backup_id"], body["leader_id"]) == (city.principals["duty"].user_id,
+                                                      city.principals["secops"].user_id)
+    assert body["unresolved"] is False
+    # The backup checks in by who they are, whatever their display name.
+    checked = client.post(f"{URL}/shifts/{body['id']}/check-in", headers=auth(city, "duty"))
+    assert checked.status_code == 200, checked.text
+
+
+def test_the_missing_list_shows_late_and_missing(client: TestClient, city: MiniCity, session: Session) -> None:
+    """A report filed after its slot's grace is for the slot that has just passed, marked late, and listed as late
+    next to the slots still missing; the internal count of what is owed leaves it out."""
+    now = utcnow()
+    created = client.post(f"{URL}/periods", headers=auth(city, "secops"), json={
+        "name": "国庆值守", "kind": "holiday", "starts_at": iso(now - timedelta(hours=4, minutes=50)),
+        "ends_at": iso(now + timedelta(days=1)), "every_hours": 2, "grace_minutes": 30,
+        "reporting_kinds": ["department"]})
+    period_id = created.json()["id"]
+    period = duty.get_period(session, ADMIN, period_id)
+    first, second = duty.slots(period, until=now)
+    # D01 files its zero-report now: for the slot just passed (50 minutes ago), late.
+    filed = client.post(f"{URL}/periods/{period_id}/reports", headers=auth(city, "dept"), json={"zero": True})
+    assert filed.status_code == 201, filed.text
+    assert (datetime.fromisoformat(filed.json()["slot_at"]), filed.json()["late"]) == (second, True)
+
+    rows = client.get(f"{URL}/missing?period={period_id}", headers=auth(city, "duty")).json()
+    state = {(r["unit_code"], datetime.fromisoformat(r["slot_at"])): (r["overdue"], r["late"]) for r in rows}
+    assert state[("990100-D01", second)] == (False, True)
+    assert state[("990100-D01", first)] == (True, False)
+    assert state[("990100-D02", second)] == (True, False)
+    assert next(r for r in rows if r["late"])["submitted_at"] is not None
+    without = client.get(f"{URL}/missing?period={period_id}&late=false", headers=auth(city, "duty")).json()
+    assert not any(r["late"] for r in without)
+    assert len(without) == len(rows) - 1
+    assert not any(m.late for m in duty.missing_reports(session, ADMIN, period_id=period_id))

@@ -109,7 +109,9 @@ def test_zero_reports_and_overdue_slots(client: TestClient, session: Session, ci
     assert wrong.status_code == 422
     mine = client.get("/api/v1/security/duty/missing", headers=auth(city, "dept")).json()
     assert {m["unit_code"] for m in mine} == {"990100-D01"}
-    assert not [m for m in mine if not m["overdue"]]  # the coming slot is reported
+    assert not [m for m in mine if not m["overdue"] and not m["late"]]  # the coming slot is reported
+    # The slot reported late is listed as late (补报), the ones never reported as overdue.
+    assert [datetime.fromisoformat(m["slot_at"]) for m in mine if m["late"]] == [slots[2]]
 
 
 def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: MiniCity) -> None:
@@ -147,8 +149,38 @@ def test_a_drill_checklist_per_unit_with_progress(client: TestClient, city: Mini
     progress = client.get(f"/api/v1/security/drills/{drill}/progress", headers=auth(city, "secops")).json()
     prepare = next(r for r in progress if r["unit_code"] == "990100-D01" and r["phase"] == "prepare")
     assert (prepare["done"], prepare["total"]) == (1, 4)
+    # Progress in the drill's order of phases, not the alphabet's.
+    assert [r["phase"] for r in progress if r["unit_code"] == "990100-D01"] == [
+        "prepare", "self_check", "on_duty", "summary"]
     assert client.post(f"/api/v1/security/drills/{drill}/phase/on_duty", headers=auth(city, "secops")).status_code \
         == 409
+    # One of four preparation items done in D01, none in D02: the phase holds.
+    held = client.post(f"/api/v1/security/drills/{drill}/phase/self_check", headers=auth(city, "secops"))
+    assert held.status_code == 409
+    assert held.json()["errors"][0]["field"] == "phase"
+    assert "7 required prepare" in held.json()["detail"]
+    everything = client.get(f"/api/v1/security/drills/{drill}/items", headers=auth(city, "secops")).json()
+    pending = [i for i in everything if i["phase"] == "prepare" and i["status"] != "done"]
+    waive = f"/api/v1/security/drills/{drill}/items/{pending[0]['id']}/waive"
+    assert client.post(waive, json={"reason": "x"}, headers=auth(city, "secops")).status_code == 422
+    assert client.post(waive, json={"reason": "已纳入市级统一资产台账"}, headers=auth(city, "dept")).status_code in (
+        403, 404)
+    for item in pending:
+        waived = client.post(f"/api/v1/security/drills/{drill}/items/{item['id']}/waive",
+                             json={"reason": "已纳入市级统一资产台账"}, headers=auth(city, "secops"))
+        assert waived.status_code == 200, waived.text
+        assert (waived.json()["status"], waived.json()["waiver_reason"]) == ("waived", "已纳入市级统一资产台账")
+    assert client.post(waive, json={"reason": "再次豁免"}, headers=auth(city, "secops")).status_code == 409
+    d01_item = next(i for i in pending if i["unit_code"] == "990100-D01")
+    assert client.patch(f"/api/v1/security/drills/{drill}/items/{d01_item['id']}", json={"status": "waiting"},
+                        headers=auth(city, "dept")).status_code == 409  # the waiver is the security team's
+    by_phase = client.get(f"/api/v1/security/drills/{drill}/progress?by=phase", headers=auth(city, "secops")).json()
+    assert (by_phase[0]["phase"], by_phase[0]["unit_code"], by_phase[0]["done"], by_phase[0]["waived"],
+            by_phase[0]["total"], by_phase[0]["ratio"]) == ("prepare", None, 1, 7, 8, 1.0)
+    assert [r["phase"] for r in by_phase] == ["prepare", "self_check", "on_duty", "summary"]
+    by_unit = client.get(f"/api/v1/security/drills/{drill}/progress?by=unit", headers=auth(city, "dept")).json()
+    assert [(r["unit_code"], r["phase"], r["total"], r["done"], r["waived"]) for r in by_unit] == [
+        ("990100-D01", None, 13, 1, 3)]
     assert client.post(f"/api/v1/security/drills/{drill}/phase/self_check",
                        headers=auth(city, "secops")).json()["phase"] == "self_check"
     summary = client.get(f"/api/v1/security/drills/{drill}/summary", headers=auth(city, "secops"))
@@ -238,3 +270,88 @@ def test_the_block_list_csv_neutralises_formulas(client: TestClient, city: MiniC
     text = client.get("/api/v1/security/blocklist?format=csv", headers=headers)
     assert text.headers["content-type"].startswith("text/csv")
     assert "203.0.113.8,'=cmd|' /C calc'!A0," in text.text
+
+
+def test_templates_are_versioned_chosen_at_creation_and_a_drill_takes_its_own_items(client: TestClient,
+                                                                                     city: MiniCity) -> None:
+    secops, dept = auth(city, "secops"), auth(city, "dept")
+    listed = client.get("/api/v1/security/drills/templates", headers=dept).json()
+    assert [(t["name"], t["version"]) for t in listed] == [("holiday", 0), ("national", 0), ("provincial", 0)]
+    start = utcnow() + timedelta(days=20)
+    body = {"name": "2027 国庆节假日保障", "organiser": "市委网信办", "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(days=7)).isoformat(), "units": ["990100-D01", "990100-D02"]}
+    holiday = client.post("/api/v1/security/drills", headers=secops, json={**body, "template": "holiday"})
+    assert holiday.status_code == 201, holiday.text
+    assert (holiday.json()["template"], holiday.json()["template_version"]) == ("holiday", 0)
+    items = client.get(f"/api/v1/security/drills/{holiday.json()['id']}/items", headers=dept).json()
+    assert [i["key"] for i in items][-1] == "summary-report"
+    assert len(items) == 6
+    unknown = client.post("/api/v1/security/drills", headers=secops, json={**body, "template": "city-special"})
+    assert (unknown.status_code, unknown.json()["errors"][0]["field"]) == (422, "template")
+
+    # The city's own version of the national template; drills made before keep theirs.
+    own = {"name": "national", "title": "国家护网行动（本市）", "items": [
+        {"key": "asset-inventory", "title": "资产梳理", "phase": "prepare", "days": -10},
+        {"key": "cloud-check", "title": "政务云租户安全检查", "phase": "self_check", "days": -3, "mandatory": False},
+        {"key": "summary-report", "title": "护网总结报告", "phase": "summary", "days": 7}]}
+    assert client.post("/api/v1/security/drills/templates", headers=dept, json=own).status_code == 403
+    misplaced = client.post("/api/v1/security/drills/templates", headers=secops, json={
+        **own, "items": [{"key": "summary-report", "title": "总结", "phase": "summary", "days": -1}]})
+    assert misplaced.status_code == 422
+    made = client.post("/api/v1/security/drills/templates", headers=secops, json=own)
+    assert (made.status_code, made.json()["version"]) == (201, 1), made.text
+    assert client.post("/api/v1/security/drills/templates", headers=secops, json=own).json()["version"] == 2
+    latest = client.post("/api/v1/security/drills", headers=secops, json=body).json()
+    assert (latest["template"], latest["template_version"]) == ("national", 2)
+    assert len(client.get(f"/api/v1/security/drills/{latest['id']}/items", headers=secops).json()) == 6
+    built_in = client.post("/api/v1/security/drills", headers=secops, json={**body, "template_version": 0}).json()
+    assert len(client.get(f"/api/v1/security/drills/{built_in['id']}/items", headers=dept).json()) == 13
+
+    # An item for one drill only, for each of its units, on its timeline.
+    url = f"/api/v1/security/drills/{latest['id']}/items"
+    extra = {"key": "hw-briefing", "title": "护网动员部署会", "phase": "prepare", "days": -5}
+    assert client.post(url, headers=dept, json=extra).status_code == 403
+    added = client.post(url, headers=secops, json=extra)
+    assert added.status_code == 201, added.text
+    assert {i["unit_code"] for i in added.json()} == {"990100-D01", "990100-D02"}
+    due = datetime.fromisoformat(added.json()[0]["due_at"])
+    assert utcnow() < due <= start - timedelta(days=5)
+    assert client.post(url, headers=secops, json=extra).status_code == 409
+    assert len(client.get(url, headers=dept).json()) == 4
+    assert len(client.get(f"/api/v1/security/drills/{holiday.json()['id']}/items", headers=dept).json()) == 6
+
+
+def test_evidence_files_on_items_in_the_attachment_store_verified_by_the_security_team(client: TestClient,
+                                                                                        city: MiniCity) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    start = utcnow() + timedelta(days=15)
+    drill = client.post("/api/v1/security/drills", headers=auth(city, "secops"), json={
+        "name": "2027 护网行动", "organiser": "市委网信办", "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(days=14)).isoformat(), "units": ["990100-D01", "990100-D02"]}).json()["id"]
+    items = client.get(f"/api/v1/security/drills/{drill}/items", headers=auth(city, "secops")).json()
+    mine = next(i for i in items if i["unit_code"] == "990100-D01")
+    theirs = next(i for i in items if i["unit_code"] == "990100-D02")
+    dept = auth(city, "dept")
+    upload = "/api/v1/attachments?entity=security_drill_item&entity_id={}&filename=资产台账截图.png"
+    uploaded = client.post(upload.format(mine["id"]), content=png,
+                           headers={**dept, "Content-Type": "application/octet-stream"})
+    assert uploaded.status_code == 201, uploaded.text
+    # Another unit's item is not there for the department; its files are not its evidence either.
+    assert client.post(upload.format(theirs["id"]), content=png,
+                       headers={**dept, "Content-Type": "application/octet-stream"}).status_code == 404
+    other_file = client.post(upload.format(theirs["id"]), content=png, headers={
+        **auth(city, "admin"), "Content-Type": "application/octet-stream"}).json()["id"]
+    url = f"/api/v1/security/drills/{drill}/items/{mine['id']}"
+    foreign = client.patch(url, headers=dept, json={"status": "done", "attachments": [other_file]})
+    assert (foreign.status_code, foreign.json()["errors"][0]["field"]) == (422, "attachments")
+    done = client.patch(url, headers=dept, json={"status": "done", "attachments": [uploaded.json()["id"]]})
+    assert done.status_code == 200, done.text
+    assert (done.json()["evidence_files"], done.json()["evidence"]) == ([uploaded.json()["id"]], None)
+    assert client.post(f"{url}/verify", headers=dept).status_code == 403
+    verified = client.post(f"{url}/verify", headers=auth(city, "secops"))
+    assert verified.status_code == 200
+    assert verified.json()["verifier"] is not None
+    download = client.get(f"/api/v1/attachments/{uploaded.json()['id']}/content", headers=auth(city, "secops"))
+    assert download.content == png
+    listed = client.get(f"/api/v1/attachments?entity=security_drill_item&entity_id={mine['id']}", headers=dept)
+    assert listed.json()["total"] == 1

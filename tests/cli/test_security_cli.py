@@ -58,6 +58,8 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     drill_id = created.output.split()[1]
     rows = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "-o", "json"]).output)
     units = {r["unit_code"] for r in rows}
+    assert [r["phase"] for r in rows if r["unit_code"] == rows[0]["unit_code"]] == [
+        "prepare", "self_check", "on_duty", "summary"]
     assert len(units) > 1
     assert {r["phase"] for r in rows} >= {"prepare", "self_check"}
     assert all(r["done"] == 0 and r["total"] > 0 for r in rows)
@@ -66,13 +68,55 @@ def test_drill_create_progress_and_report(demo: CliRunner, tmp_path: Path) -> No
     early = demo.invoke(app, ["sec", "drill", "phase", drill_id, "on_duty"])
     assert early.exit_code == 1
     assert "next phase is self_check" in early.output
+    # A drill of two units created two weeks ahead: nothing is overdue, the summary report is due after the end.
+    two = sorted(units)[:2]
+    ahead = datetime.now(BEIJING).replace(microsecond=0) + timedelta(days=14)
+    created = demo.invoke(app, ["sec", "drill", "create", "--name", "2027 护网行动", "--organiser", "市网信办",
+                                "--starts", ahead.isoformat(), "--ends", (ahead + timedelta(days=14)).isoformat(),
+                                "--unit", two[0], "--unit", two[1]])
+    assert created.exit_code == 0, created.output
+    drill_id = created.output.split()[1]
+    rows = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "-o", "json"]).output)
+    assert ({r["unit_code"] for r in rows}, sum(r["overdue"] for r in rows)) == (set(two), 0)
+    items = json.loads(demo.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)
+    report_due = next(datetime.fromisoformat(i["due_at"]) for i in items if i["key"] == "summary-report")
+    assert report_due == ahead + timedelta(days=19)
+    # One preparation item done is not the phase done: the drill holds, naming what is open.
+    first = items[0]
+    assert first["phase"] == "prepare"
+    assert demo.invoke(app, ["sec", "drill", "item", drill_id, str(first["id"]), "done", "--evidence",
+                             "资产台账 v3"]).exit_code == 0
+    held = demo.invoke(app, ["sec", "drill", "phase", drill_id, "self_check"])
+    assert held.exit_code == 1
+    assert "required prepare" in held.output
+    assert len(held.output.strip().splitlines()) == 1
+    by_phase = json.loads(demo.invoke(app, ["sec", "drill", "progress", drill_id, "--by", "phase", "-o",
+                                            "json"]).output)
+    assert [r["phase"] for r in by_phase] == ["prepare", "self_check", "on_duty", "summary"]
+    assert by_phase[0]["done"] == 1
+    assert "准备阶段" in demo.invoke(app, ["sec", "drill", "progress", drill_id, "--by", "phase"]).output
+    assert demo.invoke(app, ["sec", "drill", "progress", drill_id, "--by", "week"]).exit_code == 1
+    # The security team waives the rest of the preparation with a reason; then the phase moves on.
+    for item in json.loads(demo.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output):
+        if item["phase"] == "prepare" and item["status"] == "waiting":
+            waived = demo.invoke(app, ["sec", "drill", "waive", drill_id, str(item["id"]), "--reason", "已纳入台账"])
+            assert waived.exit_code == 0, waived.output
     assert "自查阶段" in demo.invoke(app, ["sec", "drill", "phase", drill_id, "self_check"]).output
     out = tmp_path / "summary.html"
     report = demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(out)])
     assert report.exit_code == 0, report.output
     text = out.read_text(encoding="utf-8")
-    assert "2026 护网行动" in text
-    assert all(code in text for code in units)
+    assert "2027 护网行动" in text
+    assert all(code in text for code in two)
+    assert "值守报告" in text
+    assert "攻击处置用时" in text
+    book = tmp_path / "summary.xlsx"
+    assert demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(book)]).exit_code == 0
+    assert book.read_bytes()[:2] == b"PK"
+    figures = json.loads(demo.invoke(app, ["sec", "drill", "report", drill_id, "-o", "json"]).output)
+    assert {r["unit_code"] for r in figures["checklist"]} == set(two)
+    wrong = demo.invoke(app, ["sec", "drill", "report", drill_id, "--out", str(tmp_path / "summary.pdf")])
+    assert (wrong.exit_code, len(wrong.output.strip().splitlines())) == (1, 1)
     naive = demo.invoke(app, ["sec", "drill", "create", "--name", "x drill", "--organiser", "市网信办",
                               "--starts", "2026-12-01T09:00", "--ends", "2026-12-21T18:00+08:00"])
     assert naive.exit_code == 1
@@ -95,6 +139,22 @@ def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
     listed = next(p for p in periods if str(p["id"]) == period_id)
     assert (listed["kind"], listed["report_times"], listed["zero_reports"]) == ("holiday", ["09:00", "17:00"], False)
 
+    # The roster names users: an unknown name is refused in one line naming the field.
+    unknown = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
+                                "--officer", "张伟"])
+    assert unknown.exit_code == 1
+    assert "officer" in unknown.output
+    assert "no user '张伟'" in unknown.output
+    assert len(unknown.output.strip().splitlines()) == 1
+    for login, role, name in (("zhangwei", "duty", "张伟"), ("wangfang", "duty", "王芳"), ("lina", "duty", "李娜"),
+                              ("zhaolei", "duty", "赵磊"), ("chenzr", "secops", "陈主任"), ("clerk", "ops", "钱科员")):
+        made = demo.invoke(app, ["user", "create", login, "--role", role, "--display-name", name])
+        assert made.exit_code == 0, made.output
+    not_duty = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
+                                 "--officer", "张伟", "--backup", "钱科员"])
+    assert not_duty.exit_code == 1
+    assert "backup" in not_duty.output
+    assert "duty or secops" in not_duty.output
     added = demo.invoke(app, ["sec", "duty", "shift-add", period_id, "--starts", at(-1), "--ends", at(1),
                               "--officer", "张伟", "--backup", "王芳", "--leader", "陈主任"])
     assert added.exit_code == 0, added.output
@@ -105,7 +165,9 @@ def test_duty_period_roster_and_on_shift(demo: CliRunner) -> None:
     assert "handover" in clash.output
     assert len(clash.output.strip().splitlines()) == 1
 
-    checked = demo.invoke(app, ["sec", "duty", "check-in", shift_id, "--note", "告警已清零"])
+    # Another duty officer may not check in for 张伟; 张伟 may.
+    assert demo.invoke(app, ["--as", "lina", "sec", "duty", "check-in", shift_id]).exit_code == 1
+    checked = demo.invoke(app, ["--as", "zhangwei", "sec", "duty", "check-in", shift_id, "--note", "告警已清零"])
     assert checked.exit_code == 0, checked.output
     on_shift = json.loads(demo.invoke(app, ["sec", "duty", "on-shift", "-o", "json"]).output)
     assert (str(on_shift["id"]), on_shift["officer"], on_shift["handover_note"]) == (shift_id, "张伟", "告警已清零")
@@ -214,3 +276,106 @@ def test_sec_block_goes_through_the_guard(runner: CliRunner) -> None:
     done = runner.invoke(app, ["sec", "block", "203.0.113.9", "--reason", "暴力破解"])
     assert done.exit_code == 0, done.output
     assert runner.invoke(app, ["sec", "blocklist"]).output == "203.0.113.9\n"
+
+
+def test_an_attack_becomes_an_incident_worked_through_its_steps(runner: CliRunner) -> None:
+    from cloudctl.core.auth import system_principal
+    from cloudctl.core.db import session_scope
+    from cloudctl.security.service import alerts
+
+    with session_scope() as session:
+        attack = alerts.receive(session, system_principal(), {
+            "source": "态势感知", "source_ref": "evt-9", "title": "Webshell 上传", "severity": "critical",
+            "src_ip": "203.0.113.77", "dst_ip": "192.0.2.10"})[0].id
+    alert_id = str(attack)
+    not_judged = runner.invoke(app, ["sec", "incident-open", alert_id, "--level", "major"])
+    assert (not_judged.exit_code, len(not_judged.output.strip().splitlines())) == (1, 1)
+    assert "judged an attack" in not_judged.output
+    assert runner.invoke(app, ["sec", "verdict", alert_id, "attack"]).exit_code == 0
+    bad = runner.invoke(app, ["sec", "incident-open", alert_id, "--level", "huge"])
+    assert bad.exit_code != 0
+    opened = runner.invoke(app, ["sec", "incident-open", alert_id, "--level", "major", "--operator-kind",
+                                 "state_organ"])
+    assert opened.exit_code == 0, opened.output
+    assert "重大" in opened.output
+    assert "report due" in opened.output
+    incident_id = opened.output.split()[5]
+    listed = json.loads(runner.invoke(app, ["sec", "incidents", "-o", "json"]).output)
+    assert [(str(i["id"]), i["level"], i["source_ip"]) for i in listed] == [(incident_id, "major", "203.0.113.77")]
+    # 阻断 blocks the source through the block list's guard, with an expiry.
+    blocked = runner.invoke(app, ["sec", "incident-step", incident_id, "block", "--status", "done",
+                                  "--note", "防火墙封禁"])
+    assert blocked.exit_code == 0, blocked.output
+    assert runner.invoke(app, ["sec", "blocklist"]).output == "203.0.113.77\n"
+    refused = runner.invoke(app, ["sec", "incident-step", incident_id, "respond", "--status", "done"])
+    assert (refused.exit_code, len(refused.output.strip().splitlines())) == (1, 1)
+    assert "note" in refused.output
+    for args in (["respond", "--status", "done", "--note", "已响应", "--owner", "王芳"],
+                 ["investigate", "--status", "done", "--note", "已排查"], ["kill", "--status", "skipped"],
+                 ["record", "--status", "done", "--filing-number", "BA-9", "--filing-recipient", "市网安支队"],
+                 ["reply", "--status", "done", "--reply-to", "省委网信办", "--reply", "已处置"]):
+        worked = runner.invoke(app, ["sec", "incident-step", incident_id, *args])
+        assert worked.exit_code == 0, worked.output
+    assert "已处置" in worked.output
+    reported = runner.invoke(app, ["sec", "incident-report", incident_id, "--to", "市委网信办", "--content", "首报"])
+    assert reported.exit_code == 0, reported.output
+    shown = json.loads(runner.invoke(app, ["sec", "incident", incident_id, "-o", "json"]).output)
+    assert shown["status"] == "closed"
+    assert shown["reports"][0]["recipient"] == "市委网信办"
+    assert shown["steps"][4]["filing_number"] == "BA-9"
+    table = runner.invoke(app, ["sec", "incident", incident_id])
+    assert table.exit_code == 0
+    assert "阻断" in table.output
+    assert "市委网信办" in table.output
+    missing = runner.invoke(app, ["sec", "incident", "999"])
+    assert (missing.exit_code, len(missing.output.strip().splitlines())) == (1, 1)
+
+
+def test_drill_templates_from_a_file_and_an_item_for_one_drill(runner: CliRunner, tmp_path: Path) -> None:
+    from cloudctl.core.db import session_scope
+    from tests.factories import build_mini_city
+
+    with session_scope() as session:
+        build_mini_city(session)
+    listed = json.loads(runner.invoke(app, ["sec", "drill", "templates", "-o", "json"]).output)
+    assert {(t["name"], t["version"]) for t in listed} == {("national", 0), ("provincial", 0), ("holiday", 0)}
+    own = tmp_path / "guard.yml"
+    own.write_text("name: spring-festival\ntitle: 春节安全保障\nitems:\n"
+                   "  - {key: duty-roster, title: 春节值班表, phase: prepare, days: -3}\n"
+                   "  - {key: summary-report, title: 春节保障小结, phase: summary, days: 2}\n", encoding="utf-8")
+    added = runner.invoke(app, ["sec", "drill", "template-add", str(own)])
+    assert added.exit_code == 0, added.output
+    assert "spring-festival version 1: 2 items" in added.output
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\ntitle: t\nitems: [{key: a, title: 总结, phase: summary, days: -2}]\n", encoding="utf-8")
+    refused = runner.invoke(app, ["sec", "drill", "template-add", str(bad)])
+    assert (refused.exit_code, len(refused.output.strip().splitlines())) == (1, 1)
+    start = datetime.now(BEIJING).replace(microsecond=0) + timedelta(days=10)
+    created = runner.invoke(app, ["sec", "drill", "create", "--name", "2027 春节保障", "--organiser", "市网信办",
+                                  "--starts", start.isoformat(), "--ends", (start + timedelta(days=7)).isoformat(),
+                                  "--unit", "990100-D01", "--template", "spring-festival"])
+    assert created.exit_code == 0, created.output
+    assert "spring-festival v1" in created.output
+    drill_id = created.output.split()[1]
+    item = runner.invoke(app, ["sec", "drill", "item-add", drill_id, "--key", "briefing", "--title", "保障动员会",
+                               "--phase", "prepare", "--days", "-2"])
+    assert item.exit_code == 0, item.output
+    keys = [i["key"] for i in json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)]
+    assert keys == ["duty-roster", "briefing", "summary-report"]
+    # Evidence files go to the attachment store; the security team verifies the item with them.
+    shot = tmp_path / "值班表.png"
+    shot.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    first = json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)[0]
+    done = runner.invoke(app, ["sec", "drill", "item", drill_id, str(first["id"]), "done", "--file", str(shot)])
+    assert done.exit_code == 0, done.output
+    exe = tmp_path / "x.exe"
+    exe.write_bytes(b"MZ\x90\x00" + b"\x00" * 40)
+    second = json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)[1]
+    refused = runner.invoke(app, ["sec", "drill", "item", drill_id, str(second["id"]), "done", "--file", str(exe)])
+    assert (refused.exit_code, len(refused.output.strip().splitlines())) == (1, 1)
+    verified = runner.invoke(app, ["sec", "drill", "verify", drill_id, str(first["id"])])
+    assert verified.exit_code == 0, verified.output
+    assert "with files" in verified.output
+    shown = json.loads(runner.invoke(app, ["sec", "drill", "items", drill_id, "-o", "json"]).output)[0]
+    assert shown["evidence_files"]
+    assert shown["verifier"]

@@ -26,6 +26,7 @@ from cloudctl.org.models import Unit
 from cloudctl.security.models import Asset, DutyKind, Finding, ItemStatus, Severity
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
 from cloudctl.security.service import drills, duty, findings
+from tests.factories import make_officers
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
 from tests.support.democity import DemoCityFiles
@@ -90,11 +91,13 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
         drill = drills.create_drill(session, admin, drills.DrillCreate(
             name="2026 护网行动", organiser="市委网信办", starts_at=now + timedelta(days=17, minutes=5),
             ends_at=now + timedelta(days=30), units=["990100-D01", "990100-D02"]))
-        first = drills.list_items(session, admin, drill.id)[0]
+        first, second = drills.list_items(session, admin, drill.id)[:2]
         drills.update_item(session, admin, drill.id, first.id, ItemStatus.DONE, evidence="资产台账 v3")
+        second.due_at = now - timedelta(hours=1)  # days have passed: the next preparation item is late
         period = duty.create_period(session, admin, duty.PeriodCreate(
             name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=16),
             report_times=["09:00", "17:00"]))
+        make_officers(session, "王值班", "李备班", "赵处长")
         duty.add_shift(session, admin, period.id, duty.ShiftCreate(
             starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=11), officer="王值班", backup="李备班",
             leader="赵处长"))

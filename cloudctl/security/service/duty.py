@@ -14,12 +14,12 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloudctl.core import audit, read
-from cloudctl.core.auth import Principal, authorize, can
+from cloudctl.core.auth import Principal, Role, authorize, can
 from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
 from cloudctl.core.errors import Conflict, InvalidInput, PermissionDenied
@@ -99,12 +99,17 @@ class PeriodCreate(BaseModel):
         return self
 
 
+# Who may stand on a roster: the duty officers and the security team.
+ROSTER_ROLES = (Role.DUTY, Role.SECOPS)
+_RosterName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoControl]
+
+
 class ShiftCreate(BaseModel):
     starts_at: datetime
     ends_at: datetime
-    officer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoControl]
-    backup: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoControl] | None = None
-    leader: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoControl] | None = None
+    officer: _RosterName = Field(description="值班员: a user with the duty or secops role, by login or display name")
+    backup: _RosterName | None = Field(default=None, description="备班: a duty or secops user")
+    leader: _RosterName | None = Field(default=None, description="带班领导: a duty or secops user")
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -221,10 +226,42 @@ def _clash(a: DutyShift, starts_at: datetime, ends_at: datetime) -> bool:
     return not handover or min(a.ends_at, ends_at) - max(a.starts_at, starts_at) > HANDOVER
 
 
+def roster_user(session: Session, name: str, *, field: str) -> User:
+    """The user a roster names, by login or (when it is unique) display name: active, with the duty or secops
+    role. A name nobody can log in as is refused, naming the field."""
+    users = list(session.scalars(select(User).where(or_(User.username == name, User.display_name == name))
+                                 .order_by(User.id)))
+    user = next((u for u in users if u.username == name), None)
+    if user is None:
+        if len(users) > 1:
+            raise InvalidInput(f"{name!r} is the display name of {len(users)} users: give the login "
+                               f"({', '.join(u.username for u in users)})", field=field)
+        if not users:
+            raise InvalidInput(f"no user {name!r}: the roster names users with the duty or secops role",
+                               field=field)
+        user = users[0]
+    if not user.active:
+        raise InvalidInput(f"user {user.username} is disabled", field=field)
+    if user.role not in ROSTER_ROLES:
+        raise InvalidInput(f"user {user.username} is {user.role.value} ({user.role.label}); the roster names users "
+                           "with the duty or secops role", field=field)
+    return user
+
+
+def _shown(user: User | None) -> str | None:
+    return (user.display_name or user.username) if user is not None else None
+
+
 def add_shift(session: Session, principal: Principal, period_id: int, data: ShiftCreate) -> DutyShift:
-    """A shift of the roster: inside its period, overlapping another only by a handover of at most 30 minutes."""
+    """A shift of the roster: inside its period, overlapping another only by a handover of at most 30 minutes;
+    officer, backup and leader are users with the duty or secops role."""
     authorize(principal, "security.duty:write")
     period = get_period(session, principal, period_id)
+    officer = roster_user(session, data.officer, field="officer")
+    backup = roster_user(session, data.backup, field="backup") if data.backup else None
+    leader = roster_user(session, data.leader, field="leader") if data.leader else None
+    if backup is not None and backup.id == officer.id:
+        raise InvalidInput("the backup is someone other than the officer", field="backup")
     # Lock the period (PostgreSQL) so two shifts added at once cannot both pass the overlap check.
     session.refresh(period, with_for_update=True)
     starts_at, ends_at = data.starts_at.astimezone(UTC), data.ends_at.astimezone(UTC)
@@ -239,13 +276,15 @@ def add_shift(session: Session, principal: Principal, period_id: int, data: Shif
             raise Conflict(f"overlaps shift {other.id} ({other.officer}, {_local(other.starts_at)}–"
                            f"{_local(other.ends_at)}) by more than a {HANDOVER.seconds // 60}-minute handover",
                            field="starts_at")
-    shift = DutyShift(period_id=period.id, starts_at=starts_at, ends_at=ends_at, officer=data.officer,
-                      backup=data.backup, leader=data.leader)
+    shift = DutyShift(period_id=period.id, starts_at=starts_at, ends_at=ends_at, officer=_shown(officer),
+                      officer_id=officer.id, backup=_shown(backup), backup_id=backup.id if backup else None,
+                      leader=_shown(leader), leader_id=leader.id if leader else None)
     session.add(shift)
     session.flush()
     audit.record(session, principal, action="create", entity="duty_shift", entity_id=shift.id,
-                 after={"period": period.id, "starts_at": starts_at, "ends_at": ends_at, "officer": shift.officer,
-                        "backup": shift.backup, "leader": shift.leader})
+                 after={"period": period.id, "starts_at": starts_at, "ends_at": ends_at,
+                        "officer": officer.username, "backup": backup.username if backup else None,
+                        "leader": leader.username if leader else None})
     return shift
 
 
@@ -274,13 +313,10 @@ def on_shift(session: Session, principal: Principal, *, at: datetime | None = No
                           .order_by(DutyShift.starts_at.desc(), DutyShift.id.desc()).limit(1))
 
 
-def _is_on_roster(session: Session, principal: Principal, shift: DutyShift) -> bool:
-    """True when the principal is the shift's officer or backup, named on the roster by username or display name."""
-    names = {shift.officer, shift.backup} - {None}
-    if principal.username in names:
-        return True
-    user = session.get(User, principal.user_id) if principal.user_id is not None else None
-    return user is not None and user.display_name is not None and user.display_name in names
+def _is_on_roster(principal: Principal, shift: DutyShift) -> bool:
+    """True when the principal is the shift's officer or backup, the users the roster names. A roster name that
+    matched no user (kept from before rosters named users) is nobody's: the security team checks in for it."""
+    return principal.user_id is not None and principal.user_id in {shift.officer_id, shift.backup_id} - {None}
 
 
 def check_in(session: Session, principal: Principal, shift_id: int, *, handover_note: str | None = None,
@@ -290,7 +326,7 @@ def check_in(session: Session, principal: Principal, shift_id: int, *, handover_
     The security team may record a check-in for them (by phone, say): audited as made on their behalf."""
     authorize(principal, "security.duty:check-in")
     shift = get_shift(session, principal, shift_id)
-    on_behalf = not _is_on_roster(session, principal, shift)
+    on_behalf = not _is_on_roster(principal, shift)
     if on_behalf and not can(principal, "security.duty:check-in-for"):
         raise PermissionDenied(f"only the shift's officer ({shift.officer})"
                                + (f" or backup ({shift.backup})" if shift.backup else "")
@@ -382,12 +418,15 @@ class Missing(BaseModel):
     period_id: int
     unit_code: str
     slot_at: datetime
-    overdue: bool = Field(description="past its due time and grace; otherwise due soon")
+    overdue: bool = Field(description="past its due time and grace and still not in; otherwise due soon")
+    late: bool = Field(default=False, description="filed after its due time and grace (补报)")
+    submitted_at: datetime | None = Field(default=None, description="when a late report came in")
 
 
 def missing_reports(session: Session, principal: Principal, *, now: datetime | None = None,
-                    period_id: int | None = None) -> list[Missing]:
-    """Reports owed and not in: overdue ones, and those due in the coming slot."""
+                    period_id: int | None = None, include_late: bool = False) -> list[Missing]:
+    """Reports owed and not in: overdue ones, and those due in the coming slot; with ``include_late``, the reports
+    filed late (补报) for the slots past too, each slot's rows by unit."""
     authorize(principal, "security.duty:read")
     now = now or utcnow()
     periods = [get_period(session, principal, period_id)] if period_id else list_periods(session, principal,
@@ -403,10 +442,15 @@ def missing_reports(session: Session, principal: Principal, *, now: datetime | N
         upcoming = next_slot(period, now - grace)
         if upcoming is not None and upcoming not in relevant:
             relevant.append(upcoming)
-        done = {(u, s.astimezone(UTC)) for u, s in session.execute(
-            select(DutyReport.unit_id, DutyReport.slot_at).where(DutyReport.period_id == period.id))}
+        done = {(u, s.astimezone(UTC)): (late, at) for u, s, late, at in session.execute(
+            select(DutyReport.unit_id, DutyReport.slot_at, DutyReport.late, DutyReport.submitted_at)
+            .where(DutyReport.period_id == period.id))}
         for slot in relevant:
             for unit_id, code in units:
-                if (unit_id, slot) not in done:
+                filed = done.get((unit_id, slot))
+                if filed is None:
                     out.append(Missing(period_id=period.id, unit_code=code, slot_at=slot, overdue=slot + grace < now))
+                elif include_late and filed[0]:
+                    out.append(Missing(period_id=period.id, unit_code=code, slot_at=slot, overdue=False, late=True,
+                                       submitted_at=filed[1]))
     return out

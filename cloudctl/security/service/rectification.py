@@ -146,7 +146,8 @@ def remind_drills(session: Session, now: datetime) -> int:
     from cloudctl.security.models import Drill
 
     told = 0
-    items = session.scalars(select(DrillItem).where(DrillItem.status.not_in((ItemStatus.DONE, ItemStatus.CANCELLED)),
+    settled = (ItemStatus.DONE, ItemStatus.CANCELLED, ItemStatus.WAIVED)
+    items = session.scalars(select(DrillItem).where(DrillItem.status.not_in(settled),
                                                     DrillItem.due_at <= now + timedelta(days=DRILL_NOTICE_DAYS)))
     for item in items:
         drill = session.get(Drill, item.drill_id)
@@ -155,5 +156,25 @@ def remind_drills(session: Session, now: datetime) -> int:
                      key=f"{kind}:{item.id}:{item.due_at.isoformat()}", deadline=item.due_at,
                      link=f"/api/v1/security/drills/{item.drill_id}/items?unit={item.unit_code}",
                      data={"drill": drill.name if drill else "", "title": item.title}, now=now)
+        told += event is not None
+    return told
+
+
+@reminder("security.incidents")
+def remind_incidents(session: Session, now: datetime) -> int:
+    """Each incident whose reporting deadline has passed with no report made: urgent, to the duty officer and the
+    security team (the deadline itself was announced when the incident opened)."""
+    from cloudctl.security.models import Incident, IncidentReport
+
+    told = 0
+    reported = select(IncidentReport.incident_id)
+    for incident in session.scalars(select(Incident).where(Incident.report_due_at.is_not(None),
+                                                           Incident.report_due_at < now,
+                                                           Incident.id.not_in(reported))):
+        event = emit(session, "security.incident.report_overdue", unit_id=incident.unit_id,
+                     entity="security_incident", entity_id=incident.id, deadline=incident.report_due_at,
+                     link=f"/api/v1/security/incidents/{incident.id}",
+                     data={"incident": incident.id, "title": incident.title, "level": incident.level.label,
+                           "operator_kind": incident.operator_kind.label}, now=now)
         told += event is not None
     return told

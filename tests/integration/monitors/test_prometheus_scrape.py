@@ -71,9 +71,11 @@ def _a_day_of_security_work() -> None:
         duty.create_period(session, admin, duty.PeriodCreate(
             name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=3),
             ends_at=now + timedelta(days=20), every_hours=1, grace_minutes=15))
-        drills.create_drill(session, admin, drills.DrillCreate(
+        drill = drills.create_drill(session, admin, drills.DrillCreate(
             name="2026 护网行动", organiser="市委网信办", starts_at=now + timedelta(days=11),
             ends_at=now + timedelta(days=25)))
+        for item in drills.list_items(session, admin, drill.id)[:3]:
+            item.due_at = now - timedelta(hours=1)  # days have passed: the first items are late
 
 
 @pytest.fixture(scope="module")

@@ -159,6 +159,40 @@ def test_security_families(session: Session) -> None:
     assert value("cloudctl_security_attack_open_since_timestamp_seconds") > 0
 
 
+def test_incident_families_count_levels_reports_and_time_to_each_step(session: Session) -> None:
+    from datetime import timedelta
+
+    from cloudctl.core.models import utcnow
+    from cloudctl.security.models import IncidentLevel, StepStatus, Verdict
+    from cloudctl.security.service import alerts, incidents
+
+    build_mini_city(session)
+    opened = []
+    for n, level in enumerate((IncidentLevel.MAJOR, IncidentLevel.GENERAL, IncidentLevel.LARGE)):
+        alert = alerts.receive(session, ADMIN, {"source": "ids", "source_ref": f"i{n}", "title": "webshell",
+                                                "severity": "high", "src_ip": f"203.0.113.{n + 1}"})[0]
+        alerts.set_verdict(session, ADMIN, alert.id, Verdict.ATTACK)
+        opened.append(incidents.open_incident(session, ADMIN, alert.id, incidents.IncidentOpen(level=level)))
+    major, _, large = opened
+    # The major one began two hours ago and was blocked after 40 minutes; its report is still owed (4 hours).
+    major.opened_at -= timedelta(hours=2)
+    incidents.update_step(session, ADMIN, major.id, "block", incidents.StepUpdate(status=StepStatus.DONE))
+    major.steps[0].done_at = major.opened_at + timedelta(minutes=40)
+    # The large one's deadline has passed with no report.
+    large.report_due_at = utcnow() - timedelta(minutes=5)
+    session.flush()
+    value = _registry(session).get_sample_value
+    assert value("cloudctl_security_incidents", {"level": "major", "status": "open"}) == 1
+    assert value("cloudctl_security_incidents", {"level": "general", "status": "open"}) == 1
+    assert value("cloudctl_security_incident_reports", {"state": "overdue"}) == 1
+    assert value("cloudctl_security_incident_reports", {"state": "late"}) == 0
+    assert value("cloudctl_security_incident_step_seconds_count", {"stage": "block"}) == 1
+    assert value("cloudctl_security_incident_step_seconds_sum", {"stage": "block"}) == 2400
+    assert value("cloudctl_security_incident_step_seconds_bucket", {"stage": "block", "le": "900.0"}) == 0
+    assert value("cloudctl_security_incident_step_seconds_bucket", {"stage": "block", "le": "3600.0"}) == 1
+    assert value("cloudctl_security_incident_step_seconds_count", {"stage": "reply"}) == 0
+
+
 def test_drill_families_count_items_and_name_the_late_units(session: Session) -> None:
     from datetime import timedelta
 
@@ -167,10 +201,15 @@ def test_drill_families_count_items_and_name_the_late_units(session: Session) ->
     from cloudctl.security.service import drills
 
     build_mini_city(session)
-    starts = utcnow() + timedelta(days=11)  # items due 12+ days before the start are late already
+    starts = utcnow() + timedelta(days=11)
     drill = drills.create_drill(session, ADMIN, drills.DrillCreate(
         name="2026 护网", organiser="市网信办", starts_at=starts, ends_at=starts + timedelta(days=14),
         units=["990100-D01", "990100-D02"]))
+    assert not [i for i in drills.list_items(session, ADMIN, drill.id) if i.due_at < utcnow()]
+    # Days pass: the first three items of each unit fall due.
+    for item in drills.list_items(session, ADMIN, drill.id):
+        if item.key in ("asset-inventory", "exposure-reduction", "weak-passwords"):
+            item.due_at = utcnow() - timedelta(hours=1)
     late = [i for i in drills.list_items(session, ADMIN, drill.id) if i.due_at < utcnow()]
     assert {i.key for i in late} == {"asset-inventory", "exposure-reduction", "weak-passwords"}
     first = next(i for i in late if i.unit_code == "990100-D01")
@@ -185,6 +224,9 @@ def test_drill_families_count_items_and_name_the_late_units(session: Session) ->
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) == 2
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D02"}) == 3
     for phase in (DrillPhase.SELF_CHECK, DrillPhase.ON_DUTY, DrillPhase.SUMMARY):
+        for item in drills.list_items(session, ADMIN, drill.id):
+            if item.phase is not phase and item.status is ItemStatus.WAITING and item.mandatory:
+                drills.waive_item(session, ADMIN, drill.id, item.id, drills.Waiver(reason="演练提前结束"))
         drills.advance_phase(session, ADMIN, drill.id, phase)
     value = _registry(session).get_sample_value
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) is None
