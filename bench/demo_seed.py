@@ -5,8 +5,8 @@
 Each run is ``cloudctl demo seed -o json`` in a child process on a fresh, unmigrated database (so it migrates
 first, as a newcomer's first run does): a SQLite file with the simulator's store beside it, or a new database
 in a throw-away PostgreSQL server (tests/support/pgserver.py) holding the simulator's tables too. The command
-prints the seconds of each step (organisation, compute, reclaim, extranet, security); the whole is the child's
-wall time, interpreter start and migration included.
+prints the seconds of each step (organisation, compute, billing, reclaim, extranet, security, notify: every step it
+reports, in its order); the whole is the child's wall time, interpreter start and migration included.
 
 The baseline, in the same run and on the same database server: one bare ``executemany`` (sqlite3 / psycopg,
 no SQLAlchemy) of as many rows as the seed leaves in all tables, into an empty table of a key and four
@@ -33,7 +33,6 @@ from sqlalchemy import MetaData, create_engine, func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STEPS = ("organisation", "compute", "reclaim", "extranet", "security")
 
 
 def seed_once(database_url: str | None, home: Path) -> tuple[float, dict[str, float]]:
@@ -102,7 +101,7 @@ def measure(name: str, runs: int, fresh: Callable[[int], tuple[str | None, list[
             bare: Callable[[int, int], float], tmp: Path) -> None:
     """``fresh(run)`` → (database URL or None for the default SQLite file, URLs to count rows in afterwards)."""
     wholes: list[float] = []
-    steps: dict[str, list[float]] = {step: [] for step in STEPS}
+    steps: dict[str, list[float]] = {}  # every step the command reports, in its order
     baselines: list[float] = []
     rows = 0
     for run in range(runs):
@@ -110,15 +109,15 @@ def measure(name: str, runs: int, fresh: Callable[[int], tuple[str | None, list[
         home = tmp / f"{name}-{run}"
         whole, seconds = seed_once(url, home)
         wholes.append(whole)
-        for step in STEPS:
-            steps[step].append(seconds.get(step, float("nan")))
+        for step, took in seconds.items():
+            steps.setdefault(step, []).append(took)
         if not rows:
             rows = rows_left(*[u.replace("{home}", str(home)) for u in count_in])
         baselines.append(bare(run, rows))
     base = statistics.median(baselines)
     print(f"\n{name}: median of {runs} runs; bare executemany of {rows:,} rows {base:.3f} s")
     print(f"  {'step':14} {'seconds':>8} {'× bare':>8}")
-    for step in STEPS:
+    for step in steps:
         took = statistics.median(steps[step])
         print(f"  {step:14} {took:8.2f} {took / base:8.1f}")
     seeded = statistics.median([sum(values) for values in zip(*steps.values(), strict=True)])
