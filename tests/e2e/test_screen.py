@@ -23,9 +23,9 @@ from cloudctl.core.db import dispose_engines, session_scope
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.extranet.models import NetworkDevice, Prefix, PrefixStatus, Zone
 from cloudctl.org.models import Unit
-from cloudctl.security.models import Asset, DutyKind, Finding, ItemStatus, Severity
+from cloudctl.security.models import Asset, DutyKind, Finding, IncidentLevel, ItemStatus, Severity, Verdict
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
-from cloudctl.security.service import drills, duty, findings
+from cloudctl.security.service import alerts, drills, duty, findings, incidents
 from tests.factories import make_officers
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
@@ -122,6 +122,12 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
         ticket.deadline = now.date() - timedelta(days=1)
         assert block.unit is not None
         chased = block.unit.code
+        # An attack on that host becomes an incident of 重大 whose four hours to report have passed.
+        alert = alerts.receive(session, admin, [{"source": "态势感知", "source_ref": "evt-screen", "severity": "high",
+                                                 "title": "Webshell 上传", "src_ip": "203.0.113.7", "dst_ip": host}])[0]
+        alerts.set_verdict(session, admin, alert.id, Verdict.ATTACK)
+        incident = incidents.open_incident(session, admin, alert.id, incidents.IncidentOpen(level=IncidentLevel.MAJOR))
+        incident.report_due_at = now - timedelta(minutes=5)
     dom = dump_dom(f"{base}/screen?refresh=2#token={tokens['duty']}")
     # Before the demo's own drill (two weeks ahead), this one is the next to start.
     assert re.fullmatch(r"准备阶段 · 距开始 10天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
@@ -133,7 +139,12 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
     behind = re.search(r'id="drill-behind"[^>]*>.*?进度落后单位.*?<tr><td>(990100-D0\d)</td>', dom, re.S)
     assert behind, dom[-3000:]
     assert behind.group(1) == late_unit
-    assert _text(dom, "incidents-detail") == "处置中 0 · 报告超期 0"
+    assert _text(dom, "incidents-detail") == "处置中 1 · 报告超期 1"
+    shown = re.search(rf'id="incidents".*?(<tr><td>#{incident.id}</td>.*?</tr>)', dom, re.S)
+    assert shown, dom[-3000:]
+    assert "重大" in shown.group(1)
+    assert "Webshell 上传" in shown.group(1)
+    assert re.search(r'class="num bad">报告时限 ', shown.group(1)), shown.group(1)
     assert _text(dom, "officer") == "王值班"
     assert "未签到 · 备班 李备班 · 带班领导 赵处长" in _text(dom, "duty-detail")
     assert "护网值守" in _text(dom, "duty-detail")
