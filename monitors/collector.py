@@ -507,17 +507,39 @@ class CloudctlCollector(Collector):
                 .where(DrillItem.drill_id.in_(running), late_items(utcnow()))
                 .group_by(Drill.id, Drill.name, Unit.code)):
             overdue.add_metric([str(drill_id), name, code], n)
-        yield from (items, overdue)
+        # Its phase by the timeline: preparation and self-inspection end at the start, the watch at the end.
+        behind = GaugeMetricFamily("cloudctl_drill_phase_behind_seconds",
+                                   "Seconds a drill not yet in its summary phase has stayed in its phase past the "
+                                   "time the timeline moves on (准备/自查: the start; 值守: the end); 0 when on time.",
+                                   labels=["drill_id", "drill", "phase"])
+        now = utcnow()
+        for drill_id, name, phase, starts_at, ends_at in session.execute(
+                select(Drill.id, Drill.name, Drill.phase, Drill.starts_at, Drill.ends_at)
+                .where(Drill.phase != DrillPhase.SUMMARY)):
+            leave = ends_at if phase is DrillPhase.ON_DUTY else starts_at
+            behind.add_metric([str(drill_id), name, phase.value], max(0.0, (now - leave).total_seconds()))
+        yield from (items, overdue, behind)
 
     def _incidents(self, session: Session) -> Iterator[Metric]:
         """Incidents by level and status, those whose report is overdue or was late, and the time to each step."""
-        from cloudctl.security.models import Incident, IncidentReport, IncidentStep, StepStatus
+        from cloudctl.security.models import (
+            Incident,
+            IncidentLevel,
+            IncidentReport,
+            IncidentStatus,
+            IncidentStep,
+            StepStatus,
+        )
         from cloudctl.security.service.alerts import STEPS
 
         counts = GaugeMetricFamily("cloudctl_security_incidents", "Cybersecurity incidents (网络安全事件) by level "
                                    "(特别重大, 重大, 较大, 一般) and status.", labels=["level", "status"])
+        # Every level and status, zero included: a city without incidents shows zeros, not "no data".
+        by_key = {(level, status): 0 for level in IncidentLevel for status in IncidentStatus}
         for level, status, n in session.execute(select(Incident.level, Incident.status, func.count())
                                                 .group_by(Incident.level, Incident.status)):
+            by_key[(level, status)] = int(n)
+        for (level, status), n in by_key.items():
             counts.add_metric([level.value, status.value], n)
         now = utcnow()
         first = (select(IncidentReport.incident_id, func.min(IncidentReport.reported_at).label("at"))

@@ -22,7 +22,9 @@ blocked_24h         security.alert:read         yes          —
 critical_overdue    security.finding:read       no           its subtree's overdue critical findings
 duty                security.duty:read          no           its subtree's reports due and overdue
 on_shift            security.duty:read          yes          —
-drill               security.drill:read         no           the drill, with its subtree's items only
+drill               security.drill:read         no           the drill, with its subtree's items only: per
+                                                             phase, and its units furthest behind
+incidents           security.incident:read      no           its subtree's open incidents and report deadlines
 units               security.ticket:read        no           its subtree's units to chase
 ==================  ==========================  ===========  =============================================
 """
@@ -69,6 +71,7 @@ PANELS: dict[str, Panel] = {
     "duty": Panel("security.duty:read"),
     "on_shift": Panel("security.duty:read", city_wide=True),
     "drill": Panel("security.drill:read"),
+    "incidents": Panel("security.incident:read"),
     "units": Panel("security.ticket:read"),
 }
 
@@ -162,7 +165,8 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
     now = utcnow()
     today = beijing_today(now)  # deadlines are Beijing dates
     out: dict[str, Any] = dict.fromkeys(("alerts_new", "attacks_open", "blocked_24h", "critical_overdue",
-                                         "duty_overdue", "duty_due", "duty_period", "on_shift", "drill", "units"))
+                                         "duty_overdue", "duty_due", "duty_period", "on_shift", "drill", "units",
+                                         "incidents_open", "incidents"))
     if shows(principal, "alerts"):
         out["alerts_new"] = _count(session, principal, select(func.count()).select_from(Alert).where(
             Alert.status == AlertStatus.NEW), Alert.unit_id)
@@ -190,7 +194,39 @@ def _security(session: Session, principal: Principal) -> dict[str, Any]:
         out["drill"] = _drill(session, principal, now)
     if shows(principal, "units"):
         out["units"] = _units_to_chase(session, principal, now)
+    if shows(principal, "incidents"):
+        out["incidents_open"], out["incidents"] = _incidents(session, principal, now)
     return out
+
+
+def _incidents(session: Session, principal: Principal, now: datetime,
+               top: int = 8) -> tuple[int, list[dict[str, Any]]]:
+    """Open incidents, those whose report is overdue first, then by the nearest deadline: what to report now."""
+    from cloudctl.security.models import Incident, IncidentReport, IncidentStatus
+
+    first = (select(IncidentReport.incident_id, func.min(IncidentReport.reported_at).label("at"))
+             .group_by(IncidentReport.incident_id).subquery())
+    is_open = Incident.status == IncidentStatus.OPEN
+    total = _count(session, principal, select(func.count()).select_from(Incident).where(is_open), Incident.unit_id)
+    owed = Incident.report_due_at.is_not(None) & first.c.at.is_(None)
+    rows = session.execute(read.within(
+        select(Incident.id, Incident.title, Incident.level, Unit.code, Incident.opened_at, Incident.report_due_at,
+               first.c.at).outerjoin(first, first.c.incident_id == Incident.id)
+        .outerjoin(Unit, Unit.id == Incident.unit_id).where(is_open)
+        .order_by(case((owed & (Incident.report_due_at < now), 0), (owed, 1), else_=2),
+                  Incident.report_due_at, Incident.opened_at.desc(), Incident.id.desc()).limit(top),
+        principal, unit=Incident.unit_id))
+    out = []
+    for incident_id, title, level, code, opened_at, due, reported in rows:
+        if reported is not None and reported.tzinfo is None:
+            reported = reported.replace(tzinfo=now.tzinfo)  # an aggregate may come back without the column's type
+        overdue = due is not None and ((reported is None and now > due) or (reported is not None and reported > due))
+        out.append({"id": incident_id, "title": title, "level": level.value, "level_label": level.label,
+                    "unit": code, "opened_at": opened_at.isoformat(),
+                    "report_due_at": due.isoformat() if due is not None else None,
+                    "reported_at": reported.isoformat() if reported is not None else None,
+                    "report_overdue": overdue})
+    return total, out
 
 
 def _units_to_chase(session: Session, principal: Principal, now: datetime, top: int = 8) -> list[dict[str, Any]]:
@@ -214,11 +250,12 @@ def _units_to_chase(session: Session, principal: Principal, now: datetime, top: 
     return sorted(rows.values(), key=lambda r: (-r["tickets_overdue"], -r["critical"], r["unit"]))[:top]
 
 
-def _drill(session: Session, principal: Principal, now: datetime) -> dict[str, Any] | None:
+def _drill(session: Session, principal: Principal, now: datetime, top: int = 6) -> dict[str, Any] | None:
     """The drill the room is working on: the running one, else the next to start (a countdown); not one that is
-    only being summed up. Its items are the principal's."""
+    only being summed up. Its items are the principal's: in all, per phase (in phase order), and the units furthest
+    behind (most items overdue, then least settled: done or waived)."""
     from cloudctl.security.models import Drill, DrillItem, DrillPhase, ItemStatus
-    from cloudctl.security.service.drills import late_items
+    from cloudctl.security.service.drills import PHASES, late_items
 
     drill = session.scalar(select(Drill).where(Drill.phase != DrillPhase.SUMMARY, Drill.ends_at >= now)
                            .order_by(Drill.starts_at, Drill.id).limit(1))
@@ -230,6 +267,27 @@ def _drill(session: Session, principal: Principal, now: datetime) -> dict[str, A
                func.coalesce(func.sum(case((late_items(now), 1), else_=0)), 0))
         .select_from(DrillItem).where(DrillItem.drill_id == drill.id, DrillItem.status != ItemStatus.CANCELLED),
         principal, unit=DrillItem.unit_id)).one()
-    return {"name": drill.name, "phase": drill.phase.value, "phase_label": drill.phase.label,
+    # Per unit and phase in one pass; the phases' totals and the units' are sums of it.
+    phases = {phase: {"phase": phase.value, "phase_label": phase.label, "items": 0, "settled": 0, "overdue": 0}
+              for phase in PHASES}
+    units: dict[str, dict[str, Any]] = {}
+    settled = DrillItem.status.in_((ItemStatus.DONE, ItemStatus.WAIVED))
+    for code, name, phase, n, n_settled, n_late in session.execute(read.within(
+            select(Unit.code, Unit.name, DrillItem.phase, func.count(), func.sum(case((settled, 1), else_=0)),
+                   func.sum(case((late_items(now), 1), else_=0)))
+            .select_from(DrillItem).join(Unit, Unit.id == DrillItem.unit_id)
+            .where(DrillItem.drill_id == drill.id, DrillItem.status != ItemStatus.CANCELLED)
+            .group_by(Unit.code, Unit.name, DrillItem.phase), principal, unit=DrillItem.unit_id)):
+        unit = units.setdefault(code, {"unit": code, "name": name, "items": 0, "settled": 0, "overdue": 0})
+        for row in (phases[DrillPhase(phase)], unit):
+            row["items"] += int(n)
+            row["settled"] += int(n_settled or 0)
+            row["overdue"] += int(n_late or 0)
+    for row in (*phases.values(), *units.values()):
+        row["ratio"] = round(row["settled"] / row["items"], 4) if row["items"] else 1.0
+    behind = sorted((u for u in units.values() if u["settled"] < u["items"]),
+                    key=lambda u: (-u["overdue"], u["ratio"], u["unit"]))[:top]
+    return {"id": drill.id, "name": drill.name, "phase": drill.phase.value, "phase_label": drill.phase.label,
             "starts_at": drill.starts_at.isoformat(), "ends_at": drill.ends_at.isoformat(),
-            "items": int(total), "items_done": int(done), "items_overdue": int(late)}
+            "items": int(total), "items_done": int(done), "items_overdue": int(late),
+            "phases": [row for row in phases.values() if row["items"]], "behind": behind}

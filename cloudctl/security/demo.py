@@ -1,4 +1,5 @@
-"""The demo city's security picture: a quarter's vulnerability scan over cloud servers and extranet terminals.
+"""The demo city's security picture: a quarter's vulnerability scan over cloud servers and extranet terminals, and
+the year's attack-defence drill (护网) two weeks ahead, for every department and county, nothing yet overdue.
 
 Most findings land on the city cloud's VMs, so the assets come out linked to their servers, business systems
 and MLPS levels; the rest are on units' extranet terminals, owned through the IP plan. One asset is graded
@@ -9,23 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import random
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute.models import Cloud, Server, ServerAddress
 from cloudctl.core.auth import Principal
+from cloudctl.core.models import utcnow
 from cloudctl.demo.city import DemoCity
 from cloudctl.demo.seed import demo_step
 from cloudctl.extranet.models import AddressRole, IPAddress
-from cloudctl.security.models import Asset
+from cloudctl.security.models import Asset, DrillItem
 from cloudctl.security.scanners.base import ScanFinding, ScanReport, Severity
-from cloudctl.security.service import assets, findings
+from cloudctl.security.service import assets, drills, findings
 
-__all__ = ["SCOPE", "seed_security"]
+__all__ = ["DRILL_STARTS_IN", "SCOPE", "seed_security"]
 
 SCOPE = "2026Q4-city-scan"
 CLOUD_HOSTS, EXTRANET_HOSTS = 60, 20
+# The drill starts two weeks after the seed and lasts two: its preparation is compressed into the time left.
+DRILL_STARTS_IN, DRILL_DAYS = timedelta(days=14), timedelta(days=14)
 
 # Nessus plugins a city scan turns up, with the service they sit on.
 PLUGINS: tuple[tuple[str, str, Severity, int, str, tuple[str, ...], float | None], ...] = (
@@ -71,5 +76,12 @@ def seed_security(session: Session, principal: Principal, city: DemoCity, seed: 
     if graded is not None:
         assets.set_mlps_level(session, principal, graded.id, 3, "对外提供服务的门户主机，按三级防护")
     linked = len(session.scalars(select(Asset.id).where(Asset.server_id.is_not(None))).all())
-    return {"findings": int(outcome["created"]), "assets": len(hosts), "assets_on_servers": linked,
-            "tickets": len(findings.open_tickets(session, principal, scope=SCOPE))}
+    counts = {"findings": int(outcome["created"]), "assets": len(hosts), "assets_on_servers": linked,
+              "tickets": len(findings.open_tickets(session, principal, scope=SCOPE))}
+    # On the hour, so the countdown reads evenly.
+    starts = (utcnow() + DRILL_STARTS_IN).replace(minute=0, second=0, microsecond=0)
+    drill = drills.create_drill(session, principal, drills.DrillCreate(
+        name=f"{starts.year} 护网行动", organiser="市委网信办", starts_at=starts, ends_at=starts + DRILL_DAYS))
+    counts["drill_items"] = int(session.scalar(select(func.count()).select_from(DrillItem)
+                                               .where(DrillItem.drill_id == drill.id)) or 0)
+    return counts

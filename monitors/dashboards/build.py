@@ -171,6 +171,29 @@ DASHBOARDS = (
         Panel("护网超期单位 drill items overdue", (
             ("topk(15, cloudctl_drill_checklist_items_overdue)", "{{drill}} {{unit}}"),), kind="bargauge", w=12,
               thresholds=((None, "green"), (1, "orange"))),
+        Panel("护网阶段滞后 drill phase behind", (
+            ("max by (drill, phase) (cloudctl_drill_phase_behind_seconds) or vector(0)", "{{drill}} {{phase}}"),),
+              kind="stat", w=6, unit="s", thresholds=((None, "green"), (3600, "orange"))),
+        Panel("事件报告超期 incident reports overdue", (
+            ('sum(cloudctl_security_incident_reports{state="overdue"}) or vector(0)', "overdue"),), kind="stat",
+              w=6, thresholds=((None, "green"), (1, "red"))),
+        Panel("迟报事件 incident reports made late", (
+            ('sum(cloudctl_security_incident_reports{state="late"}) or vector(0)', "late"),), kind="stat", w=6,
+              thresholds=((None, "green"), (1, "orange"))),
+        Panel("处置中事件 open incidents", (
+            ('sum(cloudctl_security_incidents{status="open"})', "open"),), kind="stat", w=6,
+              thresholds=((None, "green"), (1, "red"))),
+        Panel("网络安全事件 incidents by level and status", (
+            ("sum by (level, status) (cloudctl_security_incidents)", "{{level}} {{status}}"),), kind="bargauge",
+              w=12, description="特别重大 extraordinary, 重大 major, 较大 large, 一般 general; "
+                                "处置中 open, 已处置 closed."),
+        Panel("处置各环节耗时 time to each step", (
+            ("sum by (stage) (cloudctl_security_incident_step_seconds_sum)"
+             " / sum by (stage) (cloudctl_security_incident_step_seconds_count)", "mean {{stage}}"),
+            ("histogram_quantile(0.9, sum by (le, stage) (cloudctl_security_incident_step_seconds_bucket))",
+             "p90 {{stage}}")), kind="bargauge", w=12, unit="s",
+              description="From the incident to the end of 阻断 (block), 响应 (respond), 排查 (investigate), "
+                          "查杀 (kill), 备案 (record), 回复 (reply); empty until a step is done."),
     )),
     Dashboard("cloudctl-screen", "值班大屏 Duty screen", ("cloudctl", "duty"), (
         Panel("横向接入率", (('level:cloudctl_extranet_access:ratio{level="horizontal"}', "horizontal"),),
@@ -193,6 +216,11 @@ DASHBOARDS = (
         Panel("护网超期检查项 drill items overdue", (("sum(cloudctl_drill_checklist_items_overdue) or vector(0)",
                                                 "overdue"),), kind="stat", w=6,
               thresholds=((None, "green"), (1, "orange"))),
+        Panel("处置中事件 open incidents", (('sum(cloudctl_security_incidents{status="open"})', "open"),),
+              kind="stat", w=12, thresholds=((None, "green"), (1, "red"))),
+        Panel("事件报告超期 incident reports overdue", (
+            ('sum(cloudctl_security_incident_reports{state="overdue"}) or vector(0)', "overdue"),), kind="stat",
+              w=12, thresholds=((None, "green"), (1, "red"))),
     ), refresh="30s"),
 )
 

@@ -71,6 +71,27 @@ async function refresh() {
     drill = sec.drill;
     document.getElementById("drill-detail").textContent = drill ?
       `${drill.name} · 检查项完成 ${drill.items_done} / ${drill.items} · 超期未完成 ${drill.items_overdue}` : "";
+    // Per phase in the drill's order (准备, 自查, 值守, 总结): settled (done or waived) of all, and what is late.
+    document.getElementById("drill-phases").innerHTML = drill ? drill.phases.map((p) => `
+      <tr><td>${esc(p.phase_label)}</td><td class="num">${p.settled} / ${p.items}</td>
+      <td class="num ${p.overdue ? "bad" : ""}">超期 ${p.overdue}</td>
+      <td style="width:40%"><div class="bar"><div style="width:${p.ratio * 100}%"></div></div></td></tr>`).join("") : "";
+    document.getElementById("drill-behind").innerHTML = drill && drill.behind.length ?
+      "<tr><td colspan=\"4\">进度落后单位 units furthest behind</td></tr>" + drill.behind.map((u) => `
+      <tr><td>${esc(u.unit)}</td><td>${esc(u.name)}</td>
+      <td class="num ${u.overdue ? "bad" : ""}">超期 ${u.overdue}</td><td class="num">${pct(u.ratio)}</td></tr>`)
+      .join("") : "";
+    const incidents = sec.incidents;
+    const when = (t) => t ? new Date(t).toLocaleString("zh-CN", {hour12: false, timeZone: zone}) : "—";
+    document.getElementById("incidents-detail").textContent = incidents == null ? "—" :
+      `处置中 ${sec.incidents_open} · 报告超期 ${incidents.filter((i) => i.report_overdue).length}`;
+    document.getElementById("incidents").innerHTML = incidents == null ? "" : incidents.length ?
+      incidents.map((i) => `
+      <tr><td>#${i.id}</td><td class="${i.level === "general" ? "" : "bad"}">${esc(i.level_label)}</td>
+      <td>${esc(i.title)}</td><td>${esc(i.unit || "—")}</td>
+      <td class="num ${i.report_overdue ? "bad" : i.reported_at ? "good" : "warn"}">${i.report_due_at ?
+        (i.reported_at ? "已报告 " + when(i.reported_at) : "报告时限 " + when(i.report_due_at)) : "无需限时报告"}</td>
+      </tr>`).join("") : "<tr><td>无处置中事件</td></tr>";
     const duty = sec.on_shift;
     const officer = document.getElementById("officer");
     // s.unit: a unit's own screen, which the duty roster is not on.

@@ -23,9 +23,9 @@ from cloudctl.core.db import dispose_engines, session_scope
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.extranet.models import NetworkDevice, Prefix, PrefixStatus, Zone
 from cloudctl.org.models import Unit
-from cloudctl.security.models import Asset, DutyKind, Finding, ItemStatus, Severity
+from cloudctl.security.models import Asset, DutyKind, Finding, IncidentLevel, ItemStatus, Severity, Verdict
 from cloudctl.security.scanners.base import ScanFinding, ScanReport
-from cloudctl.security.service import drills, duty, findings
+from cloudctl.security.service import alerts, drills, duty, findings, incidents
 from tests.factories import make_officers
 from tests.support.appserver import serve
 from tests.support.browser import artifact_dir, dump_dom, screenshot
@@ -78,7 +78,9 @@ def test_the_screen_shows_the_demo_city_and_follows_changes(demo: tuple[str, dic
     dom = dump_dom(url)
     assert _text(dom, "h-rate") == "98.5%"
     assert "已接入 133 / 应接入 135" in _text(dom, "h-detail")
-    assert _text(dom, "drill") == "无进行中的护网"
+    # The demo's drill two weeks ahead (seeded on the hour): counting down, nothing overdue before it starts.
+    assert re.fullmatch(r"准备阶段 · 距开始 1[34]天\d+时\d+分", _text(dom, "drill")), _text(dom, "drill")
+    assert "超期未完成 0" in _text(dom, "drill-detail")
     assert _text(dom, "officer") == "无排班"
 
 
@@ -89,11 +91,12 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
     with session_scope() as session:
         admin = system_principal()
         drill = drills.create_drill(session, admin, drills.DrillCreate(
-            name="2026 护网行动", organiser="市委网信办", starts_at=now + timedelta(days=17, minutes=5),
+            name="2026 护网演练", organiser="市委网信办", starts_at=now + timedelta(days=10, minutes=5),
             ends_at=now + timedelta(days=30), units=["990100-D01", "990100-D02"]))
         first, second = drills.list_items(session, admin, drill.id)[:2]
         drills.update_item(session, admin, drill.id, first.id, ItemStatus.DONE, evidence="资产台账 v3")
         second.due_at = now - timedelta(hours=1)  # days have passed: the next preparation item is late
+        late_unit = session.scalars(select(Unit.code).where(Unit.id == second.unit_id)).one()
         period = duty.create_period(session, admin, duty.PeriodCreate(
             name="护网值守", kind=DutyKind.DRILL, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=16),
             report_times=["09:00", "17:00"]))
@@ -119,17 +122,36 @@ def test_the_screen_counts_down_to_the_drill_and_names_the_officer(
         ticket.deadline = now.date() - timedelta(days=1)
         assert block.unit is not None
         chased = block.unit.code
+        # An attack on that host becomes an incident of 重大 whose four hours to report have passed.
+        alert = alerts.receive(session, admin, [{"source": "态势感知", "source_ref": "evt-screen", "severity": "high",
+                                                 "title": "Webshell 上传", "src_ip": "203.0.113.7", "dst_ip": host}])[0]
+        alerts.set_verdict(session, admin, alert.id, Verdict.ATTACK)
+        incident = incidents.open_incident(session, admin, alert.id, incidents.IncidentOpen(level=IncidentLevel.MAJOR))
+        incident.report_due_at = now - timedelta(minutes=5)
     dom = dump_dom(f"{base}/screen?refresh=2#token={tokens['duty']}")
-    assert re.fullmatch(r"准备阶段 · 距开始 17天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
-    # 13 items a unit; only the one due 20 days before the start is late, for both units, and one of those is done.
+    # Before the demo's own drill (two weeks ahead), this one is the next to start.
+    assert re.fullmatch(r"准备阶段 · 距开始 10天0时[45]分", _text(dom, "drill")), _text(dom, "drill")
+    # 13 items a unit, compressed into the ten days; one done, and one made late by hand.
     assert "检查项完成 1 / 26 · 超期未完成 1" in _text(dom, "drill-detail")
+    # Per phase in the drill's order, and the unit with the late item first among those behind.
+    phases = re.findall(r"<tr><td>(\S+阶段)</td>", dom)
+    assert phases[:2] == ["准备阶段", "自查阶段"], phases
+    behind = re.search(r'id="drill-behind"[^>]*>.*?进度落后单位.*?<tr><td>(990100-D0\d)</td>', dom, re.S)
+    assert behind, dom[-3000:]
+    assert behind.group(1) == late_unit
+    assert _text(dom, "incidents-detail") == "处置中 1 · 报告超期 1"
+    shown = re.search(rf'id="incidents".*?(<tr><td>#{incident.id}</td>.*?</tr>)', dom, re.S)
+    assert shown, dom[-3000:]
+    assert "重大" in shown.group(1)
+    assert "Webshell 上传" in shown.group(1)
+    assert re.search(r'class="num bad">报告时限 ', shown.group(1)), shown.group(1)
     assert _text(dom, "officer") == "王值班"
     assert "未签到 · 备班 李备班 · 带班领导 赵处长" in _text(dom, "duty-detail")
     assert "护网值守" in _text(dom, "duty-detail")
-    row = re.search(rf"<tr><td>{chased}</td>.*?</tr>", dom, re.S)
+    row = re.search(rf'id="units".*?(<tr><td>{chased}</td>.*?</tr>)', dom, re.S)
     assert row, dom[-2000:]
-    assert "超期整改单 1" in row.group(0)
-    assert f"严重漏洞 {critical_before + 1}" in row.group(0)
+    assert "超期整改单 1" in row.group(1)
+    assert f"严重漏洞 {critical_before + 1}" in row.group(1)
     screenshot(f"{base}/screen#token={tokens['duty']}", artifact_dir() / "big-screen-drill.png", width=1600,
                height=900)
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, StringConstraints, model_validator
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -222,12 +222,11 @@ def create_drill(session: Session, principal: Principal, data: DrillCreate) -> D
     session.flush()
     items = chosen.items
     due = place(items, created_at=utcnow(), starts_at=data.starts_at, ends_at=data.ends_at)
-    for unit in units:
-        for position, (item, due_at) in enumerate(zip(items, due, strict=True)):
-            session.add(DrillItem(drill_id=drill.id, unit_id=unit.id, key=item.key, title=item.title,
-                                  phase=item.phase, position=position, mandatory=item.mandatory, due_at=due_at,
-                                  status=ItemStatus.WAITING))
-    session.flush()
+    # In bulk: a city-wide drill is a dozen items for each of hundreds of units.
+    session.execute(insert(DrillItem), [
+        {"drill_id": drill.id, "unit_id": unit.id, "key": item.key, "title": item.title, "phase": item.phase,
+         "position": position, "mandatory": item.mandatory, "due_at": due_at, "status": ItemStatus.WAITING}
+        for unit in units for position, (item, due_at) in enumerate(zip(items, due, strict=True))])
     audit.record(session, principal, action="create", entity="drill", entity_id=drill.id,
                  after={"name": drill.name, "units": len(units), "items": len(items) * len(units),
                         "template": f"{chosen.name}:{chosen.version}"})

@@ -184,6 +184,8 @@ def test_incident_families_count_levels_reports_and_time_to_each_step(session: S
     value = _registry(session).get_sample_value
     assert value("cloudctl_security_incidents", {"level": "major", "status": "open"}) == 1
     assert value("cloudctl_security_incidents", {"level": "general", "status": "open"}) == 1
+    # Every level and status is a figure, zero included: a city without such incidents shows 0, not "no data".
+    assert value("cloudctl_security_incidents", {"level": "extraordinary", "status": "closed"}) == 0
     assert value("cloudctl_security_incident_reports", {"state": "overdue"}) == 1
     assert value("cloudctl_security_incident_reports", {"state": "late"}) == 0
     assert value("cloudctl_security_incident_step_seconds_count", {"stage": "block"}) == 1
@@ -223,6 +225,16 @@ def test_drill_families_count_items_and_name_the_late_units(session: Session) ->
     assert value("cloudctl_drill_checklist_items", {**d02, "phase": "self_check", "status": "waiting"}) == 7
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) == 2
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D02"}) == 3
+    # Eleven days before the start, the drill is in its phase on time; days after it, the preparation is behind.
+    assert value("cloudctl_drill_phase_behind_seconds", {**of_drill, "phase": "prepare"}) == 0
+    drill.starts_at = utcnow() - timedelta(hours=2)
+    session.flush()
+    behind = _registry(session).get_sample_value("cloudctl_drill_phase_behind_seconds",
+                                                 {**of_drill, "phase": "prepare"})
+    assert behind is not None
+    assert 7200 <= behind < 7200 + 600
+    drill.starts_at = starts
+    session.flush()
     for phase in (DrillPhase.SELF_CHECK, DrillPhase.ON_DUTY, DrillPhase.SUMMARY):
         for item in drills.list_items(session, ADMIN, drill.id):
             if item.phase is not phase and item.status is ItemStatus.WAITING and item.mandatory:
@@ -230,6 +242,7 @@ def test_drill_families_count_items_and_name_the_late_units(session: Session) ->
         drills.advance_phase(session, ADMIN, drill.id, phase)
     value = _registry(session).get_sample_value
     assert value("cloudctl_drill_checklist_items_overdue", {**of_drill, "unit": "990100-D01"}) is None
+    assert value("cloudctl_drill_phase_behind_seconds", {**of_drill, "phase": "summary"}) is None
 
 
 def test_baseline_checks_per_unit_from_the_last_run(session: Session) -> None:
