@@ -1,0 +1,149 @@
+"""Storage in reclaim on both databases: unattached volumes and volumes of deleted servers become recommendations,
+go through the same notice, appeal and execution as a server's, and are executed snapshot-then-delete."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloudctl.compute import service as compute
+from cloudctl.compute import volumes
+from cloudctl.compute.models import Cloud, Volume
+from cloudctl.compute.providers.simulator import SimSnapshot
+from cloudctl.core.errors import NotFound
+from cloudctl.core.models import utcnow
+from cloudctl.notify.models import Event
+from cloudctl.org.models import Unit
+from cloudctl.reclaim import service
+from cloudctl.reclaim.models import AppealStatus, Recommendation, RecommendationKind, RecommendationStatus
+from tests.factories import ADMIN, MiniCity, build_mini_city, make_server, simulator_of
+
+
+@pytest.fixture
+def city(session: Session) -> MiniCity:
+    return build_mini_city(session, with_cloud=True)
+
+
+def _project(session: Session, code: str) -> str:
+    cloud = session.scalars(select(Cloud).where(Cloud.name == "test-cloud")).one()
+    unit = session.scalars(select(Unit).where(Unit.code == code)).one()
+    return compute.ensure_project(session, unit, cloud, simulator_of(session))
+
+
+def _storage(session: Session, city: MiniCity) -> dict[str, Volume]:
+    """An old unattached volume, a fresh one, one attached to a live server and one to a deleted server."""
+    provider = simulator_of(session)
+    live = make_server(session, "990100-D01", city.systems["own"], "c4m8", name="live-vm")
+    gone = make_server(session, "990100-D02", None, "c4m8", name="gone-vm")
+    made = {
+        "old": provider.create_volume(_project(session, "990100-D01"), "旧数据盘", "hdd", 1000),
+        "fresh": provider.create_volume(_project(session, "990100-D01"), "新数据盘", "ssd", 100),
+        "used": provider.create_volume(_project(session, "990100-D01"), "视频存储", "ssd", 500),
+        "orphan": provider.create_volume(_project(session, "990100-D02"), "社保影像", "ssd", 200),
+    }
+    provider.attach_volume(made["used"].provider_id, live.provider_id)
+    provider.attach_volume(made["orphan"].provider_id, gone.provider_id)
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    rows = {key: session.scalars(select(Volume).where(Volume.provider_id == info.provider_id)).one()
+            for key, info in made.items()}
+    rows["old"].detached_since = utcnow() - timedelta(days=45)
+    gone.status = "DELETED"
+    session.flush()
+    return rows
+
+
+def _volume_recs(session: Session) -> dict[str, Recommendation]:
+    recs, _ = service.list_recommendations(session, ADMIN, limit=1000)
+    return {r.server_name: r for r in recs if r.volume_id is not None}
+
+
+def test_unattached_and_orphaned_volumes_become_recommendations(session: Session, city: MiniCity) -> None:
+    rows = _storage(session, city)
+    campaign = service.analyze(session, ADMIN)
+    assert campaign.counts["volumes_created"] == 2
+    recs = _volume_recs(session)
+    assert {name: r.kind for name, r in recs.items()} == {
+        "旧数据盘": RecommendationKind.VOLUME_IDLE, "社保影像": RecommendationKind.VOLUME_ORPHAN}
+    old = recs["旧数据盘"]
+    assert (old.server_id, old.volume_id, old.unit_code, old.cloud_name) == (
+        None, rows["old"].id, "990100-D01", "test-cloud")
+    assert old.reclaim_disk_gb == 1000
+    assert old.saving_month > 0
+    assert old.evidence["unattached_days"] >= 45
+    assert old.evidence["threshold_days"] == 30
+    assert recs["社保影像"].evidence["server"] == "gone-vm"
+    # A re-run updates them, one per volume and kind; attaching the old one again dismisses its recommendation.
+    again = service.analyze(session, ADMIN)
+    assert (again.counts["volumes_created"], again.counts["volumes_updated"]) == (0, 2)
+    rows["old"].server_id, rows["old"].detached_since = rows["used"].server_id, None
+    session.flush()
+    third = service.analyze(session, ADMIN)
+    assert third.counts["volumes_dismissed"] == 1
+    assert _volume_recs(session)["旧数据盘"].status is RecommendationStatus.DISMISSED
+    # Filters and scope: the cloud filter finds volumes too; a department sees only its own.
+    assert len(service.list_recommendations(session, ADMIN, cloud="test-cloud",
+                                            kind=RecommendationKind.VOLUME_ORPHAN)[0]) == 1
+    dept = city.principals["dept"]
+    seen, _ = service.list_recommendations(session, dept, limit=1000)
+    assert {r.unit_code for r in seen} <= {"990100-D01", "990100-M001"}
+    with pytest.raises(NotFound):
+        service.get_recommendation(session, dept, recs["社保影像"].id)
+
+
+def test_notice_appeal_and_snapshot_then_delete(session: Session, city: MiniCity) -> None:
+    rows = _storage(session, city)
+    service.analyze(session, ADMIN)
+    recs = _volume_recs(session)
+    now = utcnow()
+    service.notify(session, ADMIN, [r.id for r in recs.values()], grace_days=7, now=now)
+    notices = session.scalars(select(Event).where(Event.kind == "reclaim.notice")).all()
+    assert {(e.entity_id, e.data["server"]) for e in notices} >= {
+        (str(recs["旧数据盘"].id), "旧数据盘"), (str(recs["社保影像"].id), "社保影像")}
+    assert all("快照" in e.data["action"] for e in notices if e.data["server"] in recs)
+    # The owning department appeals one; ops accept it: exempted, nothing executed for it.
+    dept = city.principals["dept"]
+    service.appeal(session, dept, recs["旧数据盘"].id, "历史案卷需保留至年底", now=now)
+    service.decide_appeal(session, ADMIN, recs["旧数据盘"].id, accept=True)
+    assert recs["旧数据盘"].appeal_status is AppealStatus.ACCEPTED
+    # Nothing runs before the grace period ends; a dry run plans snapshot-then-delete.
+    assert service.execute(session, ADMIN, now=now) == []
+    later = now + timedelta(days=8)
+    planned = service.execute(session, ADMIN, dry_run=True, now=later)
+    assert [(s.server, s.action, s.outcome) for s in planned] == [("社保影像", "snapshot_delete", "planned")]
+    assert "snapshot" in planned[0].detail
+    steps = service.execute(session, ADMIN, now=later)
+    assert [(s.server, s.outcome, s.target) for s in steps] == [("社保影像", "done", "deleted")]
+    orphan = recs["社保影像"]
+    assert orphan.status is RecommendationStatus.EXECUTED
+    assert orphan.snapshot_id is not None
+    assert orphan.snapshot_until is not None
+    assert orphan.snapshot_until >= utcnow().date() + timedelta(days=89)
+    provider = simulator_of(session)
+    with provider.store.session() as s:
+        snapshot = s.get(SimSnapshot, orphan.snapshot_id)
+        assert snapshot is not None
+        assert snapshot.volume_id == rows["orphan"].provider_id
+    # Deleted at the cloud (never silently: the snapshot was taken first) and in the inventory.
+    assert rows["orphan"].provider_id not in {v.provider_id for v in provider.list_volumes()}
+    assert rows["orphan"].status == "deleted"
+    assert rows["old"].provider_id in {v.provider_id for v in provider.list_volumes()}
+    assert any(e.data.get("detail", "").startswith("snapshot") for e in session.scalars(
+        select(Event).where(Event.kind == "reclaim.execution.done")))
+
+
+def test_a_volume_attached_again_is_not_deleted(session: Session, city: MiniCity) -> None:
+    rows = _storage(session, city)
+    service.analyze(session, ADMIN)
+    rec = _volume_recs(session)["旧数据盘"]
+    now = utcnow()
+    service.notify(session, ADMIN, [rec.id], grace_days=0, now=now)
+    rows["old"].server_id = rows["used"].server_id
+    session.flush()
+    steps = service.execute(session, ADMIN, now=now + timedelta(minutes=1))
+    assert [(s.outcome, s.recommendation) for s in steps] == [("failed", rec.id)]
+    assert rec.status is RecommendationStatus.FAILED
+    assert rec.snapshot_id is None
+    assert rows["old"].provider_id in {v.provider_id for v in simulator_of(session).list_volumes()}
