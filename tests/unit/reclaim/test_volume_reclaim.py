@@ -9,50 +9,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloudctl.compute import service as compute
-from cloudctl.compute import volumes
-from cloudctl.compute.models import Cloud, Volume
 from cloudctl.compute.providers.simulator import SimSnapshot
 from cloudctl.core.errors import NotFound
 from cloudctl.core.models import utcnow
 from cloudctl.notify.models import Event
-from cloudctl.org.models import Unit
 from cloudctl.reclaim import service
 from cloudctl.reclaim.models import AppealStatus, Recommendation, RecommendationKind, RecommendationStatus
-from tests.factories import ADMIN, MiniCity, build_mini_city, make_server, simulator_of
+from tests.factories import ADMIN, MiniCity, build_mini_city, plant_storage, simulator_of
 
 
 @pytest.fixture
 def city(session: Session) -> MiniCity:
     return build_mini_city(session, with_cloud=True)
-
-
-def _project(session: Session, code: str) -> str:
-    cloud = session.scalars(select(Cloud).where(Cloud.name == "test-cloud")).one()
-    unit = session.scalars(select(Unit).where(Unit.code == code)).one()
-    return compute.ensure_project(session, unit, cloud, simulator_of(session))
-
-
-def _storage(session: Session, city: MiniCity) -> dict[str, Volume]:
-    """An old unattached volume, a fresh one, one attached to a live server and one to a deleted server."""
-    provider = simulator_of(session)
-    live = make_server(session, "990100-D01", city.systems["own"], "c4m8", name="live-vm")
-    gone = make_server(session, "990100-D02", None, "c4m8", name="gone-vm")
-    made = {
-        "old": provider.create_volume(_project(session, "990100-D01"), "旧数据盘", "hdd", 1000),
-        "fresh": provider.create_volume(_project(session, "990100-D01"), "新数据盘", "ssd", 100),
-        "used": provider.create_volume(_project(session, "990100-D01"), "视频存储", "ssd", 500),
-        "orphan": provider.create_volume(_project(session, "990100-D02"), "社保影像", "ssd", 200),
-    }
-    provider.attach_volume(made["used"].provider_id, live.provider_id)
-    provider.attach_volume(made["orphan"].provider_id, gone.provider_id)
-    volumes.sync_volumes(session, ADMIN, "test-cloud")
-    rows = {key: session.scalars(select(Volume).where(Volume.provider_id == info.provider_id)).one()
-            for key, info in made.items()}
-    rows["old"].detached_since = utcnow() - timedelta(days=45)
-    gone.status = "DELETED"
-    session.flush()
-    return rows
 
 
 def _volume_recs(session: Session) -> dict[str, Recommendation]:
@@ -61,7 +29,7 @@ def _volume_recs(session: Session) -> dict[str, Recommendation]:
 
 
 def test_unattached_and_orphaned_volumes_become_recommendations(session: Session, city: MiniCity) -> None:
-    rows = _storage(session, city)
+    rows = plant_storage(session, city)
     campaign = service.analyze(session, ADMIN)
     assert campaign.counts["volumes_created"] == 2
     recs = _volume_recs(session)
@@ -94,7 +62,7 @@ def test_unattached_and_orphaned_volumes_become_recommendations(session: Session
 
 
 def test_notice_appeal_and_snapshot_then_delete(session: Session, city: MiniCity) -> None:
-    rows = _storage(session, city)
+    rows = plant_storage(session, city)
     service.analyze(session, ADMIN)
     recs = _volume_recs(session)
     now = utcnow()
@@ -135,7 +103,7 @@ def test_notice_appeal_and_snapshot_then_delete(session: Session, city: MiniCity
 
 
 def test_a_volume_attached_again_is_not_deleted(session: Session, city: MiniCity) -> None:
-    rows = _storage(session, city)
+    rows = plant_storage(session, city)
     service.analyze(session, ADMIN)
     rec = _volume_recs(session)["旧数据盘"]
     now = utcnow()
