@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
-from cloudctl.compute.models import Cloud, Server, UnitProject, Volume
+from cloudctl.compute.models import Cloud, Server, UnitProject, Volume, VolumeSnapshot
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, VolumeInfo, VolumeProvider
+from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeProvider
 from cloudctl.core import read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
@@ -87,7 +87,7 @@ def sync_volumes(session: Session, principal: Principal, cloud_name: str,
             select(Server.provider_id, Server.id, Server.business_system_id).where(
                 Server.cloud_id == cloud.id, Server.provider_id.in_(attached[start:start + 500]))))
     now = utcnow()
-    counts = {"volumes": 0, "orphans": 0, "unattached": 0, "gone": 0}
+    counts = {"volumes": 0, "orphans": 0, "unattached": 0, "gone": 0, "snapshots": 0}
     for info in found:
         row = known.get(info.provider_id)
         if row is None:
@@ -103,7 +103,36 @@ def sync_volumes(session: Session, principal: Principal, cloud_name: str,
             row.status, row.server_id = "deleted", None
             counts["gone"] += 1
     session.flush()
+    counts["snapshots"] = _sync_snapshots(session, cloud, adapter.list_snapshots(), now)
     return counts
+
+
+def record_snapshot(session: Session, cloud: Cloud, info: SnapshotInfo, now: datetime) -> VolumeSnapshot:
+    """The snapshot in the inventory (added, or brought up to date), owned by the unit of its volume."""
+    row = session.scalar(select(VolumeSnapshot).where(VolumeSnapshot.cloud_id == cloud.id,
+                                                      VolumeSnapshot.provider_id == info.provider_id))
+    volume = session.scalar(select(Volume).where(Volume.cloud_id == cloud.id,
+                                                 Volume.provider_id == info.volume_id))
+    if row is None:
+        row = VolumeSnapshot(cloud_id=cloud.id, provider_id=info.provider_id)
+    row.name, row.volume_provider_id, row.size_gib = info.name, info.volume_id, info.size_gib
+    row.status, row.provider_created_at, row.synced_at = info.status or "available", info.created_at or now, now
+    if volume is not None:
+        row.volume_id, row.unit_id = volume.id, volume.unit_id
+    session.add(row)
+    return row
+
+
+def _sync_snapshots(session: Session, cloud: Cloud, found: list[SnapshotInfo], now: datetime) -> int:
+    for info in found:
+        record_snapshot(session, cloud, info, now)
+    seen = {s.provider_id for s in found}
+    for row in session.scalars(select(VolumeSnapshot).where(VolumeSnapshot.cloud_id == cloud.id,
+                                                            VolumeSnapshot.status != "deleted")):
+        if row.provider_id not in seen:
+            row.status = "deleted"
+    session.flush()
+    return len(found)
 
 
 def _record(row: Volume, info: VolumeInfo, unit_id: int | None, server: tuple[int, int | None] | None,

@@ -44,6 +44,7 @@ class RecommendationPublic(Schema):
     id: int
     server_id: int | None = Field(description="the server; none for a volume's recommendation")
     volume_id: int | None = Field(description="the volume, for storage (volume_idle, volume_orphan)")
+    volume_snapshot_id: int | None = Field(description="the snapshot past its retention (snapshot_old)")
     server: str = Field(validation_alias="server_name", description="the server's name, or the volume's")
     unit_code: str
     business_system: str | None

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning, volumes
 from cloudctl.compute import service as compute
-from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server, Volume
+from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server, Volume, VolumeSnapshot
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
 from cloudctl.core import audit, jobs, read
@@ -34,7 +34,7 @@ from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.bulk import insert_rows
 from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
-from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
+from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput, NotFound
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.core.schemas import field_errors, gib
 from cloudctl.core.tabular import Column, numbered
@@ -89,7 +89,8 @@ STOPPED_STATES = ("SHUTOFF", "SUSPENDED", "PAUSED")
 # What execution does to each kind: shelve-offload is the only thing that frees a host's vCPU and RAM.
 ACTIONS = {RecommendationKind.IDLE: "shelve_offload", RecommendationKind.ZOMBIE: "shelve_offload",
            RecommendationKind.OVERSIZED: "resize", RecommendationKind.LEASE: "shelve_offload",
-           RecommendationKind.VOLUME_IDLE: "snapshot_delete", RecommendationKind.VOLUME_ORPHAN: "snapshot_delete"}
+           RecommendationKind.VOLUME_IDLE: "snapshot_delete", RecommendationKind.VOLUME_ORPHAN: "snapshot_delete",
+           RecommendationKind.SNAPSHOT_OLD: "delete_snapshot"}
 VOLUME_KINDS = (RecommendationKind.VOLUME_IDLE, RecommendationKind.VOLUME_ORPHAN)
 KINDS = {analysis.Verdict.IDLE: RecommendationKind.IDLE, analysis.Verdict.OVERSIZED: RecommendationKind.OVERSIZED,
          analysis.Verdict.ZOMBIE: RecommendationKind.ZOMBIE}
@@ -425,6 +426,7 @@ def analyze(session: Session, principal: Principal, *, as_of: date | None = None
                          unit_id=rec.unit_id)
             counts["dismissed"] += 1
     counts.update(_analyze_volumes(session, principal, campaign, as_of, price))
+    counts.update(_analyze_snapshots(session, principal, campaign, as_of, price))
     campaign.counts = counts
     campaign.finished_at = now
     session.flush()
@@ -485,6 +487,49 @@ def _analyze_volumes(session: Session, principal: Principal, campaign: ReclaimCa
                          before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
                          unit_id=rec.unit_id)
             counts["volumes_dismissed"] += 1
+    return counts
+
+
+def _analyze_snapshots(session: Session, principal: Principal, campaign: ReclaimCampaign, as_of: date,
+                       price: analysis.Prices) -> dict[str, int]:
+    """A snapshot older than ``reclaim_snapshot_retention_days`` becomes a recommendation of its own."""
+    days = get_settings().reclaim_snapshot_retention_days
+    cutoff = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(days=days - 1)
+    old = {s.id: s for s in session.scalars(select(VolumeSnapshot).where(
+        VolumeSnapshot.status != "deleted", VolumeSnapshot.unit_id.is_not(None),
+        VolumeSnapshot.provider_created_at < cutoff).order_by(VolumeSnapshot.id))}
+    existing = {r.volume_snapshot_id: r for r in session.scalars(
+        select(Recommendation).where(Recommendation.volume_snapshot_id.is_not(None)))}
+    counts = {"snapshots_created": 0, "snapshots_updated": 0, "snapshots_dismissed": 0}
+    for snapshot_id, snapshot in old.items():
+        assert snapshot.unit_id is not None
+        taken = snapshot.provider_created_at
+        values = {"campaign_id": campaign.id, "unit_id": snapshot.unit_id,
+                  "evidence": {"taken_at": taken.isoformat() if taken else None, "retention_days": days,
+                               "volume": snapshot.volume_provider_id, "size_gib": snapshot.size_gib},
+                  "current_flavor": f"snapshot {snapshot.size_gib} GiB", "recommended_flavor": None,
+                  "reclaim_vcpus": 0, "reclaim_ram_mb": 0, "reclaim_disk_gb": snapshot.size_gib,
+                  "saving_month": round(float(price.month(0, 0, snapshot.size_gib)), 2)}
+        rec = existing.get(snapshot_id)
+        if rec is None:
+            session.add(Recommendation(volume_snapshot_id=snapshot_id, kind=RecommendationKind.SNAPSHOT_OLD,
+                                       status=RecommendationStatus.OPEN, **values))
+            counts["snapshots_created"] += 1
+            continue
+        for name, value in values.items():
+            setattr(rec, name, value)
+        if rec.status is RecommendationStatus.EXEMPTED and rec.exempt_until is not None \
+                and rec.exempt_until < as_of:
+            _reopen(rec)
+        counts["snapshots_updated"] += 1
+    for known, rec in existing.items():
+        if rec.status in ACTIVE and known not in old:
+            rec.status = RecommendationStatus.DISMISSED
+            rec.closed_reason = f"campaign {campaign.id} no longer finds it snapshot_old"
+            audit.record(session, principal, action="dismiss", entity="reclaim_recommendation", entity_id=rec.id,
+                         before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
+                         unit_id=rec.unit_id)
+            counts["snapshots_dismissed"] += 1
     return counts
 
 
@@ -669,8 +714,10 @@ def notify(session: Session, principal: Principal, rec_ids: Sequence[int] | None
 
 _REASONS = {RecommendationKind.IDLE: "长期闲置", RecommendationKind.OVERSIZED: "配置过高",
             RecommendationKind.ZOMBIE: "长期关机", RecommendationKind.LEASE: "租期已满",
-            RecommendationKind.VOLUME_IDLE: "云硬盘长期未挂载", RecommendationKind.VOLUME_ORPHAN: "所挂主机已删除"}
-_ACTION_TEXT = {"shelve_offload": "搁置下线（shelve-offload）", "snapshot_delete": "先快照后删除（快照保留）"}
+            RecommendationKind.VOLUME_IDLE: "云硬盘长期未挂载", RecommendationKind.VOLUME_ORPHAN: "所挂主机已删除",
+            RecommendationKind.SNAPSHOT_OLD: "快照超过保留期"}
+_ACTION_TEXT = {"shelve_offload": "搁置下线（shelve-offload）", "snapshot_delete": "先快照后删除（快照保留）",
+                "delete_snapshot": "删除过期快照"}
 
 
 def _tell(session: Session, rec: Recommendation, kind: str, occurrence: str, **extra: Any) -> None:
@@ -777,7 +824,8 @@ def execute(session: Session, principal: Principal, *, dry_run: bool = False, no
     steps: list[ExecutionStep] = []
     for rec in list(session.scalars(query)):
         action = ACTIONS[rec.kind]
-        target = {"resize": rec.recommended_flavor, "snapshot_delete": "deleted"}.get(action, "SHELVED_OFFLOADED")
+        target = {"resize": rec.recommended_flavor, "snapshot_delete": "deleted",
+                  "delete_snapshot": "deleted"}.get(action, "SHELVED_OFFLOADED")
 
         def step(outcome: str, detail: str = "", rec: Recommendation = rec, action: str = action,
                  target: str | None = target) -> ExecutionStep:
@@ -810,6 +858,8 @@ def execute(session: Session, principal: Principal, *, dry_run: bool = False, no
 
 
 def _plan(rec: Recommendation) -> str:
+    if rec.volume_snapshot is not None:
+        return f"delete snapshot {rec.volume_snapshot.name} ({rec.volume_snapshot.size_gib} GiB), past its retention"
     if rec.volume is not None:
         return f"snapshot, then delete {rec.volume.volume_type} {rec.volume.size_gib} GiB " \
                f"(snapshot kept {get_settings().reclaim_snapshot_retention_days} days)"
@@ -824,6 +874,14 @@ def _plan(rec: Recommendation) -> str:
 def _act(session: Session, principal: Principal, rec: Recommendation, providers: ProviderLookup) -> str:
     if rec.volume is not None:
         return _reclaim_volume(session, principal, rec, rec.volume, providers)
+    if rec.volume_snapshot is not None:
+        snapshot = rec.volume_snapshot
+        if snapshot.status == "deleted":
+            return f"snapshot {snapshot.name} already deleted"
+        with contextlib.suppress(NotFound):  # gone at the cloud already: nothing left to delete
+            volumes.volume_provider(snapshot.cloud, providers).delete_snapshot(snapshot.provider_id)
+        snapshot.status = "deleted"
+        return f"snapshot {snapshot.name} deleted"
     server = rec.server
     assert server is not None
     if server.status == "DELETED":
@@ -866,6 +924,8 @@ def _reclaim_volume(session: Session, principal: Principal, rec: Recommendation,
         snapshot = adapter.snapshot_volume(volume.provider_id, f"reclaim-{rec.id}-{volume.name}"[:64])
         rec.snapshot_id = snapshot.provider_id
         rec.snapshot_until = utcnow().date() + timedelta(days=get_settings().reclaim_snapshot_retention_days)
+        # In the inventory at once: past its retention, the snapshot becomes a recommendation of its own.
+        volumes.record_snapshot(session, volume.cloud, snapshot, utcnow())
         session.flush()
     adapter.delete_volume(volume.provider_id)
     volume.status, volume.server_id = "deleted", None

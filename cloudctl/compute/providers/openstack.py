@@ -125,6 +125,14 @@ def _when(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def snapshot_of(snapshot: Any) -> SnapshotInfo:
+    """A Cinder v3 snapshot (openstacksdk's resource, or its JSON as a dict): its volume, size and age."""
+    get = snapshot.get if isinstance(snapshot, dict) else lambda key, default=None: getattr(snapshot, key, default)
+    return SnapshotInfo(provider_id=str(get("id")), volume_id=str(get("volume_id") or ""),
+                        name=str(get("name") or ""), size_gib=int(get("size") or 0),
+                        status=str(get("status") or ""), created_at=_when(get("created_at")))
+
+
 def volume_of(volume: Any) -> VolumeInfo:
     """A Cinder v3 volume (openstacksdk's resource, or its JSON as a dict) as cloudctl reads it: the owning
     project (``os-vol-tenant-attr:tenant_id``), its type and size, and the server of its first attachment."""
@@ -345,6 +353,14 @@ class OpenStackProvider:
         return SnapshotInfo(provider_id=str(snapshot.id), volume_id=volume_id, name=name,
                             size_gib=int(snapshot.size or 0), status=str(snapshot.status or ""),
                             created_at=_when(snapshot.created_at))
+
+    @_translated
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return [snapshot_of(n) for n in self.conn.block_storage.snapshots(details=True, all_projects=True)]
+
+    @_translated
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.conn.block_storage.delete_snapshot(snapshot_id, ignore_missing=False)
 
     @_translated
     def delete_volume(self, volume_id: str) -> None:

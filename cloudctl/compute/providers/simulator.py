@@ -696,6 +696,19 @@ class SimulatorProvider:
             s.flush()
             return SnapshotInfo(snapshot.id, volume.id, name, snapshot.size_gib, "available", snapshot.created_at)
 
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        with self.store.session() as s:
+            return [SnapshotInfo(n.id, n.volume_id, n.name, n.size_gib, "available", n.created_at)
+                    for n in s.scalars(select(SimSnapshot).where(SimSnapshot.cloud == self.cloud)
+                                       .order_by(SimSnapshot.created_at, SimSnapshot.id))]
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        with self.store.session() as s:
+            snapshot = s.get(SimSnapshot, snapshot_id)
+            if snapshot is None or snapshot.cloud != self.cloud:
+                raise NotFound(f"no snapshot {snapshot_id} on {self.cloud}")
+            s.delete(snapshot)
+
     def delete_volume(self, volume_id: str) -> None:
         with self.store.session() as s:
             volume = self._volume(s, volume_id)

@@ -70,3 +70,30 @@ def test_a_cinder_volume_is_read_from_the_apis_own_shape() -> None:
         assert info.created_at == datetime(2026, 3, 1, 8, 10, 42, tzinfo=UTC)
     unattached = volume_of({**CINDER_VOLUME, "status": "available", "attachments": [], "created_at": None})
     assert (unattached.attached_to, unattached.created_at, unattached.status) == (None, None, "available")
+
+
+# Cinder v3's GET /v3/{project_id}/snapshots/detail, one snapshot as the API reference shows it (abridged).
+CINDER_SNAPSHOT = {
+    "id": "2bb856e1-b3d8-4432-a858-09e4ce939389",
+    "name": "upgrade-backup",
+    "status": "available",
+    "size": 500,
+    "volume_id": "6edbc2f4-1507-44f8-ac0d-eed1d2608d38",
+    "created_at": "2026-04-02T09:00:00.000000",
+    "os-extended-snapshot-attributes:project_id": "bab7d5c60cd041a0a36f7c4b6e1dd978",
+}
+
+
+def test_a_cinder_snapshot_is_read_from_the_apis_own_shape() -> None:
+    from datetime import UTC, datetime
+
+    from openstack.block_storage.v3.snapshot import Snapshot
+
+    from cloudctl.compute.providers.openstack import snapshot_of
+
+    for given in (CINDER_SNAPSHOT, Snapshot(**CINDER_SNAPSHOT)):
+        info = snapshot_of(given)
+        assert (info.provider_id, info.volume_id, info.name, info.size_gib, info.status) == (
+            "2bb856e1-b3d8-4432-a858-09e4ce939389", "6edbc2f4-1507-44f8-ac0d-eed1d2608d38", "upgrade-backup", 500,
+            "available")
+        assert info.created_at == datetime(2026, 4, 2, 9, 0, tzinfo=UTC)

@@ -59,7 +59,7 @@ def test_sync_records_owners_attachments_and_unattached_time(session: Session, c
     theirs = provider.create_volume(_project(session, "990100-D02"), "社保影像", "ssd", 200)
     stray = provider.create_volume(provider.ensure_project("990199-X01", "已撤并单位"), "无主数据盘", "hdd", 50)
     counts = volumes.sync_volumes(session, ADMIN, "test-cloud")
-    assert counts == {"volumes": 4, "orphans": 1, "unattached": 3, "gone": 0}
+    assert counts == {"volumes": 4, "orphans": 1, "unattached": 3, "gone": 0, "snapshots": 0}
     rows = {v.provider_id: v for v in session.scalars(select(Volume))}
     assert (rows[mine.provider_id].server_id, rows[mine.provider_id].business_system_name) == (
         server.id, "城市视频监控联网平台")

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloudctl.compute import volumes
+from cloudctl.compute.models import VolumeSnapshot
 from cloudctl.compute.providers.simulator import SimSnapshot
 from cloudctl.core.errors import NotFound
 from cloudctl.core.models import utcnow
@@ -115,3 +117,40 @@ def test_a_volume_attached_again_is_not_deleted(session: Session, city: MiniCity
     assert rec.status is RecommendationStatus.FAILED
     assert rec.snapshot_id is None
     assert rows["old"].provider_id in {v.provider_id for v in simulator_of(session).list_volumes()}
+
+
+def test_snapshots_past_their_retention_become_recommendations(session: Session, city: MiniCity) -> None:
+    rows = plant_storage(session, city)
+    provider = simulator_of(session)
+    # A snapshot a department took long ago, found by the sync; and the one reclaim takes before a delete.
+    kept = provider.snapshot_volume(rows["used"].provider_id, "升级前备份")
+    assert volumes.sync_volumes(session, ADMIN, "test-cloud")["snapshots"] == 1
+    service.analyze(session, ADMIN)
+    orphan = _volume_recs(session)["社保影像"]
+    service.notify(session, ADMIN, [orphan.id], grace_days=0, now=utcnow())
+    service.execute(session, ADMIN, rec_ids=[orphan.id], now=utcnow() + timedelta(minutes=1))
+    snapshots = {s.provider_id: s for s in session.scalars(select(VolumeSnapshot))}
+    assert set(snapshots) == {kept.provider_id, orphan.snapshot_id}
+    assert snapshots[kept.provider_id].unit_id == rows["used"].unit_id
+    assert snapshots[orphan.snapshot_id].unit_id == rows["orphan"].unit_id
+    # Young snapshots are no finding; one older than the retention (90 days) is.
+    assert service.analyze(session, ADMIN).counts["snapshots_created"] == 0
+    snapshots[kept.provider_id].provider_created_at = utcnow() - timedelta(days=120)
+    session.flush()
+    assert service.analyze(session, ADMIN).counts["snapshots_created"] == 1
+    recs, _ = service.list_recommendations(session, ADMIN, kind=RecommendationKind.SNAPSHOT_OLD)
+    assert [(r.server_name, r.unit_code, r.reclaim_disk_gb) for r in recs] == [("升级前备份", "990100-D01", 500)]
+    rec = recs[0]
+    assert rec.evidence["retention_days"] == 90
+    # The same workflow: notice to the department, then execution deletes the snapshot.
+    service.notify(session, ADMIN, [rec.id], grace_days=0, now=utcnow())
+    assert session.scalars(select(Event).where(Event.kind == "reclaim.notice",
+                                               Event.entity_id == str(rec.id))).one().unit_id == rec.unit_id
+    steps = service.execute(session, ADMIN, rec_ids=[rec.id], now=utcnow() + timedelta(minutes=1))
+    assert [(s.action, s.outcome) for s in steps] == [("delete_snapshot", "done")]
+    assert kept.provider_id not in {s.provider_id for s in provider.list_snapshots()}
+    assert orphan.snapshot_id in {s.provider_id for s in provider.list_snapshots()}
+    assert snapshots[kept.provider_id].status == "deleted"
+    # A later sync does not bring it back, and a new analysis does not flag it again.
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    assert service.analyze(session, ADMIN).counts["snapshots_created"] == 0
