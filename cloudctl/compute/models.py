@@ -27,6 +27,7 @@ __all__ = [
     "ServerAddress",
     "UnitProject",
     "Volume",
+    "VolumeQuota",
     "VolumeSnapshot",
 ]
 
@@ -417,3 +418,31 @@ class VolumeSnapshot(Base):
     @property
     def business_system_name(self) -> str | None:
         return None
+
+
+class VolumeQuota(TimestampMixin, Base):
+    """A unit's block storage quota on one cloud for one volume type, in GiB: pushed to the provider, synced back."""
+
+    __tablename__ = "volume_quotas"
+    __table_args__ = (UniqueConstraint("unit_id", "cloud_id", "volume_type",
+                                       name="uq_volume_quotas_unit_id_cloud_id_volume_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="CASCADE"), index=True)
+    volume_type: Mapped[str] = mapped_column(String(64))
+    # None: no limit on this type.
+    limit_gib: Mapped[int | None]
+    used_gib: Mapped[int] = mapped_column(default=0)
+    synced_at: Mapped[datetime | None]
+
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
+    cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud.name

@@ -97,3 +97,21 @@ def test_a_cinder_snapshot_is_read_from_the_apis_own_shape() -> None:
             "2bb856e1-b3d8-4432-a858-09e4ce939389", "6edbc2f4-1507-44f8-ac0d-eed1d2608d38", "upgrade-backup", 500,
             "available")
         assert info.created_at == datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
+
+
+def test_cinders_quota_set_is_read_per_volume_type() -> None:
+    from cloudctl.compute.providers.base import VolumeTypeQuota
+    from cloudctl.compute.providers.openstack import volume_quotas_of
+
+    # GET /v3/{admin_project_id}/os-quota-sets/{project_id}?usage=True (abridged): -1 is no limit.
+    body = {"quota_set": {
+        "id": "bab7d5c60cd041a0a36f7c4b6e1dd978",
+        "gigabytes": {"limit": 5000, "in_use": 700, "reserved": 0, "allocated": 0},
+        "gigabytes_ssd": {"limit": 1000, "in_use": 500, "reserved": 0, "allocated": 0},
+        "gigabytes_hdd": {"limit": -1, "in_use": 200, "reserved": 0, "allocated": 0},
+        "volumes_ssd": {"limit": -1, "in_use": 1, "reserved": 0, "allocated": 0},
+    }}
+    assert volume_quotas_of(body, ["hdd", "ssd", "nvme"]) == [
+        VolumeTypeQuota("hdd", None, 200), VolumeTypeQuota("ssd", 1000, 500), VolumeTypeQuota("nvme", None, 0)]
+    # Without usage=True Cinder gives plain numbers.
+    assert volume_quotas_of({"quota_set": {"gigabytes_ssd": 300}}, ["ssd"]) == [VolumeTypeQuota("ssd", 300, 0)]
