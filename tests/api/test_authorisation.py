@@ -483,6 +483,8 @@ PROBES: list[Probe] = [
     Probe("GET", "/api/v1/clouds/{name}/capacity", may(dept=403)),
     *lists("/api/v1/quotas"),
     *scoped(Probe("PUT", "/api/v1/quotas/{unit}/{cloud}", may(*WRITE), body={"vcpus": 96})),
+    *lists("/api/v1/volume-quotas"),
+    *scoped(Probe("PUT", "/api/v1/volume-quotas/{unit}/{cloud}/ssd", may(*WRITE), body={"limit_gib": 5000})),
     *lists("/api/v1/requests"),
     *scoped(Probe("POST", "/api/v1/requests", may(*WRITE, "dept", ok=201),
                   body={"business_system": "{system}", "cloud": "test-cloud", "justification": "业务扩容",
