@@ -927,7 +927,11 @@ def _reclaim_volume(session: Session, principal: Principal, rec: Recommendation,
         # In the inventory at once: past its retention, the snapshot becomes a recommendation of its own.
         volumes.record_snapshot(session, volume.cloud, snapshot, utcnow())
         session.flush()
-    adapter.delete_volume(volume.provider_id)
+    try:
+        adapter.delete_volume(volume.provider_id)
+    except CloudctlError as exc:
+        # The savepoint forgets the snapshot: the error keeps its id, so nobody takes it for lost.
+        raise Conflict(f"snapshot {rec.snapshot_id} taken, but the delete failed: {exc}", field="volume") from exc
     volume.status, volume.server_id = "deleted", None
     return f"snapshot {rec.snapshot_id} taken (kept until {rec.snapshot_until}), volume deleted"
 

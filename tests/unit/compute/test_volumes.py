@@ -144,3 +144,27 @@ def test_quotas_in_gib_per_volume_type_are_pushed_synced_and_held(session: Sessi
     lifted = volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", None)
     assert lifted.limit_gib is None
     provider.create_volume(project, "不再受限", "ssd", 400)
+
+
+def test_a_request_for_volumes_is_checked_against_the_types_quota(session: Session, city: MiniCity) -> None:
+    from cloudctl.compute import provisioning
+    from cloudctl.compute.models import RequestStatus
+    from cloudctl.compute.schemas import QuotaSet, RequestCreate
+
+    compute.set_quota(session, ADMIN, "990100-D01", "test-cloud", QuotaSet(disk_gib=5000))
+    volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 500)
+
+    def ask(*items: dict[str, object]) -> RequestCreate:
+        return RequestCreate.model_validate({"business_system": city.systems["own"], "cloud": "test-cloud",
+                                             "justification": "存储扩容", "items": list(items)})
+
+    with pytest.raises(Conflict) as caught:
+        provisioning.submit_request(session, city.principals["dept"], ask(
+            {"kind": "volume", "volume_type": "hdd", "size_gib": 100},
+            {"kind": "volume", "volume_type": "ssd", "size_gib": 300, "count": 2}))
+    assert caught.value.field == "items.1.size_gib"
+    fits = provisioning.submit_request(session, city.principals["dept"], ask(
+        {"kind": "volume", "volume_type": "ssd", "size_gib": 500}, {"kind": "volume", "volume_type": "hdd",
+                                                                      "size_gib": 2000}))
+    assert fits.status in (RequestStatus.APPROVED, RequestStatus.SUBMITTED, RequestStatus.AWAITING_LEADER)
+    assert [(i.flavor, i.disk_gb) for i in fits.items] == [("ssd", 500), ("hdd", 2000)]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from cloudctl.compute import volumes
 from cloudctl.compute.models import VolumeSnapshot
 from cloudctl.compute.providers.simulator import SimSnapshot
-from cloudctl.core.errors import NotFound
+from cloudctl.core.errors import NotFound, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.notify.models import Event
 from cloudctl.reclaim import service
@@ -154,3 +154,29 @@ def test_snapshots_past_their_retention_become_recommendations(session: Session,
     # A later sync does not bring it back, and a new analysis does not flag it again.
     volumes.sync_volumes(session, ADMIN, "test-cloud")
     assert service.analyze(session, ADMIN).counts["snapshots_created"] == 0
+
+
+def test_a_failed_delete_keeps_the_volume_and_names_the_snapshot(session: Session, city: MiniCity) -> None:
+    rows = plant_storage(session, city)
+    service.analyze(session, ADMIN)
+    rec = _volume_recs(session)["旧数据盘"]
+    service.notify(session, ADMIN, [rec.id], grace_days=0, now=utcnow())
+    simulator = simulator_of(session)
+
+    class RefusingDeletes:
+        def __getattr__(self, name: str) -> object:
+            return getattr(simulator, name)
+
+        def delete_volume(self, volume_id: str) -> None:
+            raise ProviderError("cinder: 503 Service Unavailable")
+
+    steps = service.execute(session, ADMIN, rec_ids=[rec.id], now=utcnow() + timedelta(minutes=1),
+                            providers=lambda cloud: RefusingDeletes())
+    assert [s.outcome for s in steps] == ["failed"]
+    assert rec.status is RecommendationStatus.FAILED
+    assert rec.error is not None
+    taken = [s.provider_id for s in simulator.list_snapshots() if s.volume_id == rows["old"].provider_id]
+    assert len(taken) == 1
+    assert taken[0] in rec.error
+    assert rows["old"].status != "deleted"
+    assert rows["old"].provider_id in {v.provider_id for v in simulator.list_volumes()}
