@@ -724,11 +724,15 @@ def _tell(session: Session, rec: Recommendation, kind: str, occurrence: str, **e
     """Tell the owning department (and, for what the kind names, the bureau) about a recommendation."""
     action = f"缩容至 {rec.recommended_flavor}" if ACTIONS[rec.kind] == "resize" else _ACTION_TEXT[ACTIONS[rec.kind]]
     deadline = extra.pop("deadline", None)
+    if rec.server_id is not None:
+        what, frees = "云主机", f"{rec.reclaim_vcpus} vCPU / {gib(rec.reclaim_ram_mb):g} GiB 内存"
+    else:
+        what, frees = "云硬盘" if rec.volume_id is not None else "快照", f"{rec.reclaim_disk_gb} GiB 存储"
     emit(session, kind, unit_id=rec.unit_id, entity="reclaim_recommendation", entity_id=rec.id,
                 key=f"{kind}:{occurrence}", deadline=deadline, link=f"/api/v1/reclaim/recommendations/{rec.id}",
-                data={"server": rec.server_name, "reason": _REASONS[rec.kind], "action": action,
-                      "vcpus": rec.reclaim_vcpus, "ram_gib": f"{gib(rec.reclaim_ram_mb):g}", "note": "", "detail": "",
-                      **extra})
+                data={"server": rec.server_name, "reason": _REASONS[rec.kind], "action": action, "what": what,
+                      "frees": frees, "vcpus": rec.reclaim_vcpus, "ram_gib": f"{gib(rec.reclaim_ram_mb):g}",
+                      "note": "", "detail": "", **extra})
 
 
 def appeal(session: Session, principal: Principal, rec_id: int, reason: str, *,
