@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -232,3 +233,39 @@ def build_reclaim_fleet(session: Session) -> ReclaimFleet:
     servers["zombie"].status_since = utcnow() - timedelta(days=40)
     collect_days(session)
     return ReclaimFleet(city, servers)
+
+
+def _storage_project(session: Session, code: str) -> str:
+    from cloudctl.compute import service as compute
+    from cloudctl.compute.models import Cloud
+    from cloudctl.org.models import Unit
+
+    cloud = session.scalars(select(Cloud).where(Cloud.name == "test-cloud")).one()
+    unit = session.scalars(select(Unit).where(Unit.code == code)).one()
+    return compute.ensure_project(session, unit, cloud, simulator_of(session))
+
+
+def plant_storage(session: Session, city: MiniCity) -> dict[str, Any]:
+    """An old unattached volume, a fresh one, one attached to a live server and one to a deleted server."""
+    from cloudctl.compute import volumes
+    from cloudctl.compute.models import Volume
+    from cloudctl.core.models import utcnow
+
+    provider = simulator_of(session)
+    live = make_server(session, "990100-D01", city.systems["own"], "c4m8", name="live-vm")
+    gone = make_server(session, "990100-D02", None, "c4m8", name="gone-vm")
+    made = {
+        "old": provider.create_volume(_storage_project(session, "990100-D01"), "旧数据盘", "hdd", 1000),
+        "fresh": provider.create_volume(_storage_project(session, "990100-D01"), "新数据盘", "ssd", 100),
+        "used": provider.create_volume(_storage_project(session, "990100-D01"), "视频存储", "ssd", 500),
+        "orphan": provider.create_volume(_storage_project(session, "990100-D02"), "社保影像", "ssd", 200),
+    }
+    provider.attach_volume(made["used"].provider_id, live.provider_id)
+    provider.attach_volume(made["orphan"].provider_id, gone.provider_id)
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    rows = {key: session.scalars(select(Volume).where(Volume.provider_id == info.provider_id)).one()
+            for key, info in made.items()}
+    rows["old"].detached_since = utcnow() - timedelta(days=45)
+    gone.status = "DELETED"
+    session.flush()
+    return rows

@@ -22,6 +22,8 @@ from cloudctl.compute.schemas import (
     ServerPublic,
     ServerResize,
     VolumePublic,
+    VolumeQuotaPublic,
+    VolumeQuotaSet,
 )
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
@@ -67,6 +69,29 @@ def list_quotas(
 @router.put("/quotas/{unit}/{cloud}")
 def set_quota(unit: str, cloud: str, data: QuotaSet, session: SessionDep, principal: PrincipalDep) -> QuotaPublic:
     return QuotaPublic.model_validate(service.set_quota(session, principal, unit, cloud, data))
+
+
+@router.get("/volume-quotas")
+def list_volume_quotas(
+    session: SessionDep,
+    principal: PrincipalDep,
+    unit: UnitFilter = None,
+    cloud: Annotated[str | None, Query(description="cloud name")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Offset = 0,
+) -> Page[VolumeQuotaPublic]:
+    """Block storage quotas in GiB per volume type: a department sees its own subtree's."""
+    rows, total = volumes.list_volume_quotas(session, principal, unit=unit, cloud=cloud, limit=limit, offset=offset)
+    return Page[VolumeQuotaPublic](items=[VolumeQuotaPublic.model_validate(q) for q in rows], total=total,
+                                   limit=limit, offset=offset)
+
+
+@router.put("/volume-quotas/{unit}/{cloud}/{volume_type}")
+def set_volume_quota(unit: str, cloud: str, volume_type: str, data: VolumeQuotaSet, session: SessionDep,
+                     principal: PrincipalDep) -> VolumeQuotaPublic:
+    """Set and push a unit's GiB limit for one volume type (refused below what its volumes already take)."""
+    return VolumeQuotaPublic.model_validate(
+        volumes.set_volume_quota(session, principal, unit, cloud, volume_type, data.limit_gib))
 
 
 @router.post("/requests", status_code=status.HTTP_201_CREATED)

@@ -22,6 +22,8 @@ from cloudctl.compute.schemas import (
     RequestPublic,
     ServerPublic,
     VolumePublic,
+    VolumeQuotaPublic,
+    VolumeQuotaSet,
 )
 from cloudctl.core.cli_support import OffsetOption, OutputOption, UnitFilter, limit_option, print_list, unit_of_work
 from cloudctl.core.display import local_time
@@ -421,4 +423,58 @@ def volume_sync(cloud: str | None = typer.Argument(None, help="one cloud; defaul
                     raise
                 continue
             console.print(f"{name}: {counts['volumes']} volumes, {counts['unattached']} unattached, "
-                          f"{counts['orphans']} orphans, {counts['gone']} gone")
+                          f"{counts['orphans']} orphans, {counts['gone']} gone, {counts['snapshots']} snapshots")
+
+
+volume_quota_app = typer.Typer(help="Block storage quotas in GiB per volume type, per unit and cloud.",
+                               no_args_is_help=True)
+volume_app.add_typer(volume_quota_app, name="quota")
+
+VOLUME_QUOTA_COLUMNS = [
+    ("unit", lambda q: q.unit_code), ("cloud", lambda q: q.cloud), ("type", lambda q: q.volume_type),
+    ("used GiB", lambda q: q.used_gib),
+    ("limit GiB", lambda q: "不限 unlimited" if q.limit_gib is None else q.limit_gib),
+    ("synced", lambda q: local_time(q.synced_at) if q.synced_at else ""),
+]
+
+
+@volume_quota_app.command("list")
+def volume_quota_list(
+    unit: str | None = UnitFilter,
+    cloud: str | None = typer.Option(None, help="one cloud"),
+    limit: int | None = limit_option(),
+    offset: int = OffsetOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Quotas per volume type: used / limit, in GiB."""
+    with unit_of_work() as (session, principal):
+        print_list(partial(volumes.list_volume_quotas, session, principal, unit=unit, cloud=cloud), VolumeQuotaPublic,
+                   VOLUME_QUOTA_COLUMNS, output, limit=limit, offset=offset, title="云硬盘配额 volume quotas")
+
+
+@volume_quota_app.command("set")
+def volume_quota_set(
+    unit: str = typer.Argument(..., help="unit code"),
+    cloud: str = typer.Argument(..., help="cloud name"),
+    volume_type: str = typer.Argument(..., help="volume type (ssd, hdd …)"),
+    limit_gib: int | None = typer.Option(None, "--limit-gib", help="GiB; omit with --unlimited"),
+    unlimited: bool = typer.Option(False, "--unlimited", help="lift the limit"),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Set a unit's GiB limit for one volume type and push it to the cloud."""
+    if (limit_gib is None) != unlimited:
+        raise InvalidInput("give --limit-gib or --unlimited", field="limit_gib")
+    data = parse(VolumeQuotaSet, {"limit_gib": limit_gib})
+    with unit_of_work() as (session, principal):
+        quota = VolumeQuotaPublic.model_validate(
+            volumes.set_volume_quota(session, principal, unit, cloud, volume_type, data.limit_gib))
+    print_one(quota, output, title="云硬盘配额 volume quota")
+
+
+@volume_quota_app.command("sync")
+def volume_quota_sync(cloud: str = typer.Argument(..., help="cloud name"),
+                      output: OutputFormat = OutputOption) -> None:
+    """Read every unit's per-type limits and use back from the cloud."""
+    with unit_of_work() as (session, principal):
+        rows = [VolumeQuotaPublic.model_validate(q) for q in volumes.sync_volume_quotas(session, principal, cloud)]
+    print_rows(rows, VOLUME_QUOTA_COLUMNS, output, title="云硬盘配额 volume quotas synced")

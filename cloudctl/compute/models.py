@@ -27,6 +27,8 @@ __all__ = [
     "ServerAddress",
     "UnitProject",
     "Volume",
+    "VolumeQuota",
+    "VolumeSnapshot",
 ]
 
 
@@ -387,3 +389,60 @@ class Volume(TimestampMixin, Base):
     @property
     def business_system_name(self) -> str | None:
         return self.business_system.name if self.business_system is not None else None
+
+
+class VolumeSnapshot(Base):
+    """A snapshot of a block volume, as a sync of its cloud finds it (or as reclaim took it before a delete).
+
+    It belongs to the unit of its volume; snapshots older than the retention become reclaim recommendations.
+    """
+
+    __tablename__ = "volume_snapshots"
+    __table_args__ = (UniqueConstraint("cloud_id", "provider_id", name="uq_volume_snapshots_cloud_id_provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="RESTRICT"), index=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    volume_id: Mapped[int | None] = mapped_column(ForeignKey("volumes.id", ondelete="SET NULL"), index=True)
+    volume_provider_id: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    size_gib: Mapped[int]
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    provider_created_at: Mapped[datetime | None]
+    synced_at: Mapped[datetime | None]
+
+    cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
+    unit: Mapped[Unit | None] = relationship(lazy="joined")
+
+    @property
+    def business_system_name(self) -> str | None:
+        return None
+
+
+class VolumeQuota(TimestampMixin, Base):
+    """A unit's block storage quota on one cloud for one volume type, in GiB: pushed to the provider, synced back."""
+
+    __tablename__ = "volume_quotas"
+    __table_args__ = (UniqueConstraint("unit_id", "cloud_id", "volume_type",
+                                       name="uq_volume_quotas_unit_id_cloud_id_volume_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    cloud_id: Mapped[int] = mapped_column(ForeignKey("clouds.id", ondelete="CASCADE"), index=True)
+    volume_type: Mapped[str] = mapped_column(String(64))
+    # None: no limit on this type.
+    limit_gib: Mapped[int | None]
+    used_gib: Mapped[int] = mapped_column(default=0)
+    synced_at: Mapped[datetime | None]
+
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
+    cloud: Mapped[Cloud] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud.name

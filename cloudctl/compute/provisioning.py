@@ -38,6 +38,7 @@ from cloudctl.compute.models import (
     Server,
     ServerAddress,
     UnitProject,
+    VolumeQuota,
 )
 from cloudctl.compute.notices import request_event
 from cloudctl.compute.providers import provider_for
@@ -142,6 +143,27 @@ def list_requests(
 # ---------------------------------------------------------------- submitting and deciding
 
 
+def _check_volume_quotas(session: Session, unit_id: int, cloud: Cloud, items: list[RequestItem]) -> None:
+    """Volumes asked for must fit the unit's GiB quota of their type on the cloud (where it has one), counting
+    what its volumes of that type already take (as last synced); the cloud holds it again at creation."""
+    asked: dict[str, tuple[int, int]] = {}
+    for index, item in enumerate(items):
+        if item.kind == "volume":
+            first, total = asked.get(item.flavor, (index, 0))
+            asked[item.flavor] = (first, total + item.disk_gb * item.count)
+    if not asked:
+        return
+    for quota in session.scalars(select(VolumeQuota).where(
+            VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud.id, VolumeQuota.volume_type.in_(asked),
+            VolumeQuota.limit_gib.is_not(None))):
+        index, total = asked[quota.volume_type]
+        assert quota.limit_gib is not None
+        if quota.used_gib + total > quota.limit_gib:
+            raise Conflict(f"{total} GiB of {quota.volume_type} asked; the unit's {quota.volume_type} quota on "
+                           f"{cloud.name} is {quota.limit_gib} GiB with {quota.used_gib} GiB used",
+                           field=f"items.{index}.size_gib")
+
+
 def submit_request(session: Session, principal: Principal, data: RequestCreate) -> ResourceRequest:
     """Validate and record a request; approve it at once when it is small and the quota has room."""
     authorize(principal, "compute.request:submit")
@@ -180,6 +202,7 @@ def submit_request(session: Session, principal: Principal, data: RequestCreate) 
                                  image=item.image or cloud.default_image, network=item.network or cloud.default_network,
                                  vcpus=flavor.vcpus, ram_mb=flavor.ram_mb, disk_gb=flavor.disk_gb,
                                  status=ItemStatus.PENDING))
+    _check_volume_quotas(session, unit.id, cloud, items)
     request = ResourceRequest(unit=unit, unit_id=unit.id, business_system_id=system.id, cloud=cloud,
                               cloud_id=cloud.id, status=RequestStatus.SUBMITTED, justification=data.justification,
                               submitted_by=principal.actor, items=items, ends_on=data.ends_on, approvals=[])

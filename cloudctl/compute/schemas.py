@@ -313,3 +313,20 @@ class VolumePublic(Schema):
     detached_since: datetime | None
     provider_created_at: datetime | None
     synced_at: datetime | None
+
+
+class VolumeQuotaSet(Schema):
+    """A unit's GiB limit for one volume type; null lifts the limit."""
+
+    limit_gib: Annotated[int, Field(ge=0, le=10_000_000)] | None
+
+
+class VolumeQuotaPublic(Schema):
+    """A unit's block storage quota for one volume type on a cloud, in GiB (null: no limit)."""
+
+    unit_code: str
+    cloud: str = Field(validation_alias="cloud_name")
+    volume_type: str
+    limit_gib: int | None
+    used_gib: int
+    synced_at: datetime | None

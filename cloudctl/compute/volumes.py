@@ -14,16 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
-from cloudctl.compute.models import Cloud, Server, UnitProject, Volume
+from cloudctl.compute.models import Cloud, Server, UnitProject, Volume, VolumeQuota, VolumeSnapshot
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, VolumeInfo, VolumeProvider
-from cloudctl.core import read
+from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeProvider
+from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
+from cloudctl.org import service as org
 from cloudctl.org.service import under
 
-__all__ = ["get_volume", "list_volumes", "sync_volumes", "volume_provider", "volume_types"]
+__all__ = ["get_volume", "list_volume_quotas", "list_volumes", "record_snapshot", "set_volume_quota",
+           "sync_volume_quotas", "sync_volumes", "volume_provider", "volume_types"]
 
 ProviderLookup = Callable[[Cloud], CloudProvider]
 
@@ -87,7 +89,7 @@ def sync_volumes(session: Session, principal: Principal, cloud_name: str,
             select(Server.provider_id, Server.id, Server.business_system_id).where(
                 Server.cloud_id == cloud.id, Server.provider_id.in_(attached[start:start + 500]))))
     now = utcnow()
-    counts = {"volumes": 0, "orphans": 0, "unattached": 0, "gone": 0}
+    counts = {"volumes": 0, "orphans": 0, "unattached": 0, "gone": 0, "snapshots": 0}
     for info in found:
         row = known.get(info.provider_id)
         if row is None:
@@ -103,7 +105,36 @@ def sync_volumes(session: Session, principal: Principal, cloud_name: str,
             row.status, row.server_id = "deleted", None
             counts["gone"] += 1
     session.flush()
+    counts["snapshots"] = _sync_snapshots(session, cloud, adapter.list_snapshots(), now)
     return counts
+
+
+def record_snapshot(session: Session, cloud: Cloud, info: SnapshotInfo, now: datetime) -> VolumeSnapshot:
+    """The snapshot in the inventory (added, or brought up to date), owned by the unit of its volume."""
+    row = session.scalar(select(VolumeSnapshot).where(VolumeSnapshot.cloud_id == cloud.id,
+                                                      VolumeSnapshot.provider_id == info.provider_id))
+    volume = session.scalar(select(Volume).where(Volume.cloud_id == cloud.id,
+                                                 Volume.provider_id == info.volume_id))
+    if row is None:
+        row = VolumeSnapshot(cloud_id=cloud.id, provider_id=info.provider_id)
+    row.name, row.volume_provider_id, row.size_gib = info.name, info.volume_id, info.size_gib
+    row.status, row.provider_created_at, row.synced_at = info.status or "available", info.created_at or now, now
+    if volume is not None:
+        row.volume_id, row.unit_id = volume.id, volume.unit_id
+    session.add(row)
+    return row
+
+
+def _sync_snapshots(session: Session, cloud: Cloud, found: list[SnapshotInfo], now: datetime) -> int:
+    for info in found:
+        record_snapshot(session, cloud, info, now)
+    seen = {s.provider_id for s in found}
+    for row in session.scalars(select(VolumeSnapshot).where(VolumeSnapshot.cloud_id == cloud.id,
+                                                            VolumeSnapshot.status != "deleted")):
+        if row.provider_id not in seen:
+            row.status = "deleted"
+    session.flush()
+    return len(found)
 
 
 def _record(row: Volume, info: VolumeInfo, unit_id: int | None, server: tuple[int, int | None] | None,
@@ -120,3 +151,74 @@ def _record(row: Volume, info: VolumeInfo, unit_id: int | None, server: tuple[in
         row.business_system_id = server[1]  # a volume serves the system of the server it is attached to
     row.provider_created_at = info.created_at
     row.synced_at = now
+
+
+# ---------------------------------------------------------------- quotas in GiB per volume type
+
+MAX_VOLUME_QUOTA_GIB = 10_000_000
+
+
+def list_volume_quotas(session: Session, principal: Principal, *, unit: str | None = None, cloud: str | None = None,
+                       limit: int = 50, offset: int = 0) -> tuple[list[VolumeQuota], int]:
+    """Block storage quotas per volume type the principal sees (a department: its own subtree)."""
+    authorize(principal, "compute.quota:read")
+    query = read.within(select(VolumeQuota), principal, unit=VolumeQuota.unit_id)
+    if unit is not None:
+        query = query.where(under(session, principal, unit, VolumeQuota.unit_id))
+    if cloud is not None:
+        query = query.where(VolumeQuota.cloud_id == compute.cloud_filter(session, principal, cloud).id)
+    return read.page(session, query, limit=limit, offset=offset,
+                     order_by=(VolumeQuota.cloud_id, VolumeQuota.unit_id, VolumeQuota.volume_type))
+
+
+def _upsert(session: Session, unit_id: int, cloud_id: int, volume_type: str, limit_gib: int | None, used_gib: int,
+            now: datetime) -> VolumeQuota:
+    row = session.scalar(select(VolumeQuota).where(VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id,
+                                                   VolumeQuota.volume_type == volume_type))
+    if row is None:
+        row = VolumeQuota(unit_id=unit_id, cloud_id=cloud_id, volume_type=volume_type)
+    row.limit_gib, row.used_gib, row.synced_at = limit_gib, used_gib, now
+    session.add(row)
+    return row
+
+
+def set_volume_quota(session: Session, principal: Principal, unit_code: str, cloud_name: str, volume_type: str,
+                     limit_gib: int | None, *, providers: ProviderLookup = provider_for) -> VolumeQuota:
+    """Set a unit's GiB limit for one volume type on a cloud and push it; None lifts the limit. A limit below what
+    the unit's volumes of that type already take is refused, at the provider's word."""
+    authorize(principal, "compute.quota:write")
+    if limit_gib is not None and not 0 <= limit_gib <= MAX_VOLUME_QUOTA_GIB:
+        raise InvalidInput(f"between 0 and {MAX_VOLUME_QUOTA_GIB:,} GiB", field="limit_gib")
+    unit = org.get_unit(session, principal, unit_code, field_name="unit")
+    cloud = compute.get_cloud(session, principal, cloud_name)
+    provider = providers(cloud)
+    adapter = volume_provider(cloud, lambda _: provider)
+    if volume_type not in adapter.list_volume_types():
+        raise InvalidInput(f"{cloud.name} offers no volume type {volume_type!r}", field="volume_type")
+    project = compute.ensure_project(session, unit, cloud, provider)
+    before = session.scalar(select(VolumeQuota.limit_gib).where(
+        VolumeQuota.unit_id == unit.id, VolumeQuota.cloud_id == cloud.id, VolumeQuota.volume_type == volume_type))
+    adapter.set_volume_quota(project, volume_type, limit_gib)
+    used = {q.volume_type: q.used_gib for q in adapter.get_volume_quotas(project)}.get(volume_type, 0)
+    row = _upsert(session, unit.id, cloud.id, volume_type, limit_gib, used, utcnow())
+    session.flush()
+    audit.record(session, principal, action="set", entity="volume_quota", entity_id=row.id,
+                 before={"limit_gib": before}, after={"volume_type": volume_type, "limit_gib": limit_gib},
+                 unit_id=unit.id)
+    return row
+
+
+def sync_volume_quotas(session: Session, principal: Principal, cloud_name: str,
+                       *, providers: ProviderLookup = provider_for) -> list[VolumeQuota]:
+    """Read every unit's per-type limits and use back from the cloud (someone may have changed them there)."""
+    authorize(principal, "compute.quota:write")
+    cloud = compute.get_cloud(session, principal, cloud_name)
+    adapter = volume_provider(cloud, providers)
+    now = utcnow()
+    rows = []
+    for unit_id, project in session.execute(select(UnitProject.unit_id, UnitProject.project_id)
+                                            .where(UnitProject.cloud_id == cloud.id).order_by(UnitProject.unit_id)):
+        for quota in adapter.get_volume_quotas(project):
+            rows.append(_upsert(session, unit_id, cloud.id, quota.volume_type, quota.limit_gib, quota.used_gib, now))
+    session.flush()
+    return rows

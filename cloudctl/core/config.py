@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     reclaim_grace_days: int = Field(default=14, ge=0, le=90)
     # A block volume unattached this long is reclaimable storage (listed in the reclaim report).
     reclaim_volume_unattached_days: int = Field(default=30, ge=1, le=3650)
+    # A reclaimed volume is snapshotted before it is deleted; the snapshot is kept this many days.
+    reclaim_snapshot_retention_days: int = Field(default=90, ge=1, le=3650)
     # The Prometheus that holds the OpenStack clouds' guest metrics; empty: no telemetry for them.
     prometheus_url: str = ""
     # Per OpenStack cloud: which exporter's recorded series to read ("libvirt", "ceilometer"; default libvirt),

@@ -56,16 +56,17 @@ EVENTS: dict[str, EventKind] = {k.key: k for k in (
           "$unit_name $year 年云资源预算（$scope）$amount 元，已承诺 $committed 元（$percent%），"
           "已达 $threshold% 预警线。\n超出预算的资源申请需部门负责人审批。", roles=("ops",)),
     # Reclaim (资源回收)
-    _kind("reclaim.notice", "资源回收通知", "$unit_name 的云主机 $server 拟回收",
-          "$unit_name 的云主机 $server（$reason）拟于申诉期满后$action，可释放 $vcpus vCPU / $ram_gib GiB 内存。"
+    # $what: 云主机, 云硬盘 or 快照; $frees: what reclaim gives back (vCPU and memory, or GiB of storage).
+    _kind("reclaim.notice", "资源回收通知", "$unit_name 的$what $server 拟回收",
+          "$unit_name 的$what $server（$reason）拟于申诉期满后$action，可释放 $frees。"
           "\n如有异议，请在申诉截止前提出申诉。" + _DEADLINE),
-    _kind("reclaim.appeal.decided", "回收申诉处理结果", "云主机 $server 的回收申诉$decision",
-          "$unit_name 对云主机 $server 的回收申诉$decision。$note"),
-    _kind("reclaim.execution.scheduled", "资源回收即将执行", "云主机 $server 将于 $deadline 后回收",
-          "$unit_name 的云主机 $server 申诉期将满，回收（$action）将于 $deadline 之后执行。" + _DEADLINE,
+    _kind("reclaim.appeal.decided", "回收申诉处理结果", "$what $server 的回收申诉$decision",
+          "$unit_name 对$what $server 的回收申诉$decision。$note"),
+    _kind("reclaim.execution.scheduled", "资源回收即将执行", "$what $server 将于 $deadline 后回收",
+          "$unit_name 的$what $server 申诉期将满，回收（$action）将于 $deadline 之后执行。" + _DEADLINE,
           roles=("ops",), urgent=True),
-    _kind("reclaim.execution.done", "资源回收已执行", "云主机 $server 已回收",
-          "$unit_name 的云主机 $server 已执行回收：$detail"),
+    _kind("reclaim.execution.done", "资源回收已执行", "$what $server 已回收",
+          "$unit_name 的$what $server 已执行回收：$detail"),
     # Findings and rectification (以查促改)
     _kind("security.ticket.opened", "漏洞整改通知", "$unit_name 整改单 #$ticket：$count 项漏洞",
           "$unit_name 有 $count 项漏洞需整改（整改单 #$ticket，$title），请在期限前完成整改并上报进展。" + _DEADLINE),

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, Float, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cloudctl.compute.models import Server
+from cloudctl.compute.models import Server, Volume, VolumeSnapshot
 from cloudctl.core.models import Base, LabelledEnum, TimestampMixin, enum_column
 from cloudctl.org.models import Unit
 
@@ -47,6 +47,11 @@ class RecommendationKind(LabelledEnum):
     ZOMBIE = "zombie", "僵尸主机", "red"
     # The lease the department asked for has ended (到期回收): not a finding of the analysis.
     LEASE = "lease", "租期届满", "magenta"
+    # Storage: a volume unattached for N days, a volume whose server is deleted. Executed snapshot-then-delete.
+    VOLUME_IDLE = "volume_idle", "云硬盘长期未挂载", "yellow"
+    VOLUME_ORPHAN = "volume_orphan", "主机已删除的云硬盘", "red"
+    # A volume snapshot older than the retention: executed by deleting the snapshot.
+    SNAPSHOT_OLD = "snapshot_old", "快照超过保留期", "bright_black"
 
 
 class RecommendationStatus(LabelledEnum):
@@ -88,10 +93,17 @@ class Recommendation(TimestampMixin, Base):
     """A reclaim recommendation for one server: the evidence, what it frees, and where it stands."""
 
     __tablename__ = "reclaim_recommendations"
-    __table_args__ = (UniqueConstraint("server_id", "kind", name="uq_reclaim_recommendations_server_kind"),)
+    __table_args__ = (UniqueConstraint("server_id", "kind", name="uq_reclaim_recommendations_server_kind"),
+                      UniqueConstraint("volume_id", "kind", name="uq_reclaim_recommendations_volume_kind"),
+                      UniqueConstraint("volume_snapshot_id", "kind",
+                                       name="uq_reclaim_recommendations_volume_snapshot_kind"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    # A recommendation is about a server or, for storage, a volume (then server_id is none).
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    volume_id: Mapped[int | None] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), index=True)
+    volume_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("volume_snapshots.id", ondelete="CASCADE"),
+                                                           index=True)
     # The owner at the time of the analysis: what a department user is scoped by.
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
     kind: Mapped[RecommendationKind] = mapped_column(enum_column(RecommendationKind, 16))
@@ -122,8 +134,13 @@ class Recommendation(TimestampMixin, Base):
     action: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(String(500))
     closed_reason: Mapped[str | None] = mapped_column(String(500))
+    # A volume's execution snapshots it before deleting it: the snapshot, kept until ``snapshot_until``.
+    snapshot_id: Mapped[str | None] = mapped_column(String(64))
+    snapshot_until: Mapped[date | None] = mapped_column(Date)
 
-    server: Mapped[Server] = relationship(lazy="joined", innerjoin=True)
+    server: Mapped[Server | None] = relationship(lazy="joined")
+    volume: Mapped[Volume | None] = relationship(lazy="joined")
+    volume_snapshot: Mapped[VolumeSnapshot | None] = relationship(lazy="joined")
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)
 
     @property
@@ -131,13 +148,24 @@ class Recommendation(TimestampMixin, Base):
         return self.unit.code
 
     @property
+    def target(self) -> Server | Volume | VolumeSnapshot:
+        """What the recommendation is about: its server, its volume, or a volume's snapshot."""
+        target = self.server or self.volume or self.volume_snapshot
+        assert target is not None, "a recommendation names a server, a volume or a snapshot"
+        return target
+
+    @property
     def server_name(self) -> str:
-        return self.server.name
+        return self.target.name
+
+    @property
+    def volume_name(self) -> str | None:
+        return self.volume.name if self.volume is not None else None
 
     @property
     def cloud_name(self) -> str:
-        return self.server.cloud.name
+        return self.target.cloud.name
 
     @property
     def business_system(self) -> str | None:
-        return self.server.business_system_name
+        return self.target.business_system_name

@@ -42,8 +42,10 @@ class SummaryRow(BaseModel):
 
 class RecommendationPublic(Schema):
     id: int
-    server_id: int
-    server: str = Field(validation_alias="server_name")
+    server_id: int | None = Field(description="the server; none for a volume's recommendation")
+    volume_id: int | None = Field(description="the volume, for storage (volume_idle, volume_orphan)")
+    volume_snapshot_id: int | None = Field(description="the snapshot past its retention (snapshot_old)")
+    server: str = Field(validation_alias="server_name", description="the server's name, or the volume's")
     unit_code: str
     business_system: str | None
     cloud: str = Field(validation_alias="cloud_name")
@@ -67,6 +69,8 @@ class RecommendationPublic(Schema):
     exempt_until: date | None
     action: str | None
     executed_at: datetime | None
+    snapshot_id: str | None = Field(description="the snapshot taken before a volume was deleted")
+    snapshot_until: date | None = Field(description="the snapshot is kept until this day")
     error: str | None
     closed_reason: str | None
     created_at: datetime

@@ -13,6 +13,7 @@ service, so every resize and shelve is checked against the quota and audited lik
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -23,9 +24,9 @@ from pydantic import ValidationError
 from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from cloudctl.compute import provisioning
+from cloudctl.compute import provisioning, volumes
 from cloudctl.compute import service as compute
-from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server
+from cloudctl.compute.models import Cloud, CloudKind, Flavor, Server, Volume, VolumeSnapshot
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.simulator import SimulatorProvider
 from cloudctl.core import audit, jobs, read
@@ -33,7 +34,7 @@ from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.bulk import insert_rows
 from cloudctl.core.config import get_settings
 from cloudctl.core.display import local_time
-from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput
+from cloudctl.core.errors import CloudctlError, Conflict, FieldError, InvalidInput, NotFound
 from cloudctl.core.models import beijing_today, utcnow
 from cloudctl.core.schemas import field_errors, gib
 from cloudctl.core.tabular import Column, numbered
@@ -87,7 +88,10 @@ ACTIVE = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, Recommendati
 STOPPED_STATES = ("SHUTOFF", "SUSPENDED", "PAUSED")
 # What execution does to each kind: shelve-offload is the only thing that frees a host's vCPU and RAM.
 ACTIONS = {RecommendationKind.IDLE: "shelve_offload", RecommendationKind.ZOMBIE: "shelve_offload",
-           RecommendationKind.OVERSIZED: "resize", RecommendationKind.LEASE: "shelve_offload"}
+           RecommendationKind.OVERSIZED: "resize", RecommendationKind.LEASE: "shelve_offload",
+           RecommendationKind.VOLUME_IDLE: "snapshot_delete", RecommendationKind.VOLUME_ORPHAN: "snapshot_delete",
+           RecommendationKind.SNAPSHOT_OLD: "delete_snapshot"}
+VOLUME_KINDS = (RecommendationKind.VOLUME_IDLE, RecommendationKind.VOLUME_ORPHAN)
 KINDS = {analysis.Verdict.IDLE: RecommendationKind.IDLE, analysis.Verdict.OVERSIZED: RecommendationKind.OVERSIZED,
          analysis.Verdict.ZOMBIE: RecommendationKind.ZOMBIE}
 # Numbers that bound bad input: a CPU or memory fraction past 1 is a unit mistake (percent, or cores).
@@ -421,12 +425,112 @@ def analyze(session: Session, principal: Principal, *, as_of: date | None = None
                          before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
                          unit_id=rec.unit_id)
             counts["dismissed"] += 1
+    counts.update(_analyze_volumes(session, principal, campaign, as_of, price))
+    counts.update(_analyze_snapshots(session, principal, campaign, as_of, price))
     campaign.counts = counts
     campaign.finished_at = now
     session.flush()
     audit.record(session, principal, action="analyze", entity="reclaim_campaign", entity_id=campaign.id,
                  after={"as_of": as_of, **counts})
     return campaign
+
+
+def _analyze_volumes(session: Session, principal: Principal, campaign: ReclaimCampaign, as_of: date,
+                     price: analysis.Prices) -> dict[str, int]:
+    """Storage: a volume unattached ``reclaim_volume_unattached_days`` or more, or attached to a deleted server,
+    becomes a recommendation (one per volume and kind), updated, reopened and dismissed as a server's is."""
+    days = get_settings().reclaim_volume_unattached_days
+    cutoff = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(days=days - 1)
+    found: dict[tuple[int, RecommendationKind], tuple[Volume, dict[str, Any]]] = {}
+    live = (select(Volume).outerjoin(Server, Volume.server_id == Server.id)
+            .where(Volume.status != "deleted", Volume.unit_id.is_not(None)).order_by(Volume.id))
+    for volume in session.scalars(live.where(Volume.server_id.is_(None), Volume.detached_since < cutoff)):
+        since = volume.detached_since
+        found[(volume.id, RecommendationKind.VOLUME_IDLE)] = (volume, {
+            "unattached_since": since.date().isoformat() if since else None,
+            "unattached_days": (as_of - since.date()).days + 1 if since else None, "threshold_days": days})
+    for volume in session.scalars(live.where(Server.status == "DELETED")):
+        found[(volume.id, RecommendationKind.VOLUME_ORPHAN)] = (volume, {"server": volume.server_name})
+    counts = {"volumes_created": 0, "volumes_updated": 0, "volumes_reopened": 0, "volumes_dismissed": 0}
+    existing = {(r.volume_id, r.kind): r for r in session.scalars(
+        select(Recommendation).where(Recommendation.volume_id.is_not(None)))}
+    for key, (volume, evidence) in found.items():
+        assert volume.unit_id is not None
+        values = {"campaign_id": campaign.id, "unit_id": volume.unit_id,
+                  "evidence": {**evidence, "volume_type": volume.volume_type, "size_gib": volume.size_gib},
+                  "current_flavor": f"{volume.volume_type} {volume.size_gib} GiB", "recommended_flavor": None,
+                  "reclaim_vcpus": 0, "reclaim_ram_mb": 0, "reclaim_disk_gb": volume.size_gib,
+                  "saving_month": round(float(price.month(0, 0, volume.size_gib)), 2)}
+        rec = existing.get(key)
+        if rec is None:
+            session.add(Recommendation(volume_id=volume.id, kind=key[1], status=RecommendationStatus.OPEN,
+                                       **values))
+            counts["volumes_created"] += 1
+            continue
+        for name, value in values.items():
+            setattr(rec, name, value)
+        expired = rec.status is RecommendationStatus.EXEMPTED and (rec.exempt_until is None
+                                                                   or rec.exempt_until < as_of)
+        if rec.status is RecommendationStatus.DISMISSED or expired:
+            before = rec.status.value
+            _reopen(rec)
+            audit.record(session, principal, action="reopen", entity="reclaim_recommendation", entity_id=rec.id,
+                         before={"status": before}, after={"status": rec.status.value}, unit_id=rec.unit_id)
+            counts["volumes_reopened"] += 1
+        else:
+            counts["volumes_updated"] += 1
+    for (volume_id, kind), rec in existing.items():
+        if rec.status in ACTIVE and (volume_id or 0, kind) not in found:
+            rec.status = RecommendationStatus.DISMISSED
+            rec.closed_reason = f"campaign {campaign.id} no longer finds it {kind.value}"
+            audit.record(session, principal, action="dismiss", entity="reclaim_recommendation", entity_id=rec.id,
+                         before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
+                         unit_id=rec.unit_id)
+            counts["volumes_dismissed"] += 1
+    return counts
+
+
+def _analyze_snapshots(session: Session, principal: Principal, campaign: ReclaimCampaign, as_of: date,
+                       price: analysis.Prices) -> dict[str, int]:
+    """A snapshot older than ``reclaim_snapshot_retention_days`` becomes a recommendation of its own."""
+    days = get_settings().reclaim_snapshot_retention_days
+    cutoff = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(days=days - 1)
+    old = {s.id: s for s in session.scalars(select(VolumeSnapshot).where(
+        VolumeSnapshot.status != "deleted", VolumeSnapshot.unit_id.is_not(None),
+        VolumeSnapshot.provider_created_at < cutoff).order_by(VolumeSnapshot.id))}
+    existing = {r.volume_snapshot_id: r for r in session.scalars(
+        select(Recommendation).where(Recommendation.volume_snapshot_id.is_not(None)))}
+    counts = {"snapshots_created": 0, "snapshots_updated": 0, "snapshots_dismissed": 0}
+    for snapshot_id, snapshot in old.items():
+        assert snapshot.unit_id is not None
+        taken = snapshot.provider_created_at
+        values = {"campaign_id": campaign.id, "unit_id": snapshot.unit_id,
+                  "evidence": {"taken_at": taken.isoformat() if taken else None, "retention_days": days,
+                               "volume": snapshot.volume_provider_id, "size_gib": snapshot.size_gib},
+                  "current_flavor": f"snapshot {snapshot.size_gib} GiB", "recommended_flavor": None,
+                  "reclaim_vcpus": 0, "reclaim_ram_mb": 0, "reclaim_disk_gb": snapshot.size_gib,
+                  "saving_month": round(float(price.month(0, 0, snapshot.size_gib)), 2)}
+        rec = existing.get(snapshot_id)
+        if rec is None:
+            session.add(Recommendation(volume_snapshot_id=snapshot_id, kind=RecommendationKind.SNAPSHOT_OLD,
+                                       status=RecommendationStatus.OPEN, **values))
+            counts["snapshots_created"] += 1
+            continue
+        for name, value in values.items():
+            setattr(rec, name, value)
+        if rec.status is RecommendationStatus.EXEMPTED and rec.exempt_until is not None \
+                and rec.exempt_until < as_of:
+            _reopen(rec)
+        counts["snapshots_updated"] += 1
+    for known, rec in existing.items():
+        if rec.status in ACTIVE and known not in old:
+            rec.status = RecommendationStatus.DISMISSED
+            rec.closed_reason = f"campaign {campaign.id} no longer finds it snapshot_old"
+            audit.record(session, principal, action="dismiss", entity="reclaim_recommendation", entity_id=rec.id,
+                         before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
+                         unit_id=rec.unit_id)
+            counts["snapshots_dismissed"] += 1
+    return counts
 
 
 def _reopen(rec: Recommendation) -> None:
@@ -541,8 +645,10 @@ def list_recommendations(
     if status is not None:
         query = query.where(Recommendation.status == status)
     if cloud is not None:
-        query = query.join(Recommendation.server).where(
-            Server.cloud_id == compute.cloud_filter(session, principal, cloud).id)
+        cloud_id = compute.cloud_filter(session, principal, cloud).id
+        query = query.where(or_(
+            Recommendation.server_id.in_(select(Server.id).where(Server.cloud_id == cloud_id)),
+            Recommendation.volume_id.in_(select(Volume.id).where(Volume.cloud_id == cloud_id))))
     return read.page(session, query, limit=limit, offset=offset,
                      order_by=(Recommendation.saving_month.desc(), Recommendation.id))
 
@@ -607,18 +713,26 @@ def notify(session: Session, principal: Principal, rec_ids: Sequence[int] | None
 
 
 _REASONS = {RecommendationKind.IDLE: "长期闲置", RecommendationKind.OVERSIZED: "配置过高",
-            RecommendationKind.ZOMBIE: "长期关机", RecommendationKind.LEASE: "租期已满"}
+            RecommendationKind.ZOMBIE: "长期关机", RecommendationKind.LEASE: "租期已满",
+            RecommendationKind.VOLUME_IDLE: "云硬盘长期未挂载", RecommendationKind.VOLUME_ORPHAN: "所挂主机已删除",
+            RecommendationKind.SNAPSHOT_OLD: "快照超过保留期"}
+_ACTION_TEXT = {"shelve_offload": "搁置下线（shelve-offload）", "snapshot_delete": "先快照后删除（快照保留）",
+                "delete_snapshot": "删除过期快照"}
 
 
 def _tell(session: Session, rec: Recommendation, kind: str, occurrence: str, **extra: Any) -> None:
     """Tell the owning department (and, for what the kind names, the bureau) about a recommendation."""
-    action = f"缩容至 {rec.recommended_flavor}" if ACTIONS[rec.kind] == "resize" else "搁置下线（shelve-offload）"
+    action = f"缩容至 {rec.recommended_flavor}" if ACTIONS[rec.kind] == "resize" else _ACTION_TEXT[ACTIONS[rec.kind]]
     deadline = extra.pop("deadline", None)
+    if rec.server_id is not None:
+        what, frees = "云主机", f"{rec.reclaim_vcpus} vCPU / {gib(rec.reclaim_ram_mb):g} GiB 内存"
+    else:
+        what, frees = "云硬盘" if rec.volume_id is not None else "快照", f"{rec.reclaim_disk_gb} GiB 存储"
     emit(session, kind, unit_id=rec.unit_id, entity="reclaim_recommendation", entity_id=rec.id,
                 key=f"{kind}:{occurrence}", deadline=deadline, link=f"/api/v1/reclaim/recommendations/{rec.id}",
-                data={"server": rec.server.name, "reason": _REASONS[rec.kind], "action": action,
-                      "vcpus": rec.reclaim_vcpus, "ram_gib": f"{gib(rec.reclaim_ram_mb):g}", "note": "", "detail": "",
-                      **extra})
+                data={"server": rec.server_name, "reason": _REASONS[rec.kind], "action": action, "what": what,
+                      "frees": frees, "vcpus": rec.reclaim_vcpus, "ram_gib": f"{gib(rec.reclaim_ram_mb):g}",
+                      "note": "", "detail": "", **extra})
 
 
 def appeal(session: Session, principal: Principal, rec_id: int, reason: str, *,
@@ -714,11 +828,12 @@ def execute(session: Session, principal: Principal, *, dry_run: bool = False, no
     steps: list[ExecutionStep] = []
     for rec in list(session.scalars(query)):
         action = ACTIONS[rec.kind]
-        target = rec.recommended_flavor if action == "resize" else "SHELVED_OFFLOADED"
+        target = {"resize": rec.recommended_flavor, "snapshot_delete": "deleted",
+                  "delete_snapshot": "deleted"}.get(action, "SHELVED_OFFLOADED")
 
         def step(outcome: str, detail: str = "", rec: Recommendation = rec, action: str = action,
                  target: str | None = target) -> ExecutionStep:
-            return ExecutionStep(recommendation=rec.id, server=rec.server.name, unit_code=rec.unit_code,
+            return ExecutionStep(recommendation=rec.id, server=rec.server_name, unit_code=rec.unit_code,
                                  kind=rec.kind.value, action=action, target=target, outcome=outcome, detail=detail)
 
         if dry_run:
@@ -747,7 +862,13 @@ def execute(session: Session, principal: Principal, *, dry_run: bool = False, no
 
 
 def _plan(rec: Recommendation) -> str:
+    if rec.volume_snapshot is not None:
+        return f"delete snapshot {rec.volume_snapshot.name} ({rec.volume_snapshot.size_gib} GiB), past its retention"
+    if rec.volume is not None:
+        return f"snapshot, then delete {rec.volume.volume_type} {rec.volume.size_gib} GiB " \
+               f"(snapshot kept {get_settings().reclaim_snapshot_retention_days} days)"
     server = rec.server
+    assert server is not None
     if rec.kind is RecommendationKind.OVERSIZED:
         return f"resize {server.flavor} → {rec.recommended_flavor} (frees {rec.reclaim_vcpus} vCPU, " \
                f"{rec.reclaim_ram_mb / 1024:g} GiB)"
@@ -755,7 +876,18 @@ def _plan(rec: Recommendation) -> str:
 
 
 def _act(session: Session, principal: Principal, rec: Recommendation, providers: ProviderLookup) -> str:
+    if rec.volume is not None:
+        return _reclaim_volume(session, principal, rec, rec.volume, providers)
+    if rec.volume_snapshot is not None:
+        snapshot = rec.volume_snapshot
+        if snapshot.status == "deleted":
+            return f"snapshot {snapshot.name} already deleted"
+        with contextlib.suppress(NotFound):  # gone at the cloud already: nothing left to delete
+            volumes.volume_provider(snapshot.cloud, providers).delete_snapshot(snapshot.provider_id)
+        snapshot.status = "deleted"
+        return f"snapshot {snapshot.name} deleted"
     server = rec.server
+    assert server is not None
     if server.status == "DELETED":
         raise Conflict(f"server {server.name} is deleted", field="server")
     if rec.kind is RecommendationKind.OVERSIZED:
@@ -776,6 +908,36 @@ def _act(session: Session, principal: Principal, rec: Recommendation, providers:
         provisioning.operate_server(session, principal, server.id, "shelve_offload", providers=providers)
         provisioning.wait_for_status(session, server, ("SHELVED_OFFLOADED",), providers=providers)
     return f"shelved and offloaded from {host or 'its host'}"
+
+
+def _reclaim_volume(session: Session, principal: Principal, rec: Recommendation, volume: Volume,
+                    providers: ProviderLookup) -> str:
+    """Snapshot, then delete: never a silent delete. A run resumed after the snapshot does not take another."""
+    if volume.status == "deleted" and rec.snapshot_id is not None:
+        return f"already deleted; snapshot {rec.snapshot_id} kept until {rec.snapshot_until}"
+    if volume.status == "deleted":
+        raise Conflict(f"volume {volume.name} is gone from its cloud with no snapshot taken", field="volume")
+    if volume.server_id is not None and rec.kind is RecommendationKind.VOLUME_IDLE:
+        raise Conflict(f"volume {volume.name} is attached again", field="volume")
+    adapter = volumes.volume_provider(volume.cloud, providers)
+    if volume.server_id is not None:
+        # Its server is deleted: the cloud may still hold the attachment, which a delete would be refused for.
+        with contextlib.suppress(Conflict):  # already detached at the cloud
+            adapter.detach_volume(volume.provider_id)
+    if rec.snapshot_id is None:
+        snapshot = adapter.snapshot_volume(volume.provider_id, f"reclaim-{rec.id}-{volume.name}"[:64])
+        rec.snapshot_id = snapshot.provider_id
+        rec.snapshot_until = utcnow().date() + timedelta(days=get_settings().reclaim_snapshot_retention_days)
+        # In the inventory at once: past its retention, the snapshot becomes a recommendation of its own.
+        volumes.record_snapshot(session, volume.cloud, snapshot, utcnow())
+        session.flush()
+    try:
+        adapter.delete_volume(volume.provider_id)
+    except CloudctlError as exc:
+        # The savepoint forgets the snapshot: the error keeps its id, so nobody takes it for lost.
+        raise Conflict(f"snapshot {rec.snapshot_id} taken, but the delete failed: {exc}", field="volume") from exc
+    volume.status, volume.server_id = "deleted", None
+    return f"snapshot {rec.snapshot_id} taken (kept until {rec.snapshot_until}), volume deleted"
 
 
 # ---------------------------------------------------------------- roll-ups

@@ -270,7 +270,7 @@ def _build(session: Session) -> World:
               "phase": "self_check", "next_shift": (shift.ends_at + timedelta(hours=1)).isoformat(),
               "next_shift_ends": (shift.ends_at + timedelta(hours=9)).isoformat(),
               "later": (beijing_today() + timedelta(days=30)).isoformat(), "channel": "matrix-mail",
-              "template_kind": "reclaim.notice", "month": beijing_today().strftime("%Y-%m"),
+              "template_kind": "reclaim.notice", "volume_type": "ssd", "month": beijing_today().strftime("%Y-%m"),
               "last_month": (beijing_today().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")}
     own |= common
     other |= common
@@ -389,7 +389,7 @@ PARAM_KEYS = {"code": "unit", "system_id": "system", "request_id": "request", "s
               "unit": "unit", "cloud": "cloud", "action": "action", "step": "step", "phase": "phase",
               "notification_id": "notification", "subscription_id": "subscription", "extension_id": "extension",
               "attachment_id": "attachment", "kind": "template_kind", "volume_id": "volume",
-              "incident_id": "incident"}
+              "incident_id": "incident", "volume_type": "volume_type"}
 
 
 def _units_only_own(body: Any, world: World) -> None:
@@ -483,6 +483,8 @@ PROBES: list[Probe] = [
     Probe("GET", "/api/v1/clouds/{name}/capacity", may(dept=403)),
     *lists("/api/v1/quotas"),
     *scoped(Probe("PUT", "/api/v1/quotas/{unit}/{cloud}", may(*WRITE), body={"vcpus": 96})),
+    *lists("/api/v1/volume-quotas"),
+    *scoped(Probe("PUT", "/api/v1/volume-quotas/{unit}/{cloud}/{volume_type}", may(*WRITE), body={"limit_gib": 5000})),
     *lists("/api/v1/requests"),
     *scoped(Probe("POST", "/api/v1/requests", may(*WRITE, "dept", ok=201),
                   body={"business_system": "{system}", "cloud": "test-cloud", "justification": "业务扩容",

@@ -80,3 +80,38 @@ def test_a_limit_below_use_is_refused_in_gib(client: TestClient, city: MiniCity,
     quota = client.get("/api/v1/quotas", headers=auth(city, "dept")).json()["items"][0]
     assert (quota["used_ram_gib"], quota["used_disk_gib"]) == (8.0, 40)
     assert not any(key.endswith(("_mb", "_gb")) for key in quota)
+
+
+def test_volume_quotas_per_type(client: TestClient, city: MiniCity, session: Session) -> None:
+    from tests.factories import simulator_of
+
+    url = "/api/v1/volume-quotas/990100-D01/test-cloud"
+    ok = client.put(f"{url}/ssd", json={"limit_gib": 2000}, headers=auth(city, "ops"))
+    assert ok.status_code == 200, ok.text
+    assert {k: ok.json()[k] for k in ("unit_code", "cloud", "volume_type", "limit_gib", "used_gib")} == {
+        "unit_code": "990100-D01", "cloud": "test-cloud", "volume_type": "ssd", "limit_gib": 2000, "used_gib": 0}
+    client.put("/api/v1/volume-quotas/990100-D02/test-cloud/hdd", json={"limit_gib": 100}, headers=auth(city, "ops"))
+    bad_type = client.put(f"{url}/nvme-gold", json={"limit_gib": 10}, headers=auth(city, "ops"))
+    assert bad_type.status_code == 422
+    assert bad_type.json()["errors"][0]["field"] == "volume_type"
+    negative = client.put(f"{url}/ssd", json={"limit_gib": -5}, headers=auth(city, "ops"))
+    assert negative.status_code == 422
+    assert "limit_gib" in negative.json()["errors"][0]["field"]
+    by_dept = client.put(f"{url}/ssd", json={"limit_gib": 5000}, headers=auth(city, "dept"))
+    assert by_dept.status_code == 403
+    mine = client.get("/api/v1/volume-quotas", headers=auth(city, "dept")).json()
+    assert [(q["unit_code"], q["volume_type"], q["limit_gib"]) for q in mine["items"]] == [("990100-D01", "ssd", 2000)]
+    everyone = client.get("/api/v1/volume-quotas", headers=auth(city, "ops")).json()
+    assert everyone["total"] == 2
+    hidden = client.get("/api/v1/volume-quotas?unit=990100-D02", headers=auth(city, "dept"))
+    assert hidden.status_code == 404
+    # Pushed: the cloud holds the limit.
+    from sqlalchemy import select
+
+    from cloudctl.compute.models import UnitProject
+    from cloudctl.org.models import Unit
+
+    project = session.scalars(select(UnitProject.project_id).join(Unit, Unit.id == UnitProject.unit_id)
+                              .where(Unit.code == "990100-D01")).one()
+    limits = {q.volume_type: q.limit_gib for q in simulator_of(session).get_volume_quotas(project)}
+    assert limits == {"ssd": 2000, "hdd": None}

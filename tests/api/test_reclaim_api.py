@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from cloudctl.core.models import utcnow
 from cloudctl.reclaim import service
 from tests.api.conftest import auth
-from tests.factories import ADMIN, MiniCity, ReclaimFleet, build_reclaim_fleet
+from tests.factories import ADMIN, MiniCity, ReclaimFleet, build_mini_city, build_reclaim_fleet, plant_storage
 
 
 @pytest.fixture
@@ -80,3 +83,36 @@ def test_summary_and_latest_campaign(client: TestClient, city: MiniCity) -> None
     assert bad.status_code == 422
     campaign = client.get("/api/v1/reclaim/campaigns/latest", headers=auth(city, "auditor")).json()
     assert campaign["counts"]["created"] == 4
+
+
+def test_storage_recommendations_through_the_same_workflow(client: TestClient, session: Session) -> None:
+    city = build_mini_city(session, with_cloud=True)
+    plant_storage(session, city)
+    service.analyze(session, ADMIN)
+    session.commit()
+    volumes = client.get("/api/v1/reclaim/recommendations?kind=volume_idle", headers=auth(city, "dept")).json()
+    assert [(r["server"], r["server_id"], r["unit_code"]) for r in volumes["items"]] == [
+        ("旧数据盘", None, "990100-D01")]
+    mine = volumes["items"][0]
+    assert (mine["reclaim_disk_gib"], mine["action"], mine["snapshot_id"]) == (1000, None, None)
+    assert mine["volume_id"] is not None
+    orphans = client.get("/api/v1/reclaim/recommendations?kind=volume_orphan", headers=auth(city, "ops")).json()
+    assert [r["server"] for r in orphans["items"]] == ["社保影像"]
+    hidden = client.get(f"/api/v1/reclaim/recommendations/{orphans['items'][0]['id']}", headers=auth(city, "dept"))
+    assert hidden.status_code == 404
+    url = f"/api/v1/reclaim/recommendations/{mine['id']}"
+    notified = client.post(f"{url}/notify?grace_days=1", headers=auth(city, "ops"))
+    assert notified.status_code == 200, notified.text
+    assert notified.json()["status"] == "notified"
+    appealed = client.post(f"{url}/appeal", json={"reason": "历史案卷需保留"}, headers=auth(city, "dept"))
+    assert appealed.status_code == 200, appealed.text
+    rejected = client.post(f"{url}/appeal/decision", json={"accept": False, "note": "已有归档副本"},
+                           headers=auth(city, "ops"))
+    assert rejected.json()["appeal_status"] == "rejected"
+    assert service.execute(session, ADMIN, now=utcnow()) == []  # the grace period still runs
+    assert service.execute(session, ADMIN, now=utcnow() + timedelta(days=2))[0].outcome == "done"
+    session.commit()
+    shown = client.get(url, headers=auth(city, "dept")).json()
+    assert (shown["status"], shown["action"]) == ("executed", "snapshot_delete")
+    assert shown["snapshot_id"]
+    assert shown["snapshot_until"]

@@ -173,3 +173,25 @@ def test_showback_csv_neutralises_formulas_and_the_cli_prints_no_raw_control_cha
     assert "\x1b" not in as_json
     assert "\u202e" not in as_json
     assert json.loads(as_json)["description"] == "二期\x1b[2J\x1b]0;pwned\x07\u202e建设"
+
+
+def test_volume_quotas_per_type(demo: CliRunner) -> None:
+    synced = json.loads(invoke(demo, "volume", "quota", "sync", "city-cloud", "-o", "json"))
+    used = {(q["unit_code"], q["volume_type"]): q["used_gib"] for q in synced}
+    assert {q["volume_type"] for q in synced} == {"ssd", "hdd"}
+    assert sum(used.values()) > 0  # the demo's data volumes
+    unit, kind = max(used, key=lambda key: used[key])
+    quota = json.loads(invoke(demo, "volume", "quota", "set", unit, "city-cloud", kind,
+                              "--limit-gib", str(used[(unit, kind)] + 100), "-o", "json"))
+    assert (quota["limit_gib"], quota["used_gib"]) == (used[(unit, kind)] + 100, used[(unit, kind)])
+    below = demo.invoke(app, ["volume", "quota", "set", unit, "city-cloud", kind, "--limit-gib", "1"])
+    assert below.exit_code == 1
+    assert below.output.strip().startswith("error: limit_gib")
+    both = demo.invoke(app, ["volume", "quota", "set", unit, "city-cloud", kind])
+    assert both.exit_code == 1
+    assert len(both.output.strip().splitlines()) == 1
+    listed = json.loads(invoke(demo, "volume", "quota", "list", "--unit", unit, "-o", "json"))
+    assert [(q["volume_type"], q["limit_gib"]) for q in listed if q["volume_type"] == kind] == [
+        (kind, used[(unit, kind)] + 100)]
+    lifted = json.loads(invoke(demo, "volume", "quota", "set", unit, "city-cloud", kind, "--unlimited", "-o", "json"))
+    assert lifted["limit_gib"] is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from cloudctl.cli import app
-from cloudctl.compute.models import Server
+from cloudctl.compute.models import Server, Volume
 from cloudctl.compute.providers import simulator_store
 from cloudctl.compute.providers.simulator import SimWorkload
 from cloudctl.core.db import session_scope
@@ -41,6 +41,18 @@ def planted() -> dict[str, set[str]]:
     return expected
 
 
+def planted_volumes() -> dict[str, set[str]]:
+    """The demo's volumes left unattached 30 days or more by the end of yesterday, and those of deleted servers."""
+    cutoff = datetime.combine(utcnow().date() - timedelta(days=1), datetime.min.time(), tzinfo=UTC) \
+        - timedelta(days=29)
+    with session_scope() as session:
+        live = select(Volume.name).where(Volume.status != "deleted", Volume.unit_id.is_not(None))
+        idle = set(session.scalars(live.where(Volume.server_id.is_(None), Volume.detached_since < cutoff)))
+        orphan = set(session.scalars(live.join(Server, Volume.server_id == Server.id)
+                                     .where(Server.status == "DELETED")))
+    return {"volume_idle": idle, "volume_orphan": orphan}
+
+
 def test_the_campaign_finds_exactly_the_planted_servers(demo: CliRunner) -> None:
     # The demo seed ran the first campaign; this one finds the same servers and updates their recommendations.
     campaign = json.loads(invoke(demo, "reclaim", "analyze", "-o", "json"))
@@ -51,12 +63,18 @@ def test_the_campaign_finds_exactly_the_planted_servers(demo: CliRunner) -> None
     assert campaign["started_by"] == job["created_by"]
     assert campaign["started_by"].startswith("cli:")
     recs = json.loads(invoke(demo, "reclaim", "list", "-o", "json"))
-    found: dict[str, set[str]] = {"idle": set(), "oversized": set(), "zombie": set()}
+    found: dict[str, set[str]] = {"idle": set(), "oversized": set(), "zombie": set(), "volume_idle": set(),
+                                  "volume_orphan": set()}
     for rec in recs:
         found[rec["kind"]].add(rec["server"])
         assert rec["status"] == "open"
         assert rec["saving_month"] > 0
-        assert rec["evidence"]["verdict"] == rec["kind"]
+        if rec["volume_id"] is None:
+            assert rec["evidence"]["verdict"] == rec["kind"]
+    # Storage: the volumes the generator left unattached for a month or more.
+    expected_volumes = planted_volumes()
+    assert expected_volumes["volume_idle"]
+    assert {k: found.pop(k) for k in list(expected_volumes)} == expected_volumes
     expected = planted()
     assert {k: len(v) for k, v in expected.items()} == {"idle": 27, "oversized": 42, "zombie": 16}
     assert found == expected
@@ -65,7 +83,8 @@ def test_the_campaign_finds_exactly_the_planted_servers(demo: CliRunner) -> None
                for r in recs if r["kind"] == "oversized")
     # A second run updates the same recommendations.
     again = json.loads(invoke(demo, "reclaim", "analyze", "-o", "json"))
-    assert (again["counts"]["created"], again["counts"]["updated"]) == (0, len(recs))
+    assert (again["counts"]["created"] + again["counts"]["volumes_created"],
+            again["counts"]["updated"] + again["counts"]["volumes_updated"]) == (0, len(recs))
 
 
 def test_notify_appeal_decide_and_execute(demo: CliRunner) -> None:
@@ -89,6 +108,25 @@ def test_notify_appeal_decide_and_execute(demo: CliRunner) -> None:
     assert server["status"] == "SHELVED_OFFLOADED"
     audit = json.loads(invoke(demo, "audit", "list", "--entity", "reclaim_recommendation", "-o", "json"))
     assert {"notify", "execute"} <= {a["action"] for a in audit}
+
+
+def test_a_volume_is_snapshotted_then_deleted(demo: CliRunner) -> None:
+    recs = json.loads(invoke(demo, "reclaim", "list", "--kind", "volume_idle", "--cloud", "city-cloud", "-o", "json"))
+    rec = recs[0]
+    assert (rec["server_id"], rec["action"]) == (None, None)
+    invoke(demo, "reclaim", "notify", str(rec["id"]), "--grace-days", "0")
+    plan = json.loads(invoke(demo, "reclaim", "execute", "--dry-run", str(rec["id"]), "-o", "json"))
+    assert [(s["action"], s["outcome"], s["server"]) for s in plan] == [("snapshot_delete", "planned", rec["server"])]
+    done = json.loads(invoke(demo, "reclaim", "execute", str(rec["id"]), "-o", "json"))
+    assert [(s["action"], s["outcome"], s["target"]) for s in done] == [("snapshot_delete", "done", "deleted")]
+    shown = json.loads(invoke(demo, "reclaim", "show", str(rec["id"]), "-o", "json"))
+    assert shown["status"] == "executed"
+    assert shown["snapshot_id"]
+    volume = json.loads(invoke(demo, "volume", "show", str(rec["volume_id"]), "-o", "json"))
+    assert volume["status"] == "deleted"
+    bad = demo.invoke(app, ["reclaim", "list", "--kind", "volume"])
+    assert bad.exit_code != 0
+    assert "Traceback" not in bad.output
 
 
 def test_summary_by_unit_and_cloud(demo: CliRunner) -> None:

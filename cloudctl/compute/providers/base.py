@@ -26,6 +26,7 @@ __all__ = [
     "SnapshotInfo",
     "VolumeInfo",
     "VolumeProvider",
+    "VolumeTypeQuota",
 ]
 
 # Nova's server states, the vocabulary of the whole console.
@@ -145,6 +146,15 @@ class SnapshotInfo:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class VolumeTypeQuota:
+    """A project's block storage quota for one volume type, in GiB (Cinder's ``gigabytes_<type>``); None: no limit."""
+
+    volume_type: str
+    limit_gib: int | None
+    used_gib: int
+
+
 @runtime_checkable
 class VolumeProvider(Protocol):
     """Block storage of a cloud, for the clouds that have it: a provider adapter implements this beside
@@ -161,6 +171,18 @@ class VolumeProvider(Protocol):
     def detach_volume(self, volume_id: str) -> VolumeInfo: ...
 
     def snapshot_volume(self, volume_id: str, name: str) -> SnapshotInfo: ...
+
+    def list_snapshots(self) -> list[SnapshotInfo]: ...
+
+    def delete_snapshot(self, snapshot_id: str) -> None: ...
+
+    def get_volume_quotas(self, project: str) -> list[VolumeTypeQuota]:
+        """The project's GiB limit and use for every volume type the cloud offers."""
+        ...
+
+    def set_volume_quota(self, project: str, volume_type: str, limit_gib: int | None) -> None:
+        """Push one type's GiB limit; a limit below what the project uses is refused (Conflict), never forced."""
+        ...
 
     def delete_volume(self, volume_id: str) -> None: ...
 

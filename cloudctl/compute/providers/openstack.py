@@ -31,10 +31,11 @@ from cloudctl.compute.providers.base import (
     ServerSpec,
     SnapshotInfo,
     VolumeInfo,
+    VolumeTypeQuota,
 )
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 
-__all__ = ["OpenStackProvider", "addresses_of", "project_name", "volume_of"]
+__all__ = ["OpenStackProvider", "addresses_of", "project_name", "snapshot_of", "volume_of", "volume_quotas_of"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -123,6 +124,30 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def volume_quotas_of(quota_set: dict[str, Any], volume_types: list[str]) -> list[VolumeTypeQuota]:
+    """Cinder's ``GET /v3/{admin_project}/os-quota-sets/{project}?usage=True`` body read per volume type: each
+    type's ``gigabytes_<type>`` with its ``limit`` (-1: no limit) and ``in_use``."""
+    body = quota_set.get("quota_set", quota_set)
+    quotas = []
+    for volume_type in volume_types:
+        entry = body.get(f"gigabytes_{volume_type}")
+        if isinstance(entry, dict):
+            limit, used = entry.get("limit"), entry.get("in_use", 0)
+        else:
+            limit, used = entry, 0
+        limit = None if limit is None or int(limit) < 0 else int(limit)
+        quotas.append(VolumeTypeQuota(volume_type, limit, int(used or 0)))
+    return quotas
+
+
+def snapshot_of(snapshot: Any) -> SnapshotInfo:
+    """A Cinder v3 snapshot (openstacksdk's resource, or its JSON as a dict): its volume, size and age."""
+    get = snapshot.get if isinstance(snapshot, dict) else lambda key, default=None: getattr(snapshot, key, default)
+    return SnapshotInfo(provider_id=str(get("id")), volume_id=str(get("volume_id") or ""),
+                        name=str(get("name") or ""), size_gib=int(get("size") or 0),
+                        status=str(get("status") or ""), created_at=_when(get("created_at")))
 
 
 def volume_of(volume: Any) -> VolumeInfo:
@@ -345,6 +370,34 @@ class OpenStackProvider:
         return SnapshotInfo(provider_id=str(snapshot.id), volume_id=volume_id, name=name,
                             size_gib=int(snapshot.size or 0), status=str(snapshot.status or ""),
                             created_at=_when(snapshot.created_at))
+
+    @_translated
+    def get_volume_quotas(self, project: str) -> list[VolumeTypeQuota]:
+        response = self.conn.block_storage.get(f"/os-quota-sets/{project}?usage=True")
+        response.raise_for_status()
+        return volume_quotas_of(response.json(), self.list_volume_types())
+
+    @_translated
+    def set_volume_quota(self, project: str, volume_type: str, limit_gib: int | None) -> None:
+        if volume_type not in self.list_volume_types():
+            raise InvalidInput(f"volume type {volume_type!r} is not offered here", field="volume_type")
+        # Cinder refuses (400) a limit below what the project uses, as Nova does for cores.
+        used = {q.volume_type: q.used_gib for q in self.get_volume_quotas(project)}.get(volume_type, 0)
+        if limit_gib is not None and limit_gib < used:
+            raise Conflict(f"quota limit {limit_gib} GiB is below what the project already uses ({used} GiB)",
+                           field="limit_gib")
+        response = self.conn.block_storage.put(
+            f"/os-quota-sets/{project}",
+            json={"quota_set": {f"gigabytes_{volume_type}": -1 if limit_gib is None else limit_gib}})
+        response.raise_for_status()
+
+    @_translated
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return [snapshot_of(n) for n in self.conn.block_storage.snapshots(details=True, all_projects=True)]
+
+    @_translated
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.conn.block_storage.delete_snapshot(snapshot_id, ignore_missing=False)
 
     @_translated
     def delete_volume(self, volume_id: str) -> None:

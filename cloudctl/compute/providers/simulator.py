@@ -44,6 +44,7 @@ from cloudctl.compute.providers.base import (
     ServerSpec,
     SnapshotInfo,
     VolumeInfo,
+    VolumeTypeQuota,
 )
 from cloudctl.core.errors import Conflict, InvalidInput, NotFound
 from cloudctl.core.models import UTCDateTime, utcnow
@@ -146,6 +147,17 @@ class SimSnapshot(SimBase):
     name: Mapped[str] = mapped_column(String(128))
     size_gib: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SimVolumeQuota(SimBase):
+    """A project's GiB limit for one volume type (Cinder's gigabytes_<type>); no row: no limit."""
+
+    __tablename__ = "sim_volume_quotas"
+
+    cloud: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    limit_gib: Mapped[int | None]
 
 
 class SimNetwork(SimBase):
@@ -325,8 +337,8 @@ class SimulatorProvider:
     def reset(self) -> None:
         """Forget everything of this cloud (a fresh demo over an old simulator store)."""
         with self.store.session() as s:
-            for table in (SimSnapshot, SimVolume, SimAddress, SimNetwork, SimWorkload, SimServer, SimProject, SimFlavor,
-                          SimHost, SimFault):
+            for table in (SimVolumeQuota, SimSnapshot, SimVolume, SimAddress, SimNetwork, SimWorkload, SimServer,
+                          SimProject, SimFlavor, SimHost, SimFault):
                 s.execute(delete(table).where(table.cloud == self.cloud))
 
     def add_host(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int, reserved_ram_mb: int = 4096) -> None:
@@ -661,6 +673,13 @@ class SimulatorProvider:
             raise InvalidInput("a volume is 1 to 65,536 GiB", field="size_gib")
         with self.store.session() as s:
             self._project(s, project)
+            limit = s.get(SimVolumeQuota, (self.cloud, project, volume_type))
+            if limit is not None and limit.limit_gib is not None:
+                used = self._type_usage(s, project).get(volume_type, 0)
+                if used + size_gib > limit.limit_gib:
+                    # Cinder answers 413 VolumeSizeExceedsAvailableQuota.
+                    raise Conflict(f"{volume_type} quota of {limit.limit_gib} GiB exceeded ({used} GiB used)",
+                                   field="size_gib")
             volume = SimVolume(id=str(uuid.uuid4()), cloud=self.cloud, project_id=project, name=name,
                                volume_type=volume_type, size_gib=size_gib, status="available", server_id=None,
                                created_at=self.clock())
@@ -695,6 +714,49 @@ class SimulatorProvider:
             s.add(snapshot)
             s.flush()
             return SnapshotInfo(snapshot.id, volume.id, name, snapshot.size_gib, "available", snapshot.created_at)
+
+    def _type_usage(self, s: Session, project: str) -> dict[str, int]:
+        return {t: int(n) for t, n in s.execute(
+            select(SimVolume.volume_type, func.sum(SimVolume.size_gib)).where(
+                SimVolume.cloud == self.cloud, SimVolume.project_id == project, SimVolume.deleted.is_(False))
+            .group_by(SimVolume.volume_type))}
+
+    def get_volume_quotas(self, project: str) -> list[VolumeTypeQuota]:
+        with self.store.session() as s:
+            self._project(s, project)
+            used = self._type_usage(s, project)
+            limits = {q.volume_type: q.limit_gib for q in s.scalars(select(SimVolumeQuota).where(
+                SimVolumeQuota.cloud == self.cloud, SimVolumeQuota.project_id == project))}
+            return [VolumeTypeQuota(t, limits.get(t), used.get(t, 0)) for t in self.volume_types]
+
+    def set_volume_quota(self, project: str, volume_type: str, limit_gib: int | None) -> None:
+        if volume_type not in self.volume_types:
+            raise InvalidInput(f"volume type {volume_type!r} is not offered on {self.cloud}", field="volume_type")
+        with self.store.session() as s:
+            self._project(s, project)
+            used = self._type_usage(s, project).get(volume_type, 0)
+            if limit_gib is not None and limit_gib < used:
+                raise Conflict(f"quota limit {limit_gib} GiB is below what the project already uses ({used} GiB)",
+                               field="limit_gib")
+            row = s.get(SimVolumeQuota, (self.cloud, project, volume_type))
+            if row is None:
+                s.add(SimVolumeQuota(cloud=self.cloud, project_id=project, volume_type=volume_type,
+                                     limit_gib=limit_gib))
+            else:
+                row.limit_gib = limit_gib
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        with self.store.session() as s:
+            return [SnapshotInfo(n.id, n.volume_id, n.name, n.size_gib, "available", n.created_at)
+                    for n in s.scalars(select(SimSnapshot).where(SimSnapshot.cloud == self.cloud)
+                                       .order_by(SimSnapshot.created_at, SimSnapshot.id))]
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        with self.store.session() as s:
+            snapshot = s.get(SimSnapshot, snapshot_id)
+            if snapshot is None or snapshot.cloud != self.cloud:
+                raise NotFound(f"no snapshot {snapshot_id} on {self.cloud}")
+            s.delete(snapshot)
 
     def delete_volume(self, volume_id: str) -> None:
         with self.store.session() as s:

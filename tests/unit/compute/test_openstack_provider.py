@@ -70,3 +70,48 @@ def test_a_cinder_volume_is_read_from_the_apis_own_shape() -> None:
         assert info.created_at == datetime(2026, 3, 1, 8, 10, 42, tzinfo=UTC)
     unattached = volume_of({**CINDER_VOLUME, "status": "available", "attachments": [], "created_at": None})
     assert (unattached.attached_to, unattached.created_at, unattached.status) == (None, None, "available")
+
+
+# Cinder v3's GET /v3/{project_id}/snapshots/detail, one snapshot as the API reference shows it (abridged).
+CINDER_SNAPSHOT = {
+    "id": "2bb856e1-b3d8-4432-a858-09e4ce939389",
+    "name": "upgrade-backup",
+    "status": "available",
+    "size": 500,
+    "volume_id": "6edbc2f4-1507-44f8-ac0d-eed1d2608d38",
+    "created_at": "2026-04-02T09:00:00.000000",
+    "os-extended-snapshot-attributes:project_id": "bab7d5c60cd041a0a36f7c4b6e1dd978",
+}
+
+
+def test_a_cinder_snapshot_is_read_from_the_apis_own_shape() -> None:
+    from datetime import UTC, datetime
+
+    from openstack.block_storage.v3.snapshot import Snapshot
+
+    from cloudctl.compute.providers.openstack import snapshot_of
+
+    for given in (CINDER_SNAPSHOT, Snapshot(**CINDER_SNAPSHOT)):
+        info = snapshot_of(given)
+        assert (info.provider_id, info.volume_id, info.name, info.size_gib, info.status) == (
+            "2bb856e1-b3d8-4432-a858-09e4ce939389", "6edbc2f4-1507-44f8-ac0d-eed1d2608d38", "upgrade-backup", 500,
+            "available")
+        assert info.created_at == datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
+
+
+def test_cinders_quota_set_is_read_per_volume_type() -> None:
+    from cloudctl.compute.providers.base import VolumeTypeQuota
+    from cloudctl.compute.providers.openstack import volume_quotas_of
+
+    # GET /v3/{admin_project_id}/os-quota-sets/{project_id}?usage=True (abridged): -1 is no limit.
+    body = {"quota_set": {
+        "id": "bab7d5c60cd041a0a36f7c4b6e1dd978",
+        "gigabytes": {"limit": 5000, "in_use": 700, "reserved": 0, "allocated": 0},
+        "gigabytes_ssd": {"limit": 1000, "in_use": 500, "reserved": 0, "allocated": 0},
+        "gigabytes_hdd": {"limit": -1, "in_use": 200, "reserved": 0, "allocated": 0},
+        "volumes_ssd": {"limit": -1, "in_use": 1, "reserved": 0, "allocated": 0},
+    }}
+    assert volume_quotas_of(body, ["hdd", "ssd", "nvme"]) == [
+        VolumeTypeQuota("hdd", None, 200), VolumeTypeQuota("ssd", 1000, 500), VolumeTypeQuota("nvme", None, 0)]
+    # Without usage=True Cinder gives plain numbers.
+    assert volume_quotas_of({"quota_set": {"gigabytes_ssd": 300}}, ["ssd"]) == [VolumeTypeQuota("ssd", 300, 0)]

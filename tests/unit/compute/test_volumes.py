@@ -12,7 +12,7 @@ from cloudctl.compute import service as compute
 from cloudctl.compute import volumes
 from cloudctl.compute.models import Cloud, Volume
 from cloudctl.compute.providers.base import CloudProvider
-from cloudctl.core.errors import Conflict, InvalidInput, NotFound
+from cloudctl.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from cloudctl.core.models import utcnow
 from tests.factories import ADMIN, MiniCity, build_mini_city, make_server, simulator_of
 
@@ -59,7 +59,7 @@ def test_sync_records_owners_attachments_and_unattached_time(session: Session, c
     theirs = provider.create_volume(_project(session, "990100-D02"), "社保影像", "ssd", 200)
     stray = provider.create_volume(provider.ensure_project("990199-X01", "已撤并单位"), "无主数据盘", "hdd", 50)
     counts = volumes.sync_volumes(session, ADMIN, "test-cloud")
-    assert counts == {"volumes": 4, "orphans": 1, "unattached": 3, "gone": 0}
+    assert counts == {"volumes": 4, "orphans": 1, "unattached": 3, "gone": 0, "snapshots": 0}
     rows = {v.provider_id: v for v in session.scalars(select(Volume))}
     assert (rows[mine.provider_id].server_id, rows[mine.provider_id].business_system_name) == (
         server.id, "城市视频监控联网平台")
@@ -104,3 +104,67 @@ def test_a_cloud_without_block_storage_and_bad_filters_are_refused(session: Sess
     with pytest.raises(InvalidInput) as caught:
         volumes.list_volumes(session, ADMIN, cloud="nowhere")
     assert caught.value.field == "cloud"
+
+
+def test_quotas_in_gib_per_volume_type_are_pushed_synced_and_held(session: Session, city: MiniCity) -> None:
+    provider = simulator_of(session)
+    project = _project(session, "990100-D01")
+    provider.create_volume(project, "视频存储", "ssd", 500)
+    quota = volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 800)
+    assert (quota.unit_code, quota.cloud_name, quota.volume_type, quota.limit_gib, quota.used_gib) == (
+        "990100-D01", "test-cloud", "ssd", 800, 500)
+    # Held at the cloud: a volume past the type's quota is refused; another type is not limited.
+    with pytest.raises(Conflict) as caught:
+        provider.create_volume(project, "超额", "ssd", 400)
+    assert caught.value.field == "size_gib"
+    provider.create_volume(project, "冷数据", "hdd", 400)
+    # A limit below what the unit uses is refused, never forced; a bad type or size names its field.
+    with pytest.raises(Conflict) as caught:
+        volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 100)
+    assert caught.value.field == "limit_gib"
+    with pytest.raises(InvalidInput) as caught:
+        volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "nvme-gold", 100)
+    assert caught.value.field == "volume_type"
+    with pytest.raises(InvalidInput) as caught:
+        volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", -1)
+    assert caught.value.field == "limit_gib"
+    # Changed at the cloud behind cloudctl's back: the sync reads it back, with the use of every type.
+    provider.set_volume_quota(project, "hdd", 2000)
+    synced = {(q.unit_code, q.volume_type): (q.limit_gib, q.used_gib)
+              for q in volumes.sync_volume_quotas(session, ADMIN, "test-cloud")}
+    assert synced[("990100-D01", "ssd")] == (800, 500)
+    assert synced[("990100-D01", "hdd")] == (2000, 400)
+    assert synced[("990100-D02", "ssd")] == (None, 0)
+    # A department sees its own; it may not set them.
+    dept = city.principals["dept"]
+    seen, _ = volumes.list_volume_quotas(session, dept)
+    assert {q.unit_code for q in seen} == {"990100-D01"}
+    with pytest.raises(PermissionDenied):
+        volumes.set_volume_quota(session, dept, "990100-D01", "test-cloud", "ssd", 900)
+    lifted = volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", None)
+    assert lifted.limit_gib is None
+    provider.create_volume(project, "不再受限", "ssd", 400)
+
+
+def test_a_request_for_volumes_is_checked_against_the_types_quota(session: Session, city: MiniCity) -> None:
+    from cloudctl.compute import provisioning
+    from cloudctl.compute.models import RequestStatus
+    from cloudctl.compute.schemas import QuotaSet, RequestCreate
+
+    compute.set_quota(session, ADMIN, "990100-D01", "test-cloud", QuotaSet(disk_gib=5000))
+    volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 500)
+
+    def ask(*items: dict[str, object]) -> RequestCreate:
+        return RequestCreate.model_validate({"business_system": city.systems["own"], "cloud": "test-cloud",
+                                             "justification": "存储扩容", "items": list(items)})
+
+    with pytest.raises(Conflict) as caught:
+        provisioning.submit_request(session, city.principals["dept"], ask(
+            {"kind": "volume", "volume_type": "hdd", "size_gib": 100},
+            {"kind": "volume", "volume_type": "ssd", "size_gib": 300, "count": 2}))
+    assert caught.value.field == "items.1.size_gib"
+    fits = provisioning.submit_request(session, city.principals["dept"], ask(
+        {"kind": "volume", "volume_type": "ssd", "size_gib": 500}, {"kind": "volume", "volume_type": "hdd",
+                                                                      "size_gib": 2000}))
+    assert fits.status in (RequestStatus.APPROVED, RequestStatus.SUBMITTED, RequestStatus.AWAITING_LEADER)
+    assert [(i.flavor, i.disk_gb) for i in fits.items] == [("ssd", 500), ("hdd", 2000)]

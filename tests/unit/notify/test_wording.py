@@ -45,6 +45,22 @@ def test_a_reclaim_notice_says_gib_and_its_deadline_with_the_zone(session: Sessi
     assert local_time(rec.due_at).endswith("UTC+08:00")
 
 
+def test_a_volumes_notice_names_a_volume_and_the_storage_it_frees(session: Session) -> None:
+    from tests.factories import plant_storage
+
+    city = build_mini_city(session, with_cloud=True)
+    plant_storage(session, city)
+    reclaim.analyze(session, ADMIN)
+    recs, _ = reclaim.list_recommendations(session, ADMIN, limit=1000)
+    (rec,) = [r for r in recs if r.server_name == "旧数据盘"]
+    reclaim.notify(session, ADMIN, [rec.id])
+    text = _text(session, "reclaim.notice")
+    assert "云硬盘 旧数据盘" in text
+    assert "1000 GiB 存储" in text
+    assert "先快照后删除" in text
+    assert "云主机" not in text
+
+
 def test_a_date_deadline_ends_its_beijing_day_and_reads_in_the_display_zone(session: Session) -> None:
     build_mini_city(session)
     reset_settings(get_settings().model_copy(update={"display_timezone": "UTC"}))
