@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning
@@ -412,13 +412,17 @@ def analyze_part(session: Session, principal: Principal, campaign: ReclaimCampai
     window_days = campaign.window_days
     query = (select(Server, BusinessSystem.user_facing)
              .outerjoin(BusinessSystem, Server.business_system_id == BusinessSystem.id).where(_LIVE))
+    part: list[ColumnElement[bool]] = []
     if cloud_id is not None:
-        query = query.where(Server.cloud_id == cloud_id)
+        part.append(Server.cloud_id == cloud_id)
     if unit_ids is not None:
-        query = query.where(Server.unit_id.in_(list(unit_ids)))
+        part.append(Server.unit_id.in_(list(unit_ids)))
+    query = query.where(*part)
     servers = list(session.execute(query.order_by(Server.id)))
     tables, facts = _facts(session, [s for s, _ in servers], [bool(uf) for _, uf in servers], as_of, price)
-    window = _window(session, [s.id for s, _ in servers], as_of, window_days)
+    # A part reads only its own servers' days (the database picks them out, not this process).
+    window = _window(session, [s.id for s, _ in servers], as_of, window_days,
+                     only=UtilisationDay.server_id.in_(select(Server.id).where(_LIVE, *part)) if part else None)
     result = analysis.classify(window, facts, tables, limits, price)
 
     counts: dict[str, int] = {**result.counts(), "created": 0, "updated": 0, "reopened": 0, "dismissed": 0}
@@ -581,8 +585,10 @@ def _facts(session: Session, servers: Sequence[Server], user_facing: Sequence[bo
     return tables, facts
 
 
-def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int) -> analysis.FleetWindow:
-    """The daily summaries of the window as (servers × days) arrays, NaN where a day has none."""
+def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int, *,
+            only: ColumnElement[bool] | None = None) -> analysis.FleetWindow:
+    """The daily summaries of the window as (servers × days) arrays, NaN where a day has none; ``only``: the
+    summaries of some servers (an analysis' part)."""
     window = analysis.FleetWindow.empty(len(server_ids), as_of, days)
     if not server_ids:
         return window
@@ -594,6 +600,8 @@ def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int)
     query = (select(UtilisationDay.server_id, UtilisationDay.day, UtilisationDay.metric, UtilisationDay.p95,
                     UtilisationDay.p99, UtilisationDay.max)
              .where(UtilisationDay.day >= first, UtilisationDay.day <= as_of))
+    if only is not None:
+        query = query.where(only)
     rows = session.execute(query).all()
     if not rows:
         return window
