@@ -28,7 +28,26 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_throughput import start_server  # noqa: E402
+from bench.api_throughput import free_port  # noqa: E402
+
+
+def start_server(target: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn serving ``target`` on a free loopback port, once its /healthz answers; the process and base URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
+           "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"server {' '.join(target)} did not come up on {base}")
 
 
 def cli(env: dict[str, str], *args: str) -> str:

@@ -12,7 +12,9 @@ On the seeded demo city in a PostgreSQL server of its own (loopback, free port):
 - provisioning throughput: VMs dealt with per second (the simulator builds at once) by ``cloudctl job work``
   with 1 and 2 worker processes, each for ``--work-seconds`` on the same backlog;
 - an extranet collection of every simulated device of the demo city, split into shards of 200, by 1 and 2
-  workers (the time until the parent job finished).
+  workers (the time until the parent job finished);
+- a reclaim analysis of every live server, split into 8 shards by cloud and unit subtree, by 1 and 2 workers
+  (the time until the parent job finished: its campaign is the one an unsplit analysis makes).
 
 Printed: each figure, the ratio 2 processes / 1 process, and reads' ratio to the bare endpoint. On a machine with
 two cores the client, the servers and PostgreSQL share them: 2/1 ratios near 1 say the machine, not cloudctl,
@@ -194,6 +196,25 @@ def main() -> None:
             note(figures, "collection", workers, devices / (time.monotonic() - started))
             stop(worker)
 
+        # A reclaim analysis of every live server, split into 8 shards by cloud and unit subtree.
+        servers = sql(url, "SELECT count(*) FROM servers WHERE status NOT IN ('DELETED', 'BUILD', 'ERROR') "
+                           "AND unit_id IS NOT NULL")
+        sharded = {**env, "CLOUDCTL_RECLAIM_SHARD_SERVERS": str(max(1, -(-servers // 8)))}
+        for workers in (1, 2):
+            out = subprocess.run([*CLOUDCTL, "reclaim", "analyze", "--no-wait"], cwd=ROOT, env=sharded, check=True,
+                                 capture_output=True, text=True).stdout
+            job_id = int(re.search(r"job (\d+)", out).group(1))  # type: ignore[union-attr]
+            worker = subprocess.Popen([*CLOUDCTL, "job", "work", "--concurrency", str(workers)], cwd=ROOT,
+                                      env=sharded, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      start_new_session=True)
+            started = time.monotonic()
+            while sql(url, f"SELECT count(*) FROM jobs WHERE id = {job_id} AND finished_at IS NOT NULL") == 0:
+                if time.monotonic() - started > 600:
+                    raise SystemExit("the analysis did not finish in 10 minutes")
+                time.sleep(0.2)
+            note(figures, "analysis", workers, servers / (time.monotonic() - started))
+            stop(worker)
+
     def ratio(name: str) -> float:
         return figures[name][2] / figures[name][1] if figures[name][1] else float("nan")
 
@@ -202,7 +223,8 @@ def main() -> None:
                               ("reads", "paged reads, authenticated (wrk)", "req/s"),
                               ("submit+approve", "submit + approve (httpx, 64 clients)", "calls/s"),
                               ("provisioning", "provisioning, job workers", "VMs/s"),
-                              ("collection", f"extranet collection, {devices} devices", "devices/s")):
+                              ("collection", f"extranet collection, {devices} devices", "devices/s"),
+                              ("analysis", f"reclaim analysis, {servers} servers", "servers/s")):
         one, two = figures[name][1], figures[name][2]
         print(f"{label + ' (' + unit + ')':44}{one:12.1f}{two:14.1f}{ratio(name):8.2f}")
     print(f"paged reads / bare endpoint: {figures['reads'][1] / figures['bare'][1]:.2f} with 1 process, "

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # A collection of more devices than this is split into shard jobs of this many, which several workers share
     # (0: never split).
     extranet_shard_devices: int = Field(default=500, ge=0, le=100_000)
+    # A scan of more targets than this is split into shard jobs of this many (0: never split); the findings are
+    # imported once, over all the shards' results.
+    security_scan_shard_targets: int = Field(default=64, ge=0, le=100_000)
+    # A reclaim analysis of more live servers than this is split into shard jobs by cloud and unit subtree, of
+    # about this many servers each (0: never split); the campaign is the same as an unsplit one.
+    reclaim_shard_servers: int = Field(default=20_000, ge=0, le=10_000_000)
     # Days to fix a finding, by severity, over the defaults (critical 7, high 30, medium 90, low 120).
     security_sla_days: dict[str, int] = Field(default_factory=dict)
     # Count those days as working days (weekends, holidays and 调休 from security/data/holidays-cn.yml).

@@ -37,7 +37,7 @@ REC_COLUMNS = [
 
 def _run_now(job_id: int) -> jobs.Job:
     """Run a just-queued job in this process, as `cloudctl job work` would, and read back how it ended."""
-    jobs.JobRunner(get_engine()).run_once(job_id)
+    jobs.JobRunner(get_engine()).run_to_end(job_id)  # with its shards, when it splits
     with unit_of_work() as (session, principal):
         job = jobs.get_job(session, principal, job_id)
         session.expunge(job)

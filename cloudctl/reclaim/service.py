@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import provisioning, volumes
@@ -56,10 +56,13 @@ from cloudctl.reclaim.sources.base import DailySummary, UtilisationSource
 
 __all__ = [
     "ANALYZE_JOB",
+    "ANALYZE_SHARD_JOB",
     "COLLECT_JOB",
     "SUMMARY_COLUMNS",
     "ImportResult",
+    "analysis_shards",
     "analyze",
+    "analyze_part",
     "appeal",
     "collect",
     "collect_days",
@@ -83,6 +86,7 @@ __all__ = [
 
 COLLECT_JOB = "reclaim.collect"
 ANALYZE_JOB = "reclaim.analyze"
+ANALYZE_SHARD_JOB = "reclaim.analyze.shard"
 # Statuses in which a recommendation is still being worked: a new analysis updates or closes them.
 ACTIVE = (RecommendationStatus.OPEN, RecommendationStatus.NOTIFIED, RecommendationStatus.SCHEDULED)
 STOPPED_STATES = ("SHUTOFF", "SUSPENDED", "PAUSED")
@@ -349,6 +353,9 @@ def _resolve_servers(session: Session, names: Iterable[str]) -> dict[str, int]:
 
 # ---------------------------------------------------------------- analysis
 
+# The servers an analysis classifies.
+_LIVE = and_(Server.status.not_in(("DELETED", "BUILD", "ERROR")), Server.unit_id.is_not(None))
+
 
 def analyze(session: Session, principal: Principal, *, as_of: date | None = None,
             job_id: int | None = None) -> ReclaimCampaign:
@@ -358,23 +365,68 @@ def analyze(session: Session, principal: Principal, *, as_of: date | None = None
     adding another; one the new analysis no longer supports is dismissed with the reason; one
     exempted until a day that has passed, or dismissed or executed before, opens again.
     """
+    campaign = start_campaign(session, principal, as_of=as_of, job_id=job_id)
+    return finish_campaign(session, principal, campaign, analyze_part(session, principal, campaign))
+
+
+def start_campaign(session: Session, principal: Principal, *, as_of: date | None = None,
+                   job_id: int | None = None) -> ReclaimCampaign:
+    """The campaign an analysis fills in (its window and the thresholds in force); a job's own campaign when that
+    job started one already (a parent that splits again after a crash)."""
     authorize(principal, "reclaim.recommendation:write")
+    if job_id is not None and (found := session.scalar(
+            select(ReclaimCampaign).where(ReclaimCampaign.job_id == job_id))) is not None:
+        return found
     as_of = as_of or utcnow().date() - timedelta(days=1)
-    limits, price = thresholds(), prices()
+    limits = thresholds()
     window_days = max(limits.idle_window_days, limits.oversized_window_days)
     campaign = ReclaimCampaign(as_of=as_of, window_days=window_days, started_at=utcnow(),
                                started_by=principal.actor, job_id=job_id,
                                thresholds={f.name: getattr(limits, f.name) for f in fields(limits)}, counts={})
     session.add(campaign)
     session.flush()
+    return campaign
 
-    servers = list(session.execute(
-        select(Server, BusinessSystem.user_facing).outerjoin(BusinessSystem, Server.business_system_id
-                                                             == BusinessSystem.id)
-        .where(Server.status.not_in(("DELETED", "BUILD", "ERROR")), Server.unit_id.is_not(None))
-        .order_by(Server.id)))
+
+def analysis_shards(session: Session, size: int) -> list[dict[str, Any]]:
+    """The live servers in parts of about ``size``, by cloud and then by unit subtree (units in tree order, whole
+    units, a subtree kept together as far as the size allows): ``{"cloud": id, "units": [ids]}`` each."""
+    rows = session.execute(
+        select(Server.cloud_id, Server.unit_id, func.count()).join(Unit, Unit.id == Server.unit_id)
+        .where(_LIVE).group_by(Server.cloud_id, Server.unit_id, Unit.path)
+        .order_by(Server.cloud_id, Unit.path)).all()
+    parts: list[dict[str, Any]] = []
+    held = 0
+    for cloud_id, unit_id, count in rows:
+        if not parts or parts[-1]["cloud"] != cloud_id or held + count > size:
+            parts.append({"cloud": cloud_id, "units": []})
+            held = 0
+        parts[-1]["units"].append(unit_id)
+        held += count
+    return parts
+
+
+def analyze_part(session: Session, principal: Principal, campaign: ReclaimCampaign, *,
+                 cloud_id: int | None = None, unit_ids: Sequence[int] | None = None) -> dict[str, int]:
+    """Classify the live servers (all, or those of one cloud in these units) into the campaign's recommendations;
+    the counts of this part. Parts of one campaign touch different servers, so any worker may run any of them."""
+    authorize(principal, "reclaim.recommendation:write")
+    as_of = campaign.as_of
+    limits, price = thresholds(), prices()
+    window_days = campaign.window_days
+    query = (select(Server, BusinessSystem.user_facing)
+             .outerjoin(BusinessSystem, Server.business_system_id == BusinessSystem.id).where(_LIVE))
+    part: list[ColumnElement[bool]] = []
+    if cloud_id is not None:
+        part.append(Server.cloud_id == cloud_id)
+    if unit_ids is not None:
+        part.append(Server.unit_id.in_(list(unit_ids)))
+    query = query.where(*part)
+    servers = list(session.execute(query.order_by(Server.id)))
     tables, facts = _facts(session, [s for s, _ in servers], [bool(uf) for _, uf in servers], as_of, price)
-    window = _window(session, [s.id for s, _ in servers], as_of, window_days)
+    # A part reads only its own servers' days (the database picks them out, not this process).
+    window = _window(session, [s.id for s, _ in servers], as_of, window_days,
+                     only=UtilisationDay.server_id.in_(select(Server.id).where(_LIVE, *part)) if part else None)
     result = analysis.classify(window, facts, tables, limits, price)
 
     counts: dict[str, int] = {**result.counts(), "created": 0, "updated": 0, "reopened": 0, "dismissed": 0}
@@ -383,7 +435,6 @@ def analyze(session: Session, principal: Principal, *, as_of: date | None = None
         select(Recommendation).where(Recommendation.server_id.in_([s.id for s, _ in servers]),
                                      Recommendation.kind != RecommendationKind.LEASE))} if servers else {}
     flagged: set[tuple[int, RecommendationKind]] = set()
-    now = utcnow()
     for i, (server, _) in enumerate(servers):
         kind = KINDS.get(result.verdict_of(i))
         if kind is None:
@@ -425,13 +476,21 @@ def analyze(session: Session, principal: Principal, *, as_of: date | None = None
                          before={"status": "active"}, after={"status": "dismissed", "reason": rec.closed_reason},
                          unit_id=rec.unit_id)
             counts["dismissed"] += 1
-    counts.update(_analyze_volumes(session, principal, campaign, as_of, price))
-    counts.update(_analyze_snapshots(session, principal, campaign, as_of, price))
+    return counts
+
+
+def finish_campaign(session: Session, principal: Principal, campaign: ReclaimCampaign,
+                    counts: Mapping[str, int]) -> ReclaimCampaign:
+    """The campaign's counts (its parts' summed) and end, with one audit row for the whole analysis. Volumes and
+    snapshots are judged here, once per campaign, whether the servers were classified in one part or in shards."""
+    price = prices()
+    counts = {**counts, **_analyze_volumes(session, principal, campaign, campaign.as_of, price),
+              **_analyze_snapshots(session, principal, campaign, campaign.as_of, price)}
     campaign.counts = counts
-    campaign.finished_at = now
+    campaign.finished_at = utcnow()
     session.flush()
     audit.record(session, principal, action="analyze", entity="reclaim_campaign", entity_id=campaign.id,
-                 after={"as_of": as_of, **counts})
+                 after={"as_of": campaign.as_of, **counts})
     return campaign
 
 
@@ -549,9 +608,33 @@ def submit_analysis(session: Session, principal: Principal, *, as_of: date | Non
     return jobs.submit_job(session, principal, ANALYZE_JOB, {"as_of": as_of.isoformat() if as_of else None})
 
 
-@jobs.job_handler(ANALYZE_JOB)
-def analyze_job(ctx: jobs.JobContext) -> dict[str, Any]:
+def _combine_analysis(session: Session, parent: jobs.Job, shards: list[jobs.Job]) -> jobs.JobOutcome:
+    """The parts' counts summed into the campaign's, which ends here (one audit row, as an unsplit analysis)."""
+    outcome = jobs.combine_counts(session, parent, shards)
+    campaign = session.scalar(select(ReclaimCampaign).where(ReclaimCampaign.job_id == parent.id))
+    if campaign is None:
+        return jobs.JobOutcome(outcome.result, jobs.JobStatus.FAILED, "the analysis' campaign is gone")
+    counts = {key: int(value) for key, value in outcome.result.items()
+              if key not in ("campaign", "shards") and isinstance(value, int)}
+    finish_campaign(session, jobs.job_principal(parent), campaign, counts)
+    return jobs.JobOutcome({"campaign": campaign.id, **campaign.counts, "shards": len(shards)}, outcome.status,
+                           outcome.error)
+
+
+@jobs.job_handler(ANALYZE_JOB, combine=_combine_analysis)
+def analyze_job(ctx: jobs.JobContext) -> dict[str, Any] | jobs.Shards:
     as_of = date.fromisoformat(ctx.params["as_of"]) if ctx.params.get("as_of") else None
+    size = get_settings().reclaim_shard_servers
+    if size:
+        with ctx.session() as session:
+            live = session.scalar(select(func.count()).select_from(Server).where(_LIVE)) or 0
+            if live > size:
+                # Several workers (on several hosts) classify a cloud's unit subtrees each into one campaign.
+                campaign_id = start_campaign(session, ctx.principal, as_of=as_of, job_id=ctx.job_id).id
+                parts = analysis_shards(session, size)
+        if live > size:
+            return jobs.Shards(ANALYZE_SHARD_JOB, [{"campaign": campaign_id, **part} for part in parts],
+                               message=f"{live} servers in {len(parts)} shard(s)")
     with ctx.session() as session:
         campaign = analyze(session, ctx.principal, as_of=as_of, job_id=ctx.job_id)
         campaign_id, counts = campaign.id, dict(campaign.counts)
@@ -559,6 +642,20 @@ def analyze_job(ctx: jobs.JobContext) -> dict[str, Any]:
     ctx.log(f"campaign {campaign_id}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     ctx.progress(1, 1, message=f"campaign {campaign_id} done")
     return {"campaign": campaign_id, **counts}
+
+
+@jobs.job_handler(ANALYZE_SHARD_JOB)
+def analyze_shard_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """One cloud's unit subtrees of an analysis: their servers' recommendations (run again, it finds them and
+    writes the same)."""
+    with ctx.session() as session:
+        campaign = session.get(ReclaimCampaign, ctx.params["campaign"])
+        if campaign is None:
+            raise NotFound(f"no reclaim campaign {ctx.params['campaign']}", field="campaign")
+        counts = analyze_part(session, ctx.principal, campaign, cloud_id=ctx.params["cloud"],
+                              unit_ids=ctx.params["units"])
+    ctx.log(", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
 
 
 def _facts(session: Session, servers: Sequence[Server], user_facing: Sequence[bool], as_of: date,
@@ -595,8 +692,10 @@ def _facts(session: Session, servers: Sequence[Server], user_facing: Sequence[bo
     return tables, facts
 
 
-def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int) -> analysis.FleetWindow:
-    """The daily summaries of the window as (servers × days) arrays, NaN where a day has none."""
+def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int, *,
+            only: ColumnElement[bool] | None = None) -> analysis.FleetWindow:
+    """The daily summaries of the window as (servers × days) arrays, NaN where a day has none; ``only``: the
+    summaries of some servers (an analysis' part)."""
     window = analysis.FleetWindow.empty(len(server_ids), as_of, days)
     if not server_ids:
         return window
@@ -608,6 +707,8 @@ def _window(session: Session, server_ids: Sequence[int], as_of: date, days: int)
     query = (select(UtilisationDay.server_id, UtilisationDay.day, UtilisationDay.metric, UtilisationDay.p95,
                     UtilisationDay.p99, UtilisationDay.max)
              .where(UtilisationDay.day >= first, UtilisationDay.day <= as_of))
+    if only is not None:
+        query = query.where(only)
     rows = session.execute(query).all()
     if not rows:
         return window

@@ -511,7 +511,7 @@ def _run_job(job_id: int, output: OutputFormat, summary: Callable[[dict[str, Any
     from cloudctl.core import jobs
     from cloudctl.core.db import get_engine
 
-    jobs.JobRunner(get_engine()).run_once(job_id)
+    jobs.JobRunner(get_engine()).run_to_end(job_id)  # with its shards, when it splits
     with unit_of_work() as (session, principal):
         job = jobs.get_job(session, principal, job_id)
         status, error, result = job.status, job.error, dict(job.result or {})

@@ -17,6 +17,8 @@ import ipaddress
 import json
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session
 from cloudctl.core import jobs
 from cloudctl.core.addresses import canonical_ip
 from cloudctl.core.auth import Principal, authorize
+from cloudctl.core.config import get_settings
 from cloudctl.core.errors import InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.security.models import Asset
@@ -32,10 +35,23 @@ from cloudctl.security.scanners.base import ScanFinding, Scanner, ScanReport
 from cloudctl.security.scanners.nmap import NmapScanner, validate_targets
 from cloudctl.security.service.findings import ImportOutcome, store_report
 
-__all__ = ["BASELINE_JOB", "SCAN_JOB", "baseline_report", "reached_targets", "resolve_address", "scanner",
-           "submit_baseline", "submit_scan"]
+__all__ = [
+    "BASELINE_JOB",
+    "SCAN_JOB",
+    "SCAN_SHARD_JOB",
+    "baseline_report",
+    "merge_reports",
+    "reached_targets",
+    "report_from_json",
+    "report_to_json",
+    "resolve_address",
+    "scanner",
+    "submit_baseline",
+    "submit_scan",
+]
 
 SCAN_JOB = "security.scan"
+SCAN_SHARD_JOB = "security.scan.shard"
 BASELINE_JOB = "security.baseline"
 # The scanner the scan job runs; tests put a double of nmap here (nothing but loopback may be scanned from them).
 scanner: Callable[[], Scanner] = NmapScanner
@@ -69,27 +85,108 @@ def reached_targets(targets: Sequence[str], report: ScanReport) -> dict[str, lis
     return reached
 
 
-@jobs.job_handler(SCAN_JOB)
-def scan_job(ctx: jobs.JobContext) -> jobs.JobOutcome:
+def _scan(ctx: jobs.JobContext, targets: list[str]) -> ScanReport:
     def progress(percent: float) -> None:
         ctx.progress(int(percent), 100, message=f"nmap {percent:.0f}%")
 
-    targets: list[str] = ctx.params["targets"]
-    report = scanner().scan(targets, ports=ctx.params.get("ports"), on_progress=progress)
-    reached = reached_targets(targets, report)
+    return scanner().scan(targets, ports=ctx.params.get("ports"), on_progress=progress)
+
+
+def _import_scan(session: Session, principal: Principal, targets: list[str], report: ScanReport, *,
+                 scope: str, lost: Sequence[str] = ()) -> tuple[jobs.JobOutcome, ImportOutcome]:
+    """The findings of a scan of ``targets`` imported into the scope, and the job's outcome: what each target
+    reached. ``lost``: targets of shards that did not finish (not scanned, so nothing of theirs is closed)."""
+    reached = reached_targets([t for t in targets if t not in set(lost)], report)
     unreachable = [t for t, found in reached.items() if not found]
     outcome = ImportOutcome(created=0, untouched=0, closed=0, reactivated=0)
     if report.hosts:
-        with ctx.session() as session:
-            outcome = store_report(session, ctx.principal, report, scope=ctx.params["scope"],
-                                   source=f"nmap {' '.join(targets)}")
-    ctx.log(f"{len(report.findings)} findings on {len(report.hosts)} host(s): " + _counts(outcome))
+        outcome = store_report(session, principal, report, scope=scope, source=f"nmap {' '.join(targets)}")
     result = {**dict(outcome), "hosts": len(report.hosts),
               "targets": {"reached": {t: found for t, found in reached.items() if found}, "unreachable": unreachable}}
-    error = (f"{len(unreachable)} of {len(targets)} target(s) reached no host (down, filtered or not resolvable): "
-             f"{', '.join(unreachable)}") if unreachable else None
-    return jobs.JobOutcome.of_parts(result, done=len(targets) - len(unreachable), failed=len(unreachable),
-                                    error=error)
+    errors = []
+    if unreachable:
+        errors.append(f"{len(unreachable)} of {len(targets)} target(s) reached no host (down, filtered or not "
+                      f"resolvable): {', '.join(unreachable)}")
+    if lost:
+        result["targets"]["not_scanned"] = list(lost)
+        errors.append(f"{len(lost)} of {len(targets)} target(s) not scanned (their shard did not finish): "
+                      f"{', '.join(lost)}")
+    failed = len(unreachable) + len(lost)
+    return jobs.JobOutcome.of_parts(result, done=len(targets) - failed, failed=failed,
+                                    error="; ".join(errors) or None), outcome
+
+
+def _combine_scan(session: Session, parent: jobs.Job, shards: list[jobs.Job]) -> jobs.JobOutcome:
+    """The shards' reports as one, imported once: the hosts any shard reached are the report's hosts, so only
+    their findings can close; targets of a shard that failed or was cancelled count as not scanned."""
+    reports = [report_from_json(shard.result["report"]) for shard in shards
+               if shard.status is jobs.JobStatus.SUCCEEDED and shard.result and "report" in shard.result]
+    lost = [t for shard in shards if shard.status is not jobs.JobStatus.SUCCEEDED
+            for t in shard.params.get("targets", [])]
+    report = merge_reports(reports)
+    outcome, imported = _import_scan(session, jobs.job_principal(parent), list(parent.params["targets"]), report,
+                                     scope=parent.params["scope"], lost=lost)
+    session.add(jobs.JobLogLine(job_id=parent.id, line=f"{len(report.findings)} findings on {len(report.hosts)} "
+                                                      f"host(s) from {len(shards)} shard(s): " + _counts(imported)))
+    return jobs.JobOutcome({**outcome.result, "shards": len(shards)}, outcome.status, outcome.error)
+
+
+def report_to_json(report: ScanReport) -> dict[str, Any]:
+    """A report as a job's JSON result (what a shard hands its parent)."""
+    return {"scanner": report.scanner,
+            "started_at": report.started_at.isoformat() if report.started_at else None,
+            "finished_at": report.finished_at.isoformat() if report.finished_at else None,
+            "hosts": list(report.hosts), "findings": [asdict(f) for f in report.findings],
+            "file_sha256": report.file_sha256, "names": [list(n) for n in report.names]}
+
+
+def report_from_json(data: Mapping[str, Any]) -> ScanReport:
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    return ScanReport(scanner=data["scanner"], started_at=when(data["started_at"]),
+                      finished_at=when(data["finished_at"]), hosts=tuple(data["hosts"]),
+                      findings=tuple(ScanFinding(**{**f, "cve": tuple(f.get("cve") or ())}) for f in data["findings"]),
+                      file_sha256=data["file_sha256"], names=tuple((a, n) for a, n in data["names"]))
+
+
+def merge_reports(reports: Sequence[ScanReport]) -> ScanReport:
+    """Several nmap runs as one report: every host once (in the order seen), every finding, the earliest start and
+    latest finish; its sha256 is of the parts' (each run's file is its own)."""
+    starts = [r.started_at for r in reports if r.started_at is not None]
+    ends = [r.finished_at for r in reports if r.finished_at is not None]
+    digest = hashlib.sha256(":".join(r.file_sha256 for r in reports).encode()).hexdigest()
+    return ScanReport(scanner="nmap", started_at=min(starts) if starts else utcnow(),
+                      finished_at=max(ends) if ends else utcnow(),
+                      hosts=tuple(dict.fromkeys(h for r in reports for h in r.hosts)),
+                      findings=tuple(f for r in reports for f in r.findings), file_sha256=digest,
+                      names=tuple(dict.fromkeys(n for r in reports for n in r.names)))
+
+
+@jobs.job_handler(SCAN_JOB, combine=_combine_scan)
+def scan_job(ctx: jobs.JobContext) -> jobs.JobOutcome | jobs.Shards:
+    targets: list[str] = ctx.params["targets"]
+    size = get_settings().security_scan_shard_targets
+    if size and len(targets) > size:
+        # Several workers (on several hosts) scan a slice each; the findings are imported once, when the last
+        # shard has finished, over what all of them saw (no shard closes a finding on a host it did not scan).
+        return jobs.Shards(SCAN_SHARD_JOB, [{"targets": targets[i:i + size], "ports": ctx.params.get("ports")}
+                                            for i in range(0, len(targets), size)],
+                           message=f"{len(targets)} targets in shards of {size}")
+    report = _scan(ctx, targets)
+    with ctx.session() as session:
+        outcome = _import_scan(session, ctx.principal, targets, report, scope=ctx.params["scope"])
+    ctx.log(f"{len(report.findings)} findings on {len(report.hosts)} host(s): " + _counts(outcome[1]))
+    return outcome[0]
+
+
+@jobs.job_handler(SCAN_SHARD_JOB)
+def scan_shard_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    """A slice of a scan's targets: the report as the parent's combine step imports it. It writes nothing, so
+    running it again only scans again."""
+    report = _scan(ctx, ctx.params["targets"])
+    ctx.log(f"{len(report.findings)} findings on {len(report.hosts)} host(s)")
+    return {"report": report_to_json(report), "hosts": len(report.hosts)}
 
 
 def submit_baseline(session: Session, principal: Principal, inventory: str, *, limit: str | None = None,
