@@ -1,18 +1,21 @@
 """Scaling out on PostgreSQL: 1 and 2 API processes, 1 and 2 job workers, measured in one run.
 
-    .venv/bin/python bench/scale_out.py [--seconds 8] [--concurrency 64] [--work-seconds 15]
+    .venv/bin/python bench/scale_out.py [--seconds 8] [--concurrency 64] [--work-seconds 15] [--devices 5000]
 
 On the seeded demo city in a PostgreSQL server of its own (loopback, free port):
 
 - authenticated paged reads (``GET /api/v1/units?limit=50``, ops token) from ``wrk`` (C; installed from Debian
   when missing) against ``cloudctl serve --workers 1`` and ``--workers 2``, and the bare FastAPI endpoint under
   uvicorn with 1 and 2 processes, driven by the same wrk in the same run;
-- submit + approve (POST /api/v1/requests, POST …/approve) from 64 concurrent httpx clients (bench/requests.py's
-  flow) against 1 and 2 API processes; jobs are not run meanwhile, so the requests are left queued for:
+- submit + approve (POST /api/v1/requests, POST …/approve) from ``--concurrency`` (64) concurrent httpx clients
+  (bench/requests.py's flow) against 1 and 2 API processes; jobs are not run meanwhile, so the requests are left
+  queued for:
 - provisioning throughput: VMs dealt with per second (the simulator builds at once) by ``cloudctl job work``
   with 1 and 2 worker processes, each for ``--work-seconds`` on the same backlog;
-- an extranet collection of every simulated device of the demo city, split into shards of 200, by 1 and 2
-  workers (the time until the parent job finished);
+- an extranet collection of 5,000 simulated devices (``--devices``: the demo city's 1,723, and more written the
+  way the demo seeds its own: a switch in the inventory beside a connected unit's, its tables in the simulator's
+  store, copied from that unit's), split into shards of 200, by 1 and 2 workers (the time until the parent job
+  finished), after one collection not timed that makes the added devices' first observations;
 - a reclaim analysis of every live server, split into 8 shards by cloud and unit subtree, by 1 and 2 workers
   (the time until the parent job finished: its campaign is the one an unsplit analysis makes).
 
@@ -113,6 +116,51 @@ def sql(url: str, query: str) -> int:
         engine.dispose()
 
 
+def add_simulated_devices(total: int) -> int:
+    """Bring the extranet inventory up to ``total`` devices, as the demo seeds its own; the count now.
+
+    Run in a process whose environment names the bench's database and data directory. Each new device is one
+    more switch of a unit that has one: its row in the inventory (its own name and management address) and its
+    ARP and MAC tables in the simulator's store, the same as that unit's first switch shows, reachable or not
+    as it is. A province's collection reads as many tables, of the same sizes, as a city's with more devices.
+    """
+    import ipaddress
+
+    from sqlalchemy import func, select
+
+    from cloudctl.compute.providers import simulator_store
+    from cloudctl.core.bulk import insert_rows_with_ids
+    from cloudctl.core.db import session_scope
+    from cloudctl.extranet.devices import DeviceTables
+    from cloudctl.extranet.models import NetworkDevice
+    from cloudctl.extranet.simulated import load_tables, store_tables
+
+    store = simulator_store()
+    with session_scope() as session:
+        have = int(session.scalar(select(func.count()).select_from(NetworkDevice)) or 0)
+        if have >= total:
+            return have
+        models = list(session.execute(select(NetworkDevice.name, NetworkDevice.device_type, NetworkDevice.role,
+                                             NetworkDevice.unit_id, NetworkDevice.zone)
+                                      .order_by(NetworkDevice.id)))
+        tables = load_tables(store)
+        models = [m for m in models if m.name in tables]
+        if not models:
+            raise SystemExit("no simulated device to model more on: was the demo city seeded?")
+        management = ipaddress.IPv4Network("100.64.0.0/10").hosts()  # apart from the demo's management pool
+        rows, simulated = [], []
+        for n in range(total - have):
+            model = models[n % len(models)]
+            name = f"{model.name}-x{n // len(models) + 2}"
+            vendor, reachable, shown = tables[model.name]
+            rows.append((name, str(next(management)), model.device_type, model.role, model.unit_id, model.zone))
+            simulated.append((name, vendor, reachable, DeviceTables(device=name, arp=shown.arp, mac=shown.mac)))
+        insert_rows_with_ids(session, NetworkDevice, ("name", "host", "device_type", "role", "unit_id", "zone"),
+                             rows)
+        store_tables(store, simulated, replace=False)
+        return have + len(rows)
+
+
 def note(figures: dict[str, dict[int, float]], name: str, n: int, value: float) -> None:
     figures.setdefault(name, {})[n] = value
     print(f"  {name} with {n}: {value:.1f}", file=sys.stderr, flush=True)
@@ -123,6 +171,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--work-seconds", type=float, default=15.0)
+    parser.add_argument("--devices", type=int, default=5000,
+                        help="extranet devices the collection reads (the demo city has 1,723; more are added)")
     args = parser.parse_args()
     from tests.support.pgserver import PostgresServer
 
@@ -181,8 +231,13 @@ def main() -> None:
         # The provisioning backlog aside, so the workers run the collection only.
         sql(url, "WITH c AS (UPDATE jobs SET status = 'cancelled' WHERE status IN ('queued', 'running') "
                  "RETURNING 1) SELECT count(*) FROM c")
+        subprocess.run([sys.executable, "-c", f"from bench.scale_out import add_simulated_devices as a; "
+                        f"a({args.devices})"], cwd=ROOT, env=env, check=True)
         devices = sql(url, "SELECT count(*) FROM extranet_devices")
-        for workers in (1, 2):
+        print(f"extranet collection over {devices} simulated devices", file=sys.stderr)
+        # First a collection not timed: the added devices' first observations are inserts, every later
+        # collection's are updates, and the 1-worker figure must not pay for them alone.
+        for timed, workers in ((False, 2), (True, 1), (True, 2)):
             out = subprocess.run([*CLOUDCTL, "extranet", "collect", "--no-wait"], cwd=ROOT, env=env, check=True,
                                  capture_output=True, text=True).stdout
             job_id = int(re.search(r"job (\d+)", out).group(1))  # type: ignore[union-attr]
@@ -193,7 +248,8 @@ def main() -> None:
                 if time.monotonic() - started > 600:
                     raise SystemExit("the collection did not finish in 10 minutes")
                 time.sleep(0.2)
-            note(figures, "collection", workers, devices / (time.monotonic() - started))
+            if timed:
+                note(figures, "collection", workers, devices / (time.monotonic() - started))
             stop(worker)
 
         # A reclaim analysis of every live server, split into 8 shards by cloud and unit subtree.
@@ -221,7 +277,7 @@ def main() -> None:
     print(f"{'':44}{'1 process':>12}{'2 processes':>14}{'2 / 1':>8}")
     for name, label, unit in (("bare", "bare FastAPI GET (wrk)", "req/s"),
                               ("reads", "paged reads, authenticated (wrk)", "req/s"),
-                              ("submit+approve", "submit + approve (httpx, 64 clients)", "calls/s"),
+                              ("submit+approve", f"submit + approve (httpx, {args.concurrency} clients)", "calls/s"),
                               ("provisioning", "provisioning, job workers", "VMs/s"),
                               ("collection", f"extranet collection, {devices} devices", "devices/s"),
                               ("analysis", f"reclaim analysis, {servers} servers", "servers/s")):
