@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
@@ -19,12 +19,13 @@ from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeProvider
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.errors import InvalidInput
+from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.org import service as org
 from cloudctl.org.service import under
 
-__all__ = ["get_volume", "list_volume_quotas", "list_volumes", "record_snapshot", "set_volume_quota",
+__all__ = ["get_volume", "list_volume_quotas", "list_volumes", "record_snapshot", "release_volume_gib",
+           "reserve_volume_gib", "set_volume_quota",
            "sync_volume_quotas", "sync_volumes", "volume_provider", "volume_types"]
 
 ProviderLookup = Callable[[Cloud], CloudProvider]
@@ -169,6 +170,50 @@ def list_volume_quotas(session: Session, principal: Principal, *, unit: str | No
         query = query.where(VolumeQuota.cloud_id == compute.cloud_filter(session, principal, cloud).id)
     return read.page(session, query, limit=limit, offset=offset,
                      order_by=(VolumeQuota.cloud_id, VolumeQuota.unit_id, VolumeQuota.volume_type))
+
+
+# ---------------------------------------------------------------- reservations, as compute holds VM quota
+
+
+def reserve_volume_gib(session: Session, unit_id: int, cloud_id: int, asked: dict[str, int]) -> None:
+    """Hold ``asked`` (GiB per volume type) against the unit's type quotas on the cloud, or raise Conflict.
+
+    One conditional UPDATE per type: its WHERE re-reads used and reserved at write time, so two approvals racing for
+    the last GiB of a type cannot both pass (SQLite has one writer, PostgreSQL locks the row). A type with no quota
+    row has no limit and holds nothing. The caller's transaction (or savepoint) undoes the types already held."""
+    for volume_type, gib in sorted(asked.items()):
+        held = session.execute(
+            update(VolumeQuota).where(
+                VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id,
+                VolumeQuota.volume_type == volume_type,
+                VolumeQuota.limit_gib.is_(None)
+                | (VolumeQuota.used_gib + VolumeQuota.reserved_gib + gib <= VolumeQuota.limit_gib))
+            .values(reserved_gib=VolumeQuota.reserved_gib + gib).execution_options(synchronize_session=False))
+        if held.rowcount == 1:  # type: ignore[attr-defined]
+            continue
+        quota = session.scalar(select(VolumeQuota).where(
+            VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id, VolumeQuota.volume_type == volume_type)
+            .execution_options(populate_existing=True))
+        if quota is None:
+            continue
+        raise Conflict(f"{gib} GiB of {volume_type} does not fit {quota.unit_code}'s quota on {quota.cloud_name}: "
+                       f"{quota.used_gib} GiB used and {quota.reserved_gib} GiB reserved of {quota.limit_gib} GiB",
+                       field="size_gib")
+    session.expire_all()
+
+
+def release_volume_gib(session: Session, unit_id: int, cloud_id: int, asked: dict[str, int], *,
+                       consumed: bool = False) -> None:
+    """Give back a reservation (cancelled, failed) or, ``consumed``, move it to used in the same statement (the
+    volume is made; the next sync sets used from the cloud's own count). Never below zero."""
+    for volume_type, gib in asked.items():
+        values = {"reserved_gib": compute.floor0(session, VolumeQuota.reserved_gib - gib)}
+        if consumed:
+            values["used_gib"] = VolumeQuota.used_gib + gib
+        session.execute(update(VolumeQuota).where(
+            VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id, VolumeQuota.volume_type == volume_type)
+            .values(**values).execution_options(synchronize_session=False))
+    session.expire_all()
 
 
 def _upsert(session: Session, unit_id: int, cloud_id: int, volume_type: str, limit_gib: int | None, used_gib: int,
