@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from cloudctl.compute import service as compute
 from cloudctl.compute.models import Cloud, Server, UnitProject, Volume, VolumeQuota, VolumeSnapshot
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeProvider
+from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeInventory, VolumeProvider
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
 from cloudctl.core.errors import Conflict, InvalidInput
@@ -26,7 +26,7 @@ from cloudctl.org.service import under
 
 __all__ = ["get_volume", "list_volume_quotas", "list_volumes", "record_snapshot", "release_volume_gib",
            "reserve_volume_gib", "set_volume_quota",
-           "sync_volume_quotas", "sync_volumes", "volume_provider", "volume_types"]
+           "sync_volume_quotas", "sync_volumes", "volume_inventory", "volume_provider", "volume_types"]
 
 ProviderLookup = Callable[[Cloud], CloudProvider]
 
@@ -34,6 +34,17 @@ ProviderLookup = Callable[[Cloud], CloudProvider]
 def volume_provider(cloud: Cloud, providers: ProviderLookup = provider_for) -> VolumeProvider:
     provider = providers(cloud)
     if not isinstance(provider, VolumeProvider):
+        if isinstance(provider, VolumeInventory):
+            raise InvalidInput(f"{cloud.name}'s volumes are listed only (inventory); cloudctl does not manage them",
+                               field="cloud")
+        raise InvalidInput(f"{cloud.name} has no block storage cloudctl can reach", field="cloud")
+    return provider
+
+
+def volume_inventory(cloud: Cloud, providers: ProviderLookup = provider_for) -> VolumeInventory:
+    """What a sync reads: any cloud that lists volumes, managed by cloudctl or not."""
+    provider = providers(cloud)
+    if not isinstance(provider, VolumeInventory):
         raise InvalidInput(f"{cloud.name} has no block storage cloudctl can reach", field="cloud")
     return provider
 
@@ -78,7 +89,7 @@ def sync_volumes(session: Session, principal: Principal, cloud_name: str,
     servers cloudctl knows; volumes gone from the cloud are marked deleted."""
     authorize(principal, "compute.server:sync")
     cloud = compute.get_cloud(session, principal, cloud_name)
-    adapter = volume_provider(cloud, providers)
+    adapter = volume_inventory(cloud, providers)
     projects = dict(session.execute(select(UnitProject.project_id, UnitProject.unit_id)
                                     .where(UnitProject.cloud_id == cloud.id)).all())
     known = {v.provider_id: v for v in session.scalars(select(Volume).where(Volume.cloud_id == cloud.id))}

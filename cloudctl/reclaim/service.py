@@ -501,8 +501,10 @@ def _analyze_volumes(session: Session, principal: Principal, campaign: ReclaimCa
     days = get_settings().reclaim_volume_unattached_days
     cutoff = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(days=days - 1)
     found: dict[tuple[int, RecommendationKind], tuple[Volume, dict[str, Any]]] = {}
-    live = (select(Volume).outerjoin(Server, Volume.server_id == Server.id)
-            .where(Volume.status != "deleted", Volume.unit_id.is_not(None)).order_by(Volume.id))
+    # A Kubernetes cloud's claims are inventory only: nothing there could be snapshotted and deleted.
+    live = (select(Volume).outerjoin(Server, Volume.server_id == Server.id).join(Cloud, Volume.cloud_id == Cloud.id)
+            .where(Volume.status != "deleted", Volume.unit_id.is_not(None), Cloud.kind != CloudKind.KUBERNETES)
+            .order_by(Volume.id))
     for volume in session.scalars(live.where(Volume.server_id.is_(None), Volume.detached_since < cutoff)):
         since = volume.detached_since
         found[(volume.id, RecommendationKind.VOLUME_IDLE)] = (volume, {
