@@ -252,8 +252,13 @@ def set_volume_quota(session: Session, principal: Principal, unit_code: str, clo
     if volume_type not in adapter.list_volume_types():
         raise InvalidInput(f"{cloud.name} offers no volume type {volume_type!r}", field="volume_type")
     project = compute.ensure_project(session, unit, cloud, provider)
-    before = session.scalar(select(VolumeQuota.limit_gib).where(
+    held = session.scalar(select(VolumeQuota).where(
         VolumeQuota.unit_id == unit.id, VolumeQuota.cloud_id == cloud.id, VolumeQuota.volume_type == volume_type))
+    before = held.limit_gib if held is not None else None
+    # What approved requests hold is not at the cloud yet: a limit under it would strand them.
+    if held is not None and limit_gib is not None and held.used_gib + held.reserved_gib > limit_gib:
+        raise Conflict(f"{unit.code} uses {held.used_gib} GiB and has reserved {held.reserved_gib} GiB of "
+                       f"{volume_type} on {cloud.name}; the limit cannot go below that", field="limit_gib")
     adapter.set_volume_quota(project, volume_type, limit_gib)
     used = {q.volume_type: q.used_gib for q in adapter.get_volume_quotas(project)}.get(volume_type, 0)
     row = _upsert(session, unit.id, cloud.id, volume_type, limit_gib, used, utcnow())

@@ -429,6 +429,10 @@ def test_concurrent_approvals_never_pass_a_volume_types_quota(committed: tuple[E
             return row.used_gib, row.reserved_gib
 
     assert ssd() == (0, 1000)
+    # The limit cannot be lowered under what approvals hold.
+    with Session(engine) as session, pytest.raises(Conflict) as lowered:
+        volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 900)
+    assert lowered.value.field == "limit_gib"
     # Ops cannot approve a waiting one past the limit either.
     waiting = next(i for i, status in outcomes if status == "submitted")
     with Session(engine) as session, pytest.raises(Conflict) as caught:
