@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from cloudctl.compute.models import CloudKind
 from cloudctl.compute.schemas import CloudCreate, QuotaSet, RequestCreate
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.errors import Conflict, InvalidInput
+from cloudctl.core.models import utcnow
+from cloudctl.reclaim import service as reclaim
 from tests.factories import ADMIN, MiniCity, build_mini_city
 from tests.support.k8s_apiserver import KubeApiServerDouble, Node
 
@@ -120,6 +123,11 @@ def test_claims_are_synced_as_volumes_with_the_storage_class_as_type(session: Se
         volumes.volume_types(session, ADMIN, service.get_cloud(session, ADMIN, "container-cloud"))
     assert caught.value.field == "cloud"
     assert "inventory" in str(caught.value)
+    # Unattached for months (pods are no servers), yet no reclaim finding: it could not be executed there.
+    for volume in found:
+        volume.detached_since = utcnow() - timedelta(days=200)
+    session.flush()
+    assert reclaim.analyze(session, ADMIN).counts.get("volumes_created", 0) == 0
     # A claim deleted on the cluster is marked deleted at the next sync.
     code, _ = cluster.handle("DELETE", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/logs", {}, b"")
     assert code == 200
