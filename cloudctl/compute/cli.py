@@ -432,7 +432,7 @@ volume_app.add_typer(volume_quota_app, name="quota")
 
 VOLUME_QUOTA_COLUMNS = [
     ("unit", lambda q: q.unit_code), ("cloud", lambda q: q.cloud), ("type", lambda q: q.volume_type),
-    ("used GiB", lambda q: q.used_gib),
+    ("used GiB", lambda q: q.used_gib), ("reserved GiB", lambda q: q.reserved_gib),
     ("limit GiB", lambda q: "不限 unlimited" if q.limit_gib is None else q.limit_gib),
     ("synced", lambda q: local_time(q.synced_at) if q.synced_at else ""),
 ]
@@ -446,7 +446,7 @@ def volume_quota_list(
     offset: int = OffsetOption,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Quotas per volume type: used / limit, in GiB."""
+    """Quotas per volume type: used, reserved by approved requests, and the limit, in GiB."""
     with unit_of_work() as (session, principal):
         print_list(partial(volumes.list_volume_quotas, session, principal, unit=unit, cloud=cloud), VolumeQuotaPublic,
                    VOLUME_QUOTA_COLUMNS, output, limit=limit, offset=offset, title="云硬盘配额 volume quotas")

@@ -434,6 +434,8 @@ class VolumeQuota(TimestampMixin, Base):
     # None: no limit on this type.
     limit_gib: Mapped[int | None]
     used_gib: Mapped[int] = mapped_column(default=0)
+    # Held by approved requests whose volumes are not made yet: what keeps two approvals from both passing the limit.
+    reserved_gib: Mapped[int] = mapped_column(default=0, server_default="0")
     synced_at: Mapped[datetime | None]
 
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)

@@ -44,7 +44,13 @@ from cloudctl.compute.notices import request_event
 from cloudctl.compute.providers import provider_for
 from cloudctl.compute.providers.base import SERVER_STATES, CloudProvider, ServerAction, ServerInfo, ServerSpec
 from cloudctl.compute.schemas import QuotaSet, RequestCreate
-from cloudctl.compute.volumes import sync_volumes, volume_provider, volume_types
+from cloudctl.compute.volumes import (
+    release_volume_gib,
+    reserve_volume_gib,
+    sync_volumes,
+    volume_provider,
+    volume_types,
+)
 from cloudctl.core import audit, jobs, read
 from cloudctl.core.auth import Principal, Role, authorize, can, system_principal
 from cloudctl.core.config import get_settings
@@ -103,6 +109,15 @@ def request_ask(request: ResourceRequest) -> compute.Ask:
         # A volume is storage, not an instance.
         instances=sum(i.count for i in request.items if i.kind != "volume"),
     )
+
+
+def _volume_gib(request: ResourceRequest) -> dict[str, int]:
+    """GiB asked per volume type: what approval holds against the unit's type quotas."""
+    asked: dict[str, int] = {}
+    for item in request.items:
+        if item.kind == "volume":
+            asked[item.flavor] = asked.get(item.flavor, 0) + item.disk_gb * item.count
+    return asked
 
 
 def _item_ask(item: RequestItem, count: int) -> compute.Ask:
@@ -332,6 +347,7 @@ def _approve(session: Session, principal: Principal, request: ResourceRequest, *
     decider = AUTO_APPROVER if auto else principal
     _decide(session, request, RequestStatus.APPROVED, decider, reason, allowed=(RequestStatus.SUBMITTED,))
     compute.reserve(session, quota.id, request_ask(request))
+    reserve_volume_gib(session, request.unit_id, request.cloud_id, _volume_gib(request))
     for item in request.items:
         item.status = ItemStatus.RESERVED
     request.auto_approved = auto
@@ -445,6 +461,7 @@ def cancel_request(session: Session, principal: Principal, request_id: int) -> R
             allowed=(RequestStatus.AWAITING_LEADER, RequestStatus.SUBMITTED, RequestStatus.APPROVED))
     if was is RequestStatus.APPROVED:
         compute.release(session, _quota(session, request).id, request_ask(request))
+        release_volume_gib(session, request.unit_id, request.cloud_id, _volume_gib(request))
         if request.job_id is not None:
             job = session.get(jobs.Job, request.job_id)
             if job is not None and job.status is jobs.JobStatus.QUEUED:
@@ -559,6 +576,8 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                 if reason:
                     item.error = ((f"{item.error}; " if item.error else "") + f"{name}: {reason}")[:500]
                 compute.release(session, quota_id, _item_ask(item, 1))
+                # The type's GiB are the volume's now (until a quota sync counts them from the cloud), or given back.
+                release_volume_gib(session, unit.id, cloud.id, {volume_type: size_gib}, consumed=not reason)
             ctx.log(f"{name} failed: {reason}" if reason else f"volume {name} ready",
                     level="error" if reason else "info")
             finished += 1

@@ -329,4 +329,5 @@ class VolumeQuotaPublic(Schema):
     volume_type: str
     limit_gib: int | None
     used_gib: int
+    reserved_gib: int = Field(0, description="held by approved requests whose volumes are not made yet")
     synced_at: datetime | None

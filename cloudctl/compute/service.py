@@ -410,10 +410,10 @@ def release(session: Session, quota_id: int, ask: Ask) -> None:
     """Give back a reservation (provisioned, failed or cancelled). Never goes below zero."""
     session.execute(
         update(Quota).where(Quota.id == quota_id).values(
-            reserved_vcpus=_floor0(session, Quota.reserved_vcpus - ask.vcpus),
-            reserved_ram_mb=_floor0(session, Quota.reserved_ram_mb - ask.ram_mb),
-            reserved_disk_gb=_floor0(session, Quota.reserved_disk_gb - ask.disk_gb),
-            reserved_instances=_floor0(session, Quota.reserved_instances - ask.instances),
+            reserved_vcpus=floor0(session, Quota.reserved_vcpus - ask.vcpus),
+            reserved_ram_mb=floor0(session, Quota.reserved_ram_mb - ask.ram_mb),
+            reserved_disk_gb=floor0(session, Quota.reserved_disk_gb - ask.disk_gb),
+            reserved_instances=floor0(session, Quota.reserved_instances - ask.instances),
         ).execution_options(synchronize_session=False)
     )
     session.expire_all()
@@ -426,10 +426,10 @@ def consume(session: Session, quota_id: int, ask: Ask) -> None:
     safe side."""
     session.execute(
         update(Quota).where(Quota.id == quota_id).values(
-            reserved_vcpus=_floor0(session, Quota.reserved_vcpus - ask.vcpus),
-            reserved_ram_mb=_floor0(session, Quota.reserved_ram_mb - ask.ram_mb),
-            reserved_disk_gb=_floor0(session, Quota.reserved_disk_gb - ask.disk_gb),
-            reserved_instances=_floor0(session, Quota.reserved_instances - ask.instances),
+            reserved_vcpus=floor0(session, Quota.reserved_vcpus - ask.vcpus),
+            reserved_ram_mb=floor0(session, Quota.reserved_ram_mb - ask.ram_mb),
+            reserved_disk_gb=floor0(session, Quota.reserved_disk_gb - ask.disk_gb),
+            reserved_instances=floor0(session, Quota.reserved_instances - ask.instances),
             used_vcpus=Quota.used_vcpus + ask.vcpus,
             used_ram_mb=Quota.used_ram_mb + ask.ram_mb,
             used_disk_gb=Quota.used_disk_gb + ask.disk_gb,
@@ -439,7 +439,7 @@ def consume(session: Session, quota_id: int, ask: Ask) -> None:
     session.expire_all()
 
 
-def _floor0(session: Session, expr: ColumnElement[int]) -> ColumnElement[int]:
+def floor0(session: Session, expr: ColumnElement[int]) -> ColumnElement[int]:
     # SQLite's two-argument max() is PostgreSQL's greatest().
     name = session.get_bind().dialect.name
     return func.max(expr, 0) if name == "sqlite" else func.greatest(expr, 0)

@@ -10,22 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloudctl.compute import service as compute
 from cloudctl.compute.models import Cloud, Server, UnitProject, Volume, VolumeQuota, VolumeSnapshot
 from cloudctl.compute.providers import provider_for
-from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeProvider
+from cloudctl.compute.providers.base import CloudProvider, SnapshotInfo, VolumeInfo, VolumeInventory, VolumeProvider
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize
-from cloudctl.core.errors import InvalidInput
+from cloudctl.core.errors import Conflict, InvalidInput
 from cloudctl.core.models import utcnow
 from cloudctl.org import service as org
 from cloudctl.org.service import under
 
-__all__ = ["get_volume", "list_volume_quotas", "list_volumes", "record_snapshot", "set_volume_quota",
-           "sync_volume_quotas", "sync_volumes", "volume_provider", "volume_types"]
+__all__ = ["get_volume", "list_volume_quotas", "list_volumes", "record_snapshot", "release_volume_gib",
+           "reserve_volume_gib", "set_volume_quota",
+           "sync_volume_quotas", "sync_volumes", "volume_inventory", "volume_provider", "volume_types"]
 
 ProviderLookup = Callable[[Cloud], CloudProvider]
 
@@ -33,6 +34,17 @@ ProviderLookup = Callable[[Cloud], CloudProvider]
 def volume_provider(cloud: Cloud, providers: ProviderLookup = provider_for) -> VolumeProvider:
     provider = providers(cloud)
     if not isinstance(provider, VolumeProvider):
+        if isinstance(provider, VolumeInventory):
+            raise InvalidInput(f"{cloud.name}'s volumes are listed only (inventory); cloudctl does not manage them",
+                               field="cloud")
+        raise InvalidInput(f"{cloud.name} has no block storage cloudctl can reach", field="cloud")
+    return provider
+
+
+def volume_inventory(cloud: Cloud, providers: ProviderLookup = provider_for) -> VolumeInventory:
+    """What a sync reads: any cloud that lists volumes, managed by cloudctl or not."""
+    provider = providers(cloud)
+    if not isinstance(provider, VolumeInventory):
         raise InvalidInput(f"{cloud.name} has no block storage cloudctl can reach", field="cloud")
     return provider
 
@@ -77,7 +89,7 @@ def sync_volumes(session: Session, principal: Principal, cloud_name: str,
     servers cloudctl knows; volumes gone from the cloud are marked deleted."""
     authorize(principal, "compute.server:sync")
     cloud = compute.get_cloud(session, principal, cloud_name)
-    adapter = volume_provider(cloud, providers)
+    adapter = volume_inventory(cloud, providers)
     projects = dict(session.execute(select(UnitProject.project_id, UnitProject.unit_id)
                                     .where(UnitProject.cloud_id == cloud.id)).all())
     known = {v.provider_id: v for v in session.scalars(select(Volume).where(Volume.cloud_id == cloud.id))}
@@ -171,6 +183,50 @@ def list_volume_quotas(session: Session, principal: Principal, *, unit: str | No
                      order_by=(VolumeQuota.cloud_id, VolumeQuota.unit_id, VolumeQuota.volume_type))
 
 
+# ---------------------------------------------------------------- reservations, as compute holds VM quota
+
+
+def reserve_volume_gib(session: Session, unit_id: int, cloud_id: int, asked: dict[str, int]) -> None:
+    """Hold ``asked`` (GiB per volume type) against the unit's type quotas on the cloud, or raise Conflict.
+
+    One conditional UPDATE per type: its WHERE re-reads used and reserved at write time, so two approvals racing for
+    the last GiB of a type cannot both pass (SQLite has one writer, PostgreSQL locks the row). A type with no quota
+    row has no limit and holds nothing. The caller's transaction (or savepoint) undoes the types already held."""
+    for volume_type, gib in sorted(asked.items()):
+        held = session.execute(
+            update(VolumeQuota).where(
+                VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id,
+                VolumeQuota.volume_type == volume_type,
+                VolumeQuota.limit_gib.is_(None)
+                | (VolumeQuota.used_gib + VolumeQuota.reserved_gib + gib <= VolumeQuota.limit_gib))
+            .values(reserved_gib=VolumeQuota.reserved_gib + gib).execution_options(synchronize_session=False))
+        if held.rowcount == 1:  # type: ignore[attr-defined]
+            continue
+        quota = session.scalar(select(VolumeQuota).where(
+            VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id, VolumeQuota.volume_type == volume_type)
+            .execution_options(populate_existing=True))
+        if quota is None:
+            continue
+        raise Conflict(f"{gib} GiB of {volume_type} does not fit {quota.unit_code}'s quota on {quota.cloud_name}: "
+                       f"{quota.used_gib} GiB used and {quota.reserved_gib} GiB reserved of {quota.limit_gib} GiB",
+                       field="size_gib")
+    session.expire_all()
+
+
+def release_volume_gib(session: Session, unit_id: int, cloud_id: int, asked: dict[str, int], *,
+                       consumed: bool = False) -> None:
+    """Give back a reservation (cancelled, failed) or, ``consumed``, move it to used in the same statement (the
+    volume is made; the next sync sets used from the cloud's own count). Never below zero."""
+    for volume_type, gib in asked.items():
+        values = {"reserved_gib": compute.floor0(session, VolumeQuota.reserved_gib - gib)}
+        if consumed:
+            values["used_gib"] = VolumeQuota.used_gib + gib
+        session.execute(update(VolumeQuota).where(
+            VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id, VolumeQuota.volume_type == volume_type)
+            .values(**values).execution_options(synchronize_session=False))
+    session.expire_all()
+
+
 def _upsert(session: Session, unit_id: int, cloud_id: int, volume_type: str, limit_gib: int | None, used_gib: int,
             now: datetime) -> VolumeQuota:
     row = session.scalar(select(VolumeQuota).where(VolumeQuota.unit_id == unit_id, VolumeQuota.cloud_id == cloud_id,
@@ -196,8 +252,13 @@ def set_volume_quota(session: Session, principal: Principal, unit_code: str, clo
     if volume_type not in adapter.list_volume_types():
         raise InvalidInput(f"{cloud.name} offers no volume type {volume_type!r}", field="volume_type")
     project = compute.ensure_project(session, unit, cloud, provider)
-    before = session.scalar(select(VolumeQuota.limit_gib).where(
+    held = session.scalar(select(VolumeQuota).where(
         VolumeQuota.unit_id == unit.id, VolumeQuota.cloud_id == cloud.id, VolumeQuota.volume_type == volume_type))
+    before = held.limit_gib if held is not None else None
+    # What approved requests hold is not at the cloud yet: a limit under it would strand them.
+    if held is not None and limit_gib is not None and held.used_gib + held.reserved_gib > limit_gib:
+        raise Conflict(f"{unit.code} uses {held.used_gib} GiB and has reserved {held.reserved_gib} GiB of "
+                       f"{volume_type} on {cloud.name}; the limit cannot go below that", field="limit_gib")
     adapter.set_volume_quota(project, volume_type, limit_gib)
     used = {q.volume_type: q.used_gib for q in adapter.get_volume_quotas(project)}.get(volume_type, 0)
     row = _upsert(session, unit.id, cloud.id, volume_type, limit_gib, used, utcnow())

@@ -208,7 +208,9 @@ def reclaim_summary(by: str = typer.Option("unit", help="unit, system or cloud")
         ("key", lambda r: r.key), ("name", lambda r: r.name), ("servers", lambda r: r.servers),
         ("vCPU", lambda r: r.vcpus), ("used", lambda r: r.used_vcpus), ("reclaimable", lambda r: r.reclaimable_vcpus),
         ("RAM GiB", lambda r: r.ram_gib), ("used GiB", lambda r: r.used_ram_gib),
-        ("reclaimable GiB", lambda r: r.reclaimable_ram_gib), ("元/月", lambda r: f"{r.saving_month:,.0f}"),
+        ("reclaimable GiB", lambda r: r.reclaimable_ram_gib), ("volumes", lambda r: r.volumes),
+        ("storage GiB", lambda r: r.storage_gib), ("reclaimable storage GiB", lambda r: r.reclaimable_storage_gib),
+        ("元/月", lambda r: f"{r.saving_month:,.0f}"),
     ], output, title=f"资源回收汇总 by {by}")
 
 

@@ -55,6 +55,8 @@ class PlanRow:
     capacity_ram_gib: int
     used_ram_gib: int
     reclaimable_ram_gib: int
+    # Block storage freed by the open storage recommendations (volumes and old snapshots), GiB.
+    reclaimable_storage_gib: int = 0
 
     @property
     def headroom_after_vcpus(self) -> int:
@@ -112,7 +114,8 @@ def _plan(session: Session, principal: Principal) -> list[PlanRow]:
                             used_vcpus=int(cpu.used) if cpu else 0, reclaimable_vcpus=roll.reclaimable_vcpus,
                             capacity_ram_gib=int(ram.capacity) if ram else 0,
                             used_ram_gib=int(ram.used) if ram else 0,
-                            reclaimable_ram_gib=int(roll.reclaimable_ram_gib)))
+                            reclaimable_ram_gib=int(roll.reclaimable_ram_gib),
+                            reclaimable_storage_gib=roll.reclaimable_storage_gib))
     return rows
 
 
@@ -159,9 +162,11 @@ def write_report(report: ReclaimReport, directory: Path) -> list[Path]:
         "reclaim-systems.csv": (_rollup_header(), [_rollup_row(r) for r in report.systems]),
         "reclaim-purchase-planning.csv": (
             ["cloud", "name", "capacity_vcpus", "allocated_vcpus", "used_vcpus", "reclaimable_vcpus",
-             "headroom_after_reclaim_vcpus", "capacity_ram_gib", "used_ram_gib", "reclaimable_ram_gib"],
+             "headroom_after_reclaim_vcpus", "capacity_ram_gib", "used_ram_gib", "reclaimable_ram_gib",
+             "reclaimable_storage_gib"],
             [[p.cloud, p.name, p.capacity_vcpus, p.allocated_vcpus, p.used_vcpus, p.reclaimable_vcpus,
-              p.headroom_after_vcpus, p.capacity_ram_gib, p.used_ram_gib, p.reclaimable_ram_gib] for p in report.plan]),
+              p.headroom_after_vcpus, p.capacity_ram_gib, p.used_ram_gib, p.reclaimable_ram_gib,
+              p.reclaimable_storage_gib] for p in report.plan]),
         "reclaim-capacity-forecast.csv": (
             ["cloud", "resource", "unit", "capacity", "allocated", "promised", "used", "reclaimable", "headroom",
              "headroom_after_reclaim", "threshold", "linear", "holt", "linear_with_reclaim", "holt_with_reclaim"],
@@ -211,12 +216,14 @@ def _spark(row: PlanResourcePublic) -> str:
 
 def _rollup_header() -> list[str]:
     return ["key", "name", "servers", "vcpus", "ram_gib", "used_vcpus", "used_ram_gib", "reclaimable_vcpus",
-            "reclaimable_ram_gib", "saving_month_cny", "recommendations"]
+            "reclaimable_ram_gib", "volumes", "storage_gib", "reclaimable_storage_gib", "saving_month_cny",
+            "recommendations"]
 
 
 def _rollup_row(r: RollupRow) -> list[object]:
     return [r.key, r.name, r.servers, r.vcpus, r.ram_gib, r.used_vcpus, r.used_ram_gib, r.reclaimable_vcpus,
-            r.reclaimable_ram_gib, r.saving_month, r.recommendations]
+            r.reclaimable_ram_gib, r.volumes, r.storage_gib, r.reclaimable_storage_gib, r.saving_month,
+            r.recommendations]
 
 
 def _e(value: object) -> str:
@@ -276,13 +283,15 @@ def render_html(report: ReclaimReport) -> str:
         by_kind[r.kind.label] = by_kind.get(r.kind.label, 0) + 1
     vcpus = sum(r.reclaim_vcpus for r in recs)
     ram = sum(r.reclaim_ram_gib for r in recs)
+    storage = sum(r.reclaim_disk_gib for r in recs if r.server_id is None)
     saving = sum(r.saving_month for r in recs)
     settings = get_settings()
-    systems = [s for s in report.systems if s.reclaimable_vcpus][:15]
+    systems = [s for s in report.systems if s.reclaimable_vcpus or s.reclaimable_storage_gib][:15]
     plan_rows = "".join(
         f"<tr><td>{_e(p.name)}</td><td>{p.capacity_vcpus:,}</td><td>{p.allocated_vcpus:,}</td>"
         f"<td>{p.used_vcpus:,}</td><td class='hl'>{p.reclaimable_vcpus:,}</td><td>{p.headroom_after_vcpus:,}</td>"
-        f"<td>{p.capacity_ram_gib:,}</td><td>{p.used_ram_gib:,}</td><td class='hl'>{p.reclaimable_ram_gib:,}</td></tr>"
+        f"<td>{p.capacity_ram_gib:,}</td><td>{p.used_ram_gib:,}</td><td class='hl'>{p.reclaimable_ram_gib:,}</td>"
+        f"<td class='hl'>{p.reclaimable_storage_gib:,}</td></tr>"
         for p in report.plan)
     forecast_rows = "".join(
         f"<tr><td>{_e(f.name)}</td><td>{f.resource} ({f.unit})</td><td>{f.capacity:,.0f}</td>"
@@ -300,6 +309,7 @@ def render_html(report: ReclaimReport) -> str:
     system_rows = "".join(
         f"<tr><td>{_e(s.name)}</td><td>{s.servers}</td><td>{s.vcpus}</td><td>{s.used_vcpus}</td>"
         f"<td class='hl'>{s.reclaimable_vcpus}</td><td class='hl'>{s.reclaimable_ram_gib}</td>"
+        f"<td class='hl'>{s.reclaimable_storage_gib:,}</td>"
         f"<td>{s.saving_month:,.0f}</td></tr>" for s in systems)
     kinds = "、".join(f"{k} {n}" for k, n in sorted(by_kind.items())) or "无"
     return f"""<!doctype html>
@@ -329,6 +339,7 @@ svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
 <div class="figure" id="fig-recommendations"><b>{len(recs)}</b>回收建议 recommendations<br>{_e(kinds)}</div>
 <div class="figure" id="fig-vcpus"><b>{vcpus:,}</b>可回收 vCPU</div>
 <div class="figure" id="fig-ram"><b>{ram:,.0f}</b>可回收内存 GiB</div>
+<div class="figure" id="fig-storage"><b>{storage:,}</b>可回收存储 GiB</div>
 <div class="figure" id="fig-saving"><b>{saving:,.0f}</b>每月可节约 元 (CNY/month)</div>
 <div class="figure" id="fig-executed"><b>{sum(r.reclaim_vcpus for r in done):,}</b>已回收 vCPU（{len(done)} 台）<br>
 每月已节约 {sum(r.saving_month for r in done):,.0f} 元</div>
@@ -344,11 +355,11 @@ svg.hist {{ width: 100%; max-width: 460px; }} svg.bars {{ width: 100%; }}
 </div>
 <h2>可回收资源最多的业务系统 top reclaimable systems</h2>
 <table><thead><tr><th>业务系统</th><th>云主机</th><th>vCPU</th><th>已用 vCPU</th><th>可回收 vCPU</th>
-<th>可回收内存 GiB</th><th>月节约 元</th></tr></thead><tbody>{system_rows}</tbody></table>
+<th>可回收内存 GiB</th><th>可回收存储 GiB</th><th>月节约 元</th></tr></thead><tbody>{system_rows}</tbody></table>
 <h2>云资源采购支撑数据 purchase planning</h2>
 <p class="note">容量已含超分比；执行回收后余量 = 容量 − 已用 + 可回收。</p>
 <table id="plan"><thead><tr><th>云平台</th><th>vCPU 容量</th><th>已分配(配额)</th><th>已用</th><th>可回收</th>
-<th>回收后余量</th><th>内存容量 GiB</th><th>内存已用 GiB</th><th>可回收内存 GiB</th></tr></thead>
+<th>回收后余量</th><th>内存容量 GiB</th><th>内存已用 GiB</th><th>可回收内存 GiB</th><th>可回收存储 GiB</th></tr></thead>
 <tbody>{plan_rows}</tbody></table>
 <h2>未挂载云硬盘 unattached volumes</h2>
 <p class="note">未挂载超过 {settings.reclaim_volume_unattached_days} 天的云硬盘 {len(report.volumes)} 块，

@@ -127,6 +127,10 @@ class RollupRow(BaseModel):
     used_ram_gib: float
     reclaimable_vcpus: int
     reclaimable_ram_gib: float
+    volumes: int = Field(0, description="volumes held (not deleted)")
+    storage_gib: int = Field(0, description="GiB of the volumes held")
+    reclaimable_storage_gib: int = Field(0, description="GiB freed by the open storage recommendations: unattached "
+                                                        "volumes, volumes of deleted servers, old snapshots")
     saving_month: float
     recommendations: int
 

@@ -501,8 +501,10 @@ def _analyze_volumes(session: Session, principal: Principal, campaign: ReclaimCa
     days = get_settings().reclaim_volume_unattached_days
     cutoff = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC) - timedelta(days=days - 1)
     found: dict[tuple[int, RecommendationKind], tuple[Volume, dict[str, Any]]] = {}
-    live = (select(Volume).outerjoin(Server, Volume.server_id == Server.id)
-            .where(Volume.status != "deleted", Volume.unit_id.is_not(None)).order_by(Volume.id))
+    # A Kubernetes cloud's claims are inventory only: nothing there could be snapshotted and deleted.
+    live = (select(Volume).outerjoin(Server, Volume.server_id == Server.id).join(Cloud, Volume.cloud_id == Cloud.id)
+            .where(Volume.status != "deleted", Volume.unit_id.is_not(None), Cloud.kind != CloudKind.KUBERNETES)
+            .order_by(Volume.id))
     for volume in session.scalars(live.where(Volume.server_id.is_(None), Volume.detached_since < cutoff)):
         since = volume.detached_since
         found[(volume.id, RecommendationKind.VOLUME_IDLE)] = (volume, {
@@ -1079,17 +1081,53 @@ def rollup(session: Session, principal: Principal, *, by: str = "unit") -> list[
         .with_only_columns(key, name, func.sum(Recommendation.reclaim_vcpus), func.sum(Recommendation.reclaim_ram_mb),
                            func.sum(Recommendation.saving_month), func.count(Recommendation.id))
         .group_by(key, name))}
+    storage, storage_reclaim = _storage_rollup(session, principal, by, open_recs)
     rows = []
-    for k, n, count, vcpus, ram in allocated:
+    servers = {(k, n): (int(count), int(vcpus or 0), int(ram or 0)) for k, n, count, vcpus, ram in allocated}
+    for k, n in sorted({*servers, *storage, *storage_reclaim}, key=lambda kn: (str(kn[0]), str(kn[1]))):
+        count, vcpus, ram = servers.get((k, n), (0, 0, 0))
         used_cpu, used_ram = used.get((k, n), (0.0, 0.0))
         rv, rr, saving, recs = reclaim.get((k, n), (0, 0, 0.0, 0))
-        rows.append(RollupRow(key=str(k), name=str(n), servers=int(count), vcpus=int(vcpus or 0),
-                              ram_gib=round(int(ram or 0) / 1024, 1), used_vcpus=round(used_cpu, 1),
+        held_volumes, held_gib = storage.get((k, n), (0, 0))
+        freed_gib, storage_saving, storage_recs = storage_reclaim.get((k, n), (0, 0.0, 0))
+        rows.append(RollupRow(key=str(k), name=str(n), servers=count, vcpus=vcpus,
+                              ram_gib=round(ram / 1024, 1), used_vcpus=round(used_cpu, 1),
                               used_ram_gib=round(used_ram / 1024, 1), reclaimable_vcpus=rv,
-                              reclaimable_ram_gib=round(rr / 1024, 1), saving_month=round(saving, 2),
-                              recommendations=recs))
+                              reclaimable_ram_gib=round(rr / 1024, 1), volumes=held_volumes, storage_gib=held_gib,
+                              reclaimable_storage_gib=freed_gib, saving_month=round(saving + storage_saving, 2),
+                              recommendations=recs + storage_recs))
     rows.sort(key=lambda r: (-r.reclaimable_vcpus, -r.saving_month, r.key))
     return rows
+
+
+def _storage_rollup(session: Session, principal: Principal, by: str, open_recs: ColumnElement[bool]) -> tuple[
+        dict[tuple[Any, Any], tuple[int, int]], dict[tuple[Any, Any], tuple[int, float, int]]]:
+    """Volumes held (count, GiB) and storage to reclaim (GiB, CNY a month, recommendations) per key: unattached
+    volumes, volumes of deleted servers and snapshots past their retention, scoped by their owning unit."""
+    key, name = {
+        "unit": (Unit.code, Unit.name),
+        "system": (func.coalesce(BusinessSystem.id, 0), func.coalesce(BusinessSystem.name, "(none)")),
+        "cloud": (Cloud.name, Cloud.display_name),
+    }[by]
+    held_query = (select(key, name, func.count(Volume.id), func.sum(Volume.size_gib))
+                  .select_from(Volume).join(Unit, Volume.unit_id == Unit.id).join(Cloud, Volume.cloud_id == Cloud.id)
+                  .outerjoin(BusinessSystem, Volume.business_system_id == BusinessSystem.id)
+                  .where(Volume.status != "deleted").group_by(key, name))
+    held = {(k, n): (int(c), int(g or 0)) for k, n, c, g in session.execute(
+        read.within(held_query, principal, unit=Volume.unit_id))}
+    # A snapshot counts where its volume does (its business system); its cloud is its own.
+    reclaim_query = (
+        select(key, name, func.sum(Recommendation.reclaim_disk_gb), func.sum(Recommendation.saving_month),
+               func.count(Recommendation.id))
+        .select_from(Recommendation).join(Unit, Recommendation.unit_id == Unit.id)
+        .outerjoin(VolumeSnapshot, Recommendation.volume_snapshot_id == VolumeSnapshot.id)
+        .outerjoin(Volume, Volume.id == func.coalesce(Recommendation.volume_id, VolumeSnapshot.volume_id))
+        .join(Cloud, Cloud.id == func.coalesce(Volume.cloud_id, VolumeSnapshot.cloud_id))
+        .outerjoin(BusinessSystem, Volume.business_system_id == BusinessSystem.id)
+        .where(Recommendation.server_id.is_(None), open_recs).group_by(key, name))
+    freed = {(k, n): (int(g or 0), float(s or 0), int(c)) for k, n, g, s, c in session.execute(
+        read.within(reclaim_query, principal, unit=Recommendation.unit_id))}
+    return held, freed
 
 
 # ---------------------------------------------------------------- leases (租期) and reminders

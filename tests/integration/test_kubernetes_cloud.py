@@ -6,17 +6,21 @@ real kubernetes client talks over HTTP to the API-server double in the test tree
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
-from cloudctl.compute import provisioning, service
+from cloudctl.compute import provisioning, service, volumes
 from cloudctl.compute.models import CloudKind
 from cloudctl.compute.schemas import CloudCreate, QuotaSet, RequestCreate
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.errors import Conflict, InvalidInput
+from cloudctl.core.models import utcnow
+from cloudctl.reclaim import service as reclaim
 from tests.factories import ADMIN, MiniCity, build_mini_city
 from tests.support.k8s_apiserver import KubeApiServerDouble, Node
 
@@ -86,3 +90,45 @@ def test_a_container_cloud_takes_quota_requests_not_vms(session: Session, city: 
     provisioning.approve_request(session, city.principals["ops"], request.id)
     quota = service.get_quota(session, ADMIN, "990100-D01", "container-cloud")
     assert (quota.limit_vcpus, quota.limit_ram_mb, quota.limit_instances) == (24, 49152, 60)
+
+
+def _post(cluster: KubeApiServerDouble, path: str, body: dict[str, object]) -> None:
+    code, answer = cluster.handle("POST", path, {"Content-Type": "application/json"}, json.dumps(body).encode())
+    assert code == 201, answer
+
+
+def test_claims_are_synced_as_volumes_with_the_storage_class_as_type(session: Session, city: MiniCity,
+                                                                    cluster: KubeApiServerDouble) -> None:
+    service.set_quota(session, ADMIN, "990100-D01", "container-cloud", QuotaSet(vcpus=16, ram_gib=32))
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pg-data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ceph-rbd",
+                      "resources": {"requests": {"storage": "20Gi"}}}}
+    _post(cluster, f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims", claim)
+    cluster.bind_claim(NAMESPACE, "pg-data", "21Gi")
+    pending = {**claim, "metadata": {"name": "logs"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1500Mi"}}}}
+    _post(cluster, f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims", pending)
+    # A namespace cloudctl does not manage (the cluster's own) is not read.
+    _post(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}})
+    _post(cluster, "/api/v1/namespaces/monitoring/persistentvolumeclaims", {**claim, "metadata": {"name": "tsdb"}})
+    counts = volumes.sync_volumes(session, ADMIN, "container-cloud")
+    assert (counts["volumes"], counts["orphans"], counts["snapshots"]) == (2, 0, 0)
+    found, total = volumes.list_volumes(session, city.principals["dept"], cloud="container-cloud")
+    assert total == 2
+    assert sorted((v.name, v.volume_type, v.size_gib, v.status, v.unit_code) for v in found) == [
+        ("logs", "(default)", 2, "pending", "990100-D01"),  # 1500 MiB asked: whole GiB, rounded up
+        ("pg-data", "ceph-rbd", 21, "bound", "990100-D01")]
+    # Inventory only: nothing is made, attached or reclaimed through cloudctl there.
+    with pytest.raises(InvalidInput) as caught:
+        volumes.volume_types(session, ADMIN, service.get_cloud(session, ADMIN, "container-cloud"))
+    assert caught.value.field == "cloud"
+    assert "inventory" in str(caught.value)
+    # Unattached for months (pods are no servers), yet no reclaim finding: it could not be executed there.
+    for volume in found:
+        volume.detached_since = utcnow() - timedelta(days=200)
+    session.flush()
+    assert reclaim.analyze(session, ADMIN).counts.get("volumes_created", 0) == 0
+    # A claim deleted on the cluster is marked deleted at the next sync.
+    code, _ = cluster.handle("DELETE", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/logs", {}, b"")
+    assert code == 200
+    assert volumes.sync_volumes(session, ADMIN, "container-cloud")["gone"] == 1

@@ -101,6 +101,7 @@ _KINDS = {k.resource: k for k in (
     _Kind("nodes", "Node", namespaced=False),
     _Kind("resourcequotas", "ResourceQuota", namespaced=True),
     _Kind("limitranges", "LimitRange", namespaced=True),
+    _Kind("persistentvolumeclaims", "PersistentVolumeClaim", namespaced=True),
 )}
 
 
@@ -279,6 +280,14 @@ class KubeApiServerDouble:
                 if resource == "resourcequotas" and ns == namespace:
                     self._quota_status(obj)
                     obj["metadata"]["resourceVersion"] = self._next_version()
+
+    def bind_claim(self, namespace: str, name: str, capacity: str) -> None:
+        """The volume controller bound the claim to a volume of ``capacity`` ("20Gi"): its status says so."""
+        with self._lock:
+            claim = self._read(_KINDS["persistentvolumeclaims"], namespace, name)
+            claim["status"] = {"phase": "Bound", "accessModes": claim["spec"].get("accessModes", []),
+                               "capacity": {"storage": capacity}}
+            claim["metadata"]["resourceVersion"] = self._next_version()
 
     def get(self, resource: str, name: str, namespace: str = "") -> Obj | None:
         """A stored object as the server holds it (a copy), or None."""
@@ -520,6 +529,8 @@ class KubeApiServerDouble:
             self._quota_status(obj)
         elif kind.resource == "nodes" and stored is not None:
             obj["status"] = stored["status"]
+        elif kind.resource == "persistentvolumeclaims":
+            obj["status"] = (stored or {}).get("status") or {"phase": "Pending"}
 
     def _quota_status(self, quota: Obj) -> None:
         hard: dict[str, str] = dict((quota.get("spec") or {}).get("hard") or {})

@@ -156,6 +156,16 @@ class VolumeTypeQuota:
 
 
 @runtime_checkable
+class VolumeInventory(Protocol):
+    """The volumes and snapshots a cloud lists: what a sync reads. A cloud whose volumes cloudctl only lists (the
+    claims of a Kubernetes cloud) implements this and not :class:`VolumeProvider`."""
+
+    def list_volumes(self, project: str | None = None) -> list[VolumeInfo]: ...
+
+    def list_snapshots(self) -> list[SnapshotInfo]: ...
+
+
+@runtime_checkable
 class VolumeProvider(Protocol):
     """Block storage of a cloud, for the clouds that have it: a provider adapter implements this beside
     :class:`CloudProvider`."""

@@ -39,6 +39,8 @@ from cloudctl.compute.providers.base import (
     ServerAction,
     ServerInfo,
     ServerSpec,
+    SnapshotInfo,
+    VolumeInfo,
 )
 from cloudctl.core.errors import CloudctlError, Conflict, InvalidInput, NotFound, ProviderError
 
@@ -306,6 +308,38 @@ class KubernetesProvider:
 
     def delete_server(self, provider_id: str) -> None:
         raise InvalidInput(NOT_VMS, field="cloud")
+
+    # -------------------------------------------------------------- volumes: PersistentVolumeClaims, inventory only
+
+    @_translated
+    def list_volumes(self, project: str | None = None) -> list[VolumeInfo]:
+        """The claims of cloudctl's namespaces (or of one) as volumes: the storage class is the volume type, the
+        bound capacity (else the request) the size in whole GiB. Pods are no servers, so none is attached."""
+        if project is not None:
+            claims = self.core.list_namespaced_persistent_volume_claim(project, _request_timeout=self.timeout).items
+        else:
+            namespaces = self.core.list_namespace(label_selector=f"{MANAGED_BY_LABEL}={MANAGER}",
+                                                  _request_timeout=self.timeout).items
+            managed = {ns.metadata.name for ns in namespaces if ns.metadata is not None}
+            claims = [c for c in self.core.list_persistent_volume_claim_for_all_namespaces(
+                _request_timeout=self.timeout).items if c.metadata is not None and c.metadata.namespace in managed]
+        found = []
+        for claim in claims:
+            meta, spec, status = claim.metadata, claim.spec, claim.status
+            if meta is None or not meta.uid:
+                continue
+            size = ((status.capacity if status else None) or {}).get("storage") \
+                or ((spec.resources.requests if spec and spec.resources else None) or {}).get("storage", "0")
+            found.append(VolumeInfo(
+                provider_id=str(meta.uid), name=str(meta.name), project=str(meta.namespace),
+                volume_type=(spec.storage_class_name if spec else None) or "(default)",
+                size_gib=math.ceil(_quantity(size) / GIB),
+                status=((status.phase if status else None) or "Pending").lower(), attached_to=None,
+                created_at=meta.creation_timestamp))
+        return found
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        return []  # VolumeSnapshots are a CRD the core API does not serve: none are read
 
     # -------------------------------------------------------------- capacity
 

@@ -387,3 +387,65 @@ def test_volumes_are_asked_for_with_vms_held_against_the_disk_quota_and_attached
         assert {v.server_id for v in made} == {s.id for s in servers}  # one volume on each new VM
         assert volumes.list_volumes(session, city.principals["dept"])[1] == 2
     assert (quota.used_disk_gb, quota.reserved_disk_gb) == (680, 0)
+
+
+def test_concurrent_approvals_never_pass_a_volume_types_quota(committed: tuple[Engine, MiniCity]) -> None:
+    """Sixteen 100 GiB ssd volumes asked for in parallel against a 1,000 GiB ssd quota: exactly ten are approved;
+    a cancel gives its GiB back and a made volume moves them from reserved to used."""
+    from cloudctl.compute import volumes
+
+    engine, city = committed
+    with Session(engine) as session:
+        service.set_quota(session, ADMIN, "990100-D01", "test-cloud", QuotaSet(disk_gib=100_000))
+        volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 1000)
+        session.commit()
+    data = RequestCreate.model_validate({
+        "business_system": city.systems["own"], "cloud": "test-cloud", "justification": "影像归档",
+        "items": [{"kind": "volume", "volume_type": "ssd", "size_gib": 100}]})
+    outcomes: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+
+    def department() -> None:
+        barrier.wait()
+        with Session(engine) as session:
+            request = provisioning.submit_request(session, city.principals["dept"], data)
+            session.commit()
+            with lock:
+                outcomes.append((request.id, request.status.value))
+
+    threads = [threading.Thread(target=department) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = [status for _, status in outcomes]
+    assert (statuses.count("approved"), statuses.count("submitted")) == (10, 6)
+
+    def ssd() -> tuple[int, int]:
+        with Session(engine) as session:
+            quotas, _ = volumes.list_volume_quotas(session, ADMIN, unit="990100-D01", cloud="test-cloud")
+            row = next(q for q in quotas if q.volume_type == "ssd")
+            return row.used_gib, row.reserved_gib
+
+    assert ssd() == (0, 1000)
+    # The limit cannot be lowered under what approvals hold.
+    with Session(engine) as session, pytest.raises(Conflict) as lowered:
+        volumes.set_volume_quota(session, ADMIN, "990100-D01", "test-cloud", "ssd", 900)
+    assert lowered.value.field == "limit_gib"
+    # Ops cannot approve a waiting one past the limit either.
+    waiting = next(i for i, status in outcomes if status == "submitted")
+    with Session(engine) as session, pytest.raises(Conflict) as caught:
+        provisioning.approve_request(session, city.principals["ops"], waiting)
+    assert caught.value.field == "size_gib"
+    approved = [i for i, status in outcomes if status == "approved"]
+    with Session(engine) as session:
+        provisioning.cancel_request(session, city.principals["dept"], approved[0])
+        session.commit()
+    assert ssd() == (0, 900)
+    job = JobRunner(engine).run_once()
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    used, reserved = ssd()
+    assert reserved == 800
+    assert used >= 100  # the made volume's GiB, until a quota sync reads the cloud's count

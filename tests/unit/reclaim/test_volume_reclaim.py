@@ -3,7 +3,9 @@ go through the same notice, appeal and execution as a server's, and are executed
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +17,7 @@ from cloudctl.compute.providers.simulator import SimSnapshot
 from cloudctl.core.errors import NotFound, ProviderError
 from cloudctl.core.models import utcnow
 from cloudctl.notify.models import Event
-from cloudctl.reclaim import service
+from cloudctl.reclaim import report, service
 from cloudctl.reclaim.models import AppealStatus, Recommendation, RecommendationKind, RecommendationStatus
 from tests.factories import ADMIN, MiniCity, build_mini_city, plant_storage, simulator_of
 
@@ -180,3 +182,47 @@ def test_a_failed_delete_keeps_the_volume_and_names_the_snapshot(session: Sessio
     assert taken[0] in rec.error
     assert rows["old"].status != "deleted"
     assert rows["old"].provider_id in {v.provider_id for v in simulator.list_volumes()}
+
+
+def test_storage_to_reclaim_in_the_rollups_and_the_report(session: Session, city: MiniCity, tmp_path: Path) -> None:
+    rows = plant_storage(session, city)
+    provider = simulator_of(session)
+    kept = provider.snapshot_volume(rows["used"].provider_id, "升级前备份")
+    volumes.sync_volumes(session, ADMIN, "test-cloud")
+    snapshot = session.scalars(select(VolumeSnapshot).where(VolumeSnapshot.provider_id == kept.provider_id)).one()
+    snapshot.provider_created_at = utcnow() - timedelta(days=120)
+    session.flush()
+    service.analyze(session, ADMIN)
+    # Per unit: D01 holds three volumes (1000 + 100 + 500 GiB) and frees the idle one and the old snapshot;
+    # D02 has no live server, only its orphaned volume, and is in the roll-up for it.
+    units = {r.key: r for r in service.rollup(session, ADMIN, by="unit")}
+    d01, d02 = units["990100-D01"], units["990100-D02"]
+    assert (d01.volumes, d01.storage_gib, d01.reclaimable_storage_gib) == (3, 1600, 1000 + 500)
+    assert (d02.volumes, d02.storage_gib, d02.reclaimable_storage_gib) == (1, 200, 200)
+    assert d01.recommendations >= 2
+    assert d02.recommendations == 1
+    assert d02.saving_month > 0
+    # Per cloud: everything is on the one cloud. Per system: the snapshot counts where its volume does.
+    clouds = service.rollup(session, ADMIN, by="cloud")
+    assert [(r.key, r.volumes, r.storage_gib, r.reclaimable_storage_gib) for r in clouds] == [
+        ("test-cloud", 4, 1800, 1700)]
+    systems = {r.name: r for r in service.rollup(session, ADMIN, by="system")}
+    assert sum(r.reclaimable_storage_gib for r in systems.values()) == 1700
+    # Scoped as today: a department sees its own subtree only, storage included.
+    dept = service.rollup(session, city.principals["dept"], by="cloud")
+    assert [(r.volumes, r.reclaimable_storage_gib) for r in dept] == [(3, 1500)]
+    # Executed or dismissed recommendations no longer count as storage to reclaim.
+    orphan = _volume_recs(session)["社保影像"]
+    service.notify(session, ADMIN, [orphan.id], grace_days=0, now=utcnow())
+    service.execute(session, ADMIN, rec_ids=[orphan.id], now=utcnow() + timedelta(minutes=1))
+    after = {r.key: r for r in service.rollup(session, ADMIN, by="unit")}
+    assert after["990100-D01"].reclaimable_storage_gib == 1500
+    assert "990100-D02" not in after or after["990100-D02"].reclaimable_storage_gib == 0
+    # The report: the figure, the per-unit CSV and the purchase-planning table carry storage.
+    built = report.build_report(session, ADMIN)
+    report.write_report(built, tmp_path)
+    html = (tmp_path / "reclaim-report.html").read_text(encoding="utf-8")
+    assert 'id="fig-storage"><b>1,500</b>' in html
+    with (tmp_path / "reclaim-units.csv").open(encoding="utf-8-sig", newline="") as fh:
+        by_unit = {row["key"]: row for row in csv.DictReader(fh)}
+    assert by_unit["990100-D01"]["reclaimable_storage_gib"] == "1500"
