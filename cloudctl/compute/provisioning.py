@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,6 +98,20 @@ _submission_checks: dict[str, SubmissionCheck] = {}
 
 def register_submission_check(name: str, check: SubmissionCheck) -> None:
     _submission_checks[name] = check
+
+
+# What a higher domain does when servers take or give back addresses (security links the assets scanned on them):
+# called with the addresses that changed, or None after a whole cloud's sync; answers how many records it changed.
+AddressListener = Callable[[Session, Principal | None, Collection[str] | None], int]
+_address_listeners: dict[str, AddressListener] = {}
+
+
+def register_address_listener(name: str, listener: AddressListener) -> None:
+    _address_listeners[name] = listener
+
+
+def _addresses_changed(session: Session, principal: Principal | None, ips: Collection[str] | None) -> int:
+    return sum(listener(session, principal, ips) for listener in _address_listeners.values())
 
 
 def request_ask(request: ResourceRequest) -> compute.Ask:
@@ -529,9 +543,7 @@ def provision(ctx: jobs.JobContext, *, providers: ProviderLookup = provider_for)
                     built_server = record_server(session, cloud.id, unit.id, system_id, item_id, info)
                     built_server.lease_ends_on = lease
                     if info.addresses:  # an address scanned before (a VM's recycled one) now has its owner
-                        from cloudctl.security.service.assets import link_assets
-
-                        link_assets(session, ips=info.addresses)
+                        _addresses_changed(session, None, info.addresses)
                 item = session.get(RequestItem, item_id)
                 assert item is not None
                 item.provisioned += 0 if reason else 1
@@ -746,11 +758,9 @@ def sync_servers(session: Session, principal: Principal, cloud_name: str,
             _set_addresses(session, [(server, [])])  # the cloud gives them to the next VM
             counts["gone"] += 1
     session.flush()
-    # The security assets on this cloud's addresses follow the servers now there (a local import: security
-    # builds on compute, not the other way round).
-    from cloudctl.security.service.assets import link_assets
-
-    counts["assets_linked"] = link_assets(session, principal)
+    # The security assets on this cloud's addresses follow the servers now there (security listens: it builds on
+    # compute, not the other way round).
+    counts["assets_linked"] = _addresses_changed(session, principal, None)
     return counts
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from cloudctl.compute.models import Server, ServerAddress
+from cloudctl.compute.provisioning import register_address_listener
 from cloudctl.core import audit, read
 from cloudctl.core.auth import Principal, authorize, system_principal
 from cloudctl.core.errors import InvalidInput
@@ -162,6 +163,10 @@ def link_assets(session: Session, principal: Principal | None = None, *, ips: Co
                  after={"changed": len(changes), "linked": sum(c["server_id"] is not None for c in changes),
                         "assets": sorted(changed)[:AUDIT_IDS_MAX]})
     return len(changes)
+
+
+# A VM built or a cloud synced: the assets on those addresses follow the servers holding them now.
+register_address_listener("security.assets", lambda session, principal, ips: link_assets(session, principal, ips=ips))
 
 
 # ---------------------------------------------------------------- reading
