@@ -9,14 +9,19 @@ cannot even learn that another unit's record exists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cloudctl.core.errors import PermissionDenied
 from cloudctl.core.models import LabelledEnum
 
-__all__ = ["ROLE_GRANTS", "Principal", "Role", "authorize", "can", "system_principal"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["ROLE_GRANTS", "Principal", "Role", "authorize", "can", "principal_of_user", "register_user_directory",
+           "system_principal"]
 
 
 class Role(LabelledEnum):
@@ -107,3 +112,20 @@ def authorize(principal: Principal, permission: str) -> None:
             f"role {principal.role.value} ({principal.role.label}) may not {permission}",
             permission=permission,
         )
+
+
+# The principal of an active user named by login (the CLI's --as), or None. Users belong to the organisation
+# domain, which registers this when it is imported: core never imports a domain.
+UserDirectory = Callable[["Session", str, Literal["api", "cli"]], Principal | None]
+_user_directory: UserDirectory | None = None
+
+
+def register_user_directory(lookup: UserDirectory) -> None:
+    global _user_directory
+    _user_directory = lookup
+
+
+def principal_of_user(session: Session, username: str, *, via: Literal["api", "cli"]) -> Principal | None:
+    if _user_directory is None:
+        raise RuntimeError("no user directory is registered: import cloudctl.org.service first")
+    return _user_directory(session, username, via)

@@ -10,11 +10,10 @@ from typing import Any, TypeVar, cast
 
 import typer
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudctl.core import read
-from cloudctl.core.auth import Principal, system_principal
+from cloudctl.core.auth import Principal, principal_of_user, system_principal
 from cloudctl.core.config import get_settings
 from cloudctl.core.db import get_engine, session_scope
 from cloudctl.core.errors import CloudctlError, NotFound
@@ -99,13 +98,10 @@ cli_state = _CliState()
 
 def _principal(session: Session) -> Principal:
     if cli_state.act_as:
-        from cloudctl.org.models import User
-        from cloudctl.org.service import principal_for_user
-
-        user = session.scalar(select(User).where(User.username == cli_state.act_as))
-        if user is None or not user.active:
+        principal = principal_of_user(session, cli_state.act_as, via="cli")
+        if principal is None:
             raise NotFound(f"no active user named {cli_state.act_as!r}", field="--as")
-        return principal_for_user(user, via="cli")
+        return principal
     # Without --as the operator is the machine's administrator acting locally: audited under the OS name.
     return system_principal(getpass.getuser(), via="cli")
 

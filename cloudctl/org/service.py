@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from cloudctl.core import audit, read
-from cloudctl.core.auth import Principal, Role, authorize, can
+from cloudctl.core.auth import Principal, Role, authorize, can, register_user_directory
 from cloudctl.core.config import get_settings
 from cloudctl.core.db import SQLITE_BUSY_TIMEOUT_MS
 from cloudctl.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
@@ -548,6 +548,14 @@ def principal_for_user(user: User, *, via: str = "api") -> Principal:
         unit_path=user.unit.path if user.unit else None,
         via="cli" if via == "cli" else "api",
     )
+
+
+def _active_user_principal(session: Session, username: str, via: str) -> Principal | None:
+    user = session.scalar(select(User).where(User.username == username))
+    return principal_for_user(user, via=via) if user is not None and user.active else None
+
+
+register_user_directory(_active_user_principal)
 
 
 # last_used_at is a hint for finding stale tokens, not an access log: write it at most this often,
