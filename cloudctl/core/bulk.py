@@ -107,7 +107,9 @@ def reserve_ids(session: Session, target: Table | type[Any], count: int) -> list
     if dialect == "sqlite":
         top = connection.execute(select(func.max(key))).scalar() or 0
         return list(range(top + 1, top + 1 + count))
-    raise NotImplementedError(f"ids in bulk on {dialect}")
+    # cloudctl supports these two databases only; another engine would need its own way to reserve ids.
+    raise RuntimeError(f"ids in bulk are handed out on SQLite and PostgreSQL, the databases cloudctl runs on; "
+                       f"not on {dialect}")
 
 
 def _key(table: Table) -> Column[Any]:
