@@ -16,9 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from api import hardening, strict
+from api import hardening
 from api.contract import install_contract
-from api.deps import SessionDep, UnitOfWorkRoute
+from api.deps import SessionDep, UnitOfWorkRoute, bounded_read
 from api.docs import install_docs
 from api.metrics import RequestMetrics
 from api.problems import install_problem_handlers
@@ -71,13 +71,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         title="cloudctl",
         summary="Government cloud (政务云) and e-government extranet (电子政务外网) operations API",
         version=version("cloudctl"),
-        dependencies=strict.DEPENDENCIES,  # an unknown query parameter is refused, never ignored
         lifespan=lifespan,
         # Served by install_docs from this package's own files: FastAPI's pages load theirs from a CDN.
         docs_url=None,
         redoc_url=None,
     )
-    # Sync handlers run, commit and close their unit of work in one thread-pool turn (api.deps).
+    # Sync handlers run, commit and close their unit of work in one thread-pool turn (api.deps), and an unknown
+    # query parameter is refused, never ignored (api.strict).
     app.router.route_class = UnitOfWorkRoute
     install_problem_handlers(app)
     install_docs(app)
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
 
     # Before the domains' routes: routes are matched in order, and the probes are called most often.
     @app.get("/healthz", tags=["health"])
+    @bounded_read
     def healthz() -> dict[str, str]:
         # A connection of its own, no session: the probe asks only whether the database answers.
         try:

@@ -12,13 +12,13 @@ are left alone: they are not in the OpenAPI document either.
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from cloudctl.core.errors import FieldError, InvalidInput
 
-__all__ = ["DEPENDENCIES", "accepted_query", "refuse_unknown_query"]
+__all__ = ["accepted_query", "refuse_unknown_query"]
 
 
 def _names(dependant: Dependant) -> frozenset[str]:
@@ -40,10 +40,11 @@ def accepted_query(route: APIRoute) -> frozenset[str]:
     return known[1]
 
 
-async def refuse_unknown_query(request: Request) -> None:
-    """A dependency of every operation; async, so it runs on the event loop and costs no thread hand-off."""
-    route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not route.include_in_schema:
+def refuse_unknown_query(route: APIRoute, request: Request) -> None:
+    """Refuse a query parameter ``route`` does not declare, naming it and the accepted ones. Called by every API
+    route before its dependencies are solved (api.deps.UnitOfWorkRoute): a plain call, not a dependency, which
+    would cost every request a turn of FastAPI's dependency solver."""
+    if not route.include_in_schema or not request.scope.get("query_string"):
         return
     accepted = accepted_query(route)
     unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in accepted]
@@ -54,7 +55,3 @@ async def refuse_unknown_query(request: Request) -> None:
         f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)}; "
         f"{request.method} {route.path_format} accepts: {choices}",
         errors=[FieldError(name, f"unknown query parameter; accepted: {choices}") for name in unknown])
-
-
-# FastAPI(dependencies=DEPENDENCIES): every operation the app serves.
-DEPENDENCIES = [Depends(refuse_unknown_query)]

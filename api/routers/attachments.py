@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import Response as RawResponse
 
-from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, in_unit_of_work
+from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, bounded_read, in_unit_of_work
 from cloudctl.core import attachments
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import AttachmentPublic, Page
@@ -35,6 +35,7 @@ async def upload(request: Request, session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("")
+@bounded_read
 def list_attachments(session: SessionDep, principal: PrincipalDep, entity: Entity,
                      entity_id: Annotated[Id, Query(description="the record's id")],
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Offset = 0) -> Page[AttachmentPublic]:
@@ -44,6 +45,7 @@ def list_attachments(session: SessionDep, principal: PrincipalDep, entity: Entit
 
 
 @router.get("/{attachment_id}")
+@bounded_read
 def read_attachment(attachment_id: Id, session: SessionDep, principal: PrincipalDep) -> AttachmentPublic:
     return AttachmentPublic.model_validate(attachments.get_attachment(session, principal, attachment_id))
 

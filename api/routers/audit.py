@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, bounded_read
 from cloudctl.core.audit import list_audit
 from cloudctl.core.bounds import Offset
 from cloudctl.core.schemas import AuditEntryPublic, Page
@@ -16,6 +16,7 @@ router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["audit"]
 
 
 @router.get("/audit")
+@bounded_read
 def read_audit(
     session: SessionDep,
     principal: PrincipalDep,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from pydantic import StringConstraints
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
 from cloudctl.billing import budgets, service
 from cloudctl.billing.schemas import BudgetPublic, BudgetSet, StatementPublic, TariffPublic, TariffSet
 from cloudctl.core.bounds import Offset
@@ -25,6 +25,7 @@ class MonthClose(Schema):
 
 
 @router.get("/tariffs")
+@bounded_read
 def list_tariffs(
     session: SessionDep,
     principal: PrincipalDep,
@@ -76,6 +77,7 @@ def close_month(data: MonthClose, session: SessionDep, principal: PrincipalDep) 
 
 
 @router.get("/budgets")
+@bounded_read
 def list_budgets(
     session: SessionDep,
     principal: PrincipalDep,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, writes
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read, writes
 from cloudctl.compute import provisioning, service, volumes
 from cloudctl.compute.models import RequestStatus
 from cloudctl.compute.providers.base import ServerAction
@@ -37,6 +37,7 @@ def list_clouds(session: SessionDep, principal: PrincipalDep) -> list[CloudPubli
 
 
 @router.get("/clouds/{name}")
+@bounded_read
 def read_cloud(name: str, session: SessionDep, principal: PrincipalDep) -> CloudPublic:
     return CloudPublic.model_validate(service.get_cloud(session, principal, name))
 
@@ -53,6 +54,7 @@ def read_capacity(name: str, session: SessionDep, principal: PrincipalDep) -> li
 
 
 @router.get("/quotas")
+@bounded_read
 def list_quotas(
     session: SessionDep,
     principal: PrincipalDep,
@@ -72,6 +74,7 @@ def set_quota(unit: str, cloud: str, data: QuotaSet, session: SessionDep, princi
 
 
 @router.get("/volume-quotas")
+@bounded_read
 def list_volume_quotas(
     session: SessionDep,
     principal: PrincipalDep,
@@ -103,6 +106,7 @@ def submit_request(data: RequestCreate, response: Response, session: SessionDep,
 
 
 @router.get("/requests")
+@bounded_read
 def list_requests(
     session: SessionDep,
     principal: PrincipalDep,
@@ -118,6 +122,7 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}")
+@bounded_read
 def read_request(request_id: Id, session: SessionDep, principal: PrincipalDep) -> RequestPublic:
     return RequestPublic.model_validate(provisioning.get_request(session, principal, request_id))
 
@@ -142,6 +147,7 @@ def cancel_request(request_id: Id, session: SessionDep, principal: PrincipalDep)
 
 
 @router.get("/servers")
+@bounded_read
 def list_servers(
     session: SessionDep,
     principal: PrincipalDep,
@@ -160,6 +166,7 @@ def list_servers(
 
 
 @router.get("/servers/{server_id}")
+@bounded_read
 def read_server(server_id: Id, session: SessionDep, principal: PrincipalDep) -> ServerPublic:
     return ServerPublic.model_validate(provisioning.get_server(session, principal, server_id))
 
@@ -188,6 +195,7 @@ def resize_server(server_id: Id, body: ServerResize, session: SessionDep, princi
 
 
 @router.get("/volumes")
+@bounded_read
 def list_volumes(
     session: SessionDep,
     principal: PrincipalDep,
@@ -207,5 +215,6 @@ def list_volumes(
 
 
 @router.get("/volumes/{volume_id}")
+@bounded_read
 def read_volume(volume_id: Id, session: SessionDep, principal: PrincipalDep) -> VolumePublic:
     return VolumePublic.model_validate(volumes.get_volume(session, principal, volume_id))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import (
     ExtensionDecisionIn,
@@ -42,6 +42,7 @@ def access_rate(session: SessionDep, principal: PrincipalDep) -> list[AccessRate
 
 
 @router.get("/links")
+@bounded_read
 def list_links(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
                status: LinkStatus | None = None, limit: Limit = 50, offset: Offset = 0) -> Page[LinkPublic]:
     rows, total = access.list_links(session, principal, unit=unit, status=status, limit=limit, offset=offset)
@@ -60,6 +61,7 @@ def update_link(link_id: Id, body: LinkUpdate, session: SessionDep, principal: P
 
 
 @router.get("/prefixes")
+@bounded_read
 def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | None = None, unit: UnitFilter = None,
                   status: PrefixStatus | None = None, contains: str | None = None, limit: Limit = 50,
                   offset: Offset = 0) -> Page[PrefixPublic]:
@@ -69,6 +71,7 @@ def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | Non
 
 
 @router.get("/ip-applications")
+@bounded_read
 def list_applications(session: SessionDep, principal: PrincipalDep, status: ApplicationStatus | None = None,
                       unit: UnitFilter = None, limit: Limit = 50, offset: Offset = 0) -> Page[ApplicationPublic]:
     rows, total = ipam.list_applications(session, principal, status=status, unit=unit, limit=limit, offset=offset)
@@ -82,6 +85,7 @@ def submit_application(body: ApplicationCreate, session: SessionDep, principal: 
 
 
 @router.get("/ip-applications/{app_id}")
+@bounded_read
 def read_application(app_id: Id, session: SessionDep, principal: PrincipalDep) -> ApplicationPublic:
     return ApplicationPublic.model_validate(ipam.get_application(session, principal, app_id))
 
@@ -110,6 +114,7 @@ def release_application(app_id: Id, session: SessionDep, principal: PrincipalDep
 
 
 @router.get("/devices")
+@bounded_read
 def list_devices(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None, failing: bool = False,
                  limit: Limit = 50, offset: Offset = 0) -> Page[DevicePublic]:
     rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit, offset=offset)
@@ -118,6 +123,7 @@ def list_devices(session: SessionDep, principal: PrincipalDep, unit: UnitFilter 
 
 
 @router.get("/violations")
+@bounded_read
 def list_violations(session: SessionDep, principal: PrincipalDep,
                     rule: Annotated[int | None, Query(ge=1, le=12)] = None, unit: UnitFilter = None,
                     status: ViolationStatus | None = None, limit: Limit = 50,
@@ -129,6 +135,7 @@ def list_violations(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/violations/{violation_id}")
+@bounded_read
 def read_violation(violation_id: Id, session: SessionDep, principal: PrincipalDep) -> ViolationPublic:
     return ViolationPublic.model_validate(compliance.get_violation(session, principal, violation_id))
 

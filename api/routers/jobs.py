@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, bounded_read
 from cloudctl.core import jobs
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import JobDetail, JobLogLinePublic, JobPublic, Page
@@ -17,6 +17,7 @@ LOG_LINES_SHOWN = 50
 
 
 @router.get("/jobs")
+@bounded_read
 def list_jobs(
     session: SessionDep,
     principal: PrincipalDep,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.notify import sender as _sender  # noqa: F401  (registers the sender's jobs with this process)
@@ -28,6 +28,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("/notifications")
+@bounded_read
 def list_notifications(session: SessionDep, principal: PrincipalDep,
                        status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
                        unit: UnitFilter = None,
@@ -42,6 +43,7 @@ def list_notifications(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/notifications/{notification_id}")
+@bounded_read
 def read_notification(notification_id: Id, session: SessionDep, principal: PrincipalDep) -> NotificationPublic:
     return NotificationPublic.model_validate(service.get_delivery(session, principal, notification_id))
 

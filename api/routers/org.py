@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.org import service
@@ -27,8 +27,11 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 
 @router.get("/me", tags=["identity"])
-def read_me(request: Request, session: SessionDep, principal: PrincipalDep) -> MePublic:
-    display_name, unit_name = service.whoami(session, principal)
+@bounded_read
+async def read_me(request: Request, principal: PrincipalDep) -> MePublic:
+    # Everything shown was read with the token: no unit of work, no thread-pool turn.
+    check = request.state.token_check
+    display_name, unit_name = service.whoami(check)
     return MePublic(
         username=principal.username,
         display_name=display_name,
@@ -36,11 +39,12 @@ def read_me(request: Request, session: SessionDep, principal: PrincipalDep) -> M
         role_label=principal.role.label,
         unit=principal.unit_code,
         unit_name=unit_name,
-        token_expires_at=getattr(request.state, "token_expires_at", None),
+        token_expires_at=check.expires_at,
     )
 
 
 @router.get("/units", tags=["units"])
+@bounded_read
 def list_units(
     session: SessionDep,
     principal: PrincipalDep,
@@ -63,6 +67,7 @@ def create_unit(data: UnitCreate, response: Response, session: SessionDep, princ
 
 
 @router.get("/units/{code}", tags=["units"])
+@bounded_read
 def read_unit(code: str, session: SessionDep, principal: PrincipalDep) -> UnitPublic:
     return UnitPublic.model_validate(service.get_unit(session, principal, code))
 
@@ -73,6 +78,7 @@ def update_unit(code: str, data: UnitUpdate, session: SessionDep, principal: Pri
 
 
 @router.get("/business-systems", tags=["business systems"])
+@bounded_read
 def list_systems(
     session: SessionDep,
     principal: PrincipalDep,
@@ -98,6 +104,7 @@ def create_system(
 
 
 @router.get("/business-systems/{system_id}", tags=["business systems"])
+@bounded_read
 def read_system(system_id: Id, session: SessionDep, principal: PrincipalDep) -> BusinessSystemPublic:
     return BusinessSystemPublic.model_validate(service.get_system(session, principal, system_id))
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.reclaim import planning, service
@@ -24,6 +24,7 @@ router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/reclaim", tags=[
 
 
 @router.get("/recommendations")
+@bounded_read
 def list_recommendations(
     session: SessionDep,
     principal: PrincipalDep,
@@ -41,6 +42,7 @@ def list_recommendations(
 
 
 @router.get("/recommendations/{rec_id}")
+@bounded_read
 def read_recommendation(rec_id: Id, session: SessionDep, principal: PrincipalDep) -> RecommendationPublic:
     return RecommendationPublic.model_validate(service.get_recommendation(session, principal, rec_id))
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute
+from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import (
@@ -59,6 +59,7 @@ QueryReason = Annotated[str, Query(min_length=4, max_length=1000), NoControlMult
 
 
 @router.get("/assets")
+@bounded_read
 def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
                 business_system: Annotated[Id | None, Query(description="business system id")] = None,
                 mlps_level: Annotated[int | None, Query(ge=1, le=4)] = None,
@@ -73,6 +74,7 @@ def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter =
 
 
 @router.get("/assets/{asset_id}")
+@bounded_read
 def read_asset(asset_id: Id, session: SessionDep, principal: PrincipalDep) -> AssetPublic:
     return AssetPublic.model_validate(assets.get_asset(session, principal, asset_id))
 
@@ -85,6 +87,7 @@ def set_mlps_level(asset_id: Id, body: AssetLevelIn, session: SessionDep, princi
 
 
 @router.get("/findings")
+@bounded_read
 def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | None = None, unit: UnitFilter = None,
                   severity: Severity | None = None, active: bool | None = True, overdue: bool = False,
                   business_system: Annotated[Id | None, Query(description="business system id")] = None,
@@ -101,11 +104,13 @@ def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | Non
 
 
 @router.get("/findings/{finding_id}")
+@bounded_read
 def read_finding(finding_id: Id, session: SessionDep, principal: PrincipalDep) -> FindingPublic:
     return FindingPublic.model_validate(service.get_finding(session, principal, finding_id))
 
 
 @router.get("/tickets")
+@bounded_read
 def list_tickets(session: SessionDep, principal: PrincipalDep, status: TicketStatus | None = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                  offset: Offset = 0) -> Page[TicketPublic]:
@@ -168,6 +173,7 @@ def revoke_risk(finding_id: Id, session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/tickets/{ticket_id}")
+@bounded_read
 def read_ticket(ticket_id: Id, session: SessionDep, principal: PrincipalDep) -> TicketPublic:
     return TicketPublic.model_validate(service.get_ticket(session, principal, ticket_id))
 
@@ -220,6 +226,7 @@ def receive_alerts(payload: dict[str, Any] | list[dict[str, Any]], session: Sess
 
 
 @router.get("/alerts")
+@bounded_read
 def list_alerts(session: SessionDep, principal: PrincipalDep, status_: Annotated[AlertStatus | None,
                 Query(alias="status")] = None, verdict: Verdict | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -230,6 +237,7 @@ def list_alerts(session: SessionDep, principal: PrincipalDep, status_: Annotated
 
 
 @router.get("/alerts/{alert_id}")
+@bounded_read
 def read_alert(alert_id: Id, session: SessionDep, principal: PrincipalDep) -> AlertPublic:
     return AlertPublic.model_validate(alerts.get_alert(session, principal, alert_id))
 
@@ -262,6 +270,7 @@ def open_incident(alert_id: Id, body: incidents.IncidentOpen, session: SessionDe
 
 
 @router.get("/incidents")
+@bounded_read
 def list_incidents(session: SessionDep, principal: PrincipalDep,
                    status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
                    level: IncidentLevel | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -274,6 +283,7 @@ def list_incidents(session: SessionDep, principal: PrincipalDep,
 
 
 @router.get("/incidents/{incident_id}")
+@bounded_read
 def read_incident(incident_id: Id, session: SessionDep, principal: PrincipalDep) -> IncidentPublic:
     return incidents.public(session, incidents.get_incident(session, principal, incident_id))
 
@@ -326,6 +336,7 @@ def list_periods(session: SessionDep, principal: PrincipalDep, active: bool = Fa
 
 
 @router.get("/duty/periods/{period_id}")
+@bounded_read
 def read_period(period_id: Id, session: SessionDep, principal: PrincipalDep) -> DutyPeriodPublic:
     return DutyPeriodPublic.model_validate(duty.get_period(session, principal, period_id))
 

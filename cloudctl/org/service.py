@@ -519,23 +519,13 @@ def get_user_for_principal(session: Session, principal: Principal) -> User | Non
     return session.get(User, principal.user_id) if principal.user_id is not None else None
 
 
-def whoami(session: Session, principal: Principal) -> tuple[str | None, str | None]:
-    """The display name of the user behind a principal and the name of the unit it is bound to, in one query of
-    two columns (no objects to build: /me is asked on every page load)."""
-    if principal.unit_code is not None:
-        authorize(principal, "org.unit:read")
-    if principal.user_id is None:
-        unit = find_unit(session, principal, principal.unit_code) if principal.unit_code else None
-        return None, unit.name if unit else None
-    found = session.execute(select(User.display_name, Unit.code, Unit.name).outerjoin(Unit, Unit.id == User.unit_id)
-                            .where(User.id == principal.user_id)).first()
-    if found is None:
-        return None, None
-    display_name, unit_code, unit_name = found
-    if principal.unit_code is None or unit_code == principal.unit_code:
-        return display_name, unit_name if principal.unit_code is not None else None
-    unit = find_unit(session, principal, principal.unit_code)  # moved since the token was verified
-    return display_name, unit.name if unit else None
+def whoami(check: TokenCheck) -> tuple[str | None, str | None]:
+    """The display name of the user behind a verified token and the name of the unit it is bound to. Both were read
+    with the token (one query; /me is asked on every page load) and are as fresh as the principal itself: any
+    change to a user or unit in this process forgets every cached check."""
+    if check.principal.unit_code is not None:
+        authorize(check.principal, "org.unit:read")
+    return check.display_name, check.unit_name
 
 
 def principal_for_user(user: User, *, via: str = "api") -> Principal:
@@ -584,6 +574,8 @@ class TokenCheck:
     token_id: int
     expires_at: datetime
     stale: bool
+    display_name: str | None = None
+    unit_name: str | None = None
 
 
 class _TokenCache:
@@ -640,7 +632,9 @@ def verify_token(session: Session, secret: str, *, now: datetime | None = None) 
     if token is None or token.revoked_at is not None or token.expires_at <= now or not token.user.active:
         raise NotAuthenticated("invalid or expired token")
     check = TokenCheck(principal_for_user(token.user), token.id, token.expires_at,
-                       stale=token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION)
+                       stale=token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION,
+                       display_name=token.user.display_name,
+                       unit_name=token.user.unit.name if token.user.unit is not None else None)
     token_cache.put(token_hash, replace(check, stale=False), generation)
     return check
 
