@@ -12,20 +12,20 @@ from typing import Any
 from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from api import hardening
 from api.contract import install_contract
-from api.deps import SessionDep, UnitOfWorkRoute, bounded_read
+from api.deps import SessionDep, UnitOfWorkRoute
 from api.docs import install_docs
 from api.metrics import RequestMetrics
+from api.probe import DatabaseAway, DatabaseProbe
 from api.problems import install_problem_handlers
 from api.request_id import RequestId
 from api.routers import attachments, audit, billing, compute, extranet, jobs, notify, org, reclaim, screen, security
 from cloudctl.core.config import Settings, get_settings, reset_settings
-from cloudctl.core.db import get_engine, read_connection
+from cloudctl.core.db import get_engine
 from cloudctl.core.errors import FieldError, Unavailable
 from cloudctl.core.jobs import JobRunner, recent_workers
 from cloudctl.core.migrate import head_revision
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
     if settings is not None:
         reset_settings(settings)
 
+    probe = DatabaseProbe()  # /healthz's own way to the database, closed with the app
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The embedded default runs jobs in this process; a bigger deployment runs `cloudctl job work`.
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         finally:
             if runner is not None:
                 runner.stop()
+            await probe.close()
 
     app = FastAPI(
         title="cloudctl",
@@ -97,15 +100,14 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
     # Before the domains' routes: routes are matched in order, and the probes are called most often.
+
     @app.get("/healthz", tags=["health"])
-    @bounded_read
-    def healthz() -> dict[str, str]:
-        # A connection of its own, no session: the probe asks only whether the database answers.
+    async def healthz() -> dict[str, str]:
+        # No session and no thread: the probe asks only whether the database answers (api.probe).
         try:
-            with read_connection() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            raise Unavailable(f"the database does not answer: {type(exc).__name__}", field="database") from None
+            await probe.ask()
+        except DatabaseAway as exc:
+            raise Unavailable(f"the database does not answer: {exc}", field="database") from None
         return {"status": "ok", "database": "ok"}
 
     head = head_revision()

@@ -80,6 +80,11 @@ class UnitOfWork:
         self.session = factory()
         self.finished = False
 
+    @property
+    def idle(self) -> bool:
+        """Never began a transaction (a cached token, no query): finishing it touches no database."""
+        return not self.session.in_transaction()
+
     def finish(self, *, failed: bool) -> None:
         if self.finished:
             return
@@ -137,11 +142,11 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             yield unit.session
         except BaseException:
             if not unit.finished:
-                await _turn(unit.on_loop, unit.finish, failed=True)
+                await _turn(unit.on_loop or unit.idle, unit.finish, failed=True)
             raise
         else:
             if not unit.finished:
-                await _turn(unit.on_loop, unit.finish, failed=False)
+                await _turn(unit.on_loop or unit.idle, unit.finish, failed=False)
         finally:
             _current.set(None)
 

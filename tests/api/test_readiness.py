@@ -107,3 +107,32 @@ def test_each_process_kind_names_itself_and_the_api_bounds_its_statements(db_url
             assert engine.pool.size() == 3  # type: ignore[attr-defined]
         finally:
             engine.dispose()
+
+
+def test_the_liveness_probe_keeps_one_connection_and_outlives_a_dropped_one(app_on: object, fresh_url: str) -> None:
+    if not fresh_url.startswith("postgresql"):
+        pytest.skip("on SQLite the probe reads through the pool on the event loop: no connection of its own")
+    app = app_on(fresh_url)  # type: ignore[operator]
+    engine = create_engine(fresh_url)
+    probes = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cloudctl-api-probe' "
+              "AND datname = current_database()")
+    try:
+        with TestClient(app.app) as client:  # one event loop for the app's life, as uvicorn serves it
+            for _ in range(20):
+                assert client.get("/healthz").status_code == 200
+            with engine.connect() as connection:
+                assert connection.scalar(text(probes)) == 1
+                # The server drops the probe's connection (a restart, an administrator): the next probe replaces
+                # it and answers, rather than reporting a database that is there as away.
+                connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                        "WHERE application_name = 'cloudctl-api-probe' "
+                                        "AND datname = current_database()"))
+            assert client.get("/healthz").status_code == 200
+        with engine.connect() as connection:  # closed with the app
+            for _ in range(50):
+                if connection.scalar(text(probes)) == 0:
+                    break
+                time.sleep(0.1)
+            assert connection.scalar(text(probes)) == 0
+    finally:
+        engine.dispose()
