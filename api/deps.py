@@ -6,18 +6,21 @@ handler, its commit (or rollback) and the session's close run together in the ha
 got a 2xx finds the change. GET, HEAD and OPTIONS read (deferred transactions on SQLite: readers run
 side by side) unless the route is marked :func:`writes`; every other method writes.
 
-A read marked :func:`bounded_read` (one page, one record, a probe) costs no thread-pool turn on SQLite: it
-runs on the event loop. SQLite is a library in this process, not a server: a read in a WAL database never
-waits for the writer, so such a read is a few hundred microseconds of this process's own CPU, which a pool
-thread would spend too, holding the GIL, after a hand-off that costs about as much as the read. Writes (they
-may wait for SQLite's one write lock), reads of unbounded size (exports, reports, summaries over the city) and
-everything on PostgreSQL (a network round trip per statement, and a server that can stall) keep their turn.
+A read marked :func:`bounded_read` (one page, one record) costs no thread-pool turn on SQLite: it runs on
+the event loop. SQLite is a library in this process, not a server: a read in a WAL database never waits for
+the writer, so such a read is a few hundred microseconds of this process's own CPU, which a pool thread would
+spend too, holding the GIL, after a hand-off that costs about as much as the read (and, with many connections,
+waits for the GIL behind the event loop). A bounded read that takes longer than ``api_read_on_loop_ms`` (a
+filter scanning a large table) is interrupted by SQLite and run again in the pool. Writes (they may wait for
+SQLite's one write lock), reads of unbounded size (exports, reports, summaries over the city) and everything
+on PostgreSQL (a network round trip per statement, and a server that can stall) keep their turn.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
@@ -26,12 +29,14 @@ import anyio
 from fastapi import BackgroundTasks, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import strict
 from cloudctl.core.auth import Principal
-from cloudctl.core.db import get_engine, session_factory
+from cloudctl.core.config import get_settings
+from cloudctl.core.db import get_engine, read_budget, session_factory
 from cloudctl.core.errors import NotAuthenticated
 from cloudctl.org.service import cached_token, stamp_token_used, verify_token
 
@@ -41,6 +46,8 @@ __all__ = ["PrincipalDep", "SessionDep", "UnitFilter", "UnitOfWork", "UnitOfWork
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WRITES = "__cloudctl_writes__"
 _BOUNDED = "__cloudctl_bounded_read__"
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -62,9 +69,16 @@ def bounded_read(endpoint: F) -> F:
     return endpoint
 
 
+def _loop_budget(engine: Engine) -> float:
+    """Seconds a bounded read may take on the event loop: none but on SQLite (see the module's docstring)."""
+    if engine.dialect.name != "sqlite":
+        return 0.0
+    return get_settings().api_read_on_loop_ms / 1000
+
+
 def on_loop() -> bool:
-    """Whether bounded reads run on the event loop: only on SQLite (see the module's docstring)."""
-    return get_engine().dialect.name == "sqlite"
+    """Whether bounded reads run on the event loop: on SQLite, unless ``api_read_on_loop_ms`` is 0."""
+    return _loop_budget(get_engine()) > 0
 
 
 class UnitOfWork:
@@ -76,7 +90,7 @@ class UnitOfWork:
     def __init__(self, *, write: bool, bounded: bool = False) -> None:
         self.write = write
         factory = session_factory(write=write)
-        self.on_loop = bounded and not write and factory.kw["bind"].dialect.name == "sqlite"
+        self.on_loop = bounded and not write and _loop_budget(factory.kw["bind"]) > 0
         self.session = factory()
         self.finished = False
 
@@ -167,6 +181,23 @@ def _run_and_finish(unit: UnitOfWork | None, call: Callable[..., R], kwargs: dic
     return result
 
 
+async def _read_here(unit: UnitOfWork | None, call: Callable[..., R], kwargs: dict[str, Any]) -> R:
+    """A bounded read on the event loop, within ``api_read_on_loop_ms``. One that goes over (a filter scanning a
+    large table) is interrupted by SQLite, rolled back, and run again in a thread-pool turn, where it holds up no
+    other request: a read has changed nothing, so running it again is safe."""
+    with read_budget(get_settings().api_read_on_loop_ms / 1000) as budget:
+        try:
+            return _run_and_finish(unit, call, kwargs)
+        except Exception:
+            if not budget.spent:
+                raise
+    log.info("a bounded read went over %g ms on the event loop: finished in the thread pool",
+             get_settings().api_read_on_loop_ms)
+    if unit is not None:
+        unit.finished = False  # rolled back and closed: its session begins afresh
+    return await run_in_threadpool(_run_and_finish, unit, call, kwargs)
+
+
 async def _turn(here: bool, call: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     """``call`` right here on the event loop, or in a thread-pool turn."""
     if here:
@@ -177,7 +208,9 @@ async def _turn(here: bool, call: Callable[..., R], /, *args: Any, **kwargs: Any
 async def in_unit_of_work(call: Callable[..., R], /, **kwargs: Any) -> R:
     """For async routes: run ``call(**kwargs)`` and finish the request's unit of work in one thread-pool turn."""
     unit = _current.get()
-    return await _turn(unit is not None and unit.on_loop, _run_and_finish, unit, call, kwargs)
+    if unit is not None and unit.on_loop:
+        return await _read_here(unit, call, kwargs)
+    return await run_in_threadpool(_run_and_finish, unit, call, kwargs)
 
 
 def _one_turn(endpoint: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,8 +221,9 @@ def _one_turn(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     async def run(**kwargs: Any) -> Any:
         unit = _current.get()
-        here = unit.on_loop if unit is not None else bounded and on_loop()
-        return await _turn(here, _run_and_finish, unit, endpoint, kwargs)
+        if unit.on_loop if unit is not None else bounded and on_loop():
+            return await _read_here(unit, endpoint, kwargs)
+        return await run_in_threadpool(_run_and_finish, unit, endpoint, kwargs)
 
     return run
 

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # Revoking a token, or disabling or moving its user, in this process forgets it at once; in another
     # process (the CLI) it takes effect within this time.
     api_token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # On SQLite a bounded read (one page, one record) is answered on the API's event loop, without a thread-pool
+    # turn; one that takes longer than this (a filter scanning a large table) is interrupted there and finished
+    # in the pool, where it holds up no other request. 0: every read takes a thread-pool turn.
+    api_read_on_loop_ms: float = Field(default=50, ge=0, le=10_000)
     # Duty periods (7×24值班): the longest period and the most report slots one may have, so a period's
     # schedule stays a size a person can keep (and every view of it a size the server can compute).
     duty_max_days: int = Field(default=366, ge=1, le=3660)

@@ -11,12 +11,18 @@ never fails half way), a reading one with a deferred ``BEGIN``: in WAL mode read
 run side by side and never wait for the writer. A reading unit of work refuses any
 write (:class:`ReadOnlyUnitOfWork`) on both databases, so a route that writes
 cannot slip through as a read.
+
+A read may run under a time budget (:func:`read_budget`, SQLite): once it is spent, SQLite interrupts the
+statement running, so the caller can finish the read somewhere it holds up nobody (the API's reads on its
+event loop, api.deps).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +32,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from cloudctl.core.config import Settings, get_settings
 
-__all__ = ["PROCESS_KINDS", "SQLITE_BUSY_TIMEOUT_MS", "ReadOnlyUnitOfWork", "dispose_engines", "engine_options",
-           "get_engine", "is_read_only", "make_engine", "process_kind", "read_connection", "session_factory",
-           "session_scope", "set_process_kind"]
+__all__ = ["PROCESS_KINDS", "SQLITE_BUSY_TIMEOUT_MS", "ReadBudget", "ReadOnlyUnitOfWork", "dispose_engines",
+           "engine_options", "get_engine", "is_read_only", "make_engine", "process_kind", "read_budget",
+           "read_connection", "session_factory", "session_scope", "set_process_kind"]
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
@@ -77,6 +83,43 @@ def engine_options(url: str, settings: Settings | None = None, kind: str | None 
     }
 
 
+class ReadBudget:
+    """The time a read may still take; ``spent`` once SQLite was interrupted for going over it."""
+
+    __slots__ = ("deadline", "spent")
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.spent = False
+
+
+_budget: ContextVar[ReadBudget | None] = ContextVar("cloudctl_read_budget", default=None)
+
+# SQLite calls the progress handler every this many virtual-machine steps (well under a millisecond of work).
+_PROGRESS_STEPS = 20_000
+
+
+def _over_budget() -> int:
+    # Called by SQLite, in the thread and context running the statement: only a read under a budget is affected.
+    budget = _budget.get()
+    if budget is None or time.monotonic() < budget.deadline:
+        return 0
+    budget.spent = True
+    return 1  # SQLite stops the statement: sqlite3.OperationalError "interrupted"
+
+
+@contextmanager
+def read_budget(seconds: float) -> Iterator[ReadBudget]:
+    """SQLite statements run within this block are interrupted once ``seconds`` have passed (``spent`` is then
+    set). A read only: an interrupted write inside a transaction would roll the transaction back."""
+    budget = ReadBudget(seconds)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy issue BEGIN itself.
     dbapi_connection.isolation_level = None
@@ -86,6 +129,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
+    dbapi_connection.set_progress_handler(_over_budget, _PROGRESS_STEPS)
 
 
 def _sqlite_begin(connection: Any) -> None:

@@ -8,10 +8,11 @@ stall) keep their turn, so none of them can hold up the event loop.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
@@ -84,6 +85,15 @@ def _probe_app() -> tuple[FastAPI, dict[str, tuple[int, int, bool]]]:
     def bounded_but_writes(loop: Loop, session: SessionDep) -> dict[str, str]:
         return record("bounded-but-writes", loop, session)
 
+    @router.get("/bounded-but-slow")
+    @bounded_read
+    def bounded_but_slow(loop: Loop, session: SessionDep) -> dict[str, int]:
+        # A read that turns out not to be quick: a few hundred thousand steps of SQLite's virtual machine.
+        counted = session.scalar(text("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                                      "WHERE x < 300000) SELECT count(*) FROM n"))
+        seen["bounded-but-slow"] = (loop, threading.get_ident(), is_read_only(session))
+        return {"counted": int(counted or 0)}
+
     @router.post("/write")
     def write(loop: Loop, session: SessionDep) -> dict[str, str]:
         return record("write", loop, session)
@@ -94,20 +104,35 @@ def _probe_app() -> tuple[FastAPI, dict[str, tuple[int, int, bool]]]:
     return app, seen
 
 
+Probe = tuple[TestClient, dict[str, tuple[int, int, bool]]]
+
+
 @pytest.fixture
-def probe(fresh_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, tuple[int, int, bool]]]]:
-    reset_settings(Settings(data_dir=tmp_path / "d", database_url=fresh_url))
-    app, seen = _probe_app()
+def probe_on(fresh_url: str, tmp_path: Path) -> Iterator[Callable[..., Probe]]:
+    clients: list[TestClient] = []
+
+    def make(**settings: Any) -> Probe:
+        reset_settings(Settings(data_dir=tmp_path / "d", database_url=fresh_url, **settings))
+        app, seen = _probe_app()
+        client = TestClient(app)
+        clients.append(client.__enter__())
+        return client, seen
+
     try:
-        with TestClient(app) as client:
-            yield client, seen
+        yield make
     finally:
+        for client in clients:
+            client.__exit__(None, None, None)
         reset_settings()
         dispose_engines()
 
 
-def test_where_each_kind_of_request_runs(probe: tuple[TestClient, dict[str, tuple[int, int, bool]]],
-                                         fresh_url: str) -> None:
+@pytest.fixture
+def probe(probe_on: Callable[..., Probe]) -> Probe:
+    return probe_on()
+
+
+def test_where_each_kind_of_request_runs(probe: Probe, fresh_url: str) -> None:
     client, seen = probe
     for method, path in (("GET", "/bounded"), ("GET", "/unbounded"), ("GET", "/bounded-but-writes"),
                          ("POST", "/write")):
@@ -119,9 +144,33 @@ def test_where_each_kind_of_request_runs(probe: tuple[TestClient, dict[str, tupl
     assert {name for name, (_, _, read_only) in seen.items() if read_only} == {"bounded", "unbounded"}
 
 
-def test_a_bounded_read_on_the_loop_still_answers_its_errors(
-        probe: tuple[TestClient, dict[str, tuple[int, int, bool]]]) -> None:
+def test_a_bounded_read_on_the_loop_still_answers_its_errors(probe: Probe) -> None:
     client, _ = probe
     response = client.get("/bounded?nosuch=1")
     assert response.status_code == 422
     assert "nosuch" in response.json()["detail"]
+
+
+def test_a_bounded_read_over_its_budget_is_finished_in_the_pool(probe_on: Callable[..., Probe], fresh_url: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    if not fresh_url.startswith("sqlite"):
+        pytest.skip("on PostgreSQL every read takes a thread-pool turn")
+    client, seen = probe_on(api_read_on_loop_ms=2)
+    with caplog.at_level(logging.INFO, logger="api.deps"):
+        slow = client.get("/bounded-but-slow")
+        quick = client.get("/bounded")
+    assert slow.status_code == 200, slow.text
+    assert slow.json() == {"counted": 300000}  # the whole answer, not the part read before the interruption
+    loop, handler, read_only = seen["bounded-but-slow"]
+    assert handler != loop
+    assert read_only
+    assert "went over 2 ms" in caplog.text
+    assert quick.status_code == 200
+    assert seen["bounded"][0] == seen["bounded"][1]  # the next quick read is on the loop again
+
+
+def test_no_read_on_the_loop_when_the_budget_is_zero(probe_on: Callable[..., Probe]) -> None:
+    client, seen = probe_on(api_read_on_loop_ms=0)
+    assert client.get("/bounded").status_code == 200
+    loop, handler, _ = seen["bounded"]
+    assert handler != loop
