@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 from fastapi.responses import Response as RawResponse
 
-from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, bounded_read, in_unit_of_work
+from api.deps import PrincipalDep, SessionDep, bounded_read, in_unit_of_work
+from api.routing import DomainRouter
 from cloudctl.core import attachments
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import AttachmentPublic, Page
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/attachments", tags=["attachments"])
+router = DomainRouter(prefix="/api/v1/attachments", tags=["attachments"])
 Entity = Annotated[str, Query(max_length=64, pattern=r"^[a-z_]+$",
                               description="the kind of record: security_ticket, extranet_violation, …")]
 

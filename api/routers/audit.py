@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core.audit import list_audit
 from cloudctl.core.bounds import Offset
 from cloudctl.core.schemas import AuditEntryPublic, Page
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["audit"])
+router = DomainRouter(prefix="/api/v1", tags=["audit"])
 
 
 @router.get("/audit")

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from pydantic import StringConstraints
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read
+from api.routing import DomainRouter
 from cloudctl.billing import budgets, service
 from cloudctl.billing.schemas import BudgetPublic, BudgetSet, StatementPublic, TariffPublic, TariffSet
 from cloudctl.core.bounds import Offset
 from cloudctl.core.export import XLSX_MEDIA_TYPE, csv_text, xlsx_bytes
 from cloudctl.core.schemas import Page, Schema
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["money"])
+router = DomainRouter(prefix="/api/v1", tags=["money"])
 
 Month = Annotated[str, Query(description="YYYY-MM", min_length=7, max_length=7)]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read, writes
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read, writes
+from api.routing import DomainRouter
 from cloudctl.compute import provisioning, service, volumes
 from cloudctl.compute.models import RequestStatus
 from cloudctl.compute.providers.base import ServerAction
@@ -28,7 +29,7 @@ from cloudctl.compute.schemas import (
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["government cloud"])
+router = DomainRouter(prefix="/api/v1", tags=["government cloud"])
 
 
 @router.get("/clouds")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import (
     ExtensionDecisionIn,
@@ -32,7 +33,7 @@ from cloudctl.extranet.schemas import (
 )
 from cloudctl.extranet.service import access, collection, compliance, ipam, rectification
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/extranet", tags=["extranet"])
+router = DomainRouter(prefix="/api/v1/extranet", tags=["extranet"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import PrincipalDep, SessionDep, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core import jobs
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import JobDetail, JobLogLinePublic, JobPublic, Page
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["jobs"])
+router = DomainRouter(prefix="/api/v1", tags=["jobs"])
 
 LOG_LINES_SHOWN = 50
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import Path, Query, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.notify import sender as _sender  # noqa: F401  (registers the sender's jobs with this process)
@@ -23,7 +24,7 @@ from cloudctl.notify.schemas import (
     TemplatePublic,
 )
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1", tags=["notifications"])
+router = DomainRouter(prefix="/api/v1", tags=["notifications"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.org import service
@@ -21,7 +22,7 @@ from cloudctl.org.schemas import (
     UnitUpdate,
 )
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1")
+router = DomainRouter(prefix="/api/v1")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.schemas import Page
 from cloudctl.reclaim import planning, service
@@ -20,7 +21,7 @@ from cloudctl.reclaim.schemas import (
     RollupRow,
 )
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/reclaim", tags=["reclaim"])
+router = DomainRouter(prefix="/api/v1/reclaim", tags=["reclaim"])
 
 
 @router.get("/recommendations")

@@ -5,16 +5,17 @@ from __future__ import annotations
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import SessionDep, UnitOfWorkRoute, bearer, get_principal
+from api.deps import SessionDep, bearer, get_principal
+from api.routing import DomainRouter
 from cloudctl.core.auth import Principal, Role
 from cloudctl.core.config import get_settings
 from monitors.screen import ScreenSummary, summary
 
-router = APIRouter(route_class=UnitOfWorkRoute, tags=["big screen"])
+router = DomainRouter(tags=["big screen"])
 
 
 async def screen_viewer(request: Request, background: BackgroundTasks, session: SessionDep,

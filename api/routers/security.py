@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import PrincipalDep, SessionDep, UnitFilter, UnitOfWorkRoute, bounded_read
+from api.deps import PrincipalDep, SessionDep, UnitFilter, bounded_read
+from api.routing import DomainRouter
 from cloudctl.core.bounds import Id, Offset
 from cloudctl.core.models import utcnow
 from cloudctl.core.schemas import (
@@ -53,7 +54,7 @@ from cloudctl.security.schemas import (
 from cloudctl.security.service import alerts, assets, drill_summary, drills, duty, incidents, rectification
 from cloudctl.security.service import findings as service
 
-router = APIRouter(route_class=UnitOfWorkRoute, prefix="/api/v1/security", tags=["security"])
+router = DomainRouter(prefix="/api/v1/security", tags=["security"])
 # Why a flag is taken back (DELETE carries no body): kept in the audit log as a body's reason would be.
 QueryReason = Annotated[str, Query(min_length=4, max_length=1000), NoControlMultiline]
 
