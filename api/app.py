@@ -100,7 +100,6 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False,
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
     # Before the domains' routes: routes are matched in order, and the probes are called most often.
-
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         # No session and no thread: the probe asks only whether the database answers (api.probe).

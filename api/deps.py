@@ -61,7 +61,7 @@ def writes(endpoint: F) -> F:
 
 
 def bounded_read(endpoint: F) -> F:
-    """Mark a GET route whose answer is bounded (one page of at most the page cap, one record, a probe): on SQLite
+    """Mark a GET route whose answer is bounded (one page of at most the page cap, one record): on SQLite
     it runs on the event loop, without a thread-pool turn. Never for a route that writes, nor for one whose work
     grows with the city (an export, a report, a summary): those would hold up every other request meanwhile.
     Put it under the route decorator."""
@@ -185,14 +185,14 @@ async def _read_here(unit: UnitOfWork | None, call: Callable[..., R], kwargs: di
     """A bounded read on the event loop, within ``api_read_on_loop_ms``. One that goes over (a filter scanning a
     large table) is interrupted by SQLite, rolled back, and run again in a thread-pool turn, where it holds up no
     other request: a read has changed nothing, so running it again is safe."""
-    with read_budget(get_settings().api_read_on_loop_ms / 1000) as budget:
+    seconds = get_settings().api_read_on_loop_ms / 1000
+    with read_budget(seconds) as budget:
         try:
             return _run_and_finish(unit, call, kwargs)
         except Exception:
             if not budget.spent:
                 raise
-    log.info("a bounded read went over %g ms on the event loop: finished in the thread pool",
-             get_settings().api_read_on_loop_ms)
+    log.info("a bounded read went over %g ms on the event loop: finished in the thread pool", seconds * 1000)
     if unit is not None:
         unit.finished = False  # rolled back and closed: its session begins afresh
     return await run_in_threadpool(_run_and_finish, unit, call, kwargs)

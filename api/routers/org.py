@@ -30,7 +30,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 @router.get("/me", tags=["identity"])
 @bounded_read
 async def read_me(request: Request, principal: PrincipalDep) -> MePublic:
-    # Everything shown was read with the token: no unit of work, no thread-pool turn.
+    # Everything shown was read with the token: no query, no thread-pool turn.
     check = request.state.token_check
     display_name, unit_name = service.whoami(check)
     return MePublic(
