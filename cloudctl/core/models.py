@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -55,7 +56,25 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
+        processor = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or processor is None:
+            return processor
+        generic = processor
+
+        # SQLite hands back the text SQLAlchemy stored ("2026-12-05 14:00:00.000000", UTC, no zone). Parsed with
+        # its zone in one C call, a time costs a tenth of parsing it and then tagging it with replace(tzinfo=...),
+        # which alone is half a microsecond: a hundred times per page of fifty rows. Anything else (NULL, a time
+        # written by hand in another form) takes the general way, as before.
+        def utc_from_text(value: Any) -> datetime | None:
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):
+                return generic(value)
+
+        return utc_from_text
 
 
 class LabelledEnum(str, enum.Enum):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import literal, literal_column, select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
 
 from cloudctl.core.jobs import JobStatus
 from cloudctl.core.models import UTCDateTime
@@ -29,3 +31,25 @@ def test_status_enums_carry_label_and_colour_and_stay_plain_strings() -> None:
     assert JobStatus.FAILED.colour == "red"
     assert str(JobStatus.FAILED) == "failed"
     assert JobStatus.FAILED.rich == "[red]failed (失败)[/]"
+
+
+def test_times_read_back_from_the_database_are_aware_utc_however_they_were_written(session: Session) -> None:
+    # SQLite keeps text without a zone: the form SQLAlchemy writes takes a fast way, any other (a default of
+    # CURRENT_TIMESTAMP without microseconds, a time written by hand) the general one; every one comes back the same.
+    shanghai = timezone(timedelta(hours=8))
+    written = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=shanghai)
+    column = literal_column("t", UTCDateTime())
+    back = session.scalar(select(literal(written, UTCDateTime())))
+    assert back == written
+    assert back.tzinfo is UTC
+    assert session.scalar(select(literal(None, UTCDateTime()))) is None
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    for text_form, expected in [
+        ("2026-11-22 00:30:15.123456", datetime(2026, 11, 22, 0, 30, 15, 123456, tzinfo=UTC)),
+        ("2026-11-22 00:30:15", datetime(2026, 11, 22, 0, 30, 15, tzinfo=UTC)),
+        ("2026-11-22 00:30:15.5", datetime(2026, 11, 22, 0, 30, 15, 500000, tzinfo=UTC)),
+    ]:
+        read = session.scalar(select(column).select_from(text(f"(SELECT '{text_form}' AS t)")))
+        assert read == expected, text_form
+        assert read.tzinfo is UTC
