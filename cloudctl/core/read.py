@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, false, func, select
+from sqlalchemy import ColumnElement, Connection, Select, SQLColumnExpression, false, func, select
 from sqlalchemy.orm import Session
 
 from cloudctl.core.auth import Principal
@@ -105,13 +105,32 @@ def page(session: Session, query: Select[T], *, limit: int, offset: int,
     ``count``: a cheaper query with as many rows to count (without joins that cannot change the count)."""
     limit, offset = bounds(limit, offset)
     paged = query.order_by(*order_by).limit(limit).offset(offset)
-    found: list[Any] = list(session.execute(paged) if rows else session.scalars(paged))
+    # Rows of columns and the count are plain SQL results: run on the session's connection, they skip the ORM's
+    # loading machinery (a quarter of a 50-row page's time, two thirds of a count's).
+    found: list[Any] = list(_connection(session).execute(paged, execution_options=_PLAIN).all() if rows
+                            else session.scalars(paged))
     if 0 < len(found) < limit or (offset == 0 and len(found) < limit):
         # A short page is the last one: the count is known without counting (a COUNT costs as much as the page).
         return found, offset + len(found)
     counted = count if count is not None else query
-    total = session.scalar(select(func.count()).select_from(counted.order_by(None).subquery())) or 0
+    total = _connection(session).scalar(select(func.count()).select_from(counted.order_by(None).subquery()),
+                                        execution_options=_PLAIN) or 0
     return found, total
+
+
+# A statement built afresh for each request finds its compiled form in SQLAlchemy's cache; a plain result then
+# re-keys its columns by the new statement's column objects, comparing SQL expressions, which costs a third of a
+# page. Rows here are read by name and position only, so that step is skipped, as the ORM skips it for its own
+# queries (the option is SQLAlchemy's own; were it ever dropped, results would be re-keyed as before).
+_PLAIN = {"_result_disable_adapt_to_context": True}
+
+
+def _connection(session: Session) -> Connection:
+    """The session's connection, in its transaction, with pending changes flushed first as the ORM's own queries
+    would (autoflush), so a plain SQL read sees them too."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
 
 
 def every(lister: Callable[..., tuple[Sequence[T], int]], *, size: int | None = None) -> Iterator[T]:
