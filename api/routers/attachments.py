@@ -41,8 +41,7 @@ def list_attachments(session: SessionDep, principal: PrincipalDep, entity: Entit
                      entity_id: Annotated[Id, Query(description="the record's id")],
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Offset = 0) -> Page[AttachmentPublic]:
     rows, total = attachments.list_attachments(session, principal, entity, entity_id, limit=limit, offset=offset)
-    return Page[AttachmentPublic](items=[AttachmentPublic.model_validate(r) for r in rows], total=total, limit=limit,
-                                  offset=offset)
+    return Page[AttachmentPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{attachment_id}")

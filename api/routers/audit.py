@@ -30,5 +30,4 @@ def read_audit(
 ) -> Page[AuditEntryPublic]:
     rows, total = list_audit(session, principal, entity=entity, entity_id=entity_id, actor=actor, since=since,
                              limit=limit, offset=offset)
-    return Page[AuditEntryPublic](items=[AuditEntryPublic.model_validate(r) for r in rows], total=total,
-                                  limit=limit, offset=offset)
+    return Page[AuditEntryPublic].of(rows, total=total, limit=limit, offset=offset)

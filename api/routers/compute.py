@@ -65,8 +65,7 @@ def list_quotas(
     offset: Offset = 0,
 ) -> Page[QuotaPublic]:
     rows, total = service.list_quotas(session, principal, unit=unit, cloud=cloud, limit=limit, offset=offset)
-    return Page[QuotaPublic](items=[QuotaPublic.model_validate(q) for q in rows], total=total, limit=limit,
-                             offset=offset)
+    return Page[QuotaPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.put("/quotas/{unit}/{cloud}")
@@ -86,8 +85,7 @@ def list_volume_quotas(
 ) -> Page[VolumeQuotaPublic]:
     """Block storage quotas in GiB per volume type: a department sees its own subtree's."""
     rows, total = volumes.list_volume_quotas(session, principal, unit=unit, cloud=cloud, limit=limit, offset=offset)
-    return Page[VolumeQuotaPublic](items=[VolumeQuotaPublic.model_validate(q) for q in rows], total=total,
-                                   limit=limit, offset=offset)
+    return Page[VolumeQuotaPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.put("/volume-quotas/{unit}/{cloud}/{volume_type}")
@@ -118,8 +116,7 @@ def list_requests(
 ) -> Page[RequestPublic]:
     rows, total = provisioning.list_requests(session, principal, unit=unit, status=status, limit=limit,
                                              offset=offset)
-    return Page[RequestPublic](items=[RequestPublic.model_validate(r) for r in rows], total=total, limit=limit,
-                               offset=offset)
+    return Page[RequestPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/requests/{request_id}")
@@ -162,8 +159,7 @@ def list_servers(
 ) -> Page[ServerPublic]:
     rows, total = provisioning.list_servers(session, principal, unit=unit, cloud=cloud, status=status,
                                             orphans=orphans, ip=ip, limit=limit, offset=offset)
-    return Page[ServerPublic](items=[ServerPublic.model_validate(s) for s in rows], total=total, limit=limit,
-                              offset=offset)
+    return Page[ServerPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/servers/{server_id}")
@@ -211,8 +207,7 @@ def list_volumes(
     """Block volumes (云硬盘): a department sees its own subtree's."""
     rows, total = volumes.list_volumes(session, principal, unit=unit, cloud=cloud, status=status,
                                        unattached_days=unattached_days, limit=limit, offset=offset)
-    return Page[VolumePublic](items=[VolumePublic.model_validate(v) for v in rows], total=total, limit=limit,
-                              offset=offset)
+    return Page[VolumePublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/volumes/{volume_id}")

@@ -47,8 +47,7 @@ def access_rate(session: SessionDep, principal: PrincipalDep) -> list[AccessRate
 def list_links(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None,
                status: LinkStatus | None = None, limit: Limit = 50, offset: Offset = 0) -> Page[LinkPublic]:
     rows, total = access.list_links(session, principal, unit=unit, status=status, limit=limit, offset=offset)
-    return Page[LinkPublic](items=[LinkPublic.model_validate(r) for r in rows], total=total, limit=limit,
-                            offset=offset)
+    return Page[LinkPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.post("/links", status_code=status.HTTP_201_CREATED)
@@ -76,8 +75,7 @@ def list_prefixes(session: SessionDep, principal: PrincipalDep, zone: Zone | Non
 def list_applications(session: SessionDep, principal: PrincipalDep, status: ApplicationStatus | None = None,
                       unit: UnitFilter = None, limit: Limit = 50, offset: Offset = 0) -> Page[ApplicationPublic]:
     rows, total = ipam.list_applications(session, principal, status=status, unit=unit, limit=limit, offset=offset)
-    return Page[ApplicationPublic](items=[ApplicationPublic.model_validate(a) for a in rows], total=total,
-                                   limit=limit, offset=offset)
+    return Page[ApplicationPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.post("/ip-applications", status_code=status.HTTP_201_CREATED)
@@ -119,8 +117,7 @@ def release_application(app_id: Id, session: SessionDep, principal: PrincipalDep
 def list_devices(session: SessionDep, principal: PrincipalDep, unit: UnitFilter = None, failing: bool = False,
                  limit: Limit = 50, offset: Offset = 0) -> Page[DevicePublic]:
     rows, total = collection.list_devices(session, principal, unit=unit, failing=failing, limit=limit, offset=offset)
-    return Page[DevicePublic](items=[DevicePublic.model_validate(d) for d in rows], total=total, limit=limit,
-                              offset=offset)
+    return Page[DevicePublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/violations")
@@ -131,8 +128,7 @@ def list_violations(session: SessionDep, principal: PrincipalDep,
                     offset: Offset = 0) -> Page[ViolationPublic]:
     rows, total = compliance.list_violations(session, principal, rule=rule, unit=unit, status=status, limit=limit,
                                              offset=offset)
-    return Page[ViolationPublic](items=[ViolationPublic.model_validate(v) for v in rows], total=total, limit=limit,
-                                 offset=offset)
+    return Page[ViolationPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/violations/{violation_id}")

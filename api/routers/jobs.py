@@ -28,8 +28,7 @@ def list_jobs(
     offset: Offset = 0,
 ) -> Page[JobPublic]:
     rows, total = jobs.list_jobs(session, principal, status=status, kind=kind, limit=limit, offset=offset)
-    return Page[JobPublic](items=[JobPublic.model_validate(j) for j in rows], total=total, limit=limit,
-                           offset=offset)
+    return Page[JobPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/jobs/{job_id}")

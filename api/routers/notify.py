@@ -39,8 +39,7 @@ def list_notifications(session: SessionDep, principal: PrincipalDep,
     """The outbox, newest first: what was sent, waits, or failed, and why; a department sees its own."""
     rows, total = service.list_deliveries(session, principal, status=status_, unit=unit, kind=kind, limit=limit,
                                           offset=offset)
-    return Page[NotificationPublic](items=[NotificationPublic.model_validate(r) for r in rows], total=total,
-                                    limit=limit, offset=offset)
+    return Page[NotificationPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/notifications/{notification_id}")

@@ -56,8 +56,7 @@ def list_units(
     offset: Offset = 0,
 ) -> Page[UnitPublic]:
     rows, total = service.list_units(session, principal, kind=kind, parent=parent, q=q, limit=limit, offset=offset)
-    return Page[UnitPublic](items=[UnitPublic.model_validate(u) for u in rows], total=total, limit=limit,
-                            offset=offset)
+    return Page[UnitPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.post("/units", status_code=status.HTTP_201_CREATED, tags=["units"])
@@ -91,8 +90,7 @@ def list_systems(
 ) -> Page[BusinessSystemPublic]:
     rows, total = service.list_systems(session, principal, unit=unit, mlps_level=mlps_level, q=q, limit=limit,
                                        offset=offset)
-    return Page[BusinessSystemPublic](items=[BusinessSystemPublic.model_validate(s) for s in rows], total=total,
-                                      limit=limit, offset=offset)
+    return Page[BusinessSystemPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.post("/business-systems", status_code=status.HTTP_201_CREATED, tags=["business systems"])

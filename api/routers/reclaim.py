@@ -38,8 +38,7 @@ def list_recommendations(
 ) -> Page[RecommendationPublic]:
     rows, total = service.list_recommendations(session, principal, unit=unit, kind=kind, status=status, cloud=cloud,
                                                limit=limit, offset=offset)
-    return Page[RecommendationPublic](items=[RecommendationPublic.model_validate(r) for r in rows], total=total,
-                                      limit=limit, offset=offset)
+    return Page[RecommendationPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/recommendations/{rec_id}")

@@ -70,8 +70,7 @@ def list_assets(session: SessionDep, principal: PrincipalDep, unit: UnitFilter =
     """Scanned addresses with their unit, cloud server, business system and MLPS level; a department sees its own."""
     rows, total = assets.list_assets(session, principal, unit=unit, business_system=business_system,
                                      mlps_level=mlps_level, linked=linked, ip=ip, limit=limit, offset=offset)
-    return Page[AssetPublic](items=[AssetPublic.model_validate(a) for a in rows], total=total, limit=limit,
-                             offset=offset)
+    return Page[AssetPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/assets/{asset_id}")
@@ -100,8 +99,7 @@ def list_findings(session: SessionDep, principal: PrincipalDep, scope: str | Non
     rows, total = service.list_findings(session, principal, scope=scope, unit=unit, severity=severity, active=active,
                                         overdue=overdue, business_system=business_system, mlps_level=mlps_level,
                                         ticket=ticket, limit=limit, offset=offset)
-    return Page[FindingPublic](items=[FindingPublic.model_validate(f) for f in rows], total=total, limit=limit,
-                               offset=offset)
+    return Page[FindingPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/findings/{finding_id}")
@@ -116,8 +114,7 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, status: TicketSta
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                  offset: Offset = 0) -> Page[TicketPublic]:
     rows, total = service.list_tickets(session, principal, status=status, limit=limit, offset=offset)
-    return Page[TicketPublic](items=[TicketPublic.model_validate(t) for t in rows], total=total, limit=limit,
-                              offset=offset)
+    return Page[TicketPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 # Triage is the security team's: a department reads its findings but does not judge them.
@@ -233,8 +230,7 @@ def list_alerts(session: SessionDep, principal: PrincipalDep, status_: Annotated
                 limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                 offset: Offset = 0) -> Page[AlertPublic]:
     rows, total = alerts.list_alerts(session, principal, status=status_, verdict=verdict, limit=limit, offset=offset)
-    return Page[AlertPublic](items=[AlertPublic.model_validate(a) for a in rows], total=total, limit=limit,
-                             offset=offset)
+    return Page[AlertPublic].of(rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/alerts/{alert_id}")

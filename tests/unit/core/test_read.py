@@ -18,8 +18,10 @@ from cloudctl.core.auth import Principal, Role
 from cloudctl.core.config import Settings, reset_settings
 from cloudctl.core.errors import InvalidInput, NotFound
 from cloudctl.core.models import utcnow
+from cloudctl.core.schemas import Page
 from cloudctl.org import service as org
-from cloudctl.org.models import Unit
+from cloudctl.org.models import Unit, UnitKind
+from cloudctl.org.schemas import UnitPublic
 from tests.factories import ADMIN, build_mini_city, make_server, make_system, make_user
 
 COUNTY, TOWN, VILLAGE, DEPARTMENT = "990102", "990102001", "990102001001", "990100-D01"
@@ -326,3 +328,27 @@ def test_a_unit_filter_means_the_unit_and_everything_under_it(session: Session, 
         rows(session, dept, DEPARTMENT)
     assert outside.value.field == "unit"
 
+
+
+def test_a_page_of_rows_sees_what_the_session_has_not_yet_written(session: Session) -> None:
+    # Rows of columns and counts are read as plain SQL: they must still see pending changes, as the ORM's own
+    # queries would (autoflush).
+    build_mini_city(session)
+    city = session.scalars(select(Unit).where(Unit.code == "990100")).one()
+    session.add(Unit(code="990100-D99", name="市新设局", kind=UnitKind.DEPARTMENT, parent=city))
+    codes = [row.code for row in read.every(partial(org.list_units, session, ADMIN), size=3)]
+    assert "990100-D99" in codes
+    _rows, total = org.list_units(session, ADMIN, limit=3, offset=0)
+    assert total == len(codes) == 8
+
+
+def test_a_page_validates_rows_of_columns_as_their_records_would(session: Session) -> None:
+    build_mini_city(session)
+    rows, total = org.list_units(session, ADMIN, limit=50, offset=0)
+    page = Page[UnitPublic].of(rows, total=total, limit=50, offset=0)
+    records = session.scalars(select(Unit).order_by(Unit.code)).all()
+    assert page.items == [UnitPublic.model_validate(unit) for unit in records]
+    assert {None, "990100", COUNTY, TOWN} <= {item.parent for item in page.items}
+    # Records (ORM objects) are validated by their attributes.
+    assert Page[UnitPublic].of(records, total=total, limit=50, offset=0) == page
+    assert Page[UnitPublic].of([], total=0, limit=50, offset=0).items == []
