@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from cloudctl.core.db import ReadOnlyUnitOfWork, is_read_only, session_factory, session_scope
+from cloudctl.core.db import SQLITE_BUSY_TIMEOUT_MS, ReadOnlyUnitOfWork, is_read_only, session_factory, session_scope
 from cloudctl.org.models import Unit, UnitKind
 from tests.factories import build_mini_city
 
@@ -67,3 +68,22 @@ def test_a_writer_waits_for_no_reader(city_engine: Engine) -> None:
         assert reader.scalar(text("SELECT count(*) FROM units")) == 7
         with session_scope(city_engine) as writer:
             writer.execute(update(Unit).where(Unit.code == "990100-D02").values(contact_name="王芳"))
+
+
+def test_a_writer_that_cannot_have_the_lock_gets_sqlalchemys_operational_error(city_engine: Engine) -> None:
+    # On SQLite a writing unit of work begins by taking the one write lock; held elsewhere past busy_timeout, its
+    # BEGIN fails as SQLAlchemy's OperationalError (what the API answers 503 to, what token stamps skip on).
+    if city_engine.dialect.name != "sqlite":
+        pytest.skip("the write lock taken at BEGIN is SQLite's")
+    with city_engine.connect() as holder:
+        holder.begin()
+        holder.execute(update(Unit).where(Unit.code == "990100-D02").values(contact_name="王芳"))
+        with city_engine.connect() as waiting:
+            driver = waiting.connection.driver_connection
+            driver.execute("PRAGMA busy_timeout=20")  # type: ignore[union-attr]
+            with pytest.raises(OperationalError, match="database is locked"):
+                waiting.begin()
+            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
+        holder.rollback()
+    with session_scope(city_engine) as writer:  # the lock is free again: nothing was left half-begun
+        writer.execute(update(Unit).where(Unit.code == "990100-D02").values(contact_name="李娜"))
