@@ -107,20 +107,21 @@ def page(session: Session, query: Select[T], *, limit: int, offset: int,
     paged = query.order_by(*order_by).limit(limit).offset(offset)
     # Rows of columns and the count are plain SQL results: run on the session's connection, they skip the ORM's
     # loading machinery (a quarter of a 50-row page's time, two thirds of a count's).
-    found: list[Any] = list(_connection(session).execute(paged, execution_options=_PLAIN).all() if rows
+    connection = _connection(session)
+    found: list[Any] = list(connection.execute(paged, execution_options=_PLAIN).all() if rows
                             else session.scalars(paged))
     if 0 < len(found) < limit or (offset == 0 and len(found) < limit):
         # A short page is the last one: the count is known without counting (a COUNT costs as much as the page).
         return found, offset + len(found)
     counted = count if count is not None else query
-    total = _connection(session).scalar(select(func.count()).select_from(counted.order_by(None).subquery()),
-                                        execution_options=_PLAIN) or 0
+    total = connection.scalar(select(func.count()).select_from(counted.order_by(None).subquery()),
+                              execution_options=_PLAIN) or 0
     return found, total
 
 
 # A statement built afresh for each request finds its compiled form in SQLAlchemy's cache; a plain result then
-# re-keys its columns by the new statement's column objects, comparing SQL expressions, which costs a third of a
-# page. Rows here are read by name and position only, so that step is skipped, as the ORM skips it for its own
+# re-keys its columns by the new statement's column objects, comparing SQL expressions, which costs a quarter
+# of a page. Rows here are read by name and position only, so that step is skipped, as the ORM skips it for its own
 # queries (the option is SQLAlchemy's own; were it ever dropped, results would be re-keyed as before).
 _PLAIN = {"_result_disable_adapt_to_context": True}
 
